@@ -1,0 +1,43 @@
+"""Keyspaces of the member's single LevelDB, declared once (like etcd's bucket.go).
+
+Every key in the database starts with exactly one of these one-byte prefixes;
+the module that owns a keyspace encodes what follows the prefix.
+
+==========  ====================================  ================================
+prefix      keyspace                              owner
+==========  ====================================  ================================
+``m``       meta: applied index, ids, versions    storage.backend / apply
+``h``       MVCC history: revision -> record      server.mvcc
+``i``       MVCC key index: key + inverted rev    server.mvcc
+``c``       MVCC current: key -> latest record    server.mvcc
+``w``       raft log (WAL) entries by index       storage.wal
+``s``       raft hard state, snapshot metadata    storage.wal
+``l``       leases                                server.lease
+``a``       auth: users, roles, settings          server.auth
+``b``       members                               server.membership
+``x``       alarms                                server.alarms
+==========  ====================================  ================================
+"""
+
+from __future__ import annotations
+
+META = b"m"
+HISTORY = b"h"
+KEY_INDEX = b"i"
+CURRENT = b"c"
+WAL = b"w"
+RAFT_STATE = b"s"
+LEASES = b"l"
+AUTH = b"a"
+MEMBERS = b"b"
+ALARMS = b"x"
+
+ALL_PREFIXES = (META, HISTORY, KEY_INDEX, CURRENT, WAL, RAFT_STATE, LEASES, AUTH, MEMBERS, ALARMS)
+
+# meta keys (after the META prefix)
+META_FORMAT = b"format"  # data-dir format marker; a foreign or newer format refuses to open
+META_APPLIED_INDEX = b"applied_index"  # raft index of the last applied entry, written with its effects
+META_CLUSTER_ID = b"cluster_id"
+META_MEMBER_ID = b"member_id"
+
+FORMAT_VERSION = b"etcdpy-data-v1"

@@ -1,0 +1,123 @@
+"""Real server processes for tests: free loopback ports, temp data dirs, always killed.
+
+`ServerProcess` starts either the reference etcd (``etcd``) or etcdpy
+(``python -m etcdpy server``) with etcd's flag names, waits until the client port
+answers, and kills the whole process group on `stop` (tests call it through the
+fixtures in conftest.py, so nothing outlives the test).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ETCD_BIN = shutil.which("etcd")
+ETCDCTL_BIN = shutil.which("etcdctl")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """Block until 127.0.0.1:port accepts connections; fail early if proc died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on 127.0.0.1:{port} within {timeout}s")
+
+
+@dataclass
+class ServerProcess:
+    """One member process (etcd or etcdpy) on free loopback ports."""
+
+    kind: str  # "etcd" or "etcdpy"
+    data_dir: Path
+    name: str = "default"
+    client_port: int = field(default_factory=free_port)
+    peer_port: int = field(default_factory=free_port)
+    extra_args: list[str] = field(default_factory=list)
+    log_path: Path | None = None
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def client_url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    def command(self) -> list[str]:
+        if self.kind == "etcd":
+            if ETCD_BIN is None:
+                raise RuntimeError("the reference etcd is not installed (apt-get install etcd-server)")
+            base = [ETCD_BIN]
+        else:
+            base = [sys.executable, "-m", "etcdpy", "server"]
+        return [
+            *base,
+            "--name", self.name,
+            "--data-dir", str(self.data_dir),
+            "--listen-client-urls", self.client_url,
+            "--advertise-client-urls", self.client_url,
+            "--listen-peer-urls", self.peer_url,
+            "--initial-advertise-peer-urls", self.peer_url,
+            "--initial-cluster", f"{self.name}={self.peer_url}",
+            *self.extra_args,
+        ]  # fmt: skip
+
+    def start(self, timeout: float = 20.0) -> ServerProcess:
+        log_path = self.log_path or self.data_dir.with_name(self.data_dir.name + ".log")
+        self.log_path = log_path
+        log = log_path.open("ab")
+        env = dict(os.environ)
+        env.pop("ETCDCTL_API", None)
+        self.proc = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
+        )
+        log.close()
+        try:
+            wait_for_port(self.client_port, self.proc, timeout)
+        except Exception:
+            self.stop()
+            raise RuntimeError(f"{self.kind} failed to start; log:\n{self.read_log()}") from None
+        return self
+
+    def read_log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Signal the whole process group (kill -9 by default) and reap it."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        self.kill(signal.SIGKILL)
