@@ -1,0 +1,168 @@
+"""Storage: the log, hard state and snapshot raft reads; MemoryStorage implements it.
+
+Raft only reads from storage. The application writes to it (entries and hard state
+from each Ready, snapshots it installs or creates) before calling advance().
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from etcdpy.api.raftpb import raft_pb2 as pb
+from etcdpy.raft.errors import ErrCompacted, ErrSnapOutOfDate, ErrUnavailable
+
+NO_LIMIT = (1 << 64) - 1
+"""NO_LIMIT as a max_size means 'no size limit'."""
+
+
+def entry_size(entry: pb.Entry) -> int:
+    """Entry_size is the encoded size of an entry, used for message and Ready size limits."""
+    return entry.ByteSize()
+
+
+def limit_size(entries: list[pb.Entry], max_size: int) -> list[pb.Entry]:
+    """Limit_size returns the longest prefix of entries within max_size bytes, but at least one entry."""
+    if max_size >= NO_LIMIT or len(entries) <= 1:
+        return entries
+    size = entries[0].ByteSize()
+    for limit in range(1, len(entries)):
+        size += entries[limit].ByteSize()
+        if size > max_size:
+            return entries[:limit]
+    return entries
+
+
+class Storage(Protocol):
+    """Storage is the read-only view of persisted raft state that raft consults.
+
+    Raft never writes through this interface. Errors: ErrCompacted for indexes
+    below first_index()-1 (term) or first_index() (entries), ErrUnavailable for
+    indexes past last_index(), ErrSnapshotTemporarilyUnavailable from snapshot()
+    while one is being prepared (raft then retries later).
+    """
+
+    def initial_state(self) -> tuple[pb.HardState, pb.ConfState]:
+        """Initial_state returns the saved HardState and the ConfState of the last snapshot."""
+        ...
+
+    def entries(self, lo: int, hi: int, max_size: int) -> list[pb.Entry]:
+        """Entries returns entries in [lo, hi), at most max_size bytes but at least one."""
+        ...
+
+    def term(self, i: int) -> int:
+        """Term returns the term of entry i, which must be in [first_index()-1, last_index()]."""
+        ...
+
+    def first_index(self) -> int:
+        """First_index is the index of the first entry available through entries()."""
+        ...
+
+    def last_index(self) -> int:
+        """Last_index is the index of the last entry in storage."""
+        ...
+
+    def snapshot(self) -> pb.Snapshot:
+        """Snapshot returns the most recent snapshot."""
+        ...
+
+
+class MemoryStorage:
+    """MemoryStorage is an in-memory Storage, the reference implementation used in tests."""
+
+    def __init__(self) -> None:
+        self.hard_state = pb.HardState()
+        self._snapshot = pb.Snapshot(metadata=pb.SnapshotMetadata())
+        # invariant: _ents[0] is a dummy entry carrying the index and term of the
+        # last compaction point (the snapshot), so _ents is never empty.
+        self._ents: list[pb.Entry] = [pb.Entry()]
+
+    def initial_state(self) -> tuple[pb.HardState, pb.ConfState]:
+        """Initial_state returns the hard state and the snapshot's configuration."""
+        return self.hard_state, self._snapshot.metadata.conf_state
+
+    def set_hard_state(self, hard_state: pb.HardState) -> None:
+        """Set_hard_state saves the current term, vote and commit index."""
+        self.hard_state = hard_state
+
+    def entries(self, lo: int, hi: int, max_size: int) -> list[pb.Entry]:
+        """Entries returns entries in [lo, hi) limited to max_size bytes (at least one)."""
+        offset = self._ents[0].index
+        if lo <= offset:
+            raise ErrCompacted()
+        if hi > self.last_index() + 1:
+            raise IndexError(f"entries' hi({hi}) is out of bound lastindex({self.last_index()})")
+        if len(self._ents) == 1:
+            raise ErrUnavailable()
+        return limit_size(self._ents[lo - offset : hi - offset], max_size)
+
+    def term(self, i: int) -> int:
+        """Term returns the term of entry i."""
+        offset = self._ents[0].index
+        if i < offset:
+            raise ErrCompacted()
+        if i - offset >= len(self._ents):
+            raise ErrUnavailable()
+        return self._ents[i - offset].term
+
+    def last_index(self) -> int:
+        """Last_index is the index of the last entry held."""
+        return self._ents[0].index + len(self._ents) - 1
+
+    def first_index(self) -> int:
+        """First_index is the index after the compaction point."""
+        return self._ents[0].index + 1
+
+    def snapshot(self) -> pb.Snapshot:
+        """Snapshot returns the most recent snapshot."""
+        return self._snapshot
+
+    def apply_snapshot(self, snap: pb.Snapshot) -> None:
+        """Apply_snapshot replaces the log with the snapshot (received from a leader)."""
+        if snap.metadata.index <= self._snapshot.metadata.index:
+            raise ErrSnapOutOfDate()
+        self._snapshot = snap
+        self._ents = [pb.Entry(term=snap.metadata.term, index=snap.metadata.index)]
+
+    def create_snapshot(self, i: int, conf_state: pb.ConfState | None, data: bytes) -> pb.Snapshot:
+        """Create_snapshot records a snapshot of the applied state up to index i.
+
+        Log entries are kept; call compact() to discard those covered by the snapshot.
+        """
+        if i <= self._snapshot.metadata.index:
+            raise ErrSnapOutOfDate()
+        offset = self._ents[0].index
+        if i > self.last_index():
+            raise IndexError(f"snapshot {i} is out of bound lastindex({self.last_index()})")
+        meta = pb.SnapshotMetadata(index=i, term=self._ents[i - offset].term)
+        meta.conf_state.CopyFrom(conf_state if conf_state is not None else self._snapshot.metadata.conf_state)
+        self._snapshot = pb.Snapshot(data=data, metadata=meta)
+        return self._snapshot
+
+    def compact(self, compact_index: int) -> None:
+        """Compact discards entries up to compact_index; it must not exceed the applied index."""
+        offset = self._ents[0].index
+        if compact_index <= offset:
+            raise ErrCompacted()
+        if compact_index > self.last_index():
+            raise IndexError(f"compact {compact_index} is out of bound lastindex({self.last_index()})")
+        i = compact_index - offset
+        dummy = pb.Entry(index=self._ents[i].index, term=self._ents[i].term)
+        self._ents = [dummy, *self._ents[i + 1 :]]
+
+    def append(self, entries: Sequence[pb.Entry]) -> None:
+        """Append adds entries, replacing any conflicting suffix; entries must be contiguous."""
+        if not entries:
+            return
+        first = self.first_index()
+        last = entries[-1].index
+        if last < first:
+            return  # everything is already compacted
+        ents = list(entries)
+        if first > ents[0].index:
+            ents = ents[first - ents[0].index :]
+        offset = ents[0].index - self._ents[0].index
+        if offset > len(self._ents):
+            raise IndexError(f"missing log entry [last: {self.last_index()}, append at: {ents[0].index}]")
+        del self._ents[offset:]
+        self._ents.extend(ents)
