@@ -1,0 +1,164 @@
+"""Applier: committed raft entries -> MVCC store changes, deterministically.
+
+`Applier.apply` takes a run of committed entries and writes all their effects,
+plus the new applied index, in ONE unsynced LevelDB write batch: after a crash
+the store holds exactly the entries up to the stored applied index, and replay
+starts right after it.  Nothing here reads the clock or depends on the member,
+so every member computes the same store and the same HashKV.
+
+A request that fails while applying (e.g. ErrKeyNotFound for ignore_value)
+yields its error as the result and changes nothing; its entry still counts as
+applied.  Other exceptions are bugs or disk failures: they propagate and the
+batch (and the applied index) is not written.
+
+Events: after a batch is written, ``on_events(revision, events)`` is called once
+per revision that changed something, in order, with the mvccpb.Events of that
+revision (PUT events carry prev_kv when the key existed; DELETE events carry the
+deleted KeyValue as prev_kv; a watch hub strips prev_kv for watchers that did
+not ask for it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+from google.protobuf.message import Message
+
+from etcdpy.api import errors
+from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
+from etcdpy.api.mvccpb import kv_pb2
+from etcdpy.server.mvcc import ops, txn
+from etcdpy.server.mvcc.kvstore import KVStore
+from etcdpy.server.mvcc.leases import LeaseLookup
+from etcdpy.server.mvcc.writer import Batch
+from etcdpy.server.storage import schema
+from etcdpy.server.storage.backend import Backend
+
+EventSink = Callable[[int, Sequence[kv_pb2.Event]], None]
+
+_APPLIED_INDEX_KEY = schema.META + schema.META_APPLIED_INDEX
+
+
+class ApplyResult(NamedTuple):
+    """ApplyResult is one applied entry's outcome: the proposal id and its response or error."""
+
+    request_id: int  # InternalRaftRequest.header.ID
+    response: Message | errors.EtcdError  # response.header.revision is set; other header fields are not
+
+
+class Applier:
+    """Applier applies committed entries to the store and serves local reads of it.
+
+    Single writer: call `apply` from one place at a time.  `range`, `hash` and
+    `hash_kv` read a snapshot and may run concurrently with `apply`.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        lease_lookup: LeaseLookup | None = None,
+        on_events: EventSink | None = None,
+    ) -> None:
+        self.backend = backend
+        self.store = KVStore(backend, leases=lease_lookup)
+        self.on_events = on_events
+        raw = backend.get(_APPLIED_INDEX_KEY)
+        self._applied_index = int.from_bytes(raw, "big") if raw is not None else 0
+
+    @property
+    def applied_index(self) -> int:
+        """Raft index of the last applied entry (0 for a new store); stored with the data."""
+        return self._applied_index
+
+    @property
+    def current_revision(self) -> int:
+        return self.store.current_revision
+
+    @property
+    def compact_revision(self) -> int:
+        """The last scheduled compaction revision; -1 if the store was never compacted."""
+        return self.store.compact_revision
+
+    def apply(self, entries: Sequence[tuple[int, bytes]]) -> list[ApplyResult]:
+        """Apply (raft index, InternalRaftRequest bytes) entries in one write batch.
+
+        Entries at or below the applied index are skipped (replays after a
+        restart); ``b""`` is an empty entry (e.g. a new leader's) that only moves
+        the applied index.  Returns one result per applied non-empty entry, in order.
+        """
+        results: list[ApplyResult] = []
+        new_index = self._applied_index
+        with self.backend.batch(sync=False) as wb:
+            batch = self.store.begin(wb)
+            for index, data in entries:
+                if index <= new_index:
+                    continue
+                new_index = index
+                if data:
+                    req = raft_internal_pb2.InternalRaftRequest.FromString(data)
+                    results.append(ApplyResult(req.header.ID or req.ID, self._apply_one(batch, req)))
+            batch.finish()
+            wb.put(_APPLIED_INDEX_KEY, new_index.to_bytes(8, "big"))
+        self.store.published(batch)
+        self._applied_index = new_index
+        if self.on_events is not None:
+            for rev, events in batch.events:
+                self.on_events(rev, events)
+        return results
+
+    def _apply_one(
+        self, batch: Batch, req: raft_internal_pb2.InternalRaftRequest
+    ) -> Message | errors.EtcdError:
+        leases = self.store.leases
+        try:
+            if req.HasField("put"):
+                w = batch.write_txn()
+                ops.check_put(w, req.put, leases)
+                put_resp = ops.put_request(w, req.put)
+                w.end()
+                return put_resp
+            if req.HasField("delete_range"):
+                w = batch.write_txn()
+                del_resp = ops.delete_request(w, req.delete_range)
+                w.end()
+                return del_resp
+            if req.HasField("txn"):
+                w = batch.write_txn()
+                txn_resp = txn.txn_request(w, req.txn, leases)
+                w.end()
+                return txn_resp
+            if req.HasField("range"):
+                return ops.range_request(batch.reader(), req.range)
+            if req.HasField("compaction"):
+                batch.compact(req.compaction.revision)
+                compact_resp = rpc_pb2.CompactionResponse()
+                compact_resp.header.revision = batch.rev
+                return compact_resp
+        except errors.EtcdError as exc:
+            return exc
+        return errors.ErrNotCapable()  # a request kind this applier does not handle (yet)
+
+    # ---- reads and maintenance (not through raft) ----
+
+    def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+        """Serve a range from the local store; header.revision is the store's current revision."""
+        with self.store.read() as reader:
+            return ops.range_request(reader, req)
+
+    def hash(self) -> int:
+        return self.store.hash()
+
+    def hash_kv(self, revision: int) -> tuple[int, int, int]:
+        """(hash, compact_revision, hash_revision); see `KVStore.hash_kv`."""
+        return self.store.hash_kv(revision)
+
+    @property
+    def compaction_pending(self) -> bool:
+        """Whether a compaction still has versions to delete; drive it with `compact_step`."""
+        return self.store.compaction_pending
+
+    def compact_step(self, max_records: int = 1000) -> bool:
+        """One bounded batch of physical compaction; True when none is left (see `KVStore.compact_step`)."""
+        return self.store.compact_step(max_records)

@@ -1,0 +1,138 @@
+"""Batch and WriteTxn: the write side of the MVCC store.
+
+A `Batch` gathers the changes of one apply call in one LevelDB write batch and
+an `Overlay` (so later requests of the call read earlier ones).  Each write
+request opens a `WriteTxn`: it owns one main revision, numbers its changes with
+sub revisions, and only takes the revision if it changes something.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from etcdpy.api import errors
+from etcdpy.api.mvccpb import kv_pb2
+from etcdpy.server.mvcc import layout
+from etcdpy.server.mvcc.layout import Revision
+from etcdpy.server.mvcc.leases import LeaseLookup
+from etcdpy.server.mvcc.reader import Overlay, Reader
+
+Event = kv_pb2.Event
+
+
+class Batch:
+    """Batch is one apply call's pending changes; `KVStore.commit` writes and publishes them."""
+
+    def __init__(self, view: Any, wb: Any, rev: int, compact_rev: int, leases: LeaseLookup) -> None:
+        self.view = view
+        self.wb = wb  # plyvel write batch; the caller may add its own keys (e.g. the applied index)
+        self.overlay = Overlay()
+        self.rev = rev  # current revision including this batch's writes so far
+        self.compact_rev = compact_rev  # logical compaction including this batch's
+        self.compaction_scheduled = False
+        self.leases = leases
+        self.events: list[tuple[int, list[kv_pb2.Event]]] = []  # (revision, its events), ascending
+
+    def reader(self) -> Reader:
+        """A reader of the batch's current state (disk plus everything applied so far)."""
+        return Reader(self.view, self.overlay, self.rev, self.compact_rev)
+
+    def write_txn(self) -> WriteTxn:
+        return WriteTxn(self)
+
+    def compact(self, rev: int) -> None:
+        """Schedule a compaction at ``rev``: reads below it fail from now on.
+
+        The physical deletion runs later in bounded steps (`KVStore.compact_step`).
+        """
+        if rev <= self.compact_rev:
+            raise errors.ErrCompacted()
+        if rev > self.rev:
+            raise errors.ErrFutureRev()
+        self.compact_rev = rev
+        self.compaction_scheduled = True
+        self.wb.put(layout.meta_key(layout.META_COMPACT_SCHEDULED), layout.encode_i64(rev))
+
+    def finish(self) -> None:
+        """Record the batch's current revision with its changes (call once, before writing)."""
+        self.wb.put(layout.meta_key(layout.META_CURRENT_REV), layout.encode_u64(self.rev))
+
+
+class WriteTxn(Reader):
+    """WriteTxn applies one write request at revision ``main``; reads see its own earlier writes.
+
+    Its ``rev`` is the revision a read inside it observes: the batch revision
+    before the first change, ``main`` after it.
+    """
+
+    def __init__(self, batch: Batch) -> None:
+        super().__init__(batch.view, batch.overlay, batch.rev, batch.compact_rev)
+        self._batch = batch
+        self.main = batch.rev + 1
+        self._changes = 0  # next sub revision
+        self._events: list[kv_pb2.Event] = []
+
+    @property
+    def changed(self) -> bool:
+        return self._changes > 0
+
+    def put(self, key: bytes, value: bytes, lease: int) -> None:
+        """Write a new version of ``key``; keeps create revision, bumps version, moves the lease."""
+        prev = self.get(key)
+        kv = kv_pb2.KeyValue(
+            key=key,
+            create_revision=prev.create_revision if prev is not None else self.main,
+            mod_revision=self.main,
+            version=prev.version + 1 if prev is not None else 1,
+            value=value,
+            lease=lease,
+        )
+        kv_bytes = kv.SerializeToString()
+        rev = self._next_rev()
+        wb = self._batch.wb
+        wb.put(layout.history_key(rev), layout.encode_record(layout.PUT, kv_bytes))
+        wb.put(layout.index_key(key, rev), layout.PUT)
+        wb.put(layout.current_key(key), kv_bytes)
+        self.overlay_record(key, rev, kv_bytes)
+        leases = self._batch.leases
+        if prev is not None and prev.lease:
+            leases.detach(key, prev.lease)
+        if lease:
+            leases.attach(key, lease)
+        event = kv_pb2.Event(type=kv_pb2.Event.PUT, kv=kv)
+        if prev is not None:
+            event.prev_kv.CopyFrom(prev)
+        self._events.append(event)
+
+    def delete_range(self, key: bytes, end: bytes | None) -> list[kv_pb2.KeyValue]:
+        """Delete every live key in the range (one tombstone each); return what was deleted."""
+        deleted = list(self.range(key, end, self.rev))
+        wb = self._batch.wb
+        leases = self._batch.leases
+        for prev in deleted:
+            rev = self._next_rev()
+            tomb = kv_pb2.KeyValue(key=prev.key, mod_revision=self.main)
+            wb.put(layout.history_key(rev), layout.encode_record(layout.TOMBSTONE, tomb.SerializeToString()))
+            wb.put(layout.index_key(prev.key, rev), layout.TOMBSTONE)
+            wb.delete(layout.current_key(prev.key))
+            self.overlay_record(prev.key, rev, None)
+            if prev.lease:
+                leases.detach(prev.key, prev.lease)
+            self._events.append(kv_pb2.Event(type=kv_pb2.Event.DELETE, kv=tomb, prev_kv=prev))
+        return deleted
+
+    def overlay_record(self, key: bytes, rev: Revision, kv_bytes: bytes | None) -> None:
+        assert self.overlay is not None
+        self.overlay.record(key, rev, kv_bytes)
+
+    def _next_rev(self) -> Revision:
+        rev = Revision(self.main, self._changes)
+        self._changes += 1
+        self.rev = self.main
+        return rev
+
+    def end(self) -> None:
+        """Close the transaction: the batch takes its revision only if something changed."""
+        if self._changes:
+            self._batch.rev = self.main
+            self._batch.events.append((self.main, self._events))
