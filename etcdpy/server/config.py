@@ -1,0 +1,190 @@
+"""Config: the server's settings as one frozen, validated value.
+
+`etcdpy.server.main` reads etcd's flag names and ``ETCD_*`` environment
+variables with click; this module owns what the values mean.  Two kinds of error
+mirror etcd's two exit codes:
+
+* a value that cannot be parsed at all (not a URL, a negative count, an unknown
+  cluster state) is rejected by the parsers here with `ValueError`, which the
+  command line turns into a usage error (exit 2, like etcd's flag parser);
+* values that parse but do not fit together (heartbeat 0, election timeout under
+  five heartbeats, this member missing from ``--initial-cluster``) raise
+  `ConfigError` from `Config.validate` (exit 1, etcd's "error verifying flags").
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
+
+DEFAULT_NAME = "default"
+DEFAULT_CLIENT_URL = "http://localhost:2379"
+DEFAULT_PEER_URL = "http://localhost:2380"
+DEFAULT_CLUSTER_TOKEN = "etcd-cluster"
+DEFAULT_MAX_REQUEST_BYTES = 1572864  # 1.5 MiB, etcd's embed.DefaultMaxRequestBytes
+DEFAULT_MAX_TXN_OPS = 128
+DEFAULT_SNAPSHOT_COUNT = 100000
+DEFAULT_SNAPSHOT_CATCHUP_ENTRIES = 5000
+MAX_QUOTA_BYTES = 8 * 1024 * 1024 * 1024  # etcd warns above this; we refuse, LevelDB needs headroom too
+CLUSTER_STATES = ("new", "existing")
+COMPACTION_MODES = ("periodic", "revision")
+LOG_LEVELS = ("debug", "info", "warn", "error", "panic", "fatal")
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
+_DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class ConfigError(Exception):
+    """Flag values that parse but cannot run together; the message names the flags."""
+
+
+def parse_urls(text: str) -> tuple[str, ...]:
+    """Split a comma-separated URL list and check each is http(s)://host:port."""
+    urls = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not urls:
+        raise ValueError("no URL given")
+    for url in urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"URL scheme must be http or https: {url}")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"invalid port in URL: {url}") from None
+        if not parts.hostname or port is None:
+            raise ValueError(f"URL address does not have the form host:port: {url}")
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise ValueError(f"URL must not have a path, query or fragment: {url}")
+    return urls
+
+
+def parse_initial_cluster(text: str) -> tuple[tuple[str, str], ...]:
+    """Parse ``name=url,name=url`` into (name, url) pairs, one per URL."""
+    pairs: list[tuple[str, str]] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, url = part.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--initial-cluster entry must be name=url: {part!r}")
+        pairs.extend((name, u) for u in parse_urls(url))
+    if not pairs:
+        raise ValueError("--initial-cluster is empty")
+    return tuple(pairs)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Go duration ("90s", "1h30m", "500ms"); a bare number means hours, as etcd."""
+    text = text.strip()
+    if re.fullmatch(r"\d+", text):
+        return float(text) * 3600.0
+    pos, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _DURATION_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"invalid duration {text!r}")
+    return total
+
+
+def listen_address(url: str) -> str:
+    """The host:port a listener binds for `url`; ``localhost`` means the IPv4 loopback only."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if host == "localhost":
+        host = "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port}"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything `etcdpy server` was told, after defaults; build with `Config.validate`."""
+
+    name: str = DEFAULT_NAME
+    data_dir: str = ""  # "" means "<name>.etcd", filled in by validate()
+    listen_client_urls: tuple[str, ...] = (DEFAULT_CLIENT_URL,)
+    advertise_client_urls: tuple[str, ...] = (DEFAULT_CLIENT_URL,)
+    listen_client_http_urls: tuple[str, ...] = ()
+    listen_metrics_urls: tuple[str, ...] = ()
+    listen_peer_urls: tuple[str, ...] = (DEFAULT_PEER_URL,)
+    initial_advertise_peer_urls: tuple[str, ...] = (DEFAULT_PEER_URL,)
+    initial_cluster: tuple[tuple[str, str], ...] = ()  # () means "<name>=<initial-advertise-peer-urls>"
+    initial_cluster_state: str = "new"
+    initial_cluster_token: str = DEFAULT_CLUSTER_TOKEN
+    heartbeat_interval_ms: int = 100
+    election_timeout_ms: int = 1000
+    snapshot_count: int = DEFAULT_SNAPSHOT_COUNT
+    snapshot_catchup_entries: int = DEFAULT_SNAPSHOT_CATCHUP_ENTRIES
+    quota_backend_bytes: int = 0  # 0 means etcd's default quota, 2 GiB
+    auto_compaction_mode: str = "periodic"
+    auto_compaction_retention: str = "0"  # "0" disables auto compaction
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_txn_ops: int = DEFAULT_MAX_TXN_OPS
+    max_concurrent_streams: int = 2**32 - 1
+    auth_token: str = "simple"
+    auth_token_ttl: int = 300
+    bcrypt_cost: int = 10
+    enable_grpc_gateway: bool = True
+    pre_vote: bool = True
+    strict_reconfig_check: bool = True
+    experimental_enable_lease_checkpoint: bool = False
+    unsafe_no_fsync: bool = False
+    log_level: str = "info"
+
+    def validate(self) -> Config:
+        """Return the config with derived defaults filled in, or raise `ConfigError`."""
+        if self.heartbeat_interval_ms <= 0:
+            raise ConfigError(f"--heartbeat-interval must be >0 (set to {self.heartbeat_interval_ms}ms)")
+        if self.election_timeout_ms < 5 * self.heartbeat_interval_ms:
+            raise ConfigError(
+                f"--election-timeout[{self.election_timeout_ms}ms] should be at least as 5 times as "
+                f"--heartbeat-interval[{self.heartbeat_interval_ms}ms]"
+            )
+        if self.election_timeout_ms > 50000:
+            raise ConfigError(
+                f"--election-timeout[{self.election_timeout_ms}ms] is too long, set it below 50s"
+            )
+        if self.auto_compaction_mode not in COMPACTION_MODES:
+            raise ConfigError(f'unknown auto-compaction-mode "{self.auto_compaction_mode}"')
+        self.auto_compaction_interval()  # raises on a malformed retention
+        if self.quota_backend_bytes > MAX_QUOTA_BYTES:
+            raise ConfigError(f"--quota-backend-bytes {self.quota_backend_bytes} exceeds {MAX_QUOTA_BYTES}")
+        if self.max_request_bytes <= 0:
+            raise ConfigError("--max-request-bytes must be >0")
+        if self.max_txn_ops <= 0:
+            raise ConfigError("--max-txn-ops must be >0")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f'unknown log level "{self.log_level}", use one of {", ".join(LOG_LEVELS)}')
+        if not self.name:
+            raise ConfigError("--name must not be empty")
+        cluster = self.initial_cluster or tuple((self.name, u) for u in self.initial_advertise_peer_urls)
+        own = sorted(u for n, u in cluster if n == self.name)
+        if self.initial_cluster_state == "new" and own != sorted(self.initial_advertise_peer_urls):
+            raise ConfigError(
+                f"--initial-cluster has {self.name}={','.join(own) or '(missing)'} but missing from "
+                f"--initial-advertise-peer-urls={','.join(self.initial_advertise_peer_urls)}"
+            )
+        return replace(self, data_dir=self.data_dir or f"{self.name}.etcd", initial_cluster=cluster)
+
+    def auto_compaction_interval(self) -> float | int:
+        """Retention as seconds (periodic mode) or revisions to keep (revision mode); 0 is off."""
+        text = self.auto_compaction_retention
+        if self.auto_compaction_mode == "revision":
+            if not re.fullmatch(r"\d+", text.strip()):
+                raise ConfigError(f"--auto-compaction-retention {text!r} must be a revision count")
+            return int(text)
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            raise ConfigError(f"--auto-compaction-retention: {exc}") from None
+
+    @property
+    def grpc_max_receive_bytes(self) -> int:
+        """gRPC's receive limit: the request limit plus etcd's 512 KiB of headroom for envelopes."""
+        return self.max_request_bytes + 512 * 1024
