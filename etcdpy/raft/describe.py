@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft.confchange import conf_changes_to_string, decode_conf_change
 from etcdpy.raft.messages import sender
@@ -20,16 +22,22 @@ def describe_entry(e: pb.Entry) -> str:
 
 
 def describe_conf_state(cs: pb.ConfState) -> str:
-    """Describe_conf_state formats a ConfState compactly."""
+    """Describe_conf_state formats a ConfState, leaving out empty parts."""
+    parts = [f"Voters:{_ids(cs.voters)}"]
+    for name, ids in (
+        ("VotersOutgoing", cs.voters_outgoing),
+        ("Learners", cs.learners),
+        ("LearnersNext", cs.learners_next),
+    ):
+        if ids:
+            parts.append(f"{name}:{_ids(ids)}")
+    if cs.auto_leave:
+        parts.append("AutoLeave")
+    return " ".join(parts)
 
-    def ids(xs: object) -> str:
-        return "(" + " ".join(str(i) for i in xs) + ")"  # type: ignore[attr-defined]
 
-    s = (
-        f"Voters:{ids(cs.voters)} VotersOutgoing:{ids(cs.voters_outgoing)} Learners:{ids(cs.learners)} "
-        f"LearnersNext:{ids(cs.learners_next)} AutoLeave:{cs.auto_leave}"
-    )
-    return s
+def _ids(ids: Iterable[int]) -> str:
+    return "(" + " ".join(str(i) for i in ids) + ")"
 
 
 def describe_snapshot(s: pb.Snapshot) -> str:
@@ -42,7 +50,9 @@ def describe_message(m: pb.Message) -> str:
     """Describe_message formats a message as `from->to Type Term:t Log:logterm/index ...`."""
     s = f"{sender(m)}->{m.to} {pb.MessageType.Name(m.type)} Term:{m.term} Log:{m.log_term}/{m.index}"
     if m.reject:
-        s += f" Rejected (Hint: {m.reject_hint})"
+        s += " Rejected"
+        if m.type == pb.MsgAppResp:
+            s += f" (Hint: {m.reject_hint})"
     if m.commit:
         s += f" Commit:{m.commit}"
     if m.context:

@@ -41,6 +41,11 @@ class Inflights:
         while q and q[0][0] <= to:
             self._bytes -= q.popleft()[1]
 
+    def free_first_one(self) -> None:
+        """Free_first_one frees the oldest message (presumed lost) to unblock a full window."""
+        if self._queue:
+            self._bytes -= self._queue.popleft()[1]
+
     def full(self) -> bool:
         """Full says whether no more messages may be sent."""
         return len(self._queue) >= self.size or (self.max_bytes > 0 and self._bytes >= self.max_bytes)

@@ -43,7 +43,7 @@ class Progress:
         self.pending_snapshot = 0
         # recent_active: heard from the follower since the last check-quorum round.
         self.recent_active = False
-        # msg_app_flow_paused: in PROBE, a MsgApp is outstanding; in REPLICATE, the window is full.
+        # msg_app_flow_paused: in PROBE, a MsgApp is outstanding (REPLICATE uses the inflight window).
         self.msg_app_flow_paused = False
         self.inflights = inflights
         self.is_learner = is_learner
@@ -104,7 +104,6 @@ class Progress:
         if self.state is ProgressState.REPLICATE:
             self.next = last_index + 1  # optimistic: assume it arrives
             self.inflights.add(last_index, nbytes)
-            self.msg_app_flow_paused = self.inflights.full()
         elif self.state is ProgressState.PROBE:
             self.msg_app_flow_paused = True
         else:
@@ -140,6 +139,8 @@ class Progress:
 
     def is_paused(self) -> bool:
         """Is_paused says whether the leader must hold back MsgApps to this follower."""
-        if self.state is ProgressState.SNAPSHOT:
-            return True
-        return self.msg_app_flow_paused
+        if self.state is ProgressState.PROBE:
+            return self.msg_app_flow_paused
+        if self.state is ProgressState.REPLICATE:
+            return self.inflights.full()
+        return True

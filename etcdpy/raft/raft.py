@@ -12,7 +12,14 @@ from random import Random
 
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import roles
-from etcdpy.raft.confchange import Changer, decode_conf_change, enter_joint, leave_joint, restore
+from etcdpy.raft.confchange import (
+    Changer,
+    conf_changes_to_string,
+    decode_conf_change,
+    enter_joint,
+    leave_joint,
+    restore,
+)
 from etcdpy.raft.config import Config
 from etcdpy.raft.errors import ErrSnapshotTemporarilyUnavailable, ProposalDropped, StorageError
 from etcdpy.raft.inflights import Inflights
@@ -83,6 +90,8 @@ class Raft:
         self.tick_fn: TickFn = roles.tick_election
 
         restore(self.trk, self.raft_log.last_index(), cs)
+        pr = self.trk.progress.get(self.id)
+        self.is_learner = pr is not None and pr.is_learner
         cs_now = self.trk.conf_state()
         if cs_now != cs:
             raise AssertionError(f"conf state {cs} restored as {cs_now}")
@@ -778,7 +787,11 @@ class Raft:
                 refused = "not in joint state; refusing empty conf change"
             if refused:
                 self.logger.info(
-                    "%d ignoring conf change %s at config %s: %s", self.id, cc, self.trk.config, refused
+                    "%d ignoring conf change [%s] at config %s: %s",
+                    self.id,
+                    conf_changes_to_string(cc.changes),
+                    self.trk.config,
+                    refused,
                 )
                 m.entries[i].CopyFrom(pb.Entry(type=pb.EntryNormal))
             else:

@@ -15,6 +15,7 @@ The application drives a node in a loop, single-threaded:
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from etcdpy.api.raftpb import raft_pb2 as pb
@@ -47,7 +48,7 @@ class Ready:
       the same index and later already in storage (a new leader overwrote them).
     - ``hard_state``: if not None, save it (term, vote, commit).
     - ``must_sync``: whether the writes above must be fsynced before the
-      persisted messages go out (term, vote or entries changed).
+      persisted messages go out (term, vote, entries or snapshot changed).
     - ``messages``: may be sent at once, even before (or while) the writes above
       are durable, e.g. the leader's MsgApp to followers, in parallel with its own
       write. Messages are independent: any may be lost or reordered by the network.
@@ -102,6 +103,17 @@ class RawNode:
     def propose(self, data: bytes) -> None:
         """Propose asks for data to be appended to the log (raises ProposalDropped)."""
         self.raft.step(new_message(pb.MsgProp, self.raft.id, entries=[pb.Entry(data=data)]))
+
+    def propose_many(self, datas: Sequence[bytes]) -> None:
+        """Propose_many proposes several entries at once: one append, one MsgApp per follower.
+
+        All or none are accepted (ProposalDropped). Batching many client
+        requests this way is much cheaper than proposing them one by one.
+        """
+        if not datas:
+            return
+        entries = [pb.Entry(data=d) for d in datas]
+        self.raft.step(new_message(pb.MsgProp, self.raft.id, entries=entries))
 
     def propose_conf_change(self, cc: AnyConfChange) -> None:
         """Propose_conf_change proposes a ConfChange or ConfChangeV2 (raises ProposalDropped).
@@ -175,21 +187,28 @@ class RawNode:
         soft = r.soft_state()
         hard = r.hard_state()
         entries = tuple(log.unstable.entries)
+        rd_snapshot = log.unstable.snapshot
         prev_hard = self._prev_hard_state
         hard_changed = hard != _EMPTY_HARD_STATE and hard != prev_hard
         after_append = r.msgs_after_append
         persisted = tuple(m for m in after_append if m.to != r.id)
         self._steps_on_advance = [m for m in after_append if m.to == r.id]
+        must_sync = (
+            bool(entries)
+            or rd_snapshot is not None
+            or hard.term != prev_hard.term
+            or hard.vote != prev_hard.vote
+        )
         rd = Ready(
             soft_state=soft if soft != self._prev_soft_state else None,
             hard_state=hard if hard_changed else None,
             read_states=tuple(r.read_states),
             entries=entries,
-            snapshot=log.unstable.snapshot,
+            snapshot=rd_snapshot,
             committed_entries=tuple(log.next_committed_ents()),
             messages=tuple(r.msgs),
             persisted_messages=persisted,
-            must_sync=bool(entries) or hard.term != prev_hard.term or hard.vote != prev_hard.vote,
+            must_sync=must_sync,
         )
         r.msgs = []
         r.msgs_after_append = []

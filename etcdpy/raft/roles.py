@@ -81,6 +81,10 @@ def step_leader(r: Raft, m: pb.Message) -> None:
     elif t == pb.MsgHeartbeatResp:
         pr.recent_active = True
         pr.msg_app_flow_paused = False
+        if pr.state is ProgressState.REPLICATE and pr.inflights.full():
+            # The follower is alive but acknowledged nothing: a MsgApp may have been
+            # lost. Free a slot so replication cannot stall for good.
+            pr.inflights.free_first_one()
         if pr.match < r.raft_log.last_index() or pr.state is ProgressState.PROBE:
             r.send_append(frm)
         if not m.context:
