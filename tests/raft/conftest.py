@@ -10,7 +10,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--rewrite",
         action="store_true",
         default=False,
-        help="rewrite tests/raft/testdata/*.txt with the actual transcripts (run: pytest tests/raft --rewrite)",
+        help="rewrite tests/raft/testdata/*.txt with the actual transcripts (pytest tests/raft --rewrite)",
     )
 
 

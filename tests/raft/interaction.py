@@ -16,8 +16,8 @@ from random import Random
 
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import (
-    Config,
     ConfChangeError,
+    Config,
     MemoryStorage,
     ProposalDropped,
     RaftError,

@@ -57,9 +57,8 @@ def test_imports_nothing_else_from_etcdpy(path: Path) -> None:
 def test_random_only_through_injected_generator(path: Path) -> None:
     tree = ast.parse(path.read_text(), str(path))
     for module, names in _imports(tree):
-        if module == "random":
-            if names:
-                assert set(names) <= RANDOM_ALLOWED, f"{path.name} imports {names} from random"
+        if module == "random" and names:
+            assert set(names) <= RANDOM_ALLOWED, f"{path.name} imports {names} from random"
     # `import random` followed by random.<function>(...) would use the global generator.
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "random":
