@@ -184,7 +184,8 @@ class Raft:
             return False
         if ents:
             last = ents[-1].index
-            nbytes = 0 if pr.state is not pr.state.REPLICATE else sum(len(e.data) for e in ents)
+            # Byte accounting only matters when the inflight window is limited in bytes.
+            nbytes = sum([len(e.data) for e in ents]) if self.trk.max_inflight_bytes else 0
             pr.sent_entries(last, nbytes)
         self.send(
             pb.Message(
@@ -285,7 +286,9 @@ class Raft:
         An empty entry (like the leader's first entry of a term) is always accepted,
         as is anything when nothing is uncommitted, so progress is always possible.
         """
-        s = sum(len(e.data) for e in ents)
+        if self.max_uncommitted_size >= NO_LIMIT:
+            return True  # no limit: nothing to account
+        s = sum([len(e.data) for e in ents])
         if self.uncommitted_size > 0 and s > 0 and self.uncommitted_size + s > self.max_uncommitted_size:
             return False
         self.uncommitted_size += s
@@ -295,7 +298,7 @@ class Raft:
         """Reduce_uncommitted_size accounts for entries that were committed (and applied)."""
         if self.uncommitted_size == 0:
             return  # fast path for followers, which do not track it
-        s = sum(len(e.data) for e in ents)
+        s = sum([len(e.data) for e in ents])
         self.uncommitted_size = max(0, self.uncommitted_size - s)
 
     def applied_to(self, index: int) -> None:
@@ -769,6 +772,8 @@ class Raft:
         becomes an empty normal entry, so the proposal's other entries still go in.
         """
         for i, e in enumerate(m.entries):
+            if e.type == pb.EntryNormal:
+                continue
             cc = decode_conf_change(e)
             if cc is None:
                 continue

@@ -21,9 +21,17 @@ def entry_size(entry: pb.Entry) -> int:
     return entry.ByteSize()
 
 
+# An upper bound on an entry's encoding beyond its payload: tags, varint term,
+# index and type, and the payload's length prefix.
+_MAX_ENTRY_OVERHEAD = 32
+
+
 def limit_size(entries: list[pb.Entry], max_size: int) -> list[pb.Entry]:
     """Limit_size returns the longest prefix of entries within max_size bytes, but at least one entry."""
     if max_size >= NO_LIMIT or len(entries) <= 1:
+        return entries
+    # Fast path (the common case): everything fits even counting the worst-case overhead.
+    if sum([len(e.data) for e in entries]) + _MAX_ENTRY_OVERHEAD * len(entries) <= max_size:
         return entries
     size = entries[0].ByteSize()
     for limit in range(1, len(entries)):
