@@ -70,6 +70,8 @@ class Node:
     config: Config
     # applied normal entries (index, payload), in order: the state machine
     applied: list[tuple[int, bytes]] = field(default_factory=list)
+    # read states received, as (index, request context)
+    read_states: list[tuple[int, bytes]] = field(default_factory=list)
     # (index, configuration in force from that index on), for snapshots at past indexes
     conf_states: list[tuple[int, pb.ConfState]] = field(default_factory=list)
 
@@ -202,6 +204,7 @@ class Env:
             self.queue.extend(rd.persisted_messages)
             for e in rd.committed_entries:
                 self._apply(node, e)
+            node.read_states.extend((rs.index, rs.request_ctx) for rs in rd.read_states)
             node.raw.advance(rd)
         return True
 
