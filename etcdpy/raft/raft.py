@@ -13,11 +13,6 @@ from random import Random
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import roles
 from etcdpy.raft.confchange import (
-    Changer,
-    conf_changes_to_string,
-    decode_conf_change,
-    enter_joint,
-    leave_joint,
     restore,
 )
 from etcdpy.raft.config import Config
@@ -30,7 +25,7 @@ from etcdpy.raft.quorum import VoteResult
 from etcdpy.raft.read_only import ReadOnly
 from etcdpy.raft.status import CampaignType, ReadState, SoftState, StateType
 from etcdpy.raft.storage import NO_LIMIT
-from etcdpy.raft.tracker import ProgressMap, ProgressTracker, TrackerConfig
+from etcdpy.raft.tracker import ProgressTracker
 
 _REJECTED_VOTE_FMT = (
     "%d [logterm: %d, index: %d, vote: %d] rejected %s from %d [logterm: %d, index: %d] at term %d"
@@ -610,197 +605,6 @@ class Raft:
                 self.term,
             )
             self.send(pb.Message(type=resp_type, to=frm, term=self.term, reject=True))
-
-    # -- follower-side handlers (also used by candidates) --
-
-    def handle_append_entries(self, m: pb.Message) -> None:
-        """Handle_append_entries appends the leader's entries if our logs match at m.index."""
-        frm = sender(m)
-        log = self.raft_log
-        if m.index < log.committed:
-            self.send(pb.Message(type=pb.MsgAppResp, to=frm, index=log.committed))
-            return
-        last_new = log.maybe_append(m.index, m.log_term, m.commit, list(m.entries))
-        if last_new is not None:
-            self.send(pb.Message(type=pb.MsgAppResp, to=frm, index=last_new))
-            return
-        # Our log diverges at m.index. Hint the leader at the last index that may
-        # match: the largest index <= m.index whose term is <= m.log_term, so the
-        # leader skips a whole diverging term per round trip, not one entry.
-        hint_index = min(m.index, log.last_index())
-        hint_index, hint_term = log.find_conflict_by_term(hint_index, m.log_term)
-        self.logger.debug(
-            "%d [logterm: %d, index: %d] rejected MsgApp [logterm: %d, index: %d] from %d",
-            self.id,
-            log.term_or_zero(m.index),
-            m.index,
-            m.log_term,
-            m.index,
-            frm,
-        )
-        self.send(
-            pb.Message(
-                type=pb.MsgAppResp,
-                to=frm,
-                index=m.index,
-                reject=True,
-                reject_hint=hint_index,
-                log_term=hint_term,
-            )
-        )
-
-    def handle_heartbeat(self, m: pb.Message) -> None:
-        """Handle_heartbeat learns the commit index and answers, echoing the read context."""
-        self.raft_log.commit_to(m.commit)
-        self.send(pb.Message(type=pb.MsgHeartbeatResp, to=sender(m), context=m.context))
-
-    def handle_snapshot(self, m: pb.Message) -> None:
-        """Handle_snapshot installs a snapshot from the leader if it is newer than our commit."""
-        frm = sender(m)
-        meta = m.snapshot.metadata
-        if self.restore(m.snapshot):
-            self.logger.info(
-                "%d [commit: %d] restored snapshot [index: %d, term: %d]",
-                self.id,
-                self.raft_log.committed,
-                meta.index,
-                meta.term,
-            )
-            self.send(pb.Message(type=pb.MsgAppResp, to=frm, index=self.raft_log.last_index()))
-        else:
-            self.logger.info(
-                "%d [commit: %d] ignored snapshot [index: %d, term: %d]",
-                self.id,
-                self.raft_log.committed,
-                meta.index,
-                meta.term,
-            )
-            self.send(pb.Message(type=pb.MsgAppResp, to=frm, index=self.raft_log.committed))
-
-    def restore(self, s: pb.Snapshot) -> bool:
-        """Restore resets the log and configuration to snapshot s; False if it is not needed."""
-        meta = s.metadata
-        if meta.index <= self.raft_log.committed:
-            return False
-        if self.role is not StateType.FOLLOWER:
-            # Only a follower receives snapshots; step down to be safe.
-            self.logger.warning("%d attempted to restore snapshot as leader; should never happen", self.id)
-            self.become_follower(self.term + 1, NONE)
-            return False
-        cs = meta.conf_state
-        if self.id not in (*cs.voters, *cs.learners, *cs.voters_outgoing):
-            # A snapshot from a configuration we are not part of: ignore it
-            # rather than install a state in which we would be removed.
-            self.logger.warning(
-                "%d attempted to restore snapshot but it is not in the ConfState %s; should never happen",
-                self.id,
-                cs,
-            )
-            return False
-        if self.raft_log.match_term(meta.index, meta.term):
-            # We already have the snapshot's last entry: just fast-forward the commit.
-            self.logger.info(
-                "%d [commit: %d, lastindex: %d, lastterm: %d] fast-forwarded commit to snapshot "
-                "[index: %d, term: %d]",
-                self.id,
-                self.raft_log.committed,
-                self.raft_log.last_index(),
-                self.raft_log.last_term(),
-                meta.index,
-                meta.term,
-            )
-            self.raft_log.commit_to(meta.index)
-            return False
-        self.raft_log.restore(s)
-        self.trk = ProgressTracker(self.trk.max_inflight, self.trk.max_inflight_bytes)
-        restore(self.trk, self.raft_log.last_index(), cs)
-        self.switch_to_config(self.trk.config, self.trk.progress)
-        pr = self.trk.progress[self.id]
-        pr.maybe_update(pr.next - 1)
-        return True
-
-    # -- configuration --
-
-    def apply_conf_change(self, cc: pb.ConfChangeV2) -> pb.ConfState:
-        """Apply_conf_change switches to the configuration after a committed change.
-
-        Raises ConfChangeError if the change is invalid for the current
-        configuration (every member reaches the same verdict, as all apply the same log).
-        """
-        changer = Changer(self.trk, self.raft_log.last_index())
-        if leave_joint(cc):
-            cfg, prs = changer.leave_joint()
-        else:
-            auto_leave, joint = enter_joint(cc)
-            cfg, prs = changer.enter_joint(auto_leave, cc.changes) if joint else changer.simple(cc.changes)
-        return self.switch_to_config(cfg, prs)
-
-    def switch_to_config(self, cfg: TrackerConfig, prs: ProgressMap) -> pb.ConfState:
-        """Switch_to_config installs a configuration and reacts to it (commit, step down)."""
-        self.trk.config = cfg
-        self.trk.progress = prs
-        self.logger.info("%d switched to configuration %s", self.id, cfg)
-        cs = self.trk.conf_state()
-        pr = prs.get(self.id)
-        self.is_learner = pr is not None and pr.is_learner
-        if self.role is not StateType.LEADER or not cs.voters:
-            return cs
-        if pr is None or pr.is_learner:
-            # The leader was removed (or demoted). Tell the others what is
-            # committed, then step down: the remaining voters elect a new leader
-            # among themselves once their election timeouts expire.
-            self.bcast_append()
-            self.logger.info("%d stepping down: removed from the configuration", self.id)
-            self.become_follower(self.term, NONE)
-            return cs
-        # The quorum changed: the commit index may move (e.g. a removed voter held it back).
-        if self.maybe_commit():
-            self.bcast_append()
-        else:
-            for i in self.trk.sorted_ids():
-                if i != self.id:
-                    self.maybe_send_append(i, False)
-        if self.lead_transferee != NONE and self.lead_transferee not in cfg.voters.ids():
-            self.abort_leader_transfer()
-        return cs
-
-    def check_conf_change_proposal(self, m: pb.Message) -> None:
-        """Check_conf_change_proposal blanks conf changes in a proposal that must be refused.
-
-        Only one change may be pending (proposed but not applied) at a time; a
-        joint configuration must be left before another change. A refused change
-        becomes an empty normal entry, so the proposal's other entries still go in.
-        """
-        for i, e in enumerate(m.entries):
-            if e.type == pb.EntryNormal:
-                continue
-            cc = decode_conf_change(e)
-            if cc is None:
-                continue
-            already_pending = self.pending_conf_index > self.raft_log.applied
-            already_joint = self.trk.config.voters.is_joint()
-            wants_leave_joint = not cc.changes
-            refused = ""
-            if already_pending:
-                refused = (
-                    f"possible unapplied conf change at index {self.pending_conf_index} "
-                    f"(applied to {self.raft_log.applied})"
-                )
-            elif already_joint and not wants_leave_joint:
-                refused = "must transition out of joint config first"
-            elif not already_joint and wants_leave_joint:
-                refused = "not in joint state; refusing empty conf change"
-            if refused:
-                self.logger.info(
-                    "%d ignoring conf change [%s] at config %s: %s",
-                    self.id,
-                    conf_changes_to_string(cc.changes),
-                    self.trk.config,
-                    refused,
-                )
-                m.entries[i].CopyFrom(pb.Entry(type=pb.EntryNormal))
-            else:
-                self.pending_conf_index = self.raft_log.last_index() + i + 1
 
     # -- time --
 

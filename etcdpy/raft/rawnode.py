@@ -24,6 +24,7 @@ from etcdpy.raft.config import Config
 from etcdpy.raft.errors import ErrStepLocalMsg, ErrStepPeerNotFound
 from etcdpy.raft.messages import NONE, is_local_msg, is_response_msg, new_message, sender
 from etcdpy.raft.raft import Raft
+from etcdpy.raft.reconfig import apply_conf_change
 from etcdpy.raft.status import ProgressStatus, ReadState, SoftState, StateType, Status
 
 _EMPTY_HARD_STATE = pb.HardState()
@@ -126,7 +127,7 @@ class RawNode:
 
     def apply_conf_change(self, cc: AnyConfChange) -> pb.ConfState:
         """Apply_conf_change applies a committed conf change and returns the new ConfState."""
-        return self.raft.apply_conf_change(as_v2(cc))
+        return apply_conf_change(self.raft, as_v2(cc))
 
     def step(self, m: pb.Message) -> None:
         """Step delivers a message from a peer."""

@@ -6,9 +6,11 @@ from typing import TYPE_CHECKING
 
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft.errors import ProposalDropped
+from etcdpy.raft.follower import handle_append_entries, handle_heartbeat, handle_snapshot
 from etcdpy.raft.messages import NONE, new_message, sender
 from etcdpy.raft.progress import ProgressState
 from etcdpy.raft.quorum import VoteResult
+from etcdpy.raft.reconfig import check_conf_change_proposal
 from etcdpy.raft.status import CampaignType, ReadState, StateType
 
 if TYPE_CHECKING:
@@ -133,7 +135,7 @@ def _leader_propose(r: Raft, m: pb.Message) -> None:
             r.lead_transferee,
         )
         raise ProposalDropped("leadership transfer in progress")
-    r.check_conf_change_proposal(m)
+    check_conf_change_proposal(r, m)
     r.append_entry(list(m.entries))
     r.bcast_append()
 
@@ -281,11 +283,11 @@ def step_candidate(r: Raft, m: pb.Message) -> None:
         # Someone else won this term (m.term == r.term here).
         r.become_follower(m.term, sender(m))
         if t == pb.MsgApp:
-            r.handle_append_entries(m)
+            handle_append_entries(r, m)
         elif t == pb.MsgHeartbeat:
-            r.handle_heartbeat(m)
+            handle_heartbeat(r, m)
         else:
-            r.handle_snapshot(m)
+            handle_snapshot(r, m)
     elif t == my_vote_resp:
         granted, rejected, res = r.poll(sender(m), t, not m.reject)
         r.logger.info(
@@ -329,15 +331,15 @@ def step_follower(r: Raft, m: pb.Message) -> None:
     elif t == pb.MsgApp:
         r.election_elapsed = 0
         r.lead = sender(m)
-        r.handle_append_entries(m)
+        handle_append_entries(r, m)
     elif t == pb.MsgHeartbeat:
         r.election_elapsed = 0
         r.lead = sender(m)
-        r.handle_heartbeat(m)
+        handle_heartbeat(r, m)
     elif t == pb.MsgSnap:
         r.election_elapsed = 0
         r.lead = sender(m)
-        r.handle_snapshot(m)
+        handle_snapshot(r, m)
     elif t == pb.MsgTransferLeader:
         if r.lead == NONE:
             r.logger.info("%d no leader at term %d; dropping leader transfer msg", r.id, r.term)
