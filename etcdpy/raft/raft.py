@@ -12,9 +12,7 @@ from random import Random
 
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import roles
-from etcdpy.raft.confchange import (
-    restore,
-)
+from etcdpy.raft.confchange import restore
 from etcdpy.raft.config import Config
 from etcdpy.raft.errors import ErrSnapshotTemporarilyUnavailable, ProposalDropped, StorageError
 from etcdpy.raft.inflights import Inflights
@@ -33,6 +31,16 @@ _REJECTED_VOTE_FMT = (
 # Responses whose content depends on local state that must be durable first:
 # they are held back until the Ready that carries that state has been persisted.
 _AFTER_PERSIST = frozenset({pb.MsgAppResp, pb.MsgVoteResp, pb.MsgPreVoteResp})
+
+
+def _normalized(cs: pb.ConfState) -> tuple[object, ...]:
+    return (
+        sorted(cs.voters),
+        sorted(cs.voters_outgoing),
+        sorted(cs.learners),
+        sorted(cs.learners_next),
+        cs.auto_leave,
+    )
 
 
 StepFn = Callable[["Raft", pb.Message], None]
@@ -88,7 +96,7 @@ class Raft:
         pr = self.trk.progress.get(self.id)
         self.is_learner = pr is not None and pr.is_learner
         cs_now = self.trk.conf_state()
-        if cs_now != cs:
+        if _normalized(cs_now) != _normalized(cs):
             raise AssertionError(f"conf state {cs} restored as {cs_now}")
         if hs != pb.HardState():
             self.load_state(hs)
@@ -118,12 +126,13 @@ class Raft:
 
     def load_state(self, hs: pb.HardState) -> None:
         """Load_state restores a persisted HardState."""
-        if hs.commit < self.raft_log.committed or hs.commit > self.raft_log.last_index():
+        if hs.commit > self.raft_log.last_index():
             raise AssertionError(
                 f"{self.id} state.commit {hs.commit} is out of range "
                 f"[{self.raft_log.committed}, {self.raft_log.last_index()}]"
             )
-        self.raft_log.committed = hs.commit
+        # A snapshot newer than the saved commit index is itself committed: keep the larger.
+        self.raft_log.committed = max(hs.commit, self.raft_log.committed)
         self.term = hs.term
         self.vote = hs.vote
 

@@ -4,6 +4,30 @@ Used by the golden-file scripts (testdata/*.txt, see test_interaction.py) and,
 through its Python methods, by the paper-section tests. Every node has a
 MemoryStorage and a trivial state machine (the list of applied payloads);
 messages wait in one queue until delivered, dropped or cut.
+
+Commands (IDs are node IDs; lists are written (1,2,3)):
+
+    add-nodes N [voters=(..) learners=(..) index=I] [check-quorum=true] [pre-vote=true]
+              [max-size-per-msg=B] [max-inflight-msgs=K] [max-uncommitted-entries-size=B]
+              [disable-proposal-forwarding=true] [election-tick=T] [heartbeat-tick=T]
+        N new nodes; with voters, they boot from a snapshot at index I with that config
+    campaign ID                       start an election now
+    propose ID DATA [DATA...]         propose one entry, or several in one batch
+    propose-conf-change ID [v1=true] [transition=auto|implicit|explicit]
+    <changes, e.g. "v4 l5 r3 u2" (voter, learner, remove, update); none = leave joint>
+    read-index ID CTX                 linearizable read request
+    transfer-leadership from=ID to=ID
+    process-ready ID...               persist, send, apply and advance one Ready
+    deliver-msgs [type=MsgX] ID...    step the queued messages addressed to ID
+    deliver-msgs drop=(ID,...)        discard the queued messages addressed to ID
+    stabilize [ID...]                 process-ready and deliver until nothing changes
+    tick-election ID / tick-heartbeat ID
+                                      tick a randomized election timeout / a heartbeat interval
+    cut A B / isolate ID / heal       drop messages on a link / all links of ID / restore all
+    compact ID INDEX                  snapshot the state machine at INDEX and compact the log
+    report-unreachable ID PEER
+    raft-log ID / raft-state / status ID / applied ID
+    log-level debug|info|warn|error|none
 """
 
 from __future__ import annotations
