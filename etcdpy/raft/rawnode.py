@@ -155,14 +155,22 @@ class RawNode:
         self.raft.step(new_message(pb.MsgUnreachable, peer))
 
     def report_snapshot(self, peer: int, status: SnapshotStatus) -> None:
-        """Report_snapshot tells the leader whether sending a snapshot to peer succeeded."""
+        """Report_snapshot tells the leader whether sending a snapshot to peer succeeded.
+
+        The transport must call it after sending a MsgSnap: until then (or until
+        the peer acknowledges the snapshot) the leader sends peer nothing else.
+        """
         reject = status is SnapshotStatus.FAILURE
         self.raft.step(new_message(pb.MsgSnapStatus, peer, reject=reject))
 
     # -- outputs --
 
     def has_ready(self) -> bool:
-        """Has_ready says whether ready() would return any work."""
+        """Has_ready says whether ready() would return any work.
+
+        Meaningful only when no Ready is outstanding (between ready() and advance()
+        the work handed out is still counted).
+        """
         r = self.raft
         log = r.raft_log
         if r.soft_state() != self._prev_soft_state:
