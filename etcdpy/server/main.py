@@ -1,0 +1,300 @@
+"""`etcdpy server`: etcd's flags and ETCD_* variables -> Config -> a running member.
+
+The CLI package mounts `command` lazily (this module never imports etcdpy.cli).
+Exit codes follow etcd: 2 for a flag that does not parse, 1 for flags that do
+not fit together or a member that cannot start (data dir in use, corrupt data
+dir, port in use), 0 after a clean shutdown on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+import click
+import grpc
+
+from etcdpy.server import config as cfg
+from etcdpy.server.apply import Applier
+from etcdpy.server.etcdserver import EtcdServer
+from etcdpy.server.membership import Cluster
+from etcdpy.server.services import register_services
+from etcdpy.server.storage.backend import Backend, BackendError
+from etcdpy.server.storage.wal import WAL
+
+log = logging.getLogger("etcdpy.server")
+SHUTDOWN_GRACE_SECONDS = 2.0  # in-flight requests may finish this long after SIGTERM
+
+# What does not parse exits 2 here (click's usage error), as etcd's flag parser does.
+NON_NEGATIVE = click.IntRange(min=0)
+
+
+class UrlList(click.ParamType[tuple[str, ...]]):
+    name = "urls"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[str, ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return cfg.parse_urls(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class InitialCluster(click.ParamType[tuple[tuple[str, str], ...]]):
+    name = "name=url,..."
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> tuple[tuple[str, str], ...]:
+        if isinstance(value, tuple):
+            return value
+        try:
+            return cfg.parse_initial_cluster(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+URLS = UrlList()
+# (flag, Config field, click type, help); defaults come from Config itself.
+FLAGS: list[tuple[str, str, Any, str]] = [
+    ("--name", "name", str, "Human-readable name for this member."),
+    ("--data-dir", "data_dir", str, "Path to the data directory. [default: ${name}.etcd]"),
+    ("--listen-client-urls", "listen_client_urls", URLS, "URLs to listen on for client gRPC traffic."),
+    ("--advertise-client-urls", "advertise_client_urls", URLS, "Client URLs this member advertises."),
+    (
+        "--listen-client-http-urls",
+        "listen_client_http_urls",
+        URLS,
+        "URLs to listen on for HTTP only (JSON gateway, /health, /metrics): gRPC and HTTP/1.1 cannot share"
+        " a port in grpcio. Not served yet.",
+    ),
+    ("--listen-metrics-urls", "listen_metrics_urls", URLS, "URLs for /metrics and /health. Not served yet."),
+    ("--listen-peer-urls", "listen_peer_urls", URLS, "URLs to listen on for peer traffic."),
+    (
+        "--initial-advertise-peer-urls",
+        "initial_advertise_peer_urls",
+        URLS,
+        "Peer URLs advertised to the cluster.",
+    ),
+    (
+        "--initial-cluster",
+        "initial_cluster",
+        InitialCluster(),
+        "Initial cluster configuration (name=url,...).",
+    ),
+    (
+        "--initial-cluster-state",
+        "initial_cluster_state",
+        click.Choice(cfg.CLUSTER_STATES),
+        "new or existing.",
+    ),
+    (
+        "--initial-cluster-token",
+        "initial_cluster_token",
+        str,
+        "Token that makes cluster and member IDs unique.",
+    ),
+    ("--heartbeat-interval", "heartbeat_interval_ms", NON_NEGATIVE, "Time (in ms) of a heartbeat interval."),
+    ("--election-timeout", "election_timeout_ms", NON_NEGATIVE, "Time (in ms) for an election to time out."),
+    ("--snapshot-count", "snapshot_count", NON_NEGATIVE, "Applied entries kept in the log before trimming."),
+    (
+        "--snapshot-catchup-entries",
+        "snapshot_catchup_entries",
+        NON_NEGATIVE,
+        "Entries kept below the applied index for slow followers.",
+    ),
+    ("--quota-backend-bytes", "quota_backend_bytes", NON_NEGATIVE, "Backend size quota (0 = 2 GiB)."),
+    ("--auto-compaction-mode", "auto_compaction_mode", str, "periodic or revision."),
+    (
+        "--auto-compaction-retention",
+        "auto_compaction_retention",
+        str,
+        "Auto compaction retention: a duration (periodic; a bare number means hours) or a revision count.",
+    ),
+    (
+        "--max-request-bytes",
+        "max_request_bytes",
+        NON_NEGATIVE,
+        "Largest request a client may send, in bytes.",
+    ),
+    ("--max-txn-ops", "max_txn_ops", NON_NEGATIVE, "Most operations allowed in one txn."),
+    ("--max-concurrent-streams", "max_concurrent_streams", NON_NEGATIVE, "Concurrent streams per client."),
+    ("--auth-token", "auth_token", str, "Auth token type: simple or jwt,..."),
+    ("--auth-token-ttl", "auth_token_ttl", NON_NEGATIVE, "Simple token lifetime in seconds."),
+    ("--bcrypt-cost", "bcrypt_cost", NON_NEGATIVE, "bcrypt cost for password hashing."),
+    ("--enable-grpc-gateway", "enable_grpc_gateway", click.BOOL, "Serve the JSON gateway."),
+    ("--pre-vote", "pre_vote", click.BOOL, "Raft pre-vote."),
+    ("--strict-reconfig-check", "strict_reconfig_check", click.BOOL, "Reject unsafe reconfigurations."),
+    (
+        "--experimental-enable-lease-checkpoint",
+        "experimental_enable_lease_checkpoint",
+        click.BOOL,
+        "Checkpoint lease TTLs through the log.",
+    ),
+    (
+        "--unsafe-no-fsync",
+        "unsafe_no_fsync",
+        click.BOOL,
+        "Do not fsync the log (unsafe: loses data on power loss).",
+    ),
+    ("--log-level", "log_level", click.Choice(cfg.LOG_LEVELS), "debug, info, warn, error, panic or fatal."),
+]
+
+
+def env_var(flag: str) -> str:
+    """ETCD_ plus the flag in upper case with dashes as underscores (etcd's rule)."""
+    return "ETCD_" + flag.lstrip("-").upper().replace("-", "_")
+
+
+def _option(flag: str, field_name: str, kind: Any, help_text: str) -> click.Option:
+    extra: dict[str, Any] = {}
+    if kind is click.BOOL:
+        extra = {"is_flag": False, "flag_value": True}  # "--pre-vote" alone or "--pre-vote=false", as Go
+    return click.Option(
+        [flag, field_name], type=kind, default=None, envvar=env_var(flag), help=help_text, **extra
+    )
+
+
+def _warn_shadowed_env(ctx: click.Context) -> None:
+    for flag, field_name, _kind, _help in FLAGS:
+        source = ctx.get_parameter_source(field_name)
+        if source is click.core.ParameterSource.COMMANDLINE and env_var(flag) in os.environ:
+            click.echo(f"warning: {env_var(flag)} is ignored: {flag} was given on the command line", err=True)
+
+
+@click.pass_context
+def _run(ctx: click.Context, /, **params: Any) -> None:
+    _warn_shadowed_env(ctx)
+    given = {name: value for name, value in params.items() if value is not None}
+    try:
+        config = cfg.Config(**given).validate()
+    except cfg.ConfigError as exc:
+        click.echo(f"etcdpy: error verifying flags, {exc}. See 'etcdpy server --help'.", err=True)
+        sys.exit(1)
+    sys.exit(serve(config))
+
+
+command = click.Command(
+    "server",
+    callback=_run,
+    params=[_option(*flag) for flag in FLAGS],
+    help=(
+        "Run an etcdpy member. With no flags: a one-member cluster serving gRPC on 127.0.0.1:2379, "
+        "data in ./default.etcd. Every flag can also be set as ETCD_<FLAG> (e.g. ETCD_DATA_DIR); a flag "
+        "given on the command line wins. The JSON gateway and /health, /metrics use their own listener "
+        "(--listen-client-http-urls), because gRPC and HTTP/1.1 cannot share a port in grpcio."
+    ),
+    short_help="Run an etcdpy member.",
+)
+
+
+class StartupError(Exception):
+    """The member cannot start with this config and data dir; the message says why."""
+
+
+def serve(config: cfg.Config) -> int:
+    """Run the member until SIGTERM/SIGINT; return the process exit code."""
+    level = {"warn": "WARNING", "panic": "CRITICAL", "fatal": "CRITICAL"}.get(
+        config.log_level, config.log_level
+    )
+    logging.basicConfig(
+        level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return asyncio.run(_serve(config))
+    except (BackendError, StartupError) as exc:
+        click.echo(f"etcdpy: {exc}", err=True)
+        return 1
+
+
+def open_member(config: cfg.Config, backend: Backend) -> EtcdServer:
+    """Load (or on first boot create) membership and the log, then replay what is not applied yet."""
+    wal = WAL.open(backend, sync=not config.unsafe_no_fsync)
+    if wal.dropped_tail:
+        log.warning("dropped a torn entry at the tail of the raft log (it was never acknowledged)")
+    cluster = Cluster.load(backend)
+    fresh = cluster is None
+    if cluster is None:
+        if wal.last_index > 0:
+            raise BackendError(f"data dir {config.data_dir} has a raft log but no cluster membership")
+        if config.initial_cluster_state == "existing":
+            raise StartupError("--initial-cluster-state=existing needs peers to join; this data dir is new")
+        cluster = Cluster.from_config(config)
+        if len(cluster.members) > 1:
+            raise StartupError(
+                "multi-member clusters are not supported yet: give one member in --initial-cluster"
+            )
+    elif config.initial_cluster_state == "new" and config.initial_cluster:
+        log.info(
+            "data dir %s already holds member %x: ignoring the --initial-* flags",
+            config.data_dir,
+            cluster.local_id,
+        )
+    cluster.publish_attributes(config.name, config.advertise_client_urls)
+    server = EtcdServer(
+        cluster=cluster,
+        applier=Applier(backend),
+        max_request_bytes=config.max_request_bytes,
+        wal=wal,
+        keep_entries=config.snapshot_catchup_entries,
+    )
+    server.start_log(fresh, publish=cluster.write)
+    return server
+
+
+def _bind(grpc_server: grpc.aio.Server, url: str) -> None:
+    if url.startswith("https:"):
+        raise StartupError(f"TLS listeners are not supported yet: {url}")
+    address = cfg.listen_address(url)
+    try:
+        grpc_server.add_insecure_port(address)
+    except RuntimeError:
+        raise StartupError(f"listen tcp {address}: bind: address already in use") from None
+
+
+async def _serve(config: cfg.Config) -> int:
+    backend = Backend(config.data_dir)
+    try:
+        server = open_member(config, backend)
+        grpc_server = grpc.aio.server(
+            options=[
+                ("grpc.so_reuseport", 0),  # a port in use must fail, not be shared with another server
+                ("grpc.max_receive_message_length", config.grpc_max_receive_bytes),
+                ("grpc.max_send_message_length", 2**31 - 1),
+                ("grpc.max_concurrent_streams", min(config.max_concurrent_streams, 2**31 - 1)),
+            ]
+        )
+        await register_services(grpc_server, server, max_txn_ops=config.max_txn_ops)
+        for url in config.listen_client_urls:
+            _bind(grpc_server, url)
+        await grpc_server.start()
+        log_task = server.start()
+        stop_requested = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop_requested.set)
+        cluster = server.cluster
+        click.echo(
+            f"etcdpy: member {cluster.local_id:x} ({config.name}) of cluster {cluster.cluster_id:x}"
+            f" serving client requests on {', '.join(config.listen_client_urls)}",
+            err=True,
+        )
+        signal_task = asyncio.create_task(stop_requested.wait())
+        await asyncio.wait([log_task, signal_task], return_when=asyncio.FIRST_COMPLETED)
+        signal_task.cancel()
+        await grpc_server.stop(SHUTDOWN_GRACE_SECONDS)
+        await server.stop()
+        if not log_task.cancelled() and log_task.exception() is not None:
+            log.critical("write path failed; stopping", exc_info=log_task.exception())
+            return 1
+        click.echo("etcdpy: stopped", err=True)
+        return 0
+    finally:
+        backend.close()

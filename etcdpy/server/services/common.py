@@ -1,0 +1,47 @@
+"""What the gRPC adapters share: EtcdError -> gRPC status with etcd's text, and quiet UNIMPLEMENTED."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from etcdpy.api.errors import EtcdError
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]
+
+
+def maps_etcd_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
+    """Wrap a servicer method so an EtcdError aborts the call with its code and etcd's message."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+        try:
+            return await handler(self, request, context)
+        except EtcdError as err:
+            await context.abort(err.code, err.text)
+
+    return wrapper
+
+
+C = TypeVar("C", bound=type)
+
+
+def answers_unimplemented(cls: C) -> C:
+    """Make every RPC `cls` does not define abort with UNIMPLEMENTED on the event loop.
+
+    The generated servicer base does that too, but as a blocking method that grpc.aio
+    runs on a thread and logs as an unexpected exception.
+    """
+    for name, value in vars(cls.__mro__[1]).items():
+        if callable(value) and not name.startswith("_") and name not in vars(cls):
+            setattr(cls, name, _unimplemented)
+    return cls
+
+
+async def _unimplemented(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    await context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not implemented!")

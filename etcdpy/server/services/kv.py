@@ -1,0 +1,66 @@
+"""KV service: validate the request, hand it to the server, return what the applier answered."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2, rpc_pb2_grpc
+from etcdpy.server.etcdserver import EtcdServer
+from etcdpy.server.mvcc.validate import (
+    check_delete_request,
+    check_put_request,
+    check_range_request,
+    check_txn_request,
+)
+from etcdpy.server.services.common import answers_unimplemented, maps_etcd_errors
+
+Context = Any  # grpc.aio.ServicerContext; the generated servicer is untyped
+
+
+@answers_unimplemented
+class KVService(rpc_pb2_grpc.KVServicer):
+    """/etcdserverpb.KV: Range, Put, DeleteRange, Txn, Compact."""
+
+    def __init__(self, server: EtcdServer, *, max_txn_ops: int) -> None:
+        self.server = server
+        self.max_txn_ops = max_txn_ops
+
+    @maps_etcd_errors
+    async def Range(self, request: rpc_pb2.RangeRequest, context: Context) -> rpc_pb2.RangeResponse:
+        check_range_request(request)
+        return await self.server.range(request)
+
+    @maps_etcd_errors
+    async def Put(self, request: rpc_pb2.PutRequest, context: Context) -> rpc_pb2.PutResponse:
+        check_put_request(request)
+        response: rpc_pb2.PutResponse = await self.server.propose(
+            raft_internal_pb2.InternalRaftRequest(put=request)
+        )
+        return response
+
+    @maps_etcd_errors
+    async def DeleteRange(
+        self, request: rpc_pb2.DeleteRangeRequest, context: Context
+    ) -> rpc_pb2.DeleteRangeResponse:
+        check_delete_request(request)
+        response: rpc_pb2.DeleteRangeResponse = await self.server.propose(
+            raft_internal_pb2.InternalRaftRequest(delete_range=request)
+        )
+        return response
+
+    @maps_etcd_errors
+    async def Txn(self, request: rpc_pb2.TxnRequest, context: Context) -> rpc_pb2.TxnResponse:
+        check_txn_request(request, self.max_txn_ops)
+        response: rpc_pb2.TxnResponse = await self.server.propose(
+            raft_internal_pb2.InternalRaftRequest(txn=request)
+        )
+        return response
+
+    @maps_etcd_errors
+    async def Compact(
+        self, request: rpc_pb2.CompactionRequest, context: Context
+    ) -> rpc_pb2.CompactionResponse:
+        response: rpc_pb2.CompactionResponse = await self.server.propose(
+            raft_internal_pb2.InternalRaftRequest(compaction=request)
+        )
+        return response

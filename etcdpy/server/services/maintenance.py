@@ -1,0 +1,36 @@
+"""Maintenance service: Status, Hash and HashKV; the other RPCs answer UNIMPLEMENTED for now."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpy.server.etcdserver import EtcdServer
+from etcdpy.server.services.common import answers_unimplemented, maps_etcd_errors
+
+Context = Any  # grpc.aio.ServicerContext; the generated servicer is untyped
+
+
+@answers_unimplemented
+class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
+    """/etcdserverpb.Maintenance."""
+
+    def __init__(self, server: EtcdServer) -> None:
+        self.server = server
+
+    @maps_etcd_errors
+    async def Status(self, request: rpc_pb2.StatusRequest, context: Context) -> rpc_pb2.StatusResponse:
+        return self.server.status()
+
+    @maps_etcd_errors
+    async def Hash(self, request: rpc_pb2.HashRequest, context: Context) -> rpc_pb2.HashResponse:
+        return rpc_pb2.HashResponse(header=self.server.header(), hash=self.server.applier.hash())
+
+    @maps_etcd_errors
+    async def HashKV(self, request: rpc_pb2.HashKVRequest, context: Context) -> rpc_pb2.HashKVResponse:
+        hash_value, compact_revision, hash_revision = self.server.applier.hash_kv(request.revision)
+        header = self.server.header()
+        header.revision = hash_revision
+        return rpc_pb2.HashKVResponse(
+            header=header, hash=hash_value, compact_revision=compact_revision, hash_revision=hash_revision
+        )
