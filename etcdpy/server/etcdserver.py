@@ -22,6 +22,7 @@ import asyncio
 import bisect
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +38,29 @@ log = logging.getLogger("etcdpy.server")
 
 API_VERSION = "3.4.23"  # the etcd release whose API etcdpy serves; Status and /version report it
 FRESH_CLUSTER_TERM = 2  # etcd's first leader of a new cluster is elected in term 2
+CRASH_EXIT_CODE = 97
+COMPACTION_BATCH_RECORDS = 1000  # etcd's --experimental-compaction-batch-limit default
+COMPACTION_SLEEP_SECONDS = 0.01  # etcd's compaction sleep interval between batches
+
+
+class CrashPoints:
+    """Named places where a test can make the member die abruptly, like etcd's failpoints.
+
+    Armed by ``ETCDPY_CRASH_POINT=<name>@<raft index>`` (tests only): the process exits
+    with `CRASH_EXIT_CODE`, skipping every cleanup, the first time `name` is reached
+    at or past that index.  Points: ``after_wal_save`` (entries durable, not applied)
+    and ``after_apply`` (applied, clients not answered yet).
+    """
+
+    ENV = "ETCDPY_CRASH_POINT"
+
+    def __init__(self, spec: str | None) -> None:
+        self.name, _, index = (spec or "").partition("@")
+        self.index = int(index) if index else 0
+
+    def hit(self, name: str, index: int) -> None:
+        if name == self.name and index >= self.index:
+            os._exit(CRASH_EXIT_CODE)
 
 
 class ProposalLog(Protocol):
@@ -62,11 +86,13 @@ class LocalLog:
         *,
         applied_index: Callable[[], int],
         keep_entries: int,
+        crash_points: CrashPoints,
     ) -> None:
         self.wal = wal
         self.leader_id = member_id
         self.on_commit = on_commit
         self.applied_index = applied_index
+        self.crash_points = crash_points
         self.keep_entries = keep_entries  # entries retained below the applied index (snapshot catch-up)
         self.term = wal.hard_state.term
         self.commit_index = wal.hard_state.commit  # invariant: every entry <= commit_index is durable
@@ -151,6 +177,7 @@ class LocalLog:
                 await asyncio.shield(in_flight)
                 saved, in_flight = saving, None
                 self.commit_index = saved[-1].index
+                self.crash_points.hit("after_wal_save", self.commit_index)
                 if self._queue:
                     saving = self._take_batch()
                     in_flight = self._save_in_thread(saving)
@@ -170,18 +197,27 @@ class EtcdServer:
     """One member: proposes writes, serves reads, reports status; lives on one event loop."""
 
     def __init__(
-        self, *, cluster: Cluster, applier: Applier, max_request_bytes: int, wal: WAL, keep_entries: int
+        self,
+        *,
+        cluster: Cluster,
+        applier: Applier,
+        max_request_bytes: int,
+        wal: WAL,
+        keep_entries: int,
+        crash_points: CrashPoints | None = None,
     ) -> None:
         self.cluster = cluster
         self.applier = applier
         self.max_request_bytes = max_request_bytes
         self.wal = wal
+        self.crash_points = crash_points or CrashPoints(None)
         self.log = LocalLog(
             wal,
             cluster.local_id,
             self._apply_committed,
             applied_index=lambda: applier.applied_index,
             keep_entries=keep_entries,
+            crash_points=self.crash_points,
         )
         # Request ids as etcd's idutil makes them: member bits, boot time, then a counter.
         self._next_id = ((cluster.local_id & 0xFFFF) << 48) | ((int(time.time() * 1000) & (2**40 - 1)) << 8)
@@ -189,6 +225,8 @@ class EtcdServer:
         self._read_waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # (index, seq, future), sorted
         self._read_seq = 0
         self._log_task: asyncio.Task[None] | None = None
+        self._scheduled_compaction = applier.compact_revision
+        self._compaction_task: asyncio.Task[None] | None = None
 
     def start_log(self, fresh: bool, publish: Callable[[Any], None]) -> None:
         """Append this boot's bootstrap entries (see LocalLog) and apply everything not applied yet."""
@@ -206,7 +244,9 @@ class EtcdServer:
         if not entries:
             return
         batch = [(e.index, e.data if e.type == EntryType.NORMAL else b"") for e in entries]
-        for request_id, result in self.applier.apply(batch):
+        results = self.applier.apply(batch)
+        self.crash_points.hit("after_apply", entries[-1].index)
+        for request_id, result in results:
             waiter = self._waiters.pop(request_id, None)
             if waiter is None or waiter.done():
                 continue
@@ -214,11 +254,28 @@ class EtcdServer:
                 waiter.set_exception(result)
             else:
                 waiter.set_result(result)
+        if self.applier.compact_revision != self._scheduled_compaction:
+            self._scheduled_compaction = self.applier.compact_revision
+            self._start_compaction()
         applied = self.applier.applied_index
         while self._read_waiters and self._read_waiters[0][0] <= applied:
             waiter = self._read_waiters.pop(0)[2]
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _start_compaction(self) -> None:
+        if self._compaction_task is None or self._compaction_task.done():
+            self._compaction_task = asyncio.get_running_loop().create_task(self._compact())
+
+    async def _compact(self) -> None:
+        """Physical compaction in bounded steps, yielding between them so writes keep flowing."""
+        while not self.applier.compact_step(COMPACTION_BATCH_RECORDS):
+            await asyncio.sleep(COMPACTION_SLEEP_SECONDS)
+
+    async def wait_physical_compaction(self) -> None:
+        """Return once every scheduled compaction has been carried out on disk."""
+        while self._compaction_task is not None and not self._compaction_task.done():
+            await asyncio.wait([self._compaction_task])
 
     async def propose(self, req: raft_internal_pb2.InternalRaftRequest) -> Any:
         """Replicate one request and return the applier's response (or raise its EtcdError)."""
@@ -284,6 +341,8 @@ class EtcdServer:
     def start(self) -> asyncio.Task[None]:
         """Start the log task; the returned task ends on `stop` or if the write path fails."""
         self._log_task = asyncio.get_running_loop().create_task(self.log.run(), name="etcdpy-log")
+        if self.applier.compaction_pending:  # a compaction interrupted by the last shutdown or crash
+            self._start_compaction()
         return self._log_task
 
     async def stop(self) -> None:
@@ -291,6 +350,9 @@ class EtcdServer:
         await self.log.stop()
         if self._log_task is not None:
             await asyncio.wait([self._log_task])
+        if self._compaction_task is not None:
+            self._compaction_task.cancel()  # steps are atomic batches; the next start resumes
+            await asyncio.wait([self._compaction_task])
         for waiter in self._waiters.values():
             if not waiter.done():
                 waiter.set_exception(errors.ErrStopped())

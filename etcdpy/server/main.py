@@ -20,7 +20,7 @@ import grpc
 
 from etcdpy.server import config as cfg
 from etcdpy.server.apply import Applier
-from etcdpy.server.etcdserver import EtcdServer
+from etcdpy.server.etcdserver import CrashPoints, EtcdServer
 from etcdpy.server.membership import Cluster
 from etcdpy.server.services import register_services
 from etcdpy.server.storage.backend import Backend, BackendError
@@ -244,6 +244,7 @@ def open_member(config: cfg.Config, backend: Backend) -> EtcdServer:
         max_request_bytes=config.max_request_bytes,
         wal=wal,
         keep_entries=config.snapshot_catchup_entries,
+        crash_points=CrashPoints(os.environ.get(CrashPoints.ENV)),
     )
     server.start_log(fresh, publish=cluster.write)
     return server

@@ -63,4 +63,6 @@ class KVService(rpc_pb2_grpc.KVServicer):
         response: rpc_pb2.CompactionResponse = await self.server.propose(
             raft_internal_pb2.InternalRaftRequest(compaction=request)
         )
+        if request.physical:
+            await self.server.wait_physical_compaction()
         return response
