@@ -1,0 +1,13 @@
+"""etcdpy's command line: etcdctl's commands, flags, output and exit codes.
+
+One click group (`cli`), one module per command group; the shared state (global
+flags, output, client) lives in click's context object (`etcdpy.cli.context`).
+"""
+
+from etcdpy.cli import compaction, endpoint, kv, member, txn, version
+from etcdpy.cli.app import cli, main
+
+for _module in (kv, txn, compaction, endpoint, member, version):
+    _module.register(cli)
+
+__all__ = ["cli", "main"]

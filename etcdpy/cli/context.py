@@ -1,0 +1,92 @@
+"""The state every command shares through click's context object: flags, output, client."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import click
+
+from etcdpy.cli.errors import CliError, ExitCode
+from etcdpy.cli.options import GlobalOptions
+from etcdpy.cli.printers import Output, Printer, make_printer
+from etcdpy.client import Client, TLSConfig
+
+
+class CliState:
+    """Global options plus the lazily created client and printer of one invocation."""
+
+    def __init__(self, options: GlobalOptions, output: Output) -> None:
+        self.options = options
+        self.output = output
+        self._client: Client | None = None
+
+    def client(self, endpoints: list[str] | None = None) -> Client:
+        """The client for ``--endpoints`` (closed when the command ends)."""
+        if endpoints is not None:
+            return self._new_client(endpoints)
+        if self._client is None:
+            self._client = self._new_client(self.options.endpoints)
+        return self._client
+
+    def _new_client(self, endpoints: list[str]) -> Client:
+        o = self.options
+        for name in ("cert", "key", "cacert"):
+            if getattr(o, name) == "" and _given(name):
+                raise CliError(ExitCode.BAD_ARGS, f"empty string is passed to --{name} option")
+        user, password = self._credentials()
+        tls = TLSConfig(
+            cacert=Path(o.cacert) if o.cacert else None,
+            cert=Path(o.cert) if o.cert else None,
+            key=Path(o.key) if o.key else None,
+        )
+        try:
+            client = Client(
+                endpoints,
+                dial_timeout=o.dial_timeout,
+                command_timeout=o.command_timeout,
+                keepalive_time=o.keepalive_time,
+                keepalive_timeout=o.keepalive_timeout,
+                user=user,
+                password=password,
+                tls=tls,
+            )
+        except ValueError as err:
+            raise CliError(ExitCode.BAD_ARGS, str(err)) from None
+        click.get_current_context().call_on_close(client.close)
+        return client
+
+    def _credentials(self) -> tuple[str | None, str | None]:
+        """etcdctl's --user/--password rules: ``name:password``, or a separate --password, or a prompt."""
+        o = self.options
+        if not o.user:
+            return None, None
+        if o.password:
+            return o.user, o.password
+        name, sep, password = o.user.partition(":")
+        if sep:
+            return name, password
+        return o.user, click.prompt("Password", hide_input=True, err=True)
+
+    def printer(self) -> Printer:
+        """The printer for ``-w``/``--hex``/``--decode``."""
+        return make_printer(
+            self.options.write_out, self.output, hex_bytes=self.options.hex, decode=self.options.decode
+        )
+
+    def log(self, level: str, message: str) -> None:
+        """A capnslog-style line on stderr, as etcdctl's pkg/flags writes them."""
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")
+        self.output.err_line(f"{stamp} {level} | {message}")
+
+
+def _given(name: str) -> bool:
+    ctx: click.Context | None = click.get_current_context()
+    while ctx is not None:
+        if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE:
+            return True
+        ctx = ctx.parent
+    return False
+
+
+pass_state = click.make_pass_decorator(CliState)

@@ -1,0 +1,124 @@
+"""Output printers, one per ``--write-out`` format, with etcdctl's exact bytes.
+
+A `Printer` has one method per kind of result; a format that etcdctl does not
+support for a result raises ``Error: <format> not supported as output format``
+(exit 4), as etcdctl does.  `make_printer` picks the class for ``-w``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from etcdpy.api.etcdserverpb import rpc_pb2 as pb
+from etcdpy.cli.errors import CliError, ExitCode
+
+FORMATS = ("simple", "json", "fields", "table", "protobuf")
+
+
+@dataclass(frozen=True)
+class EndpointStatus:
+    """`endpoint status` result for one endpoint."""
+
+    endpoint: str
+    response: pb.StatusResponse
+
+
+@dataclass(frozen=True)
+class EndpointHashKV:
+    """`endpoint hashkv` result for one endpoint."""
+
+    endpoint: str
+    response: pb.HashKVResponse
+
+
+@dataclass(frozen=True)
+class EndpointHealth:
+    """`endpoint health` result for one endpoint; ``error`` is empty when healthy."""
+
+    endpoint: str
+    health: bool
+    took: str
+    error: str = ""
+
+
+class Output:
+    """Where printers write: raw bytes to stdout, text lines to stderr."""
+
+    def __init__(self, out: BinaryIO, err: BinaryIO) -> None:
+        self.out = out
+        self.err = err
+
+    def write(self, data: bytes | str) -> None:
+        self.out.write(data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data)
+
+    def line(self, data: bytes | str = b"") -> None:
+        self.write(data)
+        self.out.write(b"\n")
+
+    def err_line(self, text: str) -> None:
+        self.err.write(text.encode("utf-8", "surrogateescape") + b"\n")
+
+    def flush(self) -> None:
+        self.out.flush()
+        self.err.flush()
+
+
+class Printer:
+    """Base printer: every result is unsupported until a subclass says otherwise."""
+
+    name = ""
+
+    def __init__(self, output: Output, *, hex_bytes: bool = False, value_only: bool = False) -> None:
+        self.output = output
+        self.hex_bytes = hex_bytes
+        self.value_only = value_only
+
+    def unsupported(self) -> CliError:
+        return CliError(ExitCode.BAD_FEATURE, f"{self.name} not supported as output format")
+
+    def put(self, response: pb.PutResponse) -> None:
+        raise self.unsupported()
+
+    def get(self, response: pb.RangeResponse) -> None:
+        raise self.unsupported()
+
+    def delete(self, response: pb.DeleteRangeResponse) -> None:
+        raise self.unsupported()
+
+    def txn(self, response: pb.TxnResponse) -> None:
+        raise self.unsupported()
+
+    def member_list(self, response: pb.MemberListResponse) -> None:
+        raise self.unsupported()
+
+    def endpoint_status(self, statuses: Sequence[EndpointStatus]) -> None:
+        raise self.unsupported()
+
+    def endpoint_hashkv(self, hashes: Sequence[EndpointHashKV]) -> None:
+        raise self.unsupported()
+
+    def endpoint_health(self, healths: Sequence[EndpointHealth]) -> None:
+        raise self.unsupported()
+
+
+def make_printer(fmt: str, output: Output, *, hex_bytes: bool = False, decode: bool = False) -> Printer:
+    """The printer for ``-w fmt``; unknown formats fail as etcdctl does (exit 4)."""
+    from etcdpy.cli.printers.fields import FieldsPrinter
+    from etcdpy.cli.printers.jsonfmt import JSONPrinter
+    from etcdpy.cli.printers.protobuf import ProtobufPrinter
+    from etcdpy.cli.printers.simple import SimplePrinter
+    from etcdpy.cli.printers.table import TablePrinter
+
+    if fmt == "json":
+        return JSONPrinter(output, hex_bytes=hex_bytes, decode=decode)
+    classes: dict[str, type[Printer]] = {
+        "simple": SimplePrinter,
+        "fields": FieldsPrinter,
+        "protobuf": ProtobufPrinter,
+        "table": TablePrinter,
+    }
+    if fmt not in classes:
+        raise CliError(ExitCode.BAD_FEATURE, "unsupported output format")
+    return classes[fmt](output, hex_bytes=hex_bytes)

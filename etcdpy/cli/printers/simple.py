@@ -1,0 +1,81 @@
+"""``-w simple``: etcdctl's default, human-oriented output (printer_simple.go)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from etcdpy.api.etcdserverpb import rpc_pb2 as pb
+from etcdpy.api.mvccpb import kv_pb2
+from etcdpy.cli.printers import EndpointHashKV, EndpointHealth, EndpointStatus, Printer
+from etcdpy.cli.printers import rows as tables
+
+
+def hex_escaped(data: bytes) -> bytes:
+    """``--hex`` rendering: every byte as ``\\xNN``."""
+    return "".join(f"\\x{b:02x}" for b in data).encode("ascii")
+
+
+class SimplePrinter(Printer):
+    """Keys and values as raw lines, OK/SUCCESS/FAILURE markers, comma-separated rows."""
+
+    name = "simple"
+
+    def kv(self, kv: kv_pb2.KeyValue) -> None:
+        key, value = bytes(kv.key), bytes(kv.value)
+        if self.hex_bytes:
+            key, value = hex_escaped(key), hex_escaped(value)
+        if not self.value_only:
+            self.output.line(key)
+        self.output.line(value)
+
+    def put(self, response: pb.PutResponse) -> None:
+        self.output.line("OK")
+        if response.HasField("prev_kv"):
+            self.kv(response.prev_kv)
+
+    def get(self, response: pb.RangeResponse) -> None:
+        for kv in response.kvs:
+            self.kv(kv)
+
+    def delete(self, response: pb.DeleteRangeResponse) -> None:
+        self.output.line(str(response.deleted))
+        for kv in response.prev_kvs:
+            self.kv(kv)
+
+    def txn(self, response: pb.TxnResponse) -> None:
+        self.output.line("SUCCESS" if response.succeeded else "FAILURE")
+        for op in response.responses:
+            self.output.line()
+            which = op.WhichOneof("response")
+            if which == "response_put":
+                self.put(op.response_put)
+            elif which == "response_range":
+                self.get(op.response_range)
+            elif which == "response_delete_range":
+                self.delete(op.response_delete_range)
+            else:
+                # etcdctl 3.4 prints nested txn results with Go's %+v; etcdpy shows them recursively.
+                self.txn(op.response_txn)
+
+    def _rows(self, table: tables.Table) -> None:
+        for row in table[1]:
+            self.output.line(", ".join(row))
+
+    def member_list(self, response: pb.MemberListResponse) -> None:
+        self._rows(tables.member_list_table(response))
+
+    def endpoint_status(self, statuses: Sequence[EndpointStatus]) -> None:
+        self._rows(tables.endpoint_status_table(statuses))
+
+    def endpoint_hashkv(self, hashes: Sequence[EndpointHashKV]) -> None:
+        self._rows(tables.endpoint_hashkv_table(hashes))
+
+    def endpoint_health(self, healths: Sequence[EndpointHealth]) -> None:
+        # etcdctl writes health lines to stderr, whatever the outcome.
+        for h in healths:
+            if not h.error:
+                self.output.err_line(
+                    f"{h.endpoint} is healthy: successfully committed proposal: took = {h.took}"
+                )
+            else:
+                self.output.err_line(f"{h.endpoint} is unhealthy: failed to commit proposal: {h.error}")
