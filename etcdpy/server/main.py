@@ -181,7 +181,18 @@ def _run(ctx: click.Context, /, **params: Any) -> None:
     sys.exit(serve(config))
 
 
-command = click.Command(
+class ServerCommand(click.Command):
+    """A command whose unparsable flags exit 2 (etcd's flag parser), whatever group mounts it."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as err:
+            err.show()
+            sys.exit(2)
+
+
+command = ServerCommand(
     "server",
     callback=_run,
     params=[_option(*flag) for flag in FLAGS],

@@ -1,0 +1,95 @@
+"""A member that cannot start says why on stderr and exits non-zero; a healthy one announces itself."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import plyvel
+import pytest
+from conftest import run_to_exit
+from procs import ServerProcess
+
+from etcdpy.server.membership import member_id
+from etcdpy.server.storage import wal
+from etcdpy.server.storage.backend import Backend
+
+
+def test_startup_line_names_the_client_url_and_member_id(etcdpy_server: ServerProcess) -> None:
+    mid = member_id([etcdpy_server.peer_url], "etcd-cluster")
+    assert f"etcdpy: member {mid:x} (default)" in etcdpy_server.read_log()
+    assert f"serving client requests on {etcdpy_server.client_url}" in etcdpy_server.read_log()
+
+
+def test_a_data_dir_held_by_a_running_server_is_refused(etcdpy_server: ServerProcess) -> None:
+    second = ServerProcess("etcdpy", etcdpy_server.data_dir)
+    result = run_to_exit(second)
+    assert result.returncode == 1
+    assert f"data dir {etcdpy_server.data_dir} is in use by another running server" in result.stderr
+
+
+def test_a_port_in_use_is_refused(data_dir: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_to_exit(ServerProcess("etcdpy", data_dir, client_port=port))
+    assert result.returncode == 1
+    assert f"listen tcp 127.0.0.1:{port}: bind: address already in use" in result.stderr
+
+
+def test_a_foreign_leveldb_is_refused(data_dir: Path) -> None:
+    db_path = data_dir / "member" / "db"
+    db_path.mkdir(parents=True)
+    foreign = plyvel.DB(str(db_path), create_if_missing=True)
+    foreign.put(b"someone", b"else's data")
+    foreign.close()
+    result = run_to_exit(ServerProcess("etcdpy", data_dir))
+    assert result.returncode == 1
+    assert "holds a foreign LevelDB" in result.stderr
+
+
+def test_a_corrupt_data_dir_is_refused(data_dir: Path) -> None:
+    Backend(data_dir).close()
+    db_path = data_dir / "member" / "db"
+    for manifest in db_path.glob("MANIFEST-*"):
+        manifest.write_bytes(b"\x00garbage" * 64)
+    result = run_to_exit(ServerProcess("etcdpy", data_dir))
+    assert result.returncode == 1
+    assert f"data dir {data_dir}" in result.stderr
+    assert "corrupt" in result.stderr.lower()
+
+
+def test_membership_without_a_log_is_refused_as_damaged(data_dir: Path) -> None:
+    backend = Backend(data_dir)
+    w = wal.WAL.open(backend)
+    w.save([wal.Entry(1, 1, wal.EntryType.NORMAL, b"")], wal.HardState(1, 0, 1))
+    backend.close()
+    result = run_to_exit(ServerProcess("etcdpy", data_dir))
+    assert result.returncode == 1
+    assert "has a raft log but no cluster membership" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--listen-client-urls", "127.0.0.1:1"], 2, "URL scheme must be http or https"),
+        (["--max-txn-ops", "-1"], 2, "-1 is not in the range x>=0"),
+        (["--initial-cluster-state", "sideways"], 2, "'sideways' is not one of"),
+        (["--heartbeat-interval", "0"], 1, "--heartbeat-interval must be >0"),
+        (["--initial-cluster-state", "existing"], 1, "needs peers to join"),
+    ],
+)
+def test_bad_flags_exit_with_etcds_codes(data_dir: Path, args: list[str], code: int, message: str) -> None:
+    result = run_to_exit(ServerProcess("etcdpy", data_dir, extra_args=args))
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+
+
+def test_more_than_one_initial_member_is_refused_until_raft_lands(data_dir: Path) -> None:
+    server = ServerProcess("etcdpy", data_dir)
+    cluster = f"default={server.peer_url},other=http://127.0.0.1:1"
+    server.extra_args = ["--initial-cluster", cluster]
+    result = run_to_exit(server)
+    assert result.returncode == 1
+    assert "multi-member clusters are not supported yet" in result.stderr
