@@ -115,7 +115,7 @@ class Applier:
         try:
             if req.HasField("put"):
                 w = batch.write_txn()
-                ops.check_put(w, req.put, leases)
+                ops.check_put(w, req.put, leases, lease_first=True)
                 put_resp = ops.put_request(w, req.put)
                 w.end()
                 return put_resp

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_mvcc_harness import FakeLeases, Harness
+from test_mvcc_harness import FakeLeases, Harness, op_put
 
 from etcdpy.api import errors
 from etcdpy.api.mvccpb import kv_pb2
@@ -75,6 +75,13 @@ def test_unknown_lease_is_rejected_and_known_ones_track_their_keys(h: Harness) -
     h.put(b"a")  # no lease: detached
     h.delete(b"b")
     assert leases.keys == {7: set(), 8: set()}
+
+
+def test_a_plain_put_checks_the_lease_before_the_key_but_a_txn_put_after(h: Harness) -> None:
+    with pytest.raises(errors.ErrLeaseNotFound):
+        h.put(b"missing", ignore_value=True, lease=99)
+    with pytest.raises(errors.ErrKeyNotFound):
+        h.txn(success=[op_put(b"missing", ignore_value=True, lease=99)])
 
 
 def test_without_a_lessor_every_lease_is_unknown(tmp_path: Path) -> None:

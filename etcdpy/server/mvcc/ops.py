@@ -84,11 +84,17 @@ def _passes_filters(kv: kv_pb2.KeyValue, req: rpc_pb2.RangeRequest) -> bool:
     )
 
 
-def check_put(reader: Reader, req: rpc_pb2.PutRequest, leases: LeaseLookup) -> None:
-    """Raise what applying the put would fail with, before anything is written."""
+def check_put(reader: Reader, req: rpc_pb2.PutRequest, leases: LeaseLookup, *, lease_first: bool) -> None:
+    """Raise what applying the put would fail with, before anything is written.
+
+    etcd checks the lease first for a plain put but last for a put inside a txn.
+    """
+    lease_missing = bool(req.lease) and not leases.exists(req.lease)
+    if lease_first and lease_missing:
+        raise errors.ErrLeaseNotFound()
     if (req.ignore_value or req.ignore_lease) and reader.get(req.key) is None:
         raise errors.ErrKeyNotFound()
-    if req.lease and not leases.exists(req.lease):
+    if lease_missing:
         raise errors.ErrLeaseNotFound()
 
 

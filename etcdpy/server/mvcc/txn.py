@@ -93,7 +93,7 @@ def check_plan(reader: Reader, plan: Plan, leases: LeaseLookup) -> None:
     """Raise the first error the plan would hit: puts first (all levels), then ranges."""
     for op in _plan_ops(plan):
         if op.WhichOneof("request") == "request_put":
-            ops.check_put(reader, op.request_put, leases)
+            ops.check_put(reader, op.request_put, leases, lease_first=False)
     for op in _plan_ops(plan):
         if op.WhichOneof("request") == "request_range":
             rev = op.request_range.revision
