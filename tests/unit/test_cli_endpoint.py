@@ -1,0 +1,93 @@
+"""endpoint status/hashkv/health, member list and version through the CLI against a real etcd."""
+
+from __future__ import annotations
+
+import re
+
+from procs import ServerProcess
+from test_cli_support import ids, invoke
+
+
+def test_member_list_in_every_format(etcd_server: ServerProcess) -> None:
+    ep = f"--endpoints={etcd_server.endpoint}"
+    cluster, member = ids(etcd_server.endpoint)
+    peer, client = etcd_server.peer_url, etcd_server.client_url
+    assert invoke(ep, "member", "list").text == f"{member:x}, started, default, {peer}, {client}, false\n"
+    assert invoke(ep, "-w", "json", "member", "list").text == (
+        f'{{"header":{{"cluster_id":{cluster},"member_id":{member},"raft_term":2}},'
+        f'"members":[{{"ID":{member},"name":"default","peerURLs":["{peer}"],"clientURLs":["{client}"]}}]}}\n'
+    )
+    assert invoke(ep, "-w", "fields", "member", "list").text == (
+        f'"ClusterID" : {cluster}\n"MemberID" : {member}\n"Revision" : 0\n"RaftTerm" : 2\n'
+        f'"ID" : {member}\n"Name" : "default"\n"PeerURL" : "{peer}"\n"ClientURL" : "{client}"\n'
+        '"IsLearner" : false\n\n'
+    )
+    table = invoke(ep, "-w", "table", "member", "list").text.splitlines()
+    assert re.fullmatch(
+        r"\|\s+ID\s+\|\s+STATUS\s+\|\s+NAME\s+\|\s+PEER ADDRS\s+\|\s+CLIENT ADDRS\s+\|\s+IS LEARNER \|",
+        table[1],
+    )
+    assert table[3] == f"| {member:x} | started | default | {peer} | {client} |      false |"
+
+
+def test_endpoint_status_and_hashkv(etcd_server: ServerProcess) -> None:
+    ep = f"--endpoints={etcd_server.endpoint}"
+    _, member = ids(etcd_server.endpoint)
+    status = invoke(ep, "endpoint", "status").text
+    assert re.fullmatch(
+        rf"{etcd_server.endpoint}, {member:x}, 3\.4\.\d+, \d+ kB, true, false, 2, (\d+), \1, \n", status
+    )
+    cluster_status = invoke(ep, "endpoint", "status", "--cluster", "-w", "json").text
+    assert cluster_status.startswith(f'[{{"Endpoint":"{etcd_server.client_url}","Status":{{"header":')
+    hashes = invoke(ep, "endpoint", "hashkv").text
+    assert re.fullmatch(rf"{etcd_server.endpoint}, \d+\n", hashes)
+    assert invoke(ep, "endpoint", "--cluster", "hashkv").text.startswith(etcd_server.client_url + ", ")
+    future = invoke(ep, "endpoint", "hashkv", "--rev=100")
+    assert future.code == 1
+    assert future.stderr.splitlines() == [
+        f"Failed to get the hash of endpoint {etcd_server.endpoint} "
+        "(etcdserver: mvcc: required revision is a future revision)",
+        "Error: etcdserver: mvcc: required revision is a future revision",
+    ]
+
+
+def test_endpoint_health_reports_on_stderr_and_fails_for_dead_endpoints(etcd_server: ServerProcess) -> None:
+    healthy = invoke(f"--endpoints={etcd_server.endpoint}", "endpoint", "health")
+    assert healthy.code == 0 and healthy.stdout == b""
+    assert re.fullmatch(
+        rf"{etcd_server.endpoint} is healthy: successfully committed proposal: took = [\d.]+(ns|µs|ms|s)\n",
+        healthy.stderr,
+    )
+    both = invoke(
+        f"--endpoints={etcd_server.endpoint},127.0.0.1:1",
+        "--command-timeout=1s",
+        "-w",
+        "json",
+        "endpoint",
+        "health",
+    )
+    assert both.code == 1 and both.stderr == "Error: unhealthy cluster\n"
+    assert re.fullmatch(
+        rf'\[{{"endpoint":"{etcd_server.endpoint}","health":true,"took":"[^"]+"}},'
+        r'{"endpoint":"127.0.0.1:1","health":false,"took":"[^"]+","error":"context deadline exceeded"}\]\n',
+        both.text,
+    )
+
+
+def test_status_of_a_dead_endpoint_is_reported_and_exits_1(etcd_server: ServerProcess) -> None:
+    run = invoke(
+        f"--endpoints=127.0.0.1:1,{etcd_server.endpoint}", "--command-timeout=1s", "endpoint", "status"
+    )
+    assert run.code == 1
+    assert run.stderr == "Failed to get the status of endpoint 127.0.0.1:1 (context deadline exceeded)\n"
+    assert run.text.startswith(f"{etcd_server.endpoint}, ")
+    cluster = invoke("--endpoints=127.0.0.1:1", "--command-timeout=200ms", "endpoint", "status", "--cluster")
+    assert (cluster.code, cluster.stderr) == (
+        1,
+        "Error: failed to fetch endpoints from etcd cluster member list: context deadline exceeded\n",
+    )
+
+
+def test_version_is_the_emulated_etcdctl() -> None:
+    assert invoke("version").text == "etcdctl version: 3.4.23\nAPI version: 3.4\n"
+    assert invoke("--version").text.startswith("etcdpy version ")
