@@ -19,7 +19,14 @@ from etcdpy import __version__
 from etcdpy.api.errors import EtcdError
 from etcdpy.cli.context import CliState
 from etcdpy.cli.errors import CliError, ExitCode, SilentExit
-from etcdpy.cli.options import BOOL_FLAGS, FlagError, GlobalOptions, check_environment, group_options
+from etcdpy.cli.options import (
+    BOOL_FLAGS,
+    FlagError,
+    GlobalOptions,
+    check_environment,
+    debug_lines,
+    group_options,
+)
 from etcdpy.cli.printers import Output
 
 # name -> (module path, attribute, short help shown without importing it)
@@ -37,7 +44,10 @@ class EtcdpyGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         if cmd_name in LAZY_COMMANDS:
             module, attribute, _ = LAZY_COMMANDS[cmd_name]
-            command = getattr(importlib.import_module(module), attribute)
+            try:
+                command = getattr(importlib.import_module(module), attribute)
+            except (ImportError, AttributeError) as err:
+                raise CliError(ExitCode.ERROR, f"etcdpy {cmd_name} is not available: {err}") from None
             assert isinstance(command, click.Command)
             return command
         return super().get_command(ctx, cmd_name)
@@ -140,6 +150,9 @@ def cli(ctx: click.Context, /, **params: Any) -> None:
     if fatal is not None:
         state.log("C", fatal)
         raise SilentExit(ExitCode.ERROR)
+    if state.options.debug:
+        for line in debug_lines(state.options):
+            state.output.err_line(line)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import click
 
-from etcdpy.cli.durations import DurationError, parse_duration
+from etcdpy.cli.durations import DurationError, format_duration_ns, parse_duration
 from etcdpy.cli.errors import ExitCode
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -222,6 +222,28 @@ class GlobalOptions:
         if name == "endpoints" and isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         setattr(self, name, value)
+
+
+def debug_lines(options: GlobalOptions) -> list[str]:
+    """``--debug``: every global flag as ``ETCDCTL_<NAME>=<value>``, sorted and Go-formatted like etcdctl.
+
+    Unlike etcdctl, a password is never printed, only whether one is set.
+    """
+    lines = []
+    for flag in sorted(GLOBAL_FLAGS, key=lambda f: f.envvar):
+        value = getattr(options, flag.dest)
+        if flag.kind == "duration":
+            text = format_duration_ns(round(value * 1e9))
+        elif flag.kind == "bool":
+            text = "true" if value else "false"
+        elif flag.kind == "list":
+            text = "[" + ",".join(value) + "]"
+        elif flag.name == "password" and value:
+            text = "<set>"
+        else:
+            text = str(value)
+        lines.append(f"{flag.envvar}={text}")
+    return lines
 
 
 def check_environment(ctx: click.Context) -> tuple[str | None, list[str]]:

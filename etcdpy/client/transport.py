@@ -31,6 +31,7 @@ ResponseT = TypeVar("ResponseT", bound=Message)
 # grpc's texts for a connection that never came up (the request was not sent).
 _CONNECT_FAILURES = ("failed to connect", "Failed to connect", "DNS resolution failed", "Connection refused")
 _FIRST_BACKOFF = 0.025
+_MIN_KEEPALIVE_TIME = 10.0
 
 # Go's client accepts messages up to MaxInt32 bytes by default; grpc-python's default is 4 MiB.
 _MAX_MESSAGE_BYTES = 2**31 - 1
@@ -80,7 +81,9 @@ class Transport:
         self._options = [
             ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
-            ("grpc.keepalive_time_ms", int(keepalive_time * 1000)),
+            # grpc-go (etcd's own client) never pings more often than every 10 s, and etcd
+            # answers faster pings on long streams with GOAWAY: clamp the same way.
+            ("grpc.keepalive_time_ms", int(max(keepalive_time, _MIN_KEEPALIVE_TIME) * 1000)),
             ("grpc.keepalive_timeout_ms", int(keepalive_timeout * 1000)),
         ]
         self._tls = tls or TLSConfig()

@@ -66,3 +66,13 @@ def test_help_does_not_import_the_server() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "server      Run an etcdpy server member" in out
     assert out.strip().endswith("False")
+
+
+def test_debug_prints_the_flags_as_variables_without_the_password() -> None:
+    run = invoke("--debug", "--password=secret", "--dial-timeout=1m30s", "--endpoints=127.0.0.1:1", "version")
+    lines = run.stderr.splitlines()
+    assert lines == sorted(lines)
+    assert "ETCDCTL_DIAL_TIMEOUT=1m30s" in lines
+    assert "ETCDCTL_ENDPOINTS=[127.0.0.1:1]" in lines
+    assert "ETCDCTL_PASSWORD=<set>" in lines
+    assert "secret" not in run.stderr
