@@ -20,8 +20,8 @@ not ask for it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from google.protobuf.message import Message
 
@@ -36,6 +36,16 @@ from etcdpy.server.storage import schema
 from etcdpy.server.storage.backend import Backend
 
 EventSink = Callable[[int, Sequence[kv_pb2.Event]], None]
+
+RequestHandler = Callable[[Batch, Any], Message]
+"""Applies one request kind (given the set field's message) inside the batch, returning the response.
+
+It must raise its EtcdError before writing anything, so a failed request
+changes nothing.  Write keys through ``batch.write_txn()`` (one revision, events
+published) and other state through ``batch.wb`` (same atomic batch).
+"""
+
+_NOT_REQUESTS = frozenset({"header", "ID"})
 
 _APPLIED_INDEX_KEY = schema.META + schema.META_APPLIED_INDEX
 
@@ -60,10 +70,20 @@ class Applier:
         *,
         lease_lookup: LeaseLookup | None = None,
         on_events: EventSink | None = None,
+        handlers: Mapping[str, RequestHandler] | None = None,
     ) -> None:
         self.backend = backend
         self.store = KVStore(backend, leases=lease_lookup)
         self.on_events = on_events
+        self._handlers: dict[str, RequestHandler] = {
+            "put": self._put,
+            "delete_range": self._delete_range,
+            "txn": self._txn,
+            "range": self._range,
+            "compaction": self._compaction,
+        }
+        for kind, handler in (handlers or {}).items():
+            self.register(kind, handler)
         raw = backend.get(_APPLIED_INDEX_KEY)
         self._applied_index = int.from_bytes(raw, "big") if raw is not None else 0
 
@@ -108,37 +128,52 @@ class Applier:
                 self.on_events(rev, events)
         return results
 
+    def register(self, kind: str, handler: RequestHandler) -> None:
+        """Apply InternalRaftRequests whose set field is ``kind`` (e.g. "lease_revoke") with ``handler``."""
+        self._handlers[kind] = handler
+
     def _apply_one(
         self, batch: Batch, req: raft_internal_pb2.InternalRaftRequest
     ) -> Message | errors.EtcdError:
-        leases = self.store.leases
-        try:
-            if req.HasField("put"):
-                w = batch.write_txn()
-                ops.check_put(w, req.put, leases, lease_first=True)
-                put_resp = ops.put_request(w, req.put)
-                w.end()
-                return put_resp
-            if req.HasField("delete_range"):
-                w = batch.write_txn()
-                del_resp = ops.delete_request(w, req.delete_range)
-                w.end()
-                return del_resp
-            if req.HasField("txn"):
-                w = batch.write_txn()
-                txn_resp = txn.txn_request(w, req.txn, leases)
-                w.end()
-                return txn_resp
-            if req.HasField("range"):
-                return ops.range_request(batch.reader(), req.range)
-            if req.HasField("compaction"):
-                batch.compact(req.compaction.revision)
-                compact_resp = rpc_pb2.CompactionResponse()
-                compact_resp.header.revision = batch.rev
-                return compact_resp
-        except errors.EtcdError as exc:
-            return exc
-        return errors.ErrNotCapable()  # a request kind this applier does not handle (yet)
+        for field, value in req.ListFields():
+            if field.name in _NOT_REQUESTS:
+                continue
+            handler = self._handlers.get(field.name)
+            if handler is None:
+                break
+            try:
+                return handler(batch, value)
+            except errors.EtcdError as exc:
+                return exc
+        return errors.ErrNotCapable()  # a request kind nothing here handles (yet)
+
+    def _put(self, batch: Batch, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
+        w = batch.write_txn()
+        ops.check_put(w, req, self.store.leases, lease_first=True)
+        resp = ops.put_request(w, req)
+        w.end()
+        return resp
+
+    def _delete_range(self, batch: Batch, req: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
+        w = batch.write_txn()
+        resp = ops.delete_request(w, req)
+        w.end()
+        return resp
+
+    def _txn(self, batch: Batch, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+        w = batch.write_txn()
+        resp = txn.txn_request(w, req, self.store.leases)
+        w.end()
+        return resp
+
+    def _range(self, batch: Batch, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+        return ops.range_request(batch.reader(), req)
+
+    def _compaction(self, batch: Batch, req: rpc_pb2.CompactionRequest) -> rpc_pb2.CompactionResponse:
+        batch.compact(req.revision)
+        resp = rpc_pb2.CompactionResponse()
+        resp.header.revision = batch.rev
+        return resp
 
     # ---- reads and maintenance (not through raft) ----
 

@@ -11,6 +11,7 @@ from test_mvcc_harness import Harness, op_put, op_range
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.server.apply import Applier
+from etcdpy.server.mvcc.writer import Batch
 from etcdpy.server.storage.backend import Backend
 
 pb = rpc_pb2
@@ -154,3 +155,33 @@ def test_same_entries_give_the_same_hashes_on_every_member(tmp_path: Path) -> No
     assert members[0].hash() == members[1].hash()
     for m in members:
         m.backend.close()
+
+
+def test_registered_handlers_apply_other_request_kinds_in_the_same_batch(tmp_path: Path) -> None:
+    """A lessor-like handler: revoking deletes the lease's keys in one revision, failing changes nothing."""
+    h = Harness(tmp_path)
+    leases = {1: [b"a", b"b"]}
+
+    def revoke(batch: Batch, req: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
+        if req.ID not in leases:
+            raise errors.ErrLeaseNotFound()
+        w = batch.write_txn()
+        for key in leases.pop(req.ID):
+            w.delete_range(key, None)
+        w.end()
+        resp = pb.LeaseRevokeResponse()
+        resp.header.revision = batch.rev
+        return resp
+
+    h.applier.register("lease_revoke", revoke)
+    h.put(b"a")
+    h.put(b"b")
+    h.put(b"c")
+    missing, revoked = h.apply_entries(
+        {"lease_revoke": pb.LeaseRevokeRequest(ID=2)}, {"lease_revoke": pb.LeaseRevokeRequest(ID=1)}
+    )
+    assert isinstance(missing.response, errors.ErrLeaseNotFound)
+    assert isinstance(revoked.response, pb.LeaseRevokeResponse) and revoked.response.header.revision == 5
+    assert h.keys() == [b"c"] and h.applier.applied_index == 5
+    assert [(e.type, e.kv.key) for e in h.events[-1][1]] == [(1, b"a"), (1, b"b")]
+    h.close()

@@ -75,6 +75,8 @@ def test_limit_sets_more_and_count_ignores_limit(h: Harness) -> None:
     assert [kv.key for kv in resp.kvs] == [b"k1", b"k2"] and resp.more and resp.count == 3
     exact = h.range(b"k", b"l", limit=3)
     assert len(exact.kvs) == 3 and not exact.more and exact.count == 3
+    negative = h.range(b"k", b"l", limit=-1)  # etcd treats a negative limit as none
+    assert len(negative.kvs) == 3 and not negative.more and negative.count == 3
 
 
 def test_past_revisions_compaction_and_future(h: Harness) -> None:

@@ -91,7 +91,7 @@ class Model:
         filtered = any(
             (req.min_mod_revision, req.max_mod_revision, req.min_create_revision, req.max_create_revision)
         )
-        if req.limit and req.sort_order == R.NONE and not filtered:
+        if req.limit > 0 and req.sort_order == R.NONE and not filtered:
             kvs = kvs[: req.limit + 1]
         kvs = [
             kv
@@ -105,7 +105,7 @@ class Model:
         field = {R.KEY: "key", R.VERSION: "version", R.CREATE: "create", R.MOD: "mod", R.VALUE: "value"}
         if order != R.NONE:
             kvs.sort(key=lambda kv: getattr(kv, field[req.sort_target]), reverse=order == R.DESCEND)
-        if req.limit and len(kvs) > req.limit:
+        if req.limit > 0 and len(kvs) > req.limit:
             kvs, resp.more = kvs[: req.limit], True
         resp.kvs.extend(kv.proto(req.keys_only) for kv in kvs)
         return resp
@@ -284,7 +284,7 @@ def range_requests(draw: st.DrawFn) -> pb.RangeRequest:
     return pb.RangeRequest(
         key=draw(keys | st.just(b"\x00")),
         range_end=draw(ends | st.just(b"\x00")),
-        limit=draw(st.sampled_from([0, 1, 2, 3])),
+        limit=draw(st.sampled_from([0, 1, 2, 3, -1])),
         revision=draw(st.sampled_from([0, 0, 0, -1, 1, 2])),
         sort_order=draw(st.sampled_from([R.NONE, R.NONE, R.ASCEND, R.DESCEND])),
         sort_target=draw(st.sampled_from([R.KEY, R.KEY, R.VERSION, R.CREATE, R.MOD, R.VALUE])),

@@ -40,6 +40,7 @@ _U64 = struct.Struct(">Q")
 _I64 = struct.Struct(">q")
 _MAX_U64 = (1 << 64) - 1
 
+MAX_U64 = _MAX_U64
 MAX_SUB = _MAX_U64  # seek with this sub to land on a main revision's newest sub-revision
 
 PUT = b"p"
@@ -148,9 +149,13 @@ def index_key(key: bytes, rev: Revision) -> bytes:
     return index_group(key) + _invert(rev)
 
 
+def seek_suffix(main: int) -> bytes:
+    """Appended to a group: a seek target landing on its newest entry with revision main <= ``main``."""
+    return _invert(Revision(main, MAX_SUB))
+
+
 def index_seek(group: bytes, main: int) -> bytes:
-    """A seek target landing on the group's newest entry with revision main <= ``main``."""
-    return group + _invert(Revision(main, MAX_SUB))
+    return group + seek_suffix(main)
 
 
 def index_group_end(group: bytes) -> bytes:
@@ -167,13 +172,29 @@ INDEX_START = schema.KEY_INDEX
 INDEX_STOP = bytes([schema.KEY_INDEX[0] + 1])
 
 
+def group_length(ikey: bytes) -> int:
+    """Length of the group prefix of an index key (up to and including the terminator)."""
+    return ikey.index(TERMINATOR) + len(TERMINATOR)  # the first 00 01: escaped zeros are 00 FF
+
+
+def group_raw_key(ikey: bytes, group_len: int) -> bytes:
+    return ikey[1 : group_len - len(TERMINATOR)].replace(_ESCAPED_ZERO, b"\x00")
+
+
+def index_main(ikey: bytes, group_len: int) -> int:
+    """The main revision of an index entry, without decoding the rest."""
+    return _MAX_U64 - int.from_bytes(ikey[group_len : group_len + 8], "big")
+
+
+def index_rev(ikey: bytes, group_len: int) -> Revision:
+    inv_main, inv_sub = _REV.unpack(ikey[group_len:])
+    return Revision(_MAX_U64 - inv_main, _MAX_U64 - inv_sub)
+
+
 def split_index_key(ikey: bytes) -> tuple[bytes, bytes, Revision]:
     """Split an index key into (group prefix, raw key, revision)."""
-    end = ikey.index(TERMINATOR)  # the first 00 01 is the terminator: escaped zeros are 00 FF
-    group_len = end + len(TERMINATOR)
-    raw = ikey[1:end].replace(_ESCAPED_ZERO, b"\x00")
-    inv_main, inv_sub = _REV.unpack(ikey[group_len:])
-    return ikey[:group_len], raw, Revision(_MAX_U64 - inv_main, _MAX_U64 - inv_sub)
+    cut = group_length(ikey)
+    return ikey[:cut], group_raw_key(ikey, cut), index_rev(ikey, cut)
 
 
 # ---- current ----

@@ -49,7 +49,8 @@ def range_request(reader: Reader, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeRes
     filtered = bool(
         req.min_mod_revision or req.max_mod_revision or req.min_create_revision or req.max_create_revision
     )
-    fetch = 0 if (req.sort_order != RangeRequest.NONE or filtered) else req.limit
+    # how many to fetch in key order (0 = all); a negative limit means no limit, as in etcd
+    fetch = 0 if (req.sort_order != RangeRequest.NONE or filtered) else max(req.limit, 0)
     kvs: list[kv_pb2.KeyValue] = []
     for kv in reader.range(req.key, end, rev):
         kvs.append(kv)

@@ -116,9 +116,18 @@ class Reader:
 
     def count(self, key: bytes, end: bytes | None, rev: int) -> int:
         """Number of live keys in the range at ``rev`` (already checked), values never read."""
-        if rev >= self.rev:
-            return sum(1 for _ in self._merge_current(key, end, with_values=False))
-        return sum(1 for _, found in self._merge_past(key, end, rev) if _is_live(found))
+        if rev < self.rev:
+            if self.overlay is None:
+                return sum(1 for _, _, tombstone in self._walk_index(key, end, rev) if not tombstone)
+            return sum(1 for _, found in self._merge_past(key, end, rev) if _is_live(found))
+        if self.overlay is None and end is not None:
+            if end and end <= key:
+                return 0
+            stop = layout.current_key(end) if end else layout.CURRENT_STOP
+            return sum(
+                1 for _ in self.view.iterator(start=layout.current_key(key), stop=stop, include_value=False)
+            )
+        return sum(1 for _ in self._merge_current(key, end, with_values=False))
 
     def _merge_current(
         self, key: bytes, end: bytes | None, *, with_values: bool
@@ -163,26 +172,47 @@ class Reader:
                 yield k, disk_found
 
     def _disk_versions(self, key: bytes, end: bytes | None, rev: int) -> Iterator[tuple[bytes, _DiskHit]]:
+        """(key, newest index entry <= rev) for every key in the range that has one, in key order."""
+        for ikey, cut, tombstone in self._walk_index(key, end, rev):
+            yield layout.group_raw_key(ikey, cut), _DiskHit(ikey, cut, tombstone)
+
+    def _walk_index(self, key: bytes, end: bytes | None, rev: int) -> Iterator[tuple[bytes, int, bool]]:
+        """(index key, group length, tombstone) of each key's newest entry <= rev, in key order.
+
+        Walks the index sequentially (most groups hold few versions) and seeks
+        only to jump over versions newer than ``rev`` or over a long group tail.
+        This loop is the cost of past reads and counts, hence the local names.
+        """
+        if end is not None and end and end <= key:
+            return
+        suffix = layout.seek_suffix(rev)
         it = self.view.raw_iterator()
+        seek, valid, ikey_of = it.seek, it.valid, it.key
+        terminator, tomb, max_u64 = layout.TERMINATOR, layout.TOMBSTONE, layout.MAX_U64
         try:
             if end is None:
-                hit = _seek_version(it, layout.index_group(key), rev)
-                if hit is not None:
-                    yield key, hit
-                return
-            if end and end <= key:
+                group = layout.index_group(key)
+                seek(group + suffix)
+                if valid() and ikey_of().startswith(group):
+                    yield ikey_of(), len(group), it.value() == tomb
                 return
             stop = layout.index_bound(end) if end else layout.INDEX_STOP
-            pos = layout.index_bound(key)
-            while True:
-                it.seek(pos)
-                if not it.valid() or it.key() >= stop:
+            seek(layout.index_bound(key))
+            while valid():
+                ikey = ikey_of()
+                if ikey >= stop:
                     return
-                group, raw, _ = layout.split_index_key(it.key())
-                hit = _seek_version(it, group, rev)
-                if hit is not None:
-                    yield raw, hit
-                pos = layout.index_group_end(group)
+                cut = ikey.index(terminator) + 2
+                group = ikey[:cut]
+                if max_u64 - int.from_bytes(ikey[cut : cut + 8], "big") > rev:
+                    seek(group + suffix)
+                    if not valid():
+                        return
+                    ikey = ikey_of()
+                    if not ikey.startswith(group):
+                        continue  # no version <= rev; ikey already starts the next group
+                yield ikey, cut, it.value() == tomb
+                _skip_group(it, group)
         finally:
             it.close()
 
@@ -204,11 +234,18 @@ class Reader:
 
 
 class _DiskHit:
-    __slots__ = ("rev", "tombstone")
+    """An index entry found on disk: where its history record is and whether it is a tombstone."""
 
-    def __init__(self, rev: Revision, tombstone: bool) -> None:
-        self.rev = rev
+    __slots__ = ("cut", "ikey", "tombstone")
+
+    def __init__(self, ikey: bytes, cut: int, tombstone: bool) -> None:
+        self.ikey = ikey
+        self.cut = cut
         self.tombstone = tombstone
+
+    @property
+    def rev(self) -> Revision:
+        return layout.index_rev(self.ikey, self.cut)
 
 
 class _OverlayHit:
@@ -224,16 +261,13 @@ def _is_live(found: Any) -> bool:
     return not found.tombstone
 
 
-def _seek_version(it: Any, group: bytes, rev: int) -> _DiskHit | None:
-    """The newest index entry of the group with main <= rev, via one seek."""
-    it.seek(layout.index_seek(group, rev))
-    if not it.valid():
-        return None
-    ikey = it.key()
-    if not ikey.startswith(group):  # escaped keys never contain the terminator: no other key matches
-        return None
-    _, _, found_rev = layout.split_index_key(ikey)
-    return _DiskHit(found_rev, it.value() == layout.TOMBSTONE)
+def _skip_group(it: Any, group: bytes, walk: int = 4) -> None:
+    """Move past the group's remaining entries: step a few, then seek over a long tail."""
+    for _ in range(walk):
+        it.next()
+        if not it.valid() or not it.key().startswith(group):
+            return
+    it.seek(layout.index_group_end(group))
 
 
 def _merge_sorted(disk: Iterator[tuple[bytes, Any]], extra: list[bytes]) -> Iterator[tuple[bytes, Any]]:
