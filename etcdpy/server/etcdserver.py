@@ -356,3 +356,46 @@ class EtcdServer:
         for waiter in self._waiters.values():
             if not waiter.done():
                 waiter.set_exception(errors.ErrStopped())
+
+
+REVISION_COMPACTION_CHECK_SECONDS = 300.0  # etcd's revision compactor checks every 5 minutes
+
+
+async def run_auto_compaction(server: EtcdServer, mode: str, retention: float) -> None:
+    """Propose compactions as etcd's auto compactors do; runs until cancelled (retention 0: never).
+
+    revision: every 5 minutes, compact to (current revision - retention).
+    periodic: sample the revision every tenth of the window (the window is the retention,
+    at most an hour) and, once per window, compact to the newest sample at least
+    `retention` seconds old, so the history of the last `retention` seconds stays readable.
+    """
+    if retention <= 0:
+        return
+    if mode == "revision":
+        while True:
+            await asyncio.sleep(REVISION_COMPACTION_CHECK_SECONDS)
+            await _auto_compact(server, server.applier.current_revision - int(retention))
+    window = min(retention, 3600.0)
+    samples: list[tuple[float, int]] = []  # (monotonic time, revision), oldest first
+    next_compaction = time.monotonic() + window
+    while True:
+        now = time.monotonic()
+        samples.append((now, server.applier.current_revision))
+        old_enough = [rev for at, rev in samples if now - at >= retention]
+        if old_enough and now >= next_compaction:
+            await _auto_compact(server, old_enough[-1])
+            next_compaction = now + window
+            samples = [s for s in samples if now - s[0] < retention]
+        await asyncio.sleep(window / 10)
+
+
+async def _auto_compact(server: EtcdServer, revision: int) -> None:
+    if revision <= max(server.applier.compact_revision, 0):
+        return
+    try:
+        await server.propose(
+            raft_internal_pb2.InternalRaftRequest(compaction=rpc_pb2.CompactionRequest(revision=revision))
+        )
+        log.info("auto compaction: compacted to revision %d", revision)
+    except errors.EtcdError as exc:  # e.g. compacted meanwhile by a client: nothing to do
+        log.warning("auto compaction to revision %d failed: %s", revision, exc.text)

@@ -9,6 +9,7 @@ dir, port in use), 0 after a clean shutdown on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ import grpc
 
 from etcdpy.server import config as cfg
 from etcdpy.server.apply import Applier
-from etcdpy.server.etcdserver import CrashPoints, EtcdServer
+from etcdpy.server.etcdserver import CrashPoints, EtcdServer, run_auto_compaction
 from etcdpy.server.membership import Cluster
 from etcdpy.server.services import register_services
 from etcdpy.server.storage.backend import Backend, BackendError
@@ -287,7 +288,13 @@ async def _serve(config: cfg.Config) -> int:
         for url in config.listen_client_urls:
             _bind(grpc_server, url)
         await grpc_server.start()
+        # Everything allocated so far (modules, descriptors, the store's caches) lives as long as the
+        # process: keeping it out of the collector shortens every full collection under load.
+        gc.freeze()
         log_task = server.start()
+        compactor = asyncio.create_task(
+            run_auto_compaction(server, config.auto_compaction_mode, config.auto_compaction_interval())
+        )
         stop_requested = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -301,6 +308,7 @@ async def _serve(config: cfg.Config) -> int:
         signal_task = asyncio.create_task(stop_requested.wait())
         await asyncio.wait([log_task, signal_task], return_when=asyncio.FIRST_COMPLETED)
         signal_task.cancel()
+        compactor.cancel()
         await grpc_server.stop(SHUTDOWN_GRACE_SECONDS)
         await server.stop()
         if not log_task.cancelled() and log_task.exception() is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -170,3 +171,26 @@ def test_grpc_health_reports_serving(stubs: Stubs) -> None:
     health = health_pb2_grpc.HealthStub(stubs.channel)
     response = health.Check(health_pb2.HealthCheckRequest(service=""))
     assert response.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_periodic_auto_compaction_compacts_history_older_than_the_retention(tmp_path: Path) -> None:
+    server = ServerProcess(
+        "etcdpy",
+        tmp_path / "d",
+        extra_args=["--auto-compaction-mode", "periodic", "--auto-compaction-retention", "1s"],
+    ).start()
+    try:
+        client = connect(server)
+        client.kv.Put(rpc_pb2.PutRequest(key=b"p", value=b"old"))  # revision 2
+        deadline = time.monotonic() + 20
+        while client.maintenance.HashKV(rpc_pb2.HashKVRequest()).compact_revision < 2:
+            assert time.monotonic() < deadline, "no auto compaction within 20 s of a 1 s retention"
+            client.kv.Put(rpc_pb2.PutRequest(key=b"p", value=b"new"))
+            time.sleep(0.2)  # polling a background timer: there is no event to wait on from outside
+        with pytest.raises(grpc.RpcError) as info:
+            client.kv.Range(rpc_pb2.RangeRequest(key=b"p", revision=1))
+        assert info.value.code() == grpc.StatusCode.OUT_OF_RANGE
+        assert "auto compaction: compacted to revision" in server.read_log()
+        client.channel.close()
+    finally:
+        server.stop()
