@@ -1,0 +1,49 @@
+"""Options of the simulation suite.
+
+    pytest tests/sim                        the default sweep: 2,000 seeds, in chunks xdist spreads
+    pytest tests/sim --sim-seeds 100000     a long sweep
+    pytest tests/sim --sim-first-seed 5000  sweep other seeds
+    pytest tests/sim -k replay --sim-seed 1234
+                                            replay one seed (also: python -m tests.sim.replay 1234)
+
+The options exist when pytest is pointed at tests/sim (pytest only reads
+options from conftest files it meets before collecting).  From the repository
+root, use the environment instead: SIM_SEEDS=100000, SIM_FIRST_SEED, SIM_SEED.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+DEFAULT_SEEDS = 2000
+SEEDS_PER_CHUNK = 50
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sim", "deterministic raft simulation")
+    group.addoption("--sim-seeds", type=int, default=None, help=f"seeds to sweep (default {DEFAULT_SEEDS})")
+    group.addoption("--sim-first-seed", type=int, default=None, help="first seed of the sweep (default 0)")
+    group.addoption("--sim-seed", type=int, default=None, help="the seed test_replay replays (default 0)")
+
+
+def _setting(config: pytest.Config, option: str, variable: str, default: int) -> int:
+    value = config.getoption(option, default=None)
+    if value is None:
+        value = int(os.environ.get(variable, default))
+    return int(value)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    config = metafunc.config
+    if "seed_chunk" in metafunc.fixturenames:
+        first = _setting(config, "sim_first_seed", "SIM_FIRST_SEED", 0)
+        count = _setting(config, "sim_seeds", "SIM_SEEDS", DEFAULT_SEEDS)
+        chunks = [
+            range(start, min(start + SEEDS_PER_CHUNK, first + count))
+            for start in range(first, first + count, SEEDS_PER_CHUNK)
+        ]
+        metafunc.parametrize("seed_chunk", chunks, ids=[f"seeds{c.start}-{c.stop - 1}" for c in chunks])
+    if "replay_seed" in metafunc.fixturenames:
+        metafunc.parametrize("replay_seed", [_setting(config, "sim_seed", "SIM_SEED", 0)])

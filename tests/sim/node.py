@@ -1,0 +1,327 @@
+"""A simulated member: a RawNode, its fake disk, and the KV store it applies committed entries to.
+
+The Ready loop follows the contract in two phases, so a crash can fall between
+a write and its fsync:
+
+* phase 1 (`ready()` taken): write snapshot, entries and hard state to the
+  page cache, send `messages` (allowed before the write is durable);
+* phase 2 (the fsync completes, `sync_delay` steps later): sync, send
+  `persisted_messages`, apply `committed_entries`, serve ReadIndex reads,
+  maybe snapshot and compact, `advance()`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from etcdpy.api.raftpb import raft_pb2 as pb
+from etcdpy.checker import KvOutput
+from etcdpy.raft import (
+    Config,
+    ErrStepPeerNotFound,
+    MemoryStorage,
+    ProposalDropped,
+    RawNode,
+    Ready,
+    StateType,
+    StorageError,
+    decode_conf_change,
+)
+
+from .disk import AppliedState, FakeDisk
+from .invariants import SafetyMonitor
+from .statemachine import Command, KvStateMachine
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """NodeSettings are the raft and application parameters shared by the nodes of a run."""
+
+    election_tick: int = 10
+    heartbeat_tick: int = 2
+    pre_vote: bool = True
+    check_quorum: bool = True
+    max_size_per_msg: int = 1 << 20
+    max_inflight_msgs: int = 256
+    snapshot_every: int = 0  # snapshot after this many applied entries (0: never)
+    keep_entries: int = 0  # log entries kept behind a snapshot for slow followers
+    max_sync_delay: int = 0  # an fsync takes 0..max_sync_delay steps
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Answer is a node's reply to a client request."""
+
+    request_id: int
+    attempt: int | None  # the ReadIndex attempt answered; None for requests that went through the log
+    output: KvOutput
+    index: int  # the log index that decided the answer (entry applied, or read index)
+    term: int  # that entry's term (0 for reads)
+    node_term: int  # the node's term when it answered
+
+
+def _term_lookup(lookup: Callable[[int], int]) -> Callable[[int], int | None]:
+    def term_of(index: int) -> int | None:
+        try:
+            return lookup(index)
+        except (StorageError, IndexError):
+            return None
+
+    return term_of
+
+
+class SimNode:
+    """SimNode is one member of the simulated cluster."""
+
+    def __init__(
+        self,
+        node_id: int,
+        disk: FakeDisk,
+        settings: NodeSettings,
+        rng: random.Random,
+        monitor: SafetyMonitor,
+        stats: Counter[str],
+    ) -> None:
+        self.id = node_id
+        self._stats = stats
+        self.disk = disk
+        self.settings = settings
+        self._rng = rng
+        self._monitor = monitor
+        self.raw: RawNode | None = None  # None while crashed or stopped
+        self.store = KvStateMachine()
+        self.applied = 0  # the store's applied index
+        self.conf_state = pb.ConfState()
+        self._snapshot_index = 0
+        # the last index raft handed over (entry or snapshot) in this life; below applied while replaying
+        self._delivered = 0
+        self._ready: Ready | None = None
+        self._sync_at = 0
+        self._writes_waiting: set[int] = set()  # request ids proposed here, answered when applied
+        self._reads_waiting: dict[bytes, tuple[int, int, str]] = {}  # ctx -> (request id, attempt, key)
+        self._reads_confirmed: list[tuple[int, bytes]] = []  # (read index, ctx) awaiting applied >= index
+        self.outgoing: list[pb.Message] = []
+        self.answers: list[Answer] = []
+        self.conf_changes_applied: list[pb.ConfState] = []
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        """Alive tells whether the node runs (not crashed, not stopped)."""
+        return self.raw is not None
+
+    def start(self) -> None:
+        """Start boots the node from its disk: durable log, hard state, snapshot and applied state."""
+        storage = self.disk.working
+        snapshot = storage.snapshot()
+        saved = self.disk.durable_applied
+        if snapshot.metadata.index > saved.applied:
+            # The disk holds a newer snapshot than the store it saved: restore the store from it.
+            saved = AppliedState(snapshot.metadata.index, KvStateMachine.decode(snapshot.data))
+        self.store = saved.store.copy()
+        self.applied = saved.applied
+        # Raft starts from the snapshot's configuration and replays the changes after it.
+        self.conf_state = snapshot.metadata.conf_state
+        self._snapshot_index = self._delivered = snapshot.metadata.index
+        config = Config(
+            id=self.id,
+            election_tick=self.settings.election_tick,
+            heartbeat_tick=self.settings.heartbeat_tick,
+            storage=storage,
+            # Like etcd: raft replays every committed entry after the snapshot, so conf changes reach
+            # its tracker again; the store skips what it already holds.
+            applied=snapshot.metadata.index,
+            max_size_per_msg=self.settings.max_size_per_msg,
+            max_inflight_msgs=self.settings.max_inflight_msgs,
+            check_quorum=self.settings.check_quorum,
+            pre_vote=self.settings.pre_vote,
+            rand=random.Random(self._rng.getrandbits(64)),
+        )
+        self.raw = RawNode(config)
+        self._monitor.observe_restart(self.id, self.applied, storage.hard_state.commit)
+
+    def crash(self) -> None:
+        """Crash stops the node at once: unsynced writes, pending replies and in-flight work are lost."""
+        self.raw = None
+        self._ready = None
+        self.disk.crash()
+        self._writes_waiting.clear()
+        self._reads_waiting.clear()
+        self._reads_confirmed.clear()
+        self.outgoing.clear()
+
+    def stop(self) -> None:
+        """Stop shuts a removed member down for good."""
+        self.raw = None
+        self._ready = None
+
+    # -- inputs ----------------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Tick advances the node's logical clock."""
+        assert self.raw is not None
+        self.raw.tick()
+
+    def receive(self, message: pb.Message) -> None:
+        """Receive steps a message from a peer; responses from peers it does not know are dropped."""
+        assert self.raw is not None
+        with contextlib.suppress(ErrStepPeerNotFound, ProposalDropped):
+            self.raw.step(message)
+
+    def submit(self, attempt: int, command: Command, via_log: bool) -> bool:
+        """Submit hands a client request to raft; False if raft refused it (e.g. no leader known)."""
+        assert self.raw is not None
+        request = command.request
+        try:
+            if request.op.value == "get" and not via_log:
+                ctx = f"{command.request_id}:{attempt}".encode()
+                self.raw.read_index(ctx)
+                self._reads_waiting[ctx] = (command.request_id, attempt, str(request.key))
+            else:
+                self.raw.propose(command.encode())
+                self._writes_waiting.add(command.request_id)
+        except ProposalDropped:
+            return False
+        return True
+
+    # -- the Ready loop --------------------------------------------------------------------------
+
+    def process(self, now: int) -> None:
+        """Process advances the Ready loop by one phase if there is work."""
+        raw = self.raw
+        assert raw is not None
+        if self._ready is not None:
+            if now >= self._sync_at:
+                self._finish_ready(raw, self._ready)
+            return
+        if not raw.has_ready():
+            self._serve_reads()
+            return
+        rd = raw.ready()
+        self._ready = rd
+        self._write(rd)
+        self._sync_at = now + self._rng.randint(0, self.settings.max_sync_delay)
+        if self._sync_at <= now:
+            self._finish_ready(raw, rd)
+
+    def _write(self, rd: Ready) -> None:
+        disk = self.disk
+        if rd.snapshot is not None:
+            disk.apply_snapshot(rd.snapshot)
+        if rd.entries:
+            disk.append(list(rd.entries))
+            self._monitor.observe_append(self.id, list(rd.entries), _term_lookup(disk.working.term))
+        if rd.hard_state is not None:
+            disk.set_hard_state(rd.hard_state)
+            self._monitor.observe_commit(self.id, rd.hard_state.commit)
+        self.outgoing.extend(rd.messages)
+        self._reads_confirmed.extend((rs.index, rs.request_ctx) for rs in rd.read_states)
+
+    def _finish_ready(self, raw: RawNode, rd: Ready) -> None:
+        self._ready = None
+        self.disk.sync(self.applied, self.store)
+        self._monitor.observe_durable(self.id, self.applied)
+        self._send_persisted(rd)
+        if rd.snapshot is not None:
+            self._install_snapshot(rd.snapshot)
+        for entry in rd.committed_entries:
+            self._apply(raw, entry)
+        raw.advance(rd)
+        self._maybe_snapshot()
+        self._serve_reads()
+
+    def _send_persisted(self, rd: Ready) -> None:
+        # Only now that the writes are durable may what acknowledges them go out.
+        self.outgoing.extend(rd.persisted_messages)
+
+    def _install_snapshot(self, snapshot: pb.Snapshot) -> None:
+        meta = snapshot.metadata
+        self.store = KvStateMachine.decode(snapshot.data)
+        self.applied = meta.index
+        self.conf_state = meta.conf_state
+        self._snapshot_index = self._delivered = meta.index
+        self._stats["snapshots_installed"] += 1
+        self._monitor.observe_snapshot_restore(self.id, meta.index, meta.term, self.store.digest())
+
+    def _apply(self, raw: RawNode, entry: pb.Entry) -> None:
+        self._delivered = entry.index
+        change = decode_conf_change(entry)
+        if change is not None:
+            # Raft's tracker must see every change again after a restart, even those the store holds.
+            self.conf_state = raw.apply_conf_change(change)
+            if entry.index > self.applied:
+                self.conf_changes_applied.append(self.conf_state)
+        if entry.index <= self.applied:
+            return
+        output: KvOutput | None = None
+        if change is None and entry.data:
+            command = Command.decode(entry.data)
+            output = self.store.apply(command)
+            if command.request_id in self._writes_waiting:
+                self._writes_waiting.discard(command.request_id)
+                self.answers.append(
+                    Answer(command.request_id, None, output, entry.index, entry.term, raw.raft.term)
+                )
+        self.applied = entry.index
+        self._monitor.observe_apply(self.id, entry, raw.raft.term, self.store.digest())
+
+    def _maybe_snapshot(self) -> None:
+        every = self.settings.snapshot_every
+        if not every or self.applied - self._snapshot_index < every:
+            return
+        if self._delivered < self.applied:
+            return  # still replaying after a restart: conf_state is not yet the one at `applied`
+        working = self.disk.working
+        if self.applied > working.last_index():
+            return
+        self.disk.create_snapshot(self.applied, self.conf_state, self.store.encode())
+        self._snapshot_index = self.applied
+        compact_to = self.applied - self.settings.keep_entries
+        if compact_to >= working.first_index():
+            self.disk.compact(compact_to)
+
+    def _serve_reads(self) -> None:
+        if not self._reads_confirmed or self.raw is None:
+            return
+        still_waiting: list[tuple[int, bytes]] = []
+        for index, ctx in self._reads_confirmed:
+            if index > self.applied:
+                still_waiting.append((index, ctx))
+                continue
+            waiting = self._reads_waiting.pop(ctx, None)
+            if waiting is not None:
+                request_id, attempt, key = waiting
+                output = KvOutput(self.store.read(key))
+                self.answers.append(Answer(request_id, attempt, output, index, 0, self.raw.raft.term))
+        self._reads_confirmed = still_waiting
+
+    # -- inspection ------------------------------------------------------------------------------
+
+    def leader_term(self) -> int | None:
+        """Leader_term is the node's term if it believes it is the leader, else None."""
+        raw = self.raw
+        if raw is None or raw.raft.role is not StateType.LEADER:
+            return None
+        return raw.raft.term
+
+    def log_term_lookup(self) -> Callable[[int], int | None]:
+        """Log_term_lookup reads terms from the node's whole log (stable and unstable)."""
+        assert self.raw is not None
+        return _term_lookup(self.raw.raft.raft_log.term)
+
+
+def bootstrap_storage(voters: list[int]) -> MemoryStorage:
+    """Bootstrap_storage is the disk of an initial member: a snapshot at index 1 naming the voters."""
+    storage = MemoryStorage()
+    snapshot = pb.Snapshot(data=KvStateMachine().encode())
+    snapshot.metadata.index = 1
+    snapshot.metadata.term = 1
+    snapshot.metadata.conf_state.voters.extend(voters)
+    storage.apply_snapshot(snapshot)
+    storage.set_hard_state(pb.HardState(term=1, commit=1))
+    return storage

@@ -1,0 +1,99 @@
+"""Run one seed: simulate, check every invariant as it goes, then check the clients' history."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from etcdpy.checker import KV_MODEL, Outcome, check_operations
+
+from .cluster import Cluster
+from .invariants import SafetyViolation
+from .plan import RunPlan
+
+CHECK_TIMEOUT = 30.0  # seconds for the linearizability check of one run's history
+
+
+def replay_command(seed: int) -> str:
+    """Replay_command is the one command line that replays a seed with a trace."""
+    return f"python -m tests.sim.replay {seed}"
+
+
+class SimulationFailure(AssertionError):
+    """SimulationFailure: a seed broke a guarantee; the message says which, how, and how to replay."""
+
+    def __init__(self, seed: int, reason: str, trace: list[str]) -> None:
+        self.seed = seed
+        self.reason = reason
+        self.trace = trace
+        recent = "\n".join(trace[-40:])
+        super().__init__(f"seed {seed}: {reason}\nreplay: {replay_command(seed)}\nlast events:\n{recent}")
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """RunResult summarises a seed that passed."""
+
+    seed: int
+    plan: RunPlan
+    steps: int
+    operations: int
+    unknown_outcomes: int
+    stats: Counter[str]
+
+
+def run_seed(
+    seed: int,
+    steps: int | None = None,
+    trace_limit: int | None = 300,
+    trace_messages: bool = False,
+    trace: list[str] | None = None,
+) -> RunResult:
+    """Run_seed simulates seed `seed` and raises SimulationFailure if any guarantee broke.
+
+    `trace`, if given, receives the run's events (the last `trace_limit` of them).
+    """
+    plan = RunPlan.from_seed(seed) if steps is None else RunPlan.from_seed(seed, steps)
+    return run_plan(plan, trace_limit, trace_messages, trace)
+
+
+def run_plan(
+    plan: RunPlan,
+    trace_limit: int | None = 300,
+    trace_messages: bool = False,
+    trace: list[str] | None = None,
+) -> RunResult:
+    """Run_plan simulates a plan (a seed's, or one adjusted by a test) like run_seed."""
+    seed = plan.seed
+    cluster = Cluster(plan, trace_limit, trace_messages)
+    try:
+        for _ in range(plan.steps):
+            cluster.step()
+        cluster.calm()
+        for _ in range(plan.settle_steps):
+            cluster.step()
+        cluster.workload.issuing = False
+        while cluster.workload.outstanding:
+            cluster.step()
+    except SafetyViolation as violation:
+        raise SimulationFailure(seed, f"safety violation: {violation}", list(cluster.trace)) from violation
+    except Exception as error:  # raft's own assertions (a corrupt log, ...) fail the seed the same way
+        reason = f"{type(error).__name__} raised: {error}"
+        raise SimulationFailure(seed, reason, list(cluster.trace)) from error
+    if trace is not None:
+        trace.extend(cluster.trace)
+    history = cluster.workload.history
+    result = check_operations(KV_MODEL, history, timeout=CHECK_TIMEOUT)
+    if result.outcome is not Outcome.OK:
+        reason = f"client history is {result.outcome.value}:\n{result.explain(KV_MODEL)}"
+        raise SimulationFailure(seed, reason, list(cluster.trace))
+    stats = cluster.stats
+    stats["checks"] = cluster.monitor.checks
+    return RunResult(
+        seed=seed,
+        plan=plan,
+        steps=cluster.now,
+        operations=len(history),
+        unknown_outcomes=sum(1 for op in history if not op.outcome_known),
+        stats=stats,
+    )
