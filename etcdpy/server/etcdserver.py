@@ -6,10 +6,11 @@ The write path (see DESIGN.md, "Server: the write path")::
       -> durable append (one synced LevelDB batch per group of proposals)
       -> committed entries -> Applier.apply (one unsynced batch) -> waiters resolved
 
-`LocalLog` is the one-member stand-in for Raft behind the `ProposalLog` seam: an
-entry is committed as soon as it is durable.  Raft replaces it without touching
-the applier or the services: it too takes proposals and hands back committed
-entries in order.
+`LocalLog` is the one-member stand-in for Raft: an entry is committed as soon as
+it is durable.  The seam Raft replaces is what EtcdServer uses of it once started:
+``propose(bytes)``, ``run()``/``stop()``, ``term``, ``commit_index``, ``leader_id``
+and the ``on_commit(entries)`` callback that receives committed entries in index
+order.  The applier and the services do not change.
 
 Threads: all state lives on one asyncio event loop.  The only blocking call on
 another thread is `WAL.save` (LevelDB write + fsync), and only one runs at a time;
@@ -26,13 +27,13 @@ import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any
 
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.server.apply import Applier
 from etcdpy.server.membership import Cluster
-from etcdpy.server.storage.wal import WAL, Entry, EntryType, HardState
+from etcdpy.server.storage.wal import WAL, Entry, EntryType, HardState, WALCorruptError
 
 log = logging.getLogger("etcdpy.server")
 
@@ -63,18 +64,6 @@ class CrashPoints:
             os._exit(CRASH_EXIT_CODE)
 
 
-class ProposalLog(Protocol):
-    """The consensus seam: proposals go in, committed entries come out in index order."""
-
-    term: int
-    commit_index: int
-    leader_id: int
-
-    def propose(self, data: bytes) -> None: ...
-    async def run(self) -> None: ...
-    async def stop(self) -> None: ...
-
-
 class LocalLog:
     """A one-member log: entries are committed once durable, in one synced batch per group."""
 
@@ -100,9 +89,8 @@ class LocalLog:
         self._queue: list[bytes] = []
         self._wakeup = asyncio.Event()
         self._stopping = False
-        self._executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="etcdpy-wal"
-        )  # one save at a time
+        # One worker: saves must reach LevelDB in index order, one at a time.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etcdpy-wal")
 
     def bootstrap_entries(self, fresh: bool, conf_change: bytes) -> list[Entry]:
         """The entries a starting member appends, so raft indexes match etcd's.
@@ -149,7 +137,7 @@ class LocalLog:
         # Trim entries below the applied index (minus catch-up), at most about as many as we add, so
         # the log stays bounded without ever writing one long batch.
         compact_through = min(
-            self.commit_index - self.keep_entries, self.wal.first_index + 2 * len(entries) + 64
+            self.applied_index() - self.keep_entries, self.wal.first_index + 2 * len(entries) + 64
         )
         return asyncio.get_running_loop().run_in_executor(
             self._executor,
@@ -230,13 +218,20 @@ class EtcdServer:
 
     def start_log(self, fresh: bool, publish: Callable[[Any], None]) -> None:
         """Append this boot's bootstrap entries (see LocalLog) and apply everything not applied yet."""
+        if self.applier.applied_index > self.wal.last_index:
+            # New entries would reuse applied indexes and be skipped by the applier: refuse instead.
+            raise WALCorruptError(
+                f"data dir {self.wal.backend.data_dir}: the store applied index {self.applier.applied_index} "
+                f"but the raft log ends at {self.wal.last_index}"
+            )
         entries = self.log.bootstrap_entries(fresh, self.cluster.local.SerializeToString())
         self.log.save_blocking(entries, extra=publish)
         start = self.applier.applied_index + 1
         pending = self.wal.entries(start, self.log.commit_index + 1)
         if pending and pending[0].index != start:
-            raise errors.EtcdError(
-                f"raft log starts at {pending[0].index} but the store has applied only {start - 1}"
+            raise WALCorruptError(
+                f"data dir {self.wal.backend.data_dir}: the raft log starts at {pending[0].index} "
+                f"but the store has applied only {start - 1}"
             )
         self._apply_committed(pending)
 

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import connect
+from conftest import connect, run_to_exit
 from procs import ServerProcess
 
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.server.etcdserver import CRASH_EXIT_CODE, CrashPoints
+from etcdpy.server.storage.backend import Backend
+from etcdpy.server.storage.wal import WAL, entry_key
 
 
 def status(server: ServerProcess) -> rpc_pb2.StatusResponse:
@@ -137,3 +139,41 @@ def test_a_crash_between_log_and_answer_replays_the_durable_entry_once(
         client.channel.close()
     finally:
         server.stop()
+
+
+def test_the_log_is_trimmed_below_the_applied_index_and_restarts_still_work(tmp_path: Path) -> None:
+    server = ServerProcess("etcdpy", tmp_path / "d", extra_args=["--snapshot-catchup-entries", "5"]).start()
+    try:
+        client = connect(server)
+        for i in range(60):
+            client.kv.Put(rpc_pb2.PutRequest(key=b"t%02d" % i, value=b"v"))
+        client.channel.close()
+        server.kill(signal.SIGTERM)
+        backend = Backend(server.data_dir)
+        try:
+            wal = WAL.open(backend)
+            assert wal.last_index == 64
+            assert wal.first_index > 30, "old entries were never dropped"
+        finally:
+            backend.close()
+        server.start()
+        assert status(server).raftAppliedIndex == 66
+        client = connect(server)
+        assert client.kv.Range(rpc_pb2.RangeRequest(key=b"t", range_end=b"u", count_only=True)).count == 60
+        client.channel.close()
+    finally:
+        server.stop()
+
+
+def test_a_log_that_ends_below_the_applied_index_is_refused(tmp_path: Path) -> None:
+    server = ServerProcess("etcdpy", tmp_path / "d").start()
+    client = connect(server)
+    client.kv.Put(rpc_pb2.PutRequest(key=b"a", value=b"1"))  # index 5, applied
+    client.channel.close()
+    server.kill(signal.SIGTERM)
+    backend = Backend(server.data_dir)
+    backend.db.delete(entry_key(5), sync=True)  # as if the log lost its applied tail
+    backend.close()
+    result = run_to_exit(server)
+    assert result.returncode == 1
+    assert "the store applied index 5 but the raft log ends at 4" in result.stderr
