@@ -84,8 +84,14 @@ class Applier:
         }
         for kind, handler in (handlers or {}).items():
             self.register(kind, handler)
-        raw = backend.get(_APPLIED_INDEX_KEY)
+        self._applied_index = 0
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read the applied index and revisions after the database content was replaced (snapshot)."""
+        raw = self.backend.get(_APPLIED_INDEX_KEY)
         self._applied_index = int.from_bytes(raw, "big") if raw is not None else 0
+        self.store.reload()
 
     @property
     def applied_index(self) -> int:

@@ -185,3 +185,30 @@ def test_registered_handlers_apply_other_request_kinds_in_the_same_batch(tmp_pat
     assert h.keys() == [b"c"] and h.applier.applied_index == 5
     assert [(e.type, e.kv.key) for e in h.events[-1][1]] == [(1, b"a"), (1, b"b")]
     h.close()
+
+
+def test_reload_adopts_a_replaced_database(tmp_path: Path) -> None:
+    """Installing a snapshot swaps the database content; reload picks up its index and revisions."""
+    leader, follower = Harness(tmp_path / "leader"), Harness(tmp_path / "follower")
+    for i in range(5):
+        leader.put(b"k%d" % i, b"v")
+    leader.compact(3)
+    follower.put(b"stale")
+    with follower.backend.batch(sync=True) as wb:
+        for key in follower.backend.db.iterator(include_value=False):
+            wb.delete(key)
+        for key, value in leader.backend.db.iterator():
+            wb.put(key, value)
+    follower.applier.reload()
+    assert (
+        follower.applier.applied_index,
+        follower.applier.current_revision,
+        follower.applier.compact_revision,
+    ) == (
+        6,
+        6,
+        3,
+    )
+    assert follower.keys() == leader.keys() and follower.applier.hash_kv(0) == leader.applier.hash_kv(0)
+    leader.close()
+    follower.close()

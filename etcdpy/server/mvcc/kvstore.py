@@ -31,6 +31,10 @@ class KVStore:
         self.leases: LeaseLookup = leases if leases is not None else NoLeases()
         self._rev, self._compact_rev = _stored_revisions(backend.db)
 
+    def reload(self) -> None:
+        """Re-read the revisions from meta (after the database content was replaced)."""
+        self._rev, self._compact_rev = _stored_revisions(self.backend.db)
+
     @property
     def current_revision(self) -> int:
         """The revision of the last written batch (1 for an empty store)."""

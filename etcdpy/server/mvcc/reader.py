@@ -40,17 +40,24 @@ class Overlay:
         self.current: dict[bytes, bytes | None] = {}
         # key -> [(revision, KeyValue bytes or None for a tombstone)], oldest first
         self.versions: dict[bytes, list[tuple[Revision, bytes | None]]] = {}
-        self._sorted_keys: list[bytes] = []  # invariant: sorted(self.current)
+        # sorted(self.current) is _sorted_keys + _new_keys; sorting waits for the next range scan,
+        # so a large batch of puts costs no per-put insertion
+        self._sorted_keys: list[bytes] = []
+        self._new_keys: list[bytes] = []
 
     def record(self, key: bytes, rev: Revision, kv_bytes: bytes | None) -> None:
         if key not in self.current:
-            bisect.insort(self._sorted_keys, key)
+            self._new_keys.append(key)
         self.current[key] = kv_bytes
         self.versions.setdefault(key, []).append((rev, kv_bytes))
 
     def keys_in(self, key: bytes, end: bytes | None) -> list[bytes]:
         if end is None:
             return [key] if key in self.current else []
+        if self._new_keys:
+            self._sorted_keys += sorted(self._new_keys)
+            self._sorted_keys.sort()  # two sorted runs: a linear merge
+            self._new_keys = []
         lo = bisect.bisect_left(self._sorted_keys, key)
         hi = len(self._sorted_keys) if end == b"" else bisect.bisect_left(self._sorted_keys, end)
         return self._sorted_keys[lo:hi]
