@@ -21,6 +21,7 @@ from etcdpy.cli.context import CliState
 from etcdpy.cli.errors import CliError, ExitCode, SilentExit
 from etcdpy.cli.options import (
     BOOL_FLAGS,
+    GLOBAL_FLAGS,
     FlagError,
     GlobalOptions,
     check_environment,
@@ -83,8 +84,14 @@ class EtcdpyGroup(click.Group):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
-        """Run with etcdctl's error lines and exit codes (click's own in non-standalone mode)."""
-        argv = normalize_bool_flags(list(sys.argv[1:] if args is None else args), self)
+        """Run with etcdctl's error lines and exit codes (click's own in non-standalone mode).
+
+        A lazy command (the server) keeps click's own argument handling and exit codes.
+        """
+        argv = list(sys.argv[1:] if args is None else args)
+        if lazy_command_in(argv) is not None:
+            return super().main(argv, prog_name or "etcdpy", complete_var, standalone_mode, **extra)
+        argv = normalize_bool_flags(argv, self)
         if not standalone_mode:
             return super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         try:
@@ -103,13 +110,27 @@ class EtcdpyGroup(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+def lazy_command_in(argv: Sequence[str]) -> str | None:
+    """The lazy command (``server``) this command line runs, if any: its first positional word."""
+    valued = {f"--{f.name}" for f in GLOBAL_FLAGS if f.kind != "bool"} | {"-w", "-d"}
+    skip = False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token in valued:
+            skip = True
+        elif not token.startswith("-"):
+            return token if token in LAZY_COMMANDS else None
+    return None
+
+
 def normalize_bool_flags(argv: list[str], root: click.Group) -> list[str]:
-    """Rewrite Go's ``--flag=true``/``--flag=false`` into click's spelling."""
+    """Rewrite Go's ``--flag=true``/``--flag=false`` into click's spelling (up to a ``--``)."""
     bool_names = set(BOOL_FLAGS) | _command_bool_flags(root)
     out: list[str] = []
-    for token in argv:
+    for index, token in enumerate(argv):
         if token == "--":
-            out.extend(argv[len(out) :])
+            out.extend(argv[index:])
             break
         match = _GO_BOOL.match(token)
         if match is None or match.group(1) not in bool_names:

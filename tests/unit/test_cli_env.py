@@ -8,6 +8,9 @@ import sys
 from procs import ServerProcess
 from test_cli_support import invoke
 
+from etcdpy.cli import cli
+from etcdpy.cli.app import lazy_command_in, normalize_bool_flags
+
 
 def test_environment_variables_set_global_flags(etcd_server: ServerProcess) -> None:
     env: dict[str, str | None] = {"ETCDCTL_ENDPOINTS": etcd_server.endpoint}
@@ -76,3 +79,11 @@ def test_debug_prints_the_flags_as_variables_without_the_password() -> None:
     assert "ETCDCTL_ENDPOINTS=[127.0.0.1:1]" in lines
     assert "ETCDCTL_PASSWORD=<set>" in lines
     assert "secret" not in run.stderr
+
+
+def test_lazy_server_command_keeps_its_own_arguments() -> None:
+    assert lazy_command_in(["--endpoints", "server", "put"]) is None  # "server" is a flag value here
+    assert lazy_command_in(["-w", "json", "server", "--name=x"]) == "server"
+    assert lazy_command_in(["get", "server"]) is None
+    argv = ["get", "k", "--prefix=true", "--hex=false", "--", "--prefix=true"]
+    assert normalize_bool_flags(argv, cli) == ["get", "k", "--prefix", "--", "--prefix=true"]
