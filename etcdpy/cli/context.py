@@ -10,7 +10,7 @@ import click
 from etcdpy.cli.errors import CliError, ExitCode
 from etcdpy.cli.options import GlobalOptions
 from etcdpy.cli.printers import Output, Printer, make_printer
-from etcdpy.client import Client, TLSConfig
+from etcdpy.client import Client, EtcdError, TLSConfig
 
 
 class CliState:
@@ -54,6 +54,12 @@ class CliState:
         except ValueError as err:
             raise CliError(ExitCode.BAD_ARGS, str(err)) from None
         click.get_current_context().call_on_close(client.close)
+        try:
+            # etcd's Go client authenticates while connecting; etcdctl reports a failure there as a
+            # bad connection (exit 2).
+            client.authenticate(o.dial_timeout)
+        except EtcdError as err:
+            raise CliError(ExitCode.BAD_CONNECTION, err.text) from None
         return client
 
     def _credentials(self) -> tuple[str | None, str | None]:

@@ -248,14 +248,14 @@ class Client:
         seconds = self.command_timeout if timeout is None else timeout
         target = Endpoint.parse(endpoint) if endpoint is not None else None
         if self._user is not None and self._token is None:
-            self._authenticate(seconds)
+            self.authenticate(seconds)
         try:
             return self._send(method, request, seconds, idempotent, target)
         except ErrInvalidAuthToken:
             if self._user is None:
                 raise
             # Simple tokens expire on the server; one fresh token, one retry.
-            self._authenticate(seconds)
+            self.authenticate(seconds)
             return self._send(method, request, seconds, idempotent, target)
 
     def _send(
@@ -271,10 +271,14 @@ class Client:
             method, request, timeout=seconds, metadata=metadata, idempotent=idempotent, endpoint=endpoint
         )
 
-    def _authenticate(self, timeout: float) -> None:
+    def authenticate(self, timeout: float | None = None) -> None:
+        """Get a token for ``user``/``password`` now (calls do it lazily otherwise); no-op without a user."""
+        if self._user is None:
+            return
+        seconds = self.command_timeout if timeout is None else timeout
         request = pb.AuthenticateRequest(name=self._user or "", password=self._password or "")
         try:
-            response = self._transport.call(_auth("Authenticate"), request, timeout=timeout, idempotent=True)
+            response = self._transport.call(_auth("Authenticate"), request, timeout=seconds, idempotent=True)
         except ErrAuthNotEnabled:
             # etcd's Go client carries on without a token when auth is off.
             self._user = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from procs import ServerProcess
+from procs import ETCDCTL_BIN, ServerProcess
 from test_cli_support import invoke
 
 from etcdpy.cli import cli
@@ -87,3 +87,21 @@ def test_lazy_server_command_keeps_its_own_arguments() -> None:
     assert lazy_command_in(["get", "server"]) is None
     argv = ["get", "k", "--prefix=true", "--hex=false", "--", "--prefix=true"]
     assert normalize_bool_flags(argv, cli) == ["get", "k", "--prefix", "--", "--prefix=true"]
+
+
+def test_user_and_password_authenticate_like_etcdctl(etcd_server: ServerProcess) -> None:
+    assert ETCDCTL_BIN is not None
+    for setup in (["user", "add", "root:pw"], ["auth", "enable"]):
+        subprocess.run(
+            [ETCDCTL_BIN, f"--endpoints={etcd_server.endpoint}", *setup], check=True, capture_output=True
+        )
+    ep = f"--endpoints={etcd_server.endpoint}"
+    anonymous = invoke(ep, "put", "k", "v")
+    assert (anonymous.code, anonymous.stderr) == (1, "Error: etcdserver: user name is empty\n")
+    assert invoke(ep, "--user", "root:pw", "put", "k", "v").text == "OK\n"
+    assert invoke(ep, "--user", "root", "--password", "pw", "get", "k").text == "k\nv\n"
+    wrong = invoke(ep, "--user", "root:nope", "get", "k")
+    assert (wrong.code, wrong.stderr) == (
+        2,
+        "Error: etcdserver: authentication failed, invalid user ID or password\n",
+    )
