@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server.apply import Applier
 from etcdpy.server.storage.backend import Backend
@@ -60,12 +62,12 @@ def _check(data_dir: Path) -> int:
     return n
 
 
-def test_kill_minus_nine_mid_apply_loses_nothing_applied_and_applies_nothing_twice(tmp_path: Path) -> None:
-    rng = random.Random(20261129)
+def _crash_rounds(data_dir: Path, rounds: int, seed: int) -> None:
+    rng = random.Random(seed)
     progress = [0]
-    for round_no in range(4):
+    for round_no in range(rounds):
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(tmp_path), str(round_no), str(TOTAL)],
+            [sys.executable, "-c", CHILD, str(data_dir), str(round_no), str(TOTAL)],
             stdout=subprocess.PIPE,
         )
         assert child.stdout is not None
@@ -74,5 +76,14 @@ def test_kill_minus_nine_mid_apply_loses_nothing_applied_and_applies_nothing_twi
         child.kill()
         child.wait()
         child.stdout.close()
-        progress.append(_check(tmp_path))
+        progress.append(_check(data_dir))
     assert progress == sorted(progress) and progress[-1] > 0
+
+
+def test_kill_minus_nine_mid_apply_loses_nothing_applied_and_applies_nothing_twice(tmp_path: Path) -> None:
+    _crash_rounds(tmp_path, rounds=4, seed=20261129)
+
+
+@pytest.mark.slow
+def test_many_kills(tmp_path: Path) -> None:
+    _crash_rounds(tmp_path, rounds=40, seed=7)

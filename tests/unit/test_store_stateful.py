@@ -16,9 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 from test_mvcc_harness import FakeLeases, Harness, op_del, op_put, op_txn
 
 from etcdpy.api import errors
@@ -479,3 +486,11 @@ class StoreMachine(RuleBasedStateMachine):
 
 StoreMachine.TestCase.settings = settings(max_examples=120, stateful_step_count=40, deadline=None)
 test_store_matches_model = StoreMachine.TestCase
+
+
+@pytest.mark.slow
+def test_store_matches_model_long_run() -> None:
+    """The same comparison over many more and longer sequences (``--long``)."""
+    run_state_machine_as_test(
+        StoreMachine, settings=settings(max_examples=2000, stateful_step_count=80, deadline=None)
+    )
