@@ -84,6 +84,16 @@ def test_a_plain_put_checks_the_lease_before_the_key_but_a_txn_put_after(h: Harn
         h.txn(success=[op_put(b"missing", ignore_value=True, lease=99)])
 
 
+def test_leased_keys_lists_current_attachments_for_a_restarting_lessor(h: Harness) -> None:
+    h.put(b"a", lease=7)
+    h.put(b"b", lease=8)
+    h.put(b"c")
+    h.put(b"b", lease=7)
+    h.delete(b"a")
+    h.reopen()
+    assert list(h.applier.store.leased_keys()) == [(7, b"b")]
+
+
 def test_without_a_lessor_every_lease_is_unknown(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     with pytest.raises(errors.ErrLeaseNotFound):

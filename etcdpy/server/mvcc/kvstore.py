@@ -57,6 +57,13 @@ class KVStore:
         finally:
             snapshot.close()
 
+    def leased_keys(self) -> Iterator[tuple[int, bytes]]:
+        """(lease id, key) of every live key with a lease, for a lessor rebuilding its attachments."""
+        with self.read() as reader:
+            for kv in reader.range(b"\x00", b"", reader.rev):
+                if kv.lease:
+                    yield kv.lease, kv.key
+
     # ---- writes ----
 
     def begin(self, wb: Any) -> Batch:
