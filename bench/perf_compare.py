@@ -122,7 +122,7 @@ def check_perf(endpoint: str) -> CheckPerf:
     lines = [line for line in text.splitlines() if line.strip()]
     return CheckPerf(
         passed=bool(lines) and lines[-1].strip() == "PASS",
-        throughput=number(r"Throughput is (\d+)"),
+        throughput=number(r"Throughput (?:is|too low:) (\d+)"),
         slowest=number(r"Slowest request took(?: too long:)? ([\d.]+)s"),
         stddev=number(r"Stddev(?: too high:| is) ([\d.]+)s"),
         output="\n".join(line for line in lines if not re.match(r"^\s*\d+ / 60", line)),

@@ -341,7 +341,7 @@ class EtcdServer:
         return self._log_task
 
     async def stop(self) -> None:
-        """Save and apply what is queued, then fail any waiter left with ErrStopped."""
+        """Save and apply what is queued, then fail any waiter left with ErrStopped (idempotent)."""
         await self.log.stop()
         if self._log_task is not None:
             await asyncio.wait([self._log_task])

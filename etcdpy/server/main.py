@@ -274,6 +274,7 @@ def _bind(grpc_server: grpc.aio.Server, url: str) -> None:
 
 async def _serve(config: cfg.Config) -> int:
     backend = Backend(config.data_dir)
+    server: EtcdServer | None = None
     try:
         server = open_member(config, backend)
         grpc_server = grpc.aio.server(
@@ -309,7 +310,7 @@ async def _serve(config: cfg.Config) -> int:
         await asyncio.wait([log_task, signal_task], return_when=asyncio.FIRST_COMPLETED)
         signal_task.cancel()
         compactor.cancel()
-        await grpc_server.stop(SHUTDOWN_GRACE_SECONDS)
+        await grpc_server.stop(SHUTDOWN_GRACE_SECONDS)  # in-flight requests still reach the log
         await server.stop()
         if not log_task.cancelled() and log_task.exception() is not None:
             log.critical("write path failed; stopping", exc_info=log_task.exception())
@@ -317,4 +318,7 @@ async def _serve(config: cfg.Config) -> int:
         click.echo("etcdpy: stopped", err=True)
         return 0
     finally:
+        # The log's worker thread must be done with LevelDB before the database closes.
+        if server is not None:
+            await server.stop()
         backend.close()
