@@ -116,6 +116,8 @@ class Applier:
         """
         results: list[ApplyResult] = []
         new_index = self._applied_index
+        if all(index <= new_index for index, _ in entries):
+            return results  # a pure replay: nothing to write
         with self.backend.batch(sync=False) as wb:
             batch = self.store.begin(wb)
             for index, data in entries:

@@ -93,7 +93,7 @@ class WriteTxn(Reader):
         wb.put(layout.history_key(rev), layout.encode_record(layout.PUT, kv_bytes))
         wb.put(layout.index_key(key, rev), layout.PUT)
         wb.put(layout.current_key(key), kv_bytes)
-        self.overlay_record(key, rev, kv_bytes)
+        self._record(key, rev, kv_bytes)
         leases = self._batch.leases
         if prev is not None and prev.lease:
             leases.detach(key, prev.lease)
@@ -115,13 +115,13 @@ class WriteTxn(Reader):
             wb.put(layout.history_key(rev), layout.encode_record(layout.TOMBSTONE, tomb.SerializeToString()))
             wb.put(layout.index_key(prev.key, rev), layout.TOMBSTONE)
             wb.delete(layout.current_key(prev.key))
-            self.overlay_record(prev.key, rev, None)
+            self._record(prev.key, rev, None)
             if prev.lease:
                 leases.detach(prev.key, prev.lease)
             self._events.append(kv_pb2.Event(type=kv_pb2.Event.DELETE, kv=tomb, prev_kv=prev))
         return deleted
 
-    def overlay_record(self, key: bytes, rev: Revision, kv_bytes: bytes | None) -> None:
+    def _record(self, key: bytes, rev: Revision, kv_bytes: bytes | None) -> None:
         assert self.overlay is not None
         self.overlay.record(key, rev, kv_bytes)
 
