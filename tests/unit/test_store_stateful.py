@@ -489,8 +489,9 @@ test_store_matches_model = StoreMachine.TestCase
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_store_matches_model_long_run() -> None:
-    """The same comparison over many more and longer sequences (``--long``)."""
+    """The same comparison over many more and longer sequences (``--long``; minutes)."""
     run_state_machine_as_test(
-        StoreMachine, settings=settings(max_examples=2000, stateful_step_count=80, deadline=None)
+        StoreMachine, settings=settings(max_examples=1000, stateful_step_count=80, deadline=None)
     )
