@@ -161,7 +161,12 @@ class Put:
 
 @dataclass(frozen=True, slots=True)
 class Delete:
-    """Delete deletes `key`, or the keys in [key, range_end) with etcd's conventions (see `KeyRange`)."""
+    """Delete deletes `key`, or the keys in [key, range_end) with etcd's conventions (see `KeyRange`).
+
+    A single-key Delete in a `CommittedWrite` states that the key existed and
+    was deleted (etcd's `deleted` count told the writer so): leave out deletes
+    that deleted nothing.  A range Delete deletes whichever keys existed.
+    """
 
     key: bytes
     range_end: bytes = b""
@@ -176,7 +181,8 @@ class CommittedWrite:
 
     Only writes that created a revision belong here: a delete that deleted
     nothing (etcd answers with the current revision) or a txn with no
-    effective write does not.
+    effective write does not.  Within a txn, list only the deletes that
+    deleted something (see `Delete`).
     """
 
     revision: int
@@ -232,11 +238,13 @@ def history_from_writes(
     """History_from_writes replays committed writes into the events each revision produced.
 
     Revisions no write claims are of unknown content (a write whose outcome
-    its client never learned).  A revision whose events depend on keys such a
-    revision may have touched (a range delete, or a txn deleting a key that
-    may not exist) is of unknown content too; a put over such a key is known
+    its client never learned).  A range delete after such a revision is of
+    unknown content too (the keys it deleted depend on what the unknown
+    revision did); a put over a key such a revision may have touched is known
     but its `create_revision` and `version` are left 0.  `last_revision`
-    defaults to the highest write's.
+    defaults to the highest write's.  Raises ValueError on writes that
+    contradict each other (a revision claimed twice, a key changed twice in
+    one write, a delete of a key that does not exist).
     """
     ordered = sorted(writes, key=lambda write: write.revision)
     revisions = [write.revision for write in ordered]
@@ -286,8 +294,10 @@ def _replay_write(tracker: KeyTracker, write: CommittedWrite) -> tuple[Event, ..
                     kv = put_version(prior, key, op.value, op.lease, revision)
                     tracker.record(key, revision, kv)
                 produced.append(Event(type=Event.PUT, kv=kv))
-            elif prior is UNCERTAIN:
-                known = False  # it deleted the key only if the key existed
+            elif prior is None and not op.range_end:
+                raise ValueError(f"the write at revision {revision} deletes {key!r}, which does not exist")
+            elif prior is UNCERTAIN and op.range_end:
+                known = False  # the range deleted the key only if it existed
             elif prior is not None:
                 touched.add(key)
                 tracker.record(key, revision, None)

@@ -231,9 +231,18 @@ class TestHistoryFromWrites:
         assert [e.kv.key for e in HISTORY.events[8]] == [b"a", b"b"]
         assert all(e.type == Event.DELETE for e in HISTORY.events[8])
 
-    def test_write_that_changes_nothing_is_rejected(self) -> None:
-        with pytest.raises(ValueError, match="changed nothing"):
+    def test_writes_that_contradict_the_store_are_rejected(self) -> None:
+        with pytest.raises(ValueError, match="does not exist"):
             history_from_writes([put(2, b"a", b"1"), delete(3, b"zz")])
+        with pytest.raises(ValueError, match="changed nothing"):
+            history_from_writes([put(2, b"a", b"1"), delete(3, b"b", b"\0")])
+        with pytest.raises(ValueError, match="twice"):
+            history_from_writes([CommittedWrite(2, (Put(b"a", b"1"), Put(b"a", b"2")))])
+
+    def test_delete_after_an_unknown_revision_is_known(self) -> None:
+        # The writer learned that its delete deleted the key: the event is certain.
+        history = history_from_writes([put(2, b"a", b"1"), delete(4, b"a")])
+        assert history.events[4] == (Event(type=Event.DELETE, kv=KeyValue(key=b"a", mod_revision=4)),)
 
     def test_missing_revision_is_unknown_and_keys_it_may_touch_are_not_derived(self) -> None:
         history = history_from_writes([put(2, b"a", b"1"), put(4, b"a", b"2")])
