@@ -24,7 +24,7 @@ from etcdpy.checker.watch_history import (
     tombstone,
 )
 from etcdpy.checker.watch_report import Guarantee, Violation
-from etcdpy.checker.watch_stream import Delivered, StreamView, describe
+from etcdpy.checker.watch_stream import Delivered, StreamView, describe, shorten
 
 Event = kv_pb2.Event
 KeyValue = kv_pb2.KeyValue
@@ -97,9 +97,9 @@ class _EventReplay:
         self.tracker.record(key, self.revision, state)
 
     def learned_prior(self) -> KeyState:
-        """Learned_prior is the previous version the first watcher with a prev_kv shows, else UNCERTAIN."""
-        for _, delivered in self.reports:
-            if delivered.event.HasField("prev_kv"):
+        """Learned_prior is the previous version the first watcher asking for prev_kv shows, or UNCERTAIN."""
+        for view, delivered in self.reports:
+            if view.record.request.prev_kv and delivered.event.HasField("prev_kv"):
                 return delivered.event.prev_kv
         return UNCERTAIN
 
@@ -158,10 +158,14 @@ class _EventReplay:
 def _differences(shown: KeyValue, expected: KeyValue) -> str:
     """_differences lists the fields where `shown` is not `expected`, empty when they agree."""
     return ", ".join(
-        f"{name} {getattr(shown, name)!r} (expected {getattr(expected, name)!r})"
+        f"{name} {_show(getattr(shown, name))} (expected {_show(getattr(expected, name))})"
         for name in _KV_FIELDS
         if getattr(shown, name) != getattr(expected, name)
     )
+
+
+def _show(field: object) -> str:
+    return shorten(field) if isinstance(field, bytes) else repr(field)
 
 
 def covering_ranges(views: Iterable[StreamView], revision: int) -> list[KeyRange]:

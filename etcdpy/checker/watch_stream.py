@@ -25,13 +25,23 @@ WatchCreateRequest = rpc_pb2.WatchCreateRequest
 
 COMPACTED_REASON: Final = ErrCompacted.message
 
+# Keys and values longer than this are cut in explanations: a violation should fit on a line.
+_SHOWN_BYTES: Final = 40
+
 
 def describe(event: Event) -> str:
     """Describe renders an event in one short phrase, for explanations."""
     kv = event.kv
     if event.type == Event.DELETE:
-        return f"DELETE {kv.key!r}@{kv.mod_revision}"
-    return f"PUT {kv.key!r}={kv.value!r}@{kv.mod_revision}"
+        return f"DELETE {shorten(kv.key)}@{kv.mod_revision}"
+    return f"PUT {shorten(kv.key)}={shorten(kv.value)}@{kv.mod_revision}"
+
+
+def shorten(data: bytes) -> str:
+    """Shorten renders bytes as a literal, cut after a few dozen bytes."""
+    if len(data) <= _SHOWN_BYTES:
+        return repr(data)
+    return f"{data[:_SHOWN_BYTES]!r}...({len(data)} bytes)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +124,7 @@ def scan_stream(
         start_revision=request.start_revision or None,
     )
     _Scanner(view, options, violations).scan()
-    received = max(view.delivered[-1].revision if view.delivered else 0, view.last_progress)
+    received = max([view.last_progress, *(delivered.revision for delivered in view.delivered)])
     if record.current_revision is not None:
         view.reach = max(received, record.current_revision)
     elif view.canceled or record.ended_early:
