@@ -59,6 +59,11 @@ class KeyRange:
             return key >= self.key
         return self.key <= key < self.range_end
 
+    @property
+    def is_everything(self) -> bool:
+        """Is_everything tells whether the range holds every key."""
+        return self.key == b"\0" and self.range_end == b"\0"
+
     def __str__(self) -> str:
         if not self.range_end:
             return repr(self.key)
@@ -124,6 +129,8 @@ class KeyTracker:
         """Add_gap records that `revision` may have changed keys outside `covered` unseen."""
         if self._gap_revisions and revision <= self._gap_revisions[-1]:
             raise ValueError(f"gap at revision {revision} is not after the last gap")
+        if any(key_range.is_everything for key_range in covered):
+            return  # every change at this revision was seen: it is no gap at all
         self._gap_revisions.append(revision)
         self._gap_covered.append(tuple(covered))
 

@@ -50,16 +50,14 @@ class Delivered:
 
     event: Event
     response_index: int
+    # Copied out of the event once: they are read for every comparison.
+    revision: int  # invariant: == event.kv.mod_revision
+    key: bytes  # invariant: == event.kv.key
 
-    @property
-    def revision(self) -> int:
-        """Revision is the event's revision, its kv's mod_revision."""
-        return self.event.kv.mod_revision
-
-    @property
-    def key(self) -> bytes:
-        """Key is the key the event changed."""
-        return self.event.kv.key
+    @classmethod
+    def of(cls, event: Event, response_index: int) -> Delivered:
+        """Of records `event` as delivered by response `response_index`."""
+        return cls(event, response_index, event.kv.mod_revision, event.kv.key)
 
 
 @dataclass(slots=True)
@@ -297,7 +295,7 @@ class _Scanner:
             self.check_order(index, event, first)
             first = False
             self.first_seen[(revision, key)] = index
-            view.delivered.append(Delivered(event, index))
+            view.delivered.append(Delivered.of(event, index))
             self.highest_revision = max(self.highest_revision, revision)
         if not first:
             self.previous_response = (index, view.delivered[-1].revision)
