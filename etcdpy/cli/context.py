@@ -39,7 +39,13 @@ class CliState:
             cacert=Path(o.cacert) if o.cacert else None,
             cert=Path(o.cert) if o.cert else None,
             key=Path(o.key) if o.key else None,
+            always=bool(o.cacert or o.cert or o.key) or not o.insecure_transport,
         )
+        try:
+            tls.credentials()  # read the files now: a missing one is a bad argument, as in etcdctl
+        except OSError as err:
+            reason = (err.strerror or str(err)).lower()
+            raise CliError(ExitCode.BAD_ARGS, f"open {err.filename}: {reason}") from None
         try:
             client = Client(
                 endpoints,

@@ -47,13 +47,20 @@ class UnaryMethod(Protocol):
 
 @dataclass(frozen=True)
 class TLSConfig:
-    """Client TLS files (PEM); all optional. Used only for https:// endpoints."""
+    """Client TLS: PEM files (all optional), and whether every endpoint uses TLS.
+
+    Without ``always`` only ``https://`` endpoints use TLS; etcdctl sets it as
+    soon as a TLS file is given or ``--insecure-transport=false``.
+    """
 
     cacert: Path | None = None
     cert: Path | None = None
     key: Path | None = None
+    always: bool = False
 
     def credentials(self) -> grpc.ChannelCredentials:
+        """Channel credentials from the files (OSError when one cannot be read)."""
+
         def read(path: Path | None) -> bytes | None:
             return path.read_bytes() if path is not None else None
 
@@ -95,7 +102,7 @@ class Transport:
         """The (lazily created, cached) channel to one endpoint."""
         channel = self._channels.get(endpoint.target)
         if channel is None:
-            if endpoint.secure:
+            if endpoint.secure or self._tls.always:
                 channel = grpc.secure_channel(endpoint.target, self._tls.credentials(), options=self._options)
             else:
                 channel = grpc.insecure_channel(endpoint.target, options=self._options)

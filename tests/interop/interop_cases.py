@@ -262,5 +262,13 @@ CASES: tuple[Case, ...] = (
         s("--keepalive-time=3s", "--keepalive-timeout=4s", "--insecure-transport=true", "get", "envkey"),
         s("--insecure-skip-tls-verify", "--insecure-discovery=false", "--debug=false", "get", "envkey"),
         s("get", "envkey", "-w", "fields", "--endpoints={ep}"),
+        s("--cacert=", "get", "envkey"),
+        s("--cert=", "get", "envkey"),
+        s("--key=", "get", "envkey"),
+        s("--cacert=/nonexistent/ca.pem", "get", "envkey"),
+        s("--insecure-transport=false", *FAST_FAIL, "get", "envkey"),
+        s("--user=root:pw", "get", "envkey"),
+        s("--user=nobody", "--password=x", "get", "envkey"),
+        s("--debug", "get", "envkey"),
     ),
 )

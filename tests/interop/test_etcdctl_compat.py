@@ -110,11 +110,13 @@ def test_etcdpy_console_entry_point_matches_etcdctl(tmp_path: Path, etcd_server:
 
 
 # Steps where the etcdpy server is known to answer differently from etcd 3.4 (reported to the
-# server's owner): raft indexes (etcd counts its bootstrap conf-change and election entries) and
-# HashKV values (etcd hashes its bbolt key/value encoding).  The strict xfail below turns
-# into a failure once they match, so this list cannot go stale silently.
+# server's owner): raft indexes (etcd counts its bootstrap conf-change and election entries),
+# HashKV values (etcd hashes its bbolt key/value encoding), and Authenticate (no Auth service
+# yet: etcdctl with --user gets Unimplemented).  The strict xfail below turns into a failure
+# once they all match, so this list cannot go stale silently.
 KNOWN_SERVER_GAPS = frozenset(
-    [("endpoint", i) for i in (0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11)] + [("unreachable", 6)]
+    [("endpoint", i) for i in (0, 1, 2, 3, 5, 6, 7, 8, 9, 10, 11)]
+    + [("unreachable", 6), ("flags and environment", 19), ("flags and environment", 20)]
 )
 
 
@@ -142,9 +144,7 @@ def test_etcdctl_against_etcdpy_server_matches_etcd(
     _assert_same(_split(reference)[0], _split(against_etcdpy)[0], "etcdctl against etcdpy vs against etcd")
 
 
-@pytest.mark.xfail(
-    reason="known etcdpy server gaps: raft index and HashKV values differ from etcd", strict=True
-)
+@pytest.mark.xfail(reason="known etcdpy server gaps: raft index, HashKV values, Authenticate", strict=True)
 def test_etcdctl_against_etcdpy_server_known_gaps(
     reference: list[Result], against_etcdpy: list[Result]
 ) -> None:
