@@ -20,6 +20,28 @@ violation is reported (`WatchCheckResult.violations`), each naming its
 checked as one stream with the watch it resumes: `check_resumed_chain`, or
 `chains=` for several.
 
+What each `Guarantee` covers (a defect is reported under one name: a
+repeated, out-of-range or filtered-out event is set aside once reported):
+
+    ORDERED       an event below a revision already delivered; a revision's events out of
+                  the store's order; a header revision going back
+    UNIQUE        a (revision, key) delivered twice, on a watch or across a resumed chain
+    RELIABLE      a wanted event never delivered between the start revision and the
+                  watcher's reach: the highest of its last event, its last progress
+                  notification and `current_revision` (the history's last revision for a
+                  watcher that ran to the end); after a compaction cancel, nothing more
+    ATOMIC        a revision's events split over responses (a fragment sequence is one)
+    BOOKMARKABLE  an event at or below the revision of an earlier progress notification
+    PREV_KV       prev_kv absent (unless compacted away), wrong, or not asked for
+    FILTERS       a put on a NOPUT watch, a delete on a NODELETE watch
+    SCOPE         a key outside the range, a revision before the start
+    HISTORY       an event the store did not do, or with other fields; watchers
+                  disagreeing on a revision the history does not know
+    PROTOCOL      no created response first, a second one, a compaction cancel without
+                  compact_revision or etcd's text, or that was not needed; anything
+                  after a cancel; fragments not asked for or never finished
+    RESUMABLE     a resumed link that starts past where the previous one stopped
+
 The checks run in passes, one module each: `watch_stream` reads each
 watcher's responses alone; `watch_resolve` completes the history from what
 watchers saw; `watch_replay` compares every event's fields with the store's

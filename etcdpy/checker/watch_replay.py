@@ -31,9 +31,6 @@ KeyValue = kv_pb2.KeyValue
 
 _KV_FIELDS = ("key", "value", "create_revision", "mod_revision", "version", "lease")
 
-# (revision, key) -> every watcher's delivery of that event
-Reports = Mapping[tuple[int, bytes], Sequence[tuple[StreamView, Delivered]]]
-
 
 def replay_revisions(
     history: StoreHistory,
@@ -42,6 +39,7 @@ def replay_revisions(
     violations: list[Violation],
 ) -> None:
     """Replay_revisions checks each delivered event's kv and prev_kv against the store's state."""
+    # (revision, key) -> every watcher's delivery of that event
     reports: dict[tuple[int, bytes], list[tuple[StreamView, Delivered]]] = {}
     for view in views:
         for delivered in view.delivered:
