@@ -20,6 +20,8 @@ class CliState:
         self.options = options
         self.output = output
         self._client: Client | None = None
+        # (user, password) once resolved: a password prompt happens at most once per invocation.
+        self._auth: tuple[str | None, str | None] | None = None
 
     def client(self, endpoints: list[str] | None = None) -> Client:
         """The client for ``--endpoints`` (closed when the command ends)."""
@@ -42,7 +44,8 @@ class CliState:
             always=bool(o.cacert or o.cert or o.key) or not o.insecure_transport,
         )
         try:
-            tls.credentials()  # read the files now: a missing one is a bad argument, as in etcdctl
+            if tls.always:
+                tls.credentials()  # read the files now: a missing one is a bad argument, as in etcdctl
         except OSError as err:
             reason = (err.strerror or str(err)).lower()
             raise CliError(ExitCode.BAD_ARGS, f"open {err.filename}: {reason}") from None
@@ -70,15 +73,18 @@ class CliState:
 
     def _credentials(self) -> tuple[str | None, str | None]:
         """etcdctl's --user/--password rules: ``name:password``, or a separate --password, or a prompt."""
-        o = self.options
-        if not o.user:
-            return None, None
-        if o.password:
-            return o.user, o.password
-        name, sep, password = o.user.partition(":")
-        if sep:
-            return name, password
-        return o.user, click.prompt("Password", hide_input=True, err=True)
+        if self._auth is None:
+            o = self.options
+            if not o.user:
+                self._auth = (None, None)
+            elif o.password:
+                self._auth = (o.user, o.password)
+            else:
+                name, sep, password = o.user.partition(":")
+                self._auth = (
+                    (name, password) if sep else (o.user, click.prompt("Password", hide_input=True, err=True))
+                )
+        return self._auth
 
     def printer(self) -> Printer:
         """The printer for ``-w``/``--hex``/``--decode``."""

@@ -18,6 +18,7 @@ import click
 
 from etcdpy.cli.durations import DurationError, format_duration_ns, parse_duration
 from etcdpy.cli.errors import ExitCode
+from etcdpy.client.endpoints import split_endpoints
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -220,7 +221,7 @@ class GlobalOptions:
 
     def set(self, name: str, value: Any) -> None:
         if name == "endpoints" and isinstance(value, str):
-            value = [part.strip() for part in value.split(",") if part.strip()]
+            value = split_endpoints(value)
         setattr(self, name, value)
 
 

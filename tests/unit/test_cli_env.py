@@ -105,3 +105,11 @@ def test_user_and_password_authenticate_like_etcdctl(etcd_server: ServerProcess)
         2,
         "Error: etcdserver: authentication failed, invalid user ID or password\n",
     )
+
+
+def test_password_prompt_happens_once_for_all_endpoints(etcd_server: ServerProcess) -> None:
+    endpoints = f"--endpoints={etcd_server.endpoint},{etcd_server.endpoint}"
+    run = invoke(endpoints, "--user=root", "endpoint", "health", stdin=b"pw\n")
+    assert run.code == 0
+    assert run.stderr.count("Password:") == 1
+    assert run.stderr.count("is healthy") == 2
