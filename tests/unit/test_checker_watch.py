@@ -328,6 +328,14 @@ class TestPasses:
         relaxed = WatchCheckOptions(require_compaction_reason=False)
         assert check_watches(HISTORY, [watcher], options=relaxed).ok
 
+    def test_etcd_3_4_loses_the_tombstones_of_the_compaction_revision_on_request(self) -> None:
+        # etcd 3.4.23 compacted at 5 then watched from 5: the delete of "a" at 5 is gone from its store.
+        history = replace(HISTORY, compactions=frozenset({5}))
+        watchers = mutate_events([record(1, request(start=5))], 1, drop_event)
+        assert check_watches(history, watchers).broken() == {Guarantee.RELIABLE}
+        relaxed = WatchCheckOptions(allow_compacted_tombstones=True)
+        assert check_watches(history, watchers, options=relaxed).ok
+
     def test_resumed_chain_reads_as_one_stream(self) -> None:
         first = WatcherRecord(
             1, request(start=2), ideal_responses(HISTORY, request(start=2), created_at=1)[:3]
