@@ -249,7 +249,8 @@ def history_from_writes(
     unknown content too (the keys it deleted depend on what the unknown
     revision did); a put over a key such a revision may have touched is known
     but its `create_revision` and `version` are left 0.  `last_revision`
-    defaults to the highest write's.  Raises ValueError on writes that
+    defaults to the highest write's: pass the revision of a final read when
+    writes of unknown outcome (or lease expiries) may come last.  Raises ValueError on writes that
     contradict each other (a revision claimed twice, a key changed twice in
     one write, a delete of a key that does not exist).
     """
