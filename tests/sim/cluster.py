@@ -46,7 +46,7 @@ class Cluster:
         voters = list(range(1, plan.nodes + 1))
         for node_id in voters:
             storage = bootstrap_storage(voters)
-            self._add_node(node_id, FakeDisk(storage, empty_store_state(1)))
+            self._add_node(node_id, FakeDisk(storage, empty_store_state(0)))
         self.operator = Operator(self, first_new_id=plan.nodes + 1)
         self.workload = Workload(
             self.rng, plan.clients, retry_after=25, give_up_after=120, issue_probability=0.3
@@ -84,18 +84,17 @@ class Cluster:
         self.log(f"node {node_id} stops (removed)")
 
     def _follow_configuration(self, node: SimNode) -> None:
-        for conf_state in node.conf_changes_applied:
-            members = {*conf_state.voters, *conf_state.learners, *conf_state.voters_outgoing}
-            members.update(conf_state.learners_next)
+        for before, after in node.conf_changes_applied:
             self.log(
-                f"node {node.id} applied conf {sorted(conf_state.voters)} "
-                f"out={sorted(conf_state.voters_outgoing)} learners={sorted(conf_state.learners)}"
+                f"node {node.id} applied conf {sorted(after.voters)} out={sorted(after.voters_outgoing)} "
+                f"learners={sorted(after.learners)}"
             )
-            if conf_state.voters_outgoing:
+            if after.voters_outgoing:
                 self.stats["joint_configs_applied"] += 1
-            for member in sorted(members):
+            old, new = _members(before), _members(after)
+            for member in sorted(new - old):
                 self.start_member(member)
-            for gone in sorted(set(self.nodes) - members):
+            for gone in sorted(old - new):
                 self.stop_member(gone)
         node.conf_changes_applied.clear()
 
@@ -250,6 +249,14 @@ class Cluster:
         self._heal_at = None
         self.log("calm: faults off")
 
+    def converged(self) -> bool:
+        """Converged tells whether a leader exists and every live member has applied all it committed."""
+        leader = self.leader()
+        if leader is None or leader.raw is None:
+            return False
+        committed = leader.raw.raft.raft_log.committed
+        return all(node.applied == committed for node in self.live_nodes())
+
     def transfer_leadership(self, leader: SimNode, to: int) -> None:
         """Transfer_leadership asks the leader to hand over to `to`."""
         assert leader.raw is not None
@@ -269,3 +276,8 @@ class Cluster:
             return
         self.stats["conf_changes_proposed"] += 1
         self.log(f"leader {leader.id} proposes {what}")
+
+
+def _members(conf_state: pb.ConfState) -> set[int]:
+    """_members are the ids a configuration names, in any role."""
+    return {*conf_state.voters, *conf_state.learners, *conf_state.voters_outgoing, *conf_state.learners_next}

@@ -29,6 +29,7 @@ from etcdpy.raft import (
     Ready,
     StateType,
     StorageError,
+    conf_change_entry,
     decode_conf_change,
 )
 
@@ -99,6 +100,7 @@ class SimNode:
         self._snapshot_index = 0
         # the last index raft handed over (entry or snapshot) in this life; below applied while replaying
         self._delivered = 0
+        self._conf_changed_since_snapshot = False
         self._ready: Ready | None = None
         self._sync_at = 0
         self._writes_waiting: set[int] = set()  # request ids proposed here, answered when applied
@@ -106,7 +108,7 @@ class SimNode:
         self._reads_confirmed: list[tuple[int, bytes]] = []  # (read index, ctx) awaiting applied >= index
         self.outgoing: list[pb.Message] = []
         self.answers: list[Answer] = []
-        self.conf_changes_applied: list[pb.ConfState] = []
+        self.conf_changes_applied: list[tuple[pb.ConfState, pb.ConfState]] = []  # (before, after)
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -253,9 +255,10 @@ class SimNode:
         change = decode_conf_change(entry)
         if change is not None:
             # Raft's tracker must see every change again after a restart, even those the store holds.
-            self.conf_state = raw.apply_conf_change(change)
+            before, self.conf_state = self.conf_state, raw.apply_conf_change(change)
             if entry.index > self.applied:
-                self.conf_changes_applied.append(self.conf_state)
+                self.conf_changes_applied.append((before, self.conf_state))
+                self._conf_changed_since_snapshot = True
         if entry.index <= self.applied:
             return
         output: KvOutput | None = None
@@ -272,7 +275,11 @@ class SimNode:
 
     def _maybe_snapshot(self) -> None:
         every = self.settings.snapshot_every
-        if not every or self.applied - self._snapshot_index < every:
+        if not every or self.applied == self._snapshot_index:
+            return
+        # Right after a membership change too: a member it adds may need a snapshot, and raft ignores
+        # one whose configuration does not name the receiver.
+        if self.applied - self._snapshot_index < every and not self._conf_changed_since_snapshot:
             return
         if self._delivered < self.applied:
             return  # still replaying after a restart: conf_state is not yet the one at `applied`
@@ -281,6 +288,7 @@ class SimNode:
             return
         self.disk.create_snapshot(self.applied, self.conf_state, self.store.encode())
         self._snapshot_index = self.applied
+        self._conf_changed_since_snapshot = False
         compact_to = self.applied - self.settings.keep_entries
         if compact_to >= working.first_index():
             self.disk.compact(compact_to)
@@ -316,12 +324,17 @@ class SimNode:
 
 
 def bootstrap_storage(voters: list[int]) -> MemoryStorage:
-    """Bootstrap_storage is the disk of an initial member: a snapshot at index 1 naming the voters."""
+    """Bootstrap_storage is the disk of an initial member: committed entries adding each voter.
+
+    As etcd bootstraps, the initial configuration is in the log (not in a
+    snapshot), so a member added later can replay it from index 1.
+    """
     storage = MemoryStorage()
-    snapshot = pb.Snapshot(data=KvStateMachine().encode())
-    snapshot.metadata.index = 1
-    snapshot.metadata.term = 1
-    snapshot.metadata.conf_state.voters.extend(voters)
-    storage.apply_snapshot(snapshot)
-    storage.set_hard_state(pb.HardState(term=1, commit=1))
+    entries = []
+    for index, voter in enumerate(voters, start=1):
+        entry = conf_change_entry(pb.ConfChange(type=pb.ConfChangeAddNode, node_id=voter))
+        entry.index, entry.term = index, 1
+        entries.append(entry)
+    storage.append(entries)
+    storage.set_hard_state(pb.HardState(term=1, commit=len(voters)))
     return storage

@@ -12,6 +12,9 @@ from .invariants import SafetyViolation
 from .plan import RunPlan
 
 CHECK_TIMEOUT = 30.0  # seconds for the linearizability check of one run's history
+# Once faults stop and clients are done, the cluster must elect a leader and every member catch up
+# within this many steps (10 election timeouts; seeds seen so far need under 20).
+CONVERGENCE_STEPS = 100
 
 
 def replay_command(seed: int) -> str:
@@ -67,14 +70,7 @@ def run_plan(
     seed = plan.seed
     cluster = Cluster(plan, trace_limit, trace_messages)
     try:
-        for _ in range(plan.steps):
-            cluster.step()
-        cluster.calm()
-        for _ in range(plan.settle_steps):
-            cluster.step()
-        cluster.workload.issuing = False
-        while cluster.workload.outstanding:
-            cluster.step()
+        _simulate(cluster)
     except SafetyViolation as violation:
         raise SimulationFailure(seed, f"safety violation: {violation}", list(cluster.trace)) from violation
     except Exception as error:  # raft's own assertions (a corrupt log, ...) fail the seed the same way
@@ -82,6 +78,14 @@ def run_plan(
         raise SimulationFailure(seed, reason, list(cluster.trace)) from error
     if trace is not None:
         trace.extend(cluster.trace)
+    if not cluster.converged():
+        applied = {node.id: node.applied for node in cluster.live_nodes()}
+        leader = cluster.leader()
+        reason = (
+            f"liveness: {CONVERGENCE_STEPS} steps after the faults stopped and the clients finished, "
+            f"the leader is {leader.id if leader else None} and the members applied {applied}"
+        )
+        raise SimulationFailure(seed, reason, list(cluster.trace))
     history = cluster.workload.history
     result = check_operations(KV_MODEL, history, timeout=CHECK_TIMEOUT)
     if result.outcome is not Outcome.OK:
@@ -97,3 +101,20 @@ def run_plan(
         unknown_outcomes=sum(1 for op in history if not op.outcome_known),
         stats=stats,
     )
+
+
+def _simulate(cluster: Cluster) -> None:
+    """_simulate runs the faulty phase, the calm phase, lets clients finish, and waits to converge."""
+    plan = cluster.plan
+    for _ in range(plan.steps):
+        cluster.step()
+    cluster.calm()
+    for _ in range(plan.settle_steps):
+        cluster.step()
+    cluster.workload.issuing = False
+    while cluster.workload.outstanding:
+        cluster.step()
+    for _ in range(CONVERGENCE_STEPS):
+        if cluster.converged():
+            return
+        cluster.step()

@@ -12,11 +12,12 @@ from .runner import SimulationFailure, run_seed
 # test_known_raft_bugs as strict xfails (a fix turns them into failures: then delete the entry).
 # seed -> (the bug, text its failure shows)
 KNOWN_RAFT_BUGS = {
-    476: (
-        "raft bug: a snapshot stepped between ready() and advance() makes apply_conf_change "
-        "of that Ready's committed conf change raise",
-        "config is already joint",
-    ),
+    seed: (
+        "raft bug: a snapshot stepped between ready() and advance() resets the configuration under "
+        "the committed conf changes that Ready hands out; apply_conf_change then raises",
+        "ConfChangeError raised",
+    )
+    for seed in (745, 749, 1780)
 }
 
 
