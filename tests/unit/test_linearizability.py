@@ -288,14 +288,14 @@ def sequential_register_histories(draw: st.DrawFn) -> list[KvOperation]:
     return history
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(sequential_register_histories())
 def test_histories_of_a_sequential_register_are_accepted(history: list[KvOperation]) -> None:
     result = check_operations(KV_MODEL, history)
     assert result.ok, result.explain(KV_MODEL)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(sequential_register_histories(), st.data())
 def test_a_read_of_a_value_never_written_is_rejected(history: list[KvOperation], data: st.DataObject) -> None:
     reads = [i for i, op in enumerate(history) if op.input.op is KvOp.GET and op.outcome_known]
