@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import functools
 import logging
 import os
 import time
@@ -139,12 +138,10 @@ class LocalLog:
         compact_through = min(
             self.applied_index() - self.keep_entries, self.wal.first_index + 2 * len(entries) + 64
         )
-        return asyncio.get_running_loop().run_in_executor(
-            self._executor,
-            functools.partial(
-                self.wal.save, entries, self._hard_state(entries[-1].index), compact_through=compact_through
-            ),
+        prepared = self.wal.prepare(
+            entries, self._hard_state(entries[-1].index), compact_through=compact_through
         )
+        return asyncio.get_running_loop().run_in_executor(self._executor, self.wal.write, prepared)
 
     async def run(self) -> None:
         """Group commit, pipelined: while batch N is applied on the loop, batch N+1 is being saved."""

@@ -171,21 +171,51 @@ class WAL:
         """Append `entries`, store `hard_state` and drop entries <= `compact_through`: one synced batch.
 
         `extra` may put more keys into the same batch (membership at bootstrap).
-        Blocking (it waits for the fsync): the server calls it from a worker thread,
-        and only one save runs at a time.
+        Blocking: it waits for the fsync.
+        """
+        self.write(self.prepare(entries, hard_state, compact_through=compact_through, extra=extra))
+
+    def prepare(
+        self,
+        entries: list[Entry],
+        hard_state: HardState,
+        *,
+        compact_through: int = 0,
+        extra: Callable[[Any], None] | None = None,
+    ) -> PreparedSave:
+        """Encode a `save` into a LevelDB write batch without writing it (the Python half of a save).
+
+        The server prepares on its event loop and runs `write` on a worker thread, so the
+        worker barely needs the GIL.  Prepare the next save only after the previous write.
         """
         if entries and entries[0].index != self.last_index + 1:
             raise ValueError(f"append at {entries[0].index} does not follow last index {self.last_index}")
         drop_to = min(compact_through, self.last_index + len(entries))
-        with self.backend.batch(sync=self.sync) as batch:
-            for entry in entries:
-                batch.put(entry_key(entry.index), encode_entry(entry))
-            batch.put(HARD_STATE_KEY, _HARD_STATE.pack(hard_state.term, hard_state.vote, hard_state.commit))
-            for index in range(self.first_index, drop_to + 1):
-                batch.delete(entry_key(index))
-            if extra is not None:
-                extra(batch)
-        if entries:
-            self.last_index, self.last_term = entries[-1].index, entries[-1].term
-        self.first_index = max(self.first_index, drop_to + 1)
-        self.hard_state = hard_state
+        batch = self.backend.db.write_batch(sync=self.sync)
+        for entry in entries:
+            batch.put(entry_key(entry.index), encode_entry(entry))
+        batch.put(HARD_STATE_KEY, _HARD_STATE.pack(hard_state.term, hard_state.vote, hard_state.commit))
+        for index in range(self.first_index, drop_to + 1):
+            batch.delete(entry_key(index))
+        if extra is not None:
+            extra(batch)
+        last = entries[-1] if entries else None
+        return PreparedSave(batch, last, drop_to, hard_state)
+
+    def write(self, prepared: PreparedSave) -> None:
+        """Write a prepared batch atomically (synced unless --unsafe-no-fsync) and advance the log."""
+        prepared.batch.write()  # plyvel releases the GIL for the write and fsync
+        if prepared.last is not None:
+            self.last_index, self.last_term = prepared.last.index, prepared.last.term
+        self.first_index = max(self.first_index, prepared.drop_to + 1)
+        self.hard_state = prepared.hard_state
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedSave:
+    """A save encoded into a LevelDB write batch, ready for `WAL.write`."""
+
+    batch: Any  # plyvel.WriteBatch
+    last: Entry | None
+    drop_to: int
+    hard_state: HardState
