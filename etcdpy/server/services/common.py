@@ -10,6 +10,7 @@ import grpc
 
 from etcdpy.api.errors import EtcdError
 
+Context = Any  # grpc.aio.ServicerContext: the generated servicers are untyped, so handlers take Any
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2, rpc_pb2_grpc
 from etcdpy.server.etcdserver import EtcdServer
 from etcdpy.server.mvcc.validate import (
@@ -12,9 +10,7 @@ from etcdpy.server.mvcc.validate import (
     check_range_request,
     check_txn_request,
 )
-from etcdpy.server.services.common import answers_unimplemented, maps_etcd_errors
-
-Context = Any  # grpc.aio.ServicerContext; the generated servicer is untyped
+from etcdpy.server.services.common import Context, answers_unimplemented, maps_etcd_errors
 
 
 @answers_unimplemented

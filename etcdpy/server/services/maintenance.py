@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.server.etcdserver import EtcdServer
-from etcdpy.server.services.common import answers_unimplemented, maps_etcd_errors
-
-Context = Any  # grpc.aio.ServicerContext; the generated servicer is untyped
+from etcdpy.server.services.common import Context, answers_unimplemented, maps_etcd_errors
 
 
 @answers_unimplemented
