@@ -119,8 +119,8 @@ class Config:
     initial_cluster_token: str = DEFAULT_CLUSTER_TOKEN
     heartbeat_interval_ms: int = 100
     election_timeout_ms: int = 1000
-    snapshot_count: int = DEFAULT_SNAPSHOT_COUNT
-    snapshot_catchup_entries: int = DEFAULT_SNAPSHOT_CATCHUP_ENTRIES
+    snapshot_count: int = DEFAULT_SNAPSHOT_COUNT  # accepted; no raft snapshots yet
+    snapshot_catchup_entries: int = DEFAULT_SNAPSHOT_CATCHUP_ENTRIES  # log kept below applied index
     quota_backend_bytes: int = 0  # 0 means etcd's default quota, 2 GiB
     auto_compaction_mode: str = "periodic"
     auto_compaction_retention: str = "0"  # "0" disables auto compaction
