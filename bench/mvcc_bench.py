@@ -87,6 +87,8 @@ def run(data_dir: Path, keys: int, value_size: int, batch: int) -> None:
     _rate("range: one key, past revision", len(sample), get_past)
     _rate("range: 100 keys (limit) + count, current rev", scans, scan(100, 0))
     _rate("range: 100 keys (limit) + count, past rev", scans, scan(100, past))
+    recent = applier.current_revision - 100  # a paginating client's pinned revision
+    _rate("range: 100 keys (limit) + count, recent rev", scans, scan(100, recent))
     _rate(
         "range: count_only over all keys",
         5,

@@ -31,7 +31,7 @@ from test_mvcc_harness import FakeLeases, Harness, op_del, op_put, op_txn
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.mvccpb import kv_pb2
-from etcdpy.server.mvcc import validate
+from etcdpy.server.mvcc import layout, validate
 
 R, C = pb.RangeRequest, pb.Compare
 KEYS = [b"a", b"a\x00", b"a\x00\x01", b"a\x01", b"ab", b"b", b"b\xff", b"c"]
@@ -475,6 +475,18 @@ class StoreMachine(RuleBasedStateMachine):
         if earlier is not None and earlier[1] == got[1]:
             assert earlier == got
         self.hashes[key] = got
+
+    @invariant()
+    def live_keys_mirror_current(self) -> None:
+        db = self.h.backend.db
+        current = [
+            k[1:]
+            for k in db.iterator(start=layout.CURRENT_START, stop=layout.CURRENT_STOP, include_value=False)
+        ]
+        live = [
+            k[1:] for k in db.iterator(start=layout.LIVE_START, stop=layout.LIVE_STOP, include_value=False)
+        ]
+        assert live == current == sorted(self.model.states[self.model.rev])
 
     @invariant()
     def revisions_agree(self) -> None:

@@ -46,12 +46,13 @@ def _kept(index: Any, hkey: bytes, record: bytes, compact_rev: int) -> bool:
 
 
 def hash_all(view: Any) -> int:
-    """crc32 over every key and value of the history, key index and current keyspaces."""
+    """crc32 over every key and value of the history, key index, current and live-keys keyspaces."""
     crc = 0
     for start, stop in (
         (layout.HISTORY_START, layout.HISTORY_STOP),
         (layout.INDEX_START, layout.INDEX_STOP),
         (layout.CURRENT_START, layout.CURRENT_STOP),
+        (layout.LIVE_START, layout.LIVE_STOP),
     ):
         for key, value in view.iterator(start=start, stop=stop):
             crc = zlib.crc32(value, zlib.crc32(key, crc))

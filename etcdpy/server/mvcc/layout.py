@@ -18,6 +18,11 @@ Three keyspaces (prefixes from `storage.schema`) hold one logical history:
     Absent for deleted keys.  Reads at the current revision (the common read)
     scan only this keyspace.
 
+``k`` live keys, ``k + key`` -> empty
+    The same key set as ``c`` without values: counting a range (etcd's
+    ``count``, asked by every limited range) iterates ~10x fewer LevelDB blocks
+    here.  Written only when a key appears or disappears, not on overwrites.
+
 Small scalars live in meta (``m``): the current revision and the compaction
 progress, written in the same batch as the changes they describe.
 
@@ -206,3 +211,11 @@ def current_key(key: bytes) -> bytes:
 
 CURRENT_START = schema.CURRENT
 CURRENT_STOP = bytes([schema.CURRENT[0] + 1])
+
+
+def live_key(key: bytes) -> bytes:
+    return schema.LIVE_KEYS + key
+
+
+LIVE_START = schema.LIVE_KEYS
+LIVE_STOP = bytes([schema.LIVE_KEYS[0] + 1])

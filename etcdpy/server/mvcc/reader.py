@@ -32,6 +32,9 @@ def key_range(key: bytes, range_end: bytes) -> bytes | None:
     return range_end
 
 
+_CHEAP_CHANGES = 64  # this many changes are cheaper to replay than almost any index walk
+
+
 class Overlay:
     """Overlay holds an open batch's changes, readable before the batch is written."""
 
@@ -123,18 +126,45 @@ class Reader:
 
     def count(self, key: bytes, end: bytes | None, rev: int) -> int:
         """Number of live keys in the range at ``rev`` (already checked), values never read."""
-        if rev < self.rev:
-            if self.overlay is None:
-                return sum(1 for _, _, tombstone in self._walk_index(key, end, rev) if not tombstone)
+        if rev >= self.rev:
+            return self._count_current(key, end)
+        if self.overlay is not None:
             return sum(1 for _, found in self._merge_past(key, end, rev) if _is_live(found))
-        if self.overlay is None and end is not None:
-            if end and end <= key:
-                return 0
-            stop = layout.current_key(end) if end else layout.CURRENT_STOP
-            return sum(
-                1 for _ in self.view.iterator(start=layout.current_key(key), stop=stop, include_value=False)
-            )
-        return sum(1 for _ in self._merge_current(key, end, with_values=False))
+        if end is not None:
+            now = self._count_current(key, end)
+            # few changes since rev: correct today's count by them (a change costs ~8 keys of the walk)
+            if self.rev - rev <= max(now // 8, _CHEAP_CHANGES):
+                return now + self._count_change_since(key, end, rev)
+        return sum(1 for _, _, tombstone in self._walk_index(key, end, rev) if not tombstone)
+
+    def _count_current(self, key: bytes, end: bytes | None) -> int:
+        if self.overlay is not None or end is None:
+            return sum(1 for _ in self._merge_current(key, end, with_values=False))
+        if end and end <= key:
+            return 0
+        stop = layout.live_key(end) if end else layout.LIVE_STOP
+        return sum(1 for _ in self.view.iterator(start=layout.live_key(key), stop=stop, include_value=False))
+
+    def _count_change_since(self, key: bytes, end: bytes, rev: int) -> int:
+        """(live keys in range at rev) - (live keys in range now), from the history after rev."""
+        touched: set[bytes] = set()
+        start, stop = layout.history_key(Revision(rev + 1)), layout.history_key(Revision(self.rev + 1))
+        for record in self.view.iterator(start=start, stop=stop, include_key=False):
+            k = kv_pb2.KeyValue.FromString(layout.decode_record(record)[1]).key
+            if key <= k and (not end or k < end):
+                touched.add(k)
+        change = 0
+        it = self.view.raw_iterator()
+        try:
+            for k in touched:
+                group = layout.index_group(k)
+                it.seek(layout.index_seek(group, rev))
+                if it.valid() and it.key().startswith(group) and it.value() != layout.TOMBSTONE:
+                    change += 1
+                change -= self._current_bytes(k) is not None
+        finally:
+            it.close()
+        return change
 
     def _merge_current(
         self, key: bytes, end: bytes | None, *, with_values: bool
@@ -146,11 +176,13 @@ class Reader:
             return
         if end and end <= key:
             return
-        stop = layout.current_key(end) if end else layout.CURRENT_STOP
-        disk = self.view.iterator(start=layout.current_key(key), stop=stop, include_value=with_values)
         if with_values:
+            stop = layout.current_key(end) if end else layout.CURRENT_STOP
+            disk = self.view.iterator(start=layout.current_key(key), stop=stop)
             disk_items: Iterator[tuple[bytes, bytes | None]] = ((k[1:], v) for k, v in disk)
-        else:
+        else:  # the live-keys keyspace holds the same keys without values
+            stop = layout.live_key(end) if end else layout.LIVE_STOP
+            disk = self.view.iterator(start=layout.live_key(key), stop=stop, include_value=False)
             disk_items = ((k[1:], None) for k in disk)
         if self.overlay is None:
             yield from disk_items

@@ -93,6 +93,8 @@ class WriteTxn(Reader):
         wb.put(layout.history_key(rev), layout.encode_record(layout.PUT, kv_bytes))
         wb.put(layout.index_key(key, rev), layout.PUT)
         wb.put(layout.current_key(key), kv_bytes)
+        if prev is None:
+            wb.put(layout.live_key(key), b"")
         self._record(key, rev, kv_bytes)
         leases = self._batch.leases
         if prev is not None and prev.lease:
@@ -115,6 +117,7 @@ class WriteTxn(Reader):
             wb.put(layout.history_key(rev), layout.encode_record(layout.TOMBSTONE, tomb.SerializeToString()))
             wb.put(layout.index_key(prev.key, rev), layout.TOMBSTONE)
             wb.delete(layout.current_key(prev.key))
+            wb.delete(layout.live_key(prev.key))
             self._record(prev.key, rev, None)
             if prev.lease:
                 leases.detach(prev.key, prev.lease)

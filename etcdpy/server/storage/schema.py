@@ -10,6 +10,7 @@ prefix      keyspace                              owner
 ``h``       MVCC history: revision -> record      server.mvcc
 ``i``       MVCC key index: key + inverted rev    server.mvcc
 ``c``       MVCC current: key -> latest record    server.mvcc
+``k``       MVCC live keys: key -> empty (counts)  server.mvcc
 ``w``       raft log (WAL) entries by index       storage.wal
 ``s``       raft hard state, snapshot metadata    storage.wal
 ``l``       leases                                server.lease
@@ -25,6 +26,7 @@ META = b"m"
 HISTORY = b"h"
 KEY_INDEX = b"i"
 CURRENT = b"c"
+LIVE_KEYS = b"k"
 WAL = b"w"
 RAFT_STATE = b"s"
 LEASES = b"l"
@@ -32,7 +34,7 @@ AUTH = b"a"
 MEMBERS = b"b"
 ALARMS = b"x"
 
-ALL_PREFIXES = (META, HISTORY, KEY_INDEX, CURRENT, WAL, RAFT_STATE, LEASES, AUTH, MEMBERS, ALARMS)
+ALL_PREFIXES = (META, HISTORY, KEY_INDEX, CURRENT, LIVE_KEYS, WAL, RAFT_STATE, LEASES, AUTH, MEMBERS, ALARMS)
 
 # meta keys (after the META prefix)
 META_FORMAT = b"format"  # data-dir format marker; a foreign or newer format refuses to open
