@@ -122,8 +122,10 @@ class Cluster:
             self.operator.maybe_act()
         self._restart_due()
         order = self.live_nodes()
+        skip = self.plan.tick_skip
         for node in order:
-            node.tick()
+            if not skip or self.rng.random() >= skip:
+                node.tick()
         self._deliver()
         leader = self.leader()
         self.workload.step(self.now, [n.id for n in order], leader.id if leader else None, self._submit)

@@ -26,6 +26,7 @@ class RunPlan:
     conf_change_rate: float  # per step: probability the operator changes membership
     transfer_rate: float  # per step: probability the operator moves leadership
     clients: int
+    tick_skip: float  # per node and step: probability its clock misses the tick (clock skew)
 
     @classmethod
     def from_seed(cls, seed: int, steps: int = 300) -> RunPlan:
@@ -64,4 +65,5 @@ class RunPlan:
             conf_change_rate=rng.choice((0.0, 0.02, 0.05)),
             transfer_rate=rng.choice((0.0, 0.01)),
             clients=rng.choice((2, 4, 6)),
+            tick_skip=rng.choice((0.0, 0.0, 0.1, 0.3)),
         )

@@ -17,7 +17,7 @@ KNOWN_RAFT_BUGS = {
         "the committed conf changes that Ready hands out; apply_conf_change then raises",
         "ConfChangeError raised",
     )
-    for seed in (745, 749, 1780)
+    for seed in (1613,)
 }
 
 
