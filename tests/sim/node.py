@@ -261,7 +261,6 @@ class SimNode:
                 self._conf_changed_since_snapshot = True
         if entry.index <= self.applied:
             return
-        output: KvOutput | None = None
         if change is None and entry.data:
             command = Command.decode(entry.data)
             output = self.store.apply(command)
