@@ -15,7 +15,8 @@ from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.server.mvcc import layout
 from etcdpy.server.mvcc.layout import Revision
 from etcdpy.server.mvcc.leases import LeaseLookup
-from etcdpy.server.mvcc.reader import Overlay, Reader
+from etcdpy.server.mvcc.overlay import Overlay
+from etcdpy.server.mvcc.reader import Reader
 
 Event = kv_pb2.Event
 
