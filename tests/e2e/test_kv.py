@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import Stubs, connect
+from e2e_support import Stubs, connect
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from procs import ServerProcess
 

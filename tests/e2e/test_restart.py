@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import connect, run_to_exit
+from e2e_support import connect, run_to_exit
 from procs import ServerProcess
 
 from etcdpy.api.etcdserverpb import rpc_pb2

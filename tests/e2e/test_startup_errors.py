@@ -7,7 +7,7 @@ from pathlib import Path
 
 import plyvel
 import pytest
-from conftest import run_to_exit
+from e2e_support import run_to_exit
 from procs import ServerProcess
 
 from etcdpy.server.membership import member_id
