@@ -12,6 +12,7 @@ lists), pick a `Model` (for a key-value store: `KV_MODEL`), and call
     assert result.ok, result.explain(KV_MODEL)
 
 Operations whose outcome the client never learned take `UNKNOWN` as output.
+While clients run against a real cluster, a `Recorder` collects the history.
 """
 
 from etcdpy.checker.history import (
@@ -31,6 +32,7 @@ from etcdpy.checker.linearizability import (
     check_operations,
 )
 from etcdpy.checker.model import Model
+from etcdpy.checker.recorder import Recorder
 
 __all__ = [
     "KV_MODEL",
@@ -46,6 +48,7 @@ __all__ = [
     "Operation",
     "Outcome",
     "PartitionResult",
+    "Recorder",
     "ReturnEvent",
     "Unknown",
     "check_events",
