@@ -185,6 +185,11 @@ class Config:
             raise ConfigError(f"--auto-compaction-retention: {exc}") from None
 
     @property
+    def request_timeout(self) -> float:
+        """Seconds a write may wait for its entry to apply: etcd's 5 s plus two election timeouts."""
+        return 5.0 + 2 * self.election_timeout_ms / 1000
+
+    @property
     def grpc_max_receive_bytes(self) -> int:
         """gRPC's receive limit: the request limit plus etcd's 512 KiB of headroom for envelopes."""
         return self.max_request_bytes + 512 * 1024

@@ -189,9 +189,11 @@ class EtcdServer:
         max_request_bytes: int,
         wal: WAL,
         keep_entries: int,
+        request_timeout: float = 7.0,
         crash_points: CrashPoints | None = None,
     ) -> None:
         self.cluster = cluster
+        self.request_timeout = request_timeout  # seconds a proposal may take before ErrTimeout
         self.applier = applier
         self.max_request_bytes = max_request_bytes
         self.wal = wal
@@ -280,7 +282,10 @@ class EtcdServer:
         self._waiters[self._next_id] = waiter
         try:
             self.log.propose(data)
-            response = await waiter
+            response = await asyncio.wait_for(waiter, self.request_timeout)
+        except TimeoutError:
+            # Like etcd: the outcome is unknown to the client; the entry may still be applied later.
+            raise errors.ErrTimeout() from None
         finally:
             self._waiters.pop(req.header.ID, None)
         self.fill_header(response.header)

@@ -256,6 +256,7 @@ def open_member(config: cfg.Config, backend: Backend) -> EtcdServer:
         max_request_bytes=config.max_request_bytes,
         wal=wal,
         keep_entries=config.snapshot_catchup_entries,
+        request_timeout=config.request_timeout,
         crash_points=CrashPoints(os.environ.get(CrashPoints.ENV)),
     )
     server.start_log(fresh, publish=cluster.write)
