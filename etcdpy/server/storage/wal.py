@@ -5,8 +5,10 @@ Layout (prefixes from `schema`)::
     w + index (8 bytes, big-endian)  ->  term (8) | type (1) | crc32 (4) | data
     s + b"hardstate"                 ->  term (8) | vote (8) | commit (8)
 
-`WAL.save` writes new entries, the hard state and the removal of old entries in
-ONE LevelDB write batch with ``sync=True``: after it returns the batch is on disk,
+`WAL.save` (or `WAL.prepare` on the event loop, then `WAL.write` on a worker
+thread) writes new entries, the hard state and the removal of old entries in ONE
+LevelDB write batch with ``sync=True`` (False only under --unsafe-no-fsync):
+after it returns the batch is on disk,
 and a crash leaves either all of it or none of it (LevelDB discards a torn batch
 when it replays its own log).  The crc32 covers index, term, type and data, so a
 damaged or misplaced value is caught when the log is opened: damage to the newest
