@@ -119,6 +119,22 @@ def restore_snapshot(r: Raft, s: pb.Snapshot) -> bool:
         )
         r.raft_log.commit_to(meta.index)
         return False
+    if r.raft_log.is_applying():
+        # The application is applying committed entries raft handed out (a Ready
+        # not yet advanced), conf changes among them. Restoring now would reset the
+        # configuration under those changes, and their apply_conf_change would then
+        # fail or diverge. Refuse, as for a stale snapshot: the leader retries later.
+        r.logger.info(
+            "%d [commit: %d, applied: %d, applying: %d] cannot restore snapshot [index: %d, term: %d] "
+            "while committed entries are being applied",
+            r.id,
+            r.raft_log.committed,
+            r.raft_log.applied,
+            r.raft_log.applying,
+            meta.index,
+            meta.term,
+        )
+        return False
     r.raft_log.restore(s)
     r.trk = ProgressTracker(r.trk.max_inflight, r.trk.max_inflight_bytes)
     restore(r.trk, r.raft_log.last_index(), cs)

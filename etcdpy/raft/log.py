@@ -11,10 +11,10 @@ from etcdpy.raft.storage import NO_LIMIT, Storage, limit_size
 class RaftLog:
     """RaftLog is the log: entries in storage, followed by the unstable ones.
 
-    invariant: applied <= committed <= last_index()
+    invariant: applied <= applying <= committed <= last_index()
     """
 
-    __slots__ = ("applied", "committed", "max_next_committed_size", "storage", "unstable")
+    __slots__ = ("applied", "applying", "committed", "max_next_committed_size", "storage", "unstable")
 
     def __init__(self, storage: Storage, max_next_committed_size: int = NO_LIMIT) -> None:
         self.storage = storage
@@ -25,11 +25,14 @@ class RaftLog:
         self.committed = first - 1
         # applied is the highest index the application has applied.
         self.applied = first - 1
+        # applying is the highest index handed to the application (in a Ready) for
+        # applying; above applied while that Ready is not yet advanced.
+        self.applying = first - 1
         self.max_next_committed_size = max_next_committed_size
 
     def __str__(self) -> str:
         return (
-            f"committed={self.committed}, applied={self.applied}, "
+            f"committed={self.committed}, applied={self.applied}, applying={self.applying}, "
             f"unstable.offset={self.unstable.offset}, len(unstable.entries)={len(self.unstable.entries)}"
         )
 
@@ -157,6 +160,19 @@ class RaftLog:
                 f"applied({i}) is out of range [prev_applied({self.applied}), committed({self.committed})]"
             )
         self.applied = i
+        if self.applying < i:
+            self.applying = i
+
+    def accept_applying(self, i: int) -> None:
+        """Accept_applying records that entries up to i were handed to the application."""
+        if i > self.committed:
+            raise AssertionError(f"applying({i}) is out of range [committed({self.committed})]")
+        if i > self.applying:
+            self.applying = i
+
+    def is_applying(self) -> bool:
+        """Is_applying says whether committed entries were handed out but not yet reported applied."""
+        return self.applying > self.applied
 
     def stable_to(self, i: int, t: int) -> None:
         """Stable_to records that storage holds entries up to i (of term t)."""

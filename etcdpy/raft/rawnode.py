@@ -208,13 +208,18 @@ class RawNode:
             or hard.term != prev_hard.term
             or hard.vote != prev_hard.vote
         )
+        committed = tuple(log.next_committed_ents())
+        if committed:
+            # Until advance() these are being applied: raft must not restore a
+            # snapshot under them (see follower.restore_snapshot).
+            log.accept_applying(committed[-1].index)
         rd = Ready(
             soft_state=soft if soft != self._prev_soft_state else None,
             hard_state=hard if hard_changed else None,
             read_states=tuple(r.read_states),
             entries=entries,
             snapshot=rd_snapshot,
-            committed_entries=tuple(log.next_committed_ents()),
+            committed_entries=committed,
             messages=tuple(r.msgs),
             persisted_messages=persisted,
             must_sync=must_sync,

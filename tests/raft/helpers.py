@@ -14,7 +14,7 @@ def cluster(n: int = 3, leader: int | None = 1, **options: object) -> Env:
     """Cluster boots n voters from a snapshot at index 1 and (optionally) elects a leader."""
     env = Env()
     env.logger.level = LEVELS["none"]
-    env.add_nodes(n, voters=list(range(1, n + 1)), index=1, **options)
+    env.add_nodes(n, list(range(1, n + 1)), None, 1, **options)
     if leader is not None:
         env.raw(leader).campaign()
         env.stabilize()

@@ -18,6 +18,8 @@ Commands (IDs are node IDs; lists are written (1,2,3)):
     read-index ID CTX                 linearizable read request
     transfer-leadership from=ID to=ID
     process-ready ID...               persist, send, apply and advance one Ready
+    take-ready ID                     persist one Ready and send its messages; hold the rest
+    finish-ready ID                   send the held Ready's persisted messages, apply it, advance
     deliver-msgs [type=MsgX] ID...    step the queued messages addressed to ID
     deliver-msgs drop=(ID,...)        discard the queued messages addressed to ID
     stabilize [ID...]                 process-ready and deliver until nothing changes
@@ -26,6 +28,7 @@ Commands (IDs are node IDs; lists are written (1,2,3)):
     cut A B / isolate ID / heal       drop messages on a link / all links of ID / restore all
     compact ID INDEX                  snapshot the state machine at INDEX and compact the log
     report-unreachable ID PEER
+    report-snapshot ID PEER [failure=true]
     raft-log ID / raft-state / status ID / applied ID
     log-level debug|info|warn|error|none
 """
@@ -47,6 +50,7 @@ from etcdpy.raft import (
     RaftError,
     RawNode,
     Ready,
+    SnapshotStatus,
     conf_changes_from_string,
     decode_conf_change,
     describe_entry,
@@ -98,6 +102,8 @@ class Node:
     read_states: list[tuple[int, bytes]] = field(default_factory=list)
     # (index, configuration in force from that index on), for snapshots at past indexes
     conf_states: list[tuple[int, pb.ConfState]] = field(default_factory=list)
+    # a Ready taken (persisted, messages sent) but not yet applied and advanced
+    held: Ready | None = None
 
     def conf_state_at(self, index: int) -> pb.ConfState:
         """Conf_state_at is the configuration in force after applying up to index."""
@@ -211,26 +217,54 @@ class Env:
     def process_ready(self, nid: int) -> bool:
         """Process_ready handles one Ready of node nid (persist, send, apply, advance)."""
         node = self.nodes[nid]
-        if not node.raw.has_ready():
+        if node.held is not None or not node.raw.has_ready():
             return False
         rd = node.raw.ready()
         with self.section(f"> {nid} handling Ready"):
             self._describe_ready(rd)
-            if rd.snapshot is not None:
-                node.storage.apply_snapshot(rd.snapshot)
-                node.applied = decode_state(rd.snapshot.data)
-                meta = rd.snapshot.metadata
-                node.conf_states.append((meta.index, meta.conf_state))
-            node.storage.append(rd.entries)
-            if rd.hard_state is not None:
-                node.storage.set_hard_state(rd.hard_state)
-            self.queue.extend(rd.messages)
-            self.queue.extend(rd.persisted_messages)
-            for e in rd.committed_entries:
-                self._apply(node, e)
-            node.read_states.extend((rs.index, rs.request_ctx) for rs in rd.read_states)
-            node.raw.advance(rd)
+            self._persist(node, rd)
+            self._finish(node, rd)
         return True
+
+    def take_ready(self, nid: int) -> bool:
+        """Take_ready persists a Ready of nid and sends its messages; the rest waits for finish_ready."""
+        node = self.nodes[nid]
+        if node.held is not None or not node.raw.has_ready():
+            return False
+        rd = node.raw.ready()
+        with self.section(f"> {nid} taking Ready"):
+            self._describe_ready(rd)
+            self._persist(node, rd)
+        node.held = rd
+        return True
+
+    def finish_ready(self, nid: int) -> bool:
+        """Finish_ready completes the Ready take_ready held: persisted messages, apply, advance."""
+        node = self.nodes[nid]
+        rd, node.held = node.held, None
+        if rd is None:
+            return False
+        with self.section(f"> {nid} finishing Ready"):
+            self._finish(node, rd)
+        return True
+
+    def _persist(self, node: Node, rd: Ready) -> None:
+        if rd.snapshot is not None:
+            node.storage.apply_snapshot(rd.snapshot)
+            node.applied = decode_state(rd.snapshot.data)
+            meta = rd.snapshot.metadata
+            node.conf_states.append((meta.index, meta.conf_state))
+        node.storage.append(rd.entries)
+        if rd.hard_state is not None:
+            node.storage.set_hard_state(rd.hard_state)
+        self.queue.extend(rd.messages)
+
+    def _finish(self, node: Node, rd: Ready) -> None:
+        self.queue.extend(rd.persisted_messages)
+        for e in rd.committed_entries:
+            self._apply(node, e)
+        node.read_states.extend((rs.index, rs.request_ctx) for rs in rd.read_states)
+        node.raw.advance(rd)
 
     def _apply(self, node: Node, e: pb.Entry) -> None:
         cc = decode_conf_change(e)
@@ -413,6 +447,16 @@ class Env:
             if not self.process_ready(nid):
                 self.emit(f"> {nid}: no Ready")
 
+    def cmd_take_ready(self, cmd: Command) -> None:
+        for nid in cmd.ints():
+            if not self.take_ready(nid):
+                self.emit(f"> {nid}: no Ready")
+
+    def cmd_finish_ready(self, cmd: Command) -> None:
+        for nid in cmd.ints():
+            if not self.finish_ready(nid):
+                self.emit(f"> {nid}: no Ready held")
+
     def cmd_deliver_msgs(self, cmd: Command) -> None:
         for nid in cmd.id_list("drop"):
             self.deliver_msgs(nid, cmd.kwargs.get("type"), drop=True)
@@ -475,6 +519,11 @@ class Env:
     def cmd_report_unreachable(self, cmd: Command) -> None:
         nid, peer = cmd.ints()
         self.raw(nid).report_unreachable(peer)
+
+    def cmd_report_snapshot(self, cmd: Command) -> None:
+        nid, peer = cmd.ints()
+        status = SnapshotStatus.FAILURE if cmd.flag("failure") else SnapshotStatus.FINISH
+        self.raw(nid).report_snapshot(peer, status)
 
 
 def encode_state(applied: list[tuple[int, bytes]]) -> bytes:

@@ -149,7 +149,9 @@ def test_restore_round_trips(cs: pb.ConfState) -> None:
     assert tracker_with(cs).conf_state() == cs
 
 
-def v2(changes: list[pb.ConfChangeSingle], transition: pb.ConfChangeTransition = 0) -> pb.ConfChangeV2:
+def v2(
+    changes: list[pb.ConfChangeSingle], transition: pb.ConfChangeTransition = pb.ConfChangeTransitionAuto
+) -> pb.ConfChangeV2:
     return pb.ConfChangeV2(changes=changes, transition=transition)
 
 
