@@ -41,8 +41,9 @@ RequestHandler = Callable[[Batch, Any], Message]
 """Applies one request kind (given the set field's message) inside the batch, returning the response.
 
 It must raise its EtcdError before writing anything, so a failed request
-changes nothing.  Write keys through ``batch.write_txn()`` (one revision, events
-published) and other state through ``batch.wb`` (same atomic batch).
+changes nothing.  Write keys through ``with batch.writing() as w`` (one
+revision, events published) and other state through ``batch.wb`` (same atomic
+batch).
 """
 
 _NOT_REQUESTS = frozenset({"header", "ID"})
@@ -156,23 +157,17 @@ class Applier:
         return errors.ErrNotCapable()  # a request kind nothing here handles (yet)
 
     def _put(self, batch: Batch, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
-        w = batch.write_txn()
-        ops.check_put(w, req, self.store.leases, lease_first=True)
-        resp = ops.put_request(w, req)
-        w.end()
-        return resp
+        with batch.writing() as w:
+            ops.check_put(w, req, self.store.leases, lease_first=True)
+            return ops.put_request(w, req)
 
     def _delete_range(self, batch: Batch, req: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
-        w = batch.write_txn()
-        resp = ops.delete_request(w, req)
-        w.end()
-        return resp
+        with batch.writing() as w:
+            return ops.delete_request(w, req)
 
     def _txn(self, batch: Batch, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
-        w = batch.write_txn()
-        resp = txn.txn_request(w, req, self.store.leases)
-        w.end()
-        return resp
+        with batch.writing() as w:
+            return txn.txn_request(w, req, self.store.leases)
 
     def _range(self, batch: Batch, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
         return ops.range_request(batch.reader(), req)

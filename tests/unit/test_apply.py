@@ -165,10 +165,9 @@ def test_registered_handlers_apply_other_request_kinds_in_the_same_batch(tmp_pat
     def revoke(batch: Batch, req: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
         if req.ID not in leases:
             raise errors.ErrLeaseNotFound()
-        w = batch.write_txn()
-        for key in leases.pop(req.ID):
-            w.delete_range(key, None)
-        w.end()
+        with batch.writing() as w:
+            for key in leases.pop(req.ID):
+                w.delete_range(key, None)
         resp = pb.LeaseRevokeResponse()
         resp.header.revision = batch.rev
         return resp
@@ -212,3 +211,20 @@ def test_reload_adopts_a_replaced_database(tmp_path: Path) -> None:
     assert follower.keys() == leader.keys() and follower.applier.hash_kv(0) == leader.applier.hash_kv(0)
     leader.close()
     follower.close()
+
+
+def test_a_handler_failing_after_writing_abandons_the_whole_batch(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+
+    def half_then_fail(batch: Batch, req: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
+        with batch.writing() as w:
+            w.put(b"half", b"", 0)
+            raise errors.ErrLeaseNotFound()
+
+    h.applier.register("lease_revoke", half_then_fail)
+    with pytest.raises(RuntimeError, match="abandoned"):
+        h.apply_entries({"put": _put(b"first")}, {"lease_revoke": pb.LeaseRevokeRequest(ID=1)})
+    assert (h.applier.applied_index, h.applier.current_revision) == (0, 1)
+    h.reopen()
+    assert h.keys() == [] and h.applier.applied_index == 0 and h.events == []
+    h.close()

@@ -8,6 +8,8 @@ sub revisions, and only takes the revision if it changes something.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from etcdpy.api import errors
@@ -39,7 +41,25 @@ class Batch:
         return Reader(self.view, self.overlay, self.rev, self.compact_rev)
 
     def write_txn(self) -> WriteTxn:
+        """A write transaction; call its `end` when done (or use `writing`)."""
         return WriteTxn(self)
+
+    @contextmanager
+    def writing(self) -> Iterator[WriteTxn]:
+        """A write transaction that ends, taking its revision, when the block exits normally.
+
+        An EtcdError escaping after the transaction wrote something is a bug
+        (requests check before writing): it becomes a RuntimeError, so the
+        whole batch is abandoned instead of committing half a request.
+        """
+        w = WriteTxn(self)
+        try:
+            yield w
+        except errors.EtcdError as exc:
+            if w.changed:
+                raise RuntimeError("a request failed after writing; the apply batch is abandoned") from exc
+            raise
+        w.end()
 
     def compact(self, rev: int) -> None:
         """Schedule a compaction at ``rev``: reads below it fail from now on.
