@@ -135,6 +135,7 @@ class Config:
     strict_reconfig_check: bool = True
     experimental_enable_lease_checkpoint: bool = False
     unsafe_no_fsync: bool = False
+    experimental_grpc_threads: int = 0  # >0: serve gRPC from grpcio's thread pool of this size, not grpc.aio
     log_level: str = "info"
 
     def validate(self) -> Config:

@@ -64,7 +64,7 @@ def test_flags_fill_the_config(run: Run) -> None:
         "--name n1 --listen-client-urls http://127.0.0.1:5000,http://127.0.0.2:5000"
         " --initial-advertise-peer-urls http://127.0.0.1:5001 --heartbeat-interval 50 --election-timeout 500"
         " --max-txn-ops 7 --initial-cluster-state existing --auto-compaction-mode revision"
-        " --auto-compaction-retention 1000 --pre-vote=false --log-level debug"
+        " --auto-compaction-retention 1000 --pre-vote=false --log-level debug --experimental-grpc-threads 8"
     )
     config = run(args.split()).config
     assert config.data_dir == "n1.etcd"
@@ -75,6 +75,7 @@ def test_flags_fill_the_config(run: Run) -> None:
     assert config.auto_compaction_interval() == 1000
     assert config.pre_vote is False
     assert config.log_level == "debug"
+    assert config.experimental_grpc_threads == 8
 
 
 def test_bare_boolean_flag_means_true(run: Run) -> None:

@@ -1,6 +1,9 @@
-"""Thin gRPC adapters over EtcdServer; `register_services` mounts them all on one grpc.aio server."""
+"""Thin gRPC adapters over EtcdServer, mounted on a grpc.aio server (default) or a threaded one."""
 
 from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -10,19 +13,44 @@ from etcdpy.server.etcdserver import EtcdServer
 from etcdpy.server.services.cluster import ClusterService
 from etcdpy.server.services.kv import KVService
 from etcdpy.server.services.maintenance import MaintenanceService
+from etcdpy.server.services.threaded import on_loop
+
+# Only one member exists, so the whole server is either serving or not running at all.
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def _servicers(server: EtcdServer, max_txn_ops: int) -> list[tuple[Callable[..., None], type, object]]:
+    """(generated add_* function, generated base class, our async servicer) for each etcd service."""
+    return [
+        (
+            rpc_pb2_grpc.add_KVServicer_to_server,
+            rpc_pb2_grpc.KVServicer,
+            KVService(server, max_txn_ops=max_txn_ops),
+        ),
+        (
+            rpc_pb2_grpc.add_MaintenanceServicer_to_server,
+            rpc_pb2_grpc.MaintenanceServicer,
+            MaintenanceService(server),
+        ),
+        (rpc_pb2_grpc.add_ClusterServicer_to_server, rpc_pb2_grpc.ClusterServicer, ClusterService(server)),
+    ]
 
 
 async def register_services(grpc_server: grpc.aio.Server, server: EtcdServer, *, max_txn_ops: int) -> None:
-    """Add KV, Maintenance, Cluster and grpc.health.v1 (serving) to `grpc_server`."""
-    # The generated add_* functions are untyped (generated code is excluded from mypy).
-    rpc_pb2_grpc.add_KVServicer_to_server(  # type: ignore[no-untyped-call]
-        KVService(server, max_txn_ops=max_txn_ops), grpc_server
-    )
-    rpc_pb2_grpc.add_MaintenanceServicer_to_server(  # type: ignore[no-untyped-call]
-        MaintenanceService(server), grpc_server
-    )
-    rpc_pb2_grpc.add_ClusterServicer_to_server(ClusterService(server), grpc_server)  # type: ignore[no-untyped-call]
+    """Add KV, Maintenance, Cluster and grpc.health.v1 (serving) to a grpc.aio server."""
+    for add, _base, servicer in _servicers(server, max_txn_ops):
+        add(servicer, grpc_server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # grpc-stubs lacks .aio
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
-    # Only one member exists, so the whole server is either serving or not running at all.
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    await health_servicer.set("", SERVING)
+
+
+def register_threaded_services(
+    grpc_server: grpc.Server, server: EtcdServer, loop: asyncio.AbstractEventLoop, *, max_txn_ops: int
+) -> None:
+    """Add the same services to grpcio's threaded server; every call runs on `loop` (see threaded.py)."""
+    for add, base, servicer in _servicers(server, max_txn_ops):
+        add(on_loop(servicer, base, loop), grpc_server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
+    health_servicer.set("", SERVING)
