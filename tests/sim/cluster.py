@@ -270,14 +270,17 @@ class Cluster:
     def propose_conf_change(
         self, leader: SimNode, change: pb.ConfChange | pb.ConfChangeV2, what: str
     ) -> None:
-        """Propose_conf_change hands a membership change to the leader."""
-        assert leader.raw is not None
+        """Propose_conf_change hands a membership change to the leader, or to a member that forwards it."""
+        proposer = leader
+        if self.rng.random() < 0.2:
+            proposer = self.rng.choice(self.live_nodes())
+        assert proposer.raw is not None
         try:
-            leader.raw.propose_conf_change(change)
+            proposer.raw.propose_conf_change(change)
         except ProposalDropped:
             return
         self.stats["conf_changes_proposed"] += 1
-        self.log(f"leader {leader.id} proposes {what}")
+        self.log(f"node {proposer.id} proposes {what} (leader {leader.id})")
 
 
 def _members(conf_state: pb.ConfState) -> set[int]:

@@ -37,9 +37,11 @@ class Operator:
         if leader is None:
             return
         if plan.transfer_rate and rng.random() < plan.transfer_rate:
-            voters = [v for v in leader.conf_state.voters if v != leader.id and v in cluster.nodes]
-            if voters:
-                cluster.transfer_leadership(leader, rng.choice(sorted(voters)))
+            # Mostly to a voter; sometimes to a learner, which raft must refuse.
+            cs = leader.conf_state
+            targets = sorted(v for v in (*cs.voters, *cs.learners) if v != leader.id and v in cluster.nodes)
+            if targets:
+                cluster.transfer_leadership(leader, rng.choice(targets))
         if plan.conf_change_rate and rng.random() < plan.conf_change_rate:
             self._change_membership(leader)
 
