@@ -9,8 +9,9 @@ For each server (fresh data dir, loopback ports) it measures
   latency at 1 and 100 concurrent clients, driven by a grpc.aio client in a
   separate process so it does not share the server's interpreter.
 
-Usage: ``python bench/perf_compare.py [--quick] [--seconds N]``.  Ratios are
-etcdpy / etcd (throughput: higher is better; latency: lower is better).
+Usage: ``python bench/perf_compare.py [--quick] [--seconds N] [--threads N]``.
+Ratios are etcdpy / etcd (throughput: higher is better; latency: lower is better);
+``--threads N`` adds a column for ``etcdpy --experimental-grpc-threads N``.
 """
 
 from __future__ import annotations
@@ -129,11 +130,11 @@ def check_perf(endpoint: str) -> CheckPerf:
     )
 
 
-def measure(kind: str, quick: bool, seconds: float) -> dict[str, float | str]:
+def measure(kind: str, quick: bool, seconds: float, extra_args: list[str]) -> dict[str, float | str]:
     """Every figure for one fresh server of `kind` ("etcd" or "etcdpy")."""
     figures: dict[str, float | str] = {}
     with tempfile.TemporaryDirectory(prefix=f"perf-{kind}-") as tmp:
-        server = ServerProcess(kind, Path(tmp) / "data").start()
+        server = ServerProcess(kind, Path(tmp) / "data", extra_args=extra_args).start()
         try:
             if not quick:
                 perf = check_perf(server.endpoint)
@@ -152,16 +153,24 @@ def measure(kind: str, quick: bool, seconds: float) -> dict[str, float | str]:
     return figures
 
 
-def report(etcd: dict[str, float | str], ours: dict[str, float | str]) -> str:
-    rows = [("metric", "etcd 3.4", "etcdpy", "etcdpy/etcd")]
-    for name, theirs in etcd.items():
-        mine = ours[name]
-        if isinstance(theirs, str) or isinstance(mine, str):
-            rows.append((name, str(theirs), str(mine), ""))
-            continue
-        ratio = mine / theirs if theirs else float("nan")
-        rows.append((name, f"{theirs:.3f}", f"{mine:.3f}", f"{ratio:.2f}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+def report(columns: dict[str, dict[str, float | str]]) -> str:
+    """One row per figure: etcd's, then each etcdpy variant's with its ratio to etcd."""
+    names = list(columns)
+    reference = columns[names[0]]
+    header = [names[0]]
+    for name in names[1:]:
+        header += [name, f"{name}/etcd"]
+    rows = [("metric", *header)]
+    for metric, theirs in reference.items():
+        cells = [theirs if isinstance(theirs, str) else f"{theirs:.3f}"]
+        for name in names[1:]:
+            mine = columns[name][metric]
+            if isinstance(theirs, str) or isinstance(mine, str):
+                cells += [str(mine), ""]
+            else:
+                cells += [f"{mine:.3f}", f"{mine / theirs:.2f}" if theirs else "nan"]
+        rows.append((metric, *cells))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
 
 
@@ -169,10 +178,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="skip check perf; 2 s per load (smoke run)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per put/range load (default 10)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="also measure etcdpy --experimental-grpc-threads N"
+    )
     args = parser.parse_args()
     seconds = args.seconds or (2.0 if args.quick else 10.0)
-    results = {kind: measure(kind, args.quick, seconds) for kind in ("etcd", "etcdpy")}
-    print(report(results["etcd"], results["etcdpy"]))
+    variants = {"etcd": ("etcd", []), "etcdpy": ("etcdpy", [])}
+    if args.threads:
+        variants["etcdpy-threads"] = ("etcdpy", ["--experimental-grpc-threads", str(args.threads)])
+    columns = {name: measure(kind, args.quick, seconds, extra) for name, (kind, extra) in variants.items()}
+    print(report(columns))
 
 
 if __name__ == "__main__":
