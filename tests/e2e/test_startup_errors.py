@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import plyvel
 import pytest
-from e2e_support import run_to_exit
-from procs import ServerProcess
+from e2e_support import connect, run_to_exit
+from procs import ServerProcess, free_port, wait_for_port
 
+from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.server.membership import member_id
 from etcdpy.server.storage import wal
 from etcdpy.server.storage.backend import Backend
@@ -93,3 +98,29 @@ def test_more_than_one_initial_member_is_refused_until_raft_lands(data_dir: Path
     result = run_to_exit(server)
     assert result.returncode == 1
     assert "multi-member clusters are not supported yet" in result.stderr
+
+
+def test_a_member_configured_only_by_etcd_environment_variables_serves(tmp_path: Path) -> None:
+    port, peer = free_port(), free_port()
+    env = {
+        **os.environ,
+        "ETCD_NAME": "envonly",
+        "ETCD_DATA_DIR": str(tmp_path / "env.data"),
+        "ETCD_LISTEN_CLIENT_URLS": f"http://127.0.0.1:{port}",
+        "ETCD_ADVERTISE_CLIENT_URLS": f"http://127.0.0.1:{port}",
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS": f"http://127.0.0.1:{peer}",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "etcdpy", "server"], env=env, stderr=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        wait_for_port(port, proc)
+        client = connect(ServerProcess("etcdpy", tmp_path / "unused", client_port=port))
+        [member] = client.cluster.MemberList(rpc_pb2.MemberListRequest()).members
+        assert (member.name, list(member.peerURLs)) == ("envonly", [f"http://127.0.0.1:{peer}"])
+        client.channel.close()
+        assert (tmp_path / "env.data" / "member" / "db").is_dir()
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == 0, stderr.decode()
