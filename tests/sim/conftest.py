@@ -3,12 +3,13 @@
     pytest tests/sim                        the default sweep: 2,000 seeds, in chunks xdist spreads
     pytest tests/sim --sim-seeds 100000     a long sweep
     pytest tests/sim --sim-first-seed 5000  sweep other seeds
+    pytest tests/sim --sim-steps 3000       longer runs (steps with faults; default 300)
     pytest tests/sim -k replay --sim-seed 1234
                                             replay one seed (also: python -m tests.sim.replay 1234)
 
 The options exist when pytest is pointed at tests/sim (pytest only reads
 options from conftest files it meets before collecting).  From the repository
-root, use the environment instead: SIM_SEEDS=100000, SIM_FIRST_SEED, SIM_SEED.
+root, use the environment instead: SIM_SEEDS=100000, SIM_FIRST_SEED, SIM_STEPS, SIM_SEED.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from __future__ import annotations
 import os
 
 import pytest
+
+from .plan import DEFAULT_STEPS
 
 DEFAULT_SEEDS = 2000
 SEEDS_PER_CHUNK = 50
@@ -25,6 +28,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sim", "deterministic raft simulation")
     group.addoption("--sim-seeds", type=int, default=None, help=f"seeds to sweep (default {DEFAULT_SEEDS})")
     group.addoption("--sim-first-seed", type=int, default=None, help="first seed of the sweep (default 0)")
+    group.addoption(
+        "--sim-steps", type=int, default=None, help=f"steps with faults per run ({DEFAULT_STEPS})"
+    )
     group.addoption("--sim-seed", type=int, default=None, help="the seed test_replay replays (default 0)")
 
 
@@ -47,3 +53,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("seed_chunk", chunks, ids=[f"seeds{c.start}-{c.stop - 1}" for c in chunks])
     if "replay_seed" in metafunc.fixturenames:
         metafunc.parametrize("replay_seed", [_setting(config, "sim_seed", "SIM_SEED", 0)])
+
+
+@pytest.fixture
+def sim_steps(request: pytest.FixtureRequest) -> int:
+    """Sim_steps is the number of steps with faults each swept run takes."""
+    return _setting(request.config, "sim_steps", "SIM_STEPS", DEFAULT_STEPS)

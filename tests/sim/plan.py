@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from .network import NetworkFaults
 from .node import NodeSettings
 
+DEFAULT_STEPS = 300
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -29,7 +31,7 @@ class RunPlan:
     tick_skip: float  # per node and step: probability its clock misses the tick (clock skew)
 
     @classmethod
-    def from_seed(cls, seed: int, steps: int = 300) -> RunPlan:
+    def from_seed(cls, seed: int, steps: int = DEFAULT_STEPS) -> RunPlan:
         """From_seed draws a plan; every run has faults, each run its own mix of them."""
         rng = random.Random(seed)
         nodes = rng.choice((3, 3, 5))

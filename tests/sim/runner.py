@@ -9,7 +9,7 @@ from etcdpy.checker import KV_MODEL, Outcome, check_operations
 
 from .cluster import Cluster
 from .invariants import SafetyViolation
-from .plan import RunPlan
+from .plan import DEFAULT_STEPS, RunPlan
 
 CHECK_TIMEOUT = 30.0  # seconds for the linearizability check of one run's history
 # Once faults stop and clients are done, the cluster must elect a leader and every member catch up
@@ -17,20 +17,22 @@ CHECK_TIMEOUT = 30.0  # seconds for the linearizability check of one run's histo
 CONVERGENCE_STEPS = 100
 
 
-def replay_command(seed: int) -> str:
+def replay_command(seed: int, steps: int = DEFAULT_STEPS) -> str:
     """Replay_command is the one command line that replays a seed with a trace."""
-    return f"python -m tests.sim.replay {seed}"
+    more = "" if steps == DEFAULT_STEPS else f" --steps {steps}"
+    return f"python -m tests.sim.replay {seed}{more}"
 
 
 class SimulationFailure(AssertionError):
     """SimulationFailure: a seed broke a guarantee; the message says which, how, and how to replay."""
 
-    def __init__(self, seed: int, reason: str, trace: list[str]) -> None:
-        self.seed = seed
+    def __init__(self, plan: RunPlan, reason: str, trace: list[str]) -> None:
+        self.seed = plan.seed
         self.reason = reason
         self.trace = trace
         recent = "\n".join(trace[-40:])
-        super().__init__(f"seed {seed}: {reason}\nreplay: {replay_command(seed)}\nlast events:\n{recent}")
+        replay = replay_command(plan.seed, plan.steps)
+        super().__init__(f"seed {plan.seed}: {reason}\nreplay: {replay}\nlast events:\n{recent}")
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,10 @@ def run_plan(
     try:
         _simulate(cluster)
     except SafetyViolation as violation:
-        raise SimulationFailure(seed, f"safety violation: {violation}", list(cluster.trace)) from violation
+        raise SimulationFailure(plan, f"safety violation: {violation}", list(cluster.trace)) from violation
     except Exception as error:  # raft's own assertions (a corrupt log, ...) fail the seed the same way
         reason = f"{type(error).__name__} raised: {error}"
-        raise SimulationFailure(seed, reason, list(cluster.trace)) from error
+        raise SimulationFailure(plan, reason, list(cluster.trace)) from error
     if trace is not None:
         trace.extend(cluster.trace)
     if not cluster.converged():
@@ -85,12 +87,12 @@ def run_plan(
             f"liveness: {CONVERGENCE_STEPS} steps after the faults stopped and the clients finished, "
             f"the leader is {leader.id if leader else None} and the members applied {applied}"
         )
-        raise SimulationFailure(seed, reason, list(cluster.trace))
+        raise SimulationFailure(plan, reason, list(cluster.trace))
     history = cluster.workload.history
     result = check_operations(KV_MODEL, history, timeout=CHECK_TIMEOUT)
     if result.outcome is not Outcome.OK:
         reason = f"client history is {result.outcome.value}:\n{result.explain(KV_MODEL)}"
-        raise SimulationFailure(seed, reason, list(cluster.trace))
+        raise SimulationFailure(plan, reason, list(cluster.trace))
     stats = cluster.stats
     stats["checks"] = cluster.monitor.checks
     return RunResult(

@@ -9,12 +9,12 @@ import pytest
 from .runner import SimulationFailure, run_seed
 
 
-def test_sweep(seed_chunk: range) -> None:
+def test_sweep(seed_chunk: range, sim_steps: int) -> None:
     """Every seed keeps every safety invariant and yields a linearizable client history."""
     failures: list[SimulationFailure] = []
     for seed in seed_chunk:
         try:
-            run_seed(seed)
+            run_seed(seed, sim_steps)
         except SimulationFailure as failure:
             failures.append(failure)
     if failures:
