@@ -1,0 +1,377 @@
+"""RaftNode: the member's Ready loop over `etcdpy.raft.RawNode`, in one asyncio task.
+
+Each turn of the loop (see the Ready docstring for the contract)::
+
+    queued proposals -> RawNode.propose_many (one batch per turn)
+    rd = ready()
+      send rd.messages at once (the leader's MsgApps go out while it fsyncs)
+      install rd.snapshot (state keyspaces, then the applier reloads)
+      persist snapshot point, entries and hard state: ONE LevelDB batch on a worker thread
+      send rd.persisted_messages (votes, acks: only once durable)
+      apply rd.committed_entries (conf changes through RawNode.apply_conf_change)
+      serve rd.read_states (ReadIndex)
+    advance(rd); maybe snapshot and compact the log
+
+While one batch is being written, new proposals queue and go into the next Ready
+(group commit).  Ticks come from a timer task every heartbeat interval.
+
+The seam EtcdServer uses: ``propose(bytes)``, ``propose_conf_change(cc)``,
+``read_index()``, ``run()``/``stop()``, ``term``, ``commit_index``,
+``leader_id``, and the callbacks given at construction.  All calls happen on
+the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from etcdpy.api import errors
+from etcdpy.api.raftpb import raft_pb2 as pb
+from etcdpy.raft import (
+    NONE,
+    Config,
+    ErrStepLocalMsg,
+    ErrStepPeerNotFound,
+    ProposalDropped,
+    RawNode,
+    Ready,
+    SnapshotStatus,
+    StateType,
+    decode_conf_change,
+)
+from etcdpy.server.storage.raftlog import RaftLog
+
+log = logging.getLogger("etcdpy.server.raft")
+
+ApplyEntries = Callable[[list[pb.Entry]], None]
+"""Receives committed normal entries (and conf change entries, already applied to raft), in order."""
+
+ConfChangeApplied = Callable[[pb.Entry, pb.ConfChangeV2, pb.ConfState], None]
+"""Called for each committed conf change after raft applied it, before the entry reaches ApplyEntries."""
+
+InstallState = Callable[[pb.SnapshotMetadata], None]
+"""Replaces the state machine with the received snapshot at this point (blocking; on the worker thread)."""
+
+StateInstalled = Callable[[pb.SnapshotMetadata], None]
+"""Called on the loop once the snapshot's state is installed (reload what was read from the old state)."""
+
+
+@dataclass(frozen=True)
+class RaftSettings:
+    """The raft parameters of a member (times in ticks of `tick_seconds`)."""
+
+    tick_seconds: float
+    election_tick: int
+    heartbeat_tick: int = 1
+    pre_vote: bool = True
+    check_quorum: bool = True
+    snapshot_count: int = 100_000  # applied entries between snapshots
+    catchup_entries: int = 5_000  # entries kept below a snapshot for slow followers
+    max_size_per_msg: int = 1 << 20
+    max_inflight_msgs: int = 512
+
+
+class _ReadRound:
+    """Reads waiting for one ReadIndex answer; many callers share one round."""
+
+    def __init__(self, ctx: bytes, loop: asyncio.AbstractEventLoop) -> None:
+        self.ctx = ctx
+        self.future: asyncio.Future[int] = loop.create_future()  # the read index
+        self.issued = False
+
+
+class RaftNode:
+    """A raft member: RawNode, its LevelDB log, and the loop that connects them to the rest."""
+
+    def __init__(
+        self,
+        *,
+        node_id: int,
+        storage: RaftLog,
+        settings: RaftSettings,
+        applied_index: Callable[[], int],
+        apply_entries: ApplyEntries,
+        conf_change_applied: ConfChangeApplied,
+        install_state: InstallState,
+        state_installed: StateInstalled = lambda meta: None,
+        send: Callable[[Iterable[pb.Message]], None] = lambda messages: None,
+    ) -> None:
+        self.id = node_id
+        self.storage = storage
+        self.settings = settings
+        self.applied_index = applied_index
+        self.apply_entries = apply_entries
+        self.conf_change_applied = conf_change_applied
+        self.install_state = install_state
+        self.state_installed = state_installed
+        self.send = send  # the transport's; set before run()
+        snap = storage.snapshot_meta
+        self.raw = RawNode(
+            Config(
+                id=node_id,
+                election_tick=settings.election_tick,
+                heartbeat_tick=settings.heartbeat_tick,
+                storage=storage,
+                # Raft replays every committed entry after the snapshot point, so conf changes reach
+                # its tracker again; the applier skips what the store already holds.
+                applied=snap.index,
+                max_size_per_msg=settings.max_size_per_msg,
+                max_inflight_msgs=settings.max_inflight_msgs,
+                check_quorum=settings.check_quorum,
+                pre_vote=settings.pre_vote,
+                rand=random.Random(),
+            )
+        )
+        self.conf_state = pb.ConfState()
+        self.conf_state.CopyFrom(snap.conf_state)
+        self._snapshot_index = snap.index
+        self._delivered = snap.index  # last index raft handed over in this life (entry or snapshot)
+        self.term = storage.hard_state.term
+        self.commit_index = storage.hard_state.commit
+        self.leader_id = NONE
+        self.role = StateType.FOLLOWER
+        self.leader_changes = 0  # incremented whenever the known leader changes (ErrLeaderChanged)
+        self._proposals: list[bytes] = []
+        self._wakeup = asyncio.Event()
+        self._stopping = False
+        self._read_ctx = itertools.count(1)
+        self._read_round: _ReadRound | None = None  # the round new readers join (not issued yet)
+        self._issued_reads: dict[bytes, _ReadRound] = {}
+        self._leader_known = asyncio.Event()
+        self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        # One worker: writes must reach LevelDB in order, one at a time.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etcdpy-raftlog")
+        self._ticker: asyncio.Task[None] | None = None
+        self.campaign_when_alone = True  # a one-voter cluster elects itself at once (as etcd's fast path)
+
+    # ---- inputs (event loop) ----
+
+    def propose(self, data: bytes) -> None:
+        """Queue one entry for the next batch; raises ErrStopped once stopping."""
+        if self._stopping:
+            raise errors.ErrStopped()
+        self._proposals.append(data)
+        self._wakeup.set()
+
+    def propose_conf_change(self, cc: pb.ConfChange) -> None:
+        """Propose a membership change now (raises ProposalDropped, e.g. no leader known)."""
+        if self._stopping:
+            raise errors.ErrStopped()
+        self.raw.propose_conf_change(cc)
+        self._wakeup.set()
+
+    def step(self, message: pb.Message) -> None:
+        """Deliver a message from a peer (from the transport)."""
+        if self._stopping:
+            return
+        with contextlib.suppress(ErrStepPeerNotFound, ErrStepLocalMsg, ProposalDropped):
+            self.raw.step(message)
+        self._wakeup.set()
+
+    def report_unreachable(self, peer_id: int) -> None:
+        self.raw.report_unreachable(peer_id)
+
+    def report_snapshot(self, peer_id: int, ok: bool) -> None:
+        self.raw.report_snapshot(peer_id, SnapshotStatus.FINISH if ok else SnapshotStatus.FAILURE)
+        self._wakeup.set()
+
+    def transfer_leader(self, transferee: int) -> None:
+        self.raw.transfer_leader(transferee)
+        self._wakeup.set()
+
+    async def read_index(self) -> int:
+        """A linearizable read point: the commit index confirmed by a quorum after this call began.
+
+        Callers that arrive before the next ReadIndex is issued share it (batching).
+        Raises ErrNoLeader while no leader is known; the caller bounds the wait.
+        """
+        if self._read_round is None:
+            self._read_round = _ReadRound(str(next(self._read_ctx)).encode(), asyncio.get_running_loop())
+            self._wakeup.set()
+        return await asyncio.shield(self._read_round.future)
+
+    async def wait_applied(self, index: int) -> None:
+        """Return once the applier has applied `index`."""
+        if self.applied_index() >= index:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._applied_waiters.append((index, waiter))
+        await waiter
+
+    async def wait_leader(self) -> None:
+        await self._leader_known.wait()
+
+    # ---- the loop ----
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.tick_seconds)
+            self.raw.tick()
+            self._wakeup.set()
+
+    def _submit(self) -> None:
+        if self._proposals:
+            try:
+                self.raw.propose_many(self._proposals)
+                self._proposals = []
+            except ProposalDropped:
+                pass  # no leader yet: keep them; the next turn (tick, leader change) retries
+        round_ = self._read_round
+        if round_ is not None and not round_.issued:
+            try:
+                self.raw.read_index(round_.ctx)
+            except ProposalDropped:
+                return
+            round_.issued = True
+            self._issued_reads[round_.ctx] = round_
+            self._read_round = None
+
+    async def run(self) -> None:
+        """The Ready loop; returns after `stop` once what was queued is persisted and applied."""
+        loop = asyncio.get_running_loop()
+        self._ticker = loop.create_task(self._tick(), name="etcdpy-raft-tick")
+        try:
+            while True:
+                self._submit()
+                if not self.raw.has_ready():
+                    if self._stopping:
+                        return  # proposals still queued are failed by the server (ErrStopped)
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                    continue
+                await self._handle(self.raw.ready())
+                self._maybe_campaign_alone()
+        finally:
+            self._ticker.cancel()
+            await asyncio.gather(self._ticker, return_exceptions=True)
+            self._executor.shutdown(wait=True)
+
+    def _maybe_campaign_alone(self) -> None:
+        if (
+            self.campaign_when_alone
+            and self.role is not StateType.LEADER
+            and list(self.conf_state.voters) == [self.id]
+            and not self.conf_state.voters_outgoing
+        ):
+            self.campaign_when_alone = False
+            self.raw.campaign()
+
+    async def _handle(self, rd: Ready) -> None:
+        loop = asyncio.get_running_loop()
+        self.send(rd.messages)
+        if rd.snapshot is not None:
+            await loop.run_in_executor(self._executor, self.install_state, rd.snapshot.metadata)
+            self.state_installed(rd.snapshot.metadata)
+        if rd.entries or rd.hard_state is not None or rd.snapshot is not None:
+            prepared = self.storage.prepare(
+                entries=rd.entries,
+                hard_state=rd.hard_state,
+                snapshot=rd.snapshot.metadata if rd.snapshot is not None else None,
+                sync=rd.must_sync,
+            )
+            # Shielded: a cancelled loop must not leave a write running against a closing backend.
+            await asyncio.shield(loop.run_in_executor(self._executor, prepared.batch.write))
+            self.storage.apply_prepared(prepared)
+        if rd.hard_state is not None:
+            self.term = rd.hard_state.term
+            self.commit_index = max(self.commit_index, rd.hard_state.commit)
+        if rd.soft_state is not None:
+            self._soft_state(rd.soft_state.lead, rd.soft_state.role)
+        self.send(rd.persisted_messages)
+        if rd.snapshot is not None:
+            self._snapshot_installed(rd.snapshot.metadata)
+        if rd.committed_entries:
+            self._apply(rd.committed_entries)
+        for rs in rd.read_states:
+            round_ = self._issued_reads.pop(rs.request_ctx, None)
+            if round_ is not None and not round_.future.done():
+                round_.future.set_result(rs.index)
+        self.raw.advance(rd)
+        self._wake_applied()
+        self._maybe_snapshot()
+
+    def _soft_state(self, lead: int, role: StateType) -> None:
+        if lead != self.leader_id:
+            if self.leader_id != NONE or lead == NONE:
+                self.leader_changes += 1
+            log.info("member %x: leader is now %x (term %d)", self.id, lead, self.raw.raft.term)
+            self.leader_id = lead
+            # Reads issued to the old leader may never be answered: fail them so callers retry.
+            for round_ in self._issued_reads.values():
+                if not round_.future.done():
+                    round_.future.set_exception(errors.ErrLeaderChanged())
+            self._issued_reads.clear()
+        self.role = role
+        if lead == NONE:
+            self._leader_known.clear()
+        else:
+            self._leader_known.set()
+
+    def _snapshot_installed(self, meta: pb.SnapshotMetadata) -> None:
+        self.conf_state.CopyFrom(meta.conf_state)
+        self._snapshot_index = self._delivered = meta.index
+        self.commit_index = max(self.commit_index, meta.index)
+
+    def _apply(self, entries: Iterable[pb.Entry]) -> None:
+        out: list[pb.Entry] = []
+        for entry in entries:
+            self._delivered = entry.index
+            change = decode_conf_change(entry)
+            if change is not None:
+                if out:
+                    self.apply_entries(out)
+                    out = []
+                self.conf_state = self.raw.apply_conf_change(change)
+                self.conf_change_applied(entry, change, self.conf_state)
+            out.append(entry)
+        if out:
+            self.apply_entries(out)
+
+    def _wake_applied(self) -> None:
+        applied = self.applied_index()
+        still: list[tuple[int, asyncio.Future[None]]] = []
+        for index, waiter in self._applied_waiters:
+            if index <= applied:
+                if not waiter.done():
+                    waiter.set_result(None)
+            else:
+                still.append((index, waiter))
+        self._applied_waiters = still
+
+    def _maybe_snapshot(self) -> None:
+        """Every snapshot_count applied entries: record a snapshot point and drop the log below the tail."""
+        applied = self.applied_index()
+        if applied - self._snapshot_index < self.settings.snapshot_count:
+            return
+        if self._delivered < applied or applied > self.storage.last_index():
+            return  # replaying after a restart: conf_state is not yet the one at `applied`
+        self.storage.create_snapshot(applied, self.conf_state)
+        self._snapshot_index = applied
+        compact_to = applied - self.settings.catchup_entries
+        if compact_to >= self.storage.first_index():
+            self.storage.write(self.storage.prepare(compact_to=compact_to))
+        log.info("member %x: snapshot at %d, log from %d", self.id, applied, self.storage.first_index())
+
+    async def stop(self) -> None:
+        """Refuse new proposals; `run` returns once what is queued is handled."""
+        self._stopping = True
+        self._wakeup.set()
+
+    def fail_pending(self, exc: BaseException) -> None:
+        """Fail every waiting read (at shutdown)."""
+        rounds = [*self._issued_reads.values()]
+        if self._read_round is not None:
+            rounds.append(self._read_round)
+        for round_ in rounds:
+            if not round_.future.done():
+                round_.future.set_exception(exc)
+        for _, waiter in self._applied_waiters:
+            if not waiter.done():
+                waiter.set_exception(exc)

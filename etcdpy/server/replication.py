@@ -1,0 +1,282 @@
+"""Replication: a member's RaftNode, peer Transport, membership and snapshots, wired together.
+
+It is what EtcdServer proposes to and reads commit points from (the seam the
+one-member LocalLog had): ``propose(bytes)``, ``run()``/``stop()``, ``term``,
+``commit_index``, ``leader_id``, plus ``read_index()``/``wait_applied()`` for
+linearizable reads.  Committed normal entries go to ``on_commit`` (EtcdServer's
+apply path, which hands them to the Applier); conf change entries update raft,
+the member table and the transport here, then reach ``on_commit`` too so the
+applied index moves past them.
+
+Bootstrap (etcd's raft indexes): a new cluster's members each write the same
+log: one committed ConfChangeAddNode per initial member, in member ID order,
+term 1, the Member as the change's context.  A member joining an existing
+cluster writes nothing: the leader sends it the log (or a snapshot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Iterator
+
+import grpc
+
+from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
+from etcdpy.api.raftpb import peer_pb2, peer_pb2_grpc
+from etcdpy.api.raftpb import raft_pb2 as pb
+from etcdpy.raft import NONE
+from etcdpy.server.apply import Applier
+from etcdpy.server.membership import Cluster
+from etcdpy.server.mvcc.writer import Batch
+from etcdpy.server.raftnode import RaftNode, RaftSettings
+from etcdpy.server.storage import schema, snapshot
+from etcdpy.server.storage.backend import Backend
+from etcdpy.server.storage.raftlog import RaftLog
+from etcdpy.server.transport import PeerService, Transport
+
+log = logging.getLogger("etcdpy.server.replication")
+
+BOOTSTRAP_TERM = 1
+
+
+def bootstrap_new_cluster(raftlog: RaftLog, cluster: Cluster) -> None:
+    """Write a new member's first log (one committed AddNode per initial member) and the member table.
+
+    One synced batch: a crash leaves a fresh data dir or a bootstrapped one.
+    """
+    entries = []
+    for index, mid in enumerate(sorted(cluster.members), start=1):
+        cc = pb.ConfChange(
+            type=pb.ConfChangeAddNode, node_id=mid, context=cluster.members[mid].SerializeToString()
+        )
+        entries.append(
+            pb.Entry(index=index, term=BOOTSTRAP_TERM, type=pb.EntryConfChange, data=cc.SerializeToString())
+        )
+    prepared = raftlog.prepare(
+        entries=tuple(entries), hard_state=pb.HardState(term=BOOTSTRAP_TERM, commit=len(entries))
+    )
+    cluster.write(prepared.batch)
+    raftlog.write(prepared)
+
+
+def write_joined_cluster(backend: Backend, cluster: Cluster) -> None:
+    """Store the member table of the cluster a new member joins (learned from a peer); synced."""
+    with backend.batch(sync=True) as wb:
+        cluster.write(wb)
+
+
+async def fetch_cluster(peer_urls: Iterable[str], timeout: float = 5.0) -> peer_pb2.MembersResponse:
+    """Ask the first peer that answers for the cluster ID and members (joining an existing cluster)."""
+    from etcdpy.server.transport import _target
+
+    last_error = "no peer URLs given"
+    for url in peer_urls:
+        async with grpc.aio.insecure_channel(_target([url])) as channel:
+            stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
+            try:
+                response: peer_pb2.MembersResponse = await stub.Members(
+                    peer_pb2.MembersRequest(), timeout=timeout
+                )
+                return response
+            except grpc.aio.AioRpcError as exc:
+                last_error = f"{url}: {exc.code().name} {exc.details()}"
+    raise ConnectionError(f"cannot fetch the cluster from its members: {last_error}")
+
+
+class Replication:
+    """The replicated log of one member; lives on the member's event loop."""
+
+    def __init__(
+        self,
+        *,
+        backend: Backend,
+        applier: Applier,
+        cluster: Cluster,
+        raftlog: RaftLog,
+        settings: RaftSettings,
+        on_commit: Callable[[list[pb.Entry]], None],
+    ) -> None:
+        self.backend = backend
+        self.applier = applier
+        self.cluster = cluster
+        self.raftlog = raftlog
+        self.on_commit = on_commit
+        self.removed = False  # this member was removed from the cluster: it must stop
+        self.removed_event = asyncio.Event()
+        self.snapshots_installed = 0  # snapshots received from a leader in this life (tests, status)
+        self._received: tuple[int, list[bytes]] | None = None  # (snapshot index, chunks) not yet installed
+        self.node = RaftNode(
+            node_id=cluster.local_id,
+            storage=raftlog,
+            settings=settings,
+            applied_index=lambda: applier.applied_index,
+            apply_entries=self._apply_entries,
+            conf_change_applied=self._conf_change_applied,
+            install_state=self._install_state,
+            state_installed=self._state_installed,
+        )
+        self.transport = Transport(
+            local_id=cluster.local_id,
+            cluster_id=cluster.cluster_id,
+            on_message=self.node.step,
+            on_snapshot=self._snapshot_received,
+            snapshot_source=self._snapshot_source,
+            report_unreachable=self.node.report_unreachable,
+            report_snapshot=self.node.report_snapshot,
+        )
+        self.node.send = self.transport.send
+        applier.register("member_attributes", self._apply_member_attributes)
+        applier.register("cluster_version_set", self._apply_cluster_version)
+        self.cluster_version = ""
+
+    # ---- the seam EtcdServer uses ----
+
+    @property
+    def term(self) -> int:
+        return self.node.term
+
+    @property
+    def commit_index(self) -> int:
+        return self.node.commit_index
+
+    @property
+    def leader_id(self) -> int:
+        return self.node.leader_id
+
+    def propose(self, data: bytes) -> None:
+        self.node.propose(data)
+
+    async def read_index(self) -> int:
+        return await self.node.read_index()
+
+    async def wait_applied(self, index: int) -> None:
+        await self.node.wait_applied(index)
+
+    def register(self, server: grpc.aio.Server) -> None:
+        """Serve the Peer service (on the peer listeners)."""
+        peer_pb2_grpc.add_PeerServicer_to_server(_Peers(self), server)  # type: ignore[no-untyped-call]
+
+    async def run(self) -> None:
+        for member in self.cluster.members.values():
+            self.transport.set_peer(member.ID, member.peerURLs)
+        try:
+            await self.node.run()
+        finally:
+            await self.transport.stop()
+
+    async def stop(self) -> None:
+        await self.node.stop()
+
+    # ---- applying ----
+
+    def _apply_entries(self, entries: list[pb.Entry]) -> None:
+        self.on_commit(entries)
+
+    def _conf_change_applied(
+        self, entry: pb.Entry, change: pb.ConfChangeV2, conf_state: pb.ConfState
+    ) -> None:
+        if entry.index <= self.applier.applied_index:
+            return  # replayed after a restart: the member table already holds it
+        context = change.context
+        if entry.type == pb.EntryConfChange:
+            context = pb.ConfChange.FromString(entry.data).context
+        cluster = self.cluster
+        with self.backend.batch(sync=False) as wb:
+            for single in change.changes:
+                mid = single.node_id
+                if single.type in (
+                    pb.ConfChangeAddNode,
+                    pb.ConfChangeAddLearnerNode,
+                    pb.ConfChangeUpdateNode,
+                ):
+                    member = rpc_pb2.Member.FromString(context) if context else rpc_pb2.Member(ID=mid)
+                    existing = cluster.members.get(mid)
+                    if existing is not None:
+                        if single.type == pb.ConfChangeUpdateNode:
+                            del existing.peerURLs[:]
+                            existing.peerURLs.extend(member.peerURLs)
+                        else:  # a promotion (learner -> voter) or a replayed add
+                            existing.isLearner = single.type == pb.ConfChangeAddLearnerNode
+                        member = existing
+                    else:
+                        member.isLearner = single.type == pb.ConfChangeAddLearnerNode
+                        cluster.members[mid] = member
+                    wb.put(schema.MEMBERS + mid.to_bytes(8, "big"), member.SerializeToString())
+                    self.transport.set_peer(mid, member.peerURLs)
+                elif single.type == pb.ConfChangeRemoveNode:
+                    cluster.members.pop(mid, None)
+                    wb.delete(schema.MEMBERS + mid.to_bytes(8, "big"))
+                    self.transport.remove_peer(mid)
+                    if mid == cluster.local_id:
+                        self.removed = True
+                        self.removed_event.set()
+
+    def _apply_member_attributes(
+        self, batch: Batch, req: raft_internal_pb2.MemberAttributesRequest
+    ) -> rpc_pb2.Member:
+        member = self.cluster.members.get(req.member_ID)
+        if member is None:
+            return rpc_pb2.Member()
+        member.name = req.name
+        del member.clientURLs[:]
+        member.clientURLs.extend(req.client_urls)
+        batch.wb.put(schema.MEMBERS + req.member_ID.to_bytes(8, "big"), member.SerializeToString())
+        return member
+
+    def _apply_cluster_version(
+        self, batch: Batch, req: raft_internal_pb2.ClusterVersionSetRequest
+    ) -> rpc_pb2.Member:
+        self.cluster_version = req.version
+        return rpc_pb2.Member()
+
+    # ---- snapshots ----
+
+    def _snapshot_source(self, message: pb.Message) -> Iterator[bytes]:
+        return snapshot.state_chunks(self.backend)
+
+    async def _snapshot_received(self, message: pb.Message, chunks: Iterable[bytes]) -> None:
+        self._received = (message.snapshot.metadata.index, list(chunks))
+        self.node.step(message)
+
+    def _install_state(self, meta: pb.SnapshotMetadata) -> None:
+        received = self._received
+        if received is None or received[0] != meta.index:
+            raise RuntimeError(f"raft installs snapshot {meta.index} but its state was not received")
+        self._received = None
+        snapshot.install(self.backend, received[1], sync=self.raftlog.sync)
+
+    def _state_installed(self, meta: pb.SnapshotMetadata) -> None:
+        self.snapshots_installed += 1
+        self.applier.reload()
+        loaded = Cluster.load(self.backend)
+        if loaded is not None:
+            self.cluster.members = loaded.members
+        for mid in list(self.transport.peers):
+            if mid not in self.cluster.members:
+                self.transport.remove_peer(mid)
+        for member in self.cluster.members.values():
+            self.transport.set_peer(member.ID, member.peerURLs)
+        log.info(
+            "member %x: installed snapshot %d (applied %d)",
+            self.cluster.local_id,
+            meta.index,
+            self.applier.applied_index,
+        )
+
+    # ---- status ----
+
+    def leader_known(self) -> bool:
+        return self.node.leader_id != NONE
+
+
+class _Peers(PeerService):
+    """The Peer service with Members answered from this member's table."""
+
+    def __init__(self, replication: Replication) -> None:
+        super().__init__(replication.transport)
+        self.replication = replication
+
+    async def Members(self, request: peer_pb2.MembersRequest, context: object) -> peer_pb2.MembersResponse:
+        cluster = self.replication.cluster
+        return peer_pb2.MembersResponse(cluster_id=cluster.cluster_id, members=cluster.member_list())

@@ -1,0 +1,257 @@
+"""Transport: raft messages and snapshots between members, over the gRPC Peer service.
+
+Sending: one `PeerSender` per remote member owns a bounded queue and one long
+Send stream; batches go out in the order raft produced them.  A peer that is
+down or slow only fills its own queue: when full, its messages are dropped and
+raft is told the peer is unreachable (raft retransmits what matters).  A broken
+stream is reopened with exponential backoff.
+
+Snapshots (MsgSnap) go on their own Snapshot stream: the first chunk carries the
+message, then the state in chunks, the last chunk the crc32 of all data.  The
+receiver checks the sum before handing the snapshot on; the sender reports
+FINISH or FAILURE to raft.
+
+Everything runs on the member's event loop (grpc.aio), as does the raft node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from typing import Any
+
+import grpc
+
+from etcdpy.api.raftpb import peer_pb2, peer_pb2_grpc
+from etcdpy.api.raftpb import raft_pb2 as pb
+from etcdpy.server.config import listen_address
+
+log = logging.getLogger("etcdpy.server.transport")
+
+QUEUE_BATCHES = 1024  # batches queued per peer before messages to it are dropped
+BACKOFF_MIN = 0.05
+BACKOFF_MAX = 1.0
+MAX_MESSAGE_BYTES = 2**31 - 1
+
+MessageSink = Callable[[pb.Message], None]
+SnapshotSink = Callable[[pb.Message, Iterable[bytes]], Awaitable[None]]
+SnapshotSource = Callable[[pb.Message], Iterator[bytes]]
+Report = Callable[[int], None]
+SnapshotReport = Callable[[int, bool], None]
+
+
+def _target(urls: Iterable[str]) -> str:
+    return listen_address(sorted(urls)[0])
+
+
+class PeerSender:
+    """The ordered, reconnecting stream of message batches to one peer."""
+
+    def __init__(self, transport: Transport, peer_id: int, urls: Iterable[str]) -> None:
+        self.transport = transport
+        self.peer_id = peer_id
+        self.urls = tuple(urls)
+        self.queue: asyncio.Queue[list[pb.Message]] = asyncio.Queue(QUEUE_BATCHES)
+        self.active = False  # a stream is open and has delivered (health, for status)
+        self._task: asyncio.Task[None] | None = None
+        self._channel: grpc.aio.Channel | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-{self.peer_id:x}")
+
+    def send(self, messages: list[pb.Message]) -> None:
+        try:
+            self.queue.put_nowait(messages)
+        except asyncio.QueueFull:
+            self.transport.report_unreachable(self.peer_id)
+
+    async def _batches(self) -> AsyncIterator[peer_pb2.MessageBatch]:
+        t = self.transport
+        while True:
+            messages = await self.queue.get()
+            while not self.queue.empty() and len(messages) < 4096:
+                messages.extend(self.queue.get_nowait())
+            yield peer_pb2.MessageBatch(
+                cluster_id=t.cluster_id, to=self.peer_id, messages=messages, **{"from": t.local_id}
+            )
+            self.active = True
+
+    async def _run(self) -> None:
+        backoff = BACKOFF_MIN
+        while True:
+            self._channel = grpc.aio.insecure_channel(
+                _target(self.urls),
+                options=[
+                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ],
+            )
+            try:
+                stub = peer_pb2_grpc.PeerStub(self._channel)  # type: ignore[no-untyped-call]
+                await stub.Send(self._batches())
+            except grpc.aio.AioRpcError as exc:
+                if self.active:
+                    log.warning("lost the stream to peer %x: %s", self.peer_id, exc.code().name)
+                    backoff = BACKOFF_MIN
+            finally:
+                await self._channel.close(None)
+            self.active = False
+            # Messages queued for a dead stream are stale; raft resends what it still needs.
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.transport.report_unreachable(self.peer_id)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def send_snapshot(self, message: pb.Message) -> None:
+        """Stream one snapshot to the peer; raft hears FINISH or FAILURE."""
+        t = self.transport
+        ok = False
+        try:
+            async with grpc.aio.insecure_channel(
+                _target(self.urls), options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+            ) as channel:
+                stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
+                await stub.Snapshot(_snapshot_chunks(t.cluster_id, message, t.snapshot_source(message)))
+                ok = True
+        except grpc.aio.AioRpcError as exc:
+            log.warning("sending a snapshot to peer %x failed: %s", self.peer_id, exc.details())
+        t.report_snapshot(self.peer_id, ok)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def _snapshot_chunks(
+    cluster_id: int, message: pb.Message, data: Iterator[bytes]
+) -> AsyncIterator[peer_pb2.SnapshotChunk]:
+    yield peer_pb2.SnapshotChunk(cluster_id=cluster_id, message=message)
+    crc = 0
+    for piece in data:
+        crc = zlib.crc32(piece, crc)
+        yield peer_pb2.SnapshotChunk(cluster_id=cluster_id, data=piece)
+        await asyncio.sleep(0)  # let the loop serve others between chunks
+    yield peer_pb2.SnapshotChunk(cluster_id=cluster_id, last=True, crc32=crc)
+
+
+class Transport:
+    """Routes outgoing raft messages to per-peer senders and serves the Peer service."""
+
+    def __init__(
+        self,
+        *,
+        local_id: int,
+        cluster_id: int,
+        on_message: MessageSink,
+        on_snapshot: SnapshotSink,
+        snapshot_source: SnapshotSource,
+        report_unreachable: Report,
+        report_snapshot: SnapshotReport,
+    ) -> None:
+        self.local_id = local_id
+        self.cluster_id = cluster_id
+        self.on_message = on_message
+        self.on_snapshot = on_snapshot
+        self.snapshot_source = snapshot_source
+        self.report_unreachable = report_unreachable
+        self.report_snapshot = report_snapshot
+        self.peers: dict[int, PeerSender] = {}
+        self._snapshot_tasks: set[asyncio.Task[None]] = set()
+
+    def set_peer(self, peer_id: int, urls: Iterable[str]) -> None:
+        """Add a peer, or point an existing one at new URLs; must run on the loop."""
+        if peer_id == self.local_id:
+            return
+        current = self.peers.get(peer_id)
+        if current is not None and set(current.urls) == set(urls):
+            return
+        if current is not None:
+            asyncio.get_running_loop().create_task(current.stop())
+        sender = PeerSender(self, peer_id, urls)
+        self.peers[peer_id] = sender
+        sender.start()
+
+    def remove_peer(self, peer_id: int) -> None:
+        sender = self.peers.pop(peer_id, None)
+        if sender is not None:
+            asyncio.get_running_loop().create_task(sender.stop())
+
+    def send(self, messages: Iterable[pb.Message]) -> None:
+        """Queue messages to their peers without waiting; unknown peers' messages are dropped."""
+        by_peer: dict[int, list[pb.Message]] = {}
+        for m in messages:
+            if m.type == pb.MsgSnap:
+                self._start_snapshot(m)
+                continue
+            by_peer.setdefault(m.to, []).append(m)
+        for peer_id, batch in by_peer.items():
+            sender = self.peers.get(peer_id)
+            if sender is not None:
+                sender.send(batch)
+
+    def _start_snapshot(self, message: pb.Message) -> None:
+        sender = self.peers.get(message.to)
+        if sender is None:
+            self.report_snapshot(message.to, False)
+            return
+        task = asyncio.get_running_loop().create_task(sender.send_snapshot(message))
+        self._snapshot_tasks.add(task)
+        task.add_done_callback(self._snapshot_tasks.discard)
+
+    def is_active(self, peer_id: int) -> bool:
+        sender = self.peers.get(peer_id)
+        return sender is not None and sender.active
+
+    async def stop(self) -> None:
+        for sender in list(self.peers.values()):
+            await sender.stop()
+        for task in list(self._snapshot_tasks):
+            task.cancel()
+        await asyncio.gather(*self._snapshot_tasks, return_exceptions=True)
+
+
+class PeerService(peer_pb2_grpc.PeerServicer):
+    """The receiving side: hands messages and checked snapshots to the transport's sinks."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.t = transport
+
+    async def Send(
+        self, request_iterator: AsyncIterator[peer_pb2.MessageBatch], context: Any
+    ) -> peer_pb2.SendResponse:
+        async for batch in request_iterator:
+            if batch.cluster_id != self.t.cluster_id:
+                await context.abort(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"cluster ID mismatch: local {self.t.cluster_id:x}, remote {batch.cluster_id:x}",
+                )
+            for m in batch.messages:
+                self.t.on_message(m)
+        return peer_pb2.SendResponse(cluster_id=self.t.cluster_id)
+
+    async def Snapshot(
+        self, request_iterator: AsyncIterator[peer_pb2.SnapshotChunk], context: Any
+    ) -> peer_pb2.SnapshotResponse:
+        message: pb.Message | None = None
+        pieces: list[bytes] = []
+        crc = 0
+        async for chunk in request_iterator:
+            if chunk.cluster_id != self.t.cluster_id:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "cluster ID mismatch")
+            if chunk.HasField("message"):
+                message = chunk.message
+            if chunk.data:
+                crc = zlib.crc32(chunk.data, crc)
+                pieces.append(chunk.data)
+            if chunk.last:
+                if chunk.crc32 != crc or message is None:
+                    await context.abort(grpc.StatusCode.DATA_LOSS, "snapshot checksum mismatch")
+                assert message is not None
+                await self.t.on_snapshot(message, pieces)
+                return peer_pb2.SnapshotResponse(cluster_id=self.t.cluster_id)
+        await context.abort(grpc.StatusCode.DATA_LOSS, "snapshot stream ended early")
+        raise AssertionError("unreachable")
