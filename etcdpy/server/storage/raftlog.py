@@ -5,6 +5,7 @@ Layout (prefixes from `schema`)::
     w + index (8 bytes, big-endian)  ->  term (8) | type (1) | crc32 (4) | data
     s + b"hardstate"                 ->  term (8) | vote (8) | commit (8)
     s + b"snapshot"                  ->  raftpb.SnapshotMetadata (index, term, conf state)
+    s + b"compacted"                 ->  index (8) | term (8) of the last entry dropped
 
 The raft snapshot holds no data here: the state machine IS the MVCC keyspaces of
 the same database, so a snapshot is only the point (index, term, configuration)
@@ -41,6 +42,8 @@ _HARD_STATE = struct.Struct(">QQQ")
 _CRC_HEAD = struct.Struct(">QQB")  # index, term, type: the part of the checksum before data
 HARD_STATE_KEY = schema.RAFT_STATE + b"hardstate"
 SNAPSHOT_KEY = schema.RAFT_STATE + b"snapshot"
+COMPACTED_KEY = schema.RAFT_STATE + b"compacted"  # index and term of the last dropped entry
+_POINT = struct.Struct(">QQ")
 _ENTRY_TYPES = frozenset(pb.EntryType.values())
 
 
@@ -136,14 +139,15 @@ class RaftLog:
             # A torn tail: the write carrying it never completed, so it was never acknowledged.
             self.backend.db.delete(entry_key(bad_index), sync=True)
             self.dropped_tail = 1
-        snap = self.snapshot_meta
-        ents = [e for e in ents if e.index > snap.index]
-        if ents and ents[0].index != snap.index + 1:
-            # Compacted without a snapshot point covering it: the entry before the first is the anchor.
-            dummy = pb.Entry(index=ents[0].index - 1, term=0)
-        else:
-            dummy = pb.Entry(index=snap.index, term=snap.term)
-        self._ents = [dummy, *ents]
+        # The anchor before the first entry: the last one dropped (compaction or an installed snapshot).
+        raw = self.backend.get(COMPACTED_KEY)
+        index, term = _POINT.unpack(raw) if raw is not None else (0, 0)
+        if ents and ents[0].index != index + 1:
+            raise RaftLogCorruptError(
+                f"data dir {self.backend.data_dir}: raft log starts at {ents[0].index}, "
+                f"but entries up to {index} only were dropped"
+            )
+        self._ents = [pb.Entry(index=index, term=term), *ents]
 
     # ---- raft's Storage protocol (read-only, event loop) ----
 
@@ -199,6 +203,7 @@ class RaftLog:
             if snapshot.index <= self.snapshot_meta.index:
                 raise ErrSnapOutOfDate()
             batch.put(SNAPSHOT_KEY, snapshot.SerializeToString())
+            batch.put(COMPACTED_KEY, _POINT.pack(snapshot.index, snapshot.term))
             for index in range(self.first_index(), self.last_index() + 1):
                 batch.delete(entry_key(index))
         if entries:
@@ -210,8 +215,11 @@ class RaftLog:
         if hard_state is not None:
             batch.put(HARD_STATE_KEY, _HARD_STATE.pack(hard_state.term, hard_state.vote, hard_state.commit))
         if compact_to:
-            for index in range(self.first_index(), min(compact_to, self.last_index()) + 1):
-                batch.delete(entry_key(index))
+            upto = min(compact_to, self.last_index())
+            if upto >= self.first_index():
+                for index in range(self.first_index(), upto + 1):
+                    batch.delete(entry_key(index))
+                batch.put(COMPACTED_KEY, _POINT.pack(upto, self.term(upto)))
         return PreparedWrite(batch, snapshot, tuple(entries), hard_state, compact_to)
 
     def write(self, prepared: PreparedWrite) -> None:
