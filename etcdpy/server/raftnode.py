@@ -145,6 +145,7 @@ class RaftNode:
         self._read_round: _ReadRound | None = None  # the round new readers join (not issued yet)
         self._issued_reads: dict[bytes, _ReadRound] = {}
         self._leader_known = asyncio.Event()
+        self._leader_changed: asyncio.Future[None] | None = None  # resolved at the next leader change
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         # One worker: writes must reach LevelDB in order, one at a time.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etcdpy-raftlog")
@@ -207,6 +208,12 @@ class RaftNode:
 
     async def wait_leader(self) -> None:
         await self._leader_known.wait()
+
+    async def wait_leader_is(self, member_id: int) -> None:
+        """Return once `member_id` is the leader this member knows."""
+        while self.leader_id != member_id:
+            self._leader_changed = asyncio.get_running_loop().create_future()
+            await self._leader_changed
 
     # ---- the loop ----
 
@@ -303,6 +310,8 @@ class RaftNode:
                 self.leader_changes += 1
             log.info("member %x: leader is now %x (term %d)", self.id, lead, self.raw.raft.term)
             self.leader_id = lead
+            if self._leader_changed is not None and not self._leader_changed.done():
+                self._leader_changed.set_result(None)
             # Reads issued to the old leader may never be answered: fail them so callers retry.
             for round_ in self._issued_reads.values():
                 if not round_.future.done():

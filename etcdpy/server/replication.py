@@ -17,11 +17,14 @@ cluster writes nothing: the leader sends it the log (or a snapshot).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from typing import Any
 
 import grpc
 
+from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.raftpb import peer_pb2, peer_pb2_grpc
 from etcdpy.api.raftpb import raft_pb2 as pb
@@ -129,6 +132,10 @@ class Replication:
         applier.register("member_attributes", self._apply_member_attributes)
         applier.register("cluster_version_set", self._apply_cluster_version)
         self.cluster_version = ""
+        self._cc_ids = itertools.count(1)
+        self._cc_waiters: dict[int, asyncio.Future[None]] = {}  # conf change id -> applied
+        # Set by MemberOps: promotes a learner on behalf of a follower (Peer.Promote).
+        self.promote_handler: Callable[[int], Awaitable[None]] | None = None
 
     # ---- the seam EtcdServer uses ----
 
@@ -152,6 +159,21 @@ class Replication:
 
     async def wait_applied(self, index: int) -> None:
         await self.node.wait_applied(index)
+
+    async def change_membership(self, cc: pb.ConfChange) -> None:
+        """Propose a conf change and return once this member applied it (raises ProposalDropped).
+
+        The caller bounds the wait: raft may replace the change with an empty entry
+        (another change pending), and then it never applies.
+        """
+        cc.id = (self.cluster.local_id << 20) ^ next(self._cc_ids)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._cc_waiters[cc.id] = waiter
+        try:
+            self.node.propose_conf_change(cc)
+            await waiter
+        finally:
+            self._cc_waiters.pop(cc.id, None)
 
     def register(self, server: grpc.aio.Server) -> None:
         """Serve the Peer service (on the peer listeners)."""
@@ -180,7 +202,11 @@ class Replication:
             return  # replayed after a restart: the member table already holds it
         context = change.context
         if entry.type == pb.EntryConfChange:
-            context = pb.ConfChange.FromString(entry.data).context
+            v1 = pb.ConfChange.FromString(entry.data)
+            context = v1.context
+            waiter = self._cc_waiters.get(v1.id)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
         cluster = self.cluster
         with self.backend.batch(sync=False) as wb:
             for single in change.changes:
@@ -277,6 +303,16 @@ class _Peers(PeerService):
         super().__init__(replication.transport)
         self.replication = replication
 
-    async def Members(self, request: peer_pb2.MembersRequest, context: object) -> peer_pb2.MembersResponse:
+    async def Members(self, request: peer_pb2.MembersRequest, context: Any) -> peer_pb2.MembersResponse:
         cluster = self.replication.cluster
         return peer_pb2.MembersResponse(cluster_id=cluster.cluster_id, members=cluster.member_list())
+
+    async def Promote(self, request: peer_pb2.PromoteRequest, context: Any) -> peer_pb2.PromoteResponse:
+        handler = self.replication.promote_handler
+        try:
+            if handler is None:
+                raise errors.ErrNotCapable()
+            await handler(request.member_id)
+        except errors.EtcdError as exc:
+            await context.abort(exc.code, exc.text)
+        return peer_pb2.PromoteResponse()

@@ -27,7 +27,7 @@ from etcdpy.api.raftpb import raft_pb2 as etcdpy_dot_api_dot_raftpb_dot_raft__pb
 from etcdpy.api.etcdserverpb import rpc_pb2 as etcdpy_dot_api_dot_etcdserverpb_dot_rpc__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65tcdpy/api/raftpb/peer.proto\x12\x06raftpb\x1a\x1c\x65tcdpy/api/raftpb/raft.proto\x1a!etcdpy/api/etcdserverpb/rpc.proto\"_\n\x0cMessageBatch\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x66rom\x18\x02 \x01(\x04\x12\n\n\x02to\x18\x03 \x01(\x04\x12!\n\x08messages\x18\x04 \x03(\x0b\x32\x0f.raftpb.Message\"\"\n\x0cSendResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\"p\n\rSnapshotChunk\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12 \n\x07message\x18\x02 \x01(\x0b\x32\x0f.raftpb.Message\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0c\n\x04last\x18\x04 \x01(\x08\x12\r\n\x05\x63rc32\x18\x05 \x01(\r\"&\n\x10SnapshotResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\"\x10\n\x0eMembersRequest\"L\n\x0fMembersResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12%\n\x07members\x18\x02 \x03(\x0b\x32\x14.etcdserverpb.Member2\xbd\x01\n\x04Peer\x12<\n\x07Members\x12\x16.raftpb.MembersRequest\x1a\x17.raftpb.MembersResponse\"\x00\x12\x36\n\x04Send\x12\x14.raftpb.MessageBatch\x1a\x14.raftpb.SendResponse\"\x00(\x01\x12?\n\x08Snapshot\x12\x15.raftpb.SnapshotChunk\x1a\x18.raftpb.SnapshotResponse\"\x00(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65tcdpy/api/raftpb/peer.proto\x12\x06raftpb\x1a\x1c\x65tcdpy/api/raftpb/raft.proto\x1a!etcdpy/api/etcdserverpb/rpc.proto\"_\n\x0cMessageBatch\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x66rom\x18\x02 \x01(\x04\x12\n\n\x02to\x18\x03 \x01(\x04\x12!\n\x08messages\x18\x04 \x03(\x0b\x32\x0f.raftpb.Message\"\"\n\x0cSendResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\"p\n\rSnapshotChunk\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12 \n\x07message\x18\x02 \x01(\x0b\x32\x0f.raftpb.Message\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0c\n\x04last\x18\x04 \x01(\x08\x12\r\n\x05\x63rc32\x18\x05 \x01(\r\"&\n\x10SnapshotResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\"\x10\n\x0eMembersRequest\"L\n\x0fMembersResponse\x12\x12\n\ncluster_id\x18\x01 \x01(\x04\x12%\n\x07members\x18\x02 \x03(\x0b\x32\x14.etcdserverpb.Member\"#\n\x0ePromoteRequest\x12\x11\n\tmember_id\x18\x01 \x01(\x04\"\x11\n\x0fPromoteResponse2\xfb\x01\n\x04Peer\x12<\n\x07Promote\x12\x16.raftpb.PromoteRequest\x1a\x17.raftpb.PromoteResponse\"\x00\x12<\n\x07Members\x12\x16.raftpb.MembersRequest\x1a\x17.raftpb.MembersResponse\"\x00\x12\x36\n\x04Send\x12\x14.raftpb.MessageBatch\x1a\x14.raftpb.SendResponse\"\x00(\x01\x12?\n\x08Snapshot\x12\x15.raftpb.SnapshotChunk\x1a\x18.raftpb.SnapshotResponse\"\x00(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,6 +46,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEMBERSREQUEST']._serialized_end=408
   _globals['_MEMBERSRESPONSE']._serialized_start=410
   _globals['_MEMBERSRESPONSE']._serialized_end=486
-  _globals['_PEER']._serialized_start=489
-  _globals['_PEER']._serialized_end=678
+  _globals['_PROMOTEREQUEST']._serialized_start=488
+  _globals['_PROMOTEREQUEST']._serialized_end=523
+  _globals['_PROMOTERESPONSE']._serialized_start=525
+  _globals['_PROMOTERESPONSE']._serialized_end=542
+  _globals['_PEER']._serialized_start=545
+  _globals['_PEER']._serialized_end=796
 # @@protoc_insertion_point(module_scope)

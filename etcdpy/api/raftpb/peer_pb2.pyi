@@ -57,3 +57,13 @@ class MembersResponse(_message.Message):
     cluster_id: int
     members: _containers.RepeatedCompositeFieldContainer[_rpc_pb2.Member]
     def __init__(self, cluster_id: _Optional[int] = ..., members: _Optional[_Iterable[_Union[_rpc_pb2.Member, _Mapping]]] = ...) -> None: ...
+
+class PromoteRequest(_message.Message):
+    __slots__ = ("member_id",)
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    member_id: int
+    def __init__(self, member_id: _Optional[int] = ...) -> None: ...
+
+class PromoteResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

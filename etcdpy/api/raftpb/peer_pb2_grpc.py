@@ -35,6 +35,11 @@ class PeerStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.Promote = channel.unary_unary(
+                '/raftpb.Peer/Promote',
+                request_serializer=etcdpy_dot_api_dot_raftpb_dot_peer__pb2.PromoteRequest.SerializeToString,
+                response_deserializer=etcdpy_dot_api_dot_raftpb_dot_peer__pb2.PromoteResponse.FromString,
+                _registered_method=True)
         self.Members = channel.unary_unary(
                 '/raftpb.Peer/Members',
                 request_serializer=etcdpy_dot_api_dot_raftpb_dot_peer__pb2.MembersRequest.SerializeToString,
@@ -54,6 +59,13 @@ class PeerStub:
 
 class PeerServicer:
     """Missing associated documentation comment in .proto file."""
+
+    def Promote(self, request, context):
+        """Promote promotes a caught-up learner; only the leader can tell whether it is caught up.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def Members(self, request, context):
         """Members lists the cluster's members (used by a member joining with --initial-cluster-state=existing).
@@ -79,6 +91,11 @@ class PeerServicer:
 
 def add_PeerServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'Promote': grpc.unary_unary_rpc_method_handler(
+                    servicer.Promote,
+                    request_deserializer=etcdpy_dot_api_dot_raftpb_dot_peer__pb2.PromoteRequest.FromString,
+                    response_serializer=etcdpy_dot_api_dot_raftpb_dot_peer__pb2.PromoteResponse.SerializeToString,
+            ),
             'Members': grpc.unary_unary_rpc_method_handler(
                     servicer.Members,
                     request_deserializer=etcdpy_dot_api_dot_raftpb_dot_peer__pb2.MembersRequest.FromString,
@@ -104,6 +121,33 @@ def add_PeerServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class Peer:
     """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def Promote(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/raftpb.Peer/Promote',
+            etcdpy_dot_api_dot_raftpb_dot_peer__pb2.PromoteRequest.SerializeToString,
+            etcdpy_dot_api_dot_raftpb_dot_peer__pb2.PromoteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def Members(request,
