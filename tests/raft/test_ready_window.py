@@ -8,19 +8,27 @@ application is applying, whose conf changes it passes to apply_conf_change().
 
 from __future__ import annotations
 
+import contextlib
 from random import Random
+
+import pytest
 
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import (
     Config,
     MemoryStorage,
+    ProposalDropped,
+    RaftError,
     RawNode,
     Ready,
+    SnapshotStatus,
     conf_change_entry,
     decode_conf_change,
+    sender,
 )
 
 from .helpers import msg
+from .interaction import LEVELS, Env, Node, encode_state
 
 
 def follower(applied: int = 1, storage: MemoryStorage | None = None) -> tuple[RawNode, MemoryStorage]:
@@ -227,3 +235,91 @@ def test_newer_snapshot_while_a_snapshot_is_being_installed_follows_it() -> None
     node.advance(rd)
     st = node.status()
     assert (st.applied, st.hard_state.commit, sorted(st.conf_state.voters)) == (8, 8, [1, 2, 3, 4])
+
+
+# -- randomized: Readys held open while the cluster runs on --
+
+
+def _random_change(rng: Random) -> pb.ConfChange | pb.ConfChangeV2:
+    # Moves among 2..4 between voter and learner: node 1 stays a voter, so a quorum remains.
+    single = pb.ConfChangeSingle(
+        type=rng.choice((pb.ConfChangeAddNode, pb.ConfChangeAddLearnerNode)), node_id=rng.randint(2, 4)
+    )
+    if rng.random() < 0.5:
+        return pb.ConfChange(type=single.type, node_id=single.node_id)
+    other = pb.ConfChangeSingle(
+        type=rng.choice((pb.ConfChangeAddNode, pb.ConfChangeAddLearnerNode)), node_id=rng.randint(2, 4)
+    )
+    changes = [single] if other.node_id == single.node_id else [single, other]
+    return pb.ConfChangeV2(changes=changes)  # joint when it moves two nodes, left automatically
+
+
+def _compact(node: Node) -> None:
+    """_compact snapshots the state machine at the applied index and compacts the log up to it."""
+    applied = node.raw.status().applied
+    storage = node.storage
+    if node.held is None and applied > storage.first_index():
+        storage.create_snapshot(applied, node.conf_state_at(applied), encode_state(node.applied))
+        storage.compact(applied)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_held_readys_never_invalidated(seed: int) -> None:
+    # Nodes keep a Ready open (persisted and sent, not yet applied) while they
+    # step messages, with conf changes, snapshots and message loss going on.
+    # Whatever arrives meanwhile, the held Ready stays valid: its conf changes
+    # apply, every node goes through the same configurations and entries, and
+    # neither the commit index nor a handed-out HardState moves backwards.
+    rng = Random(seed)
+    env = Env()
+    env.logger.level = LEVELS["none"]
+    env.add_nodes(4, [1, 2, 3], [4], 1, pre_vote=seed % 2 == 0, check_quorum=seed % 4 == 1)
+    ids = sorted(env.nodes)
+    hard_commits = dict.fromkeys(ids, 0)
+    configs: dict[int, dict[int, pb.ConfState]] = {i: {} for i in ids}
+    for step in range(2000):
+        nid = rng.choice(ids)
+        node = env.nodes[nid]
+        roll = rng.random()
+        if roll < 0.15:
+            node.raw.tick()
+        elif roll < 0.22:
+            with contextlib.suppress(ProposalDropped):
+                node.raw.propose(b"%d" % step)
+        elif roll < 0.26:
+            with contextlib.suppress(ProposalDropped):
+                node.raw.propose_conf_change(_random_change(rng))
+        elif roll < 0.30:
+            _compact(node)
+        elif roll < 0.48:
+            if node.held is None:
+                if env.take_ready(nid) and node.held is not None and node.held.hard_state is not None:
+                    commit = node.held.hard_state.commit
+                    assert commit >= hard_commits[nid], "a Ready's HardState moved the commit backwards"
+                    hard_commits[nid] = commit
+            elif rng.random() < 0.3:  # long holds: much is stepped meanwhile
+                held = node.held
+                env.finish_ready(nid)
+                for e in held.committed_entries:
+                    if decode_conf_change(e) is not None:
+                        configs[nid][e.index] = node.conf_state_at(e.index)
+                if node.raw.is_leader():
+                    _compact(node)  # followers that fall behind need snapshots
+        elif env.queue:
+            m = env.queue.pop(rng.randrange(len(env.queue)))  # reordered
+            lost = rng.random() < 0.25
+            if not lost:
+                with contextlib.suppress(RaftError):
+                    env.raw(m.to).step(m)
+            if m.type == pb.MsgSnap:
+                status = SnapshotStatus.FAILURE if lost else SnapshotStatus.FINISH
+                env.raw(sender(m)).report_snapshot(m.to, status)
+        assert not [line for line in env.out if "conf change refused" in line], env.out
+    for a in ids:
+        for b in ids:
+            sa, sb = env.nodes[a].applied, env.nodes[b].applied
+            n = min(len(sa), len(sb))
+            assert sa[:n] == sb[:n], "nodes applied different entries at the same index"
+            for index in configs[a].keys() & configs[b].keys():
+                assert configs[a][index] == configs[b][index], f"configs differ after entry {index}"
+    assert sum(len(c) for c in configs.values()) > 0, "the run should have applied conf changes"
