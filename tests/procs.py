@@ -88,7 +88,8 @@ class ServerProcess:
             *self.extra_args,
         ]  # fmt: skip
 
-    def start(self, timeout: float = 20.0) -> ServerProcess:
+    def start(self, timeout: float = 20.0, *, wait: bool = True) -> ServerProcess:
+        """Launch the process; with `wait`, return once the client port answers (else call `wait_ready`)."""
         log_path = self.log_path or self.data_dir.with_name(self.data_dir.name + ".log")
         self.log_path = log_path
         log = log_path.open("ab")
@@ -98,6 +99,13 @@ class ServerProcess:
             self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env
         )
         log.close()
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 20.0) -> ServerProcess:
+        """Block until the process serves its client port (a cluster member: once it has a quorum)."""
+        assert self.proc is not None
         try:
             wait_for_port(self.client_port, self.proc, timeout)
         except Exception:

@@ -119,7 +119,7 @@ class Config:
     initial_cluster_token: str = DEFAULT_CLUSTER_TOKEN
     heartbeat_interval_ms: int = 100
     election_timeout_ms: int = 1000
-    snapshot_count: int = DEFAULT_SNAPSHOT_COUNT  # accepted; no raft snapshots yet
+    snapshot_count: int = DEFAULT_SNAPSHOT_COUNT  # applied entries between raft snapshots
     snapshot_catchup_entries: int = DEFAULT_SNAPSHOT_CATCHUP_ENTRIES  # log kept below applied index
     quota_backend_bytes: int = 0  # 0 means etcd's default quota, 2 GiB
     auto_compaction_mode: str = "periodic"
@@ -133,6 +133,7 @@ class Config:
     enable_grpc_gateway: bool = True
     pre_vote: bool = True
     strict_reconfig_check: bool = True
+    max_learners: int = 1  # learners the cluster may have at once (etcd allows exactly one)
     experimental_enable_lease_checkpoint: bool = False
     unsafe_no_fsync: bool = False
     experimental_grpc_threads: int = 0  # >0: serve gRPC from grpcio's thread pool of this size, not grpc.aio

@@ -2,42 +2,40 @@
 
 The write path (see DESIGN.md, "Server: the write path")::
 
-    propose(req) -> id + waiter -> ProposalLog.propose(bytes)
-      -> durable append (one synced LevelDB batch per group of proposals)
+    propose(req) -> id + waiter -> Replication.propose(bytes)
+      -> RaftNode: one batch per Ready, durable append (one synced LevelDB batch),
+         replicated to the peers, committed by a quorum
       -> committed entries -> Applier.apply (one unsynced batch) -> waiters resolved
 
-`LocalLog` is the one-member stand-in for Raft: an entry is committed as soon as
-it is durable.  The seam Raft replaces is what EtcdServer uses of it once started:
-``propose(bytes)``, ``run()``/``stop()``, ``term``, ``commit_index``, ``leader_id``
-and the ``on_commit(entries)`` callback that receives committed entries in index
-order.  The applier and the services do not change.
+Linearizable reads ask raft for a read index (ReadIndex, batched: the readers
+waiting when a round starts share it) and wait until it is applied;
+serializable reads are served from the local store at once.
 
-Threads: all state lives on one asyncio event loop.  The only blocking call on
-another thread is `WAL.save` (LevelDB write + fsync), and only one runs at a time;
-while it runs, new proposals queue and go into the next batch (group commit).
+Threads: all state lives on one asyncio event loop.  The only blocking calls on
+another thread are the raft log's LevelDB writes (one at a time); while one runs,
+new proposals queue and go into the next Ready (group commit).
 """
 
 from __future__ import annotations
 
 import asyncio
-import bisect
 import logging
 import os
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
+from etcdpy.api.raftpb import raft_pb2 as raftpb
+from etcdpy.raft import NONE
 from etcdpy.server.apply import Applier
+from etcdpy.server.memberops import MemberOps
 from etcdpy.server.membership import Cluster
-from etcdpy.server.storage.wal import WAL, Entry, EntryType, HardState, WALCorruptError
+from etcdpy.server.replication import CLUSTER_VERSION, Replication
 
 log = logging.getLogger("etcdpy.server")
 
 API_VERSION = "3.4.23"  # the etcd release whose API etcdpy serves; Status and /version report it
-FRESH_CLUSTER_TERM = 2  # etcd's first leader of a new cluster is elected in term 2
 CRASH_EXIT_CODE = 97
 COMPACTION_BATCH_RECORDS = 1000  # etcd's --experimental-compaction-batch-limit default
 COMPACTION_SLEEP_SECONDS = 0.01  # etcd's compaction sleep interval between batches
@@ -48,8 +46,8 @@ class CrashPoints:
 
     Armed by ``ETCDPY_CRASH_POINT=<name>@<raft index>`` (tests only): the process exits
     with `CRASH_EXIT_CODE`, skipping every cleanup, the first time `name` is reached
-    at or past that index.  Points: ``after_wal_save`` (entries durable, not applied)
-    and ``after_apply`` (applied, clients not answered yet).
+    at or past that index.  Points: ``before_apply`` (entries durable and committed,
+    not applied) and ``after_apply`` (applied, clients not answered yet).
     """
 
     ENV = "ETCDPY_CRASH_POINT"
@@ -63,121 +61,6 @@ class CrashPoints:
             os._exit(CRASH_EXIT_CODE)
 
 
-class LocalLog:
-    """A one-member log: entries are committed once durable, in one synced batch per group."""
-
-    def __init__(
-        self,
-        wal: WAL,
-        member_id: int,
-        on_commit: Callable[[list[Entry]], None],
-        *,
-        applied_index: Callable[[], int],
-        keep_entries: int,
-        crash_points: CrashPoints,
-    ) -> None:
-        self.wal = wal
-        self.leader_id = member_id
-        self.on_commit = on_commit
-        self.applied_index = applied_index
-        self.crash_points = crash_points
-        self.keep_entries = keep_entries  # entries retained below the applied index (snapshot catch-up)
-        self.term = wal.hard_state.term
-        self.commit_index = wal.hard_state.commit  # invariant: every entry <= commit_index is durable
-        self._last_index = wal.last_index  # invariant: >= commit_index; entries above are being saved
-        self._queue: list[bytes] = []
-        self._wakeup = asyncio.Event()
-        self._stopping = False
-        # One worker: saves must reach LevelDB in index order, one at a time.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etcdpy-wal")
-
-    def bootstrap_entries(self, fresh: bool, conf_change: bytes) -> list[Entry]:
-        """The entries a starting member appends, so raft indexes match etcd's.
-
-        New cluster: 1 the conf change adding this member (term 1); then in term 2
-        2 the leader's empty entry, 3 publishing member attributes, 4 setting the
-        cluster version.  Restart: a new term, its leader's empty entry and a new
-        publish.  Membership itself is stored by the caller in the same batch.
-        """
-        if fresh:
-            self.term = FRESH_CLUSTER_TERM
-            return [
-                Entry(1, 1, EntryType.CONF_CHANGE, conf_change),
-                Entry(2, FRESH_CLUSTER_TERM, EntryType.NORMAL, b""),
-                Entry(3, FRESH_CLUSTER_TERM, EntryType.NORMAL, b""),
-                Entry(4, FRESH_CLUSTER_TERM, EntryType.NORMAL, b""),
-            ]
-        self.term += 1
-        first = self.wal.last_index + 1
-        return [Entry(i, self.term, EntryType.NORMAL, b"") for i in (first, first + 1)]
-
-    def save_blocking(self, entries: list[Entry], extra: Callable[[Any], None] | None = None) -> None:
-        """Persist entries synchronously (startup only, before the loop serves clients)."""
-        self.wal.save(entries, self._hard_state(entries[-1].index), extra=extra)
-        self._last_index = self.commit_index = entries[-1].index
-
-    def _hard_state(self, commit: int) -> HardState:
-        return HardState(term=self.term, vote=self.leader_id, commit=commit)
-
-    def propose(self, data: bytes) -> None:
-        if self._stopping:
-            raise errors.ErrStopped()
-        self._queue.append(data)
-        self._wakeup.set()
-
-    def _take_batch(self) -> list[Entry]:
-        batch, self._queue = self._queue, []
-        first = self._last_index + 1
-        entries = [Entry(first + i, self.term, EntryType.NORMAL, data) for i, data in enumerate(batch)]
-        self._last_index = entries[-1].index
-        return entries
-
-    def _save_in_thread(self, entries: list[Entry]) -> asyncio.Future[None]:
-        # Trim entries below the applied index (minus catch-up), at most about as many as we add, so
-        # the log stays bounded without ever writing one long batch.
-        compact_through = min(
-            self.applied_index() - self.keep_entries, self.wal.first_index + 2 * len(entries) + 64
-        )
-        prepared = self.wal.prepare(
-            entries, self._hard_state(entries[-1].index), compact_through=compact_through
-        )
-        return asyncio.get_running_loop().run_in_executor(self._executor, self.wal.write, prepared)
-
-    async def run(self) -> None:
-        """Group commit, pipelined: while batch N is applied on the loop, batch N+1 is being saved."""
-        saving: list[Entry] = []
-        in_flight: asyncio.Future[None] | None = None
-        try:
-            while True:
-                if in_flight is None:
-                    if not self._queue:
-                        if self._stopping:
-                            return
-                        self._wakeup.clear()
-                        await self._wakeup.wait()
-                        continue
-                    saving = self._take_batch()
-                    in_flight = self._save_in_thread(saving)
-                # Shielded: a cancelled run must not leave a save running against a closing backend.
-                await asyncio.shield(in_flight)
-                saved, in_flight = saving, None
-                self.commit_index = saved[-1].index
-                self.crash_points.hit("after_wal_save", self.commit_index)
-                if self._queue:
-                    saving = self._take_batch()
-                    in_flight = self._save_in_thread(saving)
-                self.on_commit(saved)
-        finally:
-            if in_flight is not None:
-                await asyncio.wait([in_flight])
-            self._executor.shutdown(wait=True)
-
-    async def stop(self) -> None:
-        """Refuse new proposals; `run` returns once everything queued is saved and handed on."""
-        self._stopping = True
-        self._wakeup.set()
-
-
 class EtcdServer:
     """One member: proposes writes, serves reads, reports status; lives on one event loop."""
 
@@ -187,8 +70,8 @@ class EtcdServer:
         cluster: Cluster,
         applier: Applier,
         max_request_bytes: int,
-        wal: WAL,
-        keep_entries: int,
+        replication: Replication,
+        member_ops: MemberOps,
         request_timeout: float = 7.0,
         crash_points: CrashPoints | None = None,
     ) -> None:
@@ -196,48 +79,24 @@ class EtcdServer:
         self.request_timeout = request_timeout  # seconds a proposal may take before ErrTimeout
         self.applier = applier
         self.max_request_bytes = max_request_bytes
-        self.wal = wal
         self.crash_points = crash_points or CrashPoints(None)
-        self.log = LocalLog(
-            wal,
-            cluster.local_id,
-            self._apply_committed,
-            applied_index=lambda: applier.applied_index,
-            keep_entries=keep_entries,
-            crash_points=self.crash_points,
-        )
+        self.log = replication
+        self.members = member_ops
+        replication.on_commit = self._apply_committed
         # Request ids as etcd's idutil makes them: member bits, boot time, then a counter.
         self._next_id = ((cluster.local_id & 0xFFFF) << 48) | ((int(time.time() * 1000) & (2**40 - 1)) << 8)
         self._waiters: dict[int, asyncio.Future[Any]] = {}
-        self._read_waiters: list[tuple[int, int, asyncio.Future[None]]] = []  # (index, seq, future), sorted
-        self._read_seq = 0
         self._log_task: asyncio.Task[None] | None = None
+        self._publish_task: asyncio.Task[None] | None = None
+        self.published = asyncio.Event()  # set once this member's attributes are applied (then serve clients)
         self._scheduled_compaction = applier.compact_revision
         self._compaction_task: asyncio.Task[None] | None = None
 
-    def start_log(self, fresh: bool, publish: Callable[[Any], None]) -> None:
-        """Append this boot's bootstrap entries (see LocalLog) and apply everything not applied yet."""
-        if self.applier.applied_index > self.wal.last_index:
-            # New entries would reuse applied indexes and be skipped by the applier: refuse instead.
-            raise WALCorruptError(
-                f"data dir {self.wal.backend.data_dir}: the store applied index {self.applier.applied_index} "
-                f"but the raft log ends at {self.wal.last_index}"
-            )
-        entries = self.log.bootstrap_entries(fresh, self.cluster.local.SerializeToString())
-        self.log.save_blocking(entries, extra=publish)
-        start = self.applier.applied_index + 1
-        pending = self.wal.entries(start, self.log.commit_index + 1)
-        if pending and pending[0].index != start:
-            raise WALCorruptError(
-                f"data dir {self.wal.backend.data_dir}: the raft log starts at {pending[0].index} "
-                f"but the store has applied only {start - 1}"
-            )
-        self._apply_committed(pending)
-
-    def _apply_committed(self, entries: list[Entry]) -> None:
+    def _apply_committed(self, entries: list[raftpb.Entry]) -> None:
         if not entries:
             return
-        batch = [(e.index, e.data if e.type == EntryType.NORMAL else b"") for e in entries]
+        self.crash_points.hit("before_apply", entries[-1].index)
+        batch = [(e.index, e.data if e.type == raftpb.EntryNormal else b"") for e in entries]
         results = self.applier.apply(batch)
         self.crash_points.hit("after_apply", entries[-1].index)
         for request_id, result in results:
@@ -251,11 +110,6 @@ class EtcdServer:
         if self.applier.compact_revision != self._scheduled_compaction:
             self._scheduled_compaction = self.applier.compact_revision
             self._start_compaction()
-        applied = self.applier.applied_index
-        while self._read_waiters and self._read_waiters[0][0] <= applied:
-            waiter = self._read_waiters.pop(0)[2]
-            if not waiter.done():
-                waiter.set_result(None)
 
     def _start_compaction(self) -> None:
         if self._compaction_task is None or self._compaction_task.done():
@@ -280,26 +134,35 @@ class EtcdServer:
             raise errors.ErrRequestTooLarge()
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters[self._next_id] = waiter
+        leader_changes = self.log.node.leader_changes
         try:
             self.log.propose(data)
             response = await asyncio.wait_for(waiter, self.request_timeout)
         except TimeoutError:
             # Like etcd: the outcome is unknown to the client; the entry may still be applied later.
-            raise errors.ErrTimeout() from None
+            raise self._timeout_error(leader_changes) from None
         finally:
             self._waiters.pop(req.header.ID, None)
         self.fill_header(response.header)
         return response
 
+    def _timeout_error(self, leader_changes: int) -> errors.EtcdError:
+        """The error etcd gives a request that timed out: no leader, a leader lost meanwhile, or plain."""
+        if self.log.leader_id == NONE:
+            return errors.ErrNoLeader()
+        if self.log.node.leader_changes != leader_changes:
+            return errors.ErrTimeoutDueToLeaderFail()
+        return errors.ErrTimeout()
+
     async def linearizable_barrier(self) -> None:
-        """Wait until everything committed when the call began is applied (one member: no quorum round)."""
-        index = self.log.commit_index
-        if self.applier.applied_index >= index:
-            return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._read_seq += 1
-        bisect.insort(self._read_waiters, (index, self._read_seq, waiter))
-        await waiter
+        """Wait until everything committed before the call began is applied here (ReadIndex, batched)."""
+        leader_changes = self.log.node.leader_changes
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                index = await self.log.read_index()
+                await self.log.wait_applied(index)
+        except TimeoutError:
+            raise self._timeout_error(leader_changes) from None
 
     async def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
         if not req.serializable:
@@ -322,7 +185,7 @@ class EtcdServer:
         return header
 
     def status(self) -> rpc_pb2.StatusResponse:
-        size = self.wal.backend.size_bytes()
+        size = self.applier.backend.size_bytes()
         return rpc_pb2.StatusResponse(
             header=self.header(),
             version=API_VERSION,
@@ -335,18 +198,51 @@ class EtcdServer:
             raftAppliedIndex=self.applier.applied_index,
         )
 
-    def start(self) -> asyncio.Task[None]:
-        """Start the log task; the returned task ends on `stop` or if the write path fails."""
-        self._log_task = asyncio.get_running_loop().create_task(self.log.run(), name="etcdpy-log")
+    def start(self, name: str, client_urls: list[str]) -> asyncio.Task[None]:
+        """Start replication and publish this member; the task ends on `stop` or if the write path fails."""
+        loop = asyncio.get_running_loop()
+        self._log_task = loop.create_task(self.log.run(), name="etcdpy-raft")
+        self._publish_task = loop.create_task(self._publish(name, client_urls), name="etcdpy-publish")
         if self.applier.compaction_pending:  # a compaction interrupted by the last shutdown or crash
             self._start_compaction()
         return self._log_task
 
+    async def _publish(self, name: str, client_urls: list[str]) -> None:
+        """Publish name and client URLs through the log (etcd does at every start), retrying until applied.
+
+        The first leader of a cluster then records the cluster version.
+        """
+        attributes = raft_internal_pb2.MemberAttributesRequest(
+            member_ID=self.cluster.local_id, name=name, client_urls=client_urls
+        )
+        while True:
+            try:
+                await self.propose(raft_internal_pb2.InternalRaftRequest(member_attributes=attributes))
+                self.published.set()
+                break
+            except errors.EtcdError as exc:
+                if isinstance(exc, errors.ErrStopped):
+                    return
+                log.warning("publishing member attributes failed (%s); retrying", exc.text)
+        while not self.log.cluster_version:
+            if self.log.node.raw.is_leader():
+                version = raft_internal_pb2.ClusterVersionSetRequest(version=CLUSTER_VERSION)
+                try:
+                    await self.propose(raft_internal_pb2.InternalRaftRequest(cluster_version_set=version))
+                except errors.EtcdError as exc:
+                    log.warning("setting the cluster version failed (%s); retrying", exc.text)
+                continue
+            await self.log.node.wait_leader_change()
+
     async def stop(self) -> None:
         """Save and apply what is queued, then fail any waiter left with ErrStopped (idempotent)."""
+        if self._publish_task is not None:
+            self._publish_task.cancel()
+            await asyncio.wait([self._publish_task])
         await self.log.stop()
         if self._log_task is not None:
             await asyncio.wait([self._log_task])
+        self.log.node.fail_pending(errors.ErrStopped())
         if self._compaction_task is not None:
             self._compaction_task.cancel()  # steps are atomic batches; the next start resumes
             await asyncio.wait([self._compaction_task])

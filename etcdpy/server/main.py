@@ -24,10 +24,18 @@ import grpc
 from etcdpy.server import config as cfg
 from etcdpy.server.apply import Applier
 from etcdpy.server.etcdserver import CrashPoints, EtcdServer, run_auto_compaction
+from etcdpy.server.memberops import MemberOps
 from etcdpy.server.membership import Cluster
+from etcdpy.server.raftnode import RaftSettings
+from etcdpy.server.replication import (
+    Replication,
+    bootstrap_new_cluster,
+    fetch_cluster,
+    write_joined_cluster,
+)
 from etcdpy.server.services import register_services, register_threaded_services
 from etcdpy.server.storage.backend import Backend, BackendError
-from etcdpy.server.storage.wal import WAL
+from etcdpy.server.storage.raftlog import RaftLog, RaftLogCorruptError
 
 log = logging.getLogger("etcdpy.server")
 SHUTDOWN_GRACE_SECONDS = 2.0  # in-flight requests may finish this long after SIGTERM
@@ -106,7 +114,7 @@ FLAGS: list[tuple[str, str, Any, str]] = [
     ),
     ("--heartbeat-interval", "heartbeat_interval_ms", NON_NEGATIVE, "Time (in ms) of a heartbeat interval."),
     ("--election-timeout", "election_timeout_ms", NON_NEGATIVE, "Time (in ms) for an election to time out."),
-    ("--snapshot-count", "snapshot_count", NON_NEGATIVE, "Applied entries kept in the log before trimming."),
+    ("--snapshot-count", "snapshot_count", NON_NEGATIVE, "Applied entries between raft snapshots."),
     (
         "--snapshot-catchup-entries",
         "snapshot_catchup_entries",
@@ -135,6 +143,7 @@ FLAGS: list[tuple[str, str, Any, str]] = [
     ("--enable-grpc-gateway", "enable_grpc_gateway", click.BOOL, "Serve the JSON gateway."),
     ("--pre-vote", "pre_vote", click.BOOL, "Raft pre-vote."),
     ("--strict-reconfig-check", "strict_reconfig_check", click.BOOL, "Reject unsafe reconfigurations."),
+    ("--max-learners", "max_learners", NON_NEGATIVE, "Most learner members the cluster may have at once."),
     (
         "--experimental-enable-lease-checkpoint",
         "experimental_enable_lease_checkpoint",
@@ -235,41 +244,96 @@ def serve(config: cfg.Config) -> int:
         return 1
 
 
-def open_member(config: cfg.Config, backend: Backend) -> EtcdServer:
-    """Load (or on first boot create) membership and the log, then replay what is not applied yet."""
-    wal = WAL.open(backend, sync=not config.unsafe_no_fsync)
-    if wal.dropped_tail:
+async def open_member(config: cfg.Config, backend: Backend) -> EtcdServer:
+    """Load (or on first boot create or join) the cluster and the raft log; build the member."""
+    raftlog = RaftLog.open(backend, sync=not config.unsafe_no_fsync)
+    if raftlog.dropped_tail:
         log.warning("dropped a torn entry at the tail of the raft log (it was never acknowledged)")
     cluster = Cluster.load(backend)
-    fresh = cluster is None
     if cluster is None:
-        if wal.last_index > 0:
+        if raftlog.last_index() > 0:
             raise BackendError(f"data dir {config.data_dir} has a raft log but no cluster membership")
         if config.initial_cluster_state == "existing":
-            raise StartupError("--initial-cluster-state=existing needs peers to join; this data dir is new")
-        cluster = Cluster.from_config(config)
-        if len(cluster.members) > 1:
-            raise StartupError(
-                "multi-member clusters are not supported yet: give one member in --initial-cluster"
-            )
-    elif config.initial_cluster_state == "new" and config.initial_cluster:
+            cluster = await join_cluster(config)
+            write_joined_cluster(backend, cluster)
+        else:
+            cluster = Cluster.from_config(config)
+            bootstrap_new_cluster(raftlog, cluster)
+    elif config.initial_cluster:
         log.info(
             "data dir %s already holds member %x: ignoring the --initial-* flags",
             config.data_dir,
             cluster.local_id,
         )
-    cluster.publish_attributes(config.name, config.advertise_client_urls)
-    server = EtcdServer(
+    if cluster.local_id not in cluster.members:
+        raise StartupError(
+            f"member {cluster.local_id:x} has been removed from cluster {cluster.cluster_id:x}: "
+            f"wipe {config.data_dir} and add it again to rejoin"
+        )
+    applier = Applier(backend)
+    log_end = max(raftlog.last_index(), raftlog.snapshot_meta.index)
+    if applier.applied_index > log_end:
+        # Entries after the log's end would reuse applied indexes and be skipped: refuse instead.
+        raise RaftLogCorruptError(
+            f"data dir {config.data_dir}: the store applied index {applier.applied_index} "
+            f"but the raft log ends at {log_end}"
+        )
+    heartbeat = config.heartbeat_interval_ms
+    replication = Replication(
+        backend=backend,
+        applier=applier,
         cluster=cluster,
-        applier=Applier(backend),
+        raftlog=raftlog,
+        settings=RaftSettings(
+            tick_seconds=heartbeat / 1000,
+            election_tick=max(2, config.election_timeout_ms // heartbeat),
+            pre_vote=config.pre_vote,
+            snapshot_count=max(1, config.snapshot_count),
+            catchup_entries=config.snapshot_catchup_entries,
+        ),
+        on_commit=lambda entries: None,  # EtcdServer takes it over
+    )
+    member_ops = MemberOps(
+        replication,
+        strict_reconfig_check=config.strict_reconfig_check,
+        max_learners=config.max_learners,
+        request_timeout=config.request_timeout,
+        cluster_token=config.initial_cluster_token,
+    )
+    return EtcdServer(
+        cluster=cluster,
+        applier=applier,
         max_request_bytes=config.max_request_bytes,
-        wal=wal,
-        keep_entries=config.snapshot_catchup_entries,
+        replication=replication,
+        member_ops=member_ops,
         request_timeout=config.request_timeout,
         crash_points=CrashPoints(os.environ.get(CrashPoints.ENV)),
     )
-    server.start_log(fresh, publish=cluster.write)
-    return server
+
+
+async def join_cluster(config: cfg.Config) -> Cluster:
+    """The cluster this new member joins (--initial-cluster-state=existing), as its members know it.
+
+    The member must have been added first (`member add`): it finds itself by its peer URLs.
+    """
+    own = set(config.initial_advertise_peer_urls)
+    peers = [url for _name, url in config.initial_cluster if url not in own]
+    if not peers:
+        raise StartupError(
+            "--initial-cluster-state=existing needs peers to join: --initial-cluster names no other member"
+        )
+    try:
+        remote = await fetch_cluster(peers)
+    except ConnectionError as exc:
+        raise StartupError(f"cannot join the cluster: {exc}") from None
+    for member in remote.members:
+        if set(member.peerURLs) == own:
+            members = {m.ID: m for m in remote.members}
+            return Cluster(cluster_id=remote.cluster_id, local_id=member.ID, members=members)
+    raise StartupError(
+        f"cannot join cluster {remote.cluster_id:x}: no member has peer URLs {','.join(sorted(own))} "
+        "(add it with `member add` first, or use --initial-cluster-state=new for a new cluster)"
+    )
 
 
 def _bind(grpc_server: grpc.aio.Server | grpc.Server, url: str) -> None:
@@ -320,16 +384,32 @@ async def _start_grpc(config: cfg.Config, server: EtcdServer) -> GrpcStopper:
     return stop_aio
 
 
+async def _start_peer(config: cfg.Config, server: EtcdServer) -> grpc.aio.Server:
+    """Serve the Peer service (raft messages, snapshots, members) on every peer URL."""
+    peer = grpc.aio.server(
+        options=[
+            ("grpc.so_reuseport", 0),
+            ("grpc.max_receive_message_length", 2**31 - 1),
+            ("grpc.max_send_message_length", 2**31 - 1),
+        ]
+    )
+    server.log.register(peer)
+    for url in config.listen_peer_urls:
+        _bind(peer, url)
+    await peer.start()
+    return peer
+
+
 async def _serve(config: cfg.Config) -> int:
     backend = Backend(config.data_dir)
     server: EtcdServer | None = None
     try:
-        server = open_member(config, backend)
-        stop_grpc = await _start_grpc(config, server)
+        server = await open_member(config, backend)
+        peer = await _start_peer(config, server)
         # Everything allocated so far (modules, descriptors, the store's caches) lives as long as the
         # process: keeping it out of the collector shortens every full collection under load.
         gc.freeze()
-        log_task = server.start()
+        log_task = server.start(config.name, list(config.advertise_client_urls))
         compactor = asyncio.create_task(
             run_auto_compaction(server, config.auto_compaction_mode, config.auto_compaction_interval())
         )
@@ -337,18 +417,33 @@ async def _serve(config: cfg.Config) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_requested.set)
-        cluster = server.cluster
-        click.echo(
-            f"etcdpy: member {cluster.local_id:x} ({config.name}) of cluster {cluster.cluster_id:x}"
-            f" serving client requests on {', '.join(config.listen_client_urls)}",
-            err=True,
-        )
         signal_task = asyncio.create_task(stop_requested.wait())
-        await asyncio.wait([log_task, signal_task], return_when=asyncio.FIRST_COMPLETED)
+        removed_task = asyncio.create_task(server.log.removed_event.wait())
+        stopping = [log_task, signal_task, removed_task]
+        # Like etcd, serve clients only once this member has published itself through the log.
+        published_task = asyncio.create_task(server.published.wait())
+        await asyncio.wait([published_task, *stopping], return_when=asyncio.FIRST_COMPLETED)
+        published_task.cancel()
+        stop_grpc: GrpcStopper | None = None
+        if server.published.is_set() and not any(t.done() for t in stopping):
+            stop_grpc = await _start_grpc(config, server)
+            cluster = server.cluster
+            click.echo(
+                f"etcdpy: member {cluster.local_id:x} ({config.name}) of cluster {cluster.cluster_id:x}"
+                f" serving client requests on {', '.join(config.listen_client_urls)}",
+                err=True,
+            )
+            await asyncio.wait(stopping, return_when=asyncio.FIRST_COMPLETED)
         signal_task.cancel()
+        removed_task.cancel()
         compactor.cancel()
-        await stop_grpc()  # in-flight requests still reach the log
+        if stop_grpc is not None:
+            await stop_grpc()  # in-flight requests still reach the log
         await server.stop()
+        await peer.stop(0)
+        if server.log.removed:
+            click.echo("etcdpy: the member has been permanently removed from the cluster", err=True)
+            return 0
         if not log_task.cancelled() and log_task.exception() is not None:
             log.critical("write path failed; stopping", exc_info=log_task.exception())
             return 1

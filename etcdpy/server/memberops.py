@@ -68,6 +68,10 @@ class MemberOps:
     def members(self) -> dict[int, rpc_pb2.Member]:
         return self.repl.cluster.members
 
+    def _active(self, member_id: int) -> bool:
+        """Whether this member hears from `member_id` (itself always)."""
+        return member_id == self.repl.cluster.local_id or self.repl.transport.is_active(member_id)
+
     def _started_voters(self, ids: Iterable[int]) -> int:
         return sum(1 for i in ids if self.members[i].name and not self.members[i].isLearner)
 
@@ -82,8 +86,12 @@ class MemberOps:
                 raise errors.ErrTooManyLearners()
         elif self.strict:
             voters = [i for i, m in self.members.items() if not m.isLearner]
-            if self._started_voters(voters) < (len(voters) + 1) // 2 + 1:
+            started, after = self._started_voters(voters), len(voters) + 1
+            # etcd lets a one-member cluster grow to two (restoring a cluster from one member's data).
+            if not (started == 1 and after == 2) and started < after // 2 + 1:
                 raise errors.ErrMemberNotEnoughStarted()
+            if not all(self._active(i) for i in voters):
+                raise errors.ErrUnhealthy()
         member = rpc_pb2.Member(
             ID=new_member_id(peer_urls, self.cluster_token), peerURLs=sorted(peer_urls), isLearner=is_learner
         )
@@ -99,11 +107,12 @@ class MemberOps:
             voters = [i for i, m in self.members.items() if not m.isLearner and i != member_id]
             if self._started_voters(voters) < len(voters) // 2 + 1:
                 raise errors.ErrMemberNotEnoughStarted()
-            active = [
-                i for i in voters if i == self.repl.cluster.local_id or self.repl.transport.is_active(i)
-            ]
-            if len(active) < len(voters) // 2 + 1:
-                raise errors.ErrUnhealthy()
+            # A member that is down is safe to remove: it is not part of the active quorum.
+            if self._active(member_id):
+                all_voters = [i for i, m in self.members.items() if not m.isLearner]
+                active = sum(1 for i in all_voters if self._active(i))
+                if active - 1 < 1 + (len(all_voters) - 1) // 2:
+                    raise errors.ErrUnhealthy()
         await self._change(pb.ConfChange(type=pb.ConfChangeRemoveNode, node_id=member_id))
 
     async def update(self, member_id: int, peer_urls: list[str]) -> None:

@@ -31,6 +31,7 @@ import random
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from etcdpy.api import errors
 from etcdpy.api.raftpb import raft_pb2 as pb
@@ -56,8 +57,11 @@ ApplyEntries = Callable[[list[pb.Entry]], None]
 ConfChangeApplied = Callable[[pb.Entry, pb.ConfChangeV2, pb.ConfState], None]
 """Called for each committed conf change after raft applied it, before the entry reaches ApplyEntries."""
 
-InstallState = Callable[[pb.SnapshotMetadata], None]
-"""Replaces the state machine with the received snapshot at this point (blocking; on the worker thread)."""
+InstallState = Callable[[pb.SnapshotMetadata, Any], None]
+"""Adds the replacement of the state by the received snapshot to a write batch (on the worker thread).
+
+The same batch carries the new snapshot point and log, so a crash leaves the old
+state and log or the new ones, never the new state over the old log."""
 
 StateInstalled = Callable[[pb.SnapshotMetadata], None]
 """Called on the loop once the snapshot's state is installed (reload what was read from the old state)."""
@@ -85,6 +89,7 @@ class _ReadRound:
         self.ctx = ctx
         self.future: asyncio.Future[int] = loop.create_future()  # the read index
         self.issued = False
+        self.ticks_waiting = 0  # ticks since issued; re-issued after an election timeout (lost messages)
 
 
 class RaftNode:
@@ -145,7 +150,7 @@ class RaftNode:
         self._read_round: _ReadRound | None = None  # the round new readers join (not issued yet)
         self._issued_reads: dict[bytes, _ReadRound] = {}
         self._leader_known = asyncio.Event()
-        self._leader_changed: asyncio.Future[None] | None = None  # resolved at the next leader change
+        self._leader_waiters: list[asyncio.Future[None]] = []  # resolved at the next leader change
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         # One worker: writes must reach LevelDB in order, one at a time.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etcdpy-raftlog")
@@ -191,7 +196,8 @@ class RaftNode:
         """A linearizable read point: the commit index confirmed by a quorum after this call began.
 
         Callers that arrive before the next ReadIndex is issued share it (batching).
-        Raises ErrNoLeader while no leader is known; the caller bounds the wait.
+        Waits while no leader is known; the caller bounds the wait.  Raises ErrLeaderChanged
+        if the leader changes while the read waits for it.
         """
         if self._read_round is None:
             self._read_round = _ReadRound(str(next(self._read_ctx)).encode(), asyncio.get_running_loop())
@@ -209,11 +215,16 @@ class RaftNode:
     async def wait_leader(self) -> None:
         await self._leader_known.wait()
 
+    async def wait_leader_change(self) -> None:
+        """Return at the next change of the leader this member knows."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._leader_waiters.append(waiter)
+        await waiter
+
     async def wait_leader_is(self, member_id: int) -> None:
         """Return once `member_id` is the leader this member knows."""
         while self.leader_id != member_id:
-            self._leader_changed = asyncio.get_running_loop().create_future()
-            await self._leader_changed
+            await self.wait_leader_change()
 
     # ---- the loop ----
 
@@ -221,6 +232,13 @@ class RaftNode:
         while True:
             await asyncio.sleep(self.settings.tick_seconds)
             self.raw.tick()
+            for round_ in self._issued_reads.values():
+                round_.ticks_waiting += 1
+                if round_.ticks_waiting >= self.settings.election_tick:
+                    # The request or its answer was lost: ask again (same ctx, so one answer serves all).
+                    round_.ticks_waiting = 0
+                    with contextlib.suppress(ProposalDropped):
+                        self.raw.read_index(round_.ctx)
             self._wakeup.set()
 
     def _submit(self) -> None:
@@ -273,9 +291,6 @@ class RaftNode:
     async def _handle(self, rd: Ready) -> None:
         loop = asyncio.get_running_loop()
         self.send(rd.messages)
-        if rd.snapshot is not None:
-            await loop.run_in_executor(self._executor, self.install_state, rd.snapshot.metadata)
-            self.state_installed(rd.snapshot.metadata)
         if rd.entries or rd.hard_state is not None or rd.snapshot is not None:
             prepared = self.storage.prepare(
                 entries=rd.entries,
@@ -283,9 +298,18 @@ class RaftNode:
                 snapshot=rd.snapshot.metadata if rd.snapshot is not None else None,
                 sync=rd.must_sync,
             )
+            snap = rd.snapshot
+
+            def write() -> None:
+                if snap is not None:
+                    self.install_state(snap.metadata, prepared.batch)
+                prepared.batch.write()
+
             # Shielded: a cancelled loop must not leave a write running against a closing backend.
-            await asyncio.shield(loop.run_in_executor(self._executor, prepared.batch.write))
+            await asyncio.shield(loop.run_in_executor(self._executor, write))
             self.storage.apply_prepared(prepared)
+            if snap is not None:
+                self.state_installed(snap.metadata)
         if rd.hard_state is not None:
             self.term = rd.hard_state.term
             self.commit_index = max(self.commit_index, rd.hard_state.commit)
@@ -310,8 +334,10 @@ class RaftNode:
                 self.leader_changes += 1
             log.info("member %x: leader is now %x (term %d)", self.id, lead, self.raw.raft.term)
             self.leader_id = lead
-            if self._leader_changed is not None and not self._leader_changed.done():
-                self._leader_changed.set_result(None)
+            waiters, self._leader_waiters = self._leader_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
             # Reads issued to the old leader may never be answered: fail them so callers retry.
             for round_ in self._issued_reads.values():
                 if not round_.future.done():

@@ -41,6 +41,8 @@ from etcdpy.server.transport import PeerService, Transport
 log = logging.getLogger("etcdpy.server.replication")
 
 BOOTSTRAP_TERM = 1
+CLUSTER_VERSION = "3.4.0"  # what etcd 3.4 members agree on
+CLUSTER_VERSION_KEY = schema.META + b"cluster_version"
 
 
 def bootstrap_new_cluster(raftlog: RaftLog, cluster: Cluster) -> None:
@@ -131,7 +133,8 @@ class Replication:
         self.node.send = self.transport.send
         applier.register("member_attributes", self._apply_member_attributes)
         applier.register("cluster_version_set", self._apply_cluster_version)
-        self.cluster_version = ""
+        raw_version = backend.get(CLUSTER_VERSION_KEY)
+        self.cluster_version = raw_version.decode() if raw_version is not None else ""
         self._cc_ids = itertools.count(1)
         self._cc_waiters: dict[int, asyncio.Future[None]] = {}  # conf change id -> applied
         # Set by MemberOps: promotes a learner on behalf of a follower (Peer.Promote).
@@ -240,21 +243,21 @@ class Replication:
 
     def _apply_member_attributes(
         self, batch: Batch, req: raft_internal_pb2.MemberAttributesRequest
-    ) -> rpc_pb2.Member:
+    ) -> rpc_pb2.MemberUpdateResponse:
         member = self.cluster.members.get(req.member_ID)
-        if member is None:
-            return rpc_pb2.Member()
-        member.name = req.name
-        del member.clientURLs[:]
-        member.clientURLs.extend(req.client_urls)
-        batch.wb.put(schema.MEMBERS + req.member_ID.to_bytes(8, "big"), member.SerializeToString())
-        return member
+        if member is not None:  # else removed meanwhile: nothing to record
+            member.name = req.name
+            del member.clientURLs[:]
+            member.clientURLs.extend(req.client_urls)
+            batch.wb.put(schema.MEMBERS + req.member_ID.to_bytes(8, "big"), member.SerializeToString())
+        return rpc_pb2.MemberUpdateResponse()
 
     def _apply_cluster_version(
         self, batch: Batch, req: raft_internal_pb2.ClusterVersionSetRequest
-    ) -> rpc_pb2.Member:
+    ) -> rpc_pb2.MemberUpdateResponse:
         self.cluster_version = req.version
-        return rpc_pb2.Member()
+        batch.wb.put(CLUSTER_VERSION_KEY, req.version.encode())
+        return rpc_pb2.MemberUpdateResponse()
 
     # ---- snapshots ----
 
@@ -265,16 +268,18 @@ class Replication:
         self._received = (message.snapshot.metadata.index, list(chunks))
         self.node.step(message)
 
-    def _install_state(self, meta: pb.SnapshotMetadata) -> None:
+    def _install_state(self, meta: pb.SnapshotMetadata, batch: Any) -> None:
         received = self._received
         if received is None or received[0] != meta.index:
             raise RuntimeError(f"raft installs snapshot {meta.index} but its state was not received")
         self._received = None
-        snapshot.install(self.backend, received[1], sync=self.raftlog.sync)
+        snapshot.install(self.backend, received[1], batch)
 
     def _state_installed(self, meta: pb.SnapshotMetadata) -> None:
         self.snapshots_installed += 1
         self.applier.reload()
+        raw_version = self.backend.get(CLUSTER_VERSION_KEY)
+        self.cluster_version = raw_version.decode() if raw_version is not None else ""
         loaded = Cluster.load(self.backend)
         if loaded is not None:
             self.cluster.members = loaded.members

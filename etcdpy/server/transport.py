@@ -203,8 +203,13 @@ class Transport:
         task.add_done_callback(self._snapshot_tasks.discard)
 
     def is_active(self, peer_id: int) -> bool:
+        """Whether the stream to the peer works: delivering, or connected and idle."""
         sender = self.peers.get(peer_id)
-        return sender is not None and sender.active
+        if sender is None:
+            return False
+        channel = sender._channel
+        connected = channel is not None and channel.get_state() is grpc.ChannelConnectivity.READY
+        return sender.active or connected
 
     async def stop(self) -> None:
         for sender in list(self.peers.values()):

@@ -160,7 +160,7 @@ def test_unserved_rpcs_answer_unimplemented(stubs: Stubs) -> None:
     for call in (
         lambda: stubs.lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=10)),
         lambda: stubs.maintenance.Defragment(rpc_pb2.DefragmentRequest()),
-        lambda: stubs.cluster.MemberAdd(rpc_pb2.MemberAddRequest(peerURLs=["http://127.0.0.1:1"])),
+        lambda: stubs.maintenance.Alarm(rpc_pb2.AlarmRequest()),
     ):
         with pytest.raises(grpc.RpcError) as info:
             call()

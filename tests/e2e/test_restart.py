@@ -14,7 +14,7 @@ from procs import ServerProcess
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.server.etcdserver import CRASH_EXIT_CODE, CrashPoints
 from etcdpy.server.storage.backend import Backend
-from etcdpy.server.storage.wal import WAL, entry_key
+from etcdpy.server.storage.raftlog import RaftLog, entry_key
 
 
 def status(server: ServerProcess) -> rpc_pb2.StatusResponse:
@@ -109,7 +109,7 @@ def test_kill_9_under_concurrent_writes_loses_no_acknowledged_put_and_applies_no
         server.stop()
 
 
-@pytest.mark.parametrize("point", ["after_wal_save", "after_apply"])
+@pytest.mark.parametrize("point", ["before_apply", "after_apply"])
 def test_a_crash_between_log_and_answer_replays_the_durable_entry_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str
 ) -> None:
@@ -141,8 +141,9 @@ def test_a_crash_between_log_and_answer_replays_the_durable_entry_once(
         server.stop()
 
 
-def test_the_log_is_trimmed_below_the_applied_index_and_restarts_still_work(tmp_path: Path) -> None:
-    server = ServerProcess("etcdpy", tmp_path / "d", extra_args=["--snapshot-catchup-entries", "5"]).start()
+def test_snapshots_trim_the_log_to_a_catch_up_tail_and_restarts_still_work(tmp_path: Path) -> None:
+    args = ["--snapshot-count", "20", "--snapshot-catchup-entries", "5"]
+    server = ServerProcess("etcdpy", tmp_path / "d", extra_args=args).start()
     try:
         client = connect(server)
         for i in range(60):
@@ -151,9 +152,10 @@ def test_the_log_is_trimmed_below_the_applied_index_and_restarts_still_work(tmp_
         server.kill(signal.SIGTERM)
         backend = Backend(server.data_dir)
         try:
-            wal = WAL.open(backend)
-            assert wal.last_index == 64
-            assert wal.first_index > 30, "old entries were never dropped"
+            log = RaftLog.open(backend)
+            assert log.last_index() == 64
+            assert log.snapshot_meta.index == 60  # snapshots at 20, 40 and 60 applied entries
+            assert log.first_index() == 56, "the log keeps 5 entries below the last snapshot"
         finally:
             backend.close()
         server.start()

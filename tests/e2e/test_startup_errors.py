@@ -15,9 +15,10 @@ from e2e_support import connect, run_to_exit
 from procs import ServerProcess, free_port, wait_for_port
 
 from etcdpy.api.etcdserverpb import rpc_pb2
+from etcdpy.api.raftpb import raft_pb2 as raftpb
 from etcdpy.server.membership import member_id
-from etcdpy.server.storage import wal
 from etcdpy.server.storage.backend import Backend
+from etcdpy.server.storage.raftlog import RaftLog
 
 
 def test_startup_line_names_the_client_url_and_member_id(etcdpy_server: ServerProcess) -> None:
@@ -67,8 +68,10 @@ def test_a_corrupt_data_dir_is_refused(data_dir: Path) -> None:
 
 def test_membership_without_a_log_is_refused_as_damaged(data_dir: Path) -> None:
     backend = Backend(data_dir)
-    w = wal.WAL.open(backend)
-    w.save([wal.Entry(1, 1, wal.EntryType.NORMAL, b"")], wal.HardState(1, 0, 1))
+    log = RaftLog.open(backend)
+    log.write(
+        log.prepare(entries=(raftpb.Entry(index=1, term=1),), hard_state=raftpb.HardState(term=1, commit=1))
+    )
     backend.close()
     result = run_to_exit(ServerProcess("etcdpy", data_dir))
     assert result.returncode == 1
@@ -91,13 +94,18 @@ def test_bad_flags_exit_with_etcds_codes(data_dir: Path, args: list[str], code: 
     assert message in result.stderr
 
 
-def test_more_than_one_initial_member_is_refused_until_raft_lands(data_dir: Path) -> None:
-    server = ServerProcess("etcdpy", data_dir)
-    cluster = f"default={server.peer_url},other=http://127.0.0.1:1"
-    server.extra_args = ["--initial-cluster", cluster]
-    result = run_to_exit(server)
-    assert result.returncode == 1
-    assert "multi-member clusters are not supported yet" in result.stderr
+def test_joining_a_cluster_that_did_not_add_the_member_is_refused(tmp_path: Path) -> None:
+    existing = ServerProcess("etcdpy", tmp_path / "existing.data", name="first").start()
+    try:
+        joiner = ServerProcess("etcdpy", tmp_path / "joiner.data", name="second")
+        cluster = f"first={existing.peer_url},second={joiner.peer_url}"
+        joiner.extra_args = ["--initial-cluster", cluster, "--initial-cluster-state", "existing"]
+        result = run_to_exit(joiner)
+        assert result.returncode == 1
+        assert f"no member has peer URLs {joiner.peer_url}" in result.stderr
+        assert "add it with `member add` first" in result.stderr
+    finally:
+        existing.stop()
 
 
 def test_a_member_configured_only_by_etcd_environment_variables_serves(tmp_path: Path) -> None:

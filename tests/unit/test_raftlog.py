@@ -103,7 +103,10 @@ def test_a_state_snapshot_copies_state_but_not_the_receivers_identity_or_log(tmp
     dst.db.put(b"cold", b"gone")
     dst.db.put(b"mmember_id", b"dst-id")
     dst.db.put(entry_key(1), b"dst-log")
-    snapshot.install(dst, snapshot.state_chunks(src, chunk_bytes=4))
+    batch = dst.db.write_batch(sync=True)
+    snapshot.install(dst, snapshot.state_chunks(src, chunk_bytes=4), batch)
+    assert dst.get(b"cold") == b"gone"  # nothing changes until the caller writes the batch
+    batch.write()
     assert dst.get(b"cfoo") == b"bar"
     assert dst.get(b"cold") is None
     assert dst.get(b"mmember_id") == b"dst-id"

@@ -1,4 +1,4 @@
-"""Maintenance service: Status, Hash and HashKV; the other RPCs answer UNIMPLEMENTED for now."""
+"""Maintenance service: Status, Hash, HashKV and MoveLeader; the other RPCs answer UNIMPLEMENTED for now."""
 
 from __future__ import annotations
 
@@ -30,3 +30,10 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
         return rpc_pb2.HashKVResponse(
             header=header, hash=hash_value, compact_revision=compact_revision, hash_revision=hash_revision
         )
+
+    @maps_etcd_errors
+    async def MoveLeader(
+        self, request: rpc_pb2.MoveLeaderRequest, context: Context
+    ) -> rpc_pb2.MoveLeaderResponse:
+        await self.server.members.move_leader(request.targetID)
+        return rpc_pb2.MoveLeaderResponse(header=self.server.header())

@@ -11,8 +11,8 @@ prefix      keyspace                              owner
 ``i``       MVCC key index: key + inverted rev    server.mvcc
 ``c``       MVCC current: key -> latest record    server.mvcc
 ``k``       MVCC live keys: key -> empty (counts)  server.mvcc
-``w``       raft log (WAL) entries by index       storage.wal
-``s``       raft hard state, snapshot metadata    storage.wal
+``w``       raft log (WAL) entries by index       storage.raftlog
+``s``       raft hard state, snapshot metadata    storage.raftlog
 ``l``       leases                                server.lease
 ``a``       auth: users, roles, settings          server.auth
 ``b``       members                               server.membership

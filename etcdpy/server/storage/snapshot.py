@@ -6,7 +6,8 @@ MVCC keyspaces, leases, auth, members and the applied index, read from one
 consistent LevelDB snapshot.  Records are ``len(key) (4) | key | len(value) (4) |
 value``, cut into chunks of about `CHUNK_BYTES`.
 
-`install` replaces the state in ONE synced write batch, so a crash leaves the old
+`install` adds the replacement of the state to the caller's write batch (the one
+that also records the snapshot point in the raft log), so a crash leaves the old
 state or the new one, never a mix; the caller then reloads the applier.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 from etcdpy.server.storage import schema
 from etcdpy.server.storage.backend import Backend
@@ -63,13 +65,11 @@ def decode_records(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
             yield key, value
 
 
-def install(backend: Backend, chunks: Iterable[bytes], *, sync: bool = True) -> None:
-    """Replace every state key with the snapshot's, in one atomic batch (blocking)."""
-    batch = backend.db.write_batch(sync=sync)
+def install(backend: Backend, chunks: Iterable[bytes], batch: Any) -> None:
+    """Add the replacement of every state key by the snapshot's to `batch` (the caller writes it)."""
     for key in backend.db.iterator(include_value=False):
         if _is_state(key):
             batch.delete(key)
     for key, value in decode_records(chunks):
         if _is_state(key):
             batch.put(key, value)
-    batch.write()
