@@ -10,6 +10,13 @@ The application drives a node in a loop, single-threaded:
    rd.persisted_messages (only after persisting), apply rd.committed_entries
    (calling apply_conf_change() for configuration entries), serve rd.read_states;
 3. call advance(rd).
+
+Inputs (step, tick, propose, ...) may also come between ready() and advance(),
+while the application persists or applies rd: their output goes into the next
+Ready, and they never invalidate what rd handed out. In particular a snapshot
+from the leader is not restored while rd's committed entries are being applied
+(it would reset the configuration under their conf changes): it is answered as a
+stale one, and the leader sends it again after report_snapshot().
 """
 
 from __future__ import annotations
