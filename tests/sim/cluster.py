@@ -259,6 +259,12 @@ class Cluster:
         committed = leader.raw.raft.raft_log.committed
         return all(node.applied == committed for node in self.live_nodes())
 
+    def last_index(self) -> int:
+        """Last_index is the longest log among the live nodes."""
+        return max(
+            (n.raw.raft.raft_log.last_index() for n in self.live_nodes() if n.raw is not None), default=0
+        )
+
     def transfer_leadership(self, leader: SimNode, to: int) -> None:
         """Transfer_leadership asks the leader to hand over to `to`."""
         assert leader.raw is not None
