@@ -22,6 +22,12 @@ def test_sweep(seed_chunk: range, sim_steps: int) -> None:
         pytest.fail(f"{len(failures)} failing seeds ({seeds}); the first:\n{failures[0]}", pytrace=False)
 
 
+@pytest.mark.parametrize("seed", range(100_000, 100_006))
+def test_long_run(seed: int) -> None:
+    """A few runs five times longer: logs, membership churn and ids accumulate."""
+    run_seed(seed, steps=1500)
+
+
 def test_replay_is_deterministic(replay_seed: int) -> None:
     """A seed replays exactly: the same events, the same history (use --sim-seed to replay one)."""
     first: list[str] = []
