@@ -51,6 +51,7 @@ class NodeSettings:
     snapshot_every: int = 0  # snapshot after this many applied entries (0: never)
     keep_entries: int = 0  # log entries kept behind a snapshot for slow followers
     max_sync_delay: int = 0  # an fsync takes 0..max_sync_delay steps
+    batch_proposals: bool = False  # writes wait for the next Ready phase and go to raft together
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ class SimNode:
         self._ready: Ready | None = None
         self._sync_at = 0
         self._writes_waiting: set[int] = set()  # request ids proposed here, answered when applied
+        self._batch: list[Command] = []  # writes waiting to be proposed together (batch_proposals)
         self._reads_waiting: dict[bytes, tuple[int, int, str]] = {}  # ctx -> (request id, attempt, key)
         self._reads_confirmed: list[tuple[int, bytes]] = []  # (read index, ctx) awaiting applied >= index
         self.outgoing: list[pb.Message] = []
@@ -155,6 +157,7 @@ class SimNode:
         self._writes_waiting.clear()
         self._reads_waiting.clear()
         self._reads_confirmed.clear()
+        self._batch.clear()
         self.outgoing.clear()
 
     def stop(self) -> None:
@@ -184,6 +187,8 @@ class SimNode:
                 ctx = f"{command.request_id}:{attempt}".encode()
                 self.raw.read_index(ctx)
                 self._reads_waiting[ctx] = (command.request_id, attempt, str(request.key))
+            elif self.settings.batch_proposals:
+                self._batch.append(command)
             else:
                 self.raw.propose(command.encode())
                 self._writes_waiting.add(command.request_id)
@@ -191,12 +196,22 @@ class SimNode:
             return False
         return True
 
+    def _propose_batch(self, raw: RawNode) -> None:
+        batch, self._batch = self._batch, []
+        try:
+            raw.propose_many([command.encode() for command in batch])
+        except ProposalDropped:
+            return  # all or none: the clients re-send when no answer comes
+        self._writes_waiting.update(command.request_id for command in batch)
+
     # -- the Ready loop --------------------------------------------------------------------------
 
     def process(self, now: int) -> None:
         """Process advances the Ready loop by one phase if there is work."""
         raw = self.raw
         assert raw is not None
+        if self._batch:
+            self._propose_batch(raw)
         if self._ready is not None:
             if now >= self._sync_at:
                 self._finish_ready(raw, self._ready)
