@@ -24,6 +24,8 @@ import grpc
 from etcdpy.server import config as cfg
 from etcdpy.server.apply import Applier
 from etcdpy.server.etcdserver import CrashPoints, EtcdServer, run_auto_compaction
+from etcdpy.server.learner import LearnerGate
+from etcdpy.server.leasewatch import LeaseWatch
 from etcdpy.server.memberops import MemberOps
 from etcdpy.server.membership import Cluster
 from etcdpy.server.raftnode import RaftSettings
@@ -349,7 +351,7 @@ def _bind(grpc_server: grpc.aio.Server | grpc.Server, url: str) -> None:
 GrpcStopper = Callable[[], Awaitable[None]]
 
 
-async def _start_grpc(config: cfg.Config, server: EtcdServer) -> GrpcStopper:
+async def _start_grpc(config: cfg.Config, server: EtcdServer, lease_watch: LeaseWatch) -> GrpcStopper:
     """Serve the services on every client URL; return the coroutine function that stops serving."""
     options = [
         ("grpc.so_reuseport", 0),  # a port in use must fail, not be shared with another server
@@ -372,8 +374,12 @@ async def _start_grpc(config: cfg.Config, server: EtcdServer) -> GrpcStopper:
             pool.shutdown(wait=False)
 
         return stop_threaded
-    aio = grpc.aio.server(options=options)
-    await register_services(aio, server, max_txn_ops=config.max_txn_ops)
+    local = server.cluster.local_id
+    gate = LearnerGate(lambda: local in server.cluster.members and server.cluster.members[local].isLearner)
+    aio = grpc.aio.server(options=options, interceptors=[gate])
+    await register_services(
+        aio, server, max_txn_ops=config.max_txn_ops, extra=lease_watch.servicers(config.max_request_bytes)
+    )
     for url in config.listen_client_urls:
         _bind(aio, url)
     await aio.start()
@@ -405,11 +411,13 @@ async def _serve(config: cfg.Config) -> int:
     server: EtcdServer | None = None
     try:
         server = await open_member(config, backend)
+        lease_watch = LeaseWatch.attach(server, election_timeout_ms=config.election_timeout_ms)
         peer = await _start_peer(config, server)
         # Everything allocated so far (modules, descriptors, the store's caches) lives as long as the
         # process: keeping it out of the collector shortens every full collection under load.
         gc.freeze()
         log_task = server.start(config.name, list(config.advertise_client_urls))
+        lease_watch.start()
         compactor = asyncio.create_task(
             run_auto_compaction(server, config.auto_compaction_mode, config.auto_compaction_interval())
         )
@@ -426,7 +434,7 @@ async def _serve(config: cfg.Config) -> int:
         published_task.cancel()
         stop_grpc: GrpcStopper | None = None
         if server.published.is_set() and not any(t.done() for t in stopping):
-            stop_grpc = await _start_grpc(config, server)
+            stop_grpc = await _start_grpc(config, server, lease_watch)
             cluster = server.cluster
             click.echo(
                 f"etcdpy: member {cluster.local_id:x} ({config.name}) of cluster {cluster.cluster_id:x}"
@@ -437,6 +445,7 @@ async def _serve(config: cfg.Config) -> int:
         signal_task.cancel()
         removed_task.cancel()
         compactor.cancel()
+        await lease_watch.stop()
         if stop_grpc is not None:
             await stop_grpc()  # in-flight requests still reach the log
         await server.stop()

@@ -36,6 +36,7 @@ from etcdpy.raft import NONE, ProposalDropped
 from etcdpy.server.replication import Replication
 from etcdpy.server.transport import _target
 
+HEALTH_INTERVAL = 5.0  # etcd: a peer counts as healthy once connected this many seconds
 LEARNER_READY_PERCENT = 0.9  # etcd: a learner within 90% of the leader's commit index may be promoted
 
 
@@ -68,9 +69,12 @@ class MemberOps:
     def members(self) -> dict[int, rpc_pb2.Member]:
         return self.repl.cluster.members
 
-    def _active(self, member_id: int) -> bool:
-        """Whether this member hears from `member_id` (itself always)."""
-        return member_id == self.repl.cluster.local_id or self.repl.transport.is_active(member_id)
+    def _active(self, member_id: int, for_interval: float = HEALTH_INTERVAL) -> bool:
+        """Whether this member has been connected to `member_id` for `for_interval` s (itself: always)."""
+        if member_id == self.repl.cluster.local_id:
+            return True
+        since = self.repl.transport.active_since(member_id)
+        return since is not None and since <= time.monotonic() - for_interval
 
     def _started_voters(self, ids: Iterable[int]) -> int:
         return sum(1 for i in ids if self.members[i].name and not self.members[i].isLearner)
@@ -81,14 +85,13 @@ class MemberOps:
         used = {u for m in self.members.values() for u in m.peerURLs}
         if used & set(peer_urls):
             raise errors.ErrPeerURLExist()
-        if is_learner:
-            if sum(1 for m in self.members.values() if m.isLearner) >= self.max_learners:
-                raise errors.ErrTooManyLearners()
-        elif self.strict:
+        if is_learner and sum(1 for m in self.members.values() if m.isLearner) >= self.max_learners:
+            raise errors.ErrTooManyLearners()
+        if self.strict:
             voters = [i for i, m in self.members.items() if not m.isLearner]
             started, after = self._started_voters(voters), len(voters) + 1
             # etcd lets a one-member cluster grow to two (restoring a cluster from one member's data).
-            if not (started == 1 and after == 2) and started < after // 2 + 1:
+            if not is_learner and not (started == 1 and after == 2) and started < after // 2 + 1:
                 raise errors.ErrMemberNotEnoughStarted()
             if not all(self._active(i) for i in voters):
                 raise errors.ErrUnhealthy()
@@ -108,7 +111,7 @@ class MemberOps:
             if self._started_voters(voters) < len(voters) // 2 + 1:
                 raise errors.ErrMemberNotEnoughStarted()
             # A member that is down is safe to remove: it is not part of the active quorum.
-            if self._active(member_id):
+            if self._active(member_id, for_interval=0):
                 all_voters = [i for i, m in self.members.items() if not m.isLearner]
                 active = sum(1 for i in all_voters if self._active(i))
                 if active - 1 < 1 + (len(all_voters) - 1) // 2:

@@ -43,6 +43,7 @@ log = logging.getLogger("etcdpy.server.replication")
 BOOTSTRAP_TERM = 1
 CLUSTER_VERSION = "3.4.0"  # what etcd 3.4 members agree on
 CLUSTER_VERSION_KEY = schema.META + b"cluster_version"
+REMOVED_PREFIX = schema.META + b"removed/"  # + member ID: members removed from the cluster
 
 
 def bootstrap_new_cluster(raftlog: RaftLog, cluster: Cluster) -> None:
@@ -129,8 +130,10 @@ class Replication:
             snapshot_source=self._snapshot_source,
             report_unreachable=self.node.report_unreachable,
             report_snapshot=self.node.report_snapshot,
+            on_removed=self._removed_by_peers,
         )
         self.node.send = self.transport.send
+        self._load_removed()
         applier.register("member_attributes", self._apply_member_attributes)
         applier.register("cluster_version_set", self._apply_cluster_version)
         raw_version = backend.get(CLUSTER_VERSION_KEY)
@@ -169,7 +172,7 @@ class Replication:
         The caller bounds the wait: raft may replace the change with an empty entry
         (another change pending), and then it never applies.
         """
-        cc.id = (self.cluster.local_id << 20) ^ next(self._cc_ids)
+        cc.id = ((self.cluster.local_id & 0xFFFFFFFF) << 32) | (next(self._cc_ids) & 0xFFFFFFFF)
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._cc_waiters[cc.id] = waiter
         try:
@@ -192,6 +195,18 @@ class Replication:
 
     async def stop(self) -> None:
         await self.node.stop()
+
+    def _removed_by_peers(self) -> None:
+        if not self.removed:
+            log.warning("member %x: %s", self.cluster.local_id, "removed from the cluster; stopping")
+        self.removed = True
+        self.removed_event.set()
+
+    def _load_removed(self) -> None:
+        self.transport.removed = {
+            int.from_bytes(key[len(REMOVED_PREFIX) :], "big")
+            for key in self.backend.db.iterator(prefix=REMOVED_PREFIX, include_value=False)
+        }
 
     # ---- applying ----
 
@@ -236,10 +251,11 @@ class Replication:
                 elif single.type == pb.ConfChangeRemoveNode:
                     cluster.members.pop(mid, None)
                     wb.delete(schema.MEMBERS + mid.to_bytes(8, "big"))
+                    wb.put(REMOVED_PREFIX + mid.to_bytes(8, "big"), b"")
                     self.transport.remove_peer(mid)
+                    self.transport.removed.add(mid)
                     if mid == cluster.local_id:
-                        self.removed = True
-                        self.removed_event.set()
+                        self._removed_by_peers()
 
     def _apply_member_attributes(
         self, batch: Batch, req: raft_internal_pb2.MemberAttributesRequest
@@ -283,6 +299,7 @@ class Replication:
         loaded = Cluster.load(self.backend)
         if loaded is not None:
             self.cluster.members = loaded.members
+        self._load_removed()
         for mid in list(self.transport.peers):
             if mid not in self.cluster.members:
                 self.transport.remove_peer(mid)

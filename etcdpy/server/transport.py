@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
@@ -33,6 +34,8 @@ log = logging.getLogger("etcdpy.server.transport")
 QUEUE_BATCHES = 1024  # batches queued per peer before messages to it are dropped
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 1.0
+CONNECT_TIMEOUT = 1.0  # seconds to wait for a connection before backing off
+REMOVED_TEXT = "the member has been permanently removed from the cluster"
 MAX_MESSAGE_BYTES = 2**31 - 1
 
 MessageSink = Callable[[pb.Message], None]
@@ -54,7 +57,8 @@ class PeerSender:
         self.peer_id = peer_id
         self.urls = tuple(urls)
         self.queue: asyncio.Queue[list[pb.Message]] = asyncio.Queue(QUEUE_BATCHES)
-        self.active = False  # a stream is open and has delivered (health, for status)
+        self.active = False  # a stream is open and has carried messages
+        self.connected_since: float | None = None  # monotonic time the current connection came up
         self._task: asyncio.Task[None] | None = None
         self._channel: grpc.aio.Channel | None = None
 
@@ -89,15 +93,28 @@ class PeerSender:
                 ],
             )
             try:
+                await asyncio.wait_for(self._channel.channel_ready(), CONNECT_TIMEOUT)
+                self.connected_since = time.monotonic()
+                backoff = BACKOFF_MIN
                 stub = peer_pb2_grpc.PeerStub(self._channel)  # type: ignore[no-untyped-call]
                 await stub.Send(self._batches())
+            except TimeoutError:
+                pass  # the peer is down: retry after the backoff
             except grpc.aio.AioRpcError as exc:
-                if self.active:
+                if exc.code() is grpc.StatusCode.PERMISSION_DENIED and exc.details() == REMOVED_TEXT:
+                    self.transport.on_removed()
+                elif exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
+                    log.error(
+                        "peer %x refused our messages: %s (check --initial-cluster, --initial-cluster-token)",
+                        self.peer_id,
+                        exc.details(),
+                    )
+                elif self.active:
                     log.warning("lost the stream to peer %x: %s", self.peer_id, exc.code().name)
-                    backoff = BACKOFF_MIN
             finally:
                 await self._channel.close(None)
             self.active = False
+            self.connected_since = None
             # Messages queued for a dead stream are stale; raft resends what it still needs.
             while not self.queue.empty():
                 self.queue.get_nowait()
@@ -151,6 +168,7 @@ class Transport:
         snapshot_source: SnapshotSource,
         report_unreachable: Report,
         report_snapshot: SnapshotReport,
+        on_removed: Callable[[], None] = lambda: None,
     ) -> None:
         self.local_id = local_id
         self.cluster_id = cluster_id
@@ -159,6 +177,8 @@ class Transport:
         self.snapshot_source = snapshot_source
         self.report_unreachable = report_unreachable
         self.report_snapshot = report_snapshot
+        self.on_removed = on_removed  # a peer says this member was removed from the cluster
+        self.removed: set[int] = set()  # members removed from the cluster: their messages are refused
         self.peers: dict[int, PeerSender] = {}
         self._snapshot_tasks: set[asyncio.Task[None]] = set()
 
@@ -202,14 +222,10 @@ class Transport:
         self._snapshot_tasks.add(task)
         task.add_done_callback(self._snapshot_tasks.discard)
 
-    def is_active(self, peer_id: int) -> bool:
-        """Whether the stream to the peer works: delivering, or connected and idle."""
+    def active_since(self, peer_id: int) -> float | None:
+        """Monotonic time since which the connection to the peer has been up (None: it is down)."""
         sender = self.peers.get(peer_id)
-        if sender is None:
-            return False
-        channel = sender._channel
-        connected = channel is not None and channel.get_state() is grpc.ChannelConnectivity.READY
-        return sender.active or connected
+        return None if sender is None else sender.connected_since
 
     async def stop(self) -> None:
         for sender in list(self.peers.values()):
@@ -234,6 +250,8 @@ class PeerService(peer_pb2_grpc.PeerServicer):
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"cluster ID mismatch: local {self.t.cluster_id:x}, remote {batch.cluster_id:x}",
                 )
+            if getattr(batch, "from") in self.t.removed:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, REMOVED_TEXT)
             for m in batch.messages:
                 self.t.on_message(m)
         return peer_pb2.SendResponse(cluster_id=self.t.cluster_id)

@@ -120,6 +120,22 @@ def etcdctl(
     return result
 
 
+def etcdctl_until_ok(endpoints: str, *args: str, timeout: float = 15.0) -> subprocess.CompletedProcess[str]:
+    """Run etcdctl until it succeeds: membership changes are refused as "unhealthy" until every
+    member has been connected for etcd's health interval (5 s)."""
+    results: list[subprocess.CompletedProcess[str]] = []
+
+    def ok() -> bool:
+        results.append(etcdctl(endpoints, *args, check=False))
+        return results[-1].returncode == 0
+
+    try:
+        wait_until(ok, timeout, f"etcdctl {' '.join(args)} kept failing")
+    except AssertionError:
+        raise AssertionError(f"etcdctl {' '.join(args)} kept failing: {results[-1].stderr}") from None
+    return results[-1]
+
+
 def etcdpy_cli(endpoints: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     """Run etcdpy's own CLI against `endpoints`."""
     import sys

