@@ -333,3 +333,16 @@ def test_random_writers_and_watchers_keep_every_guarantee(tmp_path: Path, seed: 
     history = history_from_writes(writes, compactions=compactions[1:])
     result = check_watches(history, watched, options=WatchCheckOptions(allow_compacted_tombstones=True))
     assert result.ok, result.explain()
+
+
+def test_after_a_restore_synced_watchers_catch_up_from_history(tmp_path: Path) -> None:
+    async def body(s: Setup) -> None:
+        stream = s.stream()
+        stream.create(Create(key=b"k"))
+        s.member.applier.on_events = None  # revisions written while the store is replaced: no live events
+        revs = [s.put(b"k", b"%d" % i) for i in range(3)]
+        s.hub.restore(s.member.applier.current_revision)
+        responses = await drain(stream)
+        assert [r for _, r, _ in events_of(responses)] == revs
+
+    run(tmp_path, body)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -36,10 +36,18 @@ def _servicers(server: EtcdServer, max_txn_ops: int) -> list[tuple[Callable[...,
     ]
 
 
-async def register_services(grpc_server: grpc.aio.Server, server: EtcdServer, *, max_txn_ops: int) -> None:
-    """Add KV, Maintenance, Cluster and grpc.health.v1 (serving) to a grpc.aio server."""
+async def register_services(
+    grpc_server: grpc.aio.Server,
+    server: EtcdServer,
+    *,
+    max_txn_ops: int,
+    extra: Sequence[tuple[Callable[..., None], object]] = (),
+) -> None:
+    """Add KV, Maintenance, Cluster, ``extra`` (add_*, servicer) and grpc.health.v1 to a grpc.aio server."""
     for add, _base, servicer in _servicers(server, max_txn_ops):
         add(servicer, grpc_server)
+    for add_extra, extra_servicer in extra:
+        add_extra(extra_servicer, grpc_server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # grpc-stubs lacks .aio
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     await health_servicer.set("", SERVING)

@@ -158,6 +158,14 @@ class WatchHub:
         if self._unsynced:
             self.wake()
 
+    def restore(self, rev: int) -> None:
+        """The store was replaced (raft snapshot): every synced watcher catches up from history to ``rev``."""
+        caught_up_to = self.rev
+        for watcher in [*self._ranges, *(w for ws in self._by_key.values() for w in ws)]:
+            self._make_unsynced(watcher, max(watcher.next_rev, caught_up_to + 1))
+        self.rev = rev
+        self.wake()
+
     def notify_progress(self) -> None:
         """Send a progress notification to every synced watcher that asked for them."""
         for watcher in [*self._ranges, *(w for ws in self._by_key.values() for w in ws)]:

@@ -1,0 +1,86 @@
+"""LeaseWatch: a member's lessor, watch hub and lease driver, and the services over them.
+
+`main` attaches it to the member before the member starts applying entries (lease
+requests in the log need the lessor), starts its tasks, and passes its servicers
+to the gRPC server::
+
+    lease_watch = LeaseWatch.attach(server, election_timeout_ms=config.election_timeout_ms)
+    ...register_services(..., extra=lease_watch.servicers(max_response_bytes))
+    tasks = lease_watch.start(); ...; await lease_watch.stop()
+
+After a raft snapshot replaced the database, call `reload` (after the applier's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from etcdpy.api.etcdserverpb import rpc_pb2_grpc
+from etcdpy.server.etcdserver import EtcdServer
+from etcdpy.server.lease import LeaseDriver, Lessor, min_lease_ttl
+from etcdpy.server.services.lease import LeaseService
+from etcdpy.server.services.watch import WatchService
+from etcdpy.server.watch import WatchHub
+
+Servicer = tuple[Callable[..., None], object]  # (generated add_*_to_server, servicer)
+
+
+class LeaseWatch:
+    """LeaseWatch owns the lease and watch state of one member."""
+
+    def __init__(self, server: EtcdServer, lessor: Lessor, *, checkpoint: bool = True) -> None:
+        self.server = server
+        self.lessor = lessor
+        self.hub = WatchHub(server.applier.store, fill_header=server.fill_header)
+        self.driver = LeaseDriver(lessor, server.propose, is_leader=self.is_leader, checkpoint=checkpoint)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def attach(cls, server: EtcdServer, *, election_timeout_ms: int, checkpoint: bool = True) -> LeaseWatch:
+        """Make the member's applier apply lease requests and publish events to a new hub.
+
+        Call before the member applies anything (before ``server.start``).
+        """
+        applier = server.applier
+        lessor = Lessor(applier.backend, min_ttl=min_lease_ttl(election_timeout_ms))
+        applier.store.leases = lessor
+        for kind, handler in lessor.handlers().items():
+            applier.register(kind, handler)
+        lessor.restore_keys(applier.store.leased_keys())
+        self = cls(server, lessor, checkpoint=checkpoint)
+        applier.on_events = self.hub.on_events
+        return self
+
+    def is_leader(self) -> bool:
+        """The hook the lease driver follows: only the leader counts leases down."""
+        return bool(self.server.log.leader_id == self.server.cluster.local_id)
+
+    def reload(self) -> None:
+        """Re-read leases after the database content was replaced (raft snapshot installed)."""
+        self.lessor.reload()
+        self.lessor.restore_keys(self.server.applier.store.leased_keys())
+        self.hub.restore(self.server.applier.current_revision)
+
+    def servicers(self, max_response_bytes: int) -> list[Servicer]:
+        return [
+            (
+                rpc_pb2_grpc.add_WatchServicer_to_server,
+                WatchService(self.hub, max_response_bytes=max_response_bytes),
+            ),
+            (rpc_pb2_grpc.add_LeaseServicer_to_server, LeaseService(self.server, self.lessor, self.driver)),
+        ]
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.hub.run(), name="etcdpy-watch"),
+            loop.create_task(self.driver.run(), name="etcdpy-leases"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
+        self._tasks = []

@@ -1,0 +1,52 @@
+"""Watch service: one WatchStream per bidirectional call; requests in, the stream's responses out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpy.server.services.common import Context, answers_unimplemented
+from etcdpy.server.watch import WatchHub, WatchStream
+
+
+@answers_unimplemented
+class WatchService(rpc_pb2_grpc.WatchServicer):
+    """/etcdserverpb.Watch/Watch."""
+
+    def __init__(self, hub: WatchHub, *, max_response_bytes: int) -> None:
+        self.hub = hub
+        self.max_response_bytes = max_response_bytes
+
+    async def Watch(
+        self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest], context: Context
+    ) -> AsyncIterator[rpc_pb2.WatchResponse]:
+        stream = self.hub.new_stream(max_response_bytes=self.max_response_bytes)
+        receiving = asyncio.get_running_loop().create_task(_receive(request_iterator, stream))
+        try:
+            while (response := await stream.next()) is not None:
+                yield response
+        finally:
+            receiving.cancel()
+            stream.close()
+
+
+async def _receive(requests: AsyncIterator[rpc_pb2.WatchRequest], stream: WatchStream) -> None:
+    """Apply the client's requests in order; a broken call closes the stream.
+
+    A client that half-closes keeps its watchers, as with etcd: the call ends
+    when the client cancels it.
+    """
+    try:
+        async for request in requests:
+            which = request.WhichOneof("request_union")
+            if which == "create_request":
+                stream.create(request.create_request)
+            elif which == "cancel_request":
+                stream.cancel(request.cancel_request.watch_id)
+            elif which == "progress_request":
+                stream.request_progress()
+    except (asyncio.CancelledError, GeneratorExit):
+        raise
+    except Exception:  # the call broke (client gone, bad message): nothing left to serve
+        stream.close()
