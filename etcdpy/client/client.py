@@ -19,8 +19,10 @@ from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
 from etcdpy.client import requests as rq
 from etcdpy.client.endpoints import Endpoint
+from etcdpy.client.lease import LeaseMixin
 from etcdpy.client.requests import Bytes, SortOrder, SortTarget
 from etcdpy.client.transport import TLSConfig, Transport, UnaryMethod
+from etcdpy.client.watch import WatchMixin
 
 DEFAULT_ENDPOINT = "127.0.0.1:2379"
 
@@ -51,7 +53,7 @@ def _auth(name: str) -> Callable[[grpc.Channel], UnaryMethod]:
     return _stub("AuthStub", name)
 
 
-class Client:
+class Client(LeaseMixin, WatchMixin):
     """A connection to an etcd cluster through one or more endpoints.
 
     Every call has a deadline: ``timeout`` if given, else ``command_timeout``.
@@ -234,7 +236,64 @@ class Client:
         )
         return response
 
+    def member_add(
+        self, peer_urls: list[str], *, is_learner: bool = False, timeout: float | None = None
+    ) -> pb.MemberAddResponse:
+        """Add a member (a learner if asked) with these peer URLs; it joins once started."""
+        response: pb.MemberAddResponse = self._call(
+            _cluster("MemberAdd"),
+            pb.MemberAddRequest(peerURLs=peer_urls, isLearner=is_learner),
+            timeout,
+            idempotent=False,
+        )
+        return response
+
+    def member_remove(self, member_id: int, *, timeout: float | None = None) -> pb.MemberRemoveResponse:
+        """Remove a member from the cluster."""
+        response: pb.MemberRemoveResponse = self._call(
+            _cluster("MemberRemove"), pb.MemberRemoveRequest(ID=member_id), timeout, idempotent=False
+        )
+        return response
+
+    def member_update(
+        self, member_id: int, peer_urls: list[str], *, timeout: float | None = None
+    ) -> pb.MemberUpdateResponse:
+        """Change a member's peer URLs."""
+        response: pb.MemberUpdateResponse = self._call(
+            _cluster("MemberUpdate"),
+            pb.MemberUpdateRequest(ID=member_id, peerURLs=peer_urls),
+            timeout,
+            idempotent=False,
+        )
+        return response
+
+    def member_promote(self, member_id: int, *, timeout: float | None = None) -> pb.MemberPromoteResponse:
+        """Promote a learner that has caught up with the leader to a voting member."""
+        response: pb.MemberPromoteResponse = self._call(
+            _cluster("MemberPromote"), pb.MemberPromoteRequest(ID=member_id), timeout, idempotent=False
+        )
+        return response
+
+    def move_leader(
+        self, target_id: int, endpoint: str | None = None, *, timeout: float | None = None
+    ) -> pb.MoveLeaderResponse:
+        """Ask the leader (at ``endpoint``) to hand leadership to ``target_id``."""
+        response: pb.MoveLeaderResponse = self._call(
+            _maintenance("MoveLeader"),
+            pb.MoveLeaderRequest(targetID=target_id),
+            timeout,
+            idempotent=False,
+            endpoint=endpoint,
+        )
+        return response
+
     # -- plumbing
+
+    def stream_channel(self) -> tuple[grpc.Channel, list[tuple[str, str]]]:
+        """The channel (to the first endpoint) and metadata for a streaming call (watch, keep-alive)."""
+        if self._user is not None and self._token is None:
+            self.authenticate()
+        return self._transport.channel(self.endpoints[0]), [("token", self._token)] if self._token else []
 
     def _call(
         self,

@@ -93,6 +93,22 @@ class Printer:
     def member_list(self, response: pb.MemberListResponse) -> None:
         raise self.unsupported()
 
+    def member_add(self, response: pb.MemberAddResponse, name: str) -> None:
+        """`member add` of a member called `name` (the simple format adds its environment lines)."""
+        raise self.unsupported()
+
+    def member_remove(self, member_id: int, response: pb.MemberRemoveResponse) -> None:
+        raise self.unsupported()
+
+    def member_update(self, member_id: int, response: pb.MemberUpdateResponse) -> None:
+        raise self.unsupported()
+
+    def member_promote(self, member_id: int, response: pb.MemberPromoteResponse) -> None:
+        raise self.unsupported()
+
+    def move_leader(self, leader_id: int, target_id: int, response: pb.MoveLeaderResponse) -> None:
+        raise self.unsupported()
+
     def endpoint_status(self, statuses: Sequence[EndpointStatus]) -> None:
         raise self.unsupported()
 

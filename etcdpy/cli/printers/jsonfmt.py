@@ -59,6 +59,21 @@ class JSONPrinter(Printer):
     def member_list(self, response: pb.MemberListResponse) -> None:
         self.message(response)
 
+    def member_add(self, response: pb.MemberAddResponse, name: str) -> None:
+        self.message(response)
+
+    def member_remove(self, member_id: int, response: pb.MemberRemoveResponse) -> None:
+        self.message(response)
+
+    def member_update(self, member_id: int, response: pb.MemberUpdateResponse) -> None:
+        self.message(response)
+
+    def member_promote(self, member_id: int, response: pb.MemberPromoteResponse) -> None:
+        self.message(response)
+
+    def move_leader(self, leader_id: int, target_id: int, response: pb.MoveLeaderResponse) -> None:
+        self.message(response)
+
     def endpoint_status(self, statuses: Sequence[EndpointStatus]) -> None:
         items = [
             f'{{"Endpoint":{go_json_string(s.endpoint)},"Status":{self.encode(s.response)}}}'

@@ -30,3 +30,18 @@ class ProtobufPrinter(Printer):
 
     def member_list(self, response: pb.MemberListResponse) -> None:
         self.message(response)
+
+    def member_add(self, response: pb.MemberAddResponse, name: str) -> None:
+        self.message(response)
+
+    def member_remove(self, member_id: int, response: pb.MemberRemoveResponse) -> None:
+        self.message(response)
+
+    def member_update(self, member_id: int, response: pb.MemberUpdateResponse) -> None:
+        self.message(response)
+
+    def member_promote(self, member_id: int, response: pb.MemberPromoteResponse) -> None:
+        self.message(response)
+
+    def move_leader(self, leader_id: int, target_id: int, response: pb.MoveLeaderResponse) -> None:
+        self.message(response)

@@ -8,6 +8,7 @@ from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.cli.printers import EndpointHashKV, EndpointHealth, EndpointStatus, Printer
 from etcdpy.cli.printers import rows as tables
+from etcdpy.cli.printers.goformat import go_quote
 
 
 def hex_escaped(data: bytes) -> bytes:
@@ -63,6 +64,31 @@ class SimplePrinter(Printer):
 
     def member_list(self, response: pb.MemberListResponse) -> None:
         self._rows(tables.member_list_table(response))
+
+    def member_add(self, response: pb.MemberAddResponse, name: str) -> None:
+        added = response.member
+        self.output.line(f"Member {added.ID:16x} added to cluster {response.header.cluster_id:16x}")
+        # The environment of the new member, ready to paste (etcdctl prints it in the simple format only).
+        initial = [
+            f"{name if m.ID == added.ID else m.name}={url}" for m in response.members for url in m.peerURLs
+        ]
+        self.output.line()
+        self.output.line(f"ETCD_NAME={go_quote(name)}")
+        self.output.line(f"ETCD_INITIAL_CLUSTER={go_quote(','.join(initial))}")
+        self.output.line(f"ETCD_INITIAL_ADVERTISE_PEER_URLS={go_quote(','.join(added.peerURLs))}")
+        self.output.line('ETCD_INITIAL_CLUSTER_STATE="existing"')
+
+    def member_remove(self, member_id: int, response: pb.MemberRemoveResponse) -> None:
+        self.output.line(f"Member {member_id:16x} removed from cluster {response.header.cluster_id:16x}")
+
+    def member_update(self, member_id: int, response: pb.MemberUpdateResponse) -> None:
+        self.output.line(f"Member {member_id:16x} updated in cluster {response.header.cluster_id:16x}")
+
+    def member_promote(self, member_id: int, response: pb.MemberPromoteResponse) -> None:
+        self.output.line(f"Member {member_id:16x} promoted in cluster {response.header.cluster_id:16x}")
+
+    def move_leader(self, leader_id: int, target_id: int, response: pb.MoveLeaderResponse) -> None:
+        self.output.line(f"Leadership transferred from {leader_id:x} to {target_id:x}")
 
     def endpoint_status(self, statuses: Sequence[EndpointStatus]) -> None:
         self._rows(tables.endpoint_status_table(statuses))
