@@ -1,0 +1,139 @@
+"""Lease calls of `Client`: grant, revoke, time-to-live, list, and keep-alive over its stream."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol
+
+import grpc
+from google.protobuf.message import Message
+
+from etcdpy.api.errors import ErrLeaseNotFound
+from etcdpy.api.etcdserverpb import rpc_pb2 as pb
+from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
+from etcdpy.client.errors import from_rpc_error
+from etcdpy.client.transport import UnaryMethod
+
+_LeaseStub: Any = rpc.LeaseStub  # the generated stubs are untyped
+
+
+def _lease(name: str) -> Callable[[grpc.Channel], UnaryMethod]:
+    def bind(channel: grpc.Channel) -> UnaryMethod:
+        bound: UnaryMethod = getattr(_LeaseStub(channel), name)
+        return bound
+
+    return bind
+
+
+class _Calls(Protocol):
+    command_timeout: float
+
+    def _call(
+        self,
+        method: Callable[[grpc.Channel], UnaryMethod],
+        request: Message,
+        timeout: float | None,
+        *,
+        idempotent: bool,
+        endpoint: str | None = None,
+    ) -> Any: ...
+
+    def stream_channel(self) -> tuple[grpc.Channel, list[tuple[str, str]]]: ...
+
+
+class LeaseMixin:
+    """The Lease service's calls (mixed into `Client`)."""
+
+    def lease_grant(
+        self: _Calls, ttl: int, lease_id: int = 0, *, timeout: float | None = None
+    ) -> pb.LeaseGrantResponse:
+        """Grant a lease of ``ttl`` seconds (the server raises it to its minimum); ID 0: the server picks."""
+        response: pb.LeaseGrantResponse = self._call(
+            _lease("LeaseGrant"), pb.LeaseGrantRequest(TTL=ttl, ID=lease_id), timeout, idempotent=False
+        )
+        return response
+
+    def lease_revoke(self: _Calls, lease_id: int, *, timeout: float | None = None) -> pb.LeaseRevokeResponse:
+        """Revoke a lease, deleting every key attached to it."""
+        response: pb.LeaseRevokeResponse = self._call(
+            _lease("LeaseRevoke"), pb.LeaseRevokeRequest(ID=lease_id), timeout, idempotent=False
+        )
+        return response
+
+    def lease_time_to_live(
+        self: _Calls, lease_id: int, *, keys: bool = False, timeout: float | None = None
+    ) -> pb.LeaseTimeToLiveResponse:
+        """Granted and remaining TTL (TTL -1: the lease is gone), with the attached keys if asked."""
+        response: pb.LeaseTimeToLiveResponse = self._call(
+            _lease("LeaseTimeToLive"),
+            pb.LeaseTimeToLiveRequest(ID=lease_id, keys=keys),
+            timeout,
+            idempotent=True,
+        )
+        return response
+
+    def lease_leases(self: _Calls, *, timeout: float | None = None) -> pb.LeaseLeasesResponse:
+        """Every lease's ID."""
+        response: pb.LeaseLeasesResponse = self._call(
+            _lease("LeaseLeases"), pb.LeaseLeasesRequest(), timeout, idempotent=True
+        )
+        return response
+
+    def lease_keep_alive_once(
+        self: _Calls, lease_id: int, *, timeout: float | None = None
+    ) -> pb.LeaseKeepAliveResponse:
+        """Renew a lease once; ErrLeaseNotFound if it expired or was revoked (etcd answers TTL 0)."""
+        channel, metadata = self.stream_channel()
+        seconds = self.command_timeout if timeout is None else timeout
+        call = _LeaseStub(channel).LeaseKeepAlive(
+            iter([pb.LeaseKeepAliveRequest(ID=lease_id)]), timeout=seconds, metadata=metadata or None
+        )
+        try:
+            response: pb.LeaseKeepAliveResponse = next(call)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        finally:
+            call.cancel()
+        if response.TTL <= 0:
+            raise ErrLeaseNotFound()
+        return response
+
+    def lease_keep_alive(self: _Calls, lease_id: int) -> KeepAlive:
+        """Renew a lease every third of its TTL until `KeepAlive.close`; iterate for the responses."""
+        channel, metadata = self.stream_channel()
+        return KeepAlive(channel, metadata, lease_id)
+
+
+class KeepAlive:
+    """A running keep-alive: yields each LeaseKeepAliveResponse; ends once the lease is gone (TTL 0)."""
+
+    def __init__(self, channel: grpc.Channel, metadata: list[tuple[str, str]], lease_id: int) -> None:
+        self.lease_id = lease_id
+        self._closed = threading.Event()
+        self._call = _LeaseStub(channel).LeaseKeepAlive(self._requests(), metadata=metadata or None)
+        self._next_interval = 0.0
+
+    def _requests(self) -> Iterator[pb.LeaseKeepAliveRequest]:
+        while not self._closed.is_set():
+            yield pb.LeaseKeepAliveRequest(ID=self.lease_id)
+            # The next renewal after a third of the TTL the server last reported (as etcd's client).
+            self._closed.wait(self._next_interval or 0.5)
+
+    def __iter__(self) -> Iterator[pb.LeaseKeepAliveResponse]:
+        try:
+            for response in self._call:
+                if response.TTL <= 0:
+                    return
+                self._next_interval = max(response.TTL / 3.0, 0.5)
+                yield response
+        except grpc.RpcError as err:
+            if self._closed.is_set():
+                return
+            raise from_rpc_error(err) from None
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._closed.set()
+        self._call.cancel()
