@@ -1,0 +1,345 @@
+"""`Client`: a small synchronous etcd v3 client over the generated gRPC stubs.
+
+Responses are the protobuf messages themselves (``RangeResponse``,
+``PutResponse`` ...), exactly as the server sent them; failures raise an
+`EtcdError` (see `etcdpy.client.errors`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from etcdpy.api.errors import ErrAuthNotEnabled, ErrInvalidAuthToken
+from etcdpy.api.etcdserverpb import rpc_pb2 as pb
+from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
+from etcdpy.client import requests as rq
+from etcdpy.client.endpoints import Endpoint
+from etcdpy.client.lease import LeaseMixin
+from etcdpy.client.requests import Bytes, SortOrder, SortTarget
+from etcdpy.client.transport import TLSConfig, Transport, UnaryMethod
+from etcdpy.client.watch import WatchMixin
+
+DEFAULT_ENDPOINT = "127.0.0.1:2379"
+
+
+def _stub(service: str, method: str) -> Callable[[grpc.Channel], UnaryMethod]:
+    """The bound stub method ``service.method`` for a channel (the generated stubs are untyped)."""
+
+    def bind(channel: grpc.Channel) -> UnaryMethod:
+        bound: UnaryMethod = getattr(getattr(rpc, service)(channel), method)
+        return bound
+
+    return bind
+
+
+def _kv(name: str) -> Callable[[grpc.Channel], UnaryMethod]:
+    return _stub("KVStub", name)
+
+
+def _maintenance(name: str) -> Callable[[grpc.Channel], UnaryMethod]:
+    return _stub("MaintenanceStub", name)
+
+
+def _cluster(name: str) -> Callable[[grpc.Channel], UnaryMethod]:
+    return _stub("ClusterStub", name)
+
+
+def _auth(name: str) -> Callable[[grpc.Channel], UnaryMethod]:
+    return _stub("AuthStub", name)
+
+
+class Client(LeaseMixin, WatchMixin):
+    """A connection to an etcd cluster through one or more endpoints.
+
+    Every call has a deadline: ``timeout`` if given, else ``command_timeout``.
+    ``user``/``password`` authenticate lazily, before the first call; the token
+    travels as the ``token`` metadata etcd expects.
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[str] | str = (DEFAULT_ENDPOINT,),
+        *,
+        dial_timeout: float = 2.0,
+        command_timeout: float = 5.0,
+        keepalive_time: float = 2.0,
+        keepalive_timeout: float = 6.0,
+        user: str | None = None,
+        password: str | None = None,
+        tls: TLSConfig | None = None,
+    ) -> None:
+        texts = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+        self.endpoints = [Endpoint.parse(text) for text in texts]
+        self.command_timeout = command_timeout
+        self._transport = Transport(
+            self.endpoints,
+            dial_timeout=dial_timeout,
+            keepalive_time=keepalive_time,
+            keepalive_timeout=keepalive_timeout,
+            tls=tls,
+        )
+        self._user = user
+        self._password = password
+        self._token: str | None = None
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._transport.close()
+
+    # -- KV
+
+    def get(
+        self,
+        key: Bytes,
+        range_end: Bytes | None = None,
+        *,
+        prefix: bool = False,
+        from_key: bool = False,
+        limit: int = 0,
+        revision: int = 0,
+        sort_order: SortOrder = SortOrder.NONE,
+        sort_target: SortTarget = SortTarget.KEY,
+        serializable: bool = False,
+        keys_only: bool = False,
+        count_only: bool = False,
+        timeout: float | None = None,
+    ) -> pb.RangeResponse:
+        """Read a key, a range ``[key, range_end)``, a prefix or everything from a key on."""
+        request = rq.range_request(
+            key,
+            range_end,
+            prefix=prefix,
+            from_key=from_key,
+            limit=limit,
+            revision=revision,
+            sort_order=sort_order,
+            sort_target=sort_target,
+            serializable=serializable,
+            keys_only=keys_only,
+            count_only=count_only,
+        )
+        return self.send_range(request, timeout=timeout)
+
+    def send_range(self, request: pb.RangeRequest, *, timeout: float | None = None) -> pb.RangeResponse:
+        """Send a prepared RangeRequest."""
+        response: pb.RangeResponse = self._call(_kv("Range"), request, timeout, idempotent=True)
+        return response
+
+    def put(
+        self,
+        key: Bytes,
+        value: Bytes = b"",
+        *,
+        lease: int = 0,
+        prev_kv: bool = False,
+        ignore_value: bool = False,
+        ignore_lease: bool = False,
+        timeout: float | None = None,
+    ) -> pb.PutResponse:
+        """Write ``value`` under ``key`` (attached to ``lease`` if not 0)."""
+        request = rq.put_request(
+            key, value, lease=lease, prev_kv=prev_kv, ignore_value=ignore_value, ignore_lease=ignore_lease
+        )
+        return self.send_put(request, timeout=timeout)
+
+    def send_put(self, request: pb.PutRequest, *, timeout: float | None = None) -> pb.PutResponse:
+        """Send a prepared PutRequest."""
+        response: pb.PutResponse = self._call(_kv("Put"), request, timeout, idempotent=False)
+        return response
+
+    def delete(
+        self,
+        key: Bytes,
+        range_end: Bytes | None = None,
+        *,
+        prefix: bool = False,
+        from_key: bool = False,
+        prev_kv: bool = False,
+        timeout: float | None = None,
+    ) -> pb.DeleteRangeResponse:
+        """Delete a key, a range, a prefix or everything from a key on."""
+        request = rq.delete_request(key, range_end, prefix=prefix, from_key=from_key, prev_kv=prev_kv)
+        return self.send_delete(request, timeout=timeout)
+
+    def send_delete(
+        self, request: pb.DeleteRangeRequest, *, timeout: float | None = None
+    ) -> pb.DeleteRangeResponse:
+        """Send a prepared DeleteRangeRequest."""
+        response: pb.DeleteRangeResponse = self._call(_kv("DeleteRange"), request, timeout, idempotent=False)
+        return response
+
+    def txn(
+        self,
+        compare: Sequence[pb.Compare] = (),
+        success: Sequence[pb.RequestOp] = (),
+        failure: Sequence[pb.RequestOp] = (),
+        *,
+        timeout: float | None = None,
+    ) -> pb.TxnResponse:
+        """If every compare holds, run ``success``, else ``failure``, atomically at one revision."""
+        return self.send_txn(
+            pb.TxnRequest(compare=compare, success=success, failure=failure), timeout=timeout
+        )
+
+    def send_txn(self, request: pb.TxnRequest, *, timeout: float | None = None) -> pb.TxnResponse:
+        """Send a prepared TxnRequest."""
+        response: pb.TxnResponse = self._call(_kv("Txn"), request, timeout, idempotent=False)
+        return response
+
+    def compact(
+        self, revision: int, *, physical: bool = False, timeout: float | None = None
+    ) -> pb.CompactionResponse:
+        """Discard history before ``revision`` (``physical``: wait until it is removed from disk)."""
+        request = pb.CompactionRequest(revision=revision, physical=physical)
+        response: pb.CompactionResponse = self._call(_kv("Compact"), request, timeout, idempotent=False)
+        return response
+
+    # -- maintenance and cluster
+
+    def status(self, endpoint: str | None = None, *, timeout: float | None = None) -> pb.StatusResponse:
+        """The status of one member: ``endpoint``, or whichever endpoint answers."""
+        response: pb.StatusResponse = self._call(
+            _maintenance("Status"), pb.StatusRequest(), timeout, idempotent=True, endpoint=endpoint
+        )
+        return response
+
+    def hash_kv(
+        self, revision: int = 0, endpoint: str | None = None, *, timeout: float | None = None
+    ) -> pb.HashKVResponse:
+        """The hash of one member's KV history up to ``revision`` (0: all of it)."""
+        response: pb.HashKVResponse = self._call(
+            _maintenance("HashKV"),
+            pb.HashKVRequest(revision=revision),
+            timeout,
+            idempotent=True,
+            endpoint=endpoint,
+        )
+        return response
+
+    def member_list(self, *, timeout: float | None = None) -> pb.MemberListResponse:
+        """The cluster's members."""
+        response: pb.MemberListResponse = self._call(
+            _cluster("MemberList"), pb.MemberListRequest(), timeout, idempotent=True
+        )
+        return response
+
+    def member_add(
+        self, peer_urls: list[str], *, is_learner: bool = False, timeout: float | None = None
+    ) -> pb.MemberAddResponse:
+        """Add a member (a learner if asked) with these peer URLs; it joins once started."""
+        response: pb.MemberAddResponse = self._call(
+            _cluster("MemberAdd"),
+            pb.MemberAddRequest(peerURLs=peer_urls, isLearner=is_learner),
+            timeout,
+            idempotent=False,
+        )
+        return response
+
+    def member_remove(self, member_id: int, *, timeout: float | None = None) -> pb.MemberRemoveResponse:
+        """Remove a member from the cluster."""
+        response: pb.MemberRemoveResponse = self._call(
+            _cluster("MemberRemove"), pb.MemberRemoveRequest(ID=member_id), timeout, idempotent=False
+        )
+        return response
+
+    def member_update(
+        self, member_id: int, peer_urls: list[str], *, timeout: float | None = None
+    ) -> pb.MemberUpdateResponse:
+        """Change a member's peer URLs."""
+        response: pb.MemberUpdateResponse = self._call(
+            _cluster("MemberUpdate"),
+            pb.MemberUpdateRequest(ID=member_id, peerURLs=peer_urls),
+            timeout,
+            idempotent=False,
+        )
+        return response
+
+    def member_promote(self, member_id: int, *, timeout: float | None = None) -> pb.MemberPromoteResponse:
+        """Promote a learner that has caught up with the leader to a voting member."""
+        response: pb.MemberPromoteResponse = self._call(
+            _cluster("MemberPromote"), pb.MemberPromoteRequest(ID=member_id), timeout, idempotent=False
+        )
+        return response
+
+    def move_leader(
+        self, target_id: int, endpoint: str | None = None, *, timeout: float | None = None
+    ) -> pb.MoveLeaderResponse:
+        """Ask the leader (at ``endpoint``) to hand leadership to ``target_id``."""
+        response: pb.MoveLeaderResponse = self._call(
+            _maintenance("MoveLeader"),
+            pb.MoveLeaderRequest(targetID=target_id),
+            timeout,
+            idempotent=False,
+            endpoint=endpoint,
+        )
+        return response
+
+    # -- plumbing
+
+    def stream_channel(self) -> tuple[grpc.Channel, list[tuple[str, str]]]:
+        """The channel (to the first endpoint) and metadata for a streaming call (watch, keep-alive)."""
+        if self._user is not None and self._token is None:
+            self.authenticate()
+        return self._transport.channel(self.endpoints[0]), [("token", self._token)] if self._token else []
+
+    def _call(
+        self,
+        method: Callable[[grpc.Channel], UnaryMethod],
+        request: Message,
+        timeout: float | None,
+        *,
+        idempotent: bool,
+        endpoint: str | None = None,
+    ) -> Any:
+        seconds = self.command_timeout if timeout is None else timeout
+        target = Endpoint.parse(endpoint) if endpoint is not None else None
+        if self._user is not None and self._token is None:
+            self.authenticate(seconds)
+        try:
+            return self._send(method, request, seconds, idempotent, target)
+        except ErrInvalidAuthToken:
+            if self._user is None:
+                raise
+            # Simple tokens expire on the server; one fresh token, one retry.
+            self.authenticate(seconds)
+            return self._send(method, request, seconds, idempotent, target)
+
+    def _send(
+        self,
+        method: Callable[[grpc.Channel], UnaryMethod],
+        request: Message,
+        seconds: float,
+        idempotent: bool,
+        endpoint: Endpoint | None,
+    ) -> Any:
+        metadata = [("token", self._token)] if self._token else []
+        return self._transport.call(
+            method, request, timeout=seconds, metadata=metadata, idempotent=idempotent, endpoint=endpoint
+        )
+
+    def authenticate(self, timeout: float | None = None) -> None:
+        """Get a token for ``user``/``password`` now (calls do it lazily otherwise); no-op without a user."""
+        if self._user is None:
+            return
+        seconds = self.command_timeout if timeout is None else timeout
+        request = pb.AuthenticateRequest(name=self._user or "", password=self._password or "")
+        try:
+            response = self._transport.call(_auth("Authenticate"), request, timeout=seconds, idempotent=True)
+        except ErrAuthNotEnabled:
+            # etcd's Go client carries on without a token when auth is off.
+            self._user = None
+            return
+        self._token = str(response.token)
