@@ -67,3 +67,20 @@ def test_hashkv_agrees_on_every_member_after_load(tmp_path: Path, kind: str) -> 
             etcdctl(member.endpoint, "put", f"key{i % 7}", f"value{i}")
         etcdctl(cluster.members[1].endpoint, "del", "key3")
         wait_until(lambda: len(hashes(cluster)) == 1, 10, "members disagree on HashKV")
+
+
+def test_a_member_down_past_the_snapshot_count_catches_up_by_snapshot(tmp_path: Path) -> None:
+    # etcdpy only: etcd 3.4 keeps a fixed 5000-entry catch-up tail (no --snapshot-catchup-entries).
+    args = ["--snapshot-count", "40", "--snapshot-catchup-entries", "5"]
+    with running_cluster("etcdpy", tmp_path, 3, extra_args=args) as cluster:
+        leader = cluster.wait_leader()
+        down = next(m for m in cluster.members if m is not leader)
+        down.kill()
+        others = ",".join(m.endpoint for m in cluster.alive())
+        for i in range(120):
+            etcdctl(others, "put", f"bulk{i % 10}", str(i))
+        down.start()
+        wait_until(lambda: len(hashes(cluster)) == 1, 20, "the member never caught up")
+        got = etcdctl(down.endpoint, "get", "bulk9", "--consistency=s", "--print-value-only").stdout
+        assert got.split() == ["119"]
+        assert "installed snapshot" in down.read_log()
