@@ -196,6 +196,8 @@ class EtcdServer:
             raftIndex=self.log.commit_index,
             raftTerm=self.log.term,
             raftAppliedIndex=self.applier.applied_index,
+            isLearner=self.cluster.local_id in self.cluster.members and self.cluster.local.isLearner,
+            errors=[] if self.log.leader_id != NONE else [errors.ErrNoLeader().text],
         )
 
     def start(self, name: str, client_urls: list[str]) -> asyncio.Task[None]:

@@ -62,6 +62,8 @@ def test_a_learner_joins_catches_up_and_is_promoted(tmp_path: Path, kind: str) -
             10,
             "the learner never caught up",
         )
+        status = cluster.status(learner)
+        assert status is not None and status.get("isLearner") is True
         refused = etcdctl(learner.endpoint, "get", "k9", check=False)
         assert "rpc not supported for learner" in refused.stderr
         lid = member_id(cluster, "m3")
