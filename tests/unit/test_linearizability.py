@@ -342,3 +342,11 @@ def test_long_concurrent_history_is_decided_within_its_timeout() -> None:
     assert len(history) > 1500
     result = check_operations(KV_MODEL, history, timeout=60)
     assert result.outcome is Outcome.OK, result.explain(KV_MODEL)
+
+
+def test_the_package_docstring_example_runs() -> None:
+    doc = etcdpy.checker.__doc__
+    assert doc is not None
+    example = "\n".join(line[4:] for line in doc.splitlines() if line.startswith("    "))
+    assert "check_operations" in example
+    exec(example, dict(vars(etcdpy.checker)))
