@@ -12,6 +12,7 @@ from typing import BinaryIO
 
 import click
 
+from etcdpy.api.errors import EtcdError
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.cli.context import CliState, pass_state
 from etcdpy.cli.errors import CliError, ExitCode
@@ -187,12 +188,26 @@ stores the content of the file under <key>.
 @click.option("--prev-kv", is_flag=True, help="return the previous key-value pair before modification")
 @click.option("--ignore-value", is_flag=True, help="updates the key using its current value")
 @click.option("--ignore-lease", is_flag=True, help="updates the key using its current lease")
+@click.option(
+    "--ttl",
+    type=GoInt64(),
+    default=0,
+    help="grant a lease of this many seconds and attach the key to it (beyond etcdctl)",
+)
 @command_options
 @pass_state
 def put(
-    state: CliState, args: tuple[str, ...], lease: str, prev_kv: bool, ignore_value: bool, ignore_lease: bool
+    state: CliState,
+    args: tuple[str, ...],
+    lease: str,
+    prev_kv: bool,
+    ignore_value: bool,
+    ignore_lease: bool,
+    ttl: int,
 ) -> None:
     """Put the given key into the store."""
+    if ttl and (lease != "0" or ignore_lease):
+        raise CliError(ExitCode.BAD_ARGS, "`--ttl` cannot be combined with `--lease` or `--ignore-lease`")
     request = put_request(
         args,
         lease=lease,
@@ -202,7 +217,17 @@ def put(
         stdin=click.get_binary_stream("stdin"),
     )
     printer = state.printer()
-    printer.put(state.client().send_put(request))
+    client = state.client()
+    if ttl <= 0:
+        printer.put(client.send_put(request))
+        return
+    request.lease = client.lease_grant(ttl).ID
+    try:
+        response = client.send_put(request)
+    except EtcdError:
+        client.lease_revoke(request.lease)  # nothing is attached to it: do not leave it behind
+        raise
+    printer.put(response)
 
 
 @click.command("get", short_help="Gets the key or a range of keys")
