@@ -68,13 +68,7 @@ class LeaseDriver:
 
     async def step(self) -> None:
         """Follow leadership, propose revokes of expired leases, and a checkpoint when one is due."""
-        leading = self.is_leader()
-        if leading and not self.lessor.is_primary:
-            self.lessor.promote()
-            self._last_checkpoint = self.lessor.clock()
-        elif not leading and self.lessor.is_primary:
-            self.lessor.demote()
-        if not leading:
+        if not self.follow_leadership():
             return
         for lease_id in self.lessor.expired(REVOKE_RETRY_SECONDS, REVOKES_PER_STEP):
             task = asyncio.get_running_loop().create_task(self._revoke(lease_id))
@@ -83,6 +77,16 @@ class LeaseDriver:
         if self.checkpoint and self.lessor.clock() - self._last_checkpoint >= self.checkpoint_interval:
             self._last_checkpoint = self.lessor.clock()
             await self.propose_checkpoints()
+
+    def follow_leadership(self) -> bool:
+        """Promote or demote the lessor if leadership changed; whether this member leads."""
+        leading = self.is_leader()
+        if leading and not self.lessor.is_primary:
+            self.lessor.promote()
+            self._last_checkpoint = self.lessor.clock()
+        elif not leading and self.lessor.is_primary:
+            self.lessor.demote()
+        return leading
 
     async def _revoke(self, lease_id: int) -> None:
         request = raft_internal_pb2.InternalRaftRequest(lease_revoke=rpc_pb2.LeaseRevokeRequest(ID=lease_id))
@@ -111,6 +115,7 @@ class LeaseDriver:
         A checkpointed remaining TTL is cleared through the log first, so a new
         leader would not count down from a value older than this renewal.
         """
+        self.follow_leadership()  # a keep-alive may arrive before the loop noticed a new leadership
         self.lessor.renew(lease_id)
         if self.checkpoint and self.lessor.needs_checkpoint_clear(lease_id):
             await self.propose(
