@@ -77,9 +77,11 @@ class WatchHub:
         return WatchStream(self, max_pending_events=max_pending_events, max_response_bytes=max_response_bytes)
 
     def header(self, rev: int) -> rpc_pb2.ResponseHeader:
+        """A response header at ``rev``; 0 stays 0 (no revision), as in etcd's compaction cancels."""
         header = rpc_pb2.ResponseHeader(revision=rev)
         if self.fill_header is not None:
             self.fill_header(header)
+            header.revision = rev
         return header
 
     def add(self, watcher: Watcher) -> None:

@@ -93,7 +93,7 @@ class WatchStream:
         self.watchers.pop(watcher.id, None)
         self.enqueue(
             rpc_pb2.WatchResponse(
-                header=self.hub.header(self.hub.rev),
+                header=self.hub.header(0),  # etcd 3.4 sends no revision here (etcdctl -w json shows it)
                 watch_id=watcher.id,
                 canceled=True,
                 compact_revision=compact_revision,
