@@ -2,9 +2,10 @@
 
 Sending: one `PeerSender` per remote member owns a bounded queue and one long
 Send stream; batches go out in the order raft produced them.  A peer that is
-down or slow only fills its own queue: when full, its messages are dropped and
-raft is told the peer is unreachable (raft retransmits what matters).  A broken
-stream is reopened with exponential backoff.
+down or slow only fills its own queue: when full, or while the peer is not
+connected, its messages are dropped and raft is told the peer is unreachable
+(raft retransmits what matters).  A broken stream is reopened with exponential
+backoff.
 
 Snapshots (MsgSnap) go on their own Snapshot stream: the first chunk carries the
 message, then the state in chunks, the last chunk the crc32 of all data.  The
@@ -66,6 +67,10 @@ class PeerSender:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-{self.peer_id:x}")
 
     def send(self, messages: list[pb.Message]) -> None:
+        if self.connected_since is None:
+            # Not connected: drop rather than deliver stale messages later (raft resends what it needs).
+            self.transport.report_unreachable(self.peer_id)
+            return
         try:
             self.queue.put_nowait(messages)
         except asyncio.QueueFull:

@@ -158,7 +158,6 @@ def test_member_list_shows_the_one_member(etcdpy_server: ServerProcess, stubs: S
 
 def test_unserved_rpcs_answer_unimplemented(stubs: Stubs) -> None:
     for call in (
-        lambda: stubs.lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=10)),
         lambda: stubs.maintenance.Defragment(rpc_pb2.DefragmentRequest()),
         lambda: stubs.maintenance.Alarm(rpc_pb2.AlarmRequest()),
     ):

@@ -166,6 +166,8 @@ def test_a_member_down_past_the_compacted_log_catches_up_by_snapshot(tmp_path: P
             leader = leader_of(members)
             down = next(m for m in members if m is not leader)
             await down.stop()
+            # Until the leader notices, its queue to `down` may hold (and later deliver) what it sends.
+            await until(lambda: leader.repl.transport.active_since(down.id) is None)
             for i in range(100):
                 leader.repl.propose(put(b"k%d" % i, b"v%d" % i, i + 1))
             await until(lambda: leader.value(b"k99") == b"v99")
