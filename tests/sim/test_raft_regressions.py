@@ -6,6 +6,8 @@ are kept out of the sweep); once fixed, the test stays as a regression test.
 
 from __future__ import annotations
 
+import pytest
+
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import Config, MemoryStorage, RawNode, conf_change_entry, decode_conf_change
 
@@ -58,3 +60,39 @@ def test_snapshot_stepped_between_ready_and_advance_keeps_that_readys_conf_chang
     node.advance(rd)
     conf_state = node.status().conf_state
     assert (sorted(conf_state.voters), sorted(conf_state.voters_outgoing)) == ([1, 3, 4], [1, 2, 3])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="raft bug (liveness): without check_quorum and pre_vote, a node whose term ran ahead "
+    "while its configuration went stale ignores the leader's lower-term messages without answering, "
+    "and its votes only reach removed members: it never rejoins",
+)
+def test_node_with_higher_term_and_stale_configuration_tells_the_leader_its_term() -> None:
+    # Node 12 last heard of configuration (4 11 12); it campaigned alone up to term 138 while the
+    # cluster replaced 4 and 11 by 13 and 19 under leader 13, now at term 79.
+    storage = MemoryStorage()
+    for index, voter in enumerate((4, 11, 12), start=1):
+        entry = conf_change_entry(pb.ConfChange(type=pb.ConfChangeAddNode, node_id=voter))
+        entry.index, entry.term = index, 1
+        storage.append([entry])
+    storage.set_hard_state(pb.HardState(term=138, vote=12, commit=3))
+    node = RawNode(Config(id=12, election_tick=10, heartbeat_tick=1, storage=storage))
+    rd = node.ready()
+    for committed in rd.committed_entries:
+        change = decode_conf_change(committed)
+        assert change is not None
+        node.apply_conf_change(change)
+    node.advance(rd)
+
+    node.step(message(pb.MsgHeartbeat, 13, 12, term=79, commit=3))
+    node.step(message(pb.MsgApp, 13, 12, term=79, log_term=1, index=3, commit=3))
+    sent = []
+    while node.has_ready():
+        rd = node.ready()
+        sent += [*rd.messages, *rd.persisted_messages]
+        node.advance(rd)
+    # Raft section 5.1: a request with a stale term is rejected with the current term, so the
+    # leader steps down and the next election (at a higher term) brings node 12 back.
+    assert any(m.to == 13 and m.term == 138 for m in sent), sent
