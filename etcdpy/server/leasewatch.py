@@ -19,6 +19,7 @@ from collections.abc import Callable
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc
 from etcdpy.server.etcdserver import EtcdServer
 from etcdpy.server.lease import LeaseDriver, Lessor, min_lease_ttl
+from etcdpy.server.lease.forward import LeaderForwarder
 from etcdpy.server.services.lease import LeaseService
 from etcdpy.server.services.watch import WatchService
 from etcdpy.server.watch import WatchHub
@@ -34,6 +35,7 @@ class LeaseWatch:
         self.lessor = lessor
         self.hub = WatchHub(server.applier.store, fill_header=server.fill_header)
         self.driver = LeaseDriver(lessor, server.propose, is_leader=self.is_leader, checkpoint=checkpoint)
+        self.forwarder = LeaderForwarder(self.leader_client_urls)
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -56,6 +58,10 @@ class LeaseWatch:
         """The hook the lease driver follows: only the leader counts leases down."""
         return bool(self.server.log.leader_id == self.server.cluster.local_id)
 
+    def leader_client_urls(self) -> list[str]:
+        leader = self.server.cluster.members.get(self.server.log.leader_id)
+        return list(leader.clientURLs) if leader is not None else []
+
     def reload(self) -> None:
         """Re-read leases after the database content was replaced (raft snapshot installed)."""
         self.lessor.reload()
@@ -68,7 +74,10 @@ class LeaseWatch:
                 rpc_pb2_grpc.add_WatchServicer_to_server,
                 WatchService(self.hub, max_response_bytes=max_response_bytes),
             ),
-            (rpc_pb2_grpc.add_LeaseServicer_to_server, LeaseService(self.server, self.lessor, self.driver)),
+            (
+                rpc_pb2_grpc.add_LeaseServicer_to_server,
+                LeaseService(self.server, self.lessor, self.driver, self.forwarder),
+            ),
         ]
 
     def start(self) -> None:
@@ -84,3 +93,4 @@ class LeaseWatch:
         if self._tasks:
             await asyncio.wait(self._tasks)
         self._tasks = []
+        await self.forwarder.close()

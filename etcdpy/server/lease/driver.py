@@ -25,7 +25,7 @@ Propose = Callable[[raft_internal_pb2.InternalRaftRequest], Awaitable[Any]]
 POLL_SECONDS = 0.5  # etcd's lessor checks for expired leases every 500 ms
 REVOKE_RETRY_SECONDS = 3.0  # etcd's expiredLeaseRetryInterval: re-propose a revoke that did not land
 REVOKES_PER_STEP = 500  # etcd revokes at most 1000 leases per second
-CHECKPOINT_SECONDS = 300.0  # etcd's default lease checkpoint interval
+CHECKPOINT_SECONDS = 5.0  # etcd checkpoints every 5 minutes; etcdpy often enough that a new leader is close
 CHECKPOINT_BATCH = 1000  # etcd's maxLeaseCheckpointBatchSize
 
 

@@ -9,6 +9,7 @@ from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2, rpc_pb2_grpc
 from etcdpy.server.etcdserver import EtcdServer
 from etcdpy.server.lease import NO_LEASE, LeaseDriver, Lessor
+from etcdpy.server.lease.forward import LeaderForwarder
 from etcdpy.server.services.common import Context, answers_unimplemented, maps_etcd_errors
 
 _ids = random.SystemRandom()
@@ -18,10 +19,13 @@ _ids = random.SystemRandom()
 class LeaseService(rpc_pb2_grpc.LeaseServicer):
     """/etcdserverpb.Lease: LeaseGrant, LeaseRevoke, LeaseKeepAlive, LeaseTimeToLive, LeaseLeases."""
 
-    def __init__(self, server: EtcdServer, lessor: Lessor, driver: LeaseDriver) -> None:
+    def __init__(
+        self, server: EtcdServer, lessor: Lessor, driver: LeaseDriver, forwarder: LeaderForwarder
+    ) -> None:
         self.server = server
         self.lessor = lessor
         self.driver = driver
+        self.forwarder = forwarder  # keep-alives and time-to-live reach a follower: the leader answers
 
     @maps_etcd_errors
     async def LeaseGrant(
@@ -49,7 +53,10 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
     ) -> AsyncIterator[rpc_pb2.LeaseKeepAliveResponse]:
         async for request in request_iterator:
             try:
-                ttl = await self.driver.keep_alive(request.ID)
+                if self.driver.follow_leadership():
+                    ttl = await self.driver.keep_alive(request.ID)
+                else:
+                    ttl = await self.forwarder.keep_alive(request.ID)
             except errors.ErrLeaseNotFound:
                 ttl = 0  # etcd answers an unknown or expired lease with TTL 0, not an error
             except errors.EtcdError as err:
@@ -60,6 +67,8 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
     async def LeaseTimeToLive(
         self, request: rpc_pb2.LeaseTimeToLiveRequest, context: Context
     ) -> rpc_pb2.LeaseTimeToLiveResponse:
+        if not self.driver.follow_leadership():
+            return await self.forwarder.time_to_live(request)
         await self.server.linearizable_barrier()
         response = self.lessor.time_to_live(request.ID, keys=request.keys)
         self.server.fill_header(response.header)
