@@ -25,6 +25,7 @@ import hashlib
 import struct
 import time
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 import grpc
 
@@ -38,6 +39,20 @@ from etcdpy.server.transport import _target
 
 HEALTH_INTERVAL = 5.0  # etcd: a peer counts as healthy once connected this many seconds
 LEARNER_READY_PERCENT = 0.9  # etcd: a learner within 90% of the leader's commit index may be promoted
+
+
+def _check_urls(peer_urls: list[str]) -> None:
+    """Peer URLs must be http(s)://host:port, as etcd's types.NewURLs requires (ErrMemberBadURLs)."""
+    if not peer_urls:
+        raise errors.ErrMemberBadURLs()
+    for url in peer_urls:
+        try:
+            parsed = urlsplit(url)
+            port = parsed.port
+        except ValueError:
+            raise errors.ErrMemberBadURLs() from None
+        if parsed.scheme not in ("http", "https") or not parsed.hostname or port is None or parsed.path:
+            raise errors.ErrMemberBadURLs()
 
 
 def new_member_id(peer_urls: Iterable[str], cluster_token: str) -> int:
@@ -80,8 +95,7 @@ class MemberOps:
         return sum(1 for i in ids if self.members[i].name and not self.members[i].isLearner)
 
     async def add(self, peer_urls: list[str], is_learner: bool) -> rpc_pb2.Member:
-        if not peer_urls:
-            raise errors.ErrMemberBadURLs()
+        _check_urls(peer_urls)
         used = {u for m in self.members.values() for u in m.peerURLs}
         if used & set(peer_urls):
             raise errors.ErrPeerURLExist()
@@ -119,6 +133,7 @@ class MemberOps:
         await self._change(pb.ConfChange(type=pb.ConfChangeRemoveNode, node_id=member_id))
 
     async def update(self, member_id: int, peer_urls: list[str]) -> None:
+        _check_urls(peer_urls)
         member = self.members.get(member_id)
         if member is None:
             raise errors.ErrMemberNotFound()

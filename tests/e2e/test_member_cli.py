@@ -102,3 +102,12 @@ def test_bad_arguments_exit_128_with_etcdctls_message(args: list[str], message: 
     theirs = etcdctl("127.0.0.1:1", *args, check=False)
     assert (ours.returncode, ours.stderr) == (128, f"Error: {message}\n")
     assert theirs.returncode == 128 and f"Error: {message}" in theirs.stderr
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_member_add_with_a_bad_peer_url_is_refused(tmp_path: Path, kind: str) -> None:
+    with running_cluster(kind, tmp_path, 1) as cluster:
+        for bad in ("foo", "http://127.0.0.1", "ftp://127.0.0.1:1"):
+            refused = etcdpy_cli(cluster.endpoints, "member", "add", "x", f"--peer-urls={bad}", check=False)
+            assert refused.returncode == 1
+            assert refused.stderr.endswith("Error: etcdserver: given member URLs are invalid\n"), bad
