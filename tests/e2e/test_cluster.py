@@ -84,3 +84,21 @@ def test_a_member_down_past_the_snapshot_count_catches_up_by_snapshot(tmp_path: 
         got = etcdctl(down.endpoint, "get", "bulk9", "--consistency=s", "--print-value-only").stdout
         assert got.split() == ["119"]
         assert "installed snapshot" in down.read_log()
+
+
+def test_a_member_with_another_cluster_token_is_refused_by_its_peers(tmp_path: Path) -> None:
+    cluster = ProcCluster("etcdpy", tmp_path, 3)
+    stranger = cluster.members[2]
+    stranger.extra_args = [*stranger.extra_args, "--initial-cluster-token", "another-cluster"]
+    try:
+        for m in cluster.members:
+            m.start(wait=False)
+        for m in cluster.members[:2]:
+            m.wait_ready()
+        etcdctl(cluster.members[0].endpoint, "put", "k", "v")  # the two matching members have a quorum
+        wait_until(
+            lambda: "cluster ID mismatch" in stranger.read_log(), 10, "the stranger was never told it is one"
+        )
+        assert "check --initial-cluster, --initial-cluster-token" in stranger.read_log()
+    finally:
+        cluster.stop()
