@@ -8,7 +8,7 @@ to the gRPC server::
     ...register_services(..., extra=lease_watch.servicers(max_response_bytes))
     tasks = lease_watch.start(); ...; await lease_watch.stop()
 
-After a raft snapshot replaced the database, call `reload` (after the applier's).
+After a raft snapshot replaced the database, `reload` runs with the applier's.
 """
 
 from __future__ import annotations
@@ -52,6 +52,15 @@ class LeaseWatch:
         lessor.restore_keys(applier.store.leased_keys())
         self = cls(server, lessor, checkpoint=checkpoint)
         applier.on_events = self.hub.on_events
+        reload_store = applier.reload
+
+        def reload_all() -> None:
+            reload_store()
+            self.reload()
+
+        # A raft snapshot replaces the database and then reloads the applier: leases and watchers must
+        # follow.  (The applier has no reload hook of its own yet; this instance attribute is that hook.)
+        applier.reload = reload_all  # type: ignore[method-assign]
         return self
 
     def is_leader(self) -> bool:

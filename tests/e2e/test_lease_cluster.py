@@ -51,3 +51,28 @@ def test_a_leader_change_neither_resets_nor_extends_a_lease_much(tmp_path: Path)
         # A checkpoint at most 5 s old: at most 5 s (plus an election) late.  A reset TTL would
         # expire near 9 + election + 20 s, past the bound.
         assert ttl - 0.1 <= elapsed <= ttl + 5 + 2 * ELECTION_MS / 1000 + 1.5, elapsed
+
+
+def test_a_member_caught_up_by_snapshot_knows_the_leases_granted_meanwhile(tmp_path: Path) -> None:
+    args = ["--snapshot-count", "40", "--snapshot-catchup-entries", "5"]
+    with running_cluster("etcdpy", tmp_path, 3, extra_args=args) as cluster:
+        leader = cluster.wait_leader()
+        down = next(m for m in cluster.members if m is not leader)
+        down.kill()
+        with Client([leader.endpoint]) as c:
+            lease = c.lease_grant(300)
+            c.put("snap", "v", lease=lease.ID)
+            for i in range(60):
+                c.put(f"bulk{i % 10}", str(i))
+        down.start()
+        with Client([down.endpoint]) as c:
+
+            def knows_lease() -> bool:
+                return lease.ID in [s.ID for s in c.lease_leases().leases]
+
+            wait_until(knows_lease, 20, "the restarted member never learned the lease")
+        assert "installed snapshot" in down.read_log()
+        with Client([leader.endpoint]) as c:
+            c.lease_revoke(lease.ID)
+        with Client([down.endpoint]) as c:
+            wait_until(lambda: c.get("snap", serializable=True).count == 0, 10, "revoke not applied")
