@@ -59,20 +59,30 @@ def member_list(state: CliState) -> None:
 @click.argument("args", nargs=-1, metavar="<memberName>")
 @click.option("--peer-urls", default="", help="comma separated peer URLs for the new member.")
 @click.option("--learner", is_flag=True, help="indicates if the new member is raft learner")
+@click.option(
+    "--auto-promote",
+    is_flag=True,
+    help="the new learner promotes itself once caught up (etcdpy server only; needs --learner)",
+)
 @command_options
 @pass_state
-def member_add(state: CliState, args: tuple[str, ...], peer_urls: str, learner: bool) -> None:
+def member_add(
+    state: CliState, args: tuple[str, ...], peer_urls: str, learner: bool, auto_promote: bool
+) -> None:
     """Add a member into the cluster.
 
-    With -w simple, also print the ETCD_* environment the new member starts with.
+    With -w simple, also print the ETCD_* environment the new member starts with
+    (with --auto-promote, ETCD_AUTO_PROMOTE="true", which an etcdpy server obeys).
     """
     if not args:
         raise CliError(ExitCode.BAD_ARGS, "member name not provided")
     name = args[0]
     urls = _peer_urls(peer_urls)
+    if auto_promote and not learner:
+        raise CliError(ExitCode.BAD_ARGS, "--auto-promote needs --learner")
     printer = state.printer()
     response = state.client().member_add(urls, is_learner=learner)
-    printer.member_add(response, name)
+    printer.member_add(response, name, auto_promote=auto_promote)
 
 
 @member.command("remove", short_help="Removes a member from the cluster")

@@ -134,6 +134,7 @@ class Config:
     pre_vote: bool = True
     strict_reconfig_check: bool = True
     max_learners: int = 1  # learners the cluster may have at once (etcd allows exactly one)
+    auto_promote: bool = False  # a learner promotes itself once caught up (beyond etcd)
     experimental_enable_lease_checkpoint: bool = False
     unsafe_no_fsync: bool = False
     experimental_grpc_threads: int = 0  # >0: serve gRPC from grpcio's thread pool of this size, not grpc.aio

@@ -37,6 +37,7 @@ log = logging.getLogger("etcdpy.server")
 
 API_VERSION = "3.4.23"  # the etcd release whose API etcdpy serves; Status and /version report it
 CRASH_EXIT_CODE = 97
+AUTO_PROMOTE_RETRY_SECONDS = 0.5  # a learner that asked too early asks again after this long
 COMPACTION_BATCH_RECORDS = 1000  # etcd's --experimental-compaction-batch-limit default
 COMPACTION_SLEEP_SECONDS = 0.01  # etcd's compaction sleep interval between batches
 
@@ -200,16 +201,32 @@ class EtcdServer:
             errors=[] if self.log.leader_id != NONE else [errors.ErrNoLeader().text],
         )
 
-    def start(self, name: str, client_urls: list[str]) -> asyncio.Task[None]:
-        """Start replication and publish this member; the task ends on `stop` or if the write path fails."""
+    def start(self, name: str, client_urls: list[str], *, auto_promote: bool = False) -> asyncio.Task[None]:
+        """Start replication and publish this member; the task ends on `stop` or if the write path fails.
+
+        With `auto_promote`, a learner then promotes itself once the leader finds it caught up.
+        """
         loop = asyncio.get_running_loop()
         self._log_task = loop.create_task(self.log.run(), name="etcdpy-raft")
-        self._publish_task = loop.create_task(self._publish(name, client_urls), name="etcdpy-publish")
+        self._publish_task = loop.create_task(
+            self._publish(name, client_urls, auto_promote), name="etcdpy-publish"
+        )
         if self.applier.compaction_pending:  # a compaction interrupted by the last shutdown or crash
             self._start_compaction()
         return self._log_task
 
-    async def _publish(self, name: str, client_urls: list[str]) -> None:
+    async def _promote_self(self) -> None:
+        """Ask the leader to promote this learner until it is a voter (refused while not caught up)."""
+        local = self.cluster.local_id
+        while local in self.cluster.members and self.cluster.members[local].isLearner:
+            try:
+                await self.members.promote(local)
+                log.info("member %x: promoted itself to a voting member", local)
+            except errors.EtcdError as exc:
+                log.debug("self-promotion not yet possible: %s", exc.text)
+                await asyncio.sleep(AUTO_PROMOTE_RETRY_SECONDS)
+
+    async def _publish(self, name: str, client_urls: list[str], auto_promote: bool = False) -> None:
         """Publish name and client URLs through the log (etcd does at every start), retrying until applied.
 
         The first leader of a cluster then records the cluster version.
@@ -226,6 +243,8 @@ class EtcdServer:
                 if isinstance(exc, errors.ErrStopped):
                     return
                 log.warning("publishing member attributes failed (%s); retrying", exc.text)
+        if auto_promote:
+            await self._promote_self()
         while not self.log.cluster_version:
             if self.log.node.raw.is_leader():
                 version = raft_internal_pb2.ClusterVersionSetRequest(version=CLUSTER_VERSION)

@@ -147,6 +147,12 @@ FLAGS: list[tuple[str, str, Any, str]] = [
     ("--strict-reconfig-check", "strict_reconfig_check", click.BOOL, "Reject unsafe reconfigurations."),
     ("--max-learners", "max_learners", NON_NEGATIVE, "Most learner members the cluster may have at once."),
     (
+        "--auto-promote",
+        "auto_promote",
+        click.BOOL,
+        "A learner promotes itself to a voting member once caught up with the leader.",
+    ),
+    (
         "--experimental-enable-lease-checkpoint",
         "experimental_enable_lease_checkpoint",
         click.BOOL,
@@ -416,7 +422,9 @@ async def _serve(config: cfg.Config) -> int:
         # Everything allocated so far (modules, descriptors, the store's caches) lives as long as the
         # process: keeping it out of the collector shortens every full collection under load.
         gc.freeze()
-        log_task = server.start(config.name, list(config.advertise_client_urls))
+        log_task = server.start(
+            config.name, list(config.advertise_client_urls), auto_promote=config.auto_promote
+        )
         lease_watch.start()
         compactor = asyncio.create_task(
             run_auto_compaction(server, config.auto_compaction_mode, config.auto_compaction_interval())

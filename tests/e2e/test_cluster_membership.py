@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_support import ProcCluster, etcdctl, etcdctl_until_ok, running_cluster, wait_until
+from cluster_support import ProcCluster, etcdctl, etcdctl_until_ok, etcdpy_cli, running_cluster, wait_until
 from procs import ServerProcess
 
 KINDS = ["etcdpy", pytest.param("etcd", marks=pytest.mark.interop)]
@@ -143,3 +143,42 @@ def test_the_strict_check_refuses_a_change_that_would_lose_quorum(tmp_path: Path
         refused = etcdctl(leader.endpoint, "member", "remove", member_id(cluster, down[1].name), check=False)
         assert refused.returncode != 0
         assert "unhealthy cluster" in refused.stderr or "not enough started members" in refused.stderr
+
+
+def test_an_auto_promote_learner_promotes_itself_once_caught_up(tmp_path: Path) -> None:
+    # Beyond etcd: `member add --learner --auto-promote` prints ETCD_AUTO_PROMOTE, the new member obeys it.
+    with running_cluster("etcdpy", tmp_path, 3) as cluster:
+        for i in range(20):
+            etcdctl(cluster.endpoints, "put", f"k{i}", "v")
+        new = ServerProcess("etcdpy", tmp_path / "m3.data", name="m3")
+        added: list[str] = []
+
+        def add() -> bool:
+            result = etcdpy_cli(
+                cluster.endpoints,
+                "member",
+                "add",
+                "m3",
+                "--learner",
+                "--auto-promote",
+                f"--peer-urls={new.peer_url}",
+                check=False,
+            )
+            added.append(result.stdout)
+            return result.returncode == 0
+
+        wait_until(add, 15, "member add kept failing")
+        env = dict(line.split("=", 1) for line in added[-1].splitlines() if line.startswith("ETCD_"))
+        assert env["ETCD_AUTO_PROMOTE"] == '"true"'
+        new.extra_args = [
+            *cluster.member_args(env["ETCD_INITIAL_CLUSTER"].strip('"'), "existing"),
+            "--auto-promote",
+        ]
+        cluster.members.append(new)
+        new.start()
+        wait_until(
+            lambda: {m["peerURLs"][0]: m for m in members(cluster)}[new.peer_url].get("isLearner") is None,
+            15,
+            "the learner never promoted itself",
+        )
+        etcdctl(new.endpoint, "put", "from", "promoted")

@@ -93,7 +93,7 @@ class Printer:
     def member_list(self, response: pb.MemberListResponse) -> None:
         raise self.unsupported()
 
-    def member_add(self, response: pb.MemberAddResponse, name: str) -> None:
+    def member_add(self, response: pb.MemberAddResponse, name: str, *, auto_promote: bool = False) -> None:
         """`member add` of a member called `name` (the simple format adds its environment lines)."""
         raise self.unsupported()
 

@@ -31,7 +31,7 @@ class ProtobufPrinter(Printer):
     def member_list(self, response: pb.MemberListResponse) -> None:
         self.message(response)
 
-    def member_add(self, response: pb.MemberAddResponse, name: str) -> None:
+    def member_add(self, response: pb.MemberAddResponse, name: str, *, auto_promote: bool = False) -> None:
         self.message(response)
 
     def member_remove(self, member_id: int, response: pb.MemberRemoveResponse) -> None:

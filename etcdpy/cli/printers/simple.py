@@ -65,7 +65,7 @@ class SimplePrinter(Printer):
     def member_list(self, response: pb.MemberListResponse) -> None:
         self._rows(tables.member_list_table(response))
 
-    def member_add(self, response: pb.MemberAddResponse, name: str) -> None:
+    def member_add(self, response: pb.MemberAddResponse, name: str, *, auto_promote: bool = False) -> None:
         added = response.member
         self.output.line(f"Member {added.ID:16x} added to cluster {response.header.cluster_id:16x}")
         # The environment of the new member, ready to paste (etcdctl prints it in the simple format only).
@@ -77,6 +77,8 @@ class SimplePrinter(Printer):
         self.output.line(f"ETCD_INITIAL_CLUSTER={go_quote(','.join(initial))}")
         self.output.line(f"ETCD_INITIAL_ADVERTISE_PEER_URLS={go_quote(','.join(added.peerURLs))}")
         self.output.line('ETCD_INITIAL_CLUSTER_STATE="existing"')
+        if auto_promote:  # beyond etcd: the learner promotes itself once caught up
+            self.output.line('ETCD_AUTO_PROMOTE="true"')
 
     def member_remove(self, member_id: int, response: pb.MemberRemoveResponse) -> None:
         self.output.line(f"Member {member_id:16x} removed from cluster {response.header.cluster_id:16x}")
