@@ -24,7 +24,7 @@ import grpc
 from etcdpy.server import config as cfg
 from etcdpy.server.apply import Applier
 from etcdpy.server.etcdserver import CrashPoints, EtcdServer, run_auto_compaction
-from etcdpy.server.learner import LearnerGate
+from etcdpy.server.learner import LearnerGate, ThreadedLearnerGate
 from etcdpy.server.leasewatch import LeaseWatch
 from etcdpy.server.memberops import MemberOps
 from etcdpy.server.membership import Cluster
@@ -368,7 +368,11 @@ async def _start_grpc(config: cfg.Config, server: EtcdServer, lease_watch: Lease
     loop = asyncio.get_running_loop()
     if config.experimental_grpc_threads > 0:
         pool = ThreadPoolExecutor(config.experimental_grpc_threads, thread_name_prefix="etcdpy-grpc")
-        threaded = grpc.server(pool, options=options)
+        local_id = server.cluster.local_id
+        threaded_gate = ThreadedLearnerGate(
+            lambda: local_id in server.cluster.members and server.cluster.members[local_id].isLearner
+        )
+        threaded = grpc.server(pool, options=options, interceptors=[threaded_gate])
         register_threaded_services(threaded, server, loop, max_txn_ops=config.max_txn_ops)
         for url in config.listen_client_urls:
             _bind(threaded, url)
