@@ -1,0 +1,208 @@
+"""Watch benchmark: event latency under load and memory per watcher, etcdpy and etcd 3.4 in one run.
+
+Usage: python bench/watch_bench.py [--rate 1000] [--watchers 100] [--seconds 10] [--idle-watchers 10000]
+       [--client-procs 4] [--only etcd|etcdpy]
+
+Latency: one process puts at ``--rate`` puts/s (one key per put, under ``bench/``) and notes
+when each put was acknowledged; ``--watchers`` prefix watchers, spread over
+``--client-procs`` processes (a Python client cannot read 100,000 responses/s alone),
+note when each event arrived.  Latency = arrival - acknowledgement, per (watcher, event);
+an event that arrives before its put is acknowledged counts as 0.  Clocks are
+CLOCK_MONOTONIC, shared by the processes.
+
+Memory: the server's resident set before and after opening ``--idle-watchers`` watchers
+(100 per stream), divided by their number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import multiprocessing
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))  # reuse the test suite's process launcher
+sys.path.insert(0, str(REPO))
+
+from procs import ServerProcess  # noqa: E402
+
+from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc  # noqa: E402
+
+PREFIX = b"bench/"
+PREFIX_END = b"bench0"  # "/" + 1
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def _watchers(
+    endpoint: str, count: int, ready: multiprocessing.Event, seconds: float, out: list
+) -> None:  # type: ignore[type-arg]
+    """Open ``count`` watchers on one stream; record (value, arrival) per event until ``seconds`` pass."""
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        stub = rpc_pb2_grpc.WatchStub(channel)  # type: ignore[no-untyped-call]
+        requests = [
+            rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=PREFIX, range_end=PREFIX_END))
+            for _ in range(count)
+        ]
+        call = stub.Watch(iter(requests))
+        created = 0
+        deadline = None
+        async for response in call:
+            now = time.monotonic()
+            if response.created:
+                created += 1
+                if created == count:
+                    ready.set()
+                    deadline = now + seconds + 2
+                continue
+            for event in response.events:
+                out.append((bytes(event.kv.value), now))
+            if deadline is not None and now > deadline:
+                break
+        call.cancel()
+
+
+def _watch_process(
+    endpoint: str, count: int, ready: multiprocessing.Event, seconds: float, queue: multiprocessing.Queue
+) -> None:  # type: ignore[type-arg]
+    arrivals: list[tuple[bytes, float]] = []
+    with contextlib.suppress(TimeoutError):  # report what arrived even if the stream never ended
+        asyncio.run(asyncio.wait_for(_watchers(endpoint, count, ready, seconds, arrivals), seconds + 30))
+    queue.put(arrivals)
+
+
+async def _writer(endpoint: str, rate: float, seconds: float) -> dict[bytes, float]:
+    acks: dict[bytes, float] = {}
+    async with grpc.aio.insecure_channel(endpoint) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)  # type: ignore[no-untyped-call]
+        start = time.monotonic()
+        total = int(rate * seconds)
+
+        async def put(i: int) -> None:
+            value = b"%d" % i
+            await kv.Put(rpc_pb2.PutRequest(key=PREFIX + b"%d" % (i % 1000), value=value))
+            acks[value] = time.monotonic()
+
+        tasks = []
+        for i in range(total):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(put(i)))
+        await asyncio.gather(*tasks)
+    return acks
+
+
+def latency(server: ServerProcess, rate: float, watchers: int, seconds: float, procs: int) -> str:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    readies = []
+    workers = []
+    for p in range(procs):
+        share = watchers // procs + (1 if p < watchers % procs else 0)
+        ready = ctx.Event()
+        readies.append(ready)
+        worker = ctx.Process(target=_watch_process, args=(server.endpoint, share, ready, seconds, queue))
+        worker.start()
+        workers.append(worker)
+    for ready in readies:
+        ready.wait(60)
+    acks = asyncio.run(_writer(server.endpoint, rate, seconds))
+    arrivals = [item for _ in workers for item in queue.get(timeout=120)]
+    for worker in workers:
+        worker.join(30)
+    delays = sorted(max(0.0, at - acks[value]) for value, at in arrivals if value in acks)
+    expected = len(acks) * watchers
+    if not delays:
+        return "no events received"
+    p50, p99 = delays[len(delays) // 2], delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+    return f"p50 {p50 * 1000:7.2f} ms  p99 {p99 * 1000:7.2f} ms  events {len(delays)}/{expected}"
+
+
+async def _idle(endpoint: str, count: int, per_stream: int) -> list[object]:
+    channel = grpc.aio.insecure_channel(endpoint)
+    stub = rpc_pb2_grpc.WatchStub(channel)  # type: ignore[no-untyped-call]
+    calls = []
+    for first in range(0, count, per_stream):
+        n = min(per_stream, count - first)
+        reqs = [
+            rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"idle/%d" % (first + i)))
+            for i in range(n)
+        ]
+        call = stub.Watch(iter(reqs))
+        for _ in range(n):
+            await call.read()  # created
+        calls.append(call)
+    return [channel, *calls]
+
+
+def memory(server: ServerProcess, count: int) -> str:
+    assert server.proc is not None
+    pid = server.proc.pid
+
+    async def run() -> tuple[int, int]:
+        await asyncio.sleep(1)
+        before = _rss_kib(pid)
+        held = await _idle(server.endpoint, count, 100)
+        await asyncio.sleep(2)
+        after = _rss_kib(pid)
+        for call in held[1:]:
+            call.cancel()  # type: ignore[attr-defined]
+        await held[0].close()  # type: ignore[attr-defined]
+        return before, after
+
+    before, after = asyncio.run(run())
+    per_watcher = (after - before) * 1024 / count
+    return f"rss {before / 1024:7.1f} MiB -> {after / 1024:7.1f} MiB  = {per_watcher:7.0f} B/watcher"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rate", type=float, default=1000.0)
+    parser.add_argument("--watchers", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--idle-watchers", type=int, default=10000)
+    parser.add_argument("--client-procs", type=int, default=4)
+    parser.add_argument("--only", choices=("etcd", "etcdpy"))
+    args = parser.parse_args()
+    kinds = [args.only] if args.only else ["etcd", "etcdpy"]
+    for kind in kinds:
+        label = f"{kind:<7} latency ({args.watchers} watchers, {args.rate:.0f} puts/s): "
+        _measure(kind, label, lambda s: latency(s, args.rate, args.watchers, args.seconds, args.client_procs))
+        label = f"{kind:<7} memory ({args.idle_watchers} idle watchers): "
+        _measure(kind, label, lambda s: memory(s, args.idle_watchers))
+
+
+def _measure(kind: str, label: str, measure: Callable[[ServerProcess], str]) -> None:
+    """Run one measurement on a fresh server; if it fails, say so with the server's last log lines."""
+    with tempfile.TemporaryDirectory() as tmp:
+        server = ServerProcess(kind, Path(tmp) / "data").start()
+        try:
+            print(label + measure(server), flush=True)
+        except Exception as exc:  # a benchmark reports, it does not stop the other measurements
+            alive = server.proc is not None and server.proc.poll() is None
+            print(
+                f"{label}FAILED ({type(exc).__name__}; server {'alive' if alive else 'exited'})", flush=True
+            )
+            print(server.read_log()[-3000:], flush=True)
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
