@@ -13,6 +13,11 @@ lists), pick a `Model` (for a key-value store: `KV_MODEL`), and call
 
 Operations whose outcome the client never learned take `UNKNOWN` as output.
 While clients run against a real cluster, a `Recorder` collects the history.
+
+Watch streams are checked against etcd's watch guarantees (ordered, unique,
+reliable, atomic, bookmarkable, prev_kv, filters, resumable) by
+`check_watches` over a `StoreHistory` and `WatcherRecord`s; see
+`etcdpy.checker.watch`.
 """
 
 from etcdpy.checker.history import (
@@ -33,12 +38,34 @@ from etcdpy.checker.linearizability import (
 )
 from etcdpy.checker.model import Model
 from etcdpy.checker.recorder import Recorder
+from etcdpy.checker.watch import (
+    COMPACTED_REASON,
+    CommittedWrite,
+    Delete,
+    Guarantee,
+    KeyRange,
+    Put,
+    StoreHistory,
+    Violation,
+    WatchCheckOptions,
+    WatchCheckResult,
+    WatcherId,
+    WatcherRecord,
+    check_resumed_chain,
+    check_watches,
+    history_from_writes,
+)
 
 __all__ = [
+    "COMPACTED_REASON",
     "KV_MODEL",
     "UNKNOWN",
     "CallEvent",
     "CheckResult",
+    "CommittedWrite",
+    "Delete",
+    "Guarantee",
+    "KeyRange",
     "KvInput",
     "KvOp",
     "KvOperation",
@@ -48,10 +75,20 @@ __all__ = [
     "Operation",
     "Outcome",
     "PartitionResult",
+    "Put",
     "Recorder",
     "ReturnEvent",
+    "StoreHistory",
     "Unknown",
+    "Violation",
+    "WatchCheckOptions",
+    "WatchCheckResult",
+    "WatcherId",
+    "WatcherRecord",
     "check_events",
     "check_operations",
+    "check_resumed_chain",
+    "check_watches",
+    "history_from_writes",
     "operations_from_events",
 ]
