@@ -534,10 +534,13 @@ class Raft:
                 leader = frm if m.type in (pb.MsgApp, pb.MsgHeartbeat, pb.MsgSnap) else NONE
                 self.become_follower(m.term, leader)
         elif m.term < self.term:
-            if (self.check_quorum or self.pre_vote) and m.type in (pb.MsgHeartbeat, pb.MsgApp):
-                # A leader cut off from the cluster (e.g. one whose votes were
-                # ignored thanks to check-quorum) learns of the newer term from this
-                # response and steps down; otherwise it could stay stuck.
+            if m.type in (pb.MsgHeartbeat, pb.MsgApp):
+                # Tell the leader of the newer term: it steps down and the next
+                # election brings us back in. Otherwise we could be stuck for good:
+                # with check-quorum or pre-vote the others ignore our votes, and
+                # without them our votes may never reach them either (after a
+                # restart our configuration may still name only members long gone).
+                # etcd-io/raft answers only with check-quorum or pre-vote.
                 self.send(pb.Message(type=pb.MsgAppResp, to=frm))
             elif m.type == pb.MsgPreVote:
                 # Reject with our term so the pre-candidate learns it is stale.

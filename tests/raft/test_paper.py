@@ -26,24 +26,51 @@ def test_higher_term_turns_leader_into_follower() -> None:
     assert (r.role, r.term, r.lead, r.vote) == (StateType.FOLLOWER, 5, 0, 0)
 
 
-def test_stale_term_message_is_ignored() -> None:
-    # Reference: Raft section 5.1
+def test_stale_term_message_is_rejected_with_our_term() -> None:
+    # Reference: Raft section 5.1 (a request with a stale term is rejected; the reply carries our term)
     r = lone_raft(entries=(2,))
     r.become_follower(3, 2)
     before = [(e.index, e.term) for e in r.raft_log.all_entries()]
     r.step(msg(pb.MsgApp, 3, 1, term=2, index=2, log_term=2, entries=[pb.Entry(index=3, term=2)]))
-    assert take(r) == []
+    [resp] = take(r)
+    assert (resp.type, resp.to, resp.term, resp.index) == (pb.MsgAppResp, 3, 3, 0)
     assert [(e.index, e.term) for e in r.raft_log.all_entries()] == before
     assert r.term == 3
+    # Other stale messages are dropped silently.
+    r.step(msg(pb.MsgVoteResp, 3, 1, term=2))
+    r.step(msg(pb.MsgAppResp, 3, 1, term=2, index=3))
+    assert take(r) == []
 
 
-def test_stale_leader_is_told_the_newer_term_with_check_quorum() -> None:
+@pytest.mark.parametrize("check_quorum", [True, False])
+def test_stale_leader_is_told_the_newer_term(check_quorum: bool) -> None:
     # Reference: Raft section 5.1 (thesis 9.6: a deposed leader must learn it was deposed)
-    r = lone_raft(check_quorum=True)
+    r = lone_raft(check_quorum=check_quorum)
     r.become_follower(3, 2)
     r.step(msg(pb.MsgHeartbeat, 3, 1, term=2))
     [resp] = take(r)
     assert (resp.type, resp.to, resp.term) == (pb.MsgAppResp, 3, 3)
+
+
+def test_member_whose_votes_cannot_reach_the_leader_is_brought_back() -> None:
+    # Found by the simulator (seed 6138): node 1 restarted with a configuration
+    # that still named only members since removed (2, 3), so its campaigns raised
+    # its term but reached nobody, and without check-quorum or pre-vote it ignored
+    # the leader's lower-term heartbeats: stuck for good. Its answer now deposes
+    # the leader, and the next election (at a higher term) brings it back.
+    stale = lone_raft(nid=1, peers=(1, 2, 3))
+    stale.become_follower(12, 0)
+    leader = lone_raft(nid=5, peers=(1, 5, 7))
+    leader.become_candidate()
+    leader.become_leader()
+    take(leader)
+    leader.bcast_heartbeat()
+    [hb] = [m for m in take(leader) if m.to == 1]
+    stale.step(hb)
+    [resp] = take(stale)
+    assert (resp.type, resp.term) == (pb.MsgAppResp, 12)
+    leader.step(resp)
+    assert (leader.role, leader.term) == (StateType.FOLLOWER, 12)
 
 
 # -- 5.2: leader election --
