@@ -1,6 +1,8 @@
 """``watch [key|prefix] [range_end] [-- command args]``: etcdctl's watch, plus --progress-notify.
 
-Piped, the output is etcdctl's byte for byte (simple, json, fields, protobuf);
+On a terminal (default format) a live view shows coloured events and resumes
+after a broken connection without missing any (`watch_view`).  Piped, the
+output is etcdctl's byte for byte (simple, json, fields, protobuf);
 ``-w json`` prints one response per line.  With ``-- command args`` the command
 runs once per event with ETCD_WATCH_REVISION, ETCD_WATCH_EVENT_TYPE,
 ETCD_WATCH_KEY and ETCD_WATCH_VALUE set (Go-quoted, as etcdctl sets them).
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
+from rich.console import Console
 
 from etcdpy.api.errors import ErrCompacted
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
@@ -28,6 +31,7 @@ from etcdpy.cli.kv import arg_bytes
 from etcdpy.cli.options import GoInt64, command_options
 from etcdpy.cli.printers import Printer, leasewatch
 from etcdpy.cli.printers.goformat import go_quote
+from etcdpy.cli.watch_view import run_view
 from etcdpy.client import Client
 from etcdpy.client.watch import Watch, watch_create_request
 
@@ -185,7 +189,14 @@ def watch(
         return
     exec_args: list[str] = click.get_current_context().meta.get(EXEC_META, [])
     request = watch_request(with_environment(list(args), bool(exec_args)), options)
-    display = Display(state, state.printer(), exec_args)
+    printer = state.printer()
+    if _live_view_wanted(state, exec_args):
+        try:
+            reason = run_view(Console(), state.client(), state.options.endpoints[0], request)
+        except KeyboardInterrupt:
+            raise SystemExit(130) from None
+        raise CliError(ExitCode.INTERRUPTED, f"watch is canceled by the server ({reason})")
+    display = Display(state, printer, exec_args)
     stream = state.client().watch(request)
     try:
         follow(display, stream)
@@ -193,6 +204,18 @@ def watch(
         stream.close()
         raise SystemExit(130) from None
     raise CliError(ExitCode.INTERRUPTED, "watch is canceled by the server")
+
+
+def _live_view_wanted(state: CliState, exec_args: list[str]) -> bool:
+    """A person at a terminal with the default output gets the live view; scripts get etcdctl's bytes."""
+    out = state.output.out
+    return (
+        not exec_args
+        and state.options.write_out == "simple"
+        and not state.options.hex
+        and hasattr(out, "isatty")
+        and out.isatty()
+    )
 
 
 def _interactive(state: CliState, options: WatchOptions) -> None:
