@@ -6,8 +6,6 @@ are kept out of the sweep); once fixed, the test stays as a regression test.
 
 from __future__ import annotations
 
-import pytest
-
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import Config, MemoryStorage, RawNode, conf_change_entry, decode_conf_change
 
@@ -62,13 +60,6 @@ def test_snapshot_stepped_between_ready_and_advance_keeps_that_readys_conf_chang
     assert (sorted(conf_state.voters), sorted(conf_state.voters_outgoing)) == ([1, 3, 4], [1, 2, 3])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="raft bug (liveness): without check_quorum and pre_vote, a node whose term ran ahead "
-    "while its configuration went stale ignores the leader's lower-term messages without answering, "
-    "and its votes only reach removed members: it never rejoins",
-)
 def test_node_with_higher_term_and_stale_configuration_tells_the_leader_its_term() -> None:
     # Node 12 last heard of configuration (4 11 12); it campaigned alone up to term 138 while the
     # cluster replaced 4 and 11 by 13 and 19 under leader 13, now at term 79.
