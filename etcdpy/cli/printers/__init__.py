@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from google.protobuf.message import Message
+
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.cli.errors import CliError, ExitCode
 
@@ -117,6 +119,47 @@ class Printer:
 
     def endpoint_health(self, healths: Sequence[EndpointHealth]) -> None:
         raise self.unsupported()
+
+
+class MessagePrinter(Printer):
+    """A printer that shows each command's whole response message (json, protobuf).
+
+    Subclasses say how one message is written (`message`); every result that is a
+    single response message goes through it.
+    """
+
+    def message(self, message: Message) -> None:
+        raise NotImplementedError
+
+    def put(self, response: pb.PutResponse) -> None:
+        self.message(response)
+
+    def get(self, response: pb.RangeResponse) -> None:
+        self.message(response)
+
+    def delete(self, response: pb.DeleteRangeResponse) -> None:
+        self.message(response)
+
+    def txn(self, response: pb.TxnResponse) -> None:
+        self.message(response)
+
+    def member_list(self, response: pb.MemberListResponse) -> None:
+        self.message(response)
+
+    def member_add(self, response: pb.MemberAddResponse, name: str, *, auto_promote: bool = False) -> None:
+        self.message(response)
+
+    def member_remove(self, member_id: int, response: pb.MemberRemoveResponse) -> None:
+        self.message(response)
+
+    def member_update(self, member_id: int, response: pb.MemberUpdateResponse) -> None:
+        self.message(response)
+
+    def member_promote(self, member_id: int, response: pb.MemberPromoteResponse) -> None:
+        self.message(response)
+
+    def move_leader(self, leader_id: int, target_id: int, response: pb.MoveLeaderResponse) -> None:
+        self.message(response)
 
 
 def make_printer(fmt: str, output: Output, *, hex_bytes: bool = False, decode: bool = False) -> Printer:

@@ -12,8 +12,7 @@ from collections.abc import Sequence
 
 from google.protobuf.message import Message
 
-from etcdpy.api.etcdserverpb import rpc_pb2 as pb
-from etcdpy.cli.printers import EndpointHashKV, EndpointHealth, EndpointStatus, Output, Printer
+from etcdpy.cli.printers import EndpointHashKV, EndpointHealth, EndpointStatus, MessagePrinter, Output
 from etcdpy.cli.printers.goformat import go_json, go_json_string
 
 
@@ -24,7 +23,7 @@ def _decoded(data: bytes) -> str:
         return go_json_string(base64.b64encode(data).decode("ascii"))
 
 
-class JSONPrinter(Printer):
+class JSONPrinter(MessagePrinter):
     """One JSON document per result."""
 
     name = "json"
@@ -43,36 +42,6 @@ class JSONPrinter(Printer):
 
     def message(self, message: Message) -> None:
         self.emit(self.encode(message))
-
-    def put(self, response: pb.PutResponse) -> None:
-        self.message(response)
-
-    def get(self, response: pb.RangeResponse) -> None:
-        self.message(response)
-
-    def delete(self, response: pb.DeleteRangeResponse) -> None:
-        self.message(response)
-
-    def txn(self, response: pb.TxnResponse) -> None:
-        self.message(response)
-
-    def member_list(self, response: pb.MemberListResponse) -> None:
-        self.message(response)
-
-    def member_add(self, response: pb.MemberAddResponse, name: str, *, auto_promote: bool = False) -> None:
-        self.message(response)
-
-    def member_remove(self, member_id: int, response: pb.MemberRemoveResponse) -> None:
-        self.message(response)
-
-    def member_update(self, member_id: int, response: pb.MemberUpdateResponse) -> None:
-        self.message(response)
-
-    def member_promote(self, member_id: int, response: pb.MemberPromoteResponse) -> None:
-        self.message(response)
-
-    def move_leader(self, leader_id: int, target_id: int, response: pb.MoveLeaderResponse) -> None:
-        self.message(response)
 
     def endpoint_status(self, statuses: Sequence[EndpointStatus]) -> None:
         items = [
