@@ -544,18 +544,7 @@ class Raft:
                 self.send(pb.Message(type=pb.MsgAppResp, to=frm))
             elif m.type == pb.MsgPreVote:
                 # Reject with our term so the pre-candidate learns it is stale.
-                self.logger.info(
-                    _REJECTED_VOTE_FMT,
-                    self.id,
-                    self.raft_log.last_term(),
-                    self.raft_log.last_index(),
-                    self.vote,
-                    pb.MessageType.Name(m.type),
-                    frm,
-                    m.log_term,
-                    m.index,
-                    self.term,
-                )
+                self._log_rejected_vote(m, frm)
                 self.send(pb.Message(type=pb.MsgPreVoteResp, to=frm, term=self.term, reject=True))
             else:
                 self.logger.info(
@@ -574,6 +563,20 @@ class Raft:
             self._handle_vote_request(m, frm)
         else:
             self.step_fn(self, m)
+
+    def _log_rejected_vote(self, m: pb.Message, frm: int) -> None:
+        self.logger.info(
+            _REJECTED_VOTE_FMT,
+            self.id,
+            self.raft_log.last_term(),
+            self.raft_log.last_index(),
+            self.vote,
+            pb.MessageType.Name(m.type),
+            frm,
+            m.log_term,
+            m.index,
+            self.term,
+        )
 
     def _handle_vote_request(self, m: pb.Message, frm: int) -> None:
         # We can vote if this is a repeat of a vote we cast, if we have not voted
@@ -604,18 +607,7 @@ class Raft:
                 self.election_elapsed = 0
                 self.vote = frm
         else:
-            self.logger.info(
-                _REJECTED_VOTE_FMT,
-                self.id,
-                self.raft_log.last_term(),
-                self.raft_log.last_index(),
-                self.vote,
-                pb.MessageType.Name(m.type),
-                frm,
-                m.log_term,
-                m.index,
-                self.term,
-            )
+            self._log_rejected_vote(m, frm)
             self.send(pb.Message(type=resp_type, to=frm, term=self.term, reject=True))
 
     # -- time --
