@@ -144,9 +144,21 @@ def test_etcdctl_against_etcdpy_server_matches_etcd(
     _assert_same(_split(reference)[0], _split(against_etcdpy)[0], "etcdctl against etcdpy vs against etcd")
 
 
-@pytest.mark.xfail(reason="known etcdpy server gaps: raft index, HashKV values, Authenticate", strict=True)
-def test_etcdctl_against_etcdpy_server_known_gaps(
+def test_etcdctl_against_etcdpy_server_known_gaps_still_differ(
     reference: list[Result], against_etcdpy: list[Result]
 ) -> None:
-    """Run (2), the known gaps only: fails (as expected) until the server matches etcd there."""
-    _assert_same(_split(reference)[1], _split(against_etcdpy)[1], "known etcdpy server gaps")
+    """Run (2), the known gaps only: each listed step must still differ from etcd.
+
+    The gaps: after this case's steps etcdpy's raft index is 2 above etcd's (a fresh
+    member matches; the cause of the drift is not found yet), HashKV values (etcdpy
+    hashes its own records, by design), and Authenticate (no Auth service yet).  A step
+    that now matches etcd fails this test, so the list never hides a fixed step.
+    """
+    expected, actual = _split(reference)[1], _split(against_etcdpy)[1]
+    assert len(expected) == len(KNOWN_SERVER_GAPS)
+    now_matching = [
+        want.describe() for want, got in zip(expected, actual, strict=True) if not differences([want], [got])
+    ]
+    assert not now_matching, (
+        "these known gaps now match etcd; remove them from KNOWN_SERVER_GAPS: " + ", ".join(now_matching)
+    )
