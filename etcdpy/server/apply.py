@@ -185,6 +185,11 @@ class Applier:
         with self.store.read() as reader:
             return ops.range_request(reader, req)
 
+    def read_only_txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+        """Serve a txn that only reads from the local store, as `range` serves a range."""
+        with self.store.read() as reader:
+            return txn.read_only_txn(reader, req, self.store.leases)
+
     def hash(self) -> int:
         return self.store.hash()
 

@@ -172,6 +172,14 @@ class EtcdServer:
         self.fill_header(response.header)
         return response
 
+    async def read_only_txn(self, req: rpc_pb2.TxnRequest, *, serializable: bool) -> rpc_pb2.TxnResponse:
+        """Serve a read-only txn without a log entry (after ReadIndex unless every read is serializable)."""
+        if not serializable:
+            await self.linearizable_barrier()
+        response = self.applier.read_only_txn(req)
+        self.fill_header(response.header)
+        return response
+
     def fill_header(self, header: rpc_pb2.ResponseHeader) -> None:
         """Set the ids and term; the revision is the store's unless the applier already set it."""
         header.cluster_id = self.cluster.cluster_id

@@ -74,6 +74,35 @@ def test_txn_compares_and_applies_one_branch(stubs: Stubs) -> None:
     assert stubs.kv.Range(rpc_pb2.RangeRequest(key=b"a")).kvs[0].value == b"never"
 
 
+def test_read_only_txn_is_served_without_a_log_entry_as_etcd_does(stubs: Stubs) -> None:
+    stubs.kv.Put(rpc_pb2.PutRequest(key=b"r", value=b"1"))
+    index_before = stubs.maintenance.Status(rpc_pb2.StatusRequest()).raftIndex
+    get_r = rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=b"r"))
+    nested = rpc_pb2.RequestOp(request_txn=rpc_pb2.TxnRequest(success=[get_r]))
+    reads = rpc_pb2.TxnRequest(
+        compare=[Compare(key=b"r", target=Compare.VALUE, result=Compare.EQUAL, value=b"1")],
+        success=[get_r, nested],
+        failure=[rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=b"r", serializable=True))],
+    )
+    response = stubs.kv.Txn(reads)
+    assert response.succeeded
+    assert response.header.revision == 2
+    assert response.responses[0].response_range.kvs[0].value == b"1"
+    assert response.responses[1].response_txn.responses[0].response_range.kvs[0].value == b"1"
+    assert stubs.maintenance.Status(rpc_pb2.StatusRequest()).raftIndex == index_before
+    writes = rpc_pb2.TxnRequest(
+        success=[rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=b"r", value=b"2"))]
+    )
+    assert stubs.kv.Txn(writes).header.revision == 3
+    assert stubs.maintenance.Status(rpc_pb2.StatusRequest()).raftIndex == index_before + 1
+    future = rpc_pb2.TxnRequest(
+        success=[rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=b"r", revision=99))]
+    )
+    with pytest.raises(grpc.RpcError) as err:
+        stubs.kv.Txn(future)
+    assert err.value.details() == "etcdserver: mvcc: required revision is a future revision"
+
+
 def test_compact_then_old_revisions_are_gone(stubs: Stubs) -> None:
     for value in (b"1", b"2", b"3"):
         stubs.kv.Put(rpc_pb2.PutRequest(key=b"c", value=value))

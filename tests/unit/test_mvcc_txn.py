@@ -193,3 +193,22 @@ def test_from_key_delete_and_put_in_one_txn(h: Harness) -> None:
     resp = h.txn(success=[op_del(b"s/", b"\x00"), op_put(b"s/z", b"1")])
     assert resp.responses[0].response_delete_range.deleted == 3
     assert h.keys() == [b"s/z"]
+
+
+def test_read_only_and_serializable_txns_are_recognised_through_nested_txns() -> None:
+    from etcdpy.server.mvcc.txn import is_read_only, is_serializable
+
+    def get(serializable: bool = False) -> rpc_pb2.RequestOp:
+        return rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=b"k", serializable=serializable))
+
+    put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=b"k", value=b"v"))
+
+    def nested(*ops: rpc_pb2.RequestOp) -> rpc_pb2.RequestOp:
+        return rpc_pb2.RequestOp(request_txn=rpc_pb2.TxnRequest(failure=list(ops)))
+
+    assert is_read_only(rpc_pb2.TxnRequest())
+    assert is_read_only(rpc_pb2.TxnRequest(success=[get()], failure=[nested(get())]))
+    assert not is_read_only(rpc_pb2.TxnRequest(success=[get()], failure=[put]))
+    assert not is_read_only(rpc_pb2.TxnRequest(success=[nested(get(), put)]))
+    assert is_serializable(rpc_pb2.TxnRequest(success=[get(True)], failure=[nested(get(True))]))
+    assert not is_serializable(rpc_pb2.TxnRequest(success=[get(True)], failure=[nested(get())]))

@@ -8,6 +8,9 @@ Order of work, as etcd's applier does it:
    must exist), then every range's revision; any failure fails the whole txn
    before anything is written.
 3. Run the ops in order in one write transaction; reads see earlier writes.
+
+A txn none of whose branches writes (`is_read_only`) is served like a range,
+without a log entry, by `read_only_txn`: etcd does the same.
 """
 
 from __future__ import annotations
@@ -114,7 +117,13 @@ def _plan_ops(plan: Plan) -> list[rpc_pb2.RequestOp]:
     return out
 
 
-def run_plan(txn: WriteTxn, plan: Plan, resp: rpc_pb2.TxnResponse) -> None:
+def _writer(txn: Reader) -> WriteTxn:
+    if not isinstance(txn, WriteTxn):
+        raise RuntimeError("a write reached a read-only txn")
+    return txn
+
+
+def run_plan(txn: Reader, plan: Plan, resp: rpc_pb2.TxnResponse) -> None:
     """Apply a checked plan, filling ``resp`` (nested responses carry an empty header, as etcd's)."""
     resp.succeeded = plan.succeeded
     nested = iter(plan.nested)
@@ -124,9 +133,9 @@ def run_plan(txn: WriteTxn, plan: Plan, resp: rpc_pb2.TxnResponse) -> None:
         if kind == "request_range":
             out.response_range.CopyFrom(ops.range_request(txn, op.request_range))
         elif kind == "request_put":
-            out.response_put.CopyFrom(ops.put_request(txn, op.request_put))
+            out.response_put.CopyFrom(ops.put_request(_writer(txn), op.request_put))
         elif kind == "request_delete_range":
-            out.response_delete_range.CopyFrom(ops.delete_request(txn, op.request_delete_range))
+            out.response_delete_range.CopyFrom(ops.delete_request(_writer(txn), op.request_delete_range))
         elif kind == "request_txn":
             out.response_txn.header.SetInParent()
             run_plan(txn, next(nested), out.response_txn)
@@ -139,4 +148,42 @@ def txn_request(txn: WriteTxn, req: rpc_pb2.TxnRequest, leases: LeaseLookup) -> 
     resp = rpc_pb2.TxnResponse()
     run_plan(txn, plan, resp)
     resp.header.revision = txn.rev
+    return resp
+
+
+def _branch_ops(req: rpc_pb2.TxnRequest) -> list[rpc_pb2.RequestOp]:
+    return [*req.success, *req.failure]
+
+
+def is_read_only(req: rpc_pb2.TxnRequest) -> bool:
+    """True when no op of any branch (nested txns included) writes."""
+    for op in _branch_ops(req):
+        kind = op.WhichOneof("request")
+        if kind == "request_txn":
+            if not is_read_only(op.request_txn):
+                return False
+        elif kind != "request_range":
+            return False
+    return True
+
+
+def is_serializable(req: rpc_pb2.TxnRequest) -> bool:
+    """True when every range of a read-only txn asks for a serializable read."""
+    for op in _branch_ops(req):
+        kind = op.WhichOneof("request")
+        if kind == "request_txn":
+            if not is_serializable(op.request_txn):
+                return False
+        elif kind == "request_range" and not op.request_range.serializable:
+            return False
+    return True
+
+
+def read_only_txn(reader: Reader, req: rpc_pb2.TxnRequest, leases: LeaseLookup) -> rpc_pb2.TxnResponse:
+    """Serve a txn that `is_read_only` from ``reader`` (header.revision = the reader's revision)."""
+    plan = plan_txn(reader, req)
+    check_plan(reader, plan, leases)
+    resp = rpc_pb2.TxnResponse()
+    run_plan(reader, plan, resp)
+    resp.header.revision = reader.rev
     return resp

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2, rpc_pb2_grpc
 from etcdpy.server.etcdserver import EtcdServer
+from etcdpy.server.mvcc import txn
 from etcdpy.server.mvcc.validate import (
     check_delete_request,
     check_put_request,
@@ -47,6 +48,8 @@ class KVService(rpc_pb2_grpc.KVServicer):
     @maps_etcd_errors
     async def Txn(self, request: rpc_pb2.TxnRequest, context: Context) -> rpc_pb2.TxnResponse:
         check_txn_request(request, self.max_txn_ops)
+        if txn.is_read_only(request):  # served like a range, with no log entry, as etcd does
+            return await self.server.read_only_txn(request, serializable=txn.is_serializable(request))
         response: rpc_pb2.TxnResponse = await self.server.propose(
             raft_internal_pb2.InternalRaftRequest(txn=request)
         )
