@@ -75,23 +75,17 @@ class Storage(Protocol):
         ...
 
 
-class MemoryStorage:
-    """MemoryStorage is an in-memory Storage, the reference implementation used in tests."""
+class EntryWindow:
+    """EntryWindow is an in-memory run of log entries after a compaction point, read as raft's Storage reads.
+
+    MemoryStorage and the server's durable raft log both keep one; each decides how
+    the window changes (appends, compaction, snapshots) and what a bad change means.
+    """
 
     def __init__(self) -> None:
-        self.hard_state = pb.HardState()
-        self._snapshot = pb.Snapshot(metadata=pb.SnapshotMetadata())
         # invariant: _ents[0] is a dummy entry carrying the index and term of the
         # last compaction point (the snapshot), so _ents is never empty.
         self._ents: list[pb.Entry] = [pb.Entry()]
-
-    def initial_state(self) -> tuple[pb.HardState, pb.ConfState]:
-        """Initial_state returns the hard state and the snapshot's configuration."""
-        return self.hard_state, self._snapshot.metadata.conf_state
-
-    def set_hard_state(self, hard_state: pb.HardState) -> None:
-        """Set_hard_state saves the current term, vote and commit index."""
-        self.hard_state = hard_state
 
     def entries(self, lo: int, hi: int, max_size: int) -> list[pb.Entry]:
         """Entries returns entries in [lo, hi) limited to max_size bytes (at least one)."""
@@ -120,6 +114,23 @@ class MemoryStorage:
     def first_index(self) -> int:
         """First_index is the index after the compaction point."""
         return self._ents[0].index + 1
+
+
+class MemoryStorage(EntryWindow):
+    """MemoryStorage is an in-memory Storage, the reference implementation used in tests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hard_state = pb.HardState()
+        self._snapshot = pb.Snapshot(metadata=pb.SnapshotMetadata())
+
+    def initial_state(self) -> tuple[pb.HardState, pb.ConfState]:
+        """Initial_state returns the hard state and the snapshot's configuration."""
+        return self.hard_state, self._snapshot.metadata.conf_state
+
+    def set_hard_state(self, hard_state: pb.HardState) -> None:
+        """Set_hard_state saves the current term, vote and commit index."""
+        self.hard_state = hard_state
 
     def snapshot(self) -> pb.Snapshot:
         """Snapshot returns the most recent snapshot."""

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from etcdpy.api.raftpb import raft_pb2 as pb
-from etcdpy.raft import ErrCompacted, ErrSnapOutOfDate, ErrUnavailable
-from etcdpy.raft.storage import limit_size
+from etcdpy.raft import ErrSnapOutOfDate
+from etcdpy.raft.storage import EntryWindow
 from etcdpy.server.storage import schema
 from etcdpy.server.storage.backend import Backend, BackendError
 
@@ -84,7 +84,7 @@ class PreparedWrite:
     compact_to: int  # entries <= this are dropped (0: none)
 
 
-class RaftLog:
+class RaftLog(EntryWindow):
     """The durable raft log and raft's `Storage` view of it; open it with `RaftLog.open`.
 
     Raft reads through the Storage methods on the event loop; `write` runs on one
@@ -92,12 +92,11 @@ class RaftLog:
     """
 
     def __init__(self, backend: Backend, *, sync: bool = True) -> None:
+        super().__init__()
         self.backend = backend
         self.sync = sync  # False only with --unsafe-no-fsync
         self.hard_state = pb.HardState()
         self.snapshot_meta = pb.SnapshotMetadata()
-        # invariant: _ents[0] is a dummy carrying the index and term just before the first stored entry
-        self._ents: list[pb.Entry] = [pb.Entry()]
         self.dropped_tail = 0  # entries discarded as a torn tail when opened
 
     @classmethod
@@ -153,30 +152,6 @@ class RaftLog:
 
     def initial_state(self) -> tuple[pb.HardState, pb.ConfState]:
         return self.hard_state, self.snapshot_meta.conf_state
-
-    def entries(self, lo: int, hi: int, max_size: int) -> list[pb.Entry]:
-        offset = self._ents[0].index
-        if lo <= offset:
-            raise ErrCompacted()
-        if hi > self.last_index() + 1:
-            raise IndexError(f"entries' hi({hi}) is out of bound lastindex({self.last_index()})")
-        if len(self._ents) == 1:
-            raise ErrUnavailable()
-        return limit_size(self._ents[lo - offset : hi - offset], max_size)
-
-    def term(self, i: int) -> int:
-        offset = self._ents[0].index
-        if i < offset:
-            raise ErrCompacted()
-        if i - offset >= len(self._ents):
-            raise ErrUnavailable()
-        return self._ents[i - offset].term
-
-    def first_index(self) -> int:
-        return self._ents[0].index + 1
-
-    def last_index(self) -> int:
-        return self._ents[0].index + len(self._ents) - 1
 
     def snapshot(self) -> pb.Snapshot:
         return pb.Snapshot(metadata=self.snapshot_meta)
