@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from typing import Any
 
@@ -28,6 +27,7 @@ from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.raftpb import raft_pb2 as raftpb
 from etcdpy.raft import NONE
+from etcdpy.server import failpoints
 from etcdpy.server.apply import Applier
 from etcdpy.server.memberops import MemberOps
 from etcdpy.server.membership import Cluster
@@ -36,30 +36,9 @@ from etcdpy.server.replication import CLUSTER_VERSION, Replication
 log = logging.getLogger("etcdpy.server")
 
 API_VERSION = "3.4.23"  # the etcd release whose API etcdpy serves; Status and /version report it
-CRASH_EXIT_CODE = 97
 AUTO_PROMOTE_RETRY_SECONDS = 0.5  # a learner that asked too early asks again after this long
 COMPACTION_BATCH_RECORDS = 1000  # etcd's --experimental-compaction-batch-limit default
 COMPACTION_SLEEP_SECONDS = 0.01  # etcd's compaction sleep interval between batches
-
-
-class CrashPoints:
-    """Named places where a test can make the member die abruptly, like etcd's failpoints.
-
-    Armed by ``ETCDPY_CRASH_POINT=<name>@<raft index>`` (tests only): the process exits
-    with `CRASH_EXIT_CODE`, skipping every cleanup, the first time `name` is reached
-    at or past that index.  Points: ``before_apply`` (entries durable and committed,
-    not applied) and ``after_apply`` (applied, clients not answered yet).
-    """
-
-    ENV = "ETCDPY_CRASH_POINT"
-
-    def __init__(self, spec: str | None) -> None:
-        self.name, _, index = (spec or "").partition("@")
-        self.index = int(index) if index else 0
-
-    def hit(self, name: str, index: int) -> None:
-        if name == self.name and index >= self.index:
-            os._exit(CRASH_EXIT_CODE)
 
 
 class EtcdServer:
@@ -74,13 +53,11 @@ class EtcdServer:
         replication: Replication,
         member_ops: MemberOps,
         request_timeout: float = 7.0,
-        crash_points: CrashPoints | None = None,
     ) -> None:
         self.cluster = cluster
         self.request_timeout = request_timeout  # seconds a proposal may take before ErrTimeout
         self.applier = applier
         self.max_request_bytes = max_request_bytes
-        self.crash_points = crash_points or CrashPoints(None)
         self.log = replication
         self.members = member_ops
         replication.on_commit = self._apply_committed
@@ -96,10 +73,10 @@ class EtcdServer:
     def _apply_committed(self, entries: list[raftpb.Entry]) -> None:
         if not entries:
             return
-        self.crash_points.hit("before_apply", entries[-1].index)
+        failpoints.hit("beforeApply", entries[-1].index)
         batch = [(e.index, e.data if e.type == raftpb.EntryNormal else b"") for e in entries]
         results = self.applier.apply(batch)
-        self.crash_points.hit("after_apply", entries[-1].index)
+        failpoints.hit("afterApply", entries[-1].index)
         for request_id, result in results:
             waiter = self._waiters.pop(request_id, None)
             if waiter is None or waiter.done():

@@ -24,7 +24,7 @@ from etcdpy.server.services.lease import LeaseService
 from etcdpy.server.services.watch import WatchService
 from etcdpy.server.watch import WatchHub
 
-Servicer = tuple[Callable[..., None], object]  # (generated add_*_to_server, servicer)
+Servicer = tuple[Callable[..., None], type, object]  # (generated add_*_to_server, generated base, servicer)
 
 
 class LeaseWatch:
@@ -81,10 +81,12 @@ class LeaseWatch:
         return [
             (
                 rpc_pb2_grpc.add_WatchServicer_to_server,
+                rpc_pb2_grpc.WatchServicer,
                 WatchService(self.hub, max_response_bytes=max_response_bytes),
             ),
             (
                 rpc_pb2_grpc.add_LeaseServicer_to_server,
+                rpc_pb2_grpc.LeaseServicer,
                 LeaseService(self.server, self.lessor, self.driver, self.forwarder),
             ),
         ]

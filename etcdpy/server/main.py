@@ -23,7 +23,7 @@ import grpc
 
 from etcdpy.server import config as cfg
 from etcdpy.server.apply import Applier
-from etcdpy.server.etcdserver import CrashPoints, EtcdServer, run_auto_compaction
+from etcdpy.server.etcdserver import EtcdServer, run_auto_compaction
 from etcdpy.server.learner import LearnerGate, ThreadedLearnerGate
 from etcdpy.server.leasewatch import LeaseWatch
 from etcdpy.server.memberops import MemberOps
@@ -315,7 +315,6 @@ async def open_member(config: cfg.Config, backend: Backend) -> EtcdServer:
         replication=replication,
         member_ops=member_ops,
         request_timeout=config.request_timeout,
-        crash_points=CrashPoints(os.environ.get(CrashPoints.ENV)),
     )
 
 

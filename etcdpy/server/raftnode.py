@@ -47,6 +47,7 @@ from etcdpy.raft import (
     StateType,
     decode_conf_change,
 )
+from etcdpy.server import failpoints
 from etcdpy.server.storage.raftlog import RaftLog
 
 log = logging.getLogger("etcdpy.server.raft")
@@ -299,6 +300,10 @@ class RaftNode:
                 sync=rd.must_sync,
             )
             snap = rd.snapshot
+            saved = rd.entries[-1].index if rd.entries else self.commit_index
+            failpoints.hit("raftBeforeSave", saved)
+            if snap is not None:
+                failpoints.hit("raftBeforeApplySnap", snap.metadata.index)
 
             def write() -> None:
                 if snap is not None:
@@ -308,8 +313,10 @@ class RaftNode:
             # Shielded: a cancelled loop must not leave a write running against a closing backend.
             await asyncio.shield(loop.run_in_executor(self._executor, write))
             self.storage.apply_prepared(prepared)
+            failpoints.hit("raftAfterSave", saved)
             if snap is not None:
                 self.state_installed(snap.metadata)
+                failpoints.hit("raftAfterApplySnap", snap.metadata.index)
         if rd.hard_state is not None:
             self.term = rd.hard_state.term
             self.commit_index = max(self.commit_index, rd.hard_state.commit)

@@ -13,12 +13,18 @@ receiver checks the sum before handing the snapshot on; the sender reports
 FINISH or FAILURE to raft.
 
 Everything runs on the member's event loop (grpc.aio), as does the raft node.
+
+Tests route each directed peer link through a proxy of their own with
+``ETCDPY_PEER_PROXIES="<peer host:port>=<proxy host:port>,..."``: this member then
+dials the proxy wherever it would dial that peer (the peer's URL stays the same in
+the membership, so only this member's outgoing link is affected).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -28,6 +34,7 @@ import grpc
 
 from etcdpy.api.raftpb import peer_pb2, peer_pb2_grpc
 from etcdpy.api.raftpb import raft_pb2 as pb
+from etcdpy.server import failpoints
 from etcdpy.server.config import listen_address
 
 log = logging.getLogger("etcdpy.server.transport")
@@ -46,8 +53,21 @@ Report = Callable[[int], None]
 SnapshotReport = Callable[[int, bool], None]
 
 
+PROXIES_ENV = "ETCDPY_PEER_PROXIES"
+
+
+def _parse_proxies(spec: str) -> dict[str, str]:
+    """``a=b,c=d`` -> {a: b, c: d}: where to dial instead of a peer's address."""
+    pairs = (item.split("=", 1) for item in spec.split(",") if item.strip())
+    return {peer.strip(): proxy.strip() for peer, proxy in pairs}
+
+
+_PROXIES = _parse_proxies(os.environ.get(PROXIES_ENV, ""))
+
+
 def _target(urls: Iterable[str]) -> str:
-    return listen_address(sorted(urls)[0])
+    address = listen_address(sorted(urls)[0])
+    return _PROXIES.get(address, address)
 
 
 class PeerSender:
@@ -156,6 +176,7 @@ async def _snapshot_chunks(
     for piece in data:
         crc = zlib.crc32(piece, crc)
         yield peer_pb2.SnapshotChunk(cluster_id=cluster_id, data=piece)
+        failpoints.hit("snapshotDuringSend", message.snapshot.metadata.index)
         await asyncio.sleep(0)  # let the loop serve others between chunks
     yield peer_pb2.SnapshotChunk(cluster_id=cluster_id, last=True, crc32=crc)
 
@@ -275,6 +296,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             if chunk.data:
                 crc = zlib.crc32(chunk.data, crc)
                 pieces.append(chunk.data)
+                failpoints.hit("snapshotDuringReceive", message.snapshot.metadata.index if message else 0)
             if chunk.last:
                 if chunk.crc32 != crc or message is None:
                     await context.abort(grpc.StatusCode.DATA_LOSS, "snapshot checksum mismatch")

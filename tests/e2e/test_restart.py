@@ -12,7 +12,7 @@ from e2e_support import connect, run_to_exit
 from procs import ServerProcess
 
 from etcdpy.api.etcdserverpb import rpc_pb2
-from etcdpy.server.etcdserver import CRASH_EXIT_CODE, CrashPoints
+from etcdpy.server import failpoints
 from etcdpy.server.storage.backend import Backend
 from etcdpy.server.storage.raftlog import RaftLog, entry_key
 
@@ -109,11 +109,11 @@ def test_kill_9_under_concurrent_writes_loses_no_acknowledged_put_and_applies_no
         server.stop()
 
 
-@pytest.mark.parametrize("point", ["before_apply", "after_apply"])
+@pytest.mark.parametrize("point", ["raftAfterSave", "beforeApply", "afterApply"])
 def test_a_crash_between_log_and_answer_replays_the_durable_entry_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str
 ) -> None:
-    monkeypatch.setenv(CrashPoints.ENV, f"{point}@7")  # index 5 is the first put, so the third put dies
+    monkeypatch.setenv(failpoints.ENV, f"{point}=crash@7")  # index 5 is the first put, so the third put dies
     server = ServerProcess("etcdpy", tmp_path / "d").start()
     try:
         client = connect(server)
@@ -123,8 +123,8 @@ def test_a_crash_between_log_and_answer_replays_the_durable_entry_once(
             client.kv.Put(rpc_pb2.PutRequest(key=b"k7", value=b"7"), timeout=10)
         client.channel.close()
         assert server.proc is not None
-        assert server.proc.wait(timeout=10) == CRASH_EXIT_CODE
-        monkeypatch.delenv(CrashPoints.ENV)
+        assert server.proc.wait(timeout=10) == failpoints.CRASH_EXIT_CODE
+        monkeypatch.delenv(failpoints.ENV)
         server.start()
         client = connect(server)
         got = client.kv.Range(rpc_pb2.RangeRequest(key=b"k", range_end=b"l"))

@@ -20,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from etcdpy.api.mvccpb import kv_pb2
+from etcdpy.server import failpoints
 from etcdpy.server.mvcc import layout
 from etcdpy.server.mvcc.layout import Revision
 
@@ -71,6 +72,8 @@ def compact_step(db: Any, write_batch: Any, max_records: int = DEFAULT_STEP_RECO
                 wb.delete(layout.meta_key(layout.META_COMPACT_CURSOR))
             else:
                 wb.put(layout.meta_key(layout.META_COMPACT_CURSOR), resume)
+            failpoints.hit("compactBeforeCommitBatch")
+        failpoints.hit("compactAfterCommitBatch")
     finally:
         it.close()
     return resume is None

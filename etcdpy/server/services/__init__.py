@@ -41,12 +41,12 @@ async def register_services(
     server: EtcdServer,
     *,
     max_txn_ops: int,
-    extra: Sequence[tuple[Callable[..., None], object]] = (),
+    extra: Sequence[tuple[Callable[..., None], type, object]] = (),
 ) -> None:
-    """Add KV, Maintenance, Cluster, ``extra`` (add_*, servicer) and grpc.health.v1 to a grpc.aio server."""
+    """Add KV, Maintenance, Cluster, `extra` (add_*, base, servicer) and grpc.health.v1 to an aio server."""
     for add, _base, servicer in _servicers(server, max_txn_ops):
         add(servicer, grpc_server)
-    for add_extra, extra_servicer in extra:
+    for add_extra, _extra_base, extra_servicer in extra:
         add_extra(extra_servicer, grpc_server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # grpc-stubs lacks .aio
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpy.server import failpoints
 from etcdpy.server.services.common import Context, answers_unimplemented
 from etcdpy.server.watch import WatchHub, WatchStream
 
@@ -25,6 +26,7 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
         receiving = asyncio.get_running_loop().create_task(_receive(request_iterator, stream))
         try:
             while (response := await stream.next()) is not None:
+                failpoints.hit("beforeSendWatchResponse")
                 yield response
         finally:
             receiving.cancel()
