@@ -1,0 +1,177 @@
+"""benchlib: what the etcd-vs-etcdpy benchmarks share.
+
+* a grpc.aio load generator run in its own process (`drive`): put, linearizable
+  range or serializable range of one key, N concurrent clients over a few HTTP/2
+  connections, for a fixed time; it returns every latency;
+* ``etcdctl check perf`` and the figures it prints (`check_perf`);
+* a table of figures, one column per server, with ratios to the first (`report`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # reuse the test suite's process launcher
+sys.path.insert(0, str(REPO))
+
+from procs import ETCDCTL_BIN  # noqa: E402
+
+from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc  # noqa: E402
+
+VALUE = b"v" * 256
+RANGE_KEY = b"bench/range"
+CHANNELS = 8  # concurrent clients share this many HTTP/2 connections, as a pool of clients would
+OPS = ("put", "range", "srange")  # srange: serializable range
+Figures = dict[str, float | str]
+
+
+@dataclass
+class LoadResult:
+    """Requests completed in a timed window and their latencies (seconds)."""
+
+    requests: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def throughput(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+    def figures(self, name: str) -> Figures:
+        """Throughput and p50/p99 latency (ms) under keys starting with `name`."""
+        return {
+            f"{name} req/s": self.throughput,
+            f"{name} p50 ms": self.percentile(0.50) * 1000,
+            f"{name} p99 ms": self.percentile(0.99) * 1000,
+        }
+
+
+async def _drive(endpoint: str, op: str, clients: int, seconds: float) -> LoadResult:
+    channels = [grpc.aio.insecure_channel(endpoint) for _ in range(min(clients, CHANNELS))]
+    stubs = [rpc_pb2_grpc.KVStub(c) for c in channels]
+    await stubs[0].Put(rpc_pb2.PutRequest(key=RANGE_KEY, value=VALUE))
+    range_request = rpc_pb2.RangeRequest(key=RANGE_KEY, serializable=op == "srange")
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def client(n: int) -> None:
+        stub = stubs[n % len(stubs)]
+        i = 0
+        while time.perf_counter() < deadline:
+            start = time.perf_counter()
+            if op == "put":
+                await stub.Put(rpc_pb2.PutRequest(key=b"bench/%d/%d" % (n, i % 1000), value=VALUE))
+            else:
+                await stub.Range(range_request)
+            latencies.append(time.perf_counter() - start)
+            i += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    elapsed = time.perf_counter() - began
+    for channel in channels:
+        await channel.close()
+    return LoadResult(len(latencies), elapsed, latencies)
+
+
+def _drive_in_process(endpoint: str, op: str, clients: int, seconds: float) -> LoadResult:
+    return asyncio.run(_drive(endpoint, op, clients, seconds))
+
+
+def drive(endpoint: str, op: str, clients: int, seconds: float) -> LoadResult:
+    """Run `op` (one of OPS) from `clients` clients against `endpoint` in a separate process (own GIL)."""
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}")
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_drive_in_process, (endpoint, op, clients, seconds))
+
+
+@dataclass
+class CheckPerf:
+    passed: bool
+    throughput: float
+    slowest: float
+    stddev: float
+    output: str
+
+    def figures(self) -> Figures:
+        return {
+            "check perf m": "PASS" if self.passed else "FAIL",
+            "check perf writes/s": self.throughput,
+            "check perf slowest s": self.slowest,
+            "check perf stddev s": self.stddev,
+        }
+
+
+def check_perf(endpoints: str, load: str = "m") -> CheckPerf:
+    """``etcdctl check perf --load=<load>`` against `endpoints` (comma-separated) and its figures."""
+    assert ETCDCTL_BIN is not None, "etcdctl not installed"
+    result = subprocess.run(
+        [ETCDCTL_BIN, f"--endpoints={endpoints}", "check", "perf", f"--load={load}"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    text = (result.stdout + result.stderr).replace("\r", "\n")
+
+    def number(pattern: str) -> float:
+        match = re.search(pattern, text)
+        return float(match.group(1)) if match else float("nan")
+
+    lines = [line for line in text.splitlines() if line.strip()]
+    return CheckPerf(
+        passed=bool(lines) and lines[-1].strip() == "PASS",
+        throughput=number(r"Throughput (?:is|too low:) (\d+)"),
+        slowest=number(r"Slowest request took(?: too long:)? ([\d.]+)s"),
+        stddev=number(r"Stddev(?: too high:| is) ([\d.]+)s"),
+        output="\n".join(line for line in lines if not re.match(r"^\s*\d+ / 60", line)),
+    )
+
+
+def _cell(value: float | str) -> str:
+    return value if isinstance(value, str) else f"{value:.3f}"
+
+
+def report(columns: dict[str, Figures], ratios: dict[str, tuple[str, str]] | None = None) -> str:
+    """One row per figure: the first column's, then each other column's with its ratio to the first.
+
+    `ratios` adds rows ``name -> (numerator metric, denominator metric)`` computed within each column.
+    """
+    names = list(columns)
+    reference_name = names[0]
+    for column in columns.values():
+        for name, (top, bottom) in (ratios or {}).items():
+            a, b = column.get(top), column.get(bottom)
+            if isinstance(a, float) and isinstance(b, float) and b:
+                column[name] = a / b
+    reference = columns[reference_name]
+    header = [reference_name]
+    for name in names[1:]:
+        header += [name, f"{name}/{reference_name}"]
+    rows = [("metric", *header)]
+    for metric, theirs in reference.items():
+        cells = [_cell(theirs)]
+        for name in names[1:]:
+            mine = columns[name].get(metric, "")
+            if isinstance(theirs, str) or isinstance(mine, str):
+                cells += [str(mine), ""]
+            else:
+                cells += [f"{mine:.3f}", f"{mine / theirs:.2f}" if theirs else "nan"]
+        rows.append((metric, *cells))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
