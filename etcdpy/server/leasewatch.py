@@ -17,10 +17,15 @@ import asyncio
 from collections.abc import Callable
 
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc
+from etcdpy.api.v3electionpb import v3election_pb2_grpc
+from etcdpy.api.v3lockpb import v3lock_pb2_grpc
 from etcdpy.server.etcdserver import EtcdServer
 from etcdpy.server.lease import LeaseDriver, Lessor, min_lease_ttl
 from etcdpy.server.lease.forward import LeaderForwarder
+from etcdpy.server.recipes import Keyspace
+from etcdpy.server.services.election import ElectionService
 from etcdpy.server.services.lease import LeaseService
+from etcdpy.server.services.lock import LockService
 from etcdpy.server.services.watch import WatchService
 from etcdpy.server.watch import WatchHub
 
@@ -78,6 +83,8 @@ class LeaseWatch:
         self.hub.restore(self.server.applier.current_revision)
 
     def servicers(self, max_response_bytes: int) -> list[Servicer]:
+        """Watch, Lease, and the Lock and Election services that wait on this member's watch hub."""
+        keyspace = Keyspace(self.server, self.hub, self.lessor)
         return [
             (
                 rpc_pb2_grpc.add_WatchServicer_to_server,
@@ -88,6 +95,12 @@ class LeaseWatch:
                 rpc_pb2_grpc.add_LeaseServicer_to_server,
                 rpc_pb2_grpc.LeaseServicer,
                 LeaseService(self.server, self.lessor, self.driver, self.forwarder),
+            ),
+            (v3lock_pb2_grpc.add_LockServicer_to_server, v3lock_pb2_grpc.LockServicer, LockService(keyspace)),
+            (
+                v3election_pb2_grpc.add_ElectionServicer_to_server,
+                v3election_pb2_grpc.ElectionServicer,
+                ElectionService(keyspace),
             ),
         ]
 
