@@ -1,0 +1,110 @@
+"""The backend quota (--quota-backend-bytes), checked before a write is proposed, as etcd does.
+
+A put, a txn with puts, or a lease grant that would take this member's database
+past its quota is refused with ``etcdserver: mvcc: database space exceeded``
+(ResourceExhausted), after proposing the NOSPACE alarm for this member through
+raft, so every member then refuses such writes (see `etcdpy.server.alarm`)
+until an operator frees space and disarms it.  Requests that add nothing (cost
+0: deletes, read-only txns) always pass, so space can be freed.
+
+Costs follow etcd's estimate: a put costs its key and value plus a fixed
+per-key overhead (and a lease's overhead when it names a lease), a txn the
+costlier of its branches, a lease grant a fixed overhead.  The size measured is
+the member's whole LevelDB directory (the raft log lives in it too), re-measured
+at most every `SIZE_REFRESH_SECONDS` so a burst of writes costs no extra syscalls.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from etcdpy.api import errors
+from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
+from etcdpy.server.storage.backend import Backend
+
+if TYPE_CHECKING:  # the server imports the applier, which holds the quota: no import at run time
+    from etcdpy.server.etcdserver import EtcdServer
+
+log = logging.getLogger("etcdpy.server")
+
+DEFAULT_QUOTA_BYTES = 2 * 1024 * 1024 * 1024  # etcd's default, used for --quota-backend-bytes=0
+KV_OVERHEAD = 256  # etcd's estimate of what a key costs beyond its bytes (index, revision, meta)
+LEASE_OVERHEAD = 64  # etcd's estimate for a lease
+SIZE_REFRESH_SECONDS = 0.5
+
+
+def _put_cost(put: rpc_pb2.PutRequest) -> int:
+    return KV_OVERHEAD + len(put.key) + len(put.value) + (LEASE_OVERHEAD if put.lease else 0)
+
+
+def _ops_cost(ops: Iterable[rpc_pb2.RequestOp]) -> int:
+    cost = 0
+    for op in ops:
+        kind = op.WhichOneof("request")
+        if kind == "request_put":
+            cost += _put_cost(op.request_put)
+        elif kind == "request_txn":
+            cost += txn_cost(op.request_txn)
+    return cost
+
+
+def txn_cost(txn: rpc_pb2.TxnRequest) -> int:
+    """What a txn may add: the costlier of its two branches (only one runs)."""
+    return max(_ops_cost(txn.success), _ops_cost(txn.failure))
+
+
+def request_cost(kind: str, request: Any) -> int:
+    """Bytes request `kind` (an InternalRaftRequest field name) may add to the database; 0 frees or reads."""
+    if kind == "put":
+        return _put_cost(request)
+    if kind == "txn":
+        return txn_cost(request)
+    if kind == "lease_grant":
+        return LEASE_OVERHEAD
+    return 0
+
+
+class BackendQuota:
+    """This member's database size against its quota."""
+
+    def __init__(self, backend: Backend, quota_bytes: int = 0, *, clock: Any = time.monotonic) -> None:
+        self.backend = backend
+        self.quota_bytes = quota_bytes or DEFAULT_QUOTA_BYTES
+        self._clock = clock
+        self._size = 0
+        self._measured_at: float | None = None
+
+    def size(self) -> int:
+        """The database size on disk, measured at most every SIZE_REFRESH_SECONDS."""
+        now = self._clock()
+        if self._measured_at is None or now - self._measured_at >= SIZE_REFRESH_SECONDS:
+            self._size = self.backend.size_bytes()
+            self._measured_at = now
+        return self._size
+
+    def available(self, cost: int) -> bool:
+        """Whether a request of this cost fits (a request that adds nothing always does)."""
+        return cost == 0 or self.size() + cost < self.quota_bytes
+
+
+async def check_quota(server: EtcdServer, kind: str, request: Any) -> None:
+    """Refuse request `kind` with ErrNoSpace if it does not fit, raising this member's NOSPACE alarm first."""
+    alarms = server.applier.alarms
+    quota = alarms.quota
+    if quota.available(request_cost(kind, request)):
+        return
+    member_id = server.cluster.local_id
+    if all(m.memberID != member_id for m in alarms.get(rpc_pb2.NOSPACE)):
+        log.warning(
+            "database size %d bytes exceeds the quota of %d bytes: raising the NOSPACE alarm",
+            quota.size(),
+            quota.quota_bytes,
+        )
+        activate = rpc_pb2.AlarmRequest(
+            action=rpc_pb2.AlarmRequest.ACTIVATE, memberID=member_id, alarm=rpc_pb2.NOSPACE
+        )
+        await server.propose(raft_internal_pb2.InternalRaftRequest(alarm=activate))
+    raise errors.ErrNoSpace()
