@@ -28,6 +28,7 @@ from google.protobuf.message import Message
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.mvccpb import kv_pb2
+from etcdpy.server.alarm import Alarms
 from etcdpy.server.mvcc import ops, txn
 from etcdpy.server.mvcc.kvstore import KVStore
 from etcdpy.server.mvcc.leases import LeaseLookup
@@ -76,12 +77,14 @@ class Applier:
         self.backend = backend
         self.store = KVStore(backend, leases=lease_lookup)
         self.on_events = on_events
+        self.alarms = Alarms(backend)  # applied state too: refuses requests under NOSPACE/CORRUPT
         self._handlers: dict[str, RequestHandler] = {
             "put": self._put,
             "delete_range": self._delete_range,
             "txn": self._txn,
             "range": self._range,
             "compaction": self._compaction,
+            "alarm": lambda batch, req: self.alarms.apply(batch.wb, req),
         }
         for kind, handler in (handlers or {}).items():
             self.register(kind, handler)
@@ -93,6 +96,7 @@ class Applier:
         raw = self.backend.get(_APPLIED_INDEX_KEY)
         self._applied_index = int.from_bytes(raw, "big") if raw is not None else 0
         self.store.reload()
+        self.alarms.reload()
 
     @property
     def applied_index(self) -> int:
@@ -151,6 +155,7 @@ class Applier:
             if handler is None:
                 break
             try:
+                self.alarms.refuse(field.name, value)
                 return handler(batch, value)
             except errors.EtcdError as exc:
                 return exc
