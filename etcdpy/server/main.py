@@ -28,6 +28,7 @@ from etcdpy.server.learner import LearnerGate, ThreadedLearnerGate
 from etcdpy.server.leasewatch import LeaseWatch
 from etcdpy.server.memberops import MemberOps
 from etcdpy.server.membership import Cluster
+from etcdpy.server.quota import BackendQuota
 from etcdpy.server.raftnode import RaftSettings
 from etcdpy.server.replication import (
     Replication,
@@ -279,6 +280,7 @@ async def open_member(config: cfg.Config, backend: Backend) -> EtcdServer:
             f"wipe {config.data_dir} and add it again to rejoin"
         )
     applier = Applier(backend)
+    applier.alarms.quota = BackendQuota(backend, config.quota_backend_bytes)
     log_end = max(raftlog.last_index(), raftlog.snapshot_meta.index)
     if applier.applied_index > log_end:
         # Entries after the log's end would reuse applied indexes and be skipped: refuse instead.

@@ -11,6 +11,7 @@ from etcdpy.server.mvcc.validate import (
     check_range_request,
     check_txn_request,
 )
+from etcdpy.server.quota import check_quota
 from etcdpy.server.services.common import Context, answers_unimplemented, maps_etcd_errors
 
 
@@ -30,6 +31,7 @@ class KVService(rpc_pb2_grpc.KVServicer):
     @maps_etcd_errors
     async def Put(self, request: rpc_pb2.PutRequest, context: Context) -> rpc_pb2.PutResponse:
         check_put_request(request)
+        await check_quota(self.server, "put", request)
         response: rpc_pb2.PutResponse = await self.server.propose(
             raft_internal_pb2.InternalRaftRequest(put=request)
         )
@@ -50,6 +52,7 @@ class KVService(rpc_pb2_grpc.KVServicer):
         check_txn_request(request, self.max_txn_ops)
         if txn.is_read_only(request):  # served like a range, with no log entry, as etcd does
             return await self.server.read_only_txn(request, serializable=txn.is_serializable(request))
+        await check_quota(self.server, "txn", request)
         response: rpc_pb2.TxnResponse = await self.server.propose(
             raft_internal_pb2.InternalRaftRequest(txn=request)
         )

@@ -1,8 +1,9 @@
-"""Maintenance service: Status, Hash, HashKV and MoveLeader; the other RPCs answer UNIMPLEMENTED for now."""
+"""Maintenance service: Status, Hash, HashKV, MoveLeader and Alarm; the rest answer UNIMPLEMENTED for now."""
 
 from __future__ import annotations
 
-from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2, rpc_pb2_grpc
+from etcdpy.server.alarm import alarm_text
 from etcdpy.server.etcdserver import EtcdServer
 from etcdpy.server.services.common import Context, answers_unimplemented, maps_etcd_errors
 
@@ -16,7 +17,19 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
 
     @maps_etcd_errors
     async def Status(self, request: rpc_pb2.StatusRequest, context: Context) -> rpc_pb2.StatusResponse:
-        return self.server.status()
+        response = self.server.status()
+        # etcd lists its view of the active alarms after its own errors ("memberID:1 alarm:NOSPACE ").
+        response.errors.extend(alarm_text(alarm) for alarm in self.server.applier.alarms.get())
+        return response
+
+    @maps_etcd_errors
+    async def Alarm(self, request: rpc_pb2.AlarmRequest, context: Context) -> rpc_pb2.AlarmResponse:
+        # Every action, GET included, goes through the log as in etcd: the answer is the cluster's.
+        response: rpc_pb2.AlarmResponse = await self.server.propose(
+            raft_internal_pb2.InternalRaftRequest(alarm=request)
+        )
+        response.ClearField("header")  # etcd's AlarmResponse carries no header
+        return response
 
     @maps_etcd_errors
     async def Hash(self, request: rpc_pb2.HashRequest, context: Context) -> rpc_pb2.HashResponse:
