@@ -1,0 +1,234 @@
+"""Mutex: mutual exclusion, fencing revisions, cleanup on failure, and one queue with ``etcdctl lock``.
+
+Every test runs against the reference etcd and etcdpy (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+from procs import ETCDCTL_BIN
+
+from etcdpy.api.mvccpb import kv_pb2
+from etcdpy.client import Client, op_put
+from etcdpy.client.concurrency import Mutex, Session, SessionExpired
+from etcdpy.client.requests import put_request
+from etcdpy.client.watch import watch_create_request
+
+
+class Background:
+    """A call running in a thread; `result` waits for its return value or re-raises its exception."""
+
+    def __init__(self, fn: Callable[[], object]) -> None:
+        self._outcome: queue.Queue[tuple[bool, object]] = queue.Queue()
+        self.done = threading.Event()
+
+        def run() -> None:
+            try:
+                self._outcome.put((True, fn()))
+            except BaseException as err:
+                self._outcome.put((False, err))
+            self.done.set()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def result(self, timeout: float = 20.0) -> object:
+        ok, value = self._outcome.get(timeout=timeout)
+        if not ok:
+            assert isinstance(value, BaseException)
+            raise value
+        return value
+
+
+def wait_for_put(client: Client, prefix: str, start_revision: int, *, other_than: bytes = b"") -> bytes:
+    """Block until a key other than ``other_than`` is put under ``prefix/`` at or after ``start_revision``."""
+    watch = client.watch(watch_create_request(prefix + "/", prefix=True, start_revision=start_revision))
+    try:
+        for response in watch:
+            for event in response.events:
+                if event.type == kv_pb2.Event.PUT and event.kv.key != other_than:
+                    return bytes(event.kv.key)
+    finally:
+        watch.close()
+    raise AssertionError("the watch ended before the put")
+
+
+def current_revision(client: Client) -> int:
+    return int(client.get("\0").header.revision)
+
+
+def test_uncontended_lock_is_the_session_key_and_unlocks_on_exit(
+    recipe_client: Client, recipe_name: str
+) -> None:
+    with Session(recipe_client, ttl=10) as session:
+        with Mutex(session, recipe_name) as lock:
+            assert lock.key == f"{recipe_name}/{session.lease_id:x}".encode()
+            stored = recipe_client.get(lock.key).kvs[0]
+            assert (stored.create_revision, stored.lease) == (lock.revision, session.lease_id)
+            again = Mutex(session, recipe_name)
+            assert again.try_lock(), "the same session already holds it"
+            assert again.revision == lock.revision
+        assert recipe_client.get(recipe_name + "/", prefix=True).count == 0
+        assert lock.key == b"" and lock.revision == -1
+
+
+def test_threads_holding_the_lock_never_overlap_and_revisions_increase(
+    recipe_client: Client, recipe_name: str
+) -> None:
+    threads, rounds = 6, 4
+    counter = f"{recipe_name}-counter"
+    recipe_client.put(counter, "0")
+    holds: list[tuple[float, float, int]] = []  # (entered, left, fencing revision)
+    record = threading.Lock()
+
+    def worker() -> None:
+        with Session(recipe_client, ttl=10) as session:
+            lock = Mutex(session, recipe_name)
+            for _ in range(rounds):
+                with lock:
+                    entered = time.monotonic()
+                    # A read-modify-write that loses updates if two holders ever overlap.
+                    value = int(recipe_client.get(counter).kvs[0].value)
+                    recipe_client.put(counter, str(value + 1))
+                    left = time.monotonic()
+                    with record:
+                        holds.append((entered, left, lock.revision))
+
+    workers = [Background(worker) for _ in range(threads)]
+    for w in workers:
+        w.result(60.0)
+    assert int(recipe_client.get(counter).kvs[0].value) == threads * rounds
+    holds.sort()
+    for (_, left, revision), (entered, _, next_revision) in itertools.pairwise(holds):
+        assert left <= entered, "two holders at once"
+        assert revision < next_revision, "the fencing revision must strictly increase"
+
+
+def test_a_holder_whose_lease_expired_is_fenced_off(recipe_client: Client, recipe_name: str) -> None:
+    fenced = f"{recipe_name}-fenced"
+    with Session(recipe_client, ttl=10) as first_session, Session(recipe_client, ttl=10) as second_session:
+        first = Mutex(first_session, recipe_name)
+        first.lock()
+        recipe_client.lease_revoke(first_session.lease_id)  # as if it expired: the holder does not know
+        second = Mutex(second_session, recipe_name)
+        second.lock(timeout=10)
+        assert second.revision > first.revision
+        stale = recipe_client.txn([first.is_owner()], [op_put(put_request(fenced, "stale"))])
+        current = recipe_client.txn([second.is_owner()], [op_put(put_request(fenced, "current"))])
+        assert (stale.succeeded, current.succeeded) == (False, True)
+        assert recipe_client.get(fenced).kvs[0].value == b"current"
+        second.unlock()
+        assert not recipe_client.txn([second.is_owner()], [op_put(put_request(fenced, "late"))]).succeeded
+
+
+def test_lock_timeout_deletes_the_waiters_key(recipe_client: Client, recipe_name: str) -> None:
+    with Session(recipe_client, ttl=10) as holder_session, Session(recipe_client, ttl=10) as waiter_session:
+        holder = Mutex(holder_session, recipe_name)
+        holder.lock()
+        waiter = Mutex(waiter_session, recipe_name)
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            waiter.lock(timeout=0.5)
+        assert time.monotonic() - started >= 0.5
+        assert [kv.key for kv in recipe_client.get(recipe_name + "/", prefix=True).kvs] == [holder.key]
+        assert waiter.key == b""
+        assert not waiter.try_lock()
+        assert recipe_client.get(recipe_name + "/", prefix=True).count == 1, "try_lock leaves no key behind"
+
+
+@pytest.mark.parametrize("end", ["revoke", "close"])
+def test_a_waiter_whose_session_ends_gets_session_expired(
+    recipe_client: Client, recipe_name: str, end: str
+) -> None:
+    with Session(recipe_client, ttl=10) as holder_session:
+        Mutex(holder_session, recipe_name).lock()
+        waiter_session = Session(recipe_client, ttl=3)
+        waiter = Mutex(waiter_session, recipe_name)
+        start = current_revision(recipe_client) + 1
+        waiting = Background(waiter.lock)
+        wait_for_put(recipe_client, recipe_name, start)
+        if end == "revoke":
+            recipe_client.lease_revoke(waiter_session.lease_id)
+        else:
+            waiter_session.close()
+        with pytest.raises(SessionExpired):
+            waiting.result()
+        assert waiter.key == b""
+        waiter_session.close()
+
+
+def test_a_waiter_rechecks_its_own_key_before_taking_the_lock(
+    recipe_client: Client, recipe_name: str
+) -> None:
+    with Session(recipe_client, ttl=10) as holder_session, Session(recipe_client, ttl=10) as waiter_session:
+        holder = Mutex(holder_session, recipe_name)
+        holder.lock()
+        waiter = Mutex(waiter_session, recipe_name)
+        start = current_revision(recipe_client) + 1
+        waiting = Background(waiter.lock)
+        waiter_key = wait_for_put(recipe_client, recipe_name, start)
+        recipe_client.delete(waiter_key)  # its place in the queue is gone while its session lives on
+        holder.unlock()
+        with pytest.raises(SessionExpired):
+            waiting.result()
+        assert not waiter_session.lost.is_set()
+
+
+@contextmanager
+def etcdctl_lock(endpoint: str, name: str, *command: str) -> Iterator[subprocess.Popen[str]]:
+    assert ETCDCTL_BIN is not None, "the reference etcdctl is not installed"
+    proc = subprocess.Popen(
+        [ETCDCTL_BIN, "--endpoints", endpoint, "lock", "--ttl", "10", name, *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate(timeout=10)
+
+
+def test_etcdctl_lock_excludes_a_mutex(recipe_client: Client, recipe_name: str) -> None:
+    endpoint = recipe_client.endpoints[0].target
+    start = current_revision(recipe_client) + 1
+    with etcdctl_lock(endpoint, recipe_name) as etcdctl, Session(recipe_client, ttl=10) as session:
+        etcdctl_key = wait_for_put(recipe_client, recipe_name, start)
+        assert etcdctl.stdout is not None
+        assert etcdctl.stdout.readline().strip().encode() == etcdctl_key, "etcdctl holds the lock"
+        mutex = Mutex(session, recipe_name)
+        assert not mutex.try_lock()
+        start = current_revision(recipe_client) + 1
+        waiting = Background(mutex.lock)
+        wait_for_put(recipe_client, recipe_name, start)
+        assert not waiting.done.is_set()
+        etcdctl.send_signal(signal.SIGINT)  # etcdctl unlocks on interrupt
+        waiting.result()
+        assert mutex.revision > recipe_client.get(etcdctl_key, revision=start).kvs[0].create_revision
+        mutex.unlock()
+
+
+def test_a_mutex_excludes_etcdctl_lock(recipe_client: Client, recipe_name: str) -> None:
+    endpoint = recipe_client.endpoints[0].target
+    with Session(recipe_client, ttl=10) as session:
+        mutex = Mutex(session, recipe_name)
+        mutex.lock()
+        start = current_revision(recipe_client) + 1
+        with etcdctl_lock(endpoint, recipe_name, "echo", "etcdctl-ran") as etcdctl:
+            wait_for_put(recipe_client, recipe_name, start, other_than=mutex.key)
+            assert etcdctl.poll() is None, "etcdctl must wait while the Mutex holds the lock"
+            mutex.unlock()
+            out, err = etcdctl.communicate(timeout=20)
+            assert (etcdctl.returncode, out.strip()) == (0, "etcdctl-ran"), err
