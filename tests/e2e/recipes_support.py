@@ -9,7 +9,7 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -44,6 +44,7 @@ class Recipes:
     lock: Any  # v3lock_pb2_grpc.LockStub (the generated stubs are untyped)
     election: Any  # v3election_pb2_grpc.ElectionStub
     client: Client
+    on_close: list[Callable[[], object]] = field(default_factory=list)  # streams to end before the stubs
 
     @classmethod
     def open(cls, endpoint: str, client_endpoints: list[str] | None = None) -> Recipes:
@@ -56,8 +57,16 @@ class Recipes:
         )
 
     def close(self) -> None:
+        for close in self.on_close:
+            close()
         self.channel.close()
         self.client.close()
+
+    def events(self, prefix: bytes, start_revision: int) -> PrefixEvents:
+        """Watch `prefix` from `start_revision` on, until `close`."""
+        events = PrefixEvents(self.client, prefix, start_revision)
+        self.on_close.append(events.close)
+        return events
 
     def grant(self, ttl: int = 60) -> int:
         return self.client.lease_grant(ttl).ID
@@ -91,14 +100,17 @@ class PrefixEvents:
 
     def __init__(self, client: Client, prefix: bytes, start_revision: int = 0) -> None:
         self._watch = client.watch(watch_create_request(prefix, prefix=True, start_revision=start_revision))
-        self._events: queue.Queue[kv_pb2.Event] = queue.Queue()
+        self._events: queue.Queue[kv_pb2.Event | BaseException] = queue.Queue()
         self._thread = threading.Thread(target=self._collect, daemon=True)
         self._thread.start()
 
     def _collect(self) -> None:
-        for response in self._watch:
-            for event in response.events:
-                self._events.put(event)
+        try:
+            for response in self._watch:
+                for event in response.events:
+                    self._events.put(event)
+        except Exception as exc:  # handed to the test by `expect` (a closed watch just ends)
+            self._events.put(exc)
 
     def expect(self, kind: int, key: bytes | None = None, timeout: float = WAIT) -> kv_pb2.Event:
         """The next event of `kind` (on `key`, if given); the ones skipped are dropped."""
@@ -107,6 +119,8 @@ class PrefixEvents:
                 event = self._events.get(timeout=timeout)
             except queue.Empty:
                 raise AssertionError(f"no {kv_pb2.Event.EventType.Name(kind)} event on {key!r}") from None
+            if isinstance(event, BaseException):
+                raise AssertionError("the watch failed") from event
             if event.type == kind and (key is None or event.kv.key == key):
                 return event
 

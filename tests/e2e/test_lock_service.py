@@ -24,7 +24,6 @@ from recipes_support import (
     ETCD_JEPSEN_BUG,
     PUT,
     WAIT,
-    PrefixEvents,
     Recipes,
     failure_of,
     module_server,
@@ -134,7 +133,7 @@ def test_concurrent_lockers_never_overlap(recipes: Recipes) -> None:
 
 def test_unlock_hands_the_lock_to_waiters_in_create_revision_order(recipes: Recipes) -> None:
     holder = lock(recipes, b"queue", recipes.grant())
-    events = PrefixEvents(recipes.client, b"queue/", holder.header.revision + 1)
+    events = recipes.events(b"queue/", holder.header.revision + 1)
     waiters = []
     for _ in range(3):  # each waiter's key exists before the next one asks: their order is known
         lease = recipes.grant()
@@ -149,13 +148,12 @@ def test_unlock_hands_the_lock_to_waiters_in_create_revision_order(recipes: Reci
         time.sleep(HOLD_SECONDS)  # the holder holds a while; the later waiters must keep waiting
         assert not any(f.done() for f, _ in waiters[i + 1 :]), "a later waiter got the lock too"
         released = unlock(recipes, key)
-    events.close()
 
 
 def test_a_holder_whose_lease_dies_hands_the_lock_over(recipes: Recipes) -> None:
     expiring = recipes.grant(2)  # the minimum TTL of both servers with their default election timeout
     first = lock(recipes, b"death", expiring)
-    events = PrefixEvents(recipes.client, b"death/", first.header.revision + 1)
+    events = recipes.events(b"death/", first.header.revision + 1)
     revoked = recipes.grant()
     second = lock_later(recipes, b"death", revoked)
     events.expect(PUT, b"death/%x" % revoked)
@@ -164,7 +162,6 @@ def test_a_holder_whose_lease_dies_hands_the_lock_over(recipes: Recipes) -> None
     assert second.result(timeout=WAIT).header.revision >= expiry.kv.mod_revision
     revoke_rev = int(recipes.client.lease_revoke(revoked).header.revision)
     assert third.result(timeout=WAIT).header.revision >= revoke_rev
-    events.close()
 
 
 def test_a_waiter_whose_lease_is_revoked_gets_an_error_never_the_lock(
@@ -173,7 +170,7 @@ def test_a_waiter_whose_lease_is_revoked_gets_an_error_never_the_lock(
     if server.kind == "etcd":
         request.applymarker(pytest.mark.xfail(reason=ETCD_JEPSEN_BUG, strict=True))
     holder = lock(recipes, b"jepsen", recipes.grant())
-    events = PrefixEvents(recipes.client, b"jepsen/", holder.header.revision + 1)
+    events = recipes.events(b"jepsen/", holder.header.revision + 1)
     doomed = recipes.grant()
     waiter = lock_later(recipes, b"jepsen", doomed)
     events.expect(PUT, b"jepsen/%x" % doomed)
@@ -181,12 +178,11 @@ def test_a_waiter_whose_lease_is_revoked_gets_an_error_never_the_lock(
     unlock(recipes, holder.key)
     assert failure_of(lambda: waiter.result(timeout=WAIT)) == unknown("mutex: session is expired")
     assert recipes.keys(b"jepsen/") == []
-    events.close()
 
 
 def test_a_cancelled_waiter_removes_its_key(recipes: Recipes) -> None:
     holder = lock(recipes, b"cancel", recipes.grant())
-    events = PrefixEvents(recipes.client, b"cancel/", holder.header.revision + 1)
+    events = recipes.events(b"cancel/", holder.header.revision + 1)
     lease = recipes.grant()
     waiter = lock_later(recipes, b"cancel", lease)
     events.expect(PUT, b"cancel/%x" % lease)
@@ -194,7 +190,6 @@ def test_a_cancelled_waiter_removes_its_key(recipes: Recipes) -> None:
     events.expect(DELETE, b"cancel/%x" % lease)  # as etcd does: a client that gave up never holds it
     assert [kv.key for kv in recipes.keys(b"cancel/")] == [holder.key]
     assert recipes.client.lease_time_to_live(lease).TTL > 0  # only the key goes; the lease is the client's
-    events.close()
 
 
 def etcdctl_lock(endpoint: str, name: str, shell: str) -> subprocess.Popen[str]:
@@ -215,7 +210,7 @@ def test_rpc_lock_and_etcdctl_lock_exclude_each_other(
     recipes: Recipes, server: ServerProcess, tmp_path: Path
 ) -> None:
     holder = lock(recipes, b"shared", recipes.grant())
-    events = PrefixEvents(recipes.client, b"shared/", holder.header.revision + 1)
+    events = recipes.events(b"shared/", holder.header.revision + 1)
     # etcdctl waits for the RPC holder, then reports its key and the revision it acquired at.
     ctl = etcdctl_lock(server.endpoint, "shared", 'echo "$ETCD_LOCK_KEY $ETCD_LOCK_REV"')
     ctl_key = events.expect(PUT).kv.key
@@ -246,7 +241,6 @@ def test_rpc_lock_and_etcdctl_lock_exclude_each_other(
     got = waiter.result(timeout=WAIT)
     assert got.header.revision >= released > left_at
     unlock(recipes, got.key)
-    events.close()
 
 
 def test_lock_through_a_follower_of_a_three_member_cluster(tmp_path: Path) -> None:
@@ -257,7 +251,7 @@ def test_lock_through_a_follower_of_a_three_member_cluster(tmp_path: Path) -> No
         via_follower = Recipes.open(follower.endpoint)
         try:
             holder = lock(via_leader, b"clustered", via_leader.grant())
-            events = PrefixEvents(via_follower.client, b"clustered/", holder.header.revision + 1)
+            events = via_follower.events(b"clustered/", holder.header.revision + 1)
             lease = via_follower.grant()
             waiter = lock_later(via_follower, b"clustered", lease)
             events.expect(PUT, b"clustered/%x" % lease)
@@ -267,7 +261,6 @@ def test_lock_through_a_follower_of_a_three_member_cluster(tmp_path: Path) -> No
             got = waiter.result(timeout=WAIT)
             assert got.key == b"clustered/%x" % lease and got.header.revision >= released
             assert got.header.member_id != holder.header.member_id  # answered by the follower itself
-            events.close()
         finally:
             via_leader.close()
             via_follower.close()
