@@ -34,7 +34,7 @@ from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import ErrSnapOutOfDate
 from etcdpy.raft.storage import EntryWindow
 from etcdpy.server.storage import schema
-from etcdpy.server.storage.backend import Backend, BackendError
+from etcdpy.server.storage.backend import Backend, BackendCorruptError, recovery_advice
 
 _ENTRY_HEAD = struct.Struct(">QBI")  # term, type, crc32
 _INDEX = struct.Struct(">Q")
@@ -47,7 +47,7 @@ _POINT = struct.Struct(">QQ")
 _ENTRY_TYPES = frozenset(pb.EntryType.values())
 
 
-class RaftLogCorruptError(BackendError):
+class RaftLogCorruptError(BackendCorruptError):
     """The raft log is damaged somewhere other than its tail; the data dir needs repair."""
 
 
@@ -106,7 +106,8 @@ class RaftLog(EntryWindow):
         raw = backend.get(HARD_STATE_KEY)
         if raw is not None:
             if len(raw) != _HARD_STATE.size:
-                raise RaftLogCorruptError(f"data dir {backend.data_dir}: raft hard state is damaged")
+                damaged = f"data dir {backend.data_dir}: raft hard state is damaged; "
+                raise RaftLogCorruptError(damaged + recovery_advice(backend.data_dir))
             term, vote, commit = _HARD_STATE.unpack(raw)
             log.hard_state = pb.HardState(term=term, vote=vote, commit=commit)
         raw = backend.get(SNAPSHOT_KEY)
@@ -123,11 +124,12 @@ class RaftLog(EntryWindow):
             if bad_index is not None:
                 raise RaftLogCorruptError(
                     f"data dir {self.backend.data_dir}: raft log entry {bad_index} is damaged "
-                    f"and later entries exist"
+                    f"and later entries exist; " + recovery_advice(self.backend.data_dir)
                 )
             if ents and index != ents[-1].index + 1:
                 raise RaftLogCorruptError(
-                    f"data dir {self.backend.data_dir}: raft log has a gap before entry {index}"
+                    f"data dir {self.backend.data_dir}: raft log has a gap before entry {index}; "
+                    + recovery_advice(self.backend.data_dir)
                 )
             entry = decode_entry(index, value)
             if entry is None:
@@ -144,7 +146,7 @@ class RaftLog(EntryWindow):
         if ents and ents[0].index != index + 1:
             raise RaftLogCorruptError(
                 f"data dir {self.backend.data_dir}: raft log starts at {ents[0].index}, "
-                f"but entries up to {index} only were dropped"
+                f"but entries up to {index} only were dropped; " + recovery_advice(self.backend.data_dir)
             )
         self._ents = [pb.Entry(index=index, term=term), *ents]
 
