@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import click
 import grpc
 
+from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.server import config as cfg
 from etcdpy.server.apply import Applier
 from etcdpy.server.etcdserver import EtcdServer, run_auto_compaction
@@ -39,6 +41,7 @@ from etcdpy.server.replication import (
 from etcdpy.server.services import register_services, register_threaded_services
 from etcdpy.server.storage.backend import Backend, BackendError
 from etcdpy.server.storage.raftlog import RaftLog, RaftLogCorruptError
+from etcdpy.server.storage_failure import classify, raise_alarm_through_peers
 
 log = logging.getLogger("etcdpy.server")
 SHUTDOWN_GRACE_SECONDS = 2.0  # in-flight requests may finish this long after SIGTERM
@@ -417,10 +420,27 @@ async def _start_peer(config: cfg.Config, server: EtcdServer) -> grpc.aio.Server
     return peer
 
 
+async def _write_path_failed(config: cfg.Config, server: EtcdServer, exc: BaseException) -> int:
+    """Report a failed write path (exit 1); a full disk or corruption raises its alarm through the peers."""
+    known = classify(exc, config.data_dir)
+    if known is None:
+        log.critical("write path failed; stopping", exc_info=exc)
+        return 1
+    log.critical("%s", known.message, exc_info=exc)
+    name = rpc_pb2.AlarmType.Name(known.alarm)
+    url = await raise_alarm_through_peers(server.cluster, known.alarm)
+    told = f"the {name} alarm was raised through {url}" if url else f"no other member raised the {name} alarm"
+    click.echo(f"etcdpy: {known.message} ({told})", err=True)
+    return 1
+
+
 async def _serve(config: cfg.Config) -> int:
     backend = Backend(config.data_dir)
     server: EtcdServer | None = None
     try:
+        started = time.monotonic()
+        records = backend.verify()  # a damaged table file refuses to start, before anything is served
+        log.info("checked the checksums of %d records in %.2fs", records, time.monotonic() - started)
         server = await open_member(config, backend)
         lease_watch = LeaseWatch.attach(server, election_timeout_ms=config.election_timeout_ms)
         peer = await _start_peer(config, server)
@@ -466,9 +486,9 @@ async def _serve(config: cfg.Config) -> int:
         if server.log.removed:
             click.echo("etcdpy: the member has been permanently removed from the cluster", err=True)
             return 0
-        if not log_task.cancelled() and log_task.exception() is not None:
-            log.critical("write path failed; stopping", exc_info=log_task.exception())
-            return 1
+        failure = None if log_task.cancelled() else log_task.exception()
+        if failure is not None:
+            return await _write_path_failed(config, server, failure)
         click.echo("etcdpy: stopped", err=True)
         return 0
     finally:
