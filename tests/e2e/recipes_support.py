@@ -86,7 +86,7 @@ def failure_of(call: Callable[[], Any]) -> Failure:
     try:
         result = call()
     except grpc.RpcError as err:
-        return Failure(err.code(), err.details())
+        return Failure(err.code(), err.details() or "")
     raise AssertionError(f"expected the call to fail, it answered {result!r}")
 
 
