@@ -71,10 +71,10 @@ async def campaign(keyspace: Keyspace, name: bytes, lease: int, value: bytes) ->
 
 async def proclaim(keyspace: Keyspace, leader: pb.LeaderKey, value: bytes) -> rpc_pb2.ResponseHeader:
     """Set the leader's value; ErrElectionNotLeader unless `leader`'s key still exists unchanged."""
+    lease = await keyspace.session_lease(leader.lease)  # etcd's Proclaim also grants one for lease 0
     response = await keyspace.txn(
         rpc_pb2.TxnRequest(
-            compare=[created_at(leader.key, leader.rev)],
-            success=[put_op(leader.key, value, await keyspace.session_lease(leader.lease))],
+            compare=[created_at(leader.key, leader.rev)], success=[put_op(leader.key, value, lease)]
         )
     )
     if not response.succeeded:

@@ -16,7 +16,6 @@ import asyncio
 import random
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
@@ -89,14 +88,6 @@ def delete_op(key: bytes) -> rpc_pb2.RequestOp:
     return rpc_pb2.RequestOp(request_delete_range=rpc_pb2.DeleteRangeRequest(key=key))
 
 
-@dataclass(frozen=True)
-class Turn:
-    """Turn is a contender's answer once no older key remains under its prefix."""
-
-    header: rpc_pb2.ResponseHeader  # of the read that found no older key and its own key alive
-    kv: kv_pb2.KeyValue  # the contender's own key at that read
-
-
 class Keyspace:
     """Keyspace runs the recipes' requests on one member: propose, linearizable reads, hub watches."""
 
@@ -147,8 +138,10 @@ class Keyspace:
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)
 
-    async def wait_turn(self, prefix: bytes, key: bytes, revision: int) -> Turn:
-        """Wait until no key under `prefix` is older than `key` (created at `revision`); return the turn.
+    async def wait_turn(self, prefix: bytes, key: bytes, revision: int) -> rpc_pb2.ResponseHeader:
+        """Wait until no key under `prefix` is older than `key` (created at `revision`).
+
+        Returns the header of the read that found no older key and `key` alive.
 
         Each round reads, at one revision R, the newest older key and `key` itself,
         then watches both from R + 1 for a deletion.  Raises ErrSessionExpired as
@@ -162,7 +155,7 @@ class Keyspace:
             if not own or own[0].create_revision != revision:
                 raise ErrSessionExpired()
             if not older:
-                return Turn(read.header, own[0])
+                return read.header
             watched = [
                 deletes_of(older[0].key, read.header.revision + 1),
                 deletes_of(key, read.header.revision + 1),

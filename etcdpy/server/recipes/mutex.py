@@ -65,13 +65,13 @@ async def lock(keyspace: Keyspace, name: bytes, lease: int) -> Held:
     if not owner or owner[0].create_revision == revision:
         return Held(response.header, key, revision)
     try:
-        turn = await keyspace.wait_turn(prefix, key, revision)
+        header = await keyspace.wait_turn(prefix, key, revision)
     except ErrSessionExpired:
         raise  # the key is gone already
     except (asyncio.CancelledError, errors.EtcdError):
         keyspace.detach(_withdraw(keyspace, key, revision))
         raise
-    return Held(turn.header, key, revision)
+    return Held(header, key, revision)
 
 
 async def _withdraw(keyspace: Keyspace, key: bytes, revision: int) -> None:
