@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
+from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.server.config import Config
 from etcdpy.server.leasewatch import LeaseWatch
 from etcdpy.server.main import open_member
 from etcdpy.server.recipes import Keyspace, mutex
 from etcdpy.server.recipes.errors import ErrSessionExpired
-from etcdpy.server.recipes.keyspace import prefix_end
+from etcdpy.server.recipes.keyspace import next_events, prefix_end
 from etcdpy.server.storage.backend import Backend
 
 QUIET_SECONDS = 0.3  # how long nothing may happen while nobody releases
@@ -111,5 +112,27 @@ def test_a_waiter_fails_as_soon_as_its_lease_is_revoked(tmp_path: Path) -> None:
             )
             with pytest.raises(ErrSessionExpired):  # while the holder still holds: no need to wait for it
                 await asyncio.wait_for(waiter, 10)
+
+    asyncio.run(scenario())
+
+
+def test_a_lock_cancelled_before_its_entry_txn_is_answered_leaves_no_key(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with keyspace(tmp_path) as space:
+            lease = await grant(space)
+            key = b"early/%x" % lease
+            created = rpc_pb2.WatchCreateRequest(key=key, start_revision=space.hub.rev + 1)
+            async with space.watch([created]) as stream:
+                call = asyncio.create_task(mutex.lock(space, b"early", lease))
+                await asyncio.sleep(0)  # the call runs up to its proposal, then waits for the answer
+                call.cancel()
+                kinds = []
+                while len(kinds) < 2:  # the entry txn is applied anyway, then its key withdrawn
+                    response = await asyncio.wait_for(next_events(stream), 10)
+                    assert response is not None
+                    kinds.extend(event.type for event in response.events)
+                assert kinds == [kv_pb2.Event.PUT, kv_pb2.Event.DELETE]
+            with pytest.raises(asyncio.CancelledError):
+                await call
 
     asyncio.run(scenario())

@@ -7,9 +7,10 @@ and Resign act only while that very key (same create revision) exists.
 
 As etcd does: a Campaign answers with the header of its own txn (not of the
 moment it won), a Campaign cancelled while it waits resigns, and Resign of a
-key that is gone succeeds.  Beyond etcd 3.4, a candidate whose key vanishes
-while it waits (lease expired or revoked) fails with ErrSessionExpired instead
-of being told it leads.
+key that is gone succeeds.  Beyond etcd 3.4: a Campaign cancelled before its
+first txn was answered resigns too, and a candidate whose key vanishes while
+it waits (lease expired or revoked) fails with ErrSessionExpired instead of
+being told it leads.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from etcdpy.server.recipes.keyspace import (
     Keyspace,
     contender_key,
     created_at,
-    delete_op,
     first_created,
     next_events,
     prefix_end,
@@ -42,13 +42,12 @@ async def campaign(keyspace: Keyspace, name: bytes, lease: int, value: bytes) ->
     """Become the leader of `name` with `value`, waiting until every older candidate is gone."""
     lease = await keyspace.session_lease(lease)
     key = contender_key(name, lease)
-    response = await keyspace.txn(
-        rpc_pb2.TxnRequest(
-            compare=[created_at(key, 0)],
-            success=[put_op(key, value, lease)],
-            failure=[range_op(rpc_pb2.RangeRequest(key=key))],
-        )
+    entry = rpc_pb2.TxnRequest(
+        compare=[created_at(key, 0)],
+        success=[put_op(key, value, lease)],
+        failure=[range_op(rpc_pb2.RangeRequest(key=key))],
     )
+    response = await keyspace.enter(entry, key)
     leader = pb.LeaderKey(name=name, key=key, rev=response.header.revision, lease=lease)
     if not response.succeeded:  # this lease campaigns already: take its place, with the new value
         existing = response.responses[0].response_range.kvs[0]
@@ -64,7 +63,7 @@ async def campaign(keyspace: Keyspace, name: bytes, lease: int, value: bytes) ->
     except ErrSessionExpired:
         raise
     except asyncio.CancelledError:
-        keyspace.detach(resign(keyspace, leader))
+        keyspace.withdraw_detached(leader.key, leader.rev)
         raise
     return pb.CampaignResponse(header=response.header, leader=leader)
 
@@ -84,10 +83,7 @@ async def proclaim(keyspace: Keyspace, leader: pb.LeaderKey, value: bytes) -> rp
 
 async def resign(keyspace: Keyspace, leader: pb.LeaderKey) -> rpc_pb2.ResponseHeader:
     """Give up leadership (delete the key if it is still `leader`'s); succeeds if it is gone already."""
-    response = await keyspace.txn(
-        rpc_pb2.TxnRequest(compare=[created_at(leader.key, leader.rev)], success=[delete_op(leader.key)])
-    )
-    return response.header
+    return await keyspace.withdraw(leader.key, leader.rev)
 
 
 async def leader(keyspace: Keyspace, name: bytes) -> pb.LeaderResponse:

@@ -13,11 +13,13 @@ lease; among the keys under ``name/`` the lowest create revision wins.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
+from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.server.etcdserver import EtcdServer
@@ -132,8 +134,41 @@ class Keyspace:
         )
         return response.ID
 
-    def detach(self, cleanup: Coroutine[Any, Any, Any]) -> None:
-        """Run `cleanup` to its end even though the call that needs it was cancelled."""
+    async def enter(self, req: rpc_pb2.TxnRequest, key: bytes) -> rpc_pb2.TxnResponse:
+        """Run a contender's entry txn, which puts `key` if it succeeds.
+
+        If the caller is cancelled before the answer, the txn may still be applied:
+        the key it created is then withdrawn, so no abandoned key ever blocks the queue.
+        """
+        entry = asyncio.ensure_future(self.txn(req))
+        try:
+            return await asyncio.shield(entry)
+        except asyncio.CancelledError:
+            self._detach(self._undo_entry(entry, key))
+            raise
+
+    async def _undo_entry(self, entry: asyncio.Future[rpc_pb2.TxnResponse], key: bytes) -> None:
+        with contextlib.suppress(errors.EtcdError):
+            response = await entry
+            if response.succeeded:
+                await self.withdraw(key, response.header.revision)
+
+    async def withdraw(self, key: bytes, revision: int) -> rpc_pb2.ResponseHeader:
+        """Delete `key` if it is still the key created at `revision` (else leave whoever owns it now)."""
+        response = await self.txn(
+            rpc_pb2.TxnRequest(compare=[created_at(key, revision)], success=[delete_op(key)])
+        )
+        return response.header
+
+    def withdraw_detached(self, key: bytes, revision: int) -> None:
+        """`withdraw`, run to its end although the call that needs it was cancelled."""
+        self._detach(self._withdraw_quietly(key, revision))
+
+    async def _withdraw_quietly(self, key: bytes, revision: int) -> None:
+        with contextlib.suppress(errors.EtcdError):  # if it fails, the key's lease still bounds its stay
+            await self.withdraw(key, revision)
+
+    def _detach(self, cleanup: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(cleanup)
         self._cleanups.add(task)
         task.add_done_callback(self._cleanups.discard)

@@ -13,14 +13,15 @@ Lock(name, lease), as etcd's clientv3 Mutex does it:
    the lock (see `Keyspace.wait_turn`).
 
 A Lock call cancelled (or failing) while it waits deletes its key, as etcd does,
-so it never holds the lock later for a client that gave up.  The create revision
+so it never holds the lock later for a client that gave up; one cancelled even
+before its first txn was answered deletes the key that txn created (etcd leaves
+that one until the lease ends).  The create revision
 of the key is the fencing token: it only grows from one holder to the next.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass
 
 from etcdpy.api import errors
@@ -30,7 +31,6 @@ from etcdpy.server.recipes.keyspace import (
     Keyspace,
     contender_key,
     created_at,
-    delete_op,
     first_created,
     prefix_of,
     put_op,
@@ -57,7 +57,7 @@ async def lock(keyspace: Keyspace, name: bytes, lease: int) -> Held:
         success=[put_op(key, b"", lease), range_op(first_created(prefix))],
         failure=[range_op(rpc_pb2.RangeRequest(key=key)), range_op(first_created(prefix))],
     )
-    response = await keyspace.txn(acquire)
+    response = await keyspace.enter(acquire, key)
     revision = response.header.revision
     if not response.succeeded:
         revision = response.responses[0].response_range.kvs[0].create_revision
@@ -69,15 +69,9 @@ async def lock(keyspace: Keyspace, name: bytes, lease: int) -> Held:
     except ErrSessionExpired:
         raise  # the key is gone already
     except (asyncio.CancelledError, errors.EtcdError):
-        keyspace.detach(_withdraw(keyspace, key, revision))
+        keyspace.withdraw_detached(key, revision)
         raise
     return Held(header, key, revision)
-
-
-async def _withdraw(keyspace: Keyspace, key: bytes, revision: int) -> None:
-    """Delete a waiter's key, unless it is no longer the key that waiter created."""
-    with contextlib.suppress(errors.EtcdError):  # if it fails, the key's lease still bounds its stay
-        await keyspace.txn(rpc_pb2.TxnRequest(compare=[created_at(key, revision)], success=[delete_op(key)]))
 
 
 async def unlock(keyspace: Keyspace, key: bytes) -> rpc_pb2.DeleteRangeResponse:
