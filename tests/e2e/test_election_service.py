@@ -10,10 +10,12 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from cluster_support import running_cluster
 from procs import ETCDCTL_BIN, ServerProcess
 from recipes_support import (
     DELETE,
@@ -273,3 +275,26 @@ def test_rpc_campaign_and_etcdctl_elect_exclude_each_other(recipes: Recipes, ser
     assert waiter.result(timeout=WAIT).leader.key == b"mixed/%x" % lease
     assert leader(recipes, b"mixed").kv.value == b"rpc again"
     ctl.communicate(timeout=WAIT)
+
+
+def test_campaign_and_observe_through_followers_of_a_three_member_cluster(tmp_path: Path) -> None:
+    with running_cluster("etcdpy", tmp_path, 3) as cluster:
+        leader_member = cluster.wait_leader()
+        first, second = (Recipes.open(m.endpoint) for m in cluster.members if m is not leader_member)
+        via_leader = Recipes.open(leader_member.endpoint)
+        try:
+            observer = Observer(second, b"spread")
+            key = campaign(first, b"spread", first.grant(), b"f1")
+            assert observer.next().kv.value == b"f1"
+            events = second.events(b"spread/", key.rev + 1)
+            lease = via_leader.grant()
+            rival = campaign_later(via_leader, b"spread", lease, b"l1")
+            events.expect(PUT, b"spread/%x" % lease)
+            proclaim(first, key, b"f2")
+            resign(first, key)
+            assert rival.result(timeout=WAIT).leader.key == b"spread/%x" % lease
+            assert [observer.next().kv.value for _ in range(2)] == [b"f2", b"l1"]
+            assert leader(second, b"spread").header.member_id != leader(first, b"spread").header.member_id
+        finally:
+            for recipes in (first, second, via_leader):
+                recipes.close()
