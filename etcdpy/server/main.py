@@ -39,7 +39,7 @@ from etcdpy.server.replication import (
     write_joined_cluster,
 )
 from etcdpy.server.services import register_services, register_threaded_services
-from etcdpy.server.storage.backend import Backend, BackendError
+from etcdpy.server.storage.backend import Backend, BackendError, recovery_advice
 from etcdpy.server.storage.raftlog import RaftLog, RaftLogCorruptError
 from etcdpy.server.storage_failure import classify, raise_alarm_through_peers
 
@@ -289,7 +289,7 @@ async def open_member(config: cfg.Config, backend: Backend) -> EtcdServer:
         # Entries after the log's end would reuse applied indexes and be skipped: refuse instead.
         raise RaftLogCorruptError(
             f"data dir {config.data_dir}: the store applied index {applier.applied_index} "
-            f"but the raft log ends at {log_end}"
+            f"but the raft log ends at {log_end}; " + recovery_advice(backend.data_dir)
         )
     heartbeat = config.heartbeat_interval_ms
     replication = Replication(
