@@ -6,64 +6,16 @@ Every test runs against the reference etcd and etcdpy (see conftest.py).
 from __future__ import annotations
 
 import itertools
-import queue
 import signal
-import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 
 import pytest
-from procs import ETCDCTL_BIN
+from recipe_support import Background, current_revision, etcdctl, read_lines, wait_for_put
 
-from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.client import Client, op_put
 from etcdpy.client.concurrency import Mutex, Session, SessionExpired
 from etcdpy.client.requests import put_request
-from etcdpy.client.watch import watch_create_request
-
-
-class Background:
-    """A call running in a thread; `result` waits for its return value or re-raises its exception."""
-
-    def __init__(self, fn: Callable[[], object]) -> None:
-        self._outcome: queue.Queue[tuple[bool, object]] = queue.Queue()
-        self.done = threading.Event()
-
-        def run() -> None:
-            try:
-                self._outcome.put((True, fn()))
-            except BaseException as err:
-                self._outcome.put((False, err))
-            self.done.set()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-
-    def result(self, timeout: float = 20.0) -> object:
-        ok, value = self._outcome.get(timeout=timeout)
-        if not ok:
-            assert isinstance(value, BaseException)
-            raise value
-        return value
-
-
-def wait_for_put(client: Client, prefix: str, start_revision: int, *, other_than: bytes = b"") -> bytes:
-    """Block until a key other than ``other_than`` is put under ``prefix/`` at or after ``start_revision``."""
-    watch = client.watch(watch_create_request(prefix + "/", prefix=True, start_revision=start_revision))
-    try:
-        for response in watch:
-            for event in response.events:
-                if event.type == kv_pb2.Event.PUT and event.kv.key != other_than:
-                    return bytes(event.kv.key)
-    finally:
-        watch.close()
-    raise AssertionError("the watch ended before the put")
-
-
-def current_revision(client: Client) -> int:
-    return int(client.get("\0").header.revision)
 
 
 def test_uncontended_lock_is_the_session_key_and_unlocks_on_exit(
@@ -183,40 +135,25 @@ def test_a_waiter_rechecks_its_own_key_before_taking_the_lock(
         assert not waiter_session.lost.is_set()
 
 
-@contextmanager
-def etcdctl_lock(endpoint: str, name: str, *command: str) -> Iterator[subprocess.Popen[str]]:
-    assert ETCDCTL_BIN is not None, "the reference etcdctl is not installed"
-    proc = subprocess.Popen(
-        [ETCDCTL_BIN, "--endpoints", endpoint, "lock", "--ttl", "10", name, *command],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"},
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=10)
-
-
 def test_etcdctl_lock_excludes_a_mutex(recipe_client: Client, recipe_name: str) -> None:
     endpoint = recipe_client.endpoints[0].target
     start = current_revision(recipe_client) + 1
-    with etcdctl_lock(endpoint, recipe_name) as etcdctl, Session(recipe_client, ttl=10) as session:
+    with (
+        etcdctl(endpoint, "lock", "--ttl", "10", recipe_name) as locker,
+        Session(recipe_client, ttl=10) as session,
+    ):
         etcdctl_key = wait_for_put(recipe_client, recipe_name, start)
-        assert etcdctl.stdout is not None
-        assert etcdctl.stdout.readline().strip().encode() == etcdctl_key, "etcdctl holds the lock"
+        assert read_lines(locker, 1) == [etcdctl_key.decode()], "etcdctl holds the lock"
+        etcdctl_revision = recipe_client.get(etcdctl_key).kvs[0].create_revision
         mutex = Mutex(session, recipe_name)
         assert not mutex.try_lock()
         start = current_revision(recipe_client) + 1
         waiting = Background(mutex.lock)
         wait_for_put(recipe_client, recipe_name, start)
         assert not waiting.done.is_set()
-        etcdctl.send_signal(signal.SIGINT)  # etcdctl unlocks on interrupt
+        locker.send_signal(signal.SIGINT)  # etcdctl unlocks on interrupt
         waiting.result()
-        assert mutex.revision > recipe_client.get(etcdctl_key, revision=start).kvs[0].create_revision
+        assert mutex.revision > etcdctl_revision
         mutex.unlock()
 
 
@@ -226,9 +163,9 @@ def test_a_mutex_excludes_etcdctl_lock(recipe_client: Client, recipe_name: str) 
         mutex = Mutex(session, recipe_name)
         mutex.lock()
         start = current_revision(recipe_client) + 1
-        with etcdctl_lock(endpoint, recipe_name, "echo", "etcdctl-ran") as etcdctl:
+        with etcdctl(endpoint, "lock", "--ttl", "10", recipe_name, "echo", "etcdctl-ran") as locker:
             wait_for_put(recipe_client, recipe_name, start, other_than=mutex.key)
-            assert etcdctl.poll() is None, "etcdctl must wait while the Mutex holds the lock"
+            assert locker.poll() is None, "etcdctl must wait while the Mutex holds the lock"
             mutex.unlock()
-            out, err = etcdctl.communicate(timeout=20)
-            assert (etcdctl.returncode, out.strip()) == (0, "etcdctl-ran"), err
+            out, err = locker.communicate(timeout=20)
+            assert (locker.returncode, out.strip()) == (0, "etcdctl-ran"), err

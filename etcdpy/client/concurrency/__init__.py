@@ -12,8 +12,9 @@ Keys and algorithms are those of etcd's Go package ``clientv3/concurrency``
 participants queue in one line and exclude each other.
 """
 
+from etcdpy.client.concurrency.election import Election, Observation
 from etcdpy.client.concurrency.errors import NoLeader, NotLeader, SessionExpired
 from etcdpy.client.concurrency.mutex import Mutex
 from etcdpy.client.concurrency.session import Session
 
-__all__ = ["Mutex", "NoLeader", "NotLeader", "Session", "SessionExpired"]
+__all__ = ["Election", "Mutex", "NoLeader", "NotLeader", "Observation", "Session", "SessionExpired"]
