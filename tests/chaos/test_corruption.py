@@ -213,9 +213,8 @@ def test_a_damaged_member_of_three_is_refused_or_heals_and_the_cluster_keeps_eve
         else:
             victim.start()  # a torn tail is dropped; the member fetches what it lacks from the leader
         acked |= _write(leader, "after/", 10)
-        wait_until(
-            lambda: bool(Client(victim.endpoint).get(b"after/009", serializable=True).kvs), 30, "no catch-up"
-        )
+        with Client(victim.endpoint) as local:
+            wait_until(lambda: bool(local.get(b"after/009", serializable=True).kvs), 30, "no catch-up")
         _assert_has(victim.endpoint, acked, serializable=True)
         _assert_has(cluster.members[0].endpoint, acked)
         revision = _status(leader.endpoint).header.revision
