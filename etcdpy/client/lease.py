@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import grpc
 from google.protobuf.message import Message
 
-from etcdpy.api.errors import ErrLeaseNotFound
+from etcdpy.api.errors import ErrLeaseNotFound, UnknownEtcdError
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
 from etcdpy.client.errors import from_rpc_error
@@ -24,6 +24,27 @@ def _lease(name: str) -> Callable[[grpc.Channel], UnaryMethod]:
         return bound
 
     return bind
+
+
+def _keep_alive_once(channel: grpc.Channel) -> UnaryMethod:
+    """LeaseKeepAlive as a unary call (one renewal, one answer), so the transport's failover applies."""
+    open_stream = _LeaseStub(channel).LeaseKeepAlive
+
+    def renew_once(
+        request: pb.LeaseKeepAliveRequest, *, timeout: float, metadata: Sequence[tuple[str, str]] | None
+    ) -> pb.LeaseKeepAliveResponse:
+        responses = open_stream(iter([request]), timeout=timeout, metadata=metadata)
+        try:
+            response: pb.LeaseKeepAliveResponse | None = next(responses, None)
+        finally:
+            responses.cancel()
+        if response is None:
+            raise UnknownEtcdError(
+                grpc.StatusCode.UNAVAILABLE, "lease keep-alive stream closed without an answer"
+            )
+        return response
+
+    return renew_once
 
 
 class _Calls(Protocol):
@@ -83,18 +104,13 @@ class LeaseMixin:
     def lease_keep_alive_once(
         self: _Calls, lease_id: int, *, timeout: float | None = None
     ) -> pb.LeaseKeepAliveResponse:
-        """Renew a lease once; ErrLeaseNotFound if it expired or was revoked (etcd answers TTL 0)."""
-        channel, metadata = self.stream_channel()
-        seconds = self.command_timeout if timeout is None else timeout
-        call = _LeaseStub(channel).LeaseKeepAlive(
-            iter([pb.LeaseKeepAliveRequest(ID=lease_id)]), timeout=seconds, metadata=metadata or None
+        """Renew a lease once; ErrLeaseNotFound if it expired or was revoked (etcd answers TTL 0).
+
+        Like a read, a renewal may be repeated, so it fails over to the next endpoint.
+        """
+        response: pb.LeaseKeepAliveResponse = self._call(
+            _keep_alive_once, pb.LeaseKeepAliveRequest(ID=lease_id), timeout, idempotent=True
         )
-        try:
-            response: pb.LeaseKeepAliveResponse = next(call)
-        except grpc.RpcError as err:
-            raise from_rpc_error(err) from None
-        finally:
-            call.cancel()
         if response.TTL <= 0:
             raise ErrLeaseNotFound()
         return response

@@ -10,21 +10,29 @@ import time
 from pathlib import Path
 
 import pytest
-from procs import ServerProcess
+from procs import ServerProcess, free_port
 
 from etcdpy.api.errors import ErrLeaseNotFound
 from etcdpy.client import Client
 from etcdpy.client.concurrency import Session
 
 
-def test_session_keeps_granted_and_adopted_leases_alive_past_their_ttl(recipe_client: Client) -> None:
+def test_session_keeps_granted_and_adopted_leases_alive_past_their_ttl(
+    recipe_server: ServerProcess, recipe_client: Client
+) -> None:
     adopted_id = recipe_client.lease_grant(2).ID
-    with Session(recipe_client, ttl=2) as granted, Session(recipe_client, lease_id=adopted_id) as adopted:
+    # Renewals fail over like reads: a first endpoint that refuses connections must not matter.
+    with (
+        Client([f"127.0.0.1:{free_port()}", recipe_server.endpoint]) as failing_over,
+        Session(recipe_client, ttl=2) as granted,
+        Session(recipe_client, lease_id=adopted_id) as adopted,
+        Session(failing_over, ttl=2) as through_second_endpoint,
+    ):
         assert adopted.lease_id == adopted_id
         # Past the TTL only renewals can have kept the leases.
         assert not granted.lost.wait(3.0)
-        assert not adopted.lost.is_set()
-        for lease_id in (granted.lease_id, adopted_id):
+        assert not adopted.lost.is_set() and not through_second_endpoint.lost.is_set()
+        for lease_id in (granted.lease_id, adopted_id, through_second_endpoint.lease_id):
             assert recipe_client.lease_time_to_live(lease_id).TTL > 0
 
 
