@@ -154,12 +154,14 @@ class Observation:
     """The leaders of an election, in order: iterate for their KeyValues; `close` ends it.
 
     The first item is the leader when `Election.observe` was called (or, if
-    nobody led then, the first one elected after); after it, every value that leader proclaims and every
-    later leader with its values, in revision order.  When a leader's key is
-    deleted, its successor is read at the very revision of the deletion, so no
-    leader and no value is skipped, unless that history was compacted meanwhile
-    (then the observation resumes from the current leader, as etcd's does).
-    `close` may be called from any thread and ends a blocked iteration::
+    nobody led then, the first one elected after); then every value that leader
+    proclaims, and every later leader with its values, in revision order.  When
+    a leader's key is deleted, its successor is read at the very revision of the
+    deletion, so no leader and no value is skipped, unless that history was
+    compacted meanwhile (then the observation resumes from the current leader,
+    as etcd's does).  A server failure raises its EtcdError and ends the
+    observation.  `close` may be called from any thread and ends a blocked
+    iteration::
 
         with election.observe() as leaders:
             for kv in leaders:
@@ -212,7 +214,7 @@ class Observation:
 
         ``read`` is the queue's head at ``at`` if already read.
         """
-        response = read or self._client.send_range(first_created(self._prefix, at))
+        response = read if read is not None else self._client.send_range(first_created(self._prefix, at))
         known = at or response.header.revision  # the queue is known up to this revision
         leader: kv_pb2.KeyValue | None = response.kvs[0] if response.kvs else None
         if leader is None:
