@@ -4,24 +4,35 @@ One `random.Random(seed)` drives everything, so a seed replays exactly.
 A step: inject faults and operator actions, tick every node, deliver the
 messages that arrive now, let clients act, run each node's Ready loop one
 phase, then check the safety invariants.
+
+With the server's applier (`plan.app == "server"`) every node keeps a LevelDB
+in the run's temp dir: `close` removes it.
 """
 
 from __future__ import annotations
 
 import random
+import shutil
+import tempfile
 from collections import Counter, deque
+from collections.abc import Hashable
+from pathlib import Path
 
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import MemoryStorage, ProposalDropped, SnapshotStatus, describe_message
 
-from .disk import FakeDisk, empty_store_state
-from .invariants import SafetyMonitor
+from .application import Application, ToyApplication
+from .disk import FakeDisk
+from .invariants import SafetyMonitor, SafetyViolation
 from .network import FakeNetwork, NetworkFaults, sender
 from .node import SimNode, bootstrap_storage
 from .operator import Operator
 from .plan import RunPlan
+from .serverapp import ServerApplication, compaction_request
 from .statemachine import Command
 from .workload import Workload
+
+COMPACTION_LAG = 10  # a compaction keeps up to this many revisions below the current one
 
 
 class Cluster:
@@ -43,19 +54,44 @@ class Cluster:
         self._heal_at: int | None = None
         self._leaders_seen: dict[int, int] = {}
         self._transfer_target: int | None = None
+        self._data_dir = Path(tempfile.mkdtemp(prefix="etcdpy-sim-")) if plan.app == "server" else None
+        self._apps: list[Application] = []  # every node's, removed ones too
         voters = list(range(1, plan.nodes + 1))
         for node_id in voters:
             storage = bootstrap_storage(voters)
-            self._add_node(node_id, FakeDisk(storage, empty_store_state(0)))
+            self._add_node(node_id, FakeDisk(storage))
         self.operator = Operator(self, first_new_id=plan.nodes + 1)
+        # The server's applier applies a request each time it is committed (etcd does not deduplicate):
+        # a write already proposed is never re-sent, its outcome stays unknown if no answer comes.
         self.workload = Workload(
-            self.rng, plan.clients, retry_after=25, give_up_after=120, issue_probability=0.3
+            self.rng,
+            plan.clients,
+            retry_after=25,
+            give_up_after=120,
+            issue_probability=0.3,
+            resend_writes=plan.app == "toy",
         )
 
     def _add_node(self, node_id: int, disk: FakeDisk) -> None:
-        node = SimNode(node_id, disk, self.plan.settings, self.rng, self.monitor, self.stats)
+        app: Application
+        if self._data_dir is None:
+            app = ToyApplication()
+        else:
+            # Its own random source: what a power loss keeps does not change the run's fault schedule.
+            app = ServerApplication(
+                self._data_dir / str(node_id), random.Random(f"{self.plan.seed}/{node_id}"), self.stats
+            )
+        self._apps.append(app)
+        node = SimNode(node_id, disk, app, self.plan.settings, self.rng, self.monitor, self.stats)
         self.nodes[node_id] = node
         node.start()
+
+    def close(self) -> None:
+        """Close releases every node's application and removes the run's data dir."""
+        for app in self._apps:
+            app.close()
+        if self._data_dir is not None:
+            shutil.rmtree(self._data_dir, ignore_errors=True)
 
     def log(self, event: str) -> None:
         """Log keeps an event for the failure report."""
@@ -68,7 +104,7 @@ class Cluster:
         if node_id in self.nodes or node_id in self.removed:
             return
         storage = MemoryStorage()
-        self._add_node(node_id, FakeDisk(storage, empty_store_state(0)))
+        self._add_node(node_id, FakeDisk(storage))
         self.stats["members_added"] += 1
         self.log(f"node {node_id} starts (empty)")
 
@@ -120,6 +156,8 @@ class Cluster:
         if self.faults_on:
             self._inject_faults()
             self.operator.maybe_act()
+            if self.plan.compaction_rate and self.rng.random() < self.plan.compaction_rate:
+                self._propose_compaction()
         self._restart_due()
         order = self.live_nodes()
         skip = self.plan.tick_skip
@@ -272,6 +310,37 @@ class Cluster:
         self._transfer_target = to
         self.stats["transfers"] += 1
         self.log(f"leader {leader.id} transfers leadership to {to}")
+
+    def _propose_compaction(self) -> None:
+        leader = self.leader()
+        if leader is None or leader.raw is None or not isinstance(leader.app, ServerApplication):
+            return
+        revision = leader.app.applier.current_revision - self.rng.randint(0, COMPACTION_LAG)
+        try:
+            leader.raw.propose(compaction_request(revision))
+        except ProposalDropped:
+            return
+        self.stats["compactions_proposed"] += 1
+        self.log(f"node {leader.id} proposes a compaction to revision {revision}")
+
+    def check_store_digests(self) -> None:
+        """Check_store_digests: members at the same applied index hold the same history (HashKV).
+
+        Raises SafetyViolation naming the first revision whose digest differs.
+        """
+        seen: dict[int, tuple[int, dict[int, Hashable]]] = {}  # applied index -> (first node, its digests)
+        for node in self.live_nodes():
+            digests = node.app.history_digests()
+            other_id, other = seen.setdefault(node.applied, (node.id, digests))
+            if other_id == node.id:
+                continue
+            for revision in sorted(digests.keys() & other.keys()):
+                if digests[revision] != other[revision]:
+                    raise SafetyViolation(
+                        f"store digests differ at applied index {node.applied}, revision {revision}: "
+                        f"node {other_id} has {other[revision]}, node {node.id} has {digests[revision]}"
+                    )
+            self.stats["digest_checks"] += len(digests.keys() & other.keys())
 
     def propose_conf_change(
         self, leader: SimNode, change: pb.ConfChange | pb.ConfChangeV2, what: str

@@ -1,39 +1,27 @@
-"""A fake disk: what raft reads (the page cache) and what survives a crash (what was synced).
+"""A fake disk for raft: what raft reads (the page cache) and what survives a crash (what was synced).
 
 Writes go to `working`, the MemoryStorage raft reads, and are queued; `sync`
-replays the queue onto `durable` and records the application's state as of
-that moment.  A crash throws away the queue: the node restarts from `durable`
-and from the application state saved at the last sync.
+replays the queue onto `durable`.  A crash throws away the queue: the node
+restarts from `durable`.  The application's state has its own share of the
+disk (see `application.py`), synced at the same moments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import NO_LIMIT, MemoryStorage
 
-from .statemachine import KvStateMachine
-
 Write = Callable[[MemoryStorage], None]
 
 
-@dataclass(frozen=True)
-class AppliedState:
-    """AppliedState is the application's state as a disk holds it: the store and where it is in the log."""
-
-    applied: int
-    store: KvStateMachine  # a private copy: never mutated
-
-
 class FakeDisk:
-    """FakeDisk holds one node's raft log, hard state, snapshot and applied state across crashes."""
+    """FakeDisk holds one node's raft log, hard state and snapshot across crashes."""
 
-    def __init__(self, initial: MemoryStorage, applied: AppliedState) -> None:
+    def __init__(self, initial: MemoryStorage) -> None:
         self.working = initial
         self.durable = copy_storage(initial)
-        self.durable_applied = applied
         self._unsynced: list[Write] = []
         self.syncs = 0
         self.lost_writes = 0
@@ -64,13 +52,11 @@ class FakeDisk:
         """Compact discards log entries up to `index`."""
         self._write(lambda storage: storage.compact(index))
 
-    def sync(self, applied: int, store: KvStateMachine) -> None:
-        """Sync makes every write so far durable, together with the application's state."""
+    def sync(self) -> None:
+        """Sync makes every write so far durable."""
         for write in self._unsynced:
             write(self.durable)
         self._unsynced.clear()
-        if applied != self.durable_applied.applied:
-            self.durable_applied = AppliedState(applied, store.copy())
         self.syncs += 1
 
     def crash(self) -> None:
@@ -107,8 +93,3 @@ def copy_storage(source: MemoryStorage) -> MemoryStorage:
     hard_state.CopyFrom(source.hard_state)
     copy.set_hard_state(hard_state)
     return copy
-
-
-def empty_store_state(applied: int) -> AppliedState:
-    """Empty_store_state is the applied state of a node that has applied nothing but its bootstrap."""
-    return AppliedState(applied, KvStateMachine())

@@ -133,8 +133,8 @@ class SafetyMonitor:
             self._fail(f"commit index of node {node_id} went back from {progress.commit} to {commit}")
         progress.commit = commit
 
-    def observe_apply(self, node_id: int, entry: pb.Entry, node_term: int, digest: Hashable) -> None:
-        """Observe_apply checks an entry a node applies, and the store digest after it."""
+    def observe_apply(self, node_id: int, entry: pb.Entry, node_term: int, digest: Hashable | None) -> None:
+        """Observe_apply checks an entry a node applies, and the store digest after it (None: not seen)."""
         self.checks += 1
         progress = self._node(node_id)
         if entry.index != progress.applied + 1:
@@ -148,16 +148,21 @@ class SafetyMonitor:
                 f"another node applied {first}"
             )
         self._committed.setdefault(entry.index, _Marked(entry.index, entry.term, node_term))
-        self._check_digest(node_id, entry.index, digest)
+        if digest is not None:
+            self._check_digest(node_id, entry.index, digest)
 
-    def observe_snapshot_restore(self, node_id: int, index: int, term: int, digest: Hashable) -> None:
-        """Observe_snapshot_restore checks a node that replaced its store by a snapshot at `index`."""
+    def observe_snapshot_restore(self, node_id: int, index: int, term: int | None, digest: Hashable) -> None:
+        """Observe_snapshot_restore checks a node that replaced its store by a snapshot's state at `index`.
+
+        `term` is the term of the entry at `index` when the node knows it (None: the state came
+        from a sender that had applied past the snapshot's own index).
+        """
         progress = self._node(node_id)
         if index < progress.applied:
             self._fail(f"node {node_id} restores snapshot {index} below its applied index {progress.applied}")
         progress.applied = index
         first = self._applied.get(index)
-        if first is not None and first[0] != term:
+        if first is not None and term is not None and first[0] != term:
             self._fail(
                 f"snapshot at {index} has term {term}, but the entry applied there had term {first[0]}"
             )

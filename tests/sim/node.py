@@ -1,4 +1,4 @@
-"""A simulated member: a RawNode, its fake disk, and the KV store it applies committed entries to.
+"""A simulated member: a RawNode, its fake disk, and the application it applies committed entries to.
 
 The Ready loop follows the contract in two phases, so a crash can fall between
 a write and its fsync:
@@ -8,6 +8,10 @@ a write and its fsync:
 * phase 2 (the fsync completes, `sync_delay` steps later): sync, send
   `persisted_messages`, apply `committed_entries`, serve ReadIndex reads,
   maybe snapshot and compact, `advance()`.
+
+Committed entries reach the application in runs, one `apply` call each, cut
+before every conf change (which raft applies first), as the server's
+RaftNode hands them to its Applier.
 """
 
 from __future__ import annotations
@@ -33,9 +37,10 @@ from etcdpy.raft import (
     decode_conf_change,
 )
 
-from .disk import AppliedState, FakeDisk
+from .application import Application
+from .disk import FakeDisk
 from .invariants import SafetyMonitor
-from .statemachine import Command, KvStateMachine
+from .statemachine import Command
 
 
 @dataclass(frozen=True)
@@ -83,6 +88,7 @@ class SimNode:
         self,
         node_id: int,
         disk: FakeDisk,
+        app: Application,
         settings: NodeSettings,
         rng: random.Random,
         monitor: SafetyMonitor,
@@ -95,8 +101,7 @@ class SimNode:
         self._rng = rng
         self._monitor = monitor
         self.raw: RawNode | None = None  # None while crashed or stopped
-        self.store = KvStateMachine()
-        self.applied = 0  # the store's applied index
+        self.app = app
         self.conf_state = pb.ConfState()
         self._snapshot_index = 0
         # the last index raft handed over (entry or snapshot) in this life; below applied while replaying
@@ -106,13 +111,18 @@ class SimNode:
         self._sync_at = 0
         self._writes_waiting: set[int] = set()  # request ids proposed here, answered when applied
         self._batch: list[Command] = []  # writes waiting to be proposed together (batch_proposals)
-        self._reads_waiting: dict[bytes, tuple[int, int, str]] = {}  # ctx -> (request id, attempt, key)
+        self._reads_waiting: dict[bytes, tuple[int, Command]] = {}  # ctx -> (attempt, read command)
         self._reads_confirmed: list[tuple[int, bytes]] = []  # (read index, ctx) awaiting applied >= index
         self.outgoing: list[pb.Message] = []
         self.answers: list[Answer] = []
         self.conf_changes_applied: list[tuple[pb.ConfState, pb.ConfState]] = []  # (before, after)
 
     # -- life cycle ------------------------------------------------------------------------------
+
+    @property
+    def applied(self) -> int:
+        """Applied is the index of the last entry the node's store holds."""
+        return self.app.applied
 
     @property
     def alive(self) -> bool:
@@ -123,12 +133,7 @@ class SimNode:
         """Start boots the node from its disk: durable log, hard state, snapshot and applied state."""
         storage = self.disk.working
         snapshot = storage.snapshot()
-        saved = self.disk.durable_applied
-        if snapshot.metadata.index > saved.applied:
-            # The disk holds a newer snapshot than the store it saved: restore the store from it.
-            saved = AppliedState(snapshot.metadata.index, KvStateMachine.decode(snapshot.data))
-        self.store = saved.store.copy()
-        self.applied = saved.applied
+        self.app.restart(snapshot)
         # Raft starts from the snapshot's configuration and replays the changes after it.
         self.conf_state = snapshot.metadata.conf_state
         self._snapshot_index = self._delivered = snapshot.metadata.index
@@ -154,6 +159,7 @@ class SimNode:
         self.raw = None
         self._ready = None
         self.disk.crash()
+        self.app.crash()
         self._writes_waiting.clear()
         self._reads_waiting.clear()
         self._reads_confirmed.clear()
@@ -164,6 +170,7 @@ class SimNode:
         """Stop shuts a removed member down for good."""
         self.raw = None
         self._ready = None
+        self.app.close()
 
     # -- inputs ----------------------------------------------------------------------------------
 
@@ -176,7 +183,7 @@ class SimNode:
         """Receive steps a message from a peer; responses from peers it does not know are dropped."""
         assert self.raw is not None
         with contextlib.suppress(ErrStepPeerNotFound, ProposalDropped):
-            self.raw.step(message)
+            self.raw.step(self.app.receiving(message))
 
     def submit(self, attempt: int, command: Command, via_log: bool) -> bool:
         """Submit hands a client request to raft; False if raft refused it (e.g. no leader known)."""
@@ -186,11 +193,11 @@ class SimNode:
             if request.op.value == "get" and not via_log:
                 ctx = f"{command.request_id}:{attempt}".encode()
                 self.raw.read_index(ctx)
-                self._reads_waiting[ctx] = (command.request_id, attempt, str(request.key))
+                self._reads_waiting[ctx] = (attempt, command)
             elif self.settings.batch_proposals:
                 self._batch.append(command)
             else:
-                self.raw.propose(command.encode())
+                self.raw.propose(self.app.encode(command))
                 self._writes_waiting.add(command.request_id)
         except ProposalDropped:
             return False
@@ -199,7 +206,7 @@ class SimNode:
     def _propose_batch(self, raw: RawNode) -> None:
         batch, self._batch = self._batch, []
         try:
-            raw.propose_many([command.encode() for command in batch])
+            raw.propose_many([self.app.encode(command) for command in batch])
         except ProposalDropped:
             return  # all or none: the clients re-send when no answer comes
         self._writes_waiting.update(command.request_id for command in batch)
@@ -212,6 +219,7 @@ class SimNode:
         assert raw is not None
         if self._batch:
             self._propose_batch(raw)
+        self.app.step()
         if self._ready is not None:
             if now >= self._sync_at:
                 self._finish_ready(raw, self._ready)
@@ -229,6 +237,7 @@ class SimNode:
     def _write(self, rd: Ready) -> None:
         disk = self.disk
         if rd.snapshot is not None:
+            self.app.claim(rd.snapshot)
             disk.apply_snapshot(rd.snapshot)
         if rd.entries:
             disk.append(list(rd.entries))
@@ -236,56 +245,65 @@ class SimNode:
         if rd.hard_state is not None:
             disk.set_hard_state(rd.hard_state)
             self._monitor.observe_commit(self.id, rd.hard_state.commit)
-        self.outgoing.extend(rd.messages)
+        self.outgoing.extend(self.app.sending(m) for m in rd.messages)
         self._reads_confirmed.extend((rs.index, rs.request_ctx) for rs in rd.read_states)
 
     def _finish_ready(self, raw: RawNode, rd: Ready) -> None:
         self._ready = None
-        self.disk.sync(self.applied, self.store)
+        self.disk.sync()
+        self.app.sync()
         self._monitor.observe_durable(self.id, self.applied)
         self._send_persisted(rd)
         if rd.snapshot is not None:
             self._install_snapshot(rd.snapshot)
-        for entry in rd.committed_entries:
-            self._apply(raw, entry)
+        self._apply_committed(raw, list(rd.committed_entries))
         raw.advance(rd)
         self._maybe_snapshot()
         self._serve_reads()
 
     def _send_persisted(self, rd: Ready) -> None:
         # Only now that the writes are durable may what acknowledges them go out.
-        self.outgoing.extend(rd.persisted_messages)
+        self.outgoing.extend(self.app.sending(m) for m in rd.persisted_messages)
 
     def _install_snapshot(self, snapshot: pb.Snapshot) -> None:
         meta = snapshot.metadata
-        self.store = KvStateMachine.decode(snapshot.data)
-        self.applied = meta.index
+        self.app.install(snapshot)
         self.conf_state = meta.conf_state
         self._snapshot_index = self._delivered = meta.index
         self._stats["snapshots_installed"] += 1
-        self._monitor.observe_snapshot_restore(self.id, meta.index, meta.term, self.store.digest())
+        # The installed state may be newer than the snapshot (the server sends its current state):
+        # its term is known only when it is exactly the snapshot's.
+        term = meta.term if self.applied == meta.index else None
+        self._monitor.observe_snapshot_restore(self.id, self.applied, term, self.app.digest())
 
-    def _apply(self, raw: RawNode, entry: pb.Entry) -> None:
-        self._delivered = entry.index
-        change = decode_conf_change(entry)
-        if change is not None:
-            # Raft's tracker must see every change again after a restart, even those the store holds.
-            before, self.conf_state = self.conf_state, raw.apply_conf_change(change)
-            if entry.index > self.applied:
-                self.conf_changes_applied.append((before, self.conf_state))
-                self._conf_changed_since_snapshot = True
-        if entry.index <= self.applied:
+    def _apply_committed(self, raw: RawNode, entries: list[pb.Entry]) -> None:
+        run: list[pb.Entry] = []
+        for entry in entries:
+            self._delivered = entry.index
+            change = decode_conf_change(entry)
+            if change is not None:
+                self._apply_run(raw, run)
+                run = []
+                # Raft's tracker must see every change again after a restart, even those the store holds.
+                before, self.conf_state = self.conf_state, raw.apply_conf_change(change)
+                if entry.index > self.applied:
+                    self.conf_changes_applied.append((before, self.conf_state))
+                    self._conf_changed_since_snapshot = True
+            run.append(entry)
+        self._apply_run(raw, run)
+
+    def _apply_run(self, raw: RawNode, run: list[pb.Entry]) -> None:
+        if not run:
             return
-        if change is None and entry.data:
-            command = Command.decode(entry.data)
-            output = self.store.apply(command)
-            if command.request_id in self._writes_waiting:
-                self._writes_waiting.discard(command.request_id)
+        for done in self.app.apply(run):
+            entry = done.entry
+            if done.request_id in self._writes_waiting:
+                assert done.request_id is not None and done.output is not None
+                self._writes_waiting.discard(done.request_id)
                 self.answers.append(
-                    Answer(command.request_id, None, output, entry.index, entry.term, raw.raft.term)
+                    Answer(done.request_id, None, done.output, entry.index, entry.term, raw.raft.term)
                 )
-        self.applied = entry.index
-        self._monitor.observe_apply(self.id, entry, raw.raft.term, self.store.digest())
+            self._monitor.observe_apply(self.id, entry, raw.raft.term, done.digest)
 
     def _maybe_snapshot(self) -> None:
         every = self.settings.snapshot_every
@@ -300,7 +318,7 @@ class SimNode:
         working = self.disk.working
         if self.applied > working.last_index():
             return
-        self.disk.create_snapshot(self.applied, self.conf_state, self.store.encode())
+        self.disk.create_snapshot(self.applied, self.conf_state, self.app.snapshot_data())
         self._snapshot_index = self.applied
         self._conf_changed_since_snapshot = False
         compact_to = self.applied - self.settings.keep_entries
@@ -317,9 +335,9 @@ class SimNode:
                 continue
             waiting = self._reads_waiting.pop(ctx, None)
             if waiting is not None:
-                request_id, attempt, key = waiting
-                output = KvOutput(self.store.read(key))
-                self.answers.append(Answer(request_id, attempt, output, index, 0, self.raw.raft.term))
+                attempt, command = waiting
+                output = self.app.read(command)
+                self.answers.append(Answer(command.request_id, attempt, output, index, 0, self.raw.raft.term))
         self._reads_confirmed = still_waiting
 
     # -- inspection ------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from .network import NetworkFaults
 from .node import NodeSettings
 
 DEFAULT_STEPS = 300
+APPS = ("toy", "server")  # what nodes apply entries to: see application.py and serverapp.py
+SERVER_COMPACTION_RATE = 0.02  # with the server's applier: per step, probability of a compaction proposal
 
 
 @dataclass(frozen=True)
@@ -29,10 +31,17 @@ class RunPlan:
     transfer_rate: float  # per step: probability the operator moves leadership
     clients: int
     tick_skip: float  # per node and step: probability its clock misses the tick (clock skew)
+    app: str = "toy"  # one of APPS
+    compaction_rate: float = 0.0  # per step: probability the operator proposes a compaction (server app)
 
     @classmethod
-    def from_seed(cls, seed: int, steps: int = DEFAULT_STEPS) -> RunPlan:
-        """From_seed draws a plan; every run has faults, each run its own mix of them."""
+    def from_seed(cls, seed: int, steps: int = DEFAULT_STEPS, app: str = "toy") -> RunPlan:
+        """From_seed draws a plan; every run has faults, each run its own mix of them.
+
+        The application does not change what is drawn: a seed has the same plan with either.
+        """
+        if app not in APPS:
+            raise ValueError(f"unknown application {app!r}: one of {', '.join(APPS)}")
         rng = random.Random(seed)
         nodes = rng.choice((3, 3, 5))
         quorum = nodes // 2 + 1
@@ -69,4 +78,6 @@ class RunPlan:
             transfer_rate=rng.choice((0.0, 0.01)),
             clients=rng.choice((2, 4, 6)),
             tick_skip=rng.choice((0.0, 0.0, 0.1, 0.3)),
+            app=app,
+            compaction_rate=SERVER_COMPACTION_RATE if app == "server" else 0.0,
         )

@@ -1,6 +1,6 @@
 """Replay one simulation seed with its whole event trace.
 
-Usage: python -m tests.sim.replay SEED [--steps N] [--messages]
+Usage: python -m tests.sim.replay SEED [--steps N] [--messages] [--app toy|server]
 
 Prints the run's plan, every event (crashes, partitions, elections,
 membership changes; with --messages every delivered message) and the result.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .plan import APPS
 from .runner import SimulationFailure, run_seed
 
 
@@ -21,10 +22,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("seed", type=int)
     parser.add_argument("--steps", type=int, default=None, help="steps with faults (default: the plan's)")
     parser.add_argument("--messages", action="store_true", help="trace every delivered message")
+    parser.add_argument(
+        "--app",
+        choices=APPS,
+        default="toy",
+        help="what nodes apply entries to: the toy store or the server's",
+    )
     args = parser.parse_args(argv)
     trace: list[str] = []
     try:
-        result = run_seed(args.seed, args.steps, trace_limit=None, trace_messages=args.messages, trace=trace)
+        result = run_seed(
+            args.seed, args.steps, trace_limit=None, trace_messages=args.messages, trace=trace, app=args.app
+        )
     except SimulationFailure as failure:
         print("\n".join(failure.trace))
         print(f"\nFAILED seed {failure.seed}: {failure.reason}")

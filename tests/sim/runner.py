@@ -18,9 +18,11 @@ CHECK_TIMEOUT = 30.0  # seconds for the linearizability check of one run's histo
 CONVERGENCE_STEPS = 100
 
 
-def replay_command(seed: int, steps: int = DEFAULT_STEPS) -> str:
+def replay_command(seed: int, steps: int = DEFAULT_STEPS, app: str = "toy") -> str:
     """Replay_command is the one command line that replays a seed with a trace."""
     more = "" if steps == DEFAULT_STEPS else f" --steps {steps}"
+    if app != "toy":
+        more += f" --app {app}"
     return f"python -m tests.sim.replay {seed}{more}"
 
 
@@ -32,7 +34,7 @@ class SimulationFailure(AssertionError):
         self.reason = reason
         self.trace = trace
         recent = "\n".join(trace[-40:])
-        replay = replay_command(plan.seed, plan.steps)
+        replay = replay_command(plan.seed, plan.steps, plan.app)
         super().__init__(f"seed {plan.seed}: {reason}\nreplay: {replay}\nlast events:\n{recent}")
 
 
@@ -54,12 +56,14 @@ def run_seed(
     trace_limit: int | None = 300,
     trace_messages: bool = False,
     trace: list[str] | None = None,
+    app: str = "toy",
 ) -> RunResult:
     """Run_seed simulates seed `seed` and raises SimulationFailure if any guarantee broke.
 
-    `trace`, if given, receives the run's events (the last `trace_limit` of them).
+    `trace`, if given, receives the run's events (the last `trace_limit` of them); `app` is what
+    the nodes apply entries to (see plan.APPS).
     """
-    plan = RunPlan.from_seed(seed) if steps is None else RunPlan.from_seed(seed, steps)
+    plan = RunPlan.from_seed(seed, DEFAULT_STEPS if steps is None else steps, app)
     return run_plan(plan, trace_limit, trace_messages, trace)
 
 
@@ -70,10 +74,19 @@ def run_plan(
     trace: list[str] | None = None,
 ) -> RunResult:
     """Run_plan simulates a plan (a seed's, or one adjusted by a test) like run_seed."""
-    seed = plan.seed
     cluster = Cluster(plan, trace_limit, trace_messages)
     try:
+        return _run(cluster, trace)
+    finally:
+        cluster.close()
+
+
+def _run(cluster: Cluster, trace: list[str] | None) -> RunResult:
+    plan = cluster.plan
+    try:
         _simulate(cluster)
+        if cluster.converged():
+            cluster.check_store_digests()
     except SafetyViolation as violation:
         raise SimulationFailure(plan, f"safety violation: {violation}", list(cluster.trace)) from violation
     except Exception as error:  # raft's own assertions (a corrupt log, ...) fail the seed the same way
@@ -98,7 +111,7 @@ def run_plan(
     stats = cluster.stats
     stats["checks"] = cluster.monitor.checks
     return RunResult(
-        seed=seed,
+        seed=plan.seed,
         plan=plan,
         steps=cluster.now,
         operations=len(history),

@@ -13,6 +13,7 @@ from etcdpy.checker import KvOutput
 from etcdpy.raft import Ready
 from etcdpy.raft import log as raft_log
 
+from .application import ToyApplication
 from .node import Answer, SimNode
 from .plan import RunPlan
 from .runner import SimulationFailure, run_plan
@@ -40,7 +41,7 @@ def test_stale_reads_break_linearizability(monkeypatch: pytest.MonkeyPatch) -> N
         request = command.request
         if request.op.value != "get" or via_log:
             return submit(self, attempt, command, via_log)
-        output = KvOutput(self.store.read(str(request.key)))
+        output = self.app.read(command)
         self.answers.append(Answer(command.request_id, attempt, output, 0, 0, 0))
         return True
 
@@ -62,7 +63,8 @@ def test_diverging_store_breaks_state_machine_safety(monkeypatch: pytest.MonkeyP
 
     def start_marking_node_2(self: SimNode) -> None:
         start(self)
-        self.store.data.setdefault("diverges", str(self.id == 2))
+        assert isinstance(self.app, ToyApplication)
+        self.app.store.data.setdefault("diverges", str(self.id == 2))
 
     def apply_wrongly_on_node_2(self: KvStateMachine, command: Command) -> KvOutput:
         output = apply(self, command)

@@ -8,9 +8,10 @@ from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.checker import KvInput
 from etcdpy.raft import MemoryStorage
 
-from .disk import FakeDisk, copy_storage, empty_store_state
+from .application import ToyApplication
+from .disk import FakeDisk, copy_storage
 from .network import FakeNetwork, NetworkFaults, sender
-from .statemachine import Command, KvStateMachine
+from .statemachine import Command
 
 
 def entries(first: int, last: int, term: int = 1) -> list[pb.Entry]:
@@ -18,14 +19,14 @@ def entries(first: int, last: int, term: int = 1) -> list[pb.Entry]:
 
 
 def fresh_disk() -> FakeDisk:
-    return FakeDisk(MemoryStorage(), empty_store_state(0))
+    return FakeDisk(MemoryStorage())
 
 
 def test_crash_loses_unsynced_entries_and_hard_state() -> None:
     disk = fresh_disk()
     disk.append(entries(1, 3))
     disk.set_hard_state(pb.HardState(term=1, vote=2, commit=1))
-    disk.sync(1, KvStateMachine())
+    disk.sync()
     disk.append(entries(4, 5))
     disk.set_hard_state(pb.HardState(term=2, vote=3, commit=3))
     disk.crash()
@@ -36,9 +37,9 @@ def test_crash_loses_unsynced_entries_and_hard_state() -> None:
 def test_crash_keeps_a_synced_overwrite_of_a_suffix() -> None:
     disk = fresh_disk()
     disk.append(entries(1, 5))
-    disk.sync(0, KvStateMachine())
+    disk.sync()
     disk.append(entries(3, 4, term=2))
-    disk.sync(0, KvStateMachine())
+    disk.sync()
     disk.crash()
     stored = disk.working.entries(1, disk.working.last_index() + 1, 1 << 30)
     assert [(e.index, e.term) for e in stored] == [(1, 1), (2, 1), (3, 2), (4, 2)]
@@ -47,7 +48,7 @@ def test_crash_keeps_a_synced_overwrite_of_a_suffix() -> None:
 def test_crash_loses_an_unsynced_snapshot_and_compaction() -> None:
     disk = fresh_disk()
     disk.append(entries(1, 10))
-    disk.sync(10, KvStateMachine())
+    disk.sync()
     disk.create_snapshot(8, pb.ConfState(voters=[1]), b"state at 8")
     disk.compact(6)
     disk.crash()
@@ -67,13 +68,15 @@ def test_copy_keeps_entries_between_the_compaction_point_and_the_snapshot() -> N
     assert copy.entries(7, 11, 1 << 30) == storage.entries(7, 11, 1 << 30)
 
 
-def test_the_synced_store_is_a_copy() -> None:
-    disk = fresh_disk()
-    store = KvStateMachine()
-    store.apply(Command(1, KvInput.put("k", "v1")))
-    disk.sync(1, store)
-    store.apply(Command(2, KvInput.put("k", "v2")))
-    assert disk.durable_applied.store.read("k") == "v1"
+def test_the_toy_store_restarts_from_its_copy_at_the_last_sync() -> None:
+    app = ToyApplication()
+    put = Command(1, KvInput.put("k", "v1"))
+    app.apply([pb.Entry(index=1, term=1, data=put.encode())])
+    app.sync()
+    app.apply([pb.Entry(index=2, term=1, data=Command(2, KvInput.put("k", "v2")).encode())])
+    app.crash()
+    app.restart(pb.Snapshot())
+    assert (app.applied, app.read(Command(3, KvInput.get("k"))).value) == (1, "v1")
 
 
 def message(frm: int, to: int, index: int = 0, kind: pb.MessageType = pb.MsgHeartbeat) -> pb.Message:

@@ -3,7 +3,9 @@
 Each client has at most one request outstanding.  It sends it to the node it
 believes leads (sometimes to any node, exercising proposal and ReadIndex
 forwarding), re-sends it with the same request id when no answer comes (the
-store deduplicates), and gives up after a while: the outcome is then unknown.
+toy store deduplicates; against a store that does not, as etcd's, a write
+raft took is never re-sent), and gives up after a while: the outcome is then
+unknown.
 Times in the history are a strictly increasing event counter, so two events
 never tie and the checker sees the exact real-time order.
 """
@@ -32,6 +34,7 @@ class _Pending:
     node: int  # where the last attempt went
     attempt: int
     resend_step: int  # when to try again if nothing came back
+    proposed: bool = False  # a node took the request (it may be applied even if no answer comes)
 
 
 # submit(node_id, attempt, command, via_log) -> whether the node took the request
@@ -48,12 +51,14 @@ class Workload:
         retry_after: int,
         give_up_after: int,
         issue_probability: float,
+        resend_writes: bool = True,
     ) -> None:
         self._rng = rng
         self._pending: dict[int, _Pending | None] = dict.fromkeys(range(1, clients + 1))
         self._retry_after = retry_after
         self._give_up_after = give_up_after
         self._issue_probability = issue_probability
+        self._resend_writes = resend_writes
         self._next_request_id = 1
         self._clock = 0
         self._last_seen: dict[str, str | None] = {}  # the latest value each key was seen with
@@ -72,7 +77,7 @@ class Workload:
                     self._issue(client, now, nodes, leader_hint, submit)
             elif now - pending.started_step >= self._give_up_after:
                 self._finish(client, UNKNOWN)
-            elif now >= pending.resend_step:
+            elif now >= pending.resend_step and self._may_resend(pending):
                 self._send(pending, now, nodes, leader_hint, submit)
 
     def _issue(
@@ -110,8 +115,14 @@ class Workload:
             node = self._rng.choice(nodes)
         pending.node = node
         accepted = submit(node, pending.attempt, pending.command, pending.via_log)
+        pending.proposed = pending.proposed or accepted
         # A refused request is retried soon; one in flight gets time to be answered.
         pending.resend_step = now + (2 if not accepted else self._retry_after)
+
+    def _may_resend(self, pending: _Pending) -> bool:
+        if self._resend_writes or not pending.proposed:
+            return True
+        return pending.command.request.op is KvOp.GET  # a read applied twice changes nothing
 
     def waiting_on(self, client: int) -> _Pending | None:
         """Waiting_on is the request client is waiting for, if any."""

@@ -1,0 +1,270 @@
+"""The real server's apply and snapshot path as a simulated node's application.
+
+Each node gets its own LevelDB (`JournaledBackend`, in the run's temp dir) and
+the server's `Applier` over it.  Client commands become etcd's
+InternalRaftRequests as the server proposes them (put, delete_range, txn with a
+compare for compare-and-set, range through the log) with the request id in
+``header.ID``; ReadIndex reads are served by ``Applier.range`` or
+``Applier.read_only_txn`` as `EtcdServer` serves them.  Conf change entries reach
+the applier as empty entries, as `EtcdServer._apply_committed` passes them.
+
+Snapshots follow `replication.py`: a snapshot point carries no data; a MsgSnap
+going out gets the sender's current state from `snapshot.state_chunks` (so the
+state may be newer than the snapshot's index, as in the server); the receiver
+keeps the last one received aside, in one slot as `Replication` does, takes it
+from there when raft hands the snapshot out in a Ready (`claim`, where the
+server's write reads the slot) and, once the Ready is durable, `install`
+replaces the state in one synced batch and the applier reloads.  A crash loses a suffix
+of the unsynced apply batches; the restart reopens the LevelDB and the applied
+index stored with the data decides what raft's replay re-applies.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Hashable
+from pathlib import Path
+
+from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
+from etcdpy.api.raftpb import raft_pb2 as pb
+from etcdpy.checker import KvOp, KvOutput
+from etcdpy.server.apply import Applier
+from etcdpy.server.storage import snapshot
+
+from .application import Applied
+from .journal import JournaledBackend
+from .statemachine import Command
+
+SNAPSHOT_CHUNK_BYTES = 256  # small, so a snapshot of a few dozen keys spans several chunks
+COMPACTION_STEP_RECORDS = 4  # physical compaction in small steps, interleaved with applies and crashes
+HISTORY_DIGESTS = 25  # revisions whose HashKV the end-of-run check compares between members
+
+
+class UnexpectedResponse(AssertionError):
+    """UnexpectedResponse: the applier answered a client request with an error or another response kind."""
+
+
+def encode_request(command: Command) -> raft_internal_pb2.InternalRaftRequest:
+    """Encode_request is the InternalRaftRequest the server proposes for a client command."""
+    request = command.request
+    key = str(request.key).encode()
+    internal = raft_internal_pb2.InternalRaftRequest()
+    internal.header.ID = command.request_id
+    if request.op is KvOp.GET:
+        internal.range.CopyFrom(rpc_pb2.RangeRequest(key=key))
+    elif request.op is KvOp.PUT:
+        internal.put.CopyFrom(rpc_pb2.PutRequest(key=key, value=str(request.value).encode()))
+    elif request.op is KvOp.DELETE:
+        internal.delete_range.CopyFrom(rpc_pb2.DeleteRangeRequest(key=key))
+    else:
+        internal.txn.CopyFrom(compare_and_set(command))
+    return internal
+
+
+def compare_and_set(command: Command) -> rpc_pb2.TxnRequest:
+    """Compare_and_set is the txn a client sends for a CAS: compare the key, put on success.
+
+    "The key is absent" compares its create revision or its version with 0 (both
+    idioms are common); the failure branch reads the key for half the requests.
+    """
+    request = command.request
+    key = str(request.key).encode()
+    compare = rpc_pb2.Compare
+    if request.expected is None:
+        if command.request_id % 2:
+            cmp = compare(key=key, target=compare.CREATE, result=compare.EQUAL, create_revision=0)
+        else:
+            cmp = compare(key=key, target=compare.VERSION, result=compare.EQUAL, version=0)
+    else:
+        cmp = compare(
+            key=key, target=compare.VALUE, result=compare.EQUAL, value=str(request.expected).encode()
+        )
+    put = rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=key, value=str(request.value).encode()))
+    failure = (
+        [rpc_pb2.RequestOp(request_range=rpc_pb2.RangeRequest(key=key))] if command.request_id % 2 else []
+    )
+    return rpc_pb2.TxnRequest(compare=[cmp], success=[put], failure=failure)
+
+
+def _value(response: rpc_pb2.RangeResponse) -> str | None:
+    return response.kvs[0].value.decode() if response.kvs else None
+
+
+def decode_output(command: Command, response: object) -> KvOutput:
+    """Decode_output is the register answer in a server response to `command`."""
+    op = command.request.op
+    if op is KvOp.GET and isinstance(response, rpc_pb2.RangeResponse):
+        return KvOutput(_value(response))
+    if op is KvOp.GET and isinstance(response, rpc_pb2.TxnResponse) and response.succeeded:
+        return KvOutput(_value(response.responses[0].response_range))
+    if op is KvOp.PUT and isinstance(response, rpc_pb2.PutResponse):
+        return KvOutput()
+    if op is KvOp.DELETE and isinstance(response, rpc_pb2.DeleteRangeResponse):
+        return KvOutput()
+    if op is KvOp.CAS and isinstance(response, rpc_pb2.TxnResponse):
+        return KvOutput(ok=response.succeeded)
+    raise UnexpectedResponse(f"request {command.request_id} {command.request} answered {response!r}")
+
+
+def compaction_request(revision: int) -> bytes:
+    """Compaction_request is the entry data of a compaction proposal (nobody waits for its answer)."""
+    return raft_internal_pb2.InternalRaftRequest(
+        compaction=rpc_pb2.CompactionRequest(revision=revision)
+    ).SerializeToString()
+
+
+class ServerApplication:
+    """ServerApplication is a node's Applier on its own LevelDB, with the server's snapshot path."""
+
+    def __init__(self, data_dir: Path, rng: random.Random, stats: Counter[str]) -> None:
+        self._dir = data_dir
+        self._rng = rng  # only for what a power loss keeps: the fault schedule of the run is unchanged
+        self._stats = stats
+        self._backend: JournaledBackend | None = None
+        self._applier: Applier | None = None
+        self._received: tuple[int, list[bytes]] | None = None  # (snapshot index, chunks) last received
+        self._claimed: tuple[int, list[bytes]] | None = None  # the state of the snapshot being persisted
+        self._compacting = False  # a scheduled compaction still has versions to delete
+        self._commands: dict[int, Command] = {}  # request id -> command, for decoding answers
+
+    @property
+    def applier(self) -> Applier:
+        """Applier is the open applier (the node runs)."""
+        assert self._applier is not None, "the application is closed (crashed or stopped)"
+        return self._applier
+
+    @property
+    def applied(self) -> int:
+        return self.applier.applied_index
+
+    def encode(self, command: Command) -> bytes:
+        self._commands[command.request_id] = command
+        return encode_request(command).SerializeToString()
+
+    def apply(self, entries: list[pb.Entry]) -> list[Applied]:
+        applier = self.applier
+        before = applier.applied_index
+        fresh = [e for e in entries if e.index > before]
+        if not fresh:
+            return []
+        compacted = applier.compact_revision
+        results = iter(
+            applier.apply([(e.index, e.data if e.type == pb.EntryNormal else b"") for e in entries])
+        )
+        digest = self.digest()
+        done: list[Applied] = []
+        for entry in fresh:
+            request_id: int | None = None
+            output: KvOutput | None = None
+            if entry.type == pb.EntryNormal and entry.data:
+                result = next(results)
+                command = self._commands.get(result.request_id)
+                if command is not None:  # a client's request (a compaction has no waiting client)
+                    request_id, output = result.request_id, decode_output(command, result.response)
+                    if command.request.op is KvOp.CAS:
+                        self._stats["txns_succeeded" if output.ok else "txns_failed"] += 1
+            done.append(Applied(entry, request_id, output, digest if entry is fresh[-1] else None))
+        if applier.compact_revision != compacted:
+            self._compacting = True
+            self._stats["compactions_applied"] += 1
+        return done
+
+    def read(self, command: Command) -> KvOutput:
+        key = str(command.request.key).encode()
+        range_request = rpc_pb2.RangeRequest(key=key)
+        response: object
+        if command.request_id % 2:
+            response = self.applier.range(range_request)
+        else:
+            txn = rpc_pb2.TxnRequest(success=[rpc_pb2.RequestOp(request_range=range_request)])
+            response = self.applier.read_only_txn(txn)
+        return decode_output(command, response)
+
+    def digest(self) -> Hashable:
+        applier = self.applier
+        hash_kv, compact_revision, revision = applier.hash_kv(0)
+        return (revision, compact_revision, hash_kv)
+
+    def history_digests(self) -> dict[int, Hashable]:
+        """HashKV at every revision since the last compaction (at most HISTORY_DIGESTS of them, spread)."""
+        applier = self.applier
+        first, last = max(applier.compact_revision + 1, 1), applier.current_revision
+        stride = max(1, (last - first) // HISTORY_DIGESTS)
+        revisions = {*range(last, first - 1, -stride), first}
+        return {revision: applier.hash_kv(revision) for revision in sorted(revisions)}
+
+    def snapshot_data(self) -> bytes:
+        return b""  # a snapshot point only: the state is read when a MsgSnap goes out
+
+    def sending(self, message: pb.Message) -> pb.Message:
+        if message.type != pb.MsgSnap:
+            return message
+        with_state = pb.Message()
+        with_state.CopyFrom(message)
+        chunks = snapshot.state_chunks(self.applier.backend, SNAPSHOT_CHUNK_BYTES)
+        with_state.snapshot.data = b"".join(chunks)
+        return with_state
+
+    def receiving(self, message: pb.Message) -> pb.Message:
+        if message.type == pb.MsgSnap:
+            self._received = (message.snapshot.metadata.index, [message.snapshot.data])
+            message.snapshot.data = b""
+        return message
+
+    def claim(self, raft_snapshot: pb.Snapshot) -> None:
+        index = raft_snapshot.metadata.index
+        received = self._received
+        if received is None or received[0] != index:
+            raise RuntimeError(f"raft installs snapshot {index} but its state was not received")
+        self._received = None
+        self._claimed = received
+
+    def install(self, raft_snapshot: pb.Snapshot) -> None:
+        index = raft_snapshot.metadata.index
+        claimed = self._claimed
+        assert claimed is not None and claimed[0] == index, "install without claim"
+        self._claimed, chunks = None, claimed[1]
+        applier = self.applier
+        with applier.backend.batch(sync=True) as batch:
+            snapshot.install(applier.backend, chunks, batch)
+        applier.reload()
+        self._compacting = applier.compaction_pending
+        if applier.applied_index > index:
+            self._stats["snapshot_states_ahead"] += 1  # the sender had applied past its snapshot
+
+    def step(self) -> None:
+        if self._compacting and self._applier is not None:
+            self._compacting = not self._applier.compact_step(COMPACTION_STEP_RECORDS)
+            self._stats["compaction_steps"] += 1
+
+    def sync(self) -> None:
+        if self._backend is not None:
+            self._backend.synced()
+
+    def crash(self) -> None:
+        backend = self._backend
+        assert backend is not None
+        keep = self._rng.randint(0, len(backend.unsynced))
+        self._stats["apply_batches_lost"] += backend.lose_unsynced(keep)
+        self.close()
+
+    def restart(self, raft_snapshot: pb.Snapshot) -> None:
+        self.close()
+        self._backend = JournaledBackend(self._dir)
+        self._applier = Applier(self._backend)
+        self._received = self._claimed = None
+        if self._applier.applied_index > raft_snapshot.metadata.index:
+            self._stats["restarts_replaying_from_stored_index"] += 1
+        self._compacting = self._applier.compaction_pending
+        if self._applier.applied_index < raft_snapshot.metadata.index:
+            raise AssertionError(
+                f"the store reopened at applied index {self._applier.applied_index}, below the snapshot "
+                f"at {raft_snapshot.metadata.index} on the node's disk: the log cannot replay the gap"
+            )
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+        self._backend = None
+        self._applier = None
