@@ -53,7 +53,7 @@ def test_close_revokes_the_lease_and_deletes_its_keys_once(recipe_client: Client
 
 
 def test_revoked_lease_sets_lost_within_a_renewal_interval_and_calls_callbacks_once(
-    recipe_client: Client,
+    recipe_client: Client, caplog: pytest.LogCaptureFixture
 ) -> None:
     ttl = 4
     session = Session(recipe_client, ttl=ttl)
@@ -61,6 +61,7 @@ def test_revoked_lease_sets_lost_within_a_renewal_interval_and_calls_callbacks_o
     called = threading.Event()
     session.add_lost_callback(lambda: calls.append("first"))
     session.add_lost_callback(lambda: 1 / 0)  # a failing callback is logged; the others still run
+    session.add_lost_callback(session.close)  # closing from the keep-alive thread itself
     session.add_lost_callback(lambda: (calls.append("second"), called.set()))
     revoked_at = time.monotonic()
     recipe_client.lease_revoke(session.lease_id)
@@ -69,6 +70,9 @@ def test_revoked_lease_sets_lost_within_a_renewal_interval_and_calls_callbacks_o
     assert time.monotonic() - revoked_at < ttl / 3 + 2.0
     assert called.wait(5.0)
     assert calls == ["first", "second"]
+    assert session.closed
+    failures = [r.exc_info[0] for r in caplog.records if r.exc_info is not None and r.exc_info[0]]
+    assert failures == [ZeroDivisionError]
     late: list[str] = []
     session.add_lost_callback(lambda: late.append(threading.current_thread().name))
     assert late == [threading.current_thread().name], "a callback added after the loss runs at once"

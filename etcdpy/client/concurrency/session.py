@@ -115,7 +115,8 @@ class Session:
             self._closed.set()
             ending = self._take_end_callbacks()
         _run_all(ending)
-        self._thread.join()
+        if threading.current_thread() is not self._thread:  # a lost callback may close its session
+            self._thread.join()
         if self.lost.is_set():
             return
         # A lease that expired meanwhile is what revoking would have achieved.
