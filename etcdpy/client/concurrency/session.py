@@ -34,7 +34,7 @@ class Session:
     set `lost` (the lease was given up, not lost).
 
     One session is one owner: two `Mutex` objects on the same session and name
-    share a key, so they do not exclude each other (as in etcd's Go client).
+    share a key, so they do not exclude each other (as in etcd's Go client)::
 
         with Session(client, ttl=10) as session:
             session.add_lost_callback(lambda: print("lease gone: stop writing"))
