@@ -6,6 +6,7 @@ Randomness comes only from Config.rand. Messages and entries are the protobuf
 types of etcdpy.api.raftpb, ready to be sent over the wire.
 """
 
+from etcdpy.raft.coalesce import coalesce
 from etcdpy.raft.confchange import (
     as_v2,
     conf_change_entry,
@@ -59,6 +60,7 @@ __all__ = [
     "Storage",
     "StorageError",
     "as_v2",
+    "coalesce",
     "conf_change_entry",
     "conf_changes_from_string",
     "conf_changes_to_string",

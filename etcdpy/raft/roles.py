@@ -154,8 +154,21 @@ def _leader_read_index(r: Raft, m: pb.Message) -> None:
 
 
 def send_read_index_confirmation(r: Raft, m: pb.Message) -> None:
-    """Send_read_index_confirmation queues the read at the commit index and starts a heartbeat round."""
+    """Send_read_index_confirmation queues the read at the commit index and starts a heartbeat round.
+
+    A read forwarded by a voter that, with the leader, forms a quorum (any voter of a
+    3-member cluster) is answered at once, without the round.  The forward itself
+    confirms the leader: the voter sent it after the read began, while it followed
+    this leader, so it had joined no newer term's quorum then; the leader has not
+    either; and a newer leader, or anything it committed, needs a quorum that
+    meets theirs.  The forward vouches for its own read only: requests queued
+    before it may have begun after it was sent, so they keep their heartbeat round.
+    """
     ctx = m.entries[0].data
+    frm = sender(m)
+    if frm not in (NONE, r.id) and r.trk.config.voters.vote_result({r.id: True, frm: True}) is VoteResult.WON:
+        r.response_to_read_index_req(m, r.raft_log.committed)
+        return
     r.read_only.add_request(r.raft_log.committed, m)
     r.read_only.recv_ack(r.id, ctx)
     r.bcast_heartbeat_with_ctx(ctx)
