@@ -1,7 +1,9 @@
 """``endpoint health|status|hashkv``: per-endpoint checks, optionally over the whole cluster.
 
 With ``--cluster`` the endpoints are the client URLs of every member (from
-MemberList) instead of ``--endpoints``.
+MemberList) instead of ``--endpoints``.  On a terminal, with no ``-w``,
+``status`` shows a rich table marking the leader and learners
+(`printers.terminal`); piped, it prints etcdctl's bytes.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from etcdpy.cli.context import CliState, pass_state
 from etcdpy.cli.durations import format_duration_ns
 from etcdpy.cli.errors import CliError, ExitCode, SilentExit
 from etcdpy.cli.options import GoInt64, command_options
-from etcdpy.cli.printers import EndpointHashKV, EndpointHealth, EndpointStatus
+from etcdpy.cli.printers import EndpointHashKV, EndpointHealth, EndpointStatus, terminal
 from etcdpy.client import Client
 
 _CLUSTER_HELP = "use all endpoints from the cluster member list"
@@ -96,7 +98,10 @@ def status(state: CliState, cluster: bool | None) -> None:
         except EtcdError as err:
             failed = True
             state.output.err_line(f"Failed to get the status of endpoint {ep} ({err.text})")
-    printer.endpoint_status(results)
+    if terminal.terminal_view_wanted(state.options, state.output):
+        terminal.print_table(state.output, terminal.endpoint_status_table(results))
+    else:
+        printer.endpoint_status(results)
     if failed:
         raise SilentExit(ExitCode.ERROR)
 

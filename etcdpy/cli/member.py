@@ -1,4 +1,9 @@
-"""``member``: cluster membership commands (list, add, remove, update, promote)."""
+"""``member``: cluster membership commands (list, add, remove, update, promote).
+
+On a terminal, with no ``-w``, ``member list`` shows a rich table marking the
+leader (asked of the endpoint by a status call) and learners
+(`printers.terminal`); piped, it prints etcdctl's bytes.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ import click
 from etcdpy.cli.context import CliState, pass_state
 from etcdpy.cli.errors import CliError, ExitCode
 from etcdpy.cli.options import command_options
+from etcdpy.cli.printers import terminal
+from etcdpy.client import EtcdError
 
 _HEX = re.compile(r"[0-9a-fA-F]+")
 
@@ -52,7 +59,20 @@ def member_list(state: CliState) -> None:
     With -w simple: comma-separated ID, status, name, peer addrs, client addrs, is learner.
     """
     printer = state.printer()
-    printer.member_list(state.client().member_list())
+    response = state.client().member_list()
+    if terminal.terminal_view_wanted(state.options, state.output):
+        terminal.print_table(state.output, terminal.member_list_table(response, _leader(state)))
+    else:
+        printer.member_list(response)
+
+
+def _leader(state: CliState) -> int | None:
+    """The leader's member ID as the endpoint the client talks to knows it (None: unknown)."""
+    try:
+        leader = state.client().status().leader
+    except EtcdError:
+        return None
+    return leader or None
 
 
 @member.command("add", short_help="Adds a member into the cluster")

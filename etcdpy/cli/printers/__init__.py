@@ -7,6 +7,7 @@ support for a result raises ``Error: <format> not supported as output format``
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -51,6 +52,18 @@ class Output:
     def __init__(self, out: BinaryIO, err: BinaryIO) -> None:
         self.out = out
         self.err = err
+
+    def is_terminal(self) -> bool:
+        """Whether stdout is a person's terminal (rich views) rather than a pipe or a file (etcdctl's bytes).
+
+        Rich's ``TTY_COMPATIBLE`` decides when set (``1``: a terminal, ``0``: not), as it does for
+        rich's own consoles; otherwise stdout's ``isatty()``.
+        """
+        forced = os.environ.get("TTY_COMPATIBLE", "")
+        if forced in ("0", "1"):
+            return forced == "1"
+        isatty = getattr(self.out, "isatty", None)
+        return bool(isatty is not None and isatty())
 
     def write(self, data: bytes | str) -> None:
         self.out.write(data.encode("utf-8", "surrogateescape") if isinstance(data, str) else data)
