@@ -9,12 +9,25 @@
 
 Keys and algorithms are those of etcd's Go package ``clientv3/concurrency``
 (what ``etcdctl lock`` and ``etcdctl elect`` use), so Go and Python
-participants queue in one line and exclude each other.
+participants queue in one line and exclude each other.  `run_stm` runs a
+function as a software transaction (see `etcdpy.client.concurrency.stm`).
 """
 
 from etcdpy.client.concurrency.election import Election, Observation
 from etcdpy.client.concurrency.errors import NoLeader, NotLeader, SessionExpired
 from etcdpy.client.concurrency.mutex import Mutex
 from etcdpy.client.concurrency.session import Session
+from etcdpy.client.concurrency.stm import STM, Isolation, run_stm
 
-__all__ = ["Election", "Mutex", "NoLeader", "NotLeader", "Observation", "Session", "SessionExpired"]
+__all__ = [
+    "STM",
+    "Election",
+    "Isolation",
+    "Mutex",
+    "NoLeader",
+    "NotLeader",
+    "Observation",
+    "Session",
+    "SessionExpired",
+    "run_stm",
+]
