@@ -4,7 +4,7 @@ Each turn of the loop (see the Ready docstring for the contract)::
 
     queued proposals -> RawNode.propose_many (one batch per turn)
     rd = ready()
-      send rd.messages at once (the leader's MsgApps go out while it fsyncs)
+      send rd.messages at once (the leader's MsgApps go out while it fsyncs), coalesced
       install rd.snapshot (state keyspaces, then the applier reloads)
       persist snapshot point, entries and hard state: ONE LevelDB batch on a worker thread
       send rd.persisted_messages (votes, acks: only once durable)
@@ -28,6 +28,8 @@ import contextlib
 import itertools
 import logging
 import random
+import struct
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -42,15 +44,19 @@ from etcdpy.raft import (
     ErrStepPeerNotFound,
     ProposalDropped,
     RawNode,
+    ReadState,
     Ready,
     SnapshotStatus,
     StateType,
+    coalesce,
     decode_conf_change,
 )
 from etcdpy.server import failpoints
 from etcdpy.server.storage.raftlog import RaftLog
 
 log = logging.getLogger("etcdpy.server.raft")
+
+_READ_CTX = struct.Struct(">QQ")  # member ID, then a counter started at the boot time in nanoseconds
 
 ApplyEntries = Callable[[list[pb.Entry]], None]
 """Receives committed normal entries (and conf change entries, already applied to raft), in order."""
@@ -86,11 +92,28 @@ class RaftSettings:
 class _ReadRound:
     """Reads waiting for one ReadIndex answer; many callers share one round."""
 
-    def __init__(self, ctx: bytes, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, ctx: bytes) -> None:
         self.ctx = ctx
-        self.future: asyncio.Future[int] = loop.create_future()  # the read index
+        # One future per reader, not one shared: a reader that gives up (cancelled) must not cancel
+        # the others, and each reader wakes straight from the answer.
+        self.waiters: list[asyncio.Future[int]] = []
         self.issued = False
         self.ticks_waiting = 0  # ticks since issued; re-issued after an election timeout (lost messages)
+
+    def join(self) -> asyncio.Future[int]:
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        return waiter
+
+    def answer(self, index: int) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(index)
+
+    def fail(self, exc: BaseException) -> None:
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_exception(exc)
 
 
 class RaftNode:
@@ -147,7 +170,9 @@ class RaftNode:
         self._proposals: list[bytes] = []
         self._wakeup = asyncio.Event()
         self._stopping = False
-        self._read_ctx = itertools.count(1)
+        # Read contexts are unique across members and restarts: the leader keys pending reads by
+        # context, so a follower's read must never be taken for another's or an earlier life's.
+        self._read_ctx = itertools.count(time.time_ns())
         self._read_round: _ReadRound | None = None  # the round new readers join (not issued yet)
         self._issued_reads: dict[bytes, _ReadRound] = {}
         self._leader_known = asyncio.Event()
@@ -201,9 +226,10 @@ class RaftNode:
         if the leader changes while the read waits for it.
         """
         if self._read_round is None:
-            self._read_round = _ReadRound(str(next(self._read_ctx)).encode(), asyncio.get_running_loop())
+            ctx = _READ_CTX.pack(self.id, next(self._read_ctx))
+            self._read_round = _ReadRound(ctx)
             self._wakeup.set()
-        return await asyncio.shield(self._read_round.future)
+        return await self._read_round.join()
 
     async def wait_applied(self, index: int) -> None:
         """Return once the applier has applied `index`."""
@@ -290,50 +316,74 @@ class RaftNode:
             self.raw.campaign()
 
     async def _handle(self, rd: Ready) -> None:
-        loop = asyncio.get_running_loop()
-        self.send(rd.messages)
+        self.send(coalesce(rd.messages, self.settings.max_size_per_msg))
+        # A confirmed read index needs nothing from this Ready's write: answer it now.
+        self._serve_reads(rd.read_states)
+        committed = rd.committed_entries
+        if committed and rd.snapshot is None:
+            # Committed entries already on our disk need not wait for this Ready's write (a whole
+            # fsync): apply them first.  Entries this Ready writes or overwrites wait for it.
+            durable = self.storage.last_index()
+            if rd.entries:
+                durable = min(durable, rd.entries[0].index - 1)
+            early = max(0, min(len(committed), durable - committed[0].index + 1))
+            if early:
+                self._apply(committed[:early])
+                committed = committed[early:]
         if rd.entries or rd.hard_state is not None or rd.snapshot is not None:
-            prepared = self.storage.prepare(
-                entries=rd.entries,
-                hard_state=rd.hard_state,
-                snapshot=rd.snapshot.metadata if rd.snapshot is not None else None,
-                sync=rd.must_sync,
-            )
-            snap = rd.snapshot
-            saved = rd.entries[-1].index if rd.entries else self.commit_index
-            failpoints.hit("raftBeforeSave", saved)
-            if snap is not None:
-                failpoints.hit("raftBeforeApplySnap", snap.metadata.index)
-
-            def write() -> None:
-                if snap is not None:
-                    self.install_state(snap.metadata, prepared.batch)
-                prepared.batch.write()
-
-            # Shielded: a cancelled loop must not leave a write running against a closing backend.
-            await asyncio.shield(loop.run_in_executor(self._executor, write))
-            self.storage.apply_prepared(prepared)
-            failpoints.hit("raftAfterSave", saved)
-            if snap is not None:
-                self.state_installed(snap.metadata)
-                failpoints.hit("raftAfterApplySnap", snap.metadata.index)
+            await self._persist(rd)
         if rd.hard_state is not None:
             self.term = rd.hard_state.term
             self.commit_index = max(self.commit_index, rd.hard_state.commit)
         if rd.soft_state is not None:
             self._soft_state(rd.soft_state.lead, rd.soft_state.role)
-        self.send(rd.persisted_messages)
+        self.send(coalesce(rd.persisted_messages, self.settings.max_size_per_msg))
         if rd.snapshot is not None:
             self._snapshot_installed(rd.snapshot.metadata)
-        if rd.committed_entries:
-            self._apply(rd.committed_entries)
-        for rs in rd.read_states:
-            round_ = self._issued_reads.pop(rs.request_ctx, None)
-            if round_ is not None and not round_.future.done():
-                round_.future.set_result(rs.index)
+        if committed:
+            self._apply(committed)
         self.raw.advance(rd)
         self._wake_applied()
         self._maybe_snapshot()
+
+    async def _persist(self, rd: Ready) -> None:
+        """Write the Ready's snapshot point, entries and hard state as one batch (synced if it must be)."""
+        prepared = self.storage.prepare(
+            entries=rd.entries,
+            hard_state=rd.hard_state,
+            snapshot=rd.snapshot.metadata if rd.snapshot is not None else None,
+            sync=rd.must_sync,
+        )
+        snap = rd.snapshot
+        saved = rd.entries[-1].index if rd.entries else self.commit_index
+        failpoints.hit("raftBeforeSave", saved)
+        if snap is not None:
+            failpoints.hit("raftBeforeApplySnap", snap.metadata.index)
+
+        def write() -> None:
+            if snap is not None:
+                self.install_state(snap.metadata, prepared.batch)
+            prepared.batch.write()
+
+        if snap is None and not rd.must_sync:
+            # Only the commit index changed: an unsynced write takes microseconds, less than
+            # the hop to the worker thread, and no other write of ours is in flight.
+            write()
+        else:
+            # Shielded: a cancelled loop must not leave a write running against a closing backend.
+            loop = asyncio.get_running_loop()
+            await asyncio.shield(loop.run_in_executor(self._executor, write))
+        self.storage.apply_prepared(prepared)
+        failpoints.hit("raftAfterSave", saved)
+        if snap is not None:
+            self.state_installed(snap.metadata)
+            failpoints.hit("raftAfterApplySnap", snap.metadata.index)
+
+    def _serve_reads(self, read_states: Iterable[ReadState]) -> None:
+        for rs in read_states:
+            round_ = self._issued_reads.pop(rs.request_ctx, None)
+            if round_ is not None:
+                round_.answer(rs.index)
 
     def _soft_state(self, lead: int, role: StateType) -> None:
         if lead != self.leader_id:
@@ -347,8 +397,7 @@ class RaftNode:
                     waiter.set_result(None)
             # Reads issued to the old leader may never be answered: fail them so callers retry.
             for round_ in self._issued_reads.values():
-                if not round_.future.done():
-                    round_.future.set_exception(errors.ErrLeaderChanged())
+                round_.fail(errors.ErrLeaderChanged())
             self._issued_reads.clear()
         self.role = role
         if lead == NONE:
@@ -412,8 +461,7 @@ class RaftNode:
         if self._read_round is not None:
             rounds.append(self._read_round)
         for round_ in rounds:
-            if not round_.future.done():
-                round_.future.set_exception(exc)
+            round_.fail(exc)
         for _, waiter in self._applied_waiters:
             if not waiter.done():
                 waiter.set_exception(exc)

@@ -144,3 +144,38 @@ def test_linearizable_reads_share_one_read_index_round(tmp_path: Path) -> None:
             assert calls == 1
 
     asyncio.run(scenario())
+
+
+def test_committed_entries_already_on_disk_do_not_wait_for_the_next_write(tmp_path: Path) -> None:
+    # Entry 5 is durable and committed when entry 6's write starts: its client needs no second fsync.
+    async def scenario() -> None:
+        async with member(tmp_path) as server:
+            raftlog = server.log.raftlog
+            real_prepare = raftlog.prepare
+            loop = asyncio.get_running_loop()
+            holds = {5: (threading.Event(), asyncio.Event()), 6: (threading.Event(), asyncio.Event())}
+
+            def prepare(**kwargs: Any) -> PreparedWrite:
+                prepared = real_prepare(**kwargs)
+                if not prepared.entries:
+                    return prepared
+                release, started = holds[prepared.entries[-1].index]
+                return dataclasses.replace(prepared, batch=HeldBatch(prepared.batch, release, started, loop))
+
+            raftlog.prepare = prepare  # type: ignore[method-assign]
+            try:
+                first = asyncio.create_task(server.propose(put(b"a")))
+                await holds[5][1].wait()
+                second = asyncio.create_task(server.propose(put(b"b")))
+                await asyncio.sleep(0)  # queued: it goes into the next write
+                holds[5][0].set()
+                await holds[6][1].wait()  # entry 6 is being written, and stays so
+                response = await asyncio.wait_for(first, 10)
+                assert response.header.revision == 2
+                assert not second.done()
+            finally:
+                for release, _ in holds.values():
+                    release.set()
+            assert (await second).header.revision == 3
+
+    asyncio.run(scenario())

@@ -192,3 +192,33 @@ def test_a_single_member_elects_itself_at_term_two(tmp_path: Path, n: int) -> No
             await until(lambda: m.applier.applied_index == 2)  # the AddNode, then the leader's empty entry
 
     asyncio.run(scenario())
+
+
+def test_read_contexts_are_unique_across_members_and_restarts(tmp_path: Path) -> None:
+    # The leader keys pending reads by context: a shared one would answer one member's read with another's.
+    async def scenario() -> None:
+        seen: list[bytes] = []
+
+        def record_contexts(member: Member) -> None:
+            real = member.repl.node.raw.read_index
+
+            def recording(ctx: bytes) -> None:
+                seen.append(ctx)
+                real(ctx)
+
+            member.repl.node.raw.read_index = recording  # type: ignore[method-assign]
+
+        async with cluster_of(tmp_path, 3, FAST) as members:
+            await until(lambda: all(m.repl.leader_id != 0 for m in members))
+            for m in members:
+                record_contexts(m)
+            await asyncio.gather(*(m.repl.read_index() for m in members))
+            restarted = next(m for m in members if m.id != m.repl.leader_id)
+            await restarted.stop()
+            await restarted.start()
+            record_contexts(restarted)
+            await until(lambda: restarted.repl.leader_id != 0)
+            await restarted.repl.read_index()
+        assert len(seen) >= 4 and len(set(seen)) == len(seen)
+
+    asyncio.run(scenario())
