@@ -16,6 +16,7 @@ import grpc
 
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.mvccpb import kv_pb2
+from etcdpy.chaos.cluster import ChaosCluster
 from etcdpy.chaos.history import RunHistory
 from etcdpy.chaos.watching import RawWatch
 from etcdpy.checker import (
@@ -173,3 +174,55 @@ def check_hashes_agree(client: Client, endpoints: Sequence[str], final_revision:
     held = len(set(hashes.values())) == 1 and all(isinstance(h, tuple) for h in hashes.values())
     detail = "\n".join(f"{endpoint}: {value}" for endpoint, value in hashes.items())
     return Verdict("hashkv equal", held, len(endpoints), detail)
+
+
+class RevisionPoller:
+    """RevisionPoller reads every member's revision a few times a second, for `verdict`.
+
+    A member's revision must never go down while one process runs (a restart may
+    replay, so each process lifetime is judged on its own).
+    """
+
+    def __init__(self, cluster: ChaosCluster, interval: float = 0.2) -> None:
+        self.cluster = cluster
+        self.interval = interval
+        self.samples = 0
+        self.problems: list[str] = []
+        self._last: dict[tuple[str, int], int] = {}  # (member, start number) -> last revision seen
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="revision-poller", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _poll(self) -> None:
+        with Client(self.cluster.endpoints, command_timeout=1.0, dial_timeout=0.5) as client:
+            while not self._stop.wait(self.interval):
+                for member in self.cluster.members:
+                    lifetime = (member.name, member.starts)
+                    if not member.running or member.paused:
+                        continue
+                    try:
+                        revision = client.status(member.endpoint, timeout=0.5).header.revision
+                    except Exception:
+                        continue
+                    if lifetime != (member.name, member.starts):
+                        continue  # restarted meanwhile: the answer may come from either process
+                    self.samples += 1
+                    last = self._last.get(lifetime, 0)
+                    if revision < last:
+                        self.problems.append(
+                            f"{member.name} (start #{member.starts}) went from {last} to {revision}"
+                        )
+                    self._last[lifetime] = max(last, revision)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+
+    def verdict(self) -> Verdict:
+        self.stop()
+        return Verdict(
+            "member revision never decreases", not self.problems, self.samples, "\n".join(self.problems)
+        )

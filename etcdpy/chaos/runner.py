@@ -118,9 +118,11 @@ def run_scenario(
     run = _Run(scenario, seed, cluster)
     ctx = Context(cluster.endpoints, run.history, seed)
     errors: list[str] = []
+    poller = checks.RevisionPoller(cluster)
     try:
         cluster.start()
         run.note("cluster started")
+        poller.start()
         workloads = [WORKLOADS[name]() for name in scenario.workloads]
         for workload in workloads:
             workload.start(ctx)
@@ -131,12 +133,22 @@ def run_scenario(
         client = cluster.client()
         for workload in workloads:
             workload.finish(ctx, client)
+        run.verdicts.append(
+            Verdict(
+                f"workload checks ({', '.join(w.name for w in workloads)})",
+                not run.history.anomalies,
+                run.history.operations,
+                "\n".join(str(a) for a in run.history.anomalies[:30]),
+            )
+        )
         _final_checks(run)
+        run.verdicts.append(poller.verdict())
     except Exception as err:  # the harness itself failed: report it, never as a pass
         import traceback
 
         errors.append(f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
     finally:
+        poller.stop()
         ctx.close()
         cluster.stop()
     result = RunResult(

@@ -7,8 +7,9 @@ must not be refused before it either.  Once the client stops, the lease must exp
 and its key disappear soon after the faults heal.
 
 Fenced lock: clients take a lock with etcd's layout (``<name>/<lease hex>``, the lowest
-create_revision owns it) and, while holding it, increment a counter in a txn guarded
-by "my lock key still has its create_revision" (the fencing token).  If the lock
+create_revision owns it; half of them through `etcdpy.client.concurrency.Mutex`) and,
+while holding it, increment a counter in a txn guarded by "my lock key still has its
+create_revision" (the fencing token).  If the lock
 ever let two holders write, two acknowledged increments write the same value.
 """
 
@@ -25,6 +26,7 @@ from etcdpy.chaos.workload import Context, recorded_txn
 from etcdpy.checker.watch import Put
 from etcdpy.client import Client, CompareResult, CompareTarget, SortOrder, SortTarget, compare, op_get, op_put
 from etcdpy.client import requests as rq
+from etcdpy.client.concurrency import Mutex, Session
 
 EXPIRY_SLACK = 15.0  # seconds past a lease's last possible renewal by which it must be gone
 # (etcdpy checkpoints remaining TTLs every 5 s, so a leader change may extend a lease that much)
@@ -146,7 +148,12 @@ class Leases:
 
 
 class FencedLock:
-    """FencedLock: holders of one lock increment a counter with writes fenced by their lock key."""
+    """FencedLock: holders of one lock increment a counter with writes fenced by their lock key.
+
+    Even-numbered clients take the lock with `etcdpy.client.concurrency.Mutex` (fenced
+    by ``is_owner()``), odd-numbered ones with plain txns on the same layout, so the
+    two implementations must also exclude each other.
+    """
 
     name = "lock"
 
@@ -161,9 +168,29 @@ class FencedLock:
 
     def start(self, ctx: Context) -> None:
         for c in range(self.clients):
-            ctx.spawn(f"lock-{c}", lambda c=c: self._client(ctx, c))  # type: ignore[misc]
+            body = self._recipe_client if c % 2 == 0 else self._txn_client
+            ctx.spawn(f"lock-{c}", lambda c=c, body=body: body(ctx, c))  # type: ignore[misc]
 
-    def _client(self, ctx: Context, index: int) -> None:
+    def _recipe_client(self, ctx: Context, index: int) -> None:
+        client = ctx.client(index)
+        while not ctx.stop.is_set():
+            ctx.history.count(self.name)
+            try:
+                session = Session(client, ttl=self.ttl)
+            except Exception:
+                continue
+            try:
+                mutex = Mutex(session, self.lock[:-1])
+                mutex.lock(timeout=3 * self.ttl)
+                self._increment(ctx, client, mutex.is_owner(), mutex.revision)
+                mutex.unlock()
+            except Exception:
+                pass  # lock not taken or lost, or a release that failed: the lease ends it
+            finally:
+                with contextlib.suppress(Exception):
+                    session.close()
+
+    def _txn_client(self, ctx: Context, index: int) -> None:
         client = ctx.client(index)
         while not ctx.stop.is_set():
             ctx.history.count(self.name)
@@ -174,7 +201,9 @@ class FencedLock:
             key = self.lock + f"{lease:x}".encode()
             token = self._acquire(ctx, client, key, lease)
             if token is not None:
-                self._increment(ctx, client, key, token)
+                self._increment(
+                    ctx, client, compare(key, CompareTarget.CREATE, CompareResult.EQUAL, token), token
+                )
             with contextlib.suppress(Exception):  # if the revoke fails, the lease expires by itself
                 client.lease_revoke(lease)  # releases the lock (deletes the key)
 
@@ -213,7 +242,8 @@ class FencedLock:
             ctx.stop.wait(0.05)
         return None
 
-    def _increment(self, ctx: Context, client: Client, key: bytes, token: int) -> None:
+    def _increment(self, ctx: Context, client: Client, fence: pb.Compare, token: int) -> None:
+        """Read the counter and write it plus one, only if the lock is still ours (`fence`)."""
         try:
             current = client.get(self.counter)
         except Exception:
@@ -223,8 +253,7 @@ class FencedLock:
             ctx,
             client,
             pb.TxnRequest(
-                compare=[compare(key, CompareTarget.CREATE, CompareResult.EQUAL, token)],
-                success=[op_put(rq.put_request(self.counter, str(value).encode()))],
+                compare=[fence], success=[op_put(rq.put_request(self.counter, str(value).encode()))]
             ),
             "fenced write",
         )
