@@ -39,6 +39,12 @@ def test_server_sweep(server_seed_chunk: range, sim_steps: int) -> None:
         pytest.fail(f"{len(failures)} failing seeds ({seeds}); the first:\n{failures[0]}", pytrace=False)
 
 
+@pytest.mark.parametrize("seed", range(100_000, 100_003))
+def test_server_long_run(seed: int) -> None:
+    """A few runs five times longer: the LevelDB history, compactions and snapshots accumulate."""
+    run_seed(seed, steps=1500, app="server")
+
+
 def test_server_replay_is_deterministic(replay_seed: int) -> None:
     """A seed with the server's applier replays exactly, LevelDB, crashes and snapshots included."""
     first: list[str] = []
