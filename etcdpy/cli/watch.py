@@ -1,11 +1,13 @@
 """``watch [key|prefix] [range_end] [-- command args]``: etcdctl's watch, plus --progress-notify.
 
-On a terminal (default format) a live view shows coloured events and resumes
-after a broken connection without missing any (`watch_view`).  Piped, the
-output is etcdctl's byte for byte (simple, json, fields, protobuf);
-``-w json`` prints one response per line.  With ``-- command args`` the command
-runs once per event with ETCD_WATCH_REVISION, ETCD_WATCH_EVENT_TYPE,
-ETCD_WATCH_KEY and ETCD_WATCH_VALUE set (Go-quoted, as etcdctl sets them).
+A broken stream resumes on another endpoint without missing or repeating an
+event (the client's failover).  On a terminal (default format) a live view
+shows coloured events and says where it reconnected (`watch_view`).  Piped,
+the output is etcdctl's byte for byte (simple, json, fields, protobuf), with
+reconnects unsaid, as etcdctl retries silently; ``-w json`` prints one
+response per line.  With ``-- command args`` the command runs once per event
+with ETCD_WATCH_REVISION, ETCD_WATCH_EVENT_TYPE, ETCD_WATCH_KEY and
+ETCD_WATCH_VALUE set (Go-quoted, as etcdctl sets them).
 ``-i`` reads ``watch ...`` and ``progress`` lines from stdin.
 """
 
@@ -192,7 +194,7 @@ def watch(
     printer = state.printer()
     if _live_view_wanted(state, exec_args):
         try:
-            reason = run_view(Console(), state.client(), state.options.endpoints[0], request)
+            reason = run_view(Console(), state.client(), request)
         except KeyboardInterrupt:
             raise SystemExit(130) from None
         raise CliError(ExitCode.INTERRUPTED, f"watch is canceled by the server ({reason})")

@@ -158,6 +158,10 @@ class Transport:
             time.sleep(min(backoff, remaining))
             backoff = min(backoff * 2, self.dial_timeout)
 
+    def stream_endpoints(self) -> list[Endpoint]:
+        """Every endpoint, the one that answered last first: the order a stream fails over in."""
+        return self._rotation()
+
     def _rotation(self) -> list[Endpoint]:
         return self.endpoints[self._preferred :] + self.endpoints[: self._preferred]
 

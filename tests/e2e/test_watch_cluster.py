@@ -12,7 +12,12 @@ which the checker fills from what the watchers saw.
 
 from __future__ import annotations
 
+import os
+import pty
 import random
+import re
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -228,3 +233,88 @@ def test_watchers_resumed_on_another_member_after_a_leader_kill_miss_nothing(tmp
     resumed_events = sum(len(r.events) for w in on_leader for link in w.links[1:] for r in link.responses)
     assert resumed_events > 0, "no event arrived after a resume: the run did not test resuming"
     assert sum(len(r.events) for w in watchers for link in w.links for r in link.responses) > 300
+
+
+class CliWatch:
+    """`etcdpy watch` in a child process, its stdout a pipe or (``tty``) a pseudo-terminal."""
+
+    def __init__(self, endpoints: list[str], args: list[str], *, tty: bool) -> None:
+        command = [sys.executable, "-m", "etcdpy", "--endpoints", ",".join(endpoints), "watch", *args]
+        env = {**os.environ, "COLUMNS": "200", "TERM": "xterm"}
+        self.output = bytearray()
+        self.grew = threading.Condition()
+        if tty:
+            self.read_fd, child_out = pty.openpty()
+        else:
+            self.read_fd, child_out = os.pipe()
+        self.proc = subprocess.Popen(
+            command, stdout=child_out, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env
+        )
+        os.close(child_out)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self.read_fd, 65536)
+            except OSError:  # a pseudo-terminal whose child exited
+                chunk = b""
+            with self.grew:
+                if not chunk:
+                    self.grew.notify_all()
+                    return
+                self.output += chunk
+                self.grew.notify_all()
+
+    def wait_for(self, text: bytes, timeout: float = 30.0) -> None:
+        with self.grew:
+            if not self.grew.wait_for(lambda: text in self.output, timeout):
+                raise AssertionError(
+                    f"{text!r} never shown; output so far:\n{self.output.decode(errors='replace')}"
+                )
+
+    def stop(self) -> str:
+        """Stop the watch; what it wrote to stderr."""
+        self.proc.kill()
+        _, err = self.proc.communicate(timeout=10)
+        os.close(self.read_fd)
+        return err.decode(errors="replace")
+
+
+def test_cli_watch_fails_over_when_its_member_dies_and_shows_every_event_once(tmp_path: Path) -> None:
+    with running_cluster("etcdpy", tmp_path, 3) as cluster:
+        leader = cluster.wait_leader()
+        connected = next(m for m in cluster.members if m is not leader)
+        others = [m.endpoint for m in cluster.members if m is not connected]
+        with Client(others) as client:
+            start = client.put("f/0", "first").header.revision
+            args = ["--prefix", "f/", "--rev", str(start)]
+            endpoints = [connected.endpoint, *others]
+            piped = CliWatch(endpoints, args, tty=False)
+            live = CliWatch(endpoints, args, tty=True)
+            try:
+                writes = [(b"f/0", b"first")]
+                for i in range(1, 21):
+                    writes.append((b"f/%d" % i, b"v%d" % i))
+                    client.put(*writes[-1])
+                piped.wait_for(b"f/20\nv20\n")
+                live.wait_for(b"@%d" % (start + 20))
+                connected.kill()
+                for i in range(21, 41):
+                    writes.append((b"f/%d" % i, b"v%d" % i))
+                    client.put(*writes[-1])
+                piped.wait_for(b"f/40\nv40\n")
+                live.wait_for(b"@%d" % (start + 40))
+            finally:
+                piped_err, live_err = piped.stop(), live.stop()
+    assert bytes(piped.output) == b"".join(b"PUT\n%s\n%s\n" % write for write in writes)
+    assert piped_err == ""  # etcdctl retries silently
+    shown = bytes(live.output).decode(errors="replace")
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown).replace("\r", "")
+    assert f"connection to {connected.endpoint} lost" in plain
+    resumed = re.search(r"reconnected to (\S+), resuming at revision (\d+)", plain)
+    assert resumed is not None, plain
+    assert resumed.group(1) in others and int(resumed.group(2)) <= start + 21
+    lines = [line for line in plain.splitlines() if " PUT " in line]
+    assert [line.split("  @")[-1] for line in lines] == [str(start + i) for i in range(41)], plain
+    assert live_err == ""

@@ -4,49 +4,30 @@ from __future__ import annotations
 
 import datetime
 import io
-from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
+from watch_fakes import BROKEN, FakeCall, FakeCluster, created, events, put
 
-from etcdpy.api.errors import ErrCompacted, UnknownEtcdError
+from etcdpy.api.errors import ErrCompacted
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.mvccpb import kv_pb2
-from etcdpy.cli import watch_view
 from etcdpy.cli.watch_view import event_line, run_view
-
-
-def put(key: bytes, value: bytes, rev: int) -> kv_pb2.Event:
-    return kv_pb2.Event(kv=kv_pb2.KeyValue(key=key, value=value, mod_revision=rev))
-
-
-class FakeStream:
-    def __init__(self, responses: list[pb.WatchResponse], fail: bool) -> None:
-        self.responses = responses
-        self.fail = fail
-
-    def __iter__(self) -> Iterator[pb.WatchResponse]:
-        yield from self.responses
-        if self.fail:
-            raise UnknownEtcdError(code=None, message="connection reset")  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        """Nothing to release."""
+from etcdpy.client.endpoints import Endpoint
+from etcdpy.client.watch import Watch
 
 
 class FakeClient:
-    """Serves scripted streams; records the start revision of every watch it is asked for."""
+    """Serves a real `Watch` over scripted calls on two endpoints."""
 
-    def __init__(self, streams: list[FakeStream]) -> None:
-        self.streams = streams
-        self.starts: list[int] = []
+    def __init__(self, cluster: FakeCluster) -> None:
+        self.cluster = cluster
 
     def get(self, *args: Any, **kwargs: Any) -> pb.RangeResponse:
         return pb.RangeResponse(header=pb.ResponseHeader(revision=9))
 
-    def watch(self, request: pb.WatchCreateRequest) -> FakeStream:
-        self.starts.append(request.start_revision)
-        return self.streams.pop(0)
+    def watch(self, request: pb.WatchCreateRequest, **callbacks: Any) -> Watch:
+        return Watch(self.cluster.open, [Endpoint.parse("ep1"), Endpoint.parse("ep2")], request, **callbacks)
 
 
 def test_an_event_line_shows_time_type_key_value_and_revision() -> None:
@@ -56,28 +37,31 @@ def test_an_event_line_shows_time_type_key_value_and_revision() -> None:
     assert event_line(delete, at).plain == "03:04:05.678  DEL k  @13"
 
 
-def test_a_broken_stream_resumes_after_the_last_revision_shown(monkeypatch: Any) -> None:
-    monkeypatch.setattr(watch_view, "RETRY_SECONDS", 0)
-    first = FakeStream(
-        [pb.WatchResponse(created=True), pb.WatchResponse(events=[put(b"a", b"1", 10)])], fail=True
-    )
-    second = FakeStream(
+def test_a_broken_stream_says_where_it_reconnected_and_resumes_after_the_last_revision_shown() -> None:
+    cluster = FakeCluster(
         [
-            pb.WatchResponse(events=[put(b"a", b"2", 11)]),
-            pb.WatchResponse(header=pb.ResponseHeader(revision=15)),
-            pb.WatchResponse(canceled=True, compact_revision=3, cancel_reason=ErrCompacted.message),
-        ],
-        fail=False,
+            FakeCall([created(9), events(put(b"a", b"1", 10))], BROKEN),
+            FakeCall(
+                [
+                    created(10),
+                    events(put(b"a", b"2", 11)),
+                    pb.WatchResponse(header=pb.ResponseHeader(revision=15)),
+                    pb.WatchResponse(canceled=True, compact_revision=3, cancel_reason=ErrCompacted.message),
+                ],
+                None,
+            ),
+        ]
     )
-    client = FakeClient([first, second])
     out = io.StringIO()
-    reason = run_view(Console(file=out, width=200), client, "ep", pb.WatchCreateRequest(key=b"a"))  # type: ignore[arg-type]
-    assert client.starts == [10, 11]
+    reason = run_view(Console(file=out, width=200), FakeClient(cluster), pb.WatchCreateRequest(key=b"a"))  # type: ignore[arg-type]
+    assert [request.start_revision for _, request in cluster.opened] == [0, 11]
     assert reason == ErrCompacted.message
-    text = out.getvalue()
-    assert (
-        "current revision 9" in text
-        and "resuming from revision 11" in text
-        and "progress: revision 15" in text
-    )
-    assert text.index("= 1") < text.index("= 2")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "watching a on ep1, current revision 9"
+    assert lines[2:4] == [
+        "connection to ep1 lost (Socket closed)",
+        "reconnected to ep2, resuming at revision 11",
+    ]
+    assert lines[5] == "progress: revision 15"
+    assert lines[1].endswith("PUT a = 1  @10") and lines[4].endswith("PUT a = 2  @11")
+    assert len(lines) == 6
