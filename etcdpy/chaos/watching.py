@@ -120,7 +120,9 @@ class ResumableWatch:
             self.compacted = True
         if response.events:
             self.next_revision = max(self.next_revision, response.events[-1].kv.mod_revision + 1)
-        if response.watch_id == PROGRESS_WATCH_ID or (not response.events and not response.created):
+        if response.watch_id == PROGRESS_WATCH_ID or not (
+            response.events or response.created or response.canceled
+        ):
             self.next_revision = max(self.next_revision, response.header.revision + 1)
         if self.on_response is not None:
             self.on_response(response)

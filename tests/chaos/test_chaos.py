@@ -41,6 +41,7 @@ def test_scenario(name: str, chaos_seed: int | None, chaos_time: float | None, c
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(0)  # bounded by --chaos-time, and every run by its own timeouts
 def test_long_run(chaos_seed: int | None, chaos_time: float | None, chaos_dir: Path) -> None:
     """Every scenario in turn, seeds counting up, until the time is up; figures go to figures.json."""
     seed = chaos_seed or 1000
