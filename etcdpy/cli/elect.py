@@ -1,0 +1,128 @@
+"""``elect <election-name> [proposal]`` and ``elect -l <election-name>``: etcdctl's elect.
+
+A candidate campaigns with its proposal on a session (a ``concurrency.Election``,
+one queue with etcdctl's candidates), prints its key and value (like ``get``)
+once elected, and holds leadership until SIGINT/SIGTERM, then resigns.  An
+observer (``-l``) prints the leader, and every later leader and proclaimed
+value, until interrupted.
+
+Beyond etcdctl 3.4: ``--ttl`` sets the session's TTL (etcdctl always uses
+60 s, so a dead leader is replaced only after a minute); the session's lease
+is revoked on exit; an observer needs no session at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import click
+
+from etcdpy.api.errors import EtcdError
+from etcdpy.api.etcdserverpb import rpc_pb2 as pb
+from etcdpy.api.mvccpb import kv_pb2
+from etcdpy.cli.context import CliState, pass_state
+from etcdpy.cli.errors import CliError, ExitCode
+from etcdpy.cli.kv import arg_bytes
+from etcdpy.cli.lock import CANCELED, Interrupted, interruptible, wait_for_end
+from etcdpy.cli.options import GoInt64, command_options
+from etcdpy.cli.printers import Printer
+from etcdpy.client import Client
+from etcdpy.client.concurrency import Election, Observation, Session
+from etcdpy.client.concurrency.session import DEFAULT_TTL
+
+
+@click.command(
+    "elect",
+    short_help="Observes and participates in leader election",
+    help="Campaigns with <proposal> and holds leadership until interrupted (then resigns); "
+    "with -l, prints every leader and proclaimed value. Usage: elect <election-name> [proposal]",
+)
+@click.argument("args", nargs=-1, metavar="<election-name> [proposal]")
+@click.option("-l", "--listen", is_flag=True, help="observation mode")
+@click.option(
+    "--ttl",
+    type=GoInt64(),
+    default=DEFAULT_TTL,
+    show_default=True,
+    help="timeout for the candidate's session (etcdpy only; etcdctl uses 60)",
+)
+@command_options
+@pass_state
+def elect(state: CliState, args: tuple[str, ...], listen: bool, ttl: int) -> None:
+    """Campaign for leadership of an election, or observe its leaders."""
+    if len(args) not in (1, 2):
+        raise CliError(
+            ExitCode.BAD_ARGS, "elect takes one election name argument and an optional proposal argument"
+        )
+    if len(args) == 1 and not listen:
+        raise CliError(ExitCode.BAD_ARGS, "no proposal argument but -l not set")
+    if len(args) == 2 and listen:
+        raise CliError(ExitCode.BAD_ARGS, "proposal given but -l is set")
+    printer = state.printer()
+    client = state.client()
+    with interruptible() as signals:
+        try:
+            if listen:
+                _observe(state, printer, client, arg_bytes(args[0]))
+            else:
+                _campaign(state, printer, client, args[0], arg_bytes(args[1]), ttl)
+        finally:
+            signals.ignore()
+
+
+def _campaign(
+    state: CliState, printer: Printer, client: Client, name: str, proposal: bytes, ttl: int
+) -> None:
+    try:
+        session = Session(client, ttl=ttl)
+    except Interrupted:
+        raise CliError(ExitCode.ERROR, CANCELED) from None
+    try:
+        election = Election(session, name)
+        try:
+            election.campaign(proposal)
+            printer.get(client.get(election.key))
+            state.output.flush()
+            interrupted = wait_for_end(session)
+        except Interrupted:
+            interrupted = bool(election.key)  # elected already: resign as on a later signal
+            if not interrupted:
+                raise CliError(ExitCode.ERROR, CANCELED) from None
+        if not interrupted:
+            raise CliError(ExitCode.ERROR, "elect: session expired")
+        election.resign()
+    finally:
+        with contextlib.suppress(EtcdError):
+            session.close()
+
+
+def _observe(state: CliState, printer: Printer, client: Client, name: bytes) -> None:
+    """Print each leader and value until interrupted; etcdctl's error if the observation ends by itself."""
+    prefix = name + b"/"
+    observation: Observation | None = None
+    try:
+        # Printed responses carry the cluster's header; its revision is each leader's own.
+        header = client.get(prefix, prefix=True, count_only=True).header
+        observation = Observation(client, prefix)
+        for leader in observation:
+            printer.get(_as_range_response(header, leader))
+            state.output.flush()
+    except Interrupted:
+        return
+    except EtcdError:
+        pass
+    finally:
+        if observation is not None:
+            observation.close()
+    raise CliError(ExitCode.ERROR, "elect: observer lost")
+
+
+def _as_range_response(header: pb.ResponseHeader, leader: kv_pb2.KeyValue) -> pb.RangeResponse:
+    response = pb.RangeResponse(header=header, kvs=[leader], count=1)
+    response.header.revision = leader.mod_revision
+    return response
+
+
+def register(group: click.Group) -> None:
+    """Add elect to the top-level group."""
+    group.add_command(elect)

@@ -1,0 +1,291 @@
+"""``lock <lockname> [exec-command arg1 arg2 ...]``: etcdctl's lock, plus --timeout and a guarded command.
+
+As etcdctl: the lock is a ``concurrency.Mutex`` on a session of ``--ttl``
+seconds (default 10), so etcdctl and etcdpy holders exclude each other.
+Without a command, the lock key is printed (like ``get``) and held until
+SIGINT/SIGTERM, then released.  With a command, the command runs holding the
+lock with ETCD_LOCK_KEY and ETCD_LOCK_REV in its environment; afterwards the
+lock is released and a failed command is reported as ``Error: exit status N``.
+
+Beyond etcdctl 3.4:
+- ``lock`` exits with the command's exit code (128+N for a signal N), as later etcdctl does;
+- ETCD_LOCK_REV is the lock key's create revision, the fencing token (etcdctl
+  gives the revision it saw when acquiring): a write guarded by
+  ``create_revision(ETCD_LOCK_KEY) == ETCD_LOCK_REV`` fails once the lock is lost;
+- if the session is lost while the command runs, the command's process group
+  gets SIGTERM, then SIGKILL after ``--grace``, and ``lock`` fails;
+- SIGINT/SIGTERM given to ``lock`` while the command runs go to the command,
+  and the lock is released once it exits;
+- ``--timeout`` gives up waiting (nothing is left queued);
+- the session's lease is revoked on exit instead of being left to expire.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+import click
+
+from etcdpy.api.errors import EtcdError
+from etcdpy.cli.context import CliState, pass_state
+from etcdpy.cli.durations import format_duration_ns
+from etcdpy.cli.errors import CliError, ExitCode
+from etcdpy.cli.options import GoDuration, GoInt64, command_options
+from etcdpy.cli.printers.goformat import go_quote
+from etcdpy.client import op_delete
+from etcdpy.client.concurrency import Mutex, Session, SessionExpired
+from etcdpy.client.requests import delete_request
+
+CANCELED = "context canceled"  # what etcdctl says when interrupted while waiting
+LOCK_TTL = 10  # etcdctl lock's --ttl default (not the session's 60)
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived while waiting (for the lock, a campaign, or the end)."""
+
+
+class Signals:
+    """SIGINT and SIGTERM during a command: raise `Interrupted` once, or go to a child's process group.
+
+    Installed by `interruptible`; handlers run in the main thread, between bytecodes.
+    """
+
+    def __init__(self) -> None:
+        self._child: int | None = None  # the process group signals go to, once set
+        self._deferred: list[int] | None = None  # signals held back while a child is being started
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._deferred is not None:
+            self._deferred.append(signum)
+        elif self._child is not None:
+            _signal_group(self._child, signum)
+        else:
+            self.ignore()  # cleanup after the first signal must not be cut short by a second one
+            raise Interrupted()
+
+    def defer(self) -> None:
+        """Hold signals back (a child is about to start) instead of raising."""
+        self._deferred = []
+
+    def forward_to(self, pid: int) -> None:
+        """Send the held-back signals and every later one to the process group ``pid``."""
+        held, self._deferred, self._child = self._deferred or [], None, pid
+        for signum in held:
+            _signal_group(pid, signum)
+
+    def ignore(self) -> None:
+        """Ignore both signals from now on (the end is near: release and exit)."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signum)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[Signals]:
+    """SIGINT and SIGTERM raise `Interrupted` in the main thread while the block runs (see `Signals`)."""
+    signals = Signals()
+    previous = {sig: signal.signal(sig, signals.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield signals
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def wait_for_end(session: Session) -> bool:
+    """Block until interrupted (True) or the session is lost (False)."""
+    try:
+        session.lost.wait()
+    except Interrupted:
+        return True
+    return False
+
+
+def timeout_text(seconds: float) -> str:
+    return format_duration_ns(round(seconds * 1e9))
+
+
+@click.command(
+    "lock",
+    short_help="Acquires a named lock",
+    help="Acquires a named lock, prints its key and holds it until interrupted; with a command, "
+    "runs it holding the lock (ETCD_LOCK_KEY, ETCD_LOCK_REV set) and exits with its exit code. "
+    "Usage: lock <lockname> [--] [exec-command arg1 arg2 ...]",
+)
+@click.argument("args", nargs=-1, metavar="<lockname> [exec-command arg1 arg2 ...]")
+@click.option("--ttl", type=GoInt64(), default=LOCK_TTL, show_default=True, help="timeout for session")
+@click.option(
+    "--timeout",
+    type=GoDuration(),
+    default=None,
+    help="give up waiting for the lock after this long, e.g. 30s (etcdpy only)",
+)
+@click.option(
+    "--grace",
+    type=GoDuration(),
+    default="10s",
+    show_default=True,
+    help="when the lock is lost, time between SIGTERM and SIGKILL to the command (etcdpy only)",
+)
+@command_options
+@pass_state
+def lock(state: CliState, args: tuple[str, ...], ttl: int, timeout: float | None, grace: float) -> None:
+    """Acquire a named lock, hold it until interrupted or while a command runs."""
+    if not args:
+        raise CliError(
+            ExitCode.BAD_ARGS, "lock takes a lock name argument and an optional command to execute"
+        )
+    name, command = args[0], list(args[1:])
+    printer = state.printer()
+    client = state.client()
+    with interruptible() as signals:
+        try:
+            session = Session(client, ttl=ttl)
+        except Interrupted:
+            raise CliError(ExitCode.ERROR, CANCELED) from None
+        try:
+            mutex = _acquire(session, name, timeout)
+            if command:
+                _run_holding(state, session, mutex, command, grace, signals)
+                return
+            try:
+                response = client.get(mutex.key)
+                if not response.kvs:
+                    raise CliError(ExitCode.ERROR, "lock lost on init")
+                printer.get(response)
+                state.output.flush()
+                interrupted = wait_for_end(session)
+            except Interrupted:
+                interrupted = True
+            if not interrupted:
+                raise CliError(ExitCode.ERROR, "session expired")
+            signals.ignore()
+            mutex.unlock()
+        except Interrupted:  # between two steps above, before the wait for the end began
+            raise CliError(ExitCode.ERROR, CANCELED) from None
+        finally:
+            signals.ignore()
+            with contextlib.suppress(EtcdError):
+                session.close()
+
+
+def _acquire(session: Session, name: str, timeout: float | None) -> Mutex:
+    mutex = Mutex(session, name)
+    try:
+        mutex.lock(timeout=timeout)
+    except Interrupted:
+        raise CliError(ExitCode.ERROR, CANCELED) from None
+    except TimeoutError:
+        assert timeout is not None
+        raise CliError(
+            ExitCode.ERROR, f"lock {name!r} not acquired within {timeout_text(timeout)} (--timeout)"
+        ) from None
+    except SessionExpired:
+        raise CliError(ExitCode.ERROR, "session expired") from None
+    return mutex
+
+
+def _run_holding(
+    state: CliState,
+    session: Session,
+    mutex: Mutex,
+    command: list[str],
+    grace: float,
+    signals: Signals,
+) -> None:
+    """Run ``command`` holding the lock; release it; fail like etcdctl, or with the lock lost."""
+    env = dict(os.environ)
+    env["ETCD_LOCK_KEY"] = mutex.key.decode("utf-8", "surrogateescape")
+    env["ETCD_LOCK_REV"] = str(mutex.revision)
+    signals.defer()
+    try:
+        child = _spawn(command, env)
+    except CliError:
+        signals.ignore()
+        mutex.unlock()
+        raise
+    signals.forward_to(child.pid)
+    guard = _Guard(child, grace)
+    session.add_lost_callback(guard.terminate)
+    child.wait()
+    guard.exited.set()
+    if guard.terminated.is_set() or not _release(session, mutex):
+        raise CliError(
+            ExitCode.ERROR,
+            f"session expired: lock {go_quote(mutex.key)} lost while the command ran"
+            + (" (command terminated)" if guard.terminated.is_set() else ""),
+        )
+    code = child.returncode
+    if code > 0:
+        state.output.err_line(f"Error: exit status {code}")
+        raise SystemExit(code)
+    if code < 0:
+        state.output.err_line(f"Error: signal: {_signal_name(-code)}")
+        raise SystemExit(128 - code)
+
+
+def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start the command in its own process group (so it can be stopped whole), stdin from /dev/null."""
+    program = command[0]
+    if "/" not in program and shutil.which(program, path=env.get("PATH")) is None:
+        raise CliError(ExitCode.ERROR, f"exec: {go_quote(program)}: executable file not found in $PATH")
+    try:
+        return subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL, process_group=0)
+    except OSError as err:
+        reason = (err.strerror or str(err)).lower()
+        raise CliError(ExitCode.ERROR, f"fork/exec {program}: {reason}") from None
+
+
+def _release(session: Session, mutex: Mutex) -> bool:
+    """Delete the lock key if it is still ours; whether it was (the lock held throughout)."""
+    if session.lost.is_set():
+        return False
+    response = session.client.txn([mutex.is_owner()], [op_delete(delete_request(mutex.key))])
+    return response.succeeded
+
+
+class _Guard:
+    """Stops the command when the lock is lost: SIGTERM to its group, SIGKILL after ``grace`` seconds."""
+
+    def __init__(self, child: subprocess.Popen[bytes], grace: float) -> None:
+        self.child = child
+        self.grace = grace
+        self.terminated = threading.Event()
+        self.exited = threading.Event()  # set by the waiting thread once the child is reaped
+
+    def terminate(self) -> None:
+        """Runs on the session's keep-alive thread when the lease is found gone."""
+        if self.exited.is_set():
+            return
+        self.terminated.set()
+        self._signal(signal.SIGTERM)
+        threading.Thread(target=self._kill_after_grace, daemon=True).start()
+
+    def _kill_after_grace(self) -> None:
+        if not self.exited.wait(self.grace):
+            self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: int) -> None:
+        _signal_group(self.child.pid, sig)
+
+
+def _signal_name(signum: int) -> str:
+    """Go's name of a signal ("terminated", "killed", "interrupt")."""
+    text = signal.strsignal(signum) or f"signal {signum}"
+    return text[:1].lower() + text[1:]
+
+
+def register(group: click.Group) -> None:
+    """Add lock to the top-level group."""
+    group.add_command(lock)
