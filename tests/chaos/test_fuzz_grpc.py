@@ -22,7 +22,6 @@ minute); ``--long`` runs many more.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +70,15 @@ BIG_SIZES = st.sampled_from(
 VALUES = st.one_of(SMALL_VALUES, SMALL_VALUES, SMALL_VALUES, BIG_SIZES.map(lambda n: b"v" * n))
 # Lease IDs put into keys stay clear of the IDs grants may use, so no key's life depends on a lease's clock.
 PUT_LEASES = st.one_of(st.just(0), st.integers(2**62, 2**63 - 1), st.integers(-(2**63), -1))
-GRANT_IDS = st.one_of(st.just(0), st.integers(-5, 1000), st.sampled_from([-(2**63), 2**63 - 1]))
+# A granted lease expires on each server's own clock: the IDs that revoke, time-to-live and keep-alive
+# ask about never name one (the answers would depend on which server's lease expired first).
+GRANTED_BAND = range(10**12, 10**12 + 1000)
+GRANT_IDS = st.one_of(
+    st.just(0),
+    st.sampled_from([GRANTED_BAND[0], GRANTED_BAND[-1], -(2**63), -1]),
+    st.integers(10**12, 10**12 + 999),
+)
+LOOKUP_IDS = INT64.filter(lambda i: i not in GRANTED_BAND and i not in (-(2**63), -1))
 # Strange text for URLs: never "scheme://", so no member is ever really added to the one-member cluster.
 BAD_URLS = st.lists(
     st.one_of(
@@ -168,33 +175,37 @@ class Method:
     requests: st.SearchStrategy[Any]
     writes: bool = False  # a refused request must leave HashKV unchanged
     name: str = ""  # the test id (default: the method's name)
-    crashes_etcd: Callable[[Any], bool] = lambda request: False  # etcd 3.4 dies on these: etcdpy only
+    # Requests etcd 3.4 crashes on or wrongly accepts: etcdpy alone hears them (they would stop etcd or
+    # make the two stores drift apart) and must refuse them with one of etcd's errors.
+    etcd_mishandles: Callable[[Any], bool] = lambda request: False
 
 
 SORT_TARGETS = frozenset(pb.RangeRequest.SortTarget.values())
+SORT_ORDERS = frozenset(pb.RangeRequest.SortOrder.values())
 
 
-def _unknown_sort_target(req: pb.RangeRequest) -> bool:
-    """etcd 3.4 validates the sort order but not the target: an unknown target crashes it while sorting."""
-    return req.sort_target not in SORT_TARGETS
+def _unknown_sort(req: pb.RangeRequest) -> bool:
+    """etcd 3.4 crashes sorting by an unknown target and ignores an unknown order; etcdpy refuses both
+    with ``etcdserver: invalid sort option``, as etcd 3.5 does."""
+    return req.sort_target not in SORT_TARGETS or req.sort_order not in SORT_ORDERS
 
 
-def _txn_crashes_etcd(txn: pb.TxnRequest) -> bool:
+def _txn_etcd_mishandles(txn: pb.TxnRequest) -> bool:
     for op in [*txn.success, *txn.failure]:
         kind = op.WhichOneof("request")
-        if kind == "request_range" and _unknown_sort_target(op.request_range):
+        if kind == "request_range" and _unknown_sort(op.request_range):
             return True
-        if kind == "request_txn" and _txn_crashes_etcd(op.request_txn):
+        if kind == "request_txn" and _txn_etcd_mishandles(op.request_txn):
             return True
     return False
 
 
 M = pb
 METHODS = [
-    Method("/etcdserverpb.KV/Range", M.RangeResponse, _ranges(), crashes_etcd=_unknown_sort_target),
+    Method("/etcdserverpb.KV/Range", M.RangeResponse, _ranges(), etcd_mishandles=_unknown_sort),
     Method("/etcdserverpb.KV/Put", M.PutResponse, _puts(), writes=True),
     Method("/etcdserverpb.KV/DeleteRange", M.DeleteRangeResponse, _deletes(), writes=True),
-    Method("/etcdserverpb.KV/Txn", M.TxnResponse, _txns(), writes=True, crashes_etcd=_txn_crashes_etcd),
+    Method("/etcdserverpb.KV/Txn", M.TxnResponse, _txns(), writes=True, etcd_mishandles=_txn_etcd_mishandles),
     # Revisions a compaction would accept are left out: they would change the hash the test watches.
     Method(
         "/etcdserverpb.KV/Compact",
@@ -212,12 +223,14 @@ METHODS = [
         st.builds(M.LeaseGrantRequest, TTL=INT64, ID=GRANT_IDS),
     ),
     Method(
-        "/etcdserverpb.Lease/LeaseRevoke", M.LeaseRevokeResponse, st.builds(M.LeaseRevokeRequest, ID=INT64)
+        "/etcdserverpb.Lease/LeaseRevoke",
+        M.LeaseRevokeResponse,
+        st.builds(M.LeaseRevokeRequest, ID=LOOKUP_IDS),
     ),
     Method(
         "/etcdserverpb.Lease/LeaseTimeToLive",
         M.LeaseTimeToLiveResponse,
-        st.builds(M.LeaseTimeToLiveRequest, ID=INT64, keys=st.booleans()),
+        st.builds(M.LeaseTimeToLiveRequest, ID=LOOKUP_IDS, keys=st.booleans()),
     ),
     Method("/etcdserverpb.Lease/LeaseLeases", M.LeaseLeasesResponse, st.just(M.LeaseLeasesRequest())),
     Method("/etcdserverpb.Maintenance/Status", M.StatusResponse, st.just(M.StatusRequest())),
@@ -238,7 +251,7 @@ METHODS = [
         "/etcdserverpb.Maintenance/Alarm",
         M.AlarmResponse,
         st.builds(M.AlarmRequest, action=st.integers(3, 2**31 - 1), alarm=INT32_ENUM, memberID=UINT64),
-        crashes_etcd=lambda request: True,
+        etcd_mishandles=lambda request: True,
         name="Alarm-unknown-action",
     ),
     Method(
@@ -302,6 +315,8 @@ METHODS = [
 GRPC_OWN = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: ("message larger than max",),
     grpc.StatusCode.INTERNAL: ("deserializ", "unmarshal"),
+    # grpcio (Python) answers bytes that do not parse with UNKNOWN where Go's grpc says INTERNAL.
+    grpc.StatusCode.UNKNOWN: ("error parsing message",),
 }
 
 Outcome = tuple[str, str]  # ("OK", "") or (status code name, details)
@@ -322,6 +337,14 @@ KNOWN_GAPS = [
         "etcdpy checks peer URLs before looking the member up (etcd 3.4 never checks them on update)",
         lambda req, etcd, ours: etcd[0] == "NOT_FOUND" and ours[1] == errors.ErrMemberBadURLs.message,
     ),
+    *(
+        KnownGap(
+            path,
+            "a bug left to the Election service's owner: etcdpy accepts an empty leader key, etcd refuses it",
+            lambda req, etcd, ours: not req.leader.key and etcd == ("UNKNOWN", errors.ErrEmptyKey.message),
+        )
+        for path in ("/v3electionpb.Election/Proclaim", "/v3electionpb.Election/Resign")
+    ),
 ]
 
 
@@ -333,7 +356,7 @@ def _outcome(call: Callable[[], Any]) -> Outcome:
     try:
         call()
     except grpc.RpcError as exc:
-        return exc.code().name, exc.details() or ""  # type: ignore[attr-defined]
+        return exc.code().name, exc.details() or ""
     return "OK", ""
 
 
@@ -342,9 +365,24 @@ def _is_grpc_own(outcome: Outcome) -> bool:
     return code in GRPC_OWN and any(part in outcome[1].lower() for part in GRPC_OWN[code])
 
 
-def _assert_etcd_error(outcome: Outcome) -> None:
+TABLE_TEXTS = frozenset(cls.message for cls in errors.ALL)
+# etcd's Lock and Election servers hand back the Go error as is (code UNKNOWN): a table text or one of these.
+CONCURRENCY_TEXTS = frozenset(
+    {
+        "election: not leader",
+        "election: no leader",
+        "mutex: session is expired",
+        '"leader" field must be provided',
+    }
+)
+
+
+def _assert_etcd_error(path: str, outcome: Outcome) -> None:
     """An error etcdpy gives must be one of etcd's (the table) or gRPC's own."""
     if outcome[0] == "OK" or _is_grpc_own(outcome):
+        return
+    if path.startswith(("/v3lockpb.", "/v3electionpb.")) and outcome[0] == "UNKNOWN":
+        assert outcome[1] in TABLE_TEXTS | CONCURRENCY_TEXTS, f"not an etcd error: {outcome}"
         return
     mapped = errors.from_status(grpc.StatusCode[outcome[0]], outcome[1])
     assert not isinstance(mapped, errors.UnknownEtcdError), f"not an etcd error: {outcome}"
@@ -445,15 +483,15 @@ def test_strange_requests_get_etcds_answers_and_change_nothing_when_refused(
 ) -> None:
     def one(req: Message) -> None:
         expected: Outcome | None = None
-        if not method.crashes_etcd(req):
+        if not method.etcd_mishandles(req):
             expected = _outcome(lambda: servers.call("etcd", method.path, req, method.response))
             assert servers.etcd.proc is not None and servers.etcd.proc.poll() is None, (
-                f"the reference etcd crashed on {method.path} {str(req)[:300]}: list it in crashes_etcd"
+                f"the reference etcd crashed on {method.path} {str(req)[:300]}: list it in etcd_mishandles"
             )
         before = servers.hash_kv() if method.writes else None
         got = _outcome(lambda: servers.call("etcdpy", method.path, req, method.response))
         assert servers.alive(), f"etcdpy died on {method.path} {req}"
-        _assert_etcd_error(got)
+        _assert_etcd_error(method.path, got)
         if expected is not None:
             if _is_grpc_own(expected) or _is_grpc_own(got):
                 assert got[0] == expected[0], f"{method.path}: etcd {expected}, etcdpy {got}"
@@ -505,8 +543,8 @@ def _watch_answers(servers: Servers, server: str, requests: list[pb.WatchRequest
                 (response.created, response.canceled, response.cancel_reason, response.compact_revision)
             )
     except grpc.RpcError as exc:
-        if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:  # type: ignore[attr-defined]
-            answers.append(("error", exc.code().name, exc.details()))  # type: ignore[attr-defined]
+        if exc.code() != grpc.StatusCode.DEADLINE_EXCEEDED:
+            answers.append(("error", exc.code().name, exc.details()))
     return answers
 
 
@@ -518,7 +556,7 @@ def test_strange_watch_requests_never_kill_the_server(
         assert servers.alive(), f"etcdpy died on watch requests {requests}"
         for answer in answers:
             if answer[0] == "error":
-                _assert_etcd_error((answer[1], answer[2]))
+                _assert_etcd_error("/etcdserverpb.Watch/Watch", (answer[1], answer[2]))
 
     _fuzz(request.config, 8, st.lists(WATCH_REQUESTS, min_size=1, max_size=3), one)
 
@@ -532,13 +570,16 @@ def test_strange_keep_alives_never_kill_the_server(servers: Servers, request: py
             ):
                 assert response.ID in ids
         except grpc.RpcError as exc:
-            _assert_etcd_error((exc.code().name, exc.details()))  # type: ignore[attr-defined]
+            _assert_etcd_error("/etcdserverpb.Lease/LeaseKeepAlive", (exc.code().name, exc.details() or ""))
         assert servers.alive()
 
     _fuzz(request.config, 8, st.lists(INT64, min_size=1, max_size=4), one)
 
 
 UNARY_PATHS = sorted({m.path for m in METHODS})
+# Bytes that parse as a lock or campaign with lease 0 get a fresh session (as in etcd) and may wait for the
+# holder that an earlier example left: waiting is the right answer there.
+WAITING_PATHS = frozenset({"/v3lockpb.Lock/Lock", "/v3electionpb.Election/Campaign"})
 
 
 def test_invalid_protobuf_bytes_are_refused_and_the_server_lives_on(
@@ -552,9 +593,11 @@ def test_invalid_protobuf_bytes_are_refused_and_the_server_lives_on(
             def one(case: tuple[str, bytes]) -> None:
                 path, data = case
                 method = channel.unary_unary(path, request_serializer=None, response_deserializer=None)
-                outcome = _outcome(lambda: method(data, timeout=RPC_TIMEOUT))
+                waits = path in WAITING_PATHS
+                outcome = _outcome(lambda: method(data, timeout=1.0 if waits else RPC_TIMEOUT))
                 assert alone.proc is not None and alone.proc.poll() is None, f"etcdpy died on {path} {data!r}"
-                _assert_etcd_error(outcome)
+                if not (waits and outcome[0] == "DEADLINE_EXCEEDED"):
+                    _assert_etcd_error(path, outcome)
 
             malformed = st.one_of(
                 st.binary(min_size=1, max_size=64),
@@ -563,13 +606,11 @@ def test_invalid_protobuf_bytes_are_refused_and_the_server_lives_on(
                 ),
             )
             _fuzz(request.config, 40, st.tuples(st.sampled_from(UNARY_PATHS), malformed), one)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:  # still serving, with its data
-                status = pb.StatusResponse.FromString(
-                    channel.unary_unary("/etcdserverpb.Maintenance/Status")(b"", timeout=RPC_TIMEOUT)
-                )
-                if status.leader:
-                    break
-            assert status.leader
+            status = channel.unary_unary(
+                "/etcdserverpb.Maintenance/Status",
+                request_serializer=None,
+                response_deserializer=pb.StatusResponse.FromString,
+            )(b"", timeout=RPC_TIMEOUT)
+            assert status.leader == status.header.member_id  # still serving, still its own leader
     finally:
         alone.stop()
