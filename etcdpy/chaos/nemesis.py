@@ -150,19 +150,23 @@ class Links(Nemesis):
 
 
 @dataclass
-class FailpointCrash(Nemesis):
-    """Restart a member (the leader half the time) with one failpoint armed to crash; heal restarts it clean.
+class Failpoint(Nemesis):
+    """Restart a member (the leader half the time) with one failpoint armed; heal restarts it clean.
 
+    With ``crash`` the member dies at the point (and `inject` waits a little for it);
+    with ``pause(S)`` it stalls S seconds at every hit: a member with a slow disk.
     The points are taken in turn, so a run with enough rounds visits each of them.
     """
 
     points: tuple[str, ...] = ()
+    label: str = "failpoint-crash"
+    action: str = "crash"
     armed: list[Member] = field(default_factory=list)
     turn: int = 0
 
     @property
     def name(self) -> str:  # type: ignore[override]
-        return "failpoint-crash"
+        return self.label
 
     def inject(self, cluster: ChaosCluster, rng: random.Random) -> str:
         if not self.turn:  # start the round-robin where the seed says: different seeds, different points
@@ -171,15 +175,18 @@ class FailpointCrash(Nemesis):
         self.turn += 1
         victim = pick(cluster, rng, leader=rng.random() < 0.5)
         cluster.kill(victim)
-        cluster.launch(victim, failpoints=f"{point}=crash")
+        cluster.launch(victim, failpoints=f"{point}={self.action}")
         self.armed.append(victim)
+        armed = f"{victim.name} restarted with {point}={self.action}"
+        if self.action != "crash":
+            return armed
         assert victim.proc is not None
         proc = victim.proc
         try:
             wait_until(lambda: proc.poll() is not None, FAILPOINT_WAIT, "not reached", interval=0.05)
         except TimeoutError:
-            return f"{victim.name} restarted with {point}=crash (not reached within {FAILPOINT_WAIT:.0f}s)"
-        return f"{victim.name} restarted with {point}=crash: crashed (exit {proc.returncode})"
+            return f"{armed} (not reached within {FAILPOINT_WAIT:.0f}s)"
+        return f"{armed}: crashed (exit {proc.returncode})"
 
     def heal(self, cluster: ChaosCluster) -> str:
         names = []
@@ -208,7 +215,7 @@ class SnapshotCatchUp(Nemesis):
 
     @property
     def name(self) -> str:  # type: ignore[override]
-        return "snapshot-catchup"
+        return "snapshot-crash" if self.points else "snapshot-catchup"
 
     def inject(self, cluster: ChaosCluster, rng: random.Random) -> str:
         victim = pick_follower(cluster, rng)
@@ -308,8 +315,9 @@ NEMESES: dict[str, Callable[[], Nemesis]] = {
     "blackhole-leader": lambda: Partition("leader", blackhole=True),
     "delay": lambda: Links(delay=0.15),
     "loss": lambda: Links(loss=0.05),
-    "failpoint-crash": lambda: FailpointCrash(RAFT_POINTS),
-    "failpoint-crash-compaction": lambda: FailpointCrash(COMPACTION_POINTS),
+    "failpoint-crash": lambda: Failpoint(RAFT_POINTS),
+    "failpoint-crash-compaction": lambda: Failpoint(COMPACTION_POINTS, "failpoint-crash-compaction"),
+    "failpoint-pause": lambda: Failpoint(RAFT_POINTS[:4], "failpoint-pause", "pause(0.3)"),
     "snapshot-catchup": lambda: SnapshotCatchUp(),
     "snapshot-crash": lambda: SnapshotCatchUp(points=SNAPSHOT_POINTS),
     "replace": lambda: ReplaceMember(),

@@ -66,7 +66,12 @@ SCENARIOS = {
     for s in [
         Scenario("single-kill", 1, ("kill", "restart-all"), ("register", "watch", "lease")),
         Scenario("kill-leader", 3, ("kill-leader", "kill")),
-        Scenario("pause", 3, ("pause", "pause-leader"), ("register", "kubernetes", "watch", "lease")),
+        Scenario(
+            "pause",
+            3,
+            ("pause", "pause-leader", "failpoint-pause"),
+            ("register", "kubernetes", "watch", "lease"),
+        ),
         Scenario("partition", 3, ("partition-leader", "partition-member"), ("register", "bank", "watch")),
         Scenario("blackhole", 3, ("blackhole-leader",), ("register", "kubernetes", "lock")),
         Scenario("links", 3, ("delay", "loss"), ("register", "bank", "kubernetes", "watch")),
@@ -171,12 +176,13 @@ def run_scenario(
 
 
 def _inject_faults(run: _Run, nemeses: list[Nemesis], seconds: float) -> None:
-    """Inject, wait, heal, wait for writes to succeed again, until `seconds` have passed."""
+    """Inject, wait, heal, wait for writes to succeed again, until `seconds` have passed
+    and every nemesis has had its turn at least once."""
     rng = random.Random(f"{run.seed}/nemesis")
     deadline = time.monotonic() + seconds
     turn = 0
     time.sleep(rng.uniform(0.5, 1.0))  # some history before the first fault
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline or turn < len(nemeses):
         nemesis = nemeses[turn % len(nemeses)]
         turn += 1
         run.note(f"{nemesis.name}: {nemesis.inject(run.cluster, rng)}")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from etcdpy.chaos import SCENARIOS, run_scenario
+from etcdpy.chaos import NEMESES, SCENARIOS, WORKLOADS, run_scenario
 
 CI_SECONDS = 6.0  # seconds of faults per CI run: enough for three or four fault rounds
 CI_SEEDS = {name: 100 + index for index, name in enumerate(SCENARIOS)}
@@ -37,7 +37,15 @@ def test_scenario(name: str, chaos_seed: int | None, chaos_time: float | None, c
     result = run_scenario(SCENARIOS[name], seed, seconds, chaos_dir / f"{name}-seed{seed}", rerun=rerun)
     assert result.passed, result.summary()
     assert result.operations > 50, f"too little load to prove anything:\n{result.summary()}"
-    assert len(result.nemesis_log) > 3, "no fault was injected"
+    injected = {line.split()[1].rstrip(":") for line in result.nemesis_log if line.split()[1].endswith(":")}
+    assert injected >= set(SCENARIOS[name].nemeses), result.nemesis_log
+
+
+def test_the_matrix_runs_every_nemesis_and_every_workload() -> None:
+    assert {n for s in SCENARIOS.values() for n in s.nemeses} == set(NEMESES)
+    assert all(make().name == name for name, make in NEMESES.items())
+    assert {w for s in SCENARIOS.values() for w in s.workloads} == set(WORKLOADS)
+    assert {s.size for s in SCENARIOS.values()} == {1, 3, 5}
 
 
 @pytest.mark.slow
