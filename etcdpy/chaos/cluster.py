@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -31,11 +32,37 @@ ELECTION_MS = 500
 TOKEN = "etcdpy-chaos"
 
 
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_EPHEMERAL_START = _ephemeral_start()
+_ports = random.Random()  # ports, not test behaviour: deliberately not seeded
+_taken: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on now, below the kernel's ephemeral range.
+
+    A member's ports must stay free until it binds them, and again at every restart:
+    ports handed out by the kernel for port 0 or as the source port of an outgoing
+    connection (the proxies', the clients') never come from below that range.
+    """
+    for _ in range(1000):
+        port = _ports.randrange(max(_EPHEMERAL_START - 12000, 1024), _EPHEMERAL_START)
+        if port in _taken:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _taken.add(port)
+        return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, message: str, interval: float = 0.1) -> None:

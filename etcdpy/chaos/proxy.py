@@ -96,6 +96,11 @@ class ProxyHub:
     async def _close_all(self) -> None:
         for proxy in self.proxies:
             await proxy.close()
+        # Connection handlers still pumping would be destroyed pending when the loop stops.
+        tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class LinkProxy:

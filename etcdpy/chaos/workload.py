@@ -26,6 +26,9 @@ from etcdpy.client import Client, CompareResult, CompareTarget, compare, op_dele
 from etcdpy.client import requests as rq
 
 COMMAND_TIMEOUT = 2.0  # short, so a request stuck on a dead member soon counts as unknown
+# After a write of unknown outcome, wait this long: each one may be linearized anywhere after its
+# call, so a client failing fast in a loop would give the checker thousands of them to place.
+UNKNOWN_BACKOFF = 0.2
 
 
 @dataclass
@@ -148,6 +151,7 @@ def recorded_put(
     except Exception:
         history.kv.unknown(handle)
         proc.crashed()
+        ctx.stop.wait(UNKNOWN_BACKOFF)
         return None
     history.kv.returned(handle, KvOutput())
     history.committed(response.header.revision, Put(key, value, lease))
@@ -187,6 +191,7 @@ def recorded_cas(
     except Exception:
         history.kv.unknown(handle)
         proc.crashed()
+        ctx.stop.wait(UNKNOWN_BACKOFF)
         return None
     history.kv.returned(handle, KvOutput(ok=response.succeeded))
     history.timed(called, response.header.revision, f"cas {text(key)}")
@@ -207,6 +212,7 @@ def recorded_txn(ctx: Context, client: Client, request: pb.TxnRequest, what: str
     try:
         response = client.send_txn(request)
     except Exception:
+        ctx.stop.wait(UNKNOWN_BACKOFF)
         return None
     history.timed(called, response.header.revision, what)
     ops = request.success if response.succeeded else request.failure
