@@ -25,7 +25,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from etcdpy.api.errors import ErrCompacted
+from etcdpy.api.errors import ErrCompacted, EtcdError
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.cli.context import CliState, pass_state
 from etcdpy.cli.errors import CliError, ExitCode
@@ -152,8 +152,14 @@ def _is_progress(response: pb.WatchResponse) -> bool:
 
 
 def follow(display: Display, stream: Watch) -> None:
-    for response in stream:
-        display.show(response)
+    """Show the stream's responses; a watch that fails ends as clientv3 ends it for etcdctl."""
+    try:
+        for response in stream:
+            display.show(response)
+    except EtcdError as err:
+        with display.lock:
+            display.state.output.err_line(f"watch was canceled ({err.text})")
+            display.state.output.flush()
 
 
 @click.command(
@@ -222,40 +228,43 @@ def _live_view_wanted(state: CliState, exec_args: list[str]) -> bool:
 
 def _interactive(state: CliState, options: WatchOptions) -> None:
     """etcdctl's watch -i: ``watch [flags] key [range_end] [-- cmd]`` and ``progress`` lines from stdin."""
-    client: Client = state.client()
-    printer = state.printer()
     streams: list[Watch] = []
     for raw in iter(sys.stdin.readline, ""):
-        line = raw.rstrip("\n")
-        words = shlex.split(line)
-        if not words:
-            state.output.err_line(f"Invalid command: {line} (watch and progress supported)")
-        elif words[0] == "watch":
-            if len(words) < 2:
-                state.output.err_line(f"Invalid command {line} (command type or key is not provided)")
-                continue
-            exec_args: list[str] = []
-            if "--" in words:
-                at = words.index("--")
-                words, exec_args = words[:at], words[at + 1 :]
-            keys, line_options = _line_options(words[1:], options)
-            try:
-                request = watch_request(keys, line_options)
-            except CliError as err:
-                state.output.err_line(f"Invalid command {line} ({err.message})")
-                continue
-            stream = client.watch(request)
-            streams.append(stream)
-            threading.Thread(
-                target=follow, args=(Display(state, printer, exec_args), stream), daemon=True
-            ).start()
-        elif words[0] == "progress":
-            for stream in streams:
-                stream.request_progress()
-        else:
-            state.output.err_line(f"Invalid command {line} (only support watch)")
+        _interactive_line(state, options, raw.rstrip("\n"), streams)
         state.output.flush()
+    for stream in streams:  # before the client closes under them
+        stream.close()
     raise CliError(ExitCode.INVALID_INPUT, "Error reading watch request line: EOF")
+
+
+def _interactive_line(state: CliState, options: WatchOptions, line: str, streams: list[Watch]) -> None:
+    """Start a watch (added to ``streams``), ask every stream for progress, or say why the line is invalid."""
+    words = shlex.split(line)
+    if not words:
+        state.output.err_line(f"Invalid command: {line} (watch and progress supported)")
+    elif words[0] == "progress":
+        for stream in streams:
+            stream.request_progress()
+    elif words[0] != "watch":
+        state.output.err_line(f"Invalid command {line} (only support watch)")
+    elif len(words) < 2:
+        state.output.err_line(f"Invalid command {line} (command type or key is not provided)")
+    else:
+        exec_args: list[str] = []
+        if "--" in words:
+            at = words.index("--")
+            words, exec_args = words[:at], words[at + 1 :]
+        keys, line_options = _line_options(words[1:], options)
+        try:
+            request = watch_request(keys, line_options)
+        except CliError as err:
+            state.output.err_line(f"Invalid command {line} ({err.message})")
+            return
+        client: Client = state.client()
+        stream = client.watch(request)
+        streams.append(stream)
+        display = Display(state, state.printer(), exec_args)
+        threading.Thread(target=follow, args=(display, stream), daemon=True).start()
 
 
 def _line_options(words: list[str], base: WatchOptions) -> tuple[list[str], WatchOptions]:

@@ -150,10 +150,8 @@ def watch_response(printer: Printer, response: pb.WatchResponse) -> None:
                 printer.kv(event.prev_kv)
             printer.kv(event.kv)
     elif isinstance(printer, JSONPrinter):
-        if response.events:
-            events = "[" + ",".join(printer.encode(event) for event in response.events) + "]"
-        else:
-            events = "[]" if response.canceled else "null"
+        # clientv3 hands etcdctl every response with a non-nil (so never "null") events slice.
+        events = "[" + ",".join(printer.encode(event) for event in response.events) + "]"
         printer.emit(
             f'{{"Header":{printer.encode(response.header)},"Events":{events},'
             f'"CompactRevision":{response.compact_revision},'
