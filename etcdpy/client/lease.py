@@ -127,8 +127,9 @@ class KeepAlive:
     def __init__(self, channel: grpc.Channel, metadata: list[tuple[str, str]], lease_id: int) -> None:
         self.lease_id = lease_id
         self._closed = threading.Event()
-        self._call = _LeaseStub(channel).LeaseKeepAlive(self._requests(), metadata=metadata or None)
+        # Set before the call starts: grpc's thread reads it as soon as the first request is sent.
         self._next_interval = 0.0
+        self._call = _LeaseStub(channel).LeaseKeepAlive(self._requests(), metadata=metadata or None)
 
     def _requests(self) -> Iterator[pb.LeaseKeepAliveRequest]:
         while not self._closed.is_set():
