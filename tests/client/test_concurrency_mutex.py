@@ -9,12 +9,16 @@ import itertools
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
+from e2e.cluster_support import running_cluster
 from recipe_support import Background, current_revision, etcdctl, read_lines, wait_for_put
 
+from etcdpy.api.errors import ErrLeaderChanged, ErrNoLeader
 from etcdpy.client import Client, op_put
 from etcdpy.client.concurrency import Mutex, Session, SessionExpired
+from etcdpy.client.concurrency.waiting import Deadline, retry_while_electing
 from etcdpy.client.requests import put_request
 
 
@@ -169,3 +173,54 @@ def test_a_mutex_excludes_etcdctl_lock(recipe_client: Client, recipe_name: str) 
             mutex.unlock()
             out, err = locker.communicate(timeout=20)
             assert (locker.returncode, out.strip()) == (0, "etcdctl-ran"), err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["etcd", "etcdpy"])
+def test_a_holder_keeps_the_lock_when_its_clients_member_dies(kind: str, tmp_path: Path) -> None:
+    ttl = 3
+    with running_cluster(kind, tmp_path, 3) as cluster:
+        first, second, third = (m.endpoint for m in cluster.members)
+        with (
+            Client([first, second, third]) as holder_client,
+            Client([second, third, first]) as waiter_client,
+            Session(holder_client, ttl=ttl) as holder_session,
+            Session(waiter_client, ttl=ttl) as waiter_session,
+        ):
+            holder = Mutex(holder_session, "failover")
+            holder.lock()
+            start = current_revision(waiter_client) + 1
+            waiting = Background(Mutex(waiter_session, "failover").lock)
+            wait_for_put(waiter_client, "failover", start, other_than=holder.key)
+            cluster.members[0].stop()  # the holder's first endpoint, perhaps the raft leader
+            # Renewals fail over to the live members: the lease outlives two TTLs.
+            assert not holder_session.lost.wait(2 * ttl)
+            if waiting.done.is_set():
+                waiting.result()  # re-raises the waiter's failure, if that is why it is done
+                raise AssertionError("the holder's lease must still keep the waiter out")
+            assert waiter_client.txn([holder.is_owner()]).succeeded
+            holder.unlock()
+            waiting.result()
+
+
+def test_recipe_calls_are_repeated_while_the_cluster_elects_a_leader() -> None:
+    answers: list[Exception | str] = [ErrLeaderChanged(), ErrNoLeader(), "answer"]
+    timeouts: list[float] = []
+
+    def call(timeout: float) -> str:
+        timeouts.append(timeout)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert retry_while_electing(call, 5.0, Deadline(None, "test")) == "answer"
+    assert timeouts == [5.0, 5.0, 5.0]
+
+    def electing_forever(timeout: float) -> str:
+        raise ErrLeaderChanged()
+
+    started = time.monotonic()
+    with pytest.raises(ErrLeaderChanged):
+        retry_while_electing(electing_forever, 5.0, Deadline(0.3, "test"))
+    assert 0.1 < time.monotonic() - started < 5.0, "gives up at the deadline, not the command timeout"

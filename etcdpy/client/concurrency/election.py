@@ -14,7 +14,13 @@ from etcdpy.client import requests as rq
 from etcdpy.client.client import Client
 from etcdpy.client.concurrency.errors import NoLeader, NotLeader, SessionExpired
 from etcdpy.client.concurrency.session import Session
-from etcdpy.client.concurrency.waiting import Deadline, first_created, queue_key, wait_for_turn
+from etcdpy.client.concurrency.waiting import (
+    Deadline,
+    first_created,
+    queue_key,
+    retry_while_electing,
+    wait_for_turn,
+)
 from etcdpy.client.errors import ContextDeadlineExceeded
 from etcdpy.client.requests import Bytes, CompareResult, CompareTarget
 from etcdpy.client.watch import Watch, watch_create_request
@@ -101,11 +107,13 @@ class Election:
             raise SessionExpired()
         client = self.session.client
         self.key = queue_key(self.prefix, self.session)
-        response = client.txn(
-            [rq.compare(self.key, CompareTarget.CREATE, CompareResult.EQUAL, 0)],
-            [rq.op_put(rq.put_request(self.key, value, lease=self.session.lease_id))],
-            [rq.op_get(rq.range_request(self.key))],
-            timeout=deadline.rpc_timeout(client.command_timeout),
+        request = pb.TxnRequest(
+            compare=[rq.compare(self.key, CompareTarget.CREATE, CompareResult.EQUAL, 0)],
+            success=[rq.op_put(rq.put_request(self.key, value, lease=self.session.lease_id))],
+            failure=[rq.op_get(rq.range_request(self.key))],
+        )
+        response = retry_while_electing(
+            lambda timeout: client.send_txn(request, timeout=timeout), client.command_timeout, deadline
         )
         if response.succeeded:
             self.revision = response.header.revision

@@ -10,7 +10,13 @@ from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.client import requests as rq
 from etcdpy.client.concurrency.errors import SessionExpired
 from etcdpy.client.concurrency.session import Session
-from etcdpy.client.concurrency.waiting import Deadline, first_created, queue_key, wait_for_turn
+from etcdpy.client.concurrency.waiting import (
+    Deadline,
+    first_created,
+    queue_key,
+    retry_while_electing,
+    wait_for_turn,
+)
 from etcdpy.client.errors import ContextDeadlineExceeded
 from etcdpy.client.requests import Bytes, CompareResult, CompareTarget
 
@@ -101,11 +107,13 @@ class Mutex:
         key = queue_key(self.prefix, self.session)
         self.key = key
         head = rq.op_get(first_created(self.prefix))
-        response = client.txn(
-            [rq.compare(key, CompareTarget.CREATE, CompareResult.EQUAL, 0)],
-            [rq.op_put(rq.put_request(key, lease=self.session.lease_id)), head],
-            [rq.op_get(rq.range_request(key)), head],  # the session queued already: keep its place
-            timeout=deadline.rpc_timeout(client.command_timeout),
+        request = pb.TxnRequest(
+            compare=[rq.compare(key, CompareTarget.CREATE, CompareResult.EQUAL, 0)],
+            success=[rq.op_put(rq.put_request(key, lease=self.session.lease_id)), head],
+            failure=[rq.op_get(rq.range_request(key)), head],  # the session queued already: keep its place
+        )
+        response = retry_while_electing(
+            lambda timeout: client.send_txn(request, timeout=timeout), client.command_timeout, deadline
         )
         if response.succeeded:
             self.revision = response.header.revision
