@@ -39,6 +39,7 @@ from etcdpy.server.replication import (
     write_joined_cluster,
 )
 from etcdpy.server.services import register_services, register_threaded_services
+from etcdpy.server.services.threaded import STREAM_HEADROOM
 from etcdpy.server.storage.backend import Backend, BackendError, recovery_advice
 from etcdpy.server.storage.raftlog import RaftLog, RaftLogCorruptError
 from etcdpy.server.storage_failure import classify, raise_alarm_through_peers
@@ -371,13 +372,22 @@ async def _start_grpc(config: cfg.Config, server: EtcdServer, lease_watch: Lease
     ]
     loop = asyncio.get_running_loop()
     if config.experimental_grpc_threads > 0:
-        pool = ThreadPoolExecutor(config.experimental_grpc_threads, thread_name_prefix="etcdpy-grpc")
+        # Every open stream (watch, keep-alive) holds a pool thread for its whole life: room for them.
+        pool = ThreadPoolExecutor(
+            config.experimental_grpc_threads + STREAM_HEADROOM, thread_name_prefix="etcdpy-grpc"
+        )
         local_id = server.cluster.local_id
         threaded_gate = ThreadedLearnerGate(
             lambda: local_id in server.cluster.members and server.cluster.members[local_id].isLearner
         )
         threaded = grpc.server(pool, options=options, interceptors=[threaded_gate])
-        register_threaded_services(threaded, server, loop, max_txn_ops=config.max_txn_ops)
+        register_threaded_services(
+            threaded,
+            server,
+            loop,
+            max_txn_ops=config.max_txn_ops,
+            extra=lease_watch.servicers(config.max_request_bytes),
+        )
         for url in config.listen_client_urls:
             _bind(threaded, url)
         threaded.start()

@@ -1,4 +1,8 @@
-"""--experimental-grpc-threads serves the same services from grpcio's thread pool, same answers."""
+"""--experimental-grpc-threads serves the same services from grpcio's thread pool, same answers.
+
+Streams included: Watch and LeaseKeepAlive run their async handlers on the
+state loop too, with a slow watch reader pushing back rather than losing events.
+"""
 
 from __future__ import annotations
 
@@ -11,16 +15,25 @@ from e2e_support import Stubs, connect
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from procs import ServerProcess
 
+from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import rpc_pb2
+from etcdpy.client import Client, op_put
+from etcdpy.client import requests as rq
+from etcdpy.client.watch import watch_create_request
 
 
 @pytest.fixture
-def threaded(tmp_path: Path) -> Iterator[Stubs]:
-    server = ServerProcess("etcdpy", tmp_path / "d", extra_args=["--experimental-grpc-threads", "4"]).start()
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    started = ServerProcess("etcdpy", tmp_path / "d", extra_args=["--experimental-grpc-threads", "4"]).start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def threaded(server: ServerProcess) -> Iterator[Stubs]:
     client = connect(server)
     yield client
     client.channel.close()
-    server.stop()
 
 
 def test_writes_reads_and_status_match_the_asyncio_server(threaded: Stubs) -> None:
@@ -45,9 +58,71 @@ def test_errors_keep_etcds_code_and_text(threaded: Stubs) -> None:
     with pytest.raises(grpc.RpcError) as info:
         threaded.maintenance.Defragment(rpc_pb2.DefragmentRequest())
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    with pytest.raises(grpc.RpcError) as info:
+        list(threaded.maintenance.Snapshot(rpc_pb2.SnapshotRequest()))  # a server stream, unimplemented
+    assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
 def test_more_concurrent_calls_than_threads_all_complete(threaded: Stubs) -> None:
     futures = [threaded.kv.Put.future(rpc_pb2.PutRequest(key=b"c%02d" % i, value=b"v")) for i in range(40)]
     revisions = sorted(f.result(timeout=30).header.revision for f in futures)
     assert revisions == list(range(2, 42))
+
+
+def test_watch_streams_created_events_progress_and_cancel(server: ServerProcess) -> None:
+    with Client([server.endpoint]) as client:
+        first = client.put("w/a", "1").header.revision
+        stream = client.watch(watch_create_request("w/", prefix=True, start_revision=first, prev_kv=True))
+        responses = iter(stream)
+        assert next(responses).created
+        assert [(e.kv.key, e.kv.value) for e in next(responses).events] == [(b"w/a", b"1")]
+        second = client.put("w/a", "2").header.revision
+        live = next(responses)
+        assert [(e.kv.value, e.prev_kv.value, e.kv.mod_revision) for e in live.events] == [
+            (b"2", b"1", second)
+        ]
+        stream.request_progress()
+        progress = next(responses)
+        assert (progress.watch_id, progress.header.revision, list(progress.events)) == (-1, second, [])
+        stream.cancel(0)
+        assert next(responses).canceled
+        assert next(responses, None) is None
+
+
+def test_a_watch_read_slowly_gets_every_event_once_in_order(server: ServerProcess) -> None:
+    """More events than a stream may queue wait, unread, in the client: the hub catches the watch up."""
+    with Client([server.endpoint]) as client:
+        stream = client.watch(watch_create_request("s/", prefix=True))
+        responses = iter(stream)
+        assert next(responses).created
+        revisions = []
+        for batch in range(20):  # 2000 events of 1 KiB, 100 a revision
+            ops = [op_put(rq.put_request(b"s/%03d" % i, b"%d" % batch + b"x" * 1024)) for i in range(100)]
+            revisions.append(client.txn(success=ops).header.revision)
+        seen: list[tuple[int, bytes]] = []
+        while len(seen) < 2000:
+            seen.extend((e.kv.mod_revision, e.kv.key) for e in next(responses).events)
+        stream.close()
+    assert seen == [(rev, b"s/%03d" % i) for rev in revisions for i in range(100)]
+
+
+def test_lease_keep_alive_streams_renewals(server: ServerProcess) -> None:
+    with Client([server.endpoint]) as client:
+        lease = client.lease_grant(30)
+        keep_alive = client.lease_keep_alive(lease.ID)
+        renewals = iter(keep_alive)
+        assert [next(renewals).TTL for _ in range(2)] == [30, 30]  # the first two come 0.5 s apart
+        keep_alive.close()
+        client.lease_revoke(lease.ID)
+        with pytest.raises(errors.ErrLeaseNotFound):  # the server answered the renewal with TTL 0
+            client.lease_keep_alive_once(lease.ID)
+
+
+def test_streams_beyond_the_thread_count_leave_unary_calls_served(server: ServerProcess) -> None:
+    with Client([server.endpoint]) as client:
+        streams = [client.watch(watch_create_request(f"k{i}")) for i in range(8)]  # twice the 4 threads
+        for stream in streams:
+            assert next(iter(stream)).created
+        assert client.put("k0", "v", timeout=10).header.revision == 2
+        for stream in streams:
+            stream.close()

@@ -54,10 +54,18 @@ async def register_services(
 
 
 def register_threaded_services(
-    grpc_server: grpc.Server, server: EtcdServer, loop: asyncio.AbstractEventLoop, *, max_txn_ops: int
+    grpc_server: grpc.Server,
+    server: EtcdServer,
+    loop: asyncio.AbstractEventLoop,
+    *,
+    max_txn_ops: int,
+    extra: Sequence[tuple[Callable[..., None], type, object]] = (),
 ) -> None:
-    """Add the same services to grpcio's threaded server; every call runs on `loop` (see threaded.py)."""
-    for add, base, servicer in _servicers(server, max_txn_ops):
+    """Add the same services (`extra` included) to grpcio's threaded server; calls run on `loop`.
+
+    Streaming methods included: see threaded.py for how a stream crosses between the two.
+    """
+    for add, base, servicer in [*_servicers(server, max_txn_ops), *extra]:
         add(on_loop(servicer, base, loop), grpc_server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)

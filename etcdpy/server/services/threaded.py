@@ -3,17 +3,34 @@
 grpcio's threaded server costs markedly less CPU per call than grpc.aio and keeps
 tail latency lower on a busy machine (see bench/README.md).  Each call still runs the
 very same async handler on the state loop (``run_coroutine_threadsafe``) while its
-pool thread waits, so state is touched only by the loop.  The price: a call holds
-a pool thread for its duration, which suits unary RPCs, not thousands of watches.
+pool thread waits, so state is touched only by the loop.
+
+Streaming calls work the same way, with two hand-offs: a client stream
+(Watch, LeaseKeepAlive) is read by a thread of its own and fed to the handler
+as an async iterator; a server stream (Watch, LeaseKeepAlive, Observe) is
+pumped on the loop into a queue that the call's pool thread sends from, at
+most `RESPONSE_WINDOW` responses ahead of the client, so a slow reader pushes
+back on the handler (the watch hub then catches it up from history) instead
+of piling up responses.  The price: grpcio holds a pool thread for the whole
+life of a call, so every open stream keeps one busy; `STREAM_HEADROOM` threads
+are added to the N of the flag for them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import concurrent.futures
+import contextlib
+import inspect
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, NoReturn
 
 import grpc
+
+RESPONSE_WINDOW = 16  # responses of one server stream queued ahead of what grpc has sent
+STREAM_HEADROOM = 256  # pool threads beyond --experimental-grpc-threads, for open streams
 
 
 class _Abort(Exception):
@@ -21,6 +38,13 @@ class _Abort(Exception):
         super().__init__(details)
         self.code = code
         self.details = details
+
+
+class _End:
+    """Marks the end of a hand-off queue."""
+
+
+_END = _End()
 
 
 class _LoopSideContext:
@@ -31,21 +55,125 @@ class _LoopSideContext:
 
 
 def on_loop(servicer: object, base: type, loop: asyncio.AbstractEventLoop) -> Any:
-    """A `base` servicer whose every RPC runs `servicer`'s coroutine of that name on `loop`."""
+    """A `base` servicer whose every RPC runs `servicer`'s handler of that name on `loop`."""
     methods = {
-        name: _bridge(getattr(servicer, name), loop)
+        name: _bridge(getattr(servicer, name), loop, request_streaming=_takes_a_stream(value))
         for name, value in vars(base).items()
         if callable(value) and not name.startswith("_")
     }
     return type(f"Threaded{type(servicer).__name__}", (base,), methods)()
 
 
-def _bridge(handler: Callable[..., Any], loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:
+def _takes_a_stream(generated: Callable[..., Any]) -> bool:
+    """Whether the generated method is client-streaming (grpc's generator names its argument so)."""
+    return "request_iterator" in inspect.signature(generated).parameters
+
+
+def _bridge(
+    handler: Callable[..., Any], loop: asyncio.AbstractEventLoop, *, request_streaming: bool
+) -> Callable[..., Any]:
+    streams_responses = inspect.isasyncgenfunction(handler)
+
     def call(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
-        future = asyncio.run_coroutine_threadsafe(handler(request, _LoopSideContext()), loop)
+        argument = _LoopRequests(request, loop) if request_streaming else request
+        if streams_responses:
+            return _responses(handler(argument, _LoopSideContext()), loop, context)
+        future = asyncio.run_coroutine_threadsafe(handler(argument, _LoopSideContext()), loop)
+
+        def ended() -> None:  # a client that gave up (deadline, cancel) no longer keeps a Lock waiting
+            future.cancel()
+
+        context.add_callback(ended)
         try:
             return future.result()
         except _Abort as abort:
             context.abort(abort.code, abort.details)
+        except concurrent.futures.CancelledError:  # the call ended first: nobody waits for an answer
+            context.abort(grpc.StatusCode.CANCELLED, "the call ended before its answer")
 
     return call
+
+
+class _LoopRequests:
+    """A client stream as an async iterator on the loop, read by a thread of its own.
+
+    A stream that breaks (the client went away) simply ends, as grpc.aio's
+    request iterator does for the handlers that read until the end.
+    """
+
+    def __init__(self, requests: Iterator[Any], loop: asyncio.AbstractEventLoop) -> None:
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._loop = loop
+        threading.Thread(
+            target=self._read, args=(requests,), daemon=True, name="etcdpy-grpc-requests"
+        ).start()
+
+    def _read(self, requests: Iterator[Any]) -> None:
+        try:
+            for request in requests:
+                self._hand_over(request)
+        except Exception:  # grpc raises on a cancelled or broken call: the stream is over either way
+            pass
+        finally:
+            self._hand_over(_END)
+
+    def _hand_over(self, item: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits for it any more
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        return self
+
+    async def __anext__(self) -> Any:
+        item = await self._queue.get()
+        if item is _END:
+            raise StopAsyncIteration
+        return item
+
+
+def _responses(
+    stream: AsyncIterator[Any], loop: asyncio.AbstractEventLoop, context: grpc.ServicerContext
+) -> Iterator[Any]:
+    """Send what the handler's async generator yields on the loop, from the calling pool thread."""
+    handed: queue.Queue[Any] = queue.Queue()
+    credit = asyncio.Semaphore(RESPONSE_WINDOW)  # invariant: responses in `handed` <= RESPONSE_WINDOW
+
+    async def pump() -> None:
+        try:
+            while True:
+                await credit.acquire()
+                try:
+                    response = await anext(stream)
+                except StopAsyncIteration:
+                    break
+                handed.put(response)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # _Abort or a handler failure: the pool thread ends the call with it
+            handed.put(exc)
+        finally:
+            handed.put(_END)
+            await stream.aclose()  # type: ignore[attr-defined]  # an async generator: run its finally
+
+    pumping = asyncio.run_coroutine_threadsafe(pump(), loop)
+
+    def stop() -> None:
+        pumping.cancel()
+        handed.put(_END)
+
+    context.add_callback(stop)  # the call ended (client gone, deadline): the handler stops
+
+    def send() -> Iterator[Any]:
+        try:
+            while (item := handed.get()) is not _END:
+                if isinstance(item, _Abort):
+                    context.abort(item.code, item.details)
+                if isinstance(item, BaseException):
+                    raise item
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(credit.release)
+                yield item
+        finally:
+            pumping.cancel()
+
+    return send()
