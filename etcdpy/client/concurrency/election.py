@@ -79,14 +79,13 @@ class Election:
         """Announce a new value as leader; NotLeader unless this election's campaign won and still holds."""
         if not self._leading:
             raise NotLeader()
-        self._put_value(rq.to_bytes(value), None)
+        self._put_value(rq.to_bytes(value), Deadline(None, "proclaim"))
 
     def resign(self) -> None:
         """Give up leadership (or a pending candidacy); the next candidate leads.  No-op otherwise."""
         if not self.key:
             return
-        response = self._if_still_mine(rq.op_delete(rq.delete_request(self.key)), None)
-        self.header = response.header
+        self.header = self._delete_mine().header
         self._forget()
 
     def leader(self) -> kv_pb2.KeyValue:
@@ -123,20 +122,18 @@ class Election:
         if existing.value != value:
             self._put_value(value, deadline)
 
-    def _put_value(self, value: bytes, deadline: Deadline | None) -> None:
+    def _put_value(self, value: bytes, deadline: Deadline) -> None:
         put = rq.op_put(rq.put_request(self.key, value, lease=self.session.lease_id))
-        response = self._if_still_mine(put, deadline)
+        response = self._if_still_mine(put, deadline.rpc_timeout(self.session.client.command_timeout))
         if not response.succeeded:
             self._forget()
             raise NotLeader()
         self.header = response.header
 
-    def _if_still_mine(self, op: pb.RequestOp, deadline: Deadline | None) -> pb.TxnResponse:
+    def _if_still_mine(self, op: pb.RequestOp, timeout: float) -> pb.TxnResponse:
         """Run ``op`` only if the key is still the one this campaign created."""
-        client = self.session.client
-        timeout = client.command_timeout if deadline is None else deadline.rpc_timeout(client.command_timeout)
         mine = rq.compare(self.key, CompareTarget.CREATE, CompareResult.EQUAL, self.revision)
-        return client.txn([mine], [op], timeout=timeout)
+        return self.session.client.txn([mine], [op], timeout=timeout)
 
     def _withdraw(self) -> None:
         """Best-effort removal of this campaign's key after a failure (the lease would remove it later)."""
@@ -145,8 +142,17 @@ class Election:
                 if self.revision == -1:  # unknown whether the key was put: it is this session's anyway
                     self.session.client.delete(self.key)
                 else:
-                    self._if_still_mine(rq.op_delete(rq.delete_request(self.key)), None)
+                    self._delete_mine()
         self._forget()
+
+    def _delete_mine(self) -> pb.TxnResponse:
+        """Delete the campaign's key if it is still the one it created (repeated while electing)."""
+        delete = rq.op_delete(rq.delete_request(self.key))
+        return retry_while_electing(
+            lambda timeout: self._if_still_mine(delete, timeout),
+            self.session.client.command_timeout,
+            Deadline(None, "resign"),
+        )
 
     def _forget(self) -> None:
         self.key = b""

@@ -73,15 +73,13 @@ class Mutex:
             raise
         if self._at_head(response):
             return True
-        self.session.client.delete(self.key)
-        self._forget()
+        self._delete_key()
         return False
 
     def unlock(self) -> None:
         """Release the lock (delete the session's key); does nothing when not holding it."""
         if self.key:
-            self.session.client.delete(self.key)
-            self._forget()
+            self._delete_key()
 
     def is_owner(self) -> pb.Compare:
         """A txn compare that holds only while this lock is still held: the key's create revision."""
@@ -130,9 +128,20 @@ class Mutex:
 
     def _leave_queue(self) -> None:
         """Best-effort delete of the session's key after a failure (the lease would remove it later)."""
+        with contextlib.suppress(EtcdError):
+            self._delete_key()
+        self._forget()
+
+    def _delete_key(self) -> None:
+        """Delete the session's key (leaving the queue), then forget it."""
         if self.key:
-            with contextlib.suppress(EtcdError):
-                self.session.client.delete(self.key)
+            client = self.session.client
+            request = rq.delete_request(self.key)
+            retry_while_electing(
+                lambda timeout: client.send_delete(request, timeout=timeout),
+                client.command_timeout,
+                Deadline(None, "unlock"),
+            )
         self._forget()
 
     def _forget(self) -> None:
