@@ -2,14 +2,16 @@
 
 Each turn of the loop (see the Ready docstring for the contract)::
 
-    queued proposals -> RawNode.propose_many (one batch per turn)
+    queued proposals -> RawNode.propose_many (one batch per turn); waiting reads -> one ReadIndex
     rd = ready()
       send rd.messages at once (the leader's MsgApps go out while it fsyncs), coalesced
+      serve rd.read_states (ReadIndex answers need no local write)
+      apply the committed entries already durable here (no need to wait for this Ready's fsync)
       install rd.snapshot (state keyspaces, then the applier reloads)
-      persist snapshot point, entries and hard state: ONE LevelDB batch on a worker thread
-      send rd.persisted_messages (votes, acks: only once durable)
-      apply rd.committed_entries (conf changes through RawNode.apply_conf_change)
-      serve rd.read_states (ReadIndex)
+      persist snapshot point, entries and hard state: ONE LevelDB batch, on a worker thread
+        when it must be synced (an unsynced commit-index-only write is done in place)
+      send rd.persisted_messages (votes, acks: only once durable), coalesced
+      apply the other committed entries (conf changes through RawNode.apply_conf_change)
     advance(rd); maybe snapshot and compact the log
 
 While one batch is being written, new proposals queue and go into the next Ready
@@ -221,7 +223,8 @@ class RaftNode:
     async def read_index(self) -> int:
         """A linearizable read point: the commit index confirmed by a quorum after this call began.
 
-        Callers that arrive before the next ReadIndex is issued share it (batching).
+        Callers that arrive before the next ReadIndex is issued share it (batching); it is
+        issued at once unless another round is in flight, then as soon as that one is answered.
         Waits while no leader is known; the caller bounds the wait.  Raises ErrLeaderChanged
         if the leader changes while the read waits for it.
         """
@@ -276,7 +279,9 @@ class RaftNode:
             except ProposalDropped:
                 pass  # no leader yet: keep them; the next turn (tick, leader change) retries
         round_ = self._read_round
-        if round_ is not None and not round_.issued:
+        # One round in flight at a time (as etcd's read loop): readers who come meanwhile all share
+        # the next one, issued as soon as this one is answered.  A lone read never waits.
+        if round_ is not None and not round_.issued and not self._issued_reads:
             try:
                 self.raw.read_index(round_.ctx)
             except ProposalDropped:

@@ -222,3 +222,43 @@ def test_read_contexts_are_unique_across_members_and_restarts(tmp_path: Path) ->
         assert len(seen) >= 4 and len(set(seen)) == len(seen)
 
     asyncio.run(scenario())
+
+
+def test_reads_arriving_while_a_round_is_in_flight_share_the_next_round(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with cluster_of(tmp_path, 3, FAST) as members:
+            await until(lambda: all(m.repl.leader_id != 0 for m in members))
+            leader = leader_of(members)
+            node, transport = leader.repl.node, leader.repl.transport
+            issued: set[bytes] = set()
+            real_read_index, deliver = node.raw.read_index, transport.on_message
+
+            def recording(ctx: bytes) -> None:
+                issued.add(ctx)
+                real_read_index(ctx)
+
+            held: list[pb.Message] = []
+
+            def holding(m: pb.Message) -> None:  # the followers' answers to the read heartbeats wait
+                if m.type == pb.MsgHeartbeatResp:
+                    held.append(m)
+                else:
+                    deliver(m)
+
+            node.raw.read_index = recording  # type: ignore[method-assign]
+            transport.on_message = holding
+            first = asyncio.create_task(leader.repl.read_index())
+            await until(lambda: len(issued) == 1)
+            later = [asyncio.create_task(leader.repl.read_index()) for _ in range(10)]
+            await asyncio.sleep(0.02)  # several turns of the Ready loop
+            later += [asyncio.create_task(leader.repl.read_index()) for _ in range(10)]
+            await asyncio.sleep(0.02)
+            assert len(issued) == 1 and not first.done()
+            transport.on_message = deliver
+            for m in held:
+                deliver(m)
+            indexes = await asyncio.gather(first, *later)
+            assert len(issued) == 2  # the twenty later readers shared one round
+            assert len(set(indexes[1:])) == 1
+
+    asyncio.run(scenario())
