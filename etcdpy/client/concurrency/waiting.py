@@ -5,7 +5,8 @@ lease; the key with the lowest create revision is at the head (holds the lock,
 leads the election).  A participant further back waits, through a watch, for
 the deletion of the key just ahead of it (the highest create revision below its
 own), then looks again, exactly as etcd's Go recipes do, so etcdctl and etcdpy
-take their turns in one queue.
+take their turns in one queue.  Calls that may safely run twice are repeated
+while the cluster elects a leader, as etcd's Go client repeats them.
 """
 
 from __future__ import annotations
