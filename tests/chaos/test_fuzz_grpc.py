@@ -337,6 +337,15 @@ KNOWN_GAPS = [
         "etcdpy checks peer URLs before looking the member up (etcd 3.4 never checks them on update)",
         lambda req, etcd, ours: etcd[0] == "NOT_FOUND" and ours[1] == errors.ErrMemberBadURLs.message,
     ),
+    KnownGap(
+        "/etcdserverpb.Lease/LeaseGrant",
+        "each server expires leases on its own clock: a lease granted earlier with the same explicit ID "
+        "may be gone on one server and still there on the other",
+        lambda req, etcd, ours: (
+            req.ID != 0
+            and {etcd, ours} == {("OK", ""), ("FAILED_PRECONDITION", errors.ErrLeaseExist.message)}
+        ),
+    ),
     *(
         KnownGap(
             path,
@@ -510,8 +519,11 @@ def test_the_seed_data_survives_the_fuzzing(servers: Servers) -> None:
         pb.RangeRequest(key=SEED_RANGE[0], range_end=SEED_RANGE[1]),
         pb.RangeResponse,
     )
-    # Puts that both servers accepted may have overwritten a seed key: the differential end check covers them.
-    assert {kv.key for kv in response.kvs} == set(SEED)
+    found = {kv.key: kv for kv in response.kvs}
+    assert set(SEED) <= set(found), "a seed key is gone"
+    for key, value in SEED.items():
+        # A put both servers accepted may have overwritten one (the differential end check covers it).
+        assert found[key].value == value or found[key].version > 1, f"{key!r} changed without a write"
 
 
 WATCH_REQUESTS = st.one_of(
