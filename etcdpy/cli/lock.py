@@ -189,7 +189,7 @@ def _acquire(session: Session, name: str, timeout: float | None) -> Mutex:
     except TimeoutError:
         assert timeout is not None
         raise CliError(
-            ExitCode.ERROR, f"lock {name!r} not acquired within {timeout_text(timeout)} (--timeout)"
+            ExitCode.ERROR, f"lock {go_quote(name)} not acquired within {timeout_text(timeout)} (--timeout)"
         ) from None
     except SessionExpired:
         raise CliError(ExitCode.ERROR, "session expired") from None

@@ -1,0 +1,147 @@
+"""``etcdpy elect`` as real processes: leadership passes on resign and on death, observers see every leader.
+
+etcdpy and etcdctl candidates stand in one election; an etcdpy observer and
+an etcdctl observer (``elect -l``) watch it, and must print the same lines.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import time
+from collections.abc import Iterator
+
+import pytest
+from cluster_support import wait_until
+from procs import ServerProcess
+from test_lock_cli import LOCK_KEY, Running, lease_of, queued, run_tool
+
+from etcdpy.client import Client
+from etcdpy.client.concurrency import Election, Session
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One etcdpy member shared by the module's tests (each test uses elections of its own)."""
+    proc = ServerProcess("etcdpy", tmp_path_factory.mktemp("etcdpy") / "data").start()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> Iterator[Client]:
+    with Client(server.endpoint) as c:
+        yield c
+
+
+@pytest.fixture
+def running() -> Iterator[list[Running]]:
+    """Processes a test starts in the background; any still running at the end are stopped."""
+    started: list[Running] = []
+    yield started
+    for proc in started:
+        proc.stop()
+
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def name() -> str:
+    """An election name no other test uses."""
+    return f"election-{next(_names)}"
+
+
+def test_leadership_passes_on_resign_and_on_death_and_observers_print_every_leader_in_order(
+    server: ServerProcess, client: Client, running: list[Running], name: str
+) -> None:
+    endpoint = server.endpoint
+
+    def start(tool: str, *args: str) -> Running:
+        proc = Running(tool, endpoint, "elect", *args)
+        running.append(proc)
+        return proc
+
+    def elected(candidate: Running, value: str) -> str:
+        key, printed = candidate.lines(2)
+        assert LOCK_KEY.match(key) is not None and printed == value
+        return key
+
+    with Session(client, ttl=5) as session:
+        first = Election(session, name)
+        first.campaign(b"zero")
+        first_key = first.key.decode()
+        observers = {tool: start(tool, "-l", name) for tool in ("etcdpy", "etcdctl")}
+        for observer in observers.values():
+            assert observer.lines(2) == [first_key, "zero"], "the leader when the observer started"
+        first.proclaim(b"zero, proclaimed")
+        one = start("etcdpy", "--ttl", "2", name, "one")
+        wait_until(lambda: queued(client, name) == 2, 30, "candidate one never queued")
+        first.resign()
+    one_key = elected(one, "one")
+    two = start("etcdpy", "--ttl", "2", name, "two")
+    wait_until(lambda: queued(client, name) == 2, 30, "candidate two never queued")
+    three = start("etcdctl", name, "three")
+    wait_until(lambda: queued(client, name) == 3, 30, "candidate three never queued")
+
+    one.signal(signal.SIGINT)  # resigns: two leads at once
+    assert one.wait() == 0 and one.stderr() == ""
+    two_key = elected(two, "two")
+    assert one_key != two_key
+
+    killed = time.monotonic()
+    two.kill()  # kill -9: three leads once two's lease has expired
+    three_key = elected(three, "three")
+    waited = time.monotonic() - killed
+    assert waited >= 2 / 3, "three took over before two's lease could have expired"
+
+    three.signal(signal.SIGINT)
+    assert three.wait() == 0
+    expected = [first_key, "zero, proclaimed", one_key, "one", two_key, "two", three_key, "three"]
+    for tool, observer in observers.items():
+        assert observer.lines(len(expected)) == expected, f"{tool} elect -l"
+        observer.signal(signal.SIGINT)
+        assert observer.wait() == 0, observer.stderr()
+        assert observer.rest() == [], f"{tool} elect -l printed more"
+    assert queued(client, name) == 0
+
+
+@pytest.mark.parametrize("tool", ["etcdpy", "etcdctl"])
+def test_an_interrupted_candidate_reports_context_canceled_and_withdraws(
+    server: ServerProcess, client: Client, running: list[Running], tool: str, name: str
+) -> None:
+    leader = Running("etcdpy", server.endpoint, "elect", name, "leader")
+    running.append(leader)
+    leader.lines(2)
+    waiting = Running(tool, server.endpoint, "elect", name, "waiting")
+    running.append(waiting)
+    wait_until(lambda: queued(client, name) == 2, 30, "the candidate never queued")
+    waiting.signal(signal.SIGTERM)
+    assert waiting.wait() == 1
+    assert (waiting.rest(), waiting.stderr()) == ([], "Error: context canceled\n")
+    assert queued(client, name) == 1
+
+
+def test_a_leader_whose_lease_is_revoked_fails_with_session_expired(
+    server: ServerProcess, client: Client, running: list[Running], name: str
+) -> None:
+    leader = Running("etcdpy", server.endpoint, "elect", "--ttl", "3", name, "leader")
+    running.append(leader)
+    leader.lines(2)
+    client.lease_revoke(lease_of(client, name))
+    assert leader.wait() == 1
+    assert leader.stderr() == "Error: elect: session expired\n"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [(), ("a",), ("-l", "a", "b"), ("a", "b", "c")],
+    ids=["none", "no-proposal", "listen-proposal", "three"],
+)
+def test_argument_errors_are_etcdctls(server: ServerProcess, args: tuple[str, ...]) -> None:
+    ours, theirs = (
+        run_tool("etcdpy", server.endpoint, "elect", *args),
+        run_tool("etcdctl", server.endpoint, "elect", *args),
+    )
+    assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)
+    assert ours.returncode == 128
