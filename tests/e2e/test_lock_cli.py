@@ -189,8 +189,9 @@ def lease_of(client: Client, name: str) -> int:
 def run_increments(endpoints: str, work: Path, name: str, on_progress: threading.Event | None = None) -> int:
     """Run COMMANDS locked increments, PARALLEL at a time, every fourth under etcdctl; how many succeeded.
 
-    A lock that fails before running its command (its member died under it)
-    is run again, as a script would; ``on_progress`` is set once a third are done.
+    A lock that fails (its member died under it) is run again, as a script
+    would, and its error kept in ``work/failures``; ``on_progress`` is set once
+    a third are done.
     """
     work.mkdir()
     counter, log = work / "counter", work / "log"
@@ -208,21 +209,25 @@ def run_increments(endpoints: str, work: Path, name: str, on_progress: threading
             )  # fmt: skip
             if result.returncode == 0:
                 break
+            with lock:
+                failures.append(f"{tool}: {result.stderr.strip()}")
         with lock:
             done[0] += 1
             if on_progress is not None and done[0] >= COMMANDS // 3:
                 on_progress.set()
         return result.returncode
 
+    failures: list[str] = []
     with ThreadPoolExecutor(PARALLEL) as pool:
         codes = list(pool.map(one, range(COMMANDS)))
+    (work / "failures").write_text("".join(f"{failure}\n" for failure in failures))
     return codes.count(0)
 
 
 def check_exclusion(work: Path, succeeded: int) -> None:
     """The count equals the increments that ran; held intervals are disjoint; fencing revisions grow."""
     rows = [line.split() for line in (work / "log").read_text().splitlines()]
-    assert succeeded == COMMANDS
+    assert succeeded == COMMANDS, (work / "failures").read_text()
     assert len(rows) >= COMMANDS
     assert int((work / "counter").read_text()) == len(rows), "an increment was lost"
     intervals = sorted((int(start), int(end), int(rev), tool) for start, end, rev, tool in rows)
