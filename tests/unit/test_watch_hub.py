@@ -22,7 +22,8 @@ from etcdpy.checker.watch import (
     check_watches,
     history_from_writes,
 )
-from etcdpy.server.watch import WatchHub, WatchStream, fragment
+from etcdpy.server.watch import Watcher, WatchHub, WatchStream, fragment
+from etcdpy.server.watch.intervals import RangeIndex
 
 pb = rpc_pb2
 Create = pb.WatchCreateRequest
@@ -344,5 +345,59 @@ def test_after_a_restore_synced_watchers_catch_up_from_history(tmp_path: Path) -
         s.hub.restore(s.member.applier.current_revision)
         responses = await drain(stream)
         assert [r for _, r, _ in events_of(responses)] == revs
+
+    run(tmp_path, body)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_range_index_finds_exactly_the_ranges_holding_a_key(seed: int) -> None:
+    rng = random.Random(seed)
+    keys = [bytes([rng.randrange(97, 103) for _ in range(rng.randrange(1, 4))]) for _ in range(60)]
+    index: RangeIndex[int] = RangeIndex()
+    ranges: dict[int, tuple[bytes, bytes]] = {}
+    for step in range(400):
+        if ranges and rng.random() < 0.4:
+            item = rng.choice(sorted(ranges))
+            index.remove(*ranges.pop(item), item)
+        else:
+            start = rng.choice(keys)
+            end = rng.choice([b"", *(k for k in keys if k > start)])  # b"": no end
+            if rng.random() < 0.3 and ranges:  # share a range already there
+                start, end = ranges[rng.choice(sorted(ranges))]
+            index.add(start, end, step)
+            ranges[step] = (start, end)
+        assert len(index) == len(ranges) and sorted(index) == sorted(ranges)
+        for key in rng.sample(keys, 5):
+            found = sorted(item for items in index.stab(key) for item in items)
+            assert found == sorted(i for i, (s, e) in ranges.items() if s <= key and (not e or key < e))
+
+
+def test_many_disjoint_range_watchers_each_get_only_their_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each event is offered to the watchers whose range holds its key, not to all of them."""
+    count = 300
+    offered = 0
+    select = Watcher.select
+
+    def counting(self: Watcher, events: list[kv_pb2.Event]) -> list[kv_pb2.Event]:
+        nonlocal offered
+        offered += 1
+        return select(self, events)
+
+    monkeypatch.setattr(Watcher, "select", counting)
+
+    async def body(s: Setup) -> None:
+        stream = s.stream()
+        for i in range(count):  # prefix b"r%03d/" is [b"r%03d/", b"r%03d0")
+            stream.create(Create(key=b"r%03d/" % i, range_end=b"r%03d0" % i))
+        written: dict[int, list[int]] = {i: [] for i in range(count)}
+        for i in random.Random(7).sample(range(count), 40):
+            written[i].append(s.put(b"r%03d/k" % i))
+            s.put(b"r%03d" % i)  # next to the range, in none
+        responses = await drain(stream)
+        for i in range(count):
+            assert [(t, rev) for t, rev, _ in events_of(responses, i)] == [(PUT, rev) for rev in written[i]]
+        assert offered == 40  # one watcher per event that had one, none for the others
 
     run(tmp_path, body)

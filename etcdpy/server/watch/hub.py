@@ -2,7 +2,10 @@
 
 A watcher is *synced* when everything it wants up to the hub's revision is
 queued on its stream: `on_events` (the Applier's callback, after each batch is
-written) hands it each new revision.  It is *unsynced* when it starts in the
+written) hands it each new revision.  Synced watchers are found by the keys an
+event touches: single-key watchers in a dict, ranges in an interval tree
+(`RangeIndex`), so an event costs in proportion to the watchers that want it,
+not to all of them.  It is *unsynced* when it starts in the
 past or its stream's queue was full when a revision came: the catch-up task
 then reads history from ``next_rev`` in chunks of at most ``chunk_revisions``
 revisions, from a LevelDB snapshot on a worker thread (so writes and other
@@ -26,6 +29,7 @@ from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.server.mvcc.history import read_events
 from etcdpy.server.mvcc.kvstore import KVStore
+from etcdpy.server.watch.intervals import RangeIndex
 from etcdpy.server.watch.stream import DEFAULT_MAX_PENDING_EVENTS, WatchStream
 from etcdpy.server.watch.watcher import Watcher
 
@@ -61,7 +65,7 @@ class WatchHub:
         self.progress_interval = progress_interval
         self.rev = store.current_revision  # invariant: the last revision handed to on_events (or loaded)
         self._by_key: dict[bytes, set[Watcher]] = {}  # synced single-key watchers
-        self._ranges: set[Watcher] = set()  # synced range watchers
+        self._ranges: RangeIndex[Watcher] = RangeIndex()  # synced range watchers, found by key
         self._unsynced: set[Watcher] = set()
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etcdpy-watch")
@@ -108,11 +112,14 @@ class WatchHub:
     def watcher_count(self) -> int:
         return sum(len(ws) for ws in self._by_key.values()) + len(self._ranges) + len(self._unsynced)
 
+    def _synced(self) -> list[Watcher]:
+        return [*self._ranges, *(w for ws in self._by_key.values() for w in ws)]
+
     def _index_add(self, watcher: Watcher) -> None:
         if watcher.end is None:
             self._by_key.setdefault(watcher.key, set()).add(watcher)
         else:
-            self._ranges.add(watcher)
+            self._ranges.add(watcher.key, watcher.end, watcher)
 
     def _index_remove(self, watcher: Watcher) -> None:
         if watcher.end is None:
@@ -122,7 +129,7 @@ class WatchHub:
                 if not group:
                     del self._by_key[watcher.key]
         else:
-            self._ranges.discard(watcher)
+            self._ranges.remove(watcher.key, watcher.end, watcher)
 
     def _make_synced(self, watcher: Watcher) -> None:
         self._unsynced.discard(watcher)
@@ -141,11 +148,14 @@ class WatchHub:
     def on_events(self, rev: int, events: Sequence[kv_pb2.Event]) -> None:
         """Deliver one applied revision to the synced watchers it concerns (the Applier's on_events)."""
         self.rev = rev
-        candidates: set[Watcher] = set(self._ranges)
+        candidates: set[Watcher] = set()
         for event in events:
-            group = self._by_key.get(event.kv.key)
+            key = event.kv.key
+            group = self._by_key.get(key)
             if group:
                 candidates.update(group)
+            for covering in self._ranges.stab(key):
+                candidates.update(covering)
         for watcher in candidates:
             if rev < watcher.next_rev:
                 continue  # starts in the future
@@ -163,14 +173,14 @@ class WatchHub:
     def restore(self, rev: int) -> None:
         """The store was replaced (raft snapshot): every synced watcher catches up from history to ``rev``."""
         caught_up_to = self.rev
-        for watcher in [*self._ranges, *(w for ws in self._by_key.values() for w in ws)]:
+        for watcher in self._synced():
             self._make_unsynced(watcher, max(watcher.next_rev, caught_up_to + 1))
         self.rev = rev
         self.wake()
 
     def notify_progress(self) -> None:
         """Send a progress notification to every synced watcher that asked for them."""
-        for watcher in [*self._ranges, *(w for ws in self._by_key.values() for w in ws)]:
+        for watcher in self._synced():
             if watcher.progress_notify and watcher.stream.has_room():
                 watcher.stream.progress(watcher)
 
