@@ -54,8 +54,13 @@ class Link:
         self.request = request
         self.responses: list[pb.WatchResponse] = []
         self.client = Client([member.endpoint], dial_timeout=1.0)
-        self.stream: Watch = self.client.watch(request)
         self.broken = False
+        # The client would resume by itself; the test resumes on another member, so each link is recorded.
+        self.stream: Watch = self.client.watch(request, on_lost=self._lost)
+
+    def _lost(self, err: EtcdError) -> None:
+        self.broken = True
+        self.stream.close()  # ends the iteration instead of a failover
 
 
 class ResumingWatcher:
@@ -103,9 +108,10 @@ class ResumingWatcher:
                         return True
                 if self.slow and len(link.responses) < 60:
                     time.sleep(0.02)
-        except EtcdError:
+        except EtcdError:  # not a broken stream: an answer (no leader, ...), resumed all the same
             link.broken = True
             link.stream.close()
+        if link.broken:
             return False
         raise AssertionError(f"the watch on {link.member.name} ended without a break: {link.responses[-1:]}")
 
@@ -120,13 +126,24 @@ class ResumingWatcher:
         self.until = until
         deadline = time.monotonic() + FINISH_SECONDS
         while not self.done.wait(0.2):  # the stream may move meanwhile: ask the current link each time
-            assert time.monotonic() < deadline, f"watcher never caught up to {until}: {self.links[0].request}"
+            assert time.monotonic() < deadline, f"watcher never caught up to {until}: {self.describe()}"
             self.links[-1].stream.request_progress()
         for link in self.links:
             link.stream.close()
             link.client.close()
         if self.failure is not None:
             raise self.failure
+
+    def describe(self) -> str:
+        """The request and, per link, its member, start, responses and last revision seen."""
+        links = [
+            f"{link.member.name} from {link.request.start_revision}: {len(link.responses)} responses"
+            f"{' (broken)' if link.broken else ''}, last header {link.responses[-1].header.revision}"
+            if link.responses
+            else f"{link.member.name} from {link.request.start_revision}: nothing"
+            for link in self.links
+        ]
+        return f"{self.links[0].request} last={self.last}; " + "; ".join(links)
 
     def records(self, index: int) -> list[WatcherRecord]:
         return [
