@@ -248,11 +248,23 @@ class ChaosCluster:
     def client(self) -> Client:
         """A client (owned by the cluster) over every member, for the harness's own calls."""
         if self._client is None:
-            self._client = Client(self.endpoints, command_timeout=2.0, dial_timeout=1.0)
+            # Calls without a timeout of their own are the final reads: a loaded machine needs margin.
+            self._client = Client(self.endpoints, command_timeout=10.0, dial_timeout=1.0)
         return self._client
 
-    def member_id(self, member: Member, timeout: float = 2.0) -> int:
-        return int(self.client().status(member.endpoint, timeout=timeout).header.member_id)
+    def member_id(self, member: Member, timeout: float = 30.0) -> int:
+        """The member's ID, asked of the member itself (retried: a loaded machine answers slowly)."""
+        found: list[int] = []
+
+        def ask() -> bool:
+            try:
+                found.append(int(self.client().status(member.endpoint, timeout=2.0).header.member_id))
+            except Exception:
+                return False
+            return True
+
+        wait_until(ask, timeout, f"{member.name} never said its ID")
+        return found[0]
 
     def leader(self, timeout: float = 2.0) -> Member | None:
         """The member that the answering members agree leads, or None."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import random
 import shutil
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -149,8 +150,6 @@ def run_scenario(
         _final_checks(run)
         run.verdicts.append(poller.verdict())
     except Exception as err:  # the harness itself failed: report it, never as a pass
-        import traceback
-
         errors.append(f"{type(err).__name__}: {err}\n{traceback.format_exc()}")
     finally:
         poller.stop()

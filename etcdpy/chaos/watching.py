@@ -83,6 +83,7 @@ class ResumableWatch:
         self._progress = threading.Condition()
 
     def start(self) -> None:
+        self.ctx.closers.append(lambda: self.close(None))
         self.ctx.spawn(self.name, self._run, background=True)
 
     def _run(self) -> None:
@@ -150,6 +151,8 @@ class ResumableWatch:
 
     def close(self, caught_up_to: int | None) -> None:
         """Stop the watch; its last stream counts as current up to `caught_up_to` (None: it was not)."""
+        if self._closed.is_set():
+            return
         self._final = caught_up_to
         self._closed.set()
         if self._watch is not None:

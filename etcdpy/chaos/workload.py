@@ -42,6 +42,7 @@ class Context:
     errors: list[str] = field(default_factory=list)  # harness failures (a bug in a workload, not in etcdpy)
     threads: list[threading.Thread] = field(default_factory=list)  # load: they end when `stop` is set
     background: list[threading.Thread] = field(default_factory=list)
+    closers: list[Callable[[], None]] = field(default_factory=list)  # end background work on `close`
     _clients: list[Client] = field(default_factory=list)
 
     def rng(self, name: str) -> random.Random:
@@ -80,8 +81,10 @@ class Context:
         self._join(self.threads, timeout)
 
     def close(self, timeout: float = 15.0) -> None:
-        """Wait for the background threads too, and close every client."""
+        """End the background work (if the run ended early), wait for every thread, close every client."""
         self.stop.set()
+        for closer in self.closers:
+            closer()
         self._join([*self.threads, *self.background], timeout)
         for client in self._clients:
             client.close()
