@@ -54,7 +54,9 @@ def test_long_run(chaos_seed: int | None, chaos_time: float | None, chaos_dir: P
     """Every scenario in turn, seeds counting up, until the time is up; figures go to figures.json."""
     seed = chaos_seed or 1000
     end = time.monotonic() + (chaos_time or LONG_SECONDS)
-    runs, operations, checked, failures = 0, 0, 0, []
+    runs, operations, checked = 0, 0, 0
+    failures: list[str] = []
+    failed: list[dict[str, object]] = []
     while time.monotonic() < end:
         for name, scenario in SCENARIOS.items():
             if time.monotonic() >= end:
@@ -68,12 +70,23 @@ def test_long_run(chaos_seed: int | None, chaos_time: float | None, chaos_dir: P
             checked += result.checked_operations
             if not result.passed:
                 failures.append(result.summary())
+                failed.append(
+                    {
+                        "scenario": name,
+                        "seed": seed,
+                        "violated": [v.check for v in result.verdicts if not v.held],
+                        "anomalies": [str(a) for a in result.anomalies],
+                        "harness_errors": len(result.errors),
+                        "folder": str(result.folder),
+                    }
+                )
         seed += 1
     figures = {
         "runs": runs,
         "operations": operations,
         "operations_checked": checked,
         "failed_runs": len(failures),
+        "failures": failed,
     }
     chaos_dir.mkdir(parents=True, exist_ok=True)
     (chaos_dir / "figures.json").write_text(json.dumps(figures, indent=1) + "\n")
