@@ -69,7 +69,7 @@ BIG_SIZES = st.sampled_from(
 )
 VALUES = st.one_of(SMALL_VALUES, SMALL_VALUES, SMALL_VALUES, BIG_SIZES.map(lambda n: b"v" * n))
 # Lease IDs put into keys stay clear of the IDs grants may use, so no key's life depends on a lease's clock.
-PUT_LEASES = st.one_of(st.just(0), st.integers(2**62, 2**63 - 1), st.integers(-(2**63), -1))
+PUT_LEASES = st.one_of(st.just(0), st.integers(2**62, 2**63 - 1), st.integers(-(2**63) + 1, -2))
 # A granted lease expires on each server's own clock: the IDs that revoke, time-to-live and keep-alive
 # ask about never name one (the answers would depend on which server's lease expired first).
 GRANTED_BAND = range(10**12, 10**12 + 1000)
@@ -163,7 +163,8 @@ def _txns(depth: int = 1) -> st.SearchStrategy[pb.TxnRequest]:
 
 
 def _leader_keys() -> st.SearchStrategy[epb.LeaderKey]:
-    return st.builds(epb.LeaderKey, name=KEYS, key=KEYS, rev=INT64, lease=PUT_LEASES)
+    # An empty leader key is left to its own test below (etcdpy writes where etcd refuses: a known bug).
+    return st.builds(epb.LeaderKey, name=KEYS, key=KEYS.filter(bool), rev=INT64, lease=PUT_LEASES)
 
 
 @dataclass(frozen=True)
@@ -346,14 +347,6 @@ KNOWN_GAPS = [
             and {etcd, ours} == {("OK", ""), ("FAILED_PRECONDITION", errors.ErrLeaseExist.message)}
         ),
     ),
-    *(
-        KnownGap(
-            path,
-            "a bug left to the Election service's owner: etcdpy accepts an empty leader key, etcd refuses it",
-            lambda req, etcd, ours: not req.leader.key and etcd == ("UNKNOWN", errors.ErrEmptyKey.message),
-        )
-        for path in ("/v3electionpb.Election/Proclaim", "/v3electionpb.Election/Resign")
-    ),
 ]
 
 
@@ -439,6 +432,12 @@ class Servers:
     def alive(self) -> bool:
         return self.etcdpy.proc is not None and self.etcdpy.proc.poll() is None
 
+    def revision(self, server: str) -> int:
+        response = self.call(
+            server, "/etcdserverpb.KV/Range", pb.RangeRequest(key=b"\x00", count_only=True), pb.RangeResponse
+        )
+        return int(response.header.revision)
+
     def hash_kv(self) -> int:
         response = self.call(
             "etcdpy", "/etcdserverpb.Maintenance/HashKV", pb.HashKVRequest(), pb.HashKVResponse
@@ -506,6 +505,8 @@ def test_strange_requests_get_etcds_answers_and_change_nothing_when_refused(
                 assert got[0] == expected[0], f"{method.path}: etcd {expected}, etcdpy {got}"
             elif not _known_gap(method.path, req, expected, got):
                 assert got == expected, f"{method.path} {str(req)[:300]}: etcd {expected}, etcdpy {got}"
+            revisions = (servers.revision("etcd"), servers.revision("etcdpy"))
+            assert revisions[0] == revisions[1], f"{method.path} {str(req)[:300]} moved the revisions apart"
         if before is not None and got[0] != "OK":
             assert servers.hash_kv() == before, f"a refused {method.path} changed the store"
 
@@ -524,6 +525,35 @@ def test_the_seed_data_survives_the_fuzzing(servers: Servers) -> None:
     for key, value in SEED.items():
         # A put both servers accepted may have overwritten one (the differential end check covers it).
         assert found[key].value == value or found[key].version > 1, f"{key!r} changed without a write"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug of the Election service (not this file's): an empty leader key is accepted and written",
+)
+@pytest.mark.parametrize("call", ["Proclaim", "Resign"])
+def test_proclaim_and_resign_refuse_an_empty_leader_key_as_etcd_does(
+    etcdpy_server: ServerProcess, call: str
+) -> None:
+    with grpc.insecure_channel(etcdpy_server.endpoint) as channel:
+        revision = rpc.KVStub(channel).Range(pb.RangeRequest(key=b"a"), timeout=RPC_TIMEOUT).header.revision  # type: ignore[no-untyped-call]
+        request: Message = (
+            epb.ProclaimRequest(leader=epb.LeaderKey(), value=b"v")
+            if call == "Proclaim"
+            else epb.ResignRequest(leader=epb.LeaderKey())
+        )
+        method = channel.unary_unary(
+            f"/v3electionpb.Election/{call}",
+            request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=lambda b: b,
+        )
+        # What etcd 3.4 answers (seen by the differential fuzzing before this case was set apart).
+        assert _outcome(lambda: method(request, timeout=RPC_TIMEOUT)) == (
+            "UNKNOWN",
+            errors.ErrEmptyKey.message,
+        )
+        after = rpc.KVStub(channel).Range(pb.RangeRequest(key=b"a"), timeout=RPC_TIMEOUT).header.revision  # type: ignore[no-untyped-call]
+        assert after == revision
 
 
 WATCH_REQUESTS = st.one_of(
