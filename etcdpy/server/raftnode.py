@@ -205,6 +205,12 @@ class RaftNode:
         """Deliver a message from a peer (from the transport)."""
         if self._stopping:
             return
+        if message.type == pb.MsgProp and all(e.type == pb.EntryNormal for e in message.entries):
+            # A follower's forwarded proposals join ours: one append and one MsgApp per follower
+            # per turn, however many followers forwarded meanwhile.
+            self._proposals.extend(e.data for e in message.entries)
+            self._wakeup.set()
+            return
         with contextlib.suppress(ErrStepPeerNotFound, ErrStepLocalMsg, ProposalDropped):
             self.raw.step(message)
         self._wakeup.set()

@@ -262,3 +262,33 @@ def test_reads_arriving_while_a_round_is_in_flight_share_the_next_round(tmp_path
             assert len(set(indexes[1:])) == 1
 
     asyncio.run(scenario())
+
+
+def test_proposals_forwarded_to_the_leader_join_its_next_batch(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with cluster_of(tmp_path, 3, FAST) as members:
+            await until(lambda: all(m.repl.leader_id != 0 for m in members))
+            leader = leader_of(members)
+            raw = leader.repl.node.raw
+            stepped: list[int] = []
+            batches: list[int] = []
+            real_step, real_propose_many = raw.step, raw.propose_many
+
+            def recording_step(m: pb.Message) -> None:
+                stepped.append(m.type)
+                real_step(m)
+
+            def recording_propose_many(datas: list[bytes]) -> None:
+                batches.append(len(datas))
+                real_propose_many(datas)
+
+            raw.step = recording_step  # type: ignore[method-assign]
+            raw.propose_many = recording_propose_many  # type: ignore[method-assign]
+            followers = [m for m in members if m is not leader]
+            for i in range(40):
+                followers[i % 2].repl.propose(put(b"f%d" % i, b"v", i + 1))
+            await until(lambda: all(m.value(b"f39") == b"v" and m.value(b"f38") == b"v" for m in members))
+            assert pb.MsgProp not in stepped  # none stepped one by one: each joined a batch
+            assert sum(batches) == 40
+
+    asyncio.run(scenario())
