@@ -2,9 +2,9 @@
 
     pytest tests/sim                        the default sweep: 2,000 seeds, in chunks xdist spreads,
                                             and 200 seeds applied through the real server (LevelDB)
-    pytest tests/sim --sim-seeds 100000     a long sweep
+    pytest tests/sim --sim-seeds 100000     a long sweep (and a tenth of it through the server)
     pytest tests/sim --sim-server-seeds 5000
-                                            a long sweep through the server's applier
+                                            a sweep through the server's applier of its own size
     pytest tests/sim --sim-first-seed 5000  sweep other seeds
     pytest tests/sim --sim-steps 3000       longer runs (steps with faults; default 300)
     pytest tests/sim -k replay --sim-seed 1234
@@ -26,7 +26,8 @@ from .plan import DEFAULT_STEPS
 
 DEFAULT_SEEDS = 2000
 # Runs through the server's applier cost ~0.1-0.3 s each (LevelDB): 200 take ~20-40 s on 2 cores.
-DEFAULT_SERVER_SEEDS = 200
+# Unless told otherwise, the server sweep is this fraction of the toy sweep (200 of 2,000).
+SERVER_SEEDS_PER_SEED = 0.1
 SEEDS_PER_CHUNK = 50
 
 
@@ -37,7 +38,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--sim-server-seeds",
         type=int,
         default=None,
-        help=f"seeds to sweep with the server's applier on LevelDB (default {DEFAULT_SERVER_SEEDS})",
+        help="seeds to sweep with the server's applier on LevelDB (default: a tenth of --sim-seeds)",
     )
     group.addoption("--sim-first-seed", type=int, default=None, help="first seed of the sweep (default 0)")
     group.addoption(
@@ -56,9 +57,11 @@ def _setting(config: pytest.Config, option: str, variable: str, default: int) ->
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     config = metafunc.config
     first = _setting(config, "sim_first_seed", "SIM_FIRST_SEED", 0)
+    seeds = _setting(config, "sim_seeds", "SIM_SEEDS", DEFAULT_SEEDS)
+    server_seeds = round(seeds * SERVER_SEEDS_PER_SEED)
     for fixture, option, variable, default in (
-        ("seed_chunk", "sim_seeds", "SIM_SEEDS", DEFAULT_SEEDS),
-        ("server_seed_chunk", "sim_server_seeds", "SIM_SERVER_SEEDS", DEFAULT_SERVER_SEEDS),
+        ("seed_chunk", "sim_seeds", "SIM_SEEDS", seeds),
+        ("server_seed_chunk", "sim_server_seeds", "SIM_SERVER_SEEDS", server_seeds),
     ):
         if fixture in metafunc.fixturenames:
             count = _setting(config, option, variable, default)
