@@ -101,11 +101,15 @@ def _observe(state: CliState, printer: Printer, client: Client, name: bytes) -> 
     prefix = name + b"/"
     observation: Observation | None = None
     try:
-        # Printed responses carry the cluster's header; its revision is each leader's own.
-        header = client.get(prefix, prefix=True, count_only=True).header
+        read = _read_now(client, prefix)
         observation = Observation(client, prefix)
+        previous = b""
         for leader in observation:
-            printer.get(_as_range_response(header, leader))
+            proclaimed = leader.key == previous
+            if previous and not proclaimed:
+                read = _read_now(client, prefix)
+            previous = leader.key
+            printer.get(_as_etcd_observer_shows(read, leader, proclaimed))
             state.output.flush()
     except Interrupted:
         return
@@ -117,9 +121,23 @@ def _observe(state: CliState, printer: Printer, client: Client, name: bytes) -> 
     raise CliError(ExitCode.ERROR, "elect: observer lost")
 
 
-def _as_range_response(header: pb.ResponseHeader, leader: kv_pb2.KeyValue) -> pb.RangeResponse:
-    response = pb.RangeResponse(header=header, kvs=[leader], count=1)
-    response.header.revision = leader.mod_revision
+def _read_now(client: Client, prefix: bytes) -> pb.RangeResponse:
+    """The election read when a leader is first seen: etcd's observer shows its header."""
+    return client.get(prefix, prefix=True, count_only=True)
+
+
+def _as_etcd_observer_shows(
+    read: pb.RangeResponse, leader: kv_pb2.KeyValue, proclaimed: bool
+) -> pb.RangeResponse:
+    """The response etcd's observer (Go's ``Election.Observe``) sends for ``leader``.
+
+    A new leader comes in a fresh response with the read's header and no
+    count; a value it proclaims comes in the response the leader was read
+    with (count included), under the header of the watch event.
+    """
+    response = pb.RangeResponse(header=read.header, kvs=[leader], count=read.count if proclaimed else 0)
+    if proclaimed or leader.mod_revision > read.header.revision:
+        response.header.revision = leader.mod_revision
     return response
 
 

@@ -7,6 +7,7 @@ an etcdctl observer (``elect -l``) watch it, and must print the same lines.
 from __future__ import annotations
 
 import itertools
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -72,8 +73,10 @@ def test_leadership_passes_on_resign_and_on_death_and_observers_print_every_lead
         first.campaign(b"zero")
         first_key = first.key.decode()
         observers = {tool: start(tool, "-l", name) for tool in ("etcdpy", "etcdctl")}
+        json_observers = {tool: start(tool, "-l", "-w", "json", name) for tool in ("etcdpy", "etcdctl")}
         for observer in observers.values():
             assert observer.lines(2) == [first_key, "zero"], "the leader when the observer started"
+        first_documents = {tool: observer.lines(1) for tool, observer in json_observers.items()}
         first.proclaim(b"zero, proclaimed")
         one = start("etcdpy", "--ttl", "2", name, "one")
         wait_until(lambda: queued(client, name) == 2, 30, "candidate one never queued")
@@ -103,6 +106,17 @@ def test_leadership_passes_on_resign_and_on_death_and_observers_print_every_lead
         observer.signal(signal.SIGINT)
         assert observer.wait() == 0, observer.stderr()
         assert observer.rest() == [], f"{tool} elect -l printed more"
+    documents = {}
+    for tool, observer in json_observers.items():
+        lines = first_documents[tool] + observer.lines(len(expected) // 2 - 1)
+        observer.signal(signal.SIGINT)
+        assert observer.wait() == 0, observer.stderr()
+        documents[tool] = [json.loads(line) for line in lines]
+    for ours, theirs in zip(documents["etcdpy"], documents["etcdctl"], strict=True):
+        # The revision each tool read a new leader at may differ by a write made meanwhile.
+        assert ours["header"].pop("revision") >= ours["kvs"][0]["mod_revision"]
+        theirs["header"].pop("revision")
+        assert ours == theirs
     assert queued(client, name) == 0
 
 
