@@ -310,6 +310,18 @@ def test_a_revoked_lease_terminates_the_command_and_lock_fails(
         os.kill(command_pid, 0)
 
 
+@pytest.mark.parametrize("tool", ["etcdpy", "etcdctl"])
+def test_a_holder_without_command_whose_lease_is_revoked_reports_session_expired(
+    server: ServerProcess, client: Client, running: list[Running], tool: str, name: str
+) -> None:
+    holder = Running(tool, server.endpoint, "lock", "--ttl", "3", name)
+    running.append(holder)
+    holder.lines(2)
+    client.lease_revoke(lease_of(client, name))
+    assert holder.wait() == 1
+    assert holder.stderr() == "Error: session expired\n"
+
+
 def test_lock_rev_is_a_fencing_token_refused_once_the_lock_is_lost(
     server: ServerProcess, client: Client, running: list[Running], name: str
 ) -> None:
