@@ -52,9 +52,9 @@ class Interrupted(Exception):
 
 
 class Signals:
-    """SIGINT and SIGTERM during a command: raise `Interrupted` once, or go to a child's process group.
+    """The SIGINT/SIGTERM handler of one command: raises `Interrupted` once, or passes them to a child.
 
-    Installed by `interruptible`; handlers run in the main thread, between bytecodes.
+    Installed by `interruptible`; Python runs it in the main thread, between bytecodes.
     """
 
     def __init__(self) -> None:
@@ -112,10 +112,6 @@ def wait_for_end(session: Session) -> bool:
     return False
 
 
-def timeout_text(seconds: float) -> str:
-    return format_duration_ns(round(seconds * 1e9))
-
-
 @click.command(
     "lock",
     short_help="Acquires a named lock",
@@ -129,7 +125,7 @@ def timeout_text(seconds: float) -> str:
     "--timeout",
     type=GoDuration(),
     default=None,
-    help="give up waiting for the lock after this long, e.g. 30s (etcdpy only)",
+    help="give up waiting for the lock after this long, e.g. 30s; 0 waits forever (etcdpy only)",
 )
 @click.option(
     "--grace",
@@ -155,7 +151,7 @@ def lock(state: CliState, args: tuple[str, ...], ttl: int, timeout: float | None
         except Interrupted:
             raise CliError(ExitCode.ERROR, CANCELED) from None
         try:
-            mutex = _acquire(session, name, timeout)
+            mutex = _acquire(session, name, timeout if timeout is not None and timeout > 0 else None)
             if command:
                 _run_holding(state, session, mutex, command, grace, signals)
                 return
@@ -188,8 +184,9 @@ def _acquire(session: Session, name: str, timeout: float | None) -> Mutex:
         raise CliError(ExitCode.ERROR, CANCELED) from None
     except TimeoutError:
         assert timeout is not None
+        waited = format_duration_ns(round(timeout * 1e9))
         raise CliError(
-            ExitCode.ERROR, f"lock {go_quote(name)} not acquired within {timeout_text(timeout)} (--timeout)"
+            ExitCode.ERROR, f"lock {go_quote(name)} not acquired within {waited} (--timeout)"
         ) from None
     except SessionExpired:
         raise CliError(ExitCode.ERROR, "session expired") from None
@@ -266,7 +263,7 @@ class _Guard:
 
     def terminate(self) -> None:
         """Runs on the session's keep-alive thread when the lease is found gone."""
-        if self.exited.is_set():
+        if self.exited.is_set() or self.child.returncode is not None:
             return
         self.terminated.set()
         self._signal(signal.SIGTERM)
