@@ -7,7 +7,7 @@ function again from scratch whenever another writer got in between.  The
 algorithm and the isolation levels are those of etcd's Go ``concurrency.NewSTM``::
 
     from etcdpy.client import Client
-    from etcdpy.client.concurrency import Isolation, run_stm
+    from etcdpy.client.concurrency import STM, Isolation, run_stm
 
     def transfer(stm: STM) -> None:
         a, b = int(stm.get("accounts/a") or 0), int(stm.get("accounts/b") or 0)
@@ -15,7 +15,7 @@ algorithm and the isolation levels are those of etcd's Go ``concurrency.NewSTM``
         stm.put("accounts/b", str(b + 10))
 
     with Client("127.0.0.1:2379") as client:
-        run_stm(client, transfer, isolation=Isolation.SERIALIZABLE_SNAPSHOT, prefetch=["accounts/a"])
+        run_stm(client, transfer, isolation=Isolation.SERIALIZABLE, prefetch=["accounts/a", "accounts/b"])
 
 The function may run several times, so it must have no effect besides its
 calls on the STM.  An exception it raises aborts the transaction (nothing is
