@@ -390,6 +390,10 @@ def _assert_etcd_error(path: str, outcome: Outcome) -> None:
     assert not isinstance(mapped, errors.UnknownEtcdError), f"not an etcd error: {outcome}"
 
 
+# Huge values on both sides: requests near the limit go out, whole-store reads come back.
+CHANNEL_OPTIONS = [("grpc.max_send_message_length", 2**30), ("grpc.max_receive_message_length", 2**30)]
+
+
 class Servers:
     """The reference etcd and etcdpy, seeded alike; raw unary calls to either."""
 
@@ -397,12 +401,8 @@ class Servers:
         self.etcd = ServerProcess("etcd", root / "etcd.data").start()
         self.etcdpy = ServerProcess("etcdpy", root / "etcdpy.data").start()
         self.channels = {
-            "etcd": grpc.insecure_channel(
-                self.etcd.endpoint, options=[("grpc.max_send_message_length", 2**30)]
-            ),
-            "etcdpy": grpc.insecure_channel(
-                self.etcdpy.endpoint, options=[("grpc.max_send_message_length", 2**30)]
-            ),
+            "etcd": grpc.insecure_channel(self.etcd.endpoint, options=CHANNEL_OPTIONS),
+            "etcdpy": grpc.insecure_channel(self.etcdpy.endpoint, options=CHANNEL_OPTIONS),
         }
         for server in ("etcd", "etcdpy"):
             for key, value in SEED.items():
