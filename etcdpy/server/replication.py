@@ -112,6 +112,8 @@ class Replication:
         self.removed_event = asyncio.Event()
         self.snapshots_installed = 0  # snapshots received from a leader in this life (tests, status)
         self._received: tuple[int, list[bytes]] | None = None  # (snapshot index, chunks) not yet installed
+        # Last index raft handed to the applier in this life; node.conf_state is the conf state there.
+        self._delivered = raftlog.snapshot_meta.index
         self.node = RaftNode(
             node_id=cluster.local_id,
             storage=raftlog,
@@ -212,6 +214,8 @@ class Replication:
 
     def _apply_entries(self, entries: list[pb.Entry]) -> None:
         self.on_commit(entries)
+        if entries:
+            self._delivered = entries[-1].index
 
     def _conf_change_applied(
         self, entry: pb.Entry, change: pb.ConfChangeV2, conf_state: pb.ConfState
@@ -277,8 +281,25 @@ class Replication:
 
     # ---- snapshots ----
 
-    def _snapshot_source(self, message: pb.Message) -> Iterator[bytes]:
-        return snapshot.state_chunks(self.backend)
+    def _snapshot_source(self, message: pb.Message) -> tuple[pb.Message, Iterator[bytes]] | None:
+        """The state as it is now, with the MsgSnap relabelled to the index, term and conf it holds.
+
+        The raft snapshot point is older than the store (entries were applied since), so
+        the message is relabelled as etcd does: a follower then records the index of the
+        state it installs.  None while the conf state does not match the store (replaying
+        after a restart): raft hears the send failed and tries again later.
+        """
+        applied, state = snapshot.open_state(self.backend)
+        if applied != self._delivered or applied < message.snapshot.metadata.index:
+            state.close()  # type: ignore[attr-defined]  # a generator
+            return None
+        relabelled = pb.Message()
+        relabelled.CopyFrom(message)
+        meta = relabelled.snapshot.metadata
+        meta.index = applied
+        meta.term = self.raftlog.term(applied)
+        meta.conf_state.CopyFrom(self.node.conf_state)
+        return relabelled, state
 
     async def _snapshot_received(self, message: pb.Message, chunks: Iterable[bytes]) -> None:
         self._received = (message.snapshot.metadata.index, list(chunks))
@@ -293,6 +314,7 @@ class Replication:
 
     def _state_installed(self, meta: pb.SnapshotMetadata) -> None:
         self.snapshots_installed += 1
+        self._delivered = meta.index
         self.applier.reload()
         raw_version = self.backend.get(CLUSTER_VERSION_KEY)
         self.cluster_version = raw_version.decode() if raw_version is not None else ""

@@ -48,7 +48,8 @@ MAX_MESSAGE_BYTES = 2**31 - 1
 
 MessageSink = Callable[[pb.Message], None]
 SnapshotSink = Callable[[pb.Message, Iterable[bytes]], Awaitable[None]]
-SnapshotSource = Callable[[pb.Message], Iterator[bytes]]
+# (the MsgSnap to send, relabelled to the state streamed, and that state) or None: not now
+SnapshotSource = Callable[[pb.Message], tuple[pb.Message, Iterator[bytes]] | None]
 Report = Callable[[int], None]
 SnapshotReport = Callable[[int, bool], None]
 
@@ -151,12 +152,17 @@ class PeerSender:
         """Stream one snapshot to the peer; raft hears FINISH or FAILURE."""
         t = self.transport
         ok = False
+        source = t.snapshot_source(message)
+        if source is None:
+            t.report_snapshot(self.peer_id, False)
+            return
+        message, state = source
         try:
             async with grpc.aio.insecure_channel(
                 _target(self.urls), options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
             ) as channel:
                 stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
-                await stub.Snapshot(_snapshot_chunks(t.cluster_id, message, t.snapshot_source(message)))
+                await stub.Snapshot(_snapshot_chunks(t.cluster_id, message, state))
                 ok = True
         except grpc.aio.AioRpcError as exc:
             log.warning("sending a snapshot to peer %x failed: %s", self.peer_id, exc.details())

@@ -32,7 +32,22 @@ def _is_state(key: bytes) -> bool:
 
 def state_chunks(backend: Backend, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
     """The state keyspaces from one consistent snapshot, as chunks of encoded records."""
+    return _chunks(backend.db.snapshot(), chunk_bytes)
+
+
+def open_state(backend: Backend, chunk_bytes: int = CHUNK_BYTES) -> tuple[int, Iterator[bytes]]:
+    """Take a consistent snapshot now: (the applied index it holds, its chunks).
+
+    The stream a follower installs must be labelled with the index of the state it
+    holds, not with the (older) raft snapshot point: a follower that recorded the
+    older index would find its store ahead of its log after a crash.
+    """
     snap = backend.db.snapshot()
+    raw = snap.get(schema.META + schema.META_APPLIED_INDEX)
+    return (int.from_bytes(raw, "big") if raw is not None else 0), _chunks(snap, chunk_bytes)
+
+
+def _chunks(snap: Any, chunk_bytes: int) -> Iterator[bytes]:
     try:
         parts: list[bytes] = []
         size = 0
