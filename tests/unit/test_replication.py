@@ -15,6 +15,7 @@ from pathlib import Path
 
 import grpc
 import pytest
+from procs import free_port
 
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.raftpb import raft_pb2 as pb
@@ -24,7 +25,6 @@ from etcdpy.server.raftnode import RaftSettings
 from etcdpy.server.replication import Replication, bootstrap_new_cluster
 from etcdpy.server.storage.backend import Backend
 from etcdpy.server.storage.raftlog import RaftLog
-from tests.procs import free_port
 
 TOKEN = "test-token"
 
