@@ -1,14 +1,20 @@
 """Watch benchmark: event latency under load and memory per watcher, etcdpy and etcd 3.4 in one run.
 
 Usage: python bench/watch_bench.py [--rate 1000] [--watchers 100] [--seconds 10] [--idle-watchers 10000]
-       [--client-procs 4] [--only etcd|etcdpy]
+       [--client-procs 4] [--max-inflight 200] [--only etcd|etcdpy]
 
-Latency: one process puts at ``--rate`` puts/s (one key per put, under ``bench/``) and notes
+Latency: one process puts at ``--rate`` puts/s (one key per put, under ``bench/``), at most
+``--max-inflight`` at a time (as etcd's benchmark tool bounds its clients), and notes
 when each put was acknowledged; ``--watchers`` prefix watchers, spread over
 ``--client-procs`` processes (a Python client cannot read 100,000 responses/s alone),
 note when each event arrived.  Latency = arrival - acknowledgement, per (watcher, event);
 an event that arrives before its put is acknowledged counts as 0.  Clocks are
 CLOCK_MONOTONIC, shared by the processes.
+
+A watch stream that breaks is reported with its status, not taken for a crash of the run.
+(Without the in-flight bound, a server that falls behind piles up thousands of Put calls on one
+connection; grpc then cancels Puts and may drop connections, watch streams included: the
+"Socket closed" seen once at full load.  See bench/RESULTS.md.)
 
 Memory: the server's resident set before and after opening ``--idle-watchers`` watchers
 (100 per stream), divided by their number.
@@ -18,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import multiprocessing
 import sys
 import tempfile
@@ -50,7 +55,10 @@ def _rss_kib(pid: int) -> int:
 async def _watchers(
     endpoint: str, count: int, ready: multiprocessing.Event, seconds: float, out: list
 ) -> None:  # type: ignore[type-arg]
-    """Open ``count`` watchers on one stream; record (value, arrival) per event until ``seconds`` pass."""
+    """Open ``count`` watchers on one stream; record (value, arrival) per event until ``seconds`` pass.
+
+    Raises the call's AioRpcError if the stream breaks.
+    """
     async with grpc.aio.insecure_channel(endpoint) as channel:
         stub = rpc_pb2_grpc.WatchStub(channel)  # type: ignore[no-untyped-call]
         requests = [
@@ -79,13 +87,22 @@ def _watch_process(
     endpoint: str, count: int, ready: multiprocessing.Event, seconds: float, queue: multiprocessing.Queue
 ) -> None:  # type: ignore[type-arg]
     arrivals: list[tuple[bytes, float]] = []
-    with contextlib.suppress(TimeoutError):  # report what arrived even if the stream never ended
+    broken = ""
+    try:
         asyncio.run(asyncio.wait_for(_watchers(endpoint, count, ready, seconds, arrivals), seconds + 30))
-    queue.put(arrivals)
+    except TimeoutError:  # report what arrived even if the stream never ended
+        pass
+    except grpc.aio.AioRpcError as err:
+        broken = f"{err.code().name}: {err.details()}"
+    queue.put((arrivals, broken))
 
 
-async def _writer(endpoint: str, rate: float, seconds: float) -> dict[bytes, float]:
+async def _writer(
+    endpoint: str, rate: float, seconds: float, max_inflight: int
+) -> tuple[dict[bytes, float], float]:
+    """Acknowledgement time per value, and the put rate achieved."""
     acks: dict[bytes, float] = {}
+    inflight = asyncio.Semaphore(max_inflight)
     async with grpc.aio.insecure_channel(endpoint) as channel:
         kv = rpc_pb2_grpc.KVStub(channel)  # type: ignore[no-untyped-call]
         start = time.monotonic()
@@ -93,7 +110,8 @@ async def _writer(endpoint: str, rate: float, seconds: float) -> dict[bytes, flo
 
         async def put(i: int) -> None:
             value = b"%d" % i
-            await kv.Put(rpc_pb2.PutRequest(key=PREFIX + b"%d" % (i % 1000), value=value))
+            async with inflight:
+                await kv.Put(rpc_pb2.PutRequest(key=PREFIX + b"%d" % (i % 1000), value=value))
             acks[value] = time.monotonic()
 
         tasks = []
@@ -103,10 +121,13 @@ async def _writer(endpoint: str, rate: float, seconds: float) -> dict[bytes, flo
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(put(i)))
         await asyncio.gather(*tasks)
-    return acks
+        achieved = total / (time.monotonic() - start)
+    return acks, achieved
 
 
-def latency(server: ServerProcess, rate: float, watchers: int, seconds: float, procs: int) -> str:
+def latency(
+    server: ServerProcess, rate: float, watchers: int, seconds: float, procs: int, max_inflight: int
+) -> str:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     readies = []
@@ -120,16 +141,22 @@ def latency(server: ServerProcess, rate: float, watchers: int, seconds: float, p
         workers.append(worker)
     for ready in readies:
         ready.wait(60)
-    acks = asyncio.run(_writer(server.endpoint, rate, seconds))
-    arrivals = [item for _ in workers for item in queue.get(timeout=120)]
+    acks, achieved = asyncio.run(_writer(server.endpoint, rate, seconds, max_inflight))
+    reports = [queue.get(timeout=120) for _ in workers]
     for worker in workers:
         worker.join(30)
+    arrivals = [item for got, _ in reports for item in got]
+    broken = [why for _, why in reports if why]
     delays = sorted(max(0.0, at - acks[value]) for value, at in arrivals if value in acks)
     expected = len(acks) * watchers
     if not delays:
         return "no events received"
     p50, p99 = delays[len(delays) // 2], delays[min(len(delays) - 1, int(len(delays) * 0.99))]
-    return f"p50 {p50 * 1000:7.2f} ms  p99 {p99 * 1000:7.2f} ms  events {len(delays)}/{expected}"
+    summary = (
+        f"p50 {p50 * 1000:7.2f} ms  p99 {p99 * 1000:7.2f} ms  events {len(delays)}/{expected}"
+        f"  puts/s {achieved:.0f}"
+    )
+    return summary + (f"  BROKEN streams {len(broken)}: {broken[0]}" if broken else "")
 
 
 async def _idle(endpoint: str, count: int, per_stream: int) -> list[object]:
@@ -178,12 +205,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--idle-watchers", type=int, default=10000)
     parser.add_argument("--client-procs", type=int, default=4)
+    parser.add_argument("--max-inflight", type=int, default=200)
     parser.add_argument("--only", choices=("etcd", "etcdpy"))
     args = parser.parse_args()
     kinds = [args.only] if args.only else ["etcd", "etcdpy"]
     for kind in kinds:
         label = f"{kind:<7} latency ({args.watchers} watchers, {args.rate:.0f} puts/s): "
-        _measure(kind, label, lambda s: latency(s, args.rate, args.watchers, args.seconds, args.client_procs))
+        _measure(
+            kind,
+            label,
+            lambda s: latency(
+                s, args.rate, args.watchers, args.seconds, args.client_procs, args.max_inflight
+            ),
+        )
         label = f"{kind:<7} memory ({args.idle_watchers} idle watchers): "
         _measure(kind, label, lambda s: memory(s, args.idle_watchers))
 
