@@ -14,7 +14,8 @@ Each cluster is fresh (loopback ports, temp data dirs, etcd's default heartbeat
   serves reads slowly for a while after its 60,000 writes.
 
 Usage: ``python bench/cluster_bench.py [--quick] [--seconds N] [--no-check-perf] [--perf-only]
-[--kind etcd|etcdpy]``.
+[--kind etcd|etcdpy] [--threads N]``; ``--threads N`` adds a column for etcdpy members started
+with ``--experimental-grpc-threads N``.
 Ratios in the last column are etcdpy / etcd (throughput: higher is better;
 latency: lower is better).
 """
@@ -54,11 +55,11 @@ def lin_ser_ratios() -> dict[str, tuple[str, str]]:
     }
 
 
-def measure(kind: str, *, perf: bool, loads: bool, seconds: float) -> Figures:
-    """Every figure for one fresh 3-member cluster of `kind` ("etcd" or "etcdpy")."""
+def measure(kind: str, extra: list[str], *, perf: bool, loads: bool, seconds: float) -> Figures:
+    """Every figure for one fresh 3-member cluster of `kind` ("etcd" or "etcdpy") with `extra` flags."""
     figures: Figures = {}
     with tempfile.TemporaryDirectory(prefix=f"cluster-bench-{kind}-") as tmp:
-        cluster = ProcCluster(kind, Path(tmp), 3, extra_args=DEFAULT_TIMES)
+        cluster = ProcCluster(kind, Path(tmp), 3, extra_args=DEFAULT_TIMES + extra)
         try:
             cluster.start()
             leader = cluster.wait_leader()
@@ -86,13 +87,23 @@ def main() -> None:
     parser.add_argument(
         "--kind", choices=("etcd", "etcdpy"), action="append", help="measure only this server (repeatable)"
     )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="also measure etcdpy --experimental-grpc-threads N"
+    )
     args = parser.parse_args()
     seconds = args.seconds or (1.0 if args.quick else 5.0)
     perf = not (args.quick or args.no_check_perf)
     began = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     load_before = os.getloadavg()
-    kinds = args.kind or ["etcd", "etcdpy"]
-    columns = {kind: measure(kind, perf=perf, loads=not args.perf_only, seconds=seconds) for kind in kinds}
+    variants: dict[str, tuple[str, list[str]]] = {
+        kind: (kind, []) for kind in args.kind or ["etcd", "etcdpy"]
+    }
+    if args.threads:
+        variants["etcdpy-threads"] = ("etcdpy", ["--experimental-grpc-threads", str(args.threads)])
+    columns = {
+        name: measure(kind, extra, perf=perf, loads=not args.perf_only, seconds=seconds)
+        for name, (kind, extra) in variants.items()
+    }
     load_after = os.getloadavg()
     print(f"# {began}; load average (1, 5, 15 min) before {load_before}, after {load_after}")
     print(report(columns, lin_ser_ratios()))

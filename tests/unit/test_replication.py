@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
 import grpc
@@ -290,5 +290,30 @@ def test_proposals_forwarded_to_the_leader_join_its_next_batch(tmp_path: Path) -
             await until(lambda: all(m.value(b"f39") == b"v" and m.value(b"f38") == b"v" for m in members))
             assert pb.MsgProp not in stepped  # none stepped one by one: each joined a batch
             assert sum(batches) == 40
+
+    asyncio.run(scenario())
+
+
+def test_an_idle_member_answers_a_heartbeat_as_soon_as_it_is_stepped(tmp_path: Path) -> None:
+    # No loop turn between a read's heartbeat and its answer: that turn would be part of the read's latency.
+    async def scenario() -> None:
+        async with cluster_of(tmp_path, 3, FAST) as members:
+            await until(lambda: all(m.repl.leader_id != 0 for m in members))
+            leader = leader_of(members)
+            node = next(m for m in members if m is not leader).repl.node
+            sent: list[pb.Message] = []
+            real_send = node.send
+
+            def recording(messages: Iterable[pb.Message]) -> None:
+                batch = list(messages)
+                sent.extend(batch)
+                real_send(batch)
+
+            node.send = recording
+            await until(lambda: node._idle)
+            heartbeat = pb.Message(type=pb.MsgHeartbeat, to=node.id, term=node.term, context=b"read-ctx")
+            setattr(heartbeat, "from", leader.id)  # `from` is a Python keyword
+            node.step(heartbeat)
+            assert [m.context for m in sent if m.type == pb.MsgHeartbeatResp] == [b"read-ctx"]
 
     asyncio.run(scenario())
