@@ -45,9 +45,8 @@ def test_a_member_that_crashes_while_taking_a_snapshot_serves_again_after_a_rest
         behind = next(m for m in cluster.members if m is not leader)
         cluster.kill(behind)
         client = cluster.client()
-        for i in range(
-            80
-        ):  # past --snapshot-count + catch-up entries: the leader's log no longer reaches back
+        # Past --snapshot-count and the catch-up entries: the leader's log no longer reaches back.
+        for i in range(80):
             client.put(f"/k{i % 9}".encode(), f"v{i}".encode())
         cluster.launch(behind, failpoints=f"{point}=crash")
         assert behind.proc is not None
