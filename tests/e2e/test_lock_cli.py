@@ -277,8 +277,9 @@ def test_a_killed_holder_hands_the_lock_to_the_next_waiter_after_its_ttl(
     holder.kill()
     assert waiter.wait(ttl + 30) == 0, waiter.stderr()
     waited = (int(acquired.read_text()) - killed) / 1e9
-    # The lease lives a TTL after its last renewal, which came about a third of a TTL before the kill at most.
-    assert ttl / 2 <= waited <= ttl + 10, waited
+    # The lease lives a TTL after its last renewal, about a third of a TTL before the kill
+    # (on a loaded machine renewals come late: a third of the TTL is the margin).
+    assert ttl / 3 <= waited <= ttl + 10, waited
     assert queued(client, name) == 0
 
 
