@@ -90,8 +90,8 @@ class Application(Protocol):
         """Crash loses what a power loss may lose; the application is unusable until `restart`."""
         ...
 
-    def restart(self, snapshot: pb.Snapshot) -> None:
-        """Restart reopens the store from what survived, given the snapshot on the node's disk."""
+    def restart(self, snapshot: pb.Snapshot, log_end: int) -> None:
+        """Restart reopens the store from what survived, given the snapshot and log end on the node's disk."""
         ...
 
     def close(self) -> None:
@@ -164,7 +164,7 @@ class ToyApplication:
     def crash(self) -> None:
         return None  # the restart reads the durable copy
 
-    def restart(self, snapshot: pb.Snapshot) -> None:
+    def restart(self, snapshot: pb.Snapshot, log_end: int) -> None:
         applied, store = self._durable
         if snapshot.metadata.index > applied:
             # The disk holds a newer snapshot than the store it saved: restore the store from it.

@@ -212,6 +212,9 @@ class Cluster:
                 if answer.attempt is None:
                     self.monitor.acknowledged(answer.index, answer.term, answer.node_term)
         node.answers.clear()
+        for event in node.events:
+            self.log(event)
+        node.events.clear()
 
     def _observe_leaders(self) -> None:
         for node in self.live_nodes():

@@ -115,6 +115,7 @@ class SimNode:
         self._reads_confirmed: list[tuple[int, bytes]] = []  # (read index, ctx) awaiting applied >= index
         self.outgoing: list[pb.Message] = []
         self.answers: list[Answer] = []
+        self.events: list[str] = []  # what the trace should tell (the cluster takes them each step)
         self.conf_changes_applied: list[tuple[pb.ConfState, pb.ConfState]] = []  # (before, after)
 
     # -- life cycle ------------------------------------------------------------------------------
@@ -133,7 +134,7 @@ class SimNode:
         """Start boots the node from its disk: durable log, hard state, snapshot and applied state."""
         storage = self.disk.working
         snapshot = storage.snapshot()
-        self.app.restart(snapshot)
+        self.app.restart(snapshot, max(storage.last_index(), snapshot.metadata.index))
         # Raft starts from the snapshot's configuration and replays the changes after it.
         self.conf_state = snapshot.metadata.conf_state
         self._snapshot_index = self._delivered = snapshot.metadata.index
@@ -271,6 +272,9 @@ class SimNode:
         self.conf_state = meta.conf_state
         self._snapshot_index = self._delivered = meta.index
         self._stats["snapshots_installed"] += 1
+        self.events.append(
+            f"node {self.id} installs snapshot {meta.index} (its store applied {self.applied})"
+        )
         # The installed state may be newer than the snapshot (the server sends its current state):
         # its term is known only when it is exactly the snapshot's.
         term = meta.term if self.applied == meta.index else None

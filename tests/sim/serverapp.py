@@ -15,8 +15,10 @@ keeps the last one received aside, in one slot as `Replication` does, takes it
 from there when raft hands the snapshot out in a Ready (`claim`, where the
 server's write reads the slot) and, once the Ready is durable, `install`
 replaces the state in one synced batch and the applier reloads.  A crash loses a suffix
-of the unsynced apply batches; the restart reopens the LevelDB and the applied
-index stored with the data decides what raft's replay re-applies.
+of the unsynced apply batches; the restart reopens the LevelDB, makes the
+check the server's `open_member` makes (a store applied past the raft log's
+end is refused: `RestartRefused`), and the applied index stored with the data
+decides what raft's replay re-applies.
 """
 
 from __future__ import annotations
@@ -39,6 +41,10 @@ from .statemachine import Command
 SNAPSHOT_CHUNK_BYTES = 256  # small, so a snapshot of a few dozen keys spans several chunks
 COMPACTION_STEP_RECORDS = 4  # physical compaction in small steps, interleaved with applies and crashes
 HISTORY_DIGESTS = 25  # revisions whose HashKV the end-of-run check compares between members
+
+
+class RestartRefused(AssertionError):
+    """RestartRefused: the real server would refuse to start on this node's data (see `restart`)."""
 
 
 class UnexpectedResponse(AssertionError):
@@ -249,7 +255,7 @@ class ServerApplication:
         self._stats["apply_batches_lost"] += backend.lose_unsynced(keep)
         self.close()
 
-    def restart(self, raft_snapshot: pb.Snapshot) -> None:
+    def restart(self, raft_snapshot: pb.Snapshot, log_end: int) -> None:
         self.close()
         self._backend = JournaledBackend(self._dir)
         self._applier = Applier(self._backend)
@@ -257,10 +263,17 @@ class ServerApplication:
         if self._applier.applied_index > raft_snapshot.metadata.index:
             self._stats["restarts_replaying_from_stored_index"] += 1
         self._compacting = self._applier.compaction_pending
-        if self._applier.applied_index < raft_snapshot.metadata.index:
+        applied = self._applier.applied_index
+        if applied < raft_snapshot.metadata.index:
             raise AssertionError(
-                f"the store reopened at applied index {self._applier.applied_index}, below the snapshot "
+                f"the store reopened at applied index {applied}, below the snapshot "
                 f"at {raft_snapshot.metadata.index} on the node's disk: the log cannot replay the gap"
+            )
+        if applied > log_end:
+            # The check etcdpy/server/main.py (open_member) makes before it starts a member.
+            raise RestartRefused(
+                f"node {self._dir.name}: the store applied index {applied} but the raft log ends at "
+                f"{log_end}: the server refuses to start on this data dir"
             )
 
     def close(self) -> None:

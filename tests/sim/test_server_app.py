@@ -26,10 +26,36 @@ from .runner import SimulationFailure, run_plan, run_seed
 PLANTED_BUG_SEEDS = 60
 
 
+@dataclasses.dataclass(frozen=True)
+class KnownBug:
+    """KnownBug is an open server bug some seeds run into: how their failure reads, and where it is told."""
+
+    signature: str  # a part of the failure's reason that names this bug
+    reference: str
+
+
+RESTART_REFUSED_AFTER_SNAPSHOT = KnownBug(
+    signature="RestartRefused raised",
+    reference="server bug: a member that crashes after installing a snapshot whose state (the sender's, "
+    "applied past the snapshot's index) is ahead of its raft log is refused a restart by open_member "
+    "(etcdpy/server/main.py); tests/chaos/test_regressions.py reproduces it with real processes",
+)
+
+# Seeds of the default server sweep that fail on an open server bug. The sweep and the planted-bug
+# tests skip them; test_known_server_bugs expects each to fail with its bug (a strict xfail: a fix
+# shows as XPASS, then delete the entry). Seed numbers are only stable for one version of tests/sim.
+KNOWN_SERVER_BUGS: dict[int, KnownBug] = {
+    66: RESTART_REFUSED_AFTER_SNAPSHOT,
+    72: RESTART_REFUSED_AFTER_SNAPSHOT,
+}
+
+
 def test_server_sweep(server_seed_chunk: range, sim_steps: int) -> None:
     """Every seed keeps the invariants, equal HashKV at equal applied indexes, and a linearizable history."""
     failures: list[SimulationFailure] = []
     for seed in server_seed_chunk:
+        if seed in KNOWN_SERVER_BUGS:
+            continue  # test_known_server_bugs runs it
         try:
             run_seed(seed, sim_steps, app="server")
         except SimulationFailure as failure:
@@ -37,6 +63,25 @@ def test_server_sweep(server_seed_chunk: range, sim_steps: int) -> None:
     if failures:
         seeds = ", ".join(str(f.seed) for f in failures)
         pytest.fail(f"{len(failures)} failing seeds ({seeds}); the first:\n{failures[0]}", pytrace=False)
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [
+        pytest.param(
+            seed, marks=pytest.mark.xfail(strict=True, raises=SimulationFailure, reason=bug.reference)
+        )
+        for seed, bug in sorted(KNOWN_SERVER_BUGS.items())
+    ],
+)
+def test_known_server_bugs(seed: int) -> None:
+    """A seed that runs into an open server bug fails with that bug (and passes once it is fixed)."""
+    try:
+        run_seed(seed, app="server")
+    except SimulationFailure as failure:
+        # Another failure is not the known bug: an AssertionError that the xfail does not expect.
+        assert KNOWN_SERVER_BUGS[seed].signature in failure.reason, failure.reason
+        raise
 
 
 @pytest.mark.parametrize("seed", range(100_000, 100_003))
@@ -80,6 +125,8 @@ def first_server_failure(crash_rate: float | None = None) -> SimulationFailure:
     `crash_rate`, if given, replaces the plans' (for bugs only a crash reveals).
     """
     for seed in range(PLANTED_BUG_SEEDS):
+        if seed in KNOWN_SERVER_BUGS:
+            continue
         plan = RunPlan.from_seed(seed, app="server")
         if crash_rate is not None:
             plan = dataclasses.replace(plan, crash_rate=crash_rate)
