@@ -153,6 +153,7 @@ class Watch:
 
     @property
     def endpoint(self) -> Endpoint:
+        """The endpoint the stream is on (or is being opened on)."""
         return self._endpoints[self._at]
 
     def _open(self, create: pb.WatchCreateRequest) -> WatchCall:
@@ -222,7 +223,8 @@ class Watch:
     def _fail_over(self, failures: int) -> int | None:
         """Open the watch again on the next endpoint; the revision it resumes at, None once closed."""
         if failures % len(self._endpoints) == 0:  # a whole round failed: give the cluster time
-            backoff = min(FIRST_BACKOFF * 2 ** (failures // len(self._endpoints) - 1), MAX_BACKOFF)
+            rounds = min(failures // len(self._endpoints), 16)  # capped: a cluster may stay down for hours
+            backoff = min(FIRST_BACKOFF * 2 ** (rounds - 1), MAX_BACKOFF)
             if self._closed.wait(backoff):
                 return None
         resume = pb.WatchCreateRequest()
