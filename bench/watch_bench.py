@@ -13,8 +13,8 @@ CLOCK_MONOTONIC, shared by the processes.
 
 A watch stream that breaks is reported with its status, not taken for a crash of the run.
 (Without the in-flight bound, a server that falls behind piles up thousands of Put calls on one
-connection; grpc then cancels Puts and may drop connections, watch streams included: the
-"Socket closed" seen once at full load.  See bench/RESULTS.md.)
+connection: past grpc's pending-call limit, which etcdpy's server now raises, grpc cancelled
+Puts and once dropped every connection, watch streams included.  See bench/RESULTS.md.)
 
 Memory: the server's resident set before and after opening ``--idle-watchers`` watchers
 (100 per stream), divided by their number.

@@ -362,6 +362,9 @@ def _bind(grpc_server: grpc.aio.Server | grpc.Server, url: str) -> None:
 GrpcStopper = Callable[[], Awaitable[None]]
 
 
+MAX_PENDING_CALLS = 100_000  # calls received but not yet taken up by a handler, before grpc refuses
+
+
 async def _start_grpc(config: cfg.Config, server: EtcdServer, lease_watch: LeaseWatch) -> GrpcStopper:
     """Serve the services on every client URL; return the coroutine function that stops serving."""
     options = [
@@ -369,6 +372,10 @@ async def _start_grpc(config: cfg.Config, server: EtcdServer, lease_watch: Lease
         ("grpc.max_receive_message_length", config.grpc_max_receive_bytes),
         ("grpc.max_send_message_length", 2**31 - 1),
         ("grpc.max_concurrent_streams", min(config.max_concurrent_streams, 2**31 - 1)),
+        # grpc cancels calls at random once more than 1,000 wait for the server to take them up (a
+        # busy loop falls behind a burst): queue them instead, as etcd does (see bench/RESULTS.md).
+        ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_CALLS),
     ]
     loop = asyncio.get_running_loop()
     if config.experimental_grpc_threads > 0:

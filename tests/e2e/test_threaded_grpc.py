@@ -6,6 +6,7 @@ state loop too, with a slow watch reader pushing back rather than losing events.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from procs import ServerProcess
 
 from etcdpy.api import errors
-from etcdpy.api.etcdserverpb import rpc_pb2
+from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.client import Client, op_put
 from etcdpy.client import requests as rq
 from etcdpy.client.watch import watch_create_request
@@ -126,3 +127,26 @@ def test_streams_beyond_the_thread_count_leave_unary_calls_served(server: Server
         assert client.put("k0", "v", timeout=10).header.revision == 2
         for stream in streams:
             stream.close()
+
+
+@pytest.mark.parametrize("threads", [0, 4])
+def test_a_burst_past_grpcs_pending_call_limit_is_queued_not_cancelled(tmp_path: Path, threads: int) -> None:
+    """grpc cancels calls at random past 1,000 waiting for the server; etcdpy lifts that limit, like etcd."""
+    args = ["--experimental-grpc-threads", str(threads)] if threads else []
+    server = ServerProcess("etcdpy", tmp_path / "burst", extra_args=args).start()
+
+    async def burst() -> list[BaseException | rpc_pb2.PutResponse]:
+        async with grpc.aio.insecure_channel(server.endpoint) as channel:
+            kv = rpc_pb2_grpc.KVStub(channel)  # type: ignore[no-untyped-call]
+            calls = [kv.Put(rpc_pb2.PutRequest(key=b"b%d" % i, value=b"v")) for i in range(3000)]
+            return await asyncio.gather(*calls, return_exceptions=True)
+
+    try:
+        results = asyncio.run(burst())
+    finally:
+        server.stop()
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert not failed, f"{len(failed)} of 3000 failed, e.g. {failed[0]}"
+    assert sorted(r.header.revision for r in results if isinstance(r, rpc_pb2.PutResponse)) == list(
+        range(2, 3002)
+    )
