@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import tempfile
 import time
@@ -41,6 +42,8 @@ def run(
     scenarios: tuple[str, ...], seed: int, seconds: float, total: float, root: Path | None, keep: bool
 ) -> None:
     """Run SCENARIOS (all if none) with a seed; exit 1 if any run finds an anomaly."""
+    # Members run in sessions of their own: turn a SIGTERM into an exit so every run's cleanup kills them.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     names = list(scenarios) or list(SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
