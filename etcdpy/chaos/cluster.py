@@ -224,17 +224,16 @@ class ChaosCluster:
     # -- links
 
     def set_links(self, pairs: Iterable[tuple[int, int]], fault: LinkFault) -> None:
+        """Apply `fault` to the directed links (sender index, receiver index) in `pairs`."""
         for pair in pairs:
             self.links[pair].set(fault)
 
     def isolate(self, member: Member, fault: LinkFault) -> None:
         """Apply `fault` to every link to and from `member`."""
-        self.set_links(
-            [pair for pair in self.links if member.index in pair],
-            fault,
-        )
+        self.set_links([pair for pair in self.links if member.index in pair], fault)
 
     def heal_links(self) -> None:
+        """Open every link."""
         for link in self.links.values():
             if link.fault != OPEN:
                 link.set(OPEN)

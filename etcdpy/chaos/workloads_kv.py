@@ -1,4 +1,4 @@
-"""Key-value workloads: registers (reads, writes, CAS) and bank transfers (multi-key transactions)."""
+"""Key-value workloads: registers (reads, writes, CAS), bank transfers (multi-key txns), compaction."""
 
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.chaos.checks import check_linearizable, check_revision_order, check_watch_guarantees, lost_writes
@@ -139,3 +141,14 @@ def test_paginated_lists_must_add_up() -> None:
     assert (at, len(kvs), problems) == (7, 10, [])
     _, _, problems = paginated_list(PagedClient(keys, drift=keys[:6]))  # type: ignore[arg-type]
     assert problems == ["the pages hold 6 pods, the first page counted 10"]
+
+
+def test_the_package_exports_exactly_its_public_names() -> None:
+    import etcdpy.chaos
+
+    public = {
+        name
+        for name, value in vars(etcdpy.chaos).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert set(etcdpy.chaos.__all__) == public
