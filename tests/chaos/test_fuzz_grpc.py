@@ -527,10 +527,6 @@ def test_the_seed_data_survives_the_fuzzing(servers: Servers) -> None:
         assert found[key].value == value or found[key].version > 1, f"{key!r} changed without a write"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug of the Election service (not this file's): an empty leader key is accepted and written",
-)
 @pytest.mark.parametrize("call", ["Proclaim", "Resign"])
 def test_proclaim_and_resign_refuse_an_empty_leader_key_as_etcd_does(
     etcdpy_server: ServerProcess, call: str

@@ -24,7 +24,7 @@ from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.server.etcdserver import EtcdServer
 from etcdpy.server.lease import NO_LEASE, Lessor
-from etcdpy.server.mvcc.validate import check_delete_request
+from etcdpy.server.mvcc.validate import check_delete_request, check_txn_request
 from etcdpy.server.recipes.errors import ErrSessionExpired
 from etcdpy.server.watch import WatchHub, WatchStream
 
@@ -100,6 +100,8 @@ class Keyspace:
         self._cleanups: set[asyncio.Task[Any]] = set()  # detached cleanups of cancelled calls, kept alive
 
     async def txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
+        """Propose a txn checked as the KV service checks one (so an empty leader key is refused)."""
+        check_txn_request(req)
         response: rpc_pb2.TxnResponse = await self.server.propose(
             raft_internal_pb2.InternalRaftRequest(txn=req)
         )
