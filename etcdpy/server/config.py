@@ -135,6 +135,8 @@ class Config:
     strict_reconfig_check: bool = True
     max_learners: int = 1  # learners the cluster may have at once (etcd allows exactly one)
     auto_promote: bool = False  # a learner promotes itself once caught up (beyond etcd)
+    # Checksums of the whole database read before serving; etcd's flag, on by default here (safety first).
+    experimental_initial_corrupt_check: bool = True
     experimental_enable_lease_checkpoint: bool = False
     unsafe_no_fsync: bool = False
     experimental_grpc_threads: int = 0  # >0: serve gRPC from grpcio's thread pool of this size, not grpc.aio
