@@ -44,6 +44,8 @@ RESTART_REFUSED_AFTER_SNAPSHOT = KnownBug(
 # Seeds of the default server sweep that fail on an open server bug. The sweep and the planted-bug
 # tests skip them; test_known_server_bugs expects each to fail with its bug (a strict xfail: a fix
 # shows as XPASS, then delete the entry). Seed numbers are only stable for one version of tests/sim.
+# A longer sweep meets the same bugs on other seeds (14 in the first 1,000): it counts a failure
+# naming one of these bugs as that bug, not as a new one, while the bug has a seed here.
 KNOWN_SERVER_BUGS: dict[int, KnownBug] = {
     66: RESTART_REFUSED_AFTER_SNAPSHOT,
     72: RESTART_REFUSED_AFTER_SNAPSHOT,
@@ -53,13 +55,15 @@ KNOWN_SERVER_BUGS: dict[int, KnownBug] = {
 def test_server_sweep(server_seed_chunk: range, sim_steps: int) -> None:
     """Every seed keeps the invariants, equal HashKV at equal applied indexes, and a linearizable history."""
     failures: list[SimulationFailure] = []
+    known = {bug.signature for bug in KNOWN_SERVER_BUGS.values()}
     for seed in server_seed_chunk:
         if seed in KNOWN_SERVER_BUGS:
             continue  # test_known_server_bugs runs it
         try:
             run_seed(seed, sim_steps, app="server")
         except SimulationFailure as failure:
-            failures.append(failure)
+            if not any(signature in failure.reason for signature in known):
+                failures.append(failure)
     if failures:
         seeds = ", ".join(str(f.seed) for f in failures)
         pytest.fail(f"{len(failures)} failing seeds ({seeds}); the first:\n{failures[0]}", pytrace=False)
