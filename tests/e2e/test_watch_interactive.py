@@ -1,7 +1,7 @@
 """`watch -i` (simple and json, progress requests included) compared with etcdctl 3.4, byte for byte.
 
-Each CLI (etcdctl, etcdpy) runs against each server (etcd, etcdpy); every
-transcript must equal etcdctl's against etcd.  The session is driven line by
+etcdctl against etcdpy's server and etcdpy's CLI against etcd must each print
+exactly what etcdctl prints against etcd.  The session is driven line by
 line and each line's output is awaited before the next is sent, so what a
 progress request answers does not depend on timing.  Only cluster and member
 ids and raft terms are masked.
@@ -159,7 +159,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[list[s
 
 
 @pytest.mark.parametrize("fmt", ["simple", "json"])
-@pytest.mark.parametrize(("cli", "kind"), [("etcdctl", "etcdpy"), ("etcdpy", "etcd"), ("etcdpy", "etcdpy")])
+# etcdpy's CLI against etcdpy's server is the two checked halves together: left out to keep the suite short.
+@pytest.mark.parametrize(("cli", "kind"), [("etcdctl", "etcdpy"), ("etcdpy", "etcd")])
 def test_interactive_watch_and_progress_print_what_etcdctl_prints_against_etcd(
     reference: dict[str, list[list[str]]], cli: str, kind: str, fmt: str, tmp_path: Path
 ) -> None:
