@@ -18,6 +18,8 @@ from procs import ServerProcess
 
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpy.api.v3electionpb import v3election_pb2, v3election_pb2_grpc
+from etcdpy.api.v3lockpb import v3lock_pb2, v3lock_pb2_grpc
 from etcdpy.client import Client, op_put
 from etcdpy.client import requests as rq
 from etcdpy.client.watch import watch_create_request
@@ -150,3 +152,20 @@ def test_a_burst_past_grpcs_pending_call_limit_is_queued_not_cancelled(tmp_path:
     assert sorted(r.header.revision for r in results if isinstance(r, rpc_pb2.PutResponse)) == list(
         range(2, 3002)
     )
+
+
+def test_lock_and_election_observe_are_served_too(server: ServerProcess) -> None:
+    """Every LeaseWatch servicer is mounted: Lock (unary) and Election's Observe (a server stream)."""
+    channel = grpc.insecure_channel(server.endpoint)
+    try:
+        lease = rpc_pb2_grpc.LeaseStub(channel).LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=30))
+        lock = v3lock_pb2_grpc.LockStub(channel)
+        locked = lock.Lock(v3lock_pb2.LockRequest(name=b"l", lease=lease.ID))
+        assert locked.key.startswith(b"l/")
+        election = v3election_pb2_grpc.ElectionStub(channel)
+        election.Campaign(v3election_pb2.CampaignRequest(name=b"e", lease=lease.ID, value=b"me"))
+        observed = election.Observe(v3election_pb2.LeaderRequest(name=b"e"))
+        assert next(observed).kv.value == b"me"
+        observed.cancel()
+    finally:
+        channel.close()
