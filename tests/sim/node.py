@@ -31,6 +31,7 @@ from etcdpy.raft import (
     ProposalDropped,
     RawNode,
     Ready,
+    SnapshotStatus,
     StateType,
     StorageError,
     conf_change_entry,
@@ -114,6 +115,7 @@ class SimNode:
         self._reads_waiting: dict[bytes, tuple[int, Command]] = {}  # ctx -> (attempt, read command)
         self._reads_confirmed: list[tuple[int, bytes]] = []  # (read index, ctx) awaiting applied >= index
         self.outgoing: list[pb.Message] = []
+        self._snapshots_not_sent: list[int] = []  # peers to tell raft about after advance (FAILURE)
         self.answers: list[Answer] = []
         self.events: list[str] = []  # what the trace should tell (the cluster takes them each step)
         self.conf_changes_applied: list[tuple[pb.ConfState, pb.ConfState]] = []  # (before, after)
@@ -166,6 +168,7 @@ class SimNode:
         self._reads_confirmed.clear()
         self._batch.clear()
         self.outgoing.clear()
+        self._snapshots_not_sent.clear()
 
     def stop(self) -> None:
         """Stop shuts a removed member down for good."""
@@ -246,7 +249,7 @@ class SimNode:
         if rd.hard_state is not None:
             disk.set_hard_state(rd.hard_state)
             self._monitor.observe_commit(self.id, rd.hard_state.commit)
-        self.outgoing.extend(self.app.sending(m) for m in rd.messages)
+        self._send(rd.messages)
         self._reads_confirmed.extend((rs.index, rs.request_ctx) for rs in rd.read_states)
 
     def _finish_ready(self, raw: RawNode, rd: Ready) -> None:
@@ -259,12 +262,36 @@ class SimNode:
             self._install_snapshot(rd.snapshot)
         self._apply_committed(raw, list(rd.committed_entries))
         raw.advance(rd)
+        for peer in self._snapshots_not_sent:
+            raw.report_snapshot(peer, SnapshotStatus.FAILURE)
+        self._snapshots_not_sent.clear()
         self._maybe_snapshot()
         self._serve_reads()
 
     def _send_persisted(self, rd: Ready) -> None:
         # Only now that the writes are durable may what acknowledges them go out.
-        self.outgoing.extend(self.app.sending(m) for m in rd.persisted_messages)
+        self._send(rd.persisted_messages)
+
+    def _send(self, messages: list[pb.Message]) -> None:
+        """Queue messages as the application puts them on the wire.
+
+        A MsgSnap whose attached state is newer than raft's snapshot point is relabelled
+        with the index, term and configuration of that state, as the server's
+        replication does; while the node replays after a restart (its configuration is
+        not the one at the store's applied index) the snapshot is not sent and raft hears
+        it failed.
+        """
+        for message in messages:
+            sent = self.app.sending(message)
+            if sent.type == pb.MsgSnap and sent.snapshot.metadata.index != message.snapshot.metadata.index:
+                meta = sent.snapshot.metadata
+                if meta.index != self._delivered:
+                    self._snapshots_not_sent.append(message.to)
+                    continue
+                meta.term = self.disk.working.term(meta.index)
+                meta.conf_state.CopyFrom(self.conf_state)
+                self._stats["snapshots_relabelled"] += 1
+            self.outgoing.append(sent)
 
     def _install_snapshot(self, snapshot: pb.Snapshot) -> None:
         meta = snapshot.metadata

@@ -9,8 +9,9 @@ compare for compare-and-set, range through the log) with the request id in
 the applier as empty entries, as `EtcdServer._apply_committed` passes them.
 
 Snapshots follow `replication.py`: a snapshot point carries no data; a MsgSnap
-going out gets the sender's current state from `snapshot.state_chunks` (so the
-state may be newer than the snapshot's index, as in the server); the receiver
+going out gets the sender's current state from `snapshot.open_state` (so the
+state may be newer than the snapshot's point, and the node relabels the message with
+the state's index, term and configuration, as `Replication` does); the receiver
 keeps the last one received aside, in one slot as `Replication` does, takes it
 from there when raft hands the snapshot out in a Ready (`claim`, where the
 server's write reads the slot) and, once the Ready is durable, `install`
@@ -208,8 +209,10 @@ class ServerApplication:
             return message
         with_state = pb.Message()
         with_state.CopyFrom(message)
-        chunks = snapshot.state_chunks(self.applier.backend, SNAPSHOT_CHUNK_BYTES)
+        applied, chunks = snapshot.open_state(self.applier.backend, SNAPSHOT_CHUNK_BYTES)
         with_state.snapshot.data = b"".join(chunks)
+        # Labelled with the state's own index; the node sets its term and configuration (as replication does).
+        with_state.snapshot.metadata.index = applied
         return with_state
 
     def receiving(self, message: pb.Message) -> pb.Message:
@@ -236,8 +239,8 @@ class ServerApplication:
             snapshot.install(applier.backend, chunks, batch)
         applier.reload()
         self._compacting = applier.compaction_pending
-        if applier.applied_index > index:
-            self._stats["snapshot_states_ahead"] += 1  # the sender had applied past its snapshot
+        if applier.applied_index != index:
+            raise AssertionError(f"installed the state at applied index {applier.applied_index} as {index}")
 
     def step(self) -> None:
         if self._compacting and self._applier is not None:

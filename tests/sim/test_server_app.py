@@ -26,66 +26,17 @@ from .runner import SimulationFailure, run_plan, run_seed
 PLANTED_BUG_SEEDS = 60
 
 
-@dataclasses.dataclass(frozen=True)
-class KnownBug:
-    """KnownBug is an open server bug some seeds run into: how their failure reads, and where it is told."""
-
-    signature: str  # a part of the failure's reason that names this bug
-    reference: str
-
-
-RESTART_REFUSED_AFTER_SNAPSHOT = KnownBug(
-    signature="RestartRefused raised",
-    reference="server bug: a member that crashes after installing a snapshot whose state (the sender's, "
-    "applied past the snapshot's index) is ahead of its raft log is refused a restart by open_member "
-    "(etcdpy/server/main.py); tests/chaos/test_regressions.py reproduces it with real processes",
-)
-
-# Seeds of the default server sweep that fail on an open server bug. The sweep and the planted-bug
-# tests skip them; test_known_server_bugs expects each to fail with its bug (a strict xfail: a fix
-# shows as XPASS, then delete the entry). Seed numbers are only stable for one version of tests/sim.
-# A longer sweep meets the same bugs on other seeds (14 in the first 1,000): it counts a failure
-# naming one of these bugs as that bug, not as a new one, while the bug has a seed here.
-KNOWN_SERVER_BUGS: dict[int, KnownBug] = {
-    66: RESTART_REFUSED_AFTER_SNAPSHOT,
-    72: RESTART_REFUSED_AFTER_SNAPSHOT,
-}
-
-
 def test_server_sweep(server_seed_chunk: range, sim_steps: int) -> None:
     """Every seed keeps the invariants, equal HashKV at equal applied indexes, and a linearizable history."""
     failures: list[SimulationFailure] = []
-    known = {bug.signature for bug in KNOWN_SERVER_BUGS.values()}
     for seed in server_seed_chunk:
-        if seed in KNOWN_SERVER_BUGS:
-            continue  # test_known_server_bugs runs it
         try:
             run_seed(seed, sim_steps, app="server")
         except SimulationFailure as failure:
-            if not any(signature in failure.reason for signature in known):
-                failures.append(failure)
+            failures.append(failure)
     if failures:
         seeds = ", ".join(str(f.seed) for f in failures)
         pytest.fail(f"{len(failures)} failing seeds ({seeds}); the first:\n{failures[0]}", pytrace=False)
-
-
-@pytest.mark.parametrize(
-    "seed",
-    [
-        pytest.param(
-            seed, marks=pytest.mark.xfail(strict=True, raises=SimulationFailure, reason=bug.reference)
-        )
-        for seed, bug in sorted(KNOWN_SERVER_BUGS.items())
-    ],
-)
-def test_known_server_bugs(seed: int) -> None:
-    """A seed that runs into an open server bug fails with that bug (and passes once it is fixed)."""
-    try:
-        run_seed(seed, app="server")
-    except SimulationFailure as failure:
-        # Another failure is not the known bug: an AssertionError that the xfail does not expect.
-        assert KNOWN_SERVER_BUGS[seed].signature in failure.reason, failure.reason
-        raise
 
 
 @pytest.mark.parametrize("seed", range(100_000, 100_003))
@@ -115,7 +66,7 @@ def test_server_runs_exercise_the_apply_and_snapshot_path() -> None:
         "compactions_applied",
         "compaction_steps",  # physical compaction interleaved with applies
         "snapshots_installed",
-        "snapshot_states_ahead",  # the sender's state was newer than its snapshot, as the server sends it
+        "snapshots_relabelled",  # the sender's state was newer than its snapshot point: sent as the state's
         "txns_succeeded",
         "txns_failed",
         "digest_checks",  # HashKV compared between members after the run
@@ -129,8 +80,6 @@ def first_server_failure(crash_rate: float | None = None) -> SimulationFailure:
     `crash_rate`, if given, replaces the plans' (for bugs only a crash reveals).
     """
     for seed in range(PLANTED_BUG_SEEDS):
-        if seed in KNOWN_SERVER_BUGS:
-            continue
         plan = RunPlan.from_seed(seed, app="server")
         if crash_rate is not None:
             plan = dataclasses.replace(plan, crash_rate=crash_rate)
@@ -158,20 +107,18 @@ def test_applied_index_written_ahead_of_its_data_is_caught(monkeypatch: pytest.M
 
 
 def test_snapshot_without_the_applied_index_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A snapshot stream that leaves out the applied index makes the receiver re-apply what it holds."""
-    state_chunks = snapshot.state_chunks
+    """A snapshot stream that leaves out the applied index is caught (the store would re-apply it all)."""
+    open_state = snapshot.open_state
     applied_key = schema.META + schema.META_APPLIED_INDEX
 
     def without_applied_index(backend: Backend, chunk_bytes: int = snapshot.CHUNK_BYTES) -> Any:
-        kept = [
-            (key, value)
-            for key, value in snapshot.decode_records(state_chunks(backend, chunk_bytes))
-            if key != applied_key
-        ]
-        return iter([b"".join(_record(key, value) for key, value in kept)])
+        applied, chunks = open_state(backend, chunk_bytes)
+        kept = [(key, value) for key, value in snapshot.decode_records(chunks) if key != applied_key]
+        return applied, iter([b"".join(_record(key, value) for key, value in kept)])
 
-    monkeypatch.setattr(snapshot, "state_chunks", without_applied_index)
-    assert "safety violation" in first_server_failure().reason
+    monkeypatch.setattr(snapshot, "open_state", without_applied_index)
+    # The receiver's store comes up at applied index 0 under a snapshot label: caught at the install.
+    assert "installed the state at applied index 0 as" in first_server_failure().reason
 
 
 def _record(key: bytes, value: bytes) -> bytes:
