@@ -401,3 +401,28 @@ def test_many_disjoint_range_watchers_each_get_only_their_events(
         assert offered == 40  # one watcher per event that had one, none for the others
 
     run(tmp_path, body)
+
+
+def test_unsent_revisions_of_each_watcher_of_a_stream_travel_in_one_response(tmp_path: Path) -> None:
+    """Two watchers, three revisions each while nothing is sent: one response per watcher, in order.
+
+    Headers never go back on the stream, and a response refuses to grow past max_response_bytes.
+    """
+
+    async def body(s: Setup) -> None:
+        stream = s.stream(max_response_bytes=300)
+        stream.create(Create(key=b"a", range_end=b"b", watch_id=1))
+        stream.create(Create(key=b"b", range_end=b"c", watch_id=2))
+        created = [await stream.next(), await stream.next()]
+        assert all(r is not None and r.created for r in created)
+        revs = [(s.put(b"a1"), s.put(b"b1")), (s.put(b"a2"), s.put(b"b2")), (s.put(b"a3"), s.put(b"b3"))]
+        s.put(b"a4", b"x" * 400)  # too big to join watcher 1's response: a response of its own
+        responses = await drain(stream)
+        assert [r.watch_id for r in responses] == [1, 2, 1]
+        assert events_of(responses, 1)[:3] == [(PUT, a, b"a%d" % (i + 1)) for i, (a, _) in enumerate(revs)]
+        assert events_of(responses, 2) == [(PUT, b, b"b%d" % (i + 1)) for i, (_, b) in enumerate(revs)]
+        headers = [r.header.revision for r in responses]
+        assert headers == sorted(headers)
+        assert all(max(e.kv.mod_revision for e in r.events) <= r.header.revision for r in responses)
+
+    run(tmp_path, body)

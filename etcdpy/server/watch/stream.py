@@ -38,7 +38,11 @@ class WatchStream:
         self.max_response_bytes = max_response_bytes  # fragment watchers get responses split above this
         self.watchers: dict[int, Watcher] = {}
         self._queue: deque[rpc_pb2.WatchResponse] = deque()
-        self._merge_into: Watcher | None = None  # owner of the queue's last response, if it may grow
+        # Each watcher's newest queued events response, while it may still grow: a watcher's later
+        # revisions join it (one response per watcher per send, not one per revision per watcher).
+        # Cleared by any other response, so nothing overtakes a created/cancel/progress response.
+        self._open: dict[Watcher, rpc_pb2.WatchResponse] = {}
+        self._open_bytes: dict[Watcher, int] = {}  # size of its events; merging stops at max_response_bytes
         self._pending_events = 0  # invariant: events held by the responses in _queue
         self._fragments: deque[rpc_pb2.WatchResponse] = deque()  # pieces of a response being sent
         self._ready = asyncio.Event()
@@ -128,6 +132,8 @@ class WatchStream:
             self.hub.remove(watcher)
         self.watchers.clear()
         self._queue.clear()
+        self._open.clear()
+        self._open_bytes.clear()
         self._fragments.clear()
         self._pending_events = 0
         self._ready.set()
@@ -142,28 +148,30 @@ class WatchStream:
             return
         self._queue.append(response)
         self._pending_events += len(response.events)
-        self._merge_into = None
+        self._open.clear()
+        self._open_bytes.clear()
         self._ready.set()
 
     def enqueue_events(self, watcher: Watcher, events: Sequence[kv_pb2.Event]) -> None:
-        """Queue one revision's events for a watcher (merged into its queued response if it is last).
+        """Queue one revision's events for a watcher (merged into its queued response while unsent).
 
-        The header carries the hub's revision, as etcd's does, so headers never go
-        back on a stream even while a watcher replays history.
+        The header carries the hub's revision when the response is sent, as etcd's
+        does, so headers never go back on a stream even while a watcher replays history.
         """
         if self.closed:
             return
-        if self._merge_into is watcher and self._queue:
-            last = self._queue[-1]
-            last.events.extend(events)
-            last.header.revision = self.hub.rev
+        response = self._open.get(watcher)
+        size = sum(event.ByteSize() for event in events)
+        if response is not None and self._open_bytes[watcher] + size <= self.max_response_bytes:
+            response.events.extend(events)
+            self._open_bytes[watcher] += size
         else:
-            self._queue.append(
-                rpc_pb2.WatchResponse(
-                    header=self.hub.header(self.hub.rev), watch_id=watcher.id, events=events
-                )
+            response = rpc_pb2.WatchResponse(
+                header=self.hub.header(self.hub.rev), watch_id=watcher.id, events=events
             )
-            self._merge_into = watcher
+            self._queue.append(response)
+            self._open[watcher] = response
+            self._open_bytes[watcher] = size
         self._pending_events += len(events)
         self._ready.set()
 
@@ -180,8 +188,12 @@ class WatchStream:
                 return None
             if self._queue:
                 response = self._queue.popleft()
-                if self._merge_into is not None and not self._queue:
-                    self._merge_into = None  # being sent: no longer mergeable
+                if response.events:
+                    owner = self.watchers.get(response.watch_id)
+                    if owner is not None and self._open.get(owner) is response:
+                        del self._open[owner]  # being sent: no longer mergeable
+                        del self._open_bytes[owner]
+                    response.header.revision = max(response.header.revision, self.hub.rev)
                 self._pending_events -= len(response.events)
                 if self.hub.has_unsynced(self) and self._pending_events < self.max_pending_events // 2:
                     self.hub.wake()
