@@ -55,3 +55,37 @@ def test_a_member_that_crashes_while_taking_a_snapshot_serves_again_after_a_rest
         wait_until(lambda: serves(behind, b"/k1"), 30, f"{behind.name} does not serve again")
     finally:
         cluster.stop()
+
+
+def test_a_leader_that_crashes_while_sending_a_snapshot_loses_nothing(tmp_path: Path) -> None:
+    """The sender's side of a snapshot (snapshotDuringSend): its crash loses no acknowledged write."""
+    cluster = ChaosCluster(tmp_path, 3, extra_args=SNAPSHOT_ARGS)
+    try:
+        cluster.start()
+        behind, *senders = cluster.members
+        cluster.kill(behind)
+        for member in senders:  # whichever of the two leads will send the snapshot, and die there
+            cluster.kill(member)
+            cluster.launch(member, failpoints="snapshotDuringSend=crash")
+        cluster.wait_leader()
+        client = cluster.client()
+        acked: dict[bytes, bytes] = {}
+        for i in range(80):
+            key, value = f"/k{i % 9}".encode(), f"v{i}".encode()
+            client.put(key, value)
+            acked[key] = value
+        cluster.launch(behind)
+        wait_until(
+            lambda: any(m.proc is not None and m.proc.poll() == 97 for m in senders),
+            60,
+            "no sender reached snapshotDuringSend",
+        )
+        for member in senders:
+            cluster.kill(member)
+            cluster.launch(member)
+        for member in cluster.members:
+            wait_until(lambda m=member: serves(m, b"/k1"), 30, f"{member.name} does not serve again")
+            with Client([member.endpoint], command_timeout=5.0) as reader:
+                assert {key: reader.get(key).kvs[0].value for key in acked} == acked
+    finally:
+        cluster.stop()
