@@ -13,9 +13,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from cli_tools import LOCK_KEY, Running, lease_of, queued, run_tool
 from cluster_support import wait_until
 from procs import ServerProcess
-from test_lock_cli import LOCK_KEY, Running, lease_of, queued, run_tool
 
 from etcdpy.client import Client
 from etcdpy.client.concurrency import Election, Session
