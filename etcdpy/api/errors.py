@@ -172,6 +172,14 @@ ErrDeadlineExceeded = _err(
     "ErrDeadlineExceeded", _C.DEADLINE_EXCEEDED, "etcdserver: context deadline exceeded"
 )
 
+# Concurrency recipes (etcd's v3lock and v3election services, and clientv3/concurrency).  etcd serves
+# Lock and Election through an in-process client, so these, like every error there, go out as UNKNOWN.
+ErrSessionExpired = _err("ErrSessionExpired", _C.UNKNOWN, "mutex: session is expired")
+ErrElectionNotLeader = _err("ErrElectionNotLeader", _C.UNKNOWN, "election: not leader")
+ErrElectionNoLeader = _err("ErrElectionNoLeader", _C.UNKNOWN, "election: no leader")
+ErrMissingLeaderKey = _err("ErrMissingLeaderKey", _C.UNKNOWN, '"leader" field must be provided')
+RECIPE_ERRORS = (ErrSessionExpired, ErrElectionNotLeader, ErrElectionNoLeader, ErrMissingLeaderKey)
+
 _BY_MESSAGE: dict[str, type[EtcdError]] = {cls.message: cls for cls in ALL}
 
 

@@ -1,6 +1,6 @@
 """Errors of the concurrency recipes, all `EtcdError`s like every other client failure::
 
-    EtcdError (etcdpy.api.errors)
+    EtcdError (etcdpy.api.errors; these are its table entries ErrSessionExpired, ErrElection*)
      +-- SessionExpired     the session's lease is gone (or its waiting key was deleted)
      +-- NotLeader          proclaim by an election participant that does not lead
      +-- NoLeader           leader() while nobody campaigns
@@ -11,24 +11,13 @@ campaign that runs out of time raises the builtin `TimeoutError` instead.
 
 from __future__ import annotations
 
-from etcdpy.api.errors import EtcdError
+from etcdpy.api import errors
 
 __all__ = ["NoLeader", "NotLeader", "SessionExpired"]
 
 
-class SessionExpired(EtcdError):
-    """The session's lease expired or was revoked (or its key in the queue was deleted)."""
-
-    message = "mutex: session is expired"
-
-
-class NotLeader(EtcdError):
-    """The caller does not lead the election (it never won, resigned, or lost its key)."""
-
-    message = "election: not leader"
-
-
-class NoLeader(EtcdError):
-    """No participant holds a key in the election."""
-
-    message = "election: no leader"
+# The one error table's entries (the server's Lock and Election services raise the same ones), so an
+# answer from either server maps back to them.
+SessionExpired = errors.ErrSessionExpired  # the session's lease expired or was revoked (or its key deleted)
+NotLeader = errors.ErrElectionNotLeader  # the caller does not lead (never won, resigned, or lost its key)
+NoLeader = errors.ErrElectionNoLeader  # no participant holds a key in the election

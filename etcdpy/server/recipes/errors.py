@@ -5,46 +5,33 @@ carry no gRPC status, so grpc-go sends each as UNKNOWN with the error's text,
 including the KV and lease errors that the KV service sends with their own
 codes (a Lock with a missing lease: UNKNOWN "etcdserver: requested lease not
 found"; etcd 3.4.23 answers so).  `reports_errors_as_unknown` does the same
-for any `EtcdError` a handler raises.
+for any `EtcdError` a handler raises.  The recipes' own errors are in the one table,
+`etcdpy.api.errors` (``ErrSessionExpired`` ...), shared with the client's recipes.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Any, ClassVar, TypeVar
+from typing import Any, TypeVar
 
 import grpc
 
-from etcdpy.api.errors import EtcdError
+from etcdpy.api.errors import (
+    ErrElectionNoLeader,
+    ErrElectionNotLeader,
+    ErrMissingLeaderKey,
+    ErrSessionExpired,
+    EtcdError,
+)
 from etcdpy.server.services.common import Handler
 
-
-class RecipeError(EtcdError):
-    """An error of etcd's concurrency recipes (clientv3/concurrency, v3election)."""
-
-    code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
-
-
-class ErrSessionExpired(RecipeError):
-    """A waiter's own key vanished while it waited (its lease died): it must not be told it won.
-
-    etcd 3.4 reports such a lock as acquired (the bug Jepsen found); etcd 3.5's
-    Mutex answers with this text.
-    """
-
-    message = "mutex: session is expired"
-
-
-class ErrElectionNotLeader(RecipeError):
-    message = "election: not leader"
-
-
-class ErrElectionNoLeader(RecipeError):
-    message = "election: no leader"
-
-
-class ErrMissingLeaderKey(RecipeError):
-    message = '"leader" field must be provided'
+__all__ = [
+    "ErrElectionNoLeader",
+    "ErrElectionNotLeader",
+    "ErrMissingLeaderKey",
+    "ErrSessionExpired",
+    "reports_errors_as_unknown",
+]
 
 
 Req = TypeVar("Req")
