@@ -75,19 +75,30 @@ class BackendQuota:
         self.quota_bytes = quota_bytes or DEFAULT_QUOTA_BYTES
         self._clock = clock
         self._size = 0
+        self._admitted = 0  # cost of the requests let through since the last measurement
         self._measured_at: float | None = None
 
     def size(self) -> int:
-        """The database size on disk, measured at most every SIZE_REFRESH_SECONDS."""
+        """The database size: measured on disk at most every SIZE_REFRESH_SECONDS, plus what was admitted.
+
+        Counting what was let through since the measurement keeps a burst of writes from
+        overshooting the quota by everything one refresh interval can carry.
+        """
         now = self._clock()
         if self._measured_at is None or now - self._measured_at >= SIZE_REFRESH_SECONDS:
             self._size = self.backend.size_bytes()
+            self._admitted = 0
             self._measured_at = now
-        return self._size
+        return self._size + self._admitted
 
     def available(self, cost: int) -> bool:
-        """Whether a request of this cost fits (a request that adds nothing always does)."""
-        return cost == 0 or self.size() + cost < self.quota_bytes
+        """Whether a request of this cost fits (a request that adds nothing always does); admits it if so."""
+        if cost == 0:
+            return True
+        if self.size() + cost >= self.quota_bytes:
+            return False
+        self._admitted += cost
+        return True
 
 
 async def check_quota(server: EtcdServer, kind: str, request: Any) -> None:

@@ -168,3 +168,14 @@ def test_the_quota_measures_the_database_at_most_twice_a_second(tmp_path: Path) 
     assert q.available(0) and q.available(1) and not q.available(10**6)
     assert quota.BackendQuota(backend).quota_bytes == quota.DEFAULT_QUOTA_BYTES  # 0 means etcd's 2 GiB
     backend.close()
+
+
+def test_what_the_quota_admits_counts_until_the_next_measurement(tmp_path: Path) -> None:
+    """A burst faster than the refresh interval cannot overshoot: admitted costs add up."""
+    backend = Backend(tmp_path)
+    q = quota.BackendQuota(backend, backend.size_bytes() + 10_000, clock=lambda: 100.0)  # never refreshed
+    admitted = 0
+    while q.available(1_000):
+        admitted += 1
+    assert admitted == 9  # 10,000 bytes of room: nine 1,000-byte requests fit, the tenth would reach it
+    backend.close()
