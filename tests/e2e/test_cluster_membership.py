@@ -89,7 +89,9 @@ def test_removing_a_follower_and_replacing_it_with_a_wiped_member(tmp_path: Path
     with running_cluster(kind, tmp_path, 3) as cluster:
         leader = cluster.wait_leader()
         victim = next(m for m in cluster.members if m is not leader)
-        out = etcdctl_until_ok(cluster.endpoints, "member", "remove", member_id(cluster, victim.name)).stdout
+        # Asked of the leader: were the victim itself to serve the request, it could stop before answering,
+        # and the retry would then find the member gone.
+        out = etcdctl_until_ok(leader.endpoint, "member", "remove", member_id(cluster, victim.name)).stdout
         assert "removed from cluster" in out
         assert victim.proc is not None
         victim.proc.wait(timeout=20)  # a removed member stops by itself
@@ -106,7 +108,8 @@ def test_removing_a_follower_and_replacing_it_with_a_wiped_member(tmp_path: Path
 def test_removing_the_leader_elects_a_new_one(tmp_path: Path, kind: str) -> None:
     with running_cluster(kind, tmp_path, 3) as cluster:
         leader = cluster.wait_leader()
-        etcdctl_until_ok(cluster.endpoints, "member", "remove", member_id(cluster, leader.name))
+        follower = next(m for m in cluster.members if m is not leader)  # not the member being removed
+        etcdctl_until_ok(follower.endpoint, "member", "remove", member_id(cluster, leader.name))
         assert leader.proc is not None
         leader.proc.wait(timeout=20)
         cluster.members.remove(leader)
