@@ -44,10 +44,11 @@ def test_a_member_that_crashes_while_taking_a_snapshot_serves_again_after_a_rest
         leader = cluster.wait_leader()
         behind = next(m for m in cluster.members if m is not leader)
         cluster.kill(behind)
-        client = cluster.client()
-        # Past --snapshot-count and the catch-up entries: the leader's log no longer reaches back.
-        for i in range(80):
-            client.put(f"/k{i % 9}".encode(), f"v{i}".encode())
+        # Past --snapshot-count and the catch-up entries: the leader's log no longer reaches back.  (A
+        # client of the leader alone: the cluster's client may hold a dead connection to `behind`.)
+        with Client([leader.endpoint], command_timeout=10.0) as client:
+            for i in range(80):
+                client.put(f"/k{i % 9}".encode(), f"v{i}".encode())
         cluster.launch(behind, failpoints=f"{point}=crash")
         assert behind.proc is not None
         assert behind.proc.wait(timeout=60) == 97, "the failpoint was not reached"
@@ -67,13 +68,13 @@ def test_a_leader_that_crashes_while_sending_a_snapshot_loses_nothing(tmp_path: 
         for member in senders:  # whichever of the two leads will send the snapshot, and die there
             cluster.kill(member)
             cluster.launch(member, failpoints="snapshotDuringSend=crash")
-        cluster.wait_leader()
-        client = cluster.client()
+        leader = cluster.wait_leader()
         acked: dict[bytes, bytes] = {}
-        for i in range(80):
-            key, value = f"/k{i % 9}".encode(), f"v{i}".encode()
-            client.put(key, value)
-            acked[key] = value
+        with Client([leader.endpoint], command_timeout=10.0) as client:  # no connection to the dead ones
+            for i in range(80):
+                key, value = f"/k{i % 9}".encode(), f"v{i}".encode()
+                client.put(key, value)
+                acked[key] = value
         cluster.launch(behind)
         wait_until(
             lambda: any(m.proc is not None and m.proc.poll() == 97 for m in senders),
