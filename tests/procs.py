@@ -19,15 +19,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from etcdpy.chaos.cluster import free_port as chaos_free_port
+
 ETCD_BIN = shutil.which("etcd")
 ETCDCTL_BIN = shutil.which("etcdctl")
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# Ports from below the kernel's ephemeral range: a port the kernel handed out for port 0 could be taken
+# as the source port of some client's outgoing connection before the server binds it.
+free_port = chaos_free_port
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
