@@ -13,41 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import click
-import grpc
 
+from etcdpy.api.alarms import alarm_name, alarm_text
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
-from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
 from etcdpy.cli.context import CliState, pass_state
 from etcdpy.cli.errors import CliError, ExitCode
 from etcdpy.cli.options import command_options
 from etcdpy.cli.printers import MessagePrinter
-from etcdpy.client import Client
-from etcdpy.client.transport import UnaryMethod
-
-
-def _alarm_method(channel: grpc.Channel) -> UnaryMethod:
-    method: UnaryMethod = rpc.MaintenanceStub(channel).Alarm  # type: ignore[no-untyped-call]
-    return method
-
-
-def _send(client: Client, request: pb.AlarmRequest) -> pb.AlarmResponse:
-    # GET is idempotent; a DEACTIVATE resent after a lost answer deactivates nothing more.
-    response: pb.AlarmResponse = client._call(_alarm_method, request, None, idempotent=True)
-    return response
-
-
-def alarm_type_name(alarm: int) -> str:
-    """The AlarmType's name, or its number for a value the enum does not know (as Go prints it)."""
-    try:
-        return pb.AlarmType.Name(alarm)
-    except ValueError:
-        return str(alarm)
-
-
-def alarm_line(member: pb.AlarmMember) -> str:
-    """One alarm as etcdctl prints it: Go's compact text form, each set field followed by a space."""
-    text = f"memberID:{member.memberID} " if member.memberID else ""
-    return text + (f"alarm:{alarm_type_name(member.alarm)} " if member.alarm else "")
 
 
 def _print(state: CliState, response: pb.AlarmResponse) -> None:
@@ -57,11 +29,11 @@ def _print(state: CliState, response: pb.AlarmResponse) -> None:
     elif printer.name == "fields":
         for member in response.alarms:
             state.output.line(f'"MemberID" : {member.memberID}')
-            state.output.line(f'"AlarmType" : {alarm_type_name(member.alarm)}')
+            state.output.line(f'"AlarmType" : {alarm_name(member.alarm)}')
             state.output.line()
     elif printer.name == "simple":
         for member in response.alarms:
-            state.output.line(alarm_line(member))
+            state.output.line(alarm_text(member))
     else:
         raise printer.unsupported()
 
@@ -99,7 +71,7 @@ def _alarm_command(
 @_alarm_command("list", "Lists all alarms")
 def alarm_list(state: CliState) -> pb.AlarmResponse:
     """List all alarms."""
-    return _send(state.client(), pb.AlarmRequest(action=pb.AlarmRequest.GET))
+    return state.client().alarm(pb.AlarmRequest(action=pb.AlarmRequest.GET))
 
 
 @_alarm_command("disarm", "Disarms all alarms")
@@ -107,11 +79,11 @@ def alarm_disarm(state: CliState) -> pb.AlarmResponse:
     """Disarm all alarms."""
     client = state.client()
     disarmed = pb.AlarmResponse()
-    for member in _send(client, pb.AlarmRequest(action=pb.AlarmRequest.GET)).alarms:
+    for member in client.alarm(pb.AlarmRequest(action=pb.AlarmRequest.GET)).alarms:
         request = pb.AlarmRequest(
             action=pb.AlarmRequest.DEACTIVATE, memberID=member.memberID, alarm=member.alarm
         )
-        disarmed.alarms.extend(_send(client, request).alarms)
+        disarmed.alarms.extend(client.alarm(request).alarms)
     return disarmed
 
 

@@ -229,6 +229,12 @@ class Client(LeaseMixin, WatchMixin):
         )
         return response
 
+    def alarm(self, request: pb.AlarmRequest, *, timeout: float | None = None) -> pb.AlarmResponse:
+        """Get, activate or deactivate alarms (`request.action`); answers the alarms concerned."""
+        # GET is idempotent; a DEACTIVATE or ACTIVATE resent after a lost answer changes nothing more.
+        response: pb.AlarmResponse = self._call(_maintenance("Alarm"), request, timeout, idempotent=True)
+        return response
+
     def member_list(self, *, timeout: float | None = None) -> pb.MemberListResponse:
         """The cluster's members."""
         response: pb.MemberListResponse = self._call(

@@ -52,27 +52,6 @@ def _key(member_id: int, alarm: int) -> bytes:
     return schema.ALARMS + _KEY.pack(member_id, alarm)
 
 
-def alarm_name(alarm: int) -> str:
-    """The AlarmType's name (``NOSPACE``), or its number for a value etcd's enum does not know."""
-    try:
-        return rpc_pb2.AlarmType.Name(alarm)
-    except ValueError:
-        return str(alarm)
-
-
-def alarm_text(member: rpc_pb2.AlarmMember) -> str:
-    """An AlarmMember as etcd prints it in Status.errors: ``memberID:12 alarm:NOSPACE `` (Go's text form).
-
-    Go's compact text format writes each set field followed by a space and omits zero values.
-    """
-    parts = ""
-    if member.memberID:
-        parts += f"memberID:{member.memberID} "
-    if member.alarm:
-        parts += f"alarm:{alarm_name(member.alarm)} "
-    return parts
-
-
 def has_put(ops: Iterable[rpc_pb2.RequestOp]) -> bool:
     """Whether any op (or any op of a nested txn, either branch) is a put: what NOSPACE refuses."""
     for op in ops:

@@ -9,9 +9,9 @@ import pytest
 from test_mvcc_harness import Harness
 
 from etcdpy.api import errors
+from etcdpy.api.alarms import alarm_text
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server import quota
-from etcdpy.server.alarm import alarm_text
 from etcdpy.server.storage.backend import Backend
 
 GET, ACTIVATE, DEACTIVATE = pb.AlarmRequest.GET, pb.AlarmRequest.ACTIVATE, pb.AlarmRequest.DEACTIVATE

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from etcdpy.api.alarms import alarm_text
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2, rpc_pb2_grpc
-from etcdpy.server.alarm import alarm_text
 from etcdpy.server.etcdserver import EtcdServer
 from etcdpy.server.services.common import Context, answers_unimplemented, maps_etcd_errors
 
