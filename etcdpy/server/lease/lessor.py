@@ -20,6 +20,7 @@ leader counts down from, so a leader change neither resets nor extends a lease.
 from __future__ import annotations
 
 import math
+import random
 import struct
 import time
 from collections.abc import Callable, Iterable
@@ -31,6 +32,8 @@ from etcdpy.server.apply import RequestHandler
 from etcdpy.server.mvcc.writer import Batch
 from etcdpy.server.storage import schema
 from etcdpy.server.storage.backend import Backend
+
+_ids = random.SystemRandom()  # server-chosen lease IDs
 
 Clock = Callable[[], float]
 """Monotonic seconds; tests inject a fake one."""
@@ -167,12 +170,18 @@ class Lessor:
     # ---- proposer side ----
 
     def check_grant(self, req: rpc_pb2.LeaseGrantRequest) -> rpc_pb2.LeaseGrantRequest:
-        """The grant to propose: TTL raised to the minimum (so apply is the same on every member)."""
+        """The grant to propose: TTL raised to the minimum, and an ID chosen here if the client named none.
+
+        Both are settled before proposing, so apply is the same on every member.
+        """
         if req.TTL > MAX_LEASE_TTL:
             raise errors.ErrLeaseTTLTooLarge()
         if req.ID != NO_LEASE and req.ID in self._leases:
             raise errors.ErrLeaseExist()
-        return rpc_pb2.LeaseGrantRequest(ID=req.ID, TTL=max(req.TTL, self.min_ttl))
+        lease_id = req.ID
+        while lease_id == NO_LEASE or lease_id in self._leases:
+            lease_id = _ids.getrandbits(63)  # etcd picks a positive int64 the same way: never 0
+        return rpc_pb2.LeaseGrantRequest(ID=lease_id, TTL=max(req.TTL, self.min_ttl))
 
     # ---- leader countdown ----
 

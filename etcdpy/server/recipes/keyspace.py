@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -32,7 +31,6 @@ SESSION_TTL = 60  # seconds: the lease etcd's recipes grant for a request that n
 DELETE = kv_pb2.Event.DELETE
 RangeRequest = rpc_pb2.RangeRequest
 Compare = rpc_pb2.Compare
-_ids = random.SystemRandom()
 
 
 def prefix_of(name: bytes) -> bytes:
@@ -129,8 +127,6 @@ class Keyspace:
         if lease != NO_LEASE:
             return lease
         grant = self.lessor.check_grant(rpc_pb2.LeaseGrantRequest(TTL=SESSION_TTL))
-        while grant.ID == NO_LEASE or self.lessor.exists(grant.ID):
-            grant.ID = _ids.getrandbits(63)  # a positive int64, never 0, as the Lease service picks
         response: rpc_pb2.LeaseGrantResponse = await self.server.propose(
             raft_internal_pb2.InternalRaftRequest(lease_grant=grant)
         )

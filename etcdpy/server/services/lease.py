@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator
 
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2, rpc_pb2_grpc
 from etcdpy.server.etcdserver import EtcdServer
-from etcdpy.server.lease import NO_LEASE, LeaseDriver, Lessor
+from etcdpy.server.lease import LeaseDriver, Lessor
 from etcdpy.server.lease.forward import LeaderForwarder
 from etcdpy.server.quota import check_quota
 from etcdpy.server.services.common import Context, answers_unimplemented, maps_etcd_errors
-
-_ids = random.SystemRandom()
 
 
 @answers_unimplemented
@@ -34,8 +31,6 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
     ) -> rpc_pb2.LeaseGrantResponse:
         grant = self.lessor.check_grant(request)
         await check_quota(self.server, "lease_grant", grant)
-        while grant.ID == NO_LEASE or self.lessor.exists(grant.ID):
-            grant.ID = _ids.getrandbits(63)  # etcd picks a positive int64 the same way: never 0
         response: rpc_pb2.LeaseGrantResponse = await self.server.propose(
             raft_internal_pb2.InternalRaftRequest(lease_grant=grant)
         )
