@@ -77,6 +77,8 @@ class Applier:
         self.backend = backend
         self.store = KVStore(backend, leases=lease_lookup)
         self.on_events = on_events
+        # Called after `reload`: state kept beside the store (leases, watchers) must follow a new database.
+        self.on_reload: list[Callable[[], None]] = []
         self.alarms = Alarms(backend)  # applied state too: refuses requests under NOSPACE/CORRUPT
         self._handlers: dict[str, RequestHandler] = {
             "put": self._put,
@@ -97,6 +99,8 @@ class Applier:
         self._applied_index = int.from_bytes(raw, "big") if raw is not None else 0
         self.store.reload()
         self.alarms.reload()
+        for callback in self.on_reload:
+            callback()
 
     @property
     def applied_index(self) -> int:

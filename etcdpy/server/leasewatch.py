@@ -57,15 +57,7 @@ class LeaseWatch:
         lessor.restore_keys(applier.store.leased_keys())
         self = cls(server, lessor, checkpoint=checkpoint)
         applier.on_events = self.hub.on_events
-        reload_store = applier.reload
-
-        def reload_all() -> None:
-            reload_store()
-            self.reload()
-
-        # A raft snapshot replaces the database and then reloads the applier: leases and watchers must
-        # follow.  (The applier has no reload hook of its own yet; this instance attribute is that hook.)
-        applier.reload = reload_all  # type: ignore[method-assign]
+        applier.on_reload.append(self.reload)  # a raft snapshot replaced the database
         return self
 
     def is_leader(self) -> bool:
