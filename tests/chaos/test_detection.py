@@ -33,8 +33,15 @@ def test_a_stale_read_from_a_partitioned_member_is_caught(tmp_path: Path) -> Non
         cut_off = next(m for m in cluster.members if m is not leader)
         writer = ctx.client(leader.index, single=True)
         assert recorded_put(ctx, Process(1), writer, KEY, b"1") is not None
-        with Client([cut_off.endpoint]) as local:
-            wait_until(lambda: bool(local.get(KEY, serializable=True).kvs), 10, "the follower never got x=1")
+        with Client([cut_off.endpoint], command_timeout=1.0) as local:
+
+            def follower_has_x() -> bool:  # the follower may still be publishing itself (not serving yet)
+                try:
+                    return bool(local.get(KEY, serializable=True).kvs)
+                except EtcdError:
+                    return False
+
+            wait_until(follower_has_x, 20, "the follower never got x=1")
             cluster.isolate(cut_off, LinkFault(cut=True))
             assert recorded_put(ctx, Process(2), writer, KEY, b"2") is not None
             handle = run.kv.call(3, KvInput.get(KEY.decode()))
