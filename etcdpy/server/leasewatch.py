@@ -26,7 +26,7 @@ from etcdpy.server.recipes import Keyspace
 from etcdpy.server.services.election import ElectionService
 from etcdpy.server.services.lease import LeaseService
 from etcdpy.server.services.lock import LockService
-from etcdpy.server.services.watch import WatchService
+from etcdpy.server.services.watch import WatchService, add_watch_servicer
 from etcdpy.server.watch import WatchHub
 
 Servicer = tuple[Callable[..., None], type, object]  # (generated add_*_to_server, generated base, servicer)
@@ -79,7 +79,7 @@ class LeaseWatch:
         keyspace = Keyspace(self.server, self.hub, self.lessor)
         return [
             (
-                rpc_pb2_grpc.add_WatchServicer_to_server,
+                add_watch_servicer,
                 rpc_pb2_grpc.WatchServicer,
                 WatchService(self.hub, max_response_bytes=max_response_bytes),
             ),

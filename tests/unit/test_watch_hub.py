@@ -24,6 +24,7 @@ from etcdpy.checker.watch import (
 )
 from etcdpy.server.watch import Watcher, WatchHub, WatchStream, fragment
 from etcdpy.server.watch.intervals import RangeIndex
+from etcdpy.server.watch.stream import EncodedEvents
 
 pb = rpc_pb2
 Create = pb.WatchCreateRequest
@@ -43,9 +44,16 @@ class Setup:
         resp = self.member.apply(delete_range=pb.DeleteRangeRequest(key=key, range_end=range_end))
         return int(resp.header.revision)
 
-    def stream(self, max_pending_events: int = 1000, max_response_bytes: int = 1 << 20) -> WatchStream:
+    def stream(
+        self,
+        max_pending_events: int = 1000,
+        max_response_bytes: int = 1 << 20,
+        max_pending_bytes: int = 1 << 22,
+    ) -> WatchStream:
         return self.hub.new_stream(
-            max_pending_events=max_pending_events, max_response_bytes=max_response_bytes
+            max_pending_events=max_pending_events,
+            max_pending_bytes=max_pending_bytes,
+            max_response_bytes=max_response_bytes,
         )
 
 
@@ -182,6 +190,28 @@ def test_a_slow_consumer_is_caught_up_with_bounded_memory_and_nothing_lost(tmp_p
     run(tmp_path, body, chunk_revisions=4)
 
 
+def test_a_slow_consumer_of_large_values_is_bounded_by_bytes(tmp_path: Path) -> None:
+    async def body(s: Setup) -> None:
+        stream = s.stream(max_pending_bytes=10_000)
+        stream.create(Create(key=b"k"))
+        stream.create(Create(key=b"k", prev_kv=True))
+        revs = []
+        for i in range(40):
+            revs.append(s.put(b"k", b"%04d" % i * 250))
+            # one revision may pass the bound (a watcher with prev_kv: two 1 KB values); no more
+            assert stream._pending_bytes <= 10_000 + 2_100
+            await asyncio.sleep(0)
+        responses = await drain(stream)
+        assert [r for _, r, _ in events_of(responses, 0)] == revs
+        assert [r for _, r, _ in events_of(responses, 1)] == revs
+        plain = [e for r in responses if r.watch_id == 0 for e in r.events]
+        with_prev = [e for r in responses if r.watch_id == 1 for e in r.events]
+        assert not any(e.HasField("prev_kv") for e in plain)
+        assert [e.prev_kv.value for e in with_prev[1:]] == [e.kv.value for e in with_prev[:-1]]
+
+    run(tmp_path, body, chunk_revisions=4)
+
+
 def test_client_chosen_ids_and_duplicates(tmp_path: Path) -> None:
     async def body(s: Setup) -> None:
         stream = s.stream()
@@ -262,13 +292,16 @@ def test_a_txn_revision_is_never_split(tmp_path: Path) -> None:
 
 def test_fragments_split_a_large_response_and_flag_all_but_the_last() -> None:
     events = [kv_pb2.Event(kv=kv_pb2.KeyValue(key=b"k%d" % i, value=b"x" * 100)) for i in range(10)]
-    response = pb.WatchResponse(watch_id=3, events=events)
-    pieces = fragment(response, 350)
+    head = pb.WatchResponse(header=pb.ResponseHeader(revision=12, member_id=7), watch_id=3)
+    frames = EncodedEvents(events).frames
+    pieces = [pb.WatchResponse.FromString(p) for p in fragment(head, frames, 350)]
     assert len(pieces) > 1
     assert [p.fragment for p in pieces] == [True] * (len(pieces) - 1) + [False]
     assert [e for p in pieces for e in p.events] == events
     assert all(p.ByteSize() < 350 for p in pieces)
-    assert fragment(response, 10**6) == [response]
+    assert all((p.header, p.watch_id) == (head.header, 3) for p in pieces)
+    whole = pb.WatchResponse(header=head.header, watch_id=3, events=events)
+    assert [pb.WatchResponse.FromString(p) for p in fragment(head, frames, 10**6)] == [whole]
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
 
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.server import failpoints
@@ -21,16 +24,33 @@ class WatchService(rpc_pb2_grpc.WatchServicer):
 
     async def Watch(
         self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest], context: Context
-    ) -> AsyncIterator[rpc_pb2.WatchResponse]:
+    ) -> AsyncIterator[bytes]:
         stream = self.hub.new_stream(max_response_bytes=self.max_response_bytes)
         receiving = asyncio.get_running_loop().create_task(_receive(request_iterator, stream))
         try:
-            while (response := await stream.next()) is not None:
+            while (response := await stream.next_wire()) is not None:
                 failpoints.hit("beforeSendWatchResponse")
                 yield response
         finally:
             receiving.cancel()
             stream.close()
+
+
+def add_watch_servicer(servicer: rpc_pb2_grpc.WatchServicer, server: Any) -> None:
+    """``add_WatchServicer_to_server``, but responses the stream encoded (bytes) go out as they are."""
+    handlers = {
+        "Watch": grpc.stream_stream_rpc_method_handler(
+            servicer.Watch,
+            request_deserializer=rpc_pb2.WatchRequest.FromString,
+            response_serializer=_encoded,
+        )
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("etcdserverpb.Watch", handlers),))
+    server.add_registered_method_handlers("etcdserverpb.Watch", handlers)
+
+
+def _encoded(response: bytes | rpc_pb2.WatchResponse) -> bytes:
+    return response if isinstance(response, bytes) else response.SerializeToString()
 
 
 async def _receive(requests: AsyncIterator[rpc_pb2.WatchRequest], stream: WatchStream) -> None:

@@ -30,8 +30,13 @@ from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.server.mvcc.history import read_events
 from etcdpy.server.mvcc.kvstore import KVStore
 from etcdpy.server.watch.intervals import RangeIndex
-from etcdpy.server.watch.stream import DEFAULT_MAX_PENDING_EVENTS, WatchStream
-from etcdpy.server.watch.watcher import Watcher
+from etcdpy.server.watch.stream import (
+    DEFAULT_MAX_PENDING_BYTES,
+    DEFAULT_MAX_PENDING_EVENTS,
+    EncodedEvents,
+    WatchStream,
+)
+from etcdpy.server.watch.watcher import Selection, Watcher
 
 CHUNK_REVISIONS = 256  # revisions read per catch-up step
 PROGRESS_SECONDS = 600.0  # etcd's progress report interval (10 minutes)
@@ -76,9 +81,15 @@ class WatchHub:
         self,
         *,
         max_pending_events: int = DEFAULT_MAX_PENDING_EVENTS,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> WatchStream:
-        return WatchStream(self, max_pending_events=max_pending_events, max_response_bytes=max_response_bytes)
+        return WatchStream(
+            self,
+            max_pending_events=max_pending_events,
+            max_pending_bytes=max_pending_bytes,
+            max_response_bytes=max_response_bytes,
+        )
 
     def header(self, rev: int) -> rpc_pb2.ResponseHeader:
         """A response header at ``rev``; 0 stays 0 (no revision), as in etcd's compaction cancels."""
@@ -103,7 +114,7 @@ class WatchHub:
         self._unsynced.discard(watcher)
 
     def has_unsynced(self, stream: WatchStream) -> bool:
-        return any(not w.synced for w in stream.watchers.values())
+        return any(w.stream is stream for w in self._unsynced)
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -156,11 +167,12 @@ class WatchHub:
                 candidates.update(group)
             for covering in self._ranges.stab(key):
                 candidates.update(covering)
+        selections: dict[Selection, EncodedEvents] = {}
         for watcher in candidates:
             if rev < watcher.next_rev:
                 continue  # starts in the future
-            wanted = watcher.select(events)
-            if not wanted:
+            wanted = _select(watcher, events, selections)
+            if not wanted.frames:
                 continue
             if watcher.stream.has_room():
                 watcher.stream.enqueue_events(watcher, wanted)
@@ -217,9 +229,10 @@ class WatchHub:
                     self._unsynced.discard(watcher)
                     watcher.stream.cancel_compacted(watcher, chunk.reached)
             return True
+        selections: dict[int, dict[Selection, EncodedEvents]] = {}  # per revision, shared by the group
         for watcher in group:
             if watcher in self._unsynced:
-                self._deliver(watcher, chunk)
+                self._deliver(watcher, chunk, selections)
         return True
 
     def _read(self, start: int, prev_kv: bool) -> _Chunk:
@@ -231,7 +244,9 @@ class WatchHub:
             reached = groups[-1][0] if len(groups) == self.chunk_revisions else reader.rev
             return _Chunk(reached, groups)
 
-    def _deliver(self, watcher: Watcher, chunk: _Chunk) -> None:
+    def _deliver(
+        self, watcher: Watcher, chunk: _Chunk, selections: dict[int, dict[Selection, EncodedEvents]]
+    ) -> None:
         if watcher.next_rev > chunk.reached:
             return  # needs a later chunk
         stream = watcher.stream
@@ -240,10 +255,20 @@ class WatchHub:
                 continue
             if not stream.has_room():
                 return  # resumes at this revision once the client has read
-            wanted = watcher.select(events)
-            if wanted:
+            wanted = _select(watcher, events, selections.setdefault(rev, {}))
+            if wanted.frames:
                 stream.enqueue_events(watcher, wanted)
             watcher.next_rev = rev + 1
         watcher.next_rev = max(watcher.next_rev, chunk.reached + 1)
         if watcher.next_rev > self.rev:
             self._make_synced(watcher)
+
+
+def _select(
+    watcher: Watcher, events: Sequence[kv_pb2.Event], selections: dict[Selection, EncodedEvents]
+) -> EncodedEvents:
+    """``watcher.select(events)``, encoded: once per selection among the watchers of a revision."""
+    selected = selections.get(watcher.selection)
+    if selected is None:
+        selected = selections[watcher.selection] = EncodedEvents(watcher.select(events))
+    return selected

@@ -4,9 +4,11 @@ Responses leave in the order they were queued: a watcher's created response
 before its events, its events in revision order, a progress response after
 every event it vouches for.  Consecutive event responses of one watcher merge
 (whole revisions only).  The queue holds at most about ``max_pending_events``
-events: past that the hub stops feeding the stream's watchers live events and
-catches them up from history once the client has read (see `WatchHub`), so a
-slow client costs history reads, never unbounded memory, and never loses an event.
+events and ``max_pending_bytes`` of them: past that the hub stops feeding the
+stream's watchers live events and catches them up from history once the client
+has read (see `WatchHub`), so a slow client costs history reads, never unbounded
+memory, and never loses an event.  Events are queued encoded (`EncodedEvents`):
+a revision's events are serialized once, whatever the number of watchers.
 """
 
 from __future__ import annotations
@@ -25,26 +27,36 @@ if TYPE_CHECKING:
     from etcdpy.server.watch.hub import WatchHub
 
 DUPLICATE_ID = "mvcc: duplicate watch ID provided on the WatchStream"
-DEFAULT_MAX_PENDING_EVENTS = 1000
+DEFAULT_MAX_PENDING_EVENTS = 10_000
+DEFAULT_MAX_PENDING_BYTES = 4 << 20  # of encoded events
 PROGRESS_WATCH_ID = -1  # a progress response for the whole stream (WatchProgressRequest)
 
 
 class WatchStream:
     """WatchStream serves one Watch call: create/cancel/progress in, responses out via `next`."""
 
-    def __init__(self, hub: WatchHub, *, max_pending_events: int, max_response_bytes: int) -> None:
+    def __init__(
+        self,
+        hub: WatchHub,
+        *,
+        max_pending_events: int,
+        max_response_bytes: int,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+    ) -> None:
         self.hub = hub
         self.max_pending_events = max_pending_events
+        self.max_pending_bytes = max_pending_bytes
         self.max_response_bytes = max_response_bytes  # fragment watchers get responses split above this
         self.watchers: dict[int, Watcher] = {}
-        self._queue: deque[rpc_pb2.WatchResponse] = deque()
+        self._queue: deque[_Queued] = deque()
         # Each watcher's newest queued events response, while it may still grow: a watcher's later
-        # revisions join it (one response per watcher per send, not one per revision per watcher).
+        # revisions join it (one response per watcher per send, not one per revision per watcher),
+        # up to max_response_bytes of events.
         # Cleared by any other response, so nothing overtakes a created/cancel/progress response.
-        self._open: dict[Watcher, rpc_pb2.WatchResponse] = {}
-        self._open_bytes: dict[Watcher, int] = {}  # size of its events; merging stops at max_response_bytes
+        self._open: dict[Watcher, _Queued] = {}
         self._pending_events = 0  # invariant: events held by the responses in _queue
-        self._fragments: deque[rpc_pb2.WatchResponse] = deque()  # pieces of a response being sent
+        self._pending_bytes = 0  # invariant: their encoded size
+        self._fragments: deque[bytes] = deque()  # pieces of a response being sent
         self._ready = asyncio.Event()
         self._next_id = 0
         self._progress_wanted = False  # a progress request waits for every watcher to be synced
@@ -133,46 +145,44 @@ class WatchStream:
         self.watchers.clear()
         self._queue.clear()
         self._open.clear()
-        self._open_bytes.clear()
         self._fragments.clear()
         self._pending_events = 0
+        self._pending_bytes = 0
         self._ready.set()
 
     # ---- the queue ----
 
     def has_room(self) -> bool:
-        return not self.closed and self._pending_events < self.max_pending_events
+        return (
+            not self.closed
+            and self._pending_events < self.max_pending_events
+            and self._pending_bytes < self.max_pending_bytes
+        )
 
     def enqueue(self, response: rpc_pb2.WatchResponse) -> None:
+        """Queue a response without events (created, canceled, progress)."""
         if self.closed:
             return
-        self._queue.append(response)
-        self._pending_events += len(response.events)
+        self._queue.append(_Queued(response.watch_id, response))
         self._open.clear()
-        self._open_bytes.clear()
         self._ready.set()
 
-    def enqueue_events(self, watcher: Watcher, events: Sequence[kv_pb2.Event]) -> None:
-        """Queue one revision's events for a watcher (merged into its queued response while unsent).
+    def enqueue_events(self, watcher: Watcher, events: EncodedEvents) -> None:
+        """Queue one revision's events for a watcher, merged into its unsent response.
 
         The header carries the hub's revision when the response is sent, as etcd's
         does, so headers never go back on a stream even while a watcher replays history.
         """
         if self.closed:
             return
-        response = self._open.get(watcher)
-        size = sum(event.ByteSize() for event in events)
-        if response is not None and self._open_bytes[watcher] + size <= self.max_response_bytes:
-            response.events.extend(events)
-            self._open_bytes[watcher] += size
-        else:
-            response = rpc_pb2.WatchResponse(
-                header=self.hub.header(self.hub.rev), watch_id=watcher.id, events=events
-            )
-            self._queue.append(response)
-            self._open[watcher] = response
-            self._open_bytes[watcher] = size
-        self._pending_events += len(events)
+        queued = self._open.get(watcher)
+        if queued is None or queued.size + events.size > self.max_response_bytes:
+            queued = self._open[watcher] = _Queued(watcher.id)
+            self._queue.append(queued)
+        queued.frames.extend(events.frames)
+        queued.size += events.size
+        self._pending_events += len(events.frames)
+        self._pending_bytes += events.size
         self._ready.set()
 
     def progress(self, watcher: Watcher) -> None:
@@ -180,55 +190,83 @@ class WatchStream:
         self.enqueue(rpc_pb2.WatchResponse(header=self.hub.header(self.hub.rev), watch_id=watcher.id))
 
     async def next(self) -> rpc_pb2.WatchResponse | None:
-        """The next response to send; None once the stream is closed."""
+        """The next response, decoded (for in-process readers); None once the stream is closed."""
+        wire = await self.next_wire()
+        return None if wire is None else rpc_pb2.WatchResponse.FromString(wire)
+
+    async def next_wire(self) -> bytes | None:
+        """The next response to send, encoded; None once the stream is closed."""
         while True:
             if self._fragments:
                 return self._fragments.popleft()
             if self.closed:
                 return None
             if self._queue:
-                response = self._queue.popleft()
-                if response.events:
-                    owner = self.watchers.get(response.watch_id)
-                    if owner is not None and self._open.get(owner) is response:
-                        del self._open[owner]  # being sent: no longer mergeable
-                        del self._open_bytes[owner]
-                    response.header.revision = max(response.header.revision, self.hub.rev)
-                self._pending_events -= len(response.events)
-                if self.hub.has_unsynced(self) and self._pending_events < self.max_pending_events // 2:
+                queued = self._queue.popleft()
+                if queued.response is not None:
+                    return queued.response.SerializeToString()
+                watcher = self.watchers.get(queued.watch_id)
+                if watcher is not None and self._open.get(watcher) is queued:
+                    del self._open[watcher]  # being sent: no longer mergeable
+                self._pending_events -= len(queued.frames)
+                self._pending_bytes -= queued.size
+                if (
+                    self._pending_events < self.max_pending_events // 2
+                    and self._pending_bytes < self.max_pending_bytes // 2
+                    and self.hub.has_unsynced(self)
+                ):
                     self.hub.wake()
-                watcher = self.watchers.get(response.watch_id)
+                head = rpc_pb2.WatchResponse(header=self.hub.header(self.hub.rev), watch_id=queued.watch_id)
                 if watcher is not None and watcher.fragment:
-                    self._fragments.extend(fragment(response, self.max_response_bytes))
+                    self._fragments.extend(fragment(head, queued.frames, self.max_response_bytes))
                     continue
-                return response
+                return head.SerializeToString() + b"".join(queued.frames)
             self._ready.clear()
             await self._ready.wait()
 
 
-def fragment(response: rpc_pb2.WatchResponse, max_bytes: int) -> list[rpc_pb2.WatchResponse]:
-    """etcd's sendFragments: pieces under ``max_bytes`` (one event at least), all but the last flagged."""
-    if response.ByteSize() < max_bytes or len(response.events) < 2:
-        return [response]
-    pieces: list[rpc_pb2.WatchResponse] = []
-    base = rpc_pb2.WatchResponse(header=response.header, watch_id=response.watch_id)
-    overhead = base.ByteSize()
-    current: list[kv_pb2.Event] = []
+class EncodedEvents:
+    """Events of one revision, each encoded once as a WatchResponse ``events`` field, for every watcher.
+
+    A serialized WatchResponse followed by such fields is that response with those
+    events (protobuf merges concatenated messages), so a response costs a join, not a copy per watcher.
+    """
+
+    __slots__ = ("frames", "size")
+
+    def __init__(self, events: Sequence[kv_pb2.Event]) -> None:
+        self.frames = [rpc_pb2.WatchResponse(events=[event]).SerializeToString() for event in events]
+        self.size = sum(len(frame) for frame in self.frames)
+
+
+class _Queued:
+    """A whole response (created, canceled, progress), or a watcher's encoded events awaiting a header."""
+
+    __slots__ = ("frames", "response", "size", "watch_id")
+
+    def __init__(self, watch_id: int, response: rpc_pb2.WatchResponse | None = None) -> None:
+        self.watch_id = watch_id
+        self.response = response
+        self.frames: list[bytes] = []
+        self.size = 0
+
+
+def fragment(head: rpc_pb2.WatchResponse, frames: list[bytes], max_bytes: int) -> list[bytes]:
+    """etcd's sendFragments: ``head`` plus ``frames`` in pieces under ``max_bytes`` (one event at least).
+
+    All pieces but the last are flagged ``fragment``.
+    """
+    if head.ByteSize() + sum(len(frame) for frame in frames) < max_bytes or len(frames) < 2:
+        return [head.SerializeToString() + b"".join(frames)]
+    overhead = head.ByteSize() + 2  # the fragment flag: tag and value
+    groups: list[list[bytes]] = [[]]
     size = overhead
-    for event in response.events:
-        event_size = event.ByteSize() + 6  # tag and length prefix
-        if current and size + event_size >= max_bytes:
-            pieces.append(_piece(base, current, more=True))
-            current, size = [], overhead
-        current.append(event)
-        size += event_size
-    pieces.append(_piece(base, current, more=False))
-    return pieces
-
-
-def _piece(base: rpc_pb2.WatchResponse, events: list[kv_pb2.Event], *, more: bool) -> rpc_pb2.WatchResponse:
-    piece = rpc_pb2.WatchResponse()
-    piece.CopyFrom(base)
-    piece.events.extend(events)
-    piece.fragment = more
-    return piece
+    for frame in frames:
+        if groups[-1] and size + len(frame) >= max_bytes:
+            groups.append([])
+            size = overhead
+        groups[-1].append(frame)
+        size += len(frame)
+    flagged = head.SerializeToString() + rpc_pb2.WatchResponse(fragment=True).SerializeToString()
+    last = head.SerializeToString()
+    return [(last if i == len(groups) - 1 else flagged) + b"".join(group) for i, group in enumerate(groups)]

@@ -18,6 +18,10 @@ NOPUT = rpc_pb2.WatchCreateRequest.NOPUT
 NODELETE = rpc_pb2.WatchCreateRequest.NODELETE
 
 
+Selection = tuple[bytes, bytes | None, bool, bool, bool]
+"""What decides the events a watcher wants of a revision: key, range end, no-put, no-delete, prev_kv."""
+
+
 class EmptyWatcherRange(ValueError):
     """range_end at or before key (etcd: "mvcc: watcher range is empty")."""
 
@@ -38,6 +42,7 @@ class Watcher:
         "no_put",
         "prev_kv",
         "progress_notify",
+        "selection",
         "stream",
         "synced",
     )
@@ -55,6 +60,8 @@ class Watcher:
         self.no_delete = NODELETE in req.filters
         self.progress_notify = req.progress_notify
         self.fragment = req.fragment
+        # Watchers with equal selections want the same events of a revision: the hub selects once for them.
+        self.selection: Selection = (self.key, end, self.no_put, self.no_delete, self.prev_kv)
         # invariant: every wanted event below next_rev is queued on the stream or was sent
         self.next_rev = next_rev
         self.synced = False  # set by the hub: synced watchers get events as batches are applied
