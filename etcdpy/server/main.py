@@ -36,6 +36,7 @@ from etcdpy.server.replication import (
     Replication,
     bootstrap_new_cluster,
     fetch_cluster,
+    finish_snapshot_install,
     write_joined_cluster,
 )
 from etcdpy.server.services import register_services, register_threaded_services
@@ -267,6 +268,7 @@ def serve(config: cfg.Config) -> int:
 async def open_member(config: cfg.Config, backend: Backend) -> EtcdServer:
     """Load (or on first boot create or join) the cluster and the raft log; build the member."""
     raftlog = RaftLog.open(backend, sync=not config.unsafe_no_fsync)
+    finish_snapshot_install(backend, raftlog)  # before the state is read: an install a crash interrupted
     if raftlog.dropped_tail:
         log.warning("dropped a torn entry at the tail of the raft log (it was never acknowledged)")
     cluster = Cluster.load(backend)

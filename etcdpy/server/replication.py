@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
@@ -72,6 +73,16 @@ def write_joined_cluster(backend: Backend, cluster: Cluster) -> None:
         cluster.write(wb)
 
 
+def finish_snapshot_install(backend: Backend, raftlog: RaftLog) -> None:
+    """At start, before anything reads the state: finish a snapshot install a crash interrupted.
+
+    Also deletes received snapshot files no install needs (see `snapshot.finish_interrupted_install`).
+    """
+    meta = snapshot.finish_interrupted_install(backend, raftlog)
+    if meta is not None:
+        log.warning("finished installing snapshot %d (a crash interrupted it)", meta.index)
+
+
 async def fetch_cluster(peer_urls: Iterable[str], timeout: float = 5.0) -> peer_pb2.MembersResponse:
     """Ask the first peer that answers for the cluster ID and members (joining an existing cluster)."""
     from etcdpy.server.transport import _target
@@ -111,7 +122,12 @@ class Replication:
         self.removed = False  # this member was removed from the cluster: it must stop
         self.removed_event = asyncio.Event()
         self.snapshots_installed = 0  # snapshots received from a leader in this life (tests, status)
-        self._received: tuple[int, list[bytes]] | None = None  # (snapshot index, chunks) not yet installed
+        # Snapshots received (spooled files) by index, not yet installed.  Guarded by _received_lock: the
+        # loop adds, the raft log's worker thread takes the one it installs.  A file stays until an install
+        # at or past its index completed (a Ready in flight may still install it) or the next start.
+        self._received: dict[int, snapshot.SpooledSnapshot] = {}
+        self._received_lock = threading.Lock()
+        self._installed_file: snapshot.SpooledSnapshot | None = None  # the last install's, deleted once done
         # Last index raft handed to the applier in this life; node.conf_state is the conf state there.
         self._delivered = raftlog.snapshot_meta.index
         self.node = RaftNode(
@@ -129,6 +145,7 @@ class Replication:
             cluster_id=cluster.cluster_id,
             on_message=self.node.step,
             on_snapshot=self._snapshot_received,
+            snapshot_dir=snapshot.spool_dir(backend.data_dir),
             snapshot_source=self._snapshot_source,
             report_unreachable=self.node.report_unreachable,
             report_snapshot=self.node.report_snapshot,
@@ -301,19 +318,28 @@ class Replication:
         meta.conf_state.CopyFrom(self.node.conf_state)
         return relabelled, state
 
-    async def _snapshot_received(self, message: pb.Message, chunks: Iterable[bytes]) -> None:
-        self._received = (message.snapshot.metadata.index, list(chunks))
+    async def _snapshot_received(self, message: pb.Message, spooled: snapshot.SpooledSnapshot) -> None:
+        with self._received_lock:
+            self._received[message.snapshot.metadata.index] = spooled
         self.node.step(message)
 
     def _install_state(self, meta: pb.SnapshotMetadata, batch: Any) -> None:
-        received = self._received
-        if received is None or received[0] != meta.index:
+        """Replace the state by the received snapshot's, in bounded batches (on the raft log's worker thread).
+
+        The caller's `batch` records the snapshot point, log and hard state; it also deletes
+        the install marker, so a crash before it is written is finished at the next start.
+        """
+        with self._received_lock:
+            spooled = self._received.pop(meta.index, None)
+        if spooled is None:
             raise RuntimeError(f"raft installs snapshot {meta.index} but its state was not received")
-        self._received = None
-        snapshot.install(self.backend, received[1], batch)
+        snapshot.install_file(self.backend, spooled, meta)
+        batch.delete(snapshot.MARKER_KEY)
+        self._installed_file = spooled
 
     def _state_installed(self, meta: pb.SnapshotMetadata) -> None:
         self.snapshots_installed += 1
+        self._drop_received(meta.index)
         self._delivered = meta.index
         self.applier.reload()
         raw_version = self.backend.get(CLUSTER_VERSION_KEY)
@@ -333,6 +359,18 @@ class Replication:
             meta.index,
             self.applier.applied_index,
         )
+
+    def _drop_received(self, installed: int) -> None:
+        """Delete the installed file and every received one it supersedes (the marker is gone now)."""
+        with self._received_lock:
+            stale = [self._received.pop(index) for index in list(self._received) if index <= installed]
+        if self._installed_file is not None:
+            stale.append(self._installed_file)
+            self._installed_file = None
+        keep = {spooled.path for spooled in self._received.values()}  # a later one of the same name
+        for spooled in stale:
+            if spooled.path not in keep:
+                spooled.path.unlink(missing_ok=True)
 
     # ---- status ----
 

@@ -9,8 +9,10 @@ backoff.
 
 Snapshots (MsgSnap) go on their own Snapshot stream: the first chunk carries the
 message, then the state in chunks, the last chunk the crc32 of all data.  The
-receiver checks the sum before handing the snapshot on; the sender reports
-FINISH or FAILURE to raft.
+receiver spools the data to a file in its snapshot dir (never holding the state in
+memory), fsyncs it and checks the sum before handing the file on; a stream that
+fails, ends early or mismatches leaves no file.  The sender reports FINISH or
+FAILURE to raft.
 
 Everything runs on the member's event loop (grpc.aio), as does the raft node.
 
@@ -28,6 +30,7 @@ import os
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -36,6 +39,7 @@ from etcdpy.api.raftpb import peer_pb2, peer_pb2_grpc
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.server import failpoints
 from etcdpy.server.config import listen_address
+from etcdpy.server.storage.snapshot import Spool, SpooledSnapshot
 
 log = logging.getLogger("etcdpy.server.transport")
 
@@ -47,7 +51,7 @@ REMOVED_TEXT = "the member has been permanently removed from the cluster"
 MAX_MESSAGE_BYTES = 2**31 - 1
 
 MessageSink = Callable[[pb.Message], None]
-SnapshotSink = Callable[[pb.Message, Iterable[bytes]], Awaitable[None]]
+SnapshotSink = Callable[[pb.Message, SpooledSnapshot], Awaitable[None]]
 # (the MsgSnap to send, relabelled to the state streamed, and that state) or None: not now
 SnapshotSource = Callable[[pb.Message], tuple[pb.Message, Iterator[bytes]] | None]
 Report = Callable[[int], None]
@@ -197,6 +201,7 @@ class Transport:
         cluster_id: int,
         on_message: MessageSink,
         on_snapshot: SnapshotSink,
+        snapshot_dir: Path,
         snapshot_source: SnapshotSource,
         report_unreachable: Report,
         report_snapshot: SnapshotReport,
@@ -206,6 +211,7 @@ class Transport:
         self.cluster_id = cluster_id
         self.on_message = on_message
         self.on_snapshot = on_snapshot
+        self.snapshot_dir = snapshot_dir  # where received snapshots are spooled
         self.snapshot_source = snapshot_source
         self.report_unreachable = report_unreachable
         self.report_snapshot = report_snapshot
@@ -292,22 +298,31 @@ class PeerService(peer_pb2_grpc.PeerServicer):
         self, request_iterator: AsyncIterator[peer_pb2.SnapshotChunk], context: Any
     ) -> peer_pb2.SnapshotResponse:
         message: pb.Message | None = None
-        pieces: list[bytes] = []
-        crc = 0
-        async for chunk in request_iterator:
-            if chunk.cluster_id != self.t.cluster_id:
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "cluster ID mismatch")
-            if chunk.HasField("message"):
-                message = chunk.message
-            if chunk.data:
-                crc = zlib.crc32(chunk.data, crc)
-                pieces.append(chunk.data)
-                failpoints.hit("snapshotDuringReceive", message.snapshot.metadata.index if message else 0)
-            if chunk.last:
-                if chunk.crc32 != crc or message is None:
-                    await context.abort(grpc.StatusCode.DATA_LOSS, "snapshot checksum mismatch")
-                assert message is not None
-                await self.t.on_snapshot(message, pieces)
-                return peer_pb2.SnapshotResponse(cluster_id=self.t.cluster_id)
-        await context.abort(grpc.StatusCode.DATA_LOSS, "snapshot stream ended early")
-        raise AssertionError("unreachable")
+        spool: Spool | None = None  # the stream's file until handed on; deleted if the stream fails
+        try:
+            async for chunk in request_iterator:
+                if chunk.cluster_id != self.t.cluster_id:
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "cluster ID mismatch")
+                if chunk.HasField("message"):
+                    message = chunk.message
+                    if spool is None:
+                        spool = Spool(self.t.snapshot_dir, message.snapshot.metadata.index)
+                if chunk.data:
+                    if spool is None:
+                        await context.abort(grpc.StatusCode.DATA_LOSS, "snapshot data before its message")
+                    assert spool is not None and message is not None
+                    spool.write(chunk.data)
+                    failpoints.hit("snapshotDuringReceive", message.snapshot.metadata.index)
+                if chunk.last:
+                    if message is None or spool is None or chunk.crc32 != spool.crc:
+                        await context.abort(grpc.StatusCode.DATA_LOSS, "snapshot checksum mismatch")
+                    assert message is not None and spool is not None
+                    spooled = await asyncio.to_thread(spool.finish)  # fsyncs
+                    spool = None
+                    await self.t.on_snapshot(message, spooled)
+                    return peer_pb2.SnapshotResponse(cluster_id=self.t.cluster_id)
+            await context.abort(grpc.StatusCode.DATA_LOSS, "snapshot stream ended early")
+            raise AssertionError("unreachable")
+        finally:
+            if spool is not None:
+                spool.discard()

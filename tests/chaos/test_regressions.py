@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from etcdpy.chaos import ChaosCluster, Member
+from etcdpy.chaos.checks import check_hashes_agree
 from etcdpy.chaos.cluster import wait_until
 from etcdpy.client import Client
 
@@ -52,8 +53,20 @@ def test_a_member_that_crashes_while_taking_a_snapshot_serves_again_after_a_rest
         cluster.launch(behind, failpoints=f"{point}=crash")
         assert behind.proc is not None
         assert behind.proc.wait(timeout=60) == 97, "the failpoint was not reached"
+        spooled = behind.data_dir / "member" / "snap"
+        left = {p.suffix for p in spooled.iterdir()}
+        # What the crash left in the spool: the stream's partial file, the received one not yet installed,
+        # or nothing (an installed file is deleted before raftAfterApplySnap).  The restart clears it.
+        expected = {"snapshotDuringReceive": {".incoming"}, "raftBeforeApplySnap": {".snap"}}
+        assert left == expected.get(point, set()), left
         cluster.launch(behind)
         wait_until(lambda: serves(behind, b"/k1"), 30, f"{behind.name} does not serve again")
+        with Client([leader.endpoint], command_timeout=10.0) as client:
+            revision = client.get(b"/k1").header.revision
+            endpoints = [m.endpoint for m in cluster.members]
+            verdict = check_hashes_agree(client, endpoints, revision)
+            assert verdict.held, verdict.detail
+        assert not list(spooled.iterdir()), "a received snapshot file outlived its install"
     finally:
         cluster.stop()
 

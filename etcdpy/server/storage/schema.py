@@ -41,5 +41,8 @@ META_FORMAT = b"format"  # data-dir format marker; a foreign or newer format ref
 META_APPLIED_INDEX = b"applied_index"  # raft index of the last applied entry, written with its effects
 META_CLUSTER_ID = b"cluster_id"
 META_MEMBER_ID = b"member_id"
+# A received raft snapshot whose state is being installed (storage.snapshot): set before the first
+# bounded batch, deleted by the batch that records the snapshot point; at start it means "finish it".
+META_SNAPSHOT_INSTALL = b"snapshot_install"
 
 FORMAT_VERSION = b"etcdpy-data-v1"

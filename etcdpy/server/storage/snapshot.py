@@ -1,28 +1,57 @@
-"""State snapshots: the member's state keyspaces as a stream of records, and installing one.
+"""State snapshots: the member's state keyspaces as a stream of records, spooling and installing one.
 
 A snapshot is every key of the database except the raft log (``w``), raft state
-(``s``) and what is the receiver's own (its member ID, the format marker): the
-MVCC keyspaces, leases, auth, members and the applied index, read from one
-consistent LevelDB snapshot.  Records are ``len(key) (4) | key | len(value) (4) |
-value``, cut into chunks of about `CHUNK_BYTES`.
+(``s``) and what is the receiver's own (its member ID, the format marker, the
+install marker): the MVCC keyspaces, leases, auth, members and the applied index,
+read from one consistent LevelDB snapshot.  Records are ``len(key) (4) | key |
+len(value) (4) | value`` in key order, cut into chunks of about `CHUNK_BYTES`.
 
-`install` adds the replacement of the state to the caller's write batch (the one
-that also records the snapshot point in the raft log), so a crash leaves the old
-state or the new one, never a mix; the caller then reloads the applier.
+Receiving (`Spool`): the chunks go to ``<data-dir>/member/snap/<index>.<token>.incoming``,
+which is fsynced and renamed to ``<index>.snap`` once the stream's checksum matched;
+a failed stream deletes its file.  Nothing of the state is held in memory.
+
+Installing (`install_file`), crash-safe in bounded batches::
+
+    1. put the install marker (meta keyspace: file name, its crc32, the snapshot's
+       index, term and conf state), synced;
+    2. replace the state by the file's records in batches of about `INSTALL_BATCH_BYTES`
+       (a merge of two sorted streams: old keys missing from the file are deleted,
+       records that differ are put), unsynced;
+    3. the caller's batch that records the snapshot point, log and hard state also
+       deletes the marker (synced).
+
+A crash before 1 leaves the old state and log; after 3, the new ones.  In between the
+marker is there and the state may be a mix, so `finish_interrupted_install` (run at
+start, before anything reads the state) replays step 2 from the file, which is kept
+until the marker is gone, and then writes step 3 itself.  `install` (everything in
+the caller's one batch) is the in-memory form the simulator uses.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import struct
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.server.storage import schema
-from etcdpy.server.storage.backend import Backend
+from etcdpy.server.storage.backend import Backend, BackendCorruptError, recovery_advice
+from etcdpy.server.storage.raftlog import RaftLog
 
 CHUNK_BYTES = 1 << 20
+INSTALL_BATCH_BYTES = 4 << 20  # bytes of keys and values written per install batch
+MARKER_KEY = schema.META + schema.META_SNAPSHOT_INSTALL
+INCOMING_SUFFIX = ".incoming"
+SPOOLED_SUFFIX = ".snap"
 _LEN = struct.Struct(">I")
-_LOCAL_KEYS = frozenset({schema.META + schema.META_MEMBER_ID, schema.META + schema.META_FORMAT})
+_MARKER_HEAD = struct.Struct(">IH")  # crc32 of the file, length of its name; then the name, the metadata
+_OP_BYTES = 16  # what a batch spends per operation besides the key and value
+_LOCAL_KEYS = frozenset({schema.META + schema.META_MEMBER_ID, schema.META + schema.META_FORMAT, MARKER_KEY})
 _LOCAL_PREFIXES = (schema.WAL, schema.RAFT_STATE)
 
 
@@ -88,3 +117,259 @@ def install(backend: Backend, chunks: Iterable[bytes], batch: Any) -> None:
     for key, value in decode_records(chunks):
         if _is_state(key):
             batch.put(key, value)
+
+
+# ---- receiving: the stream spooled to a file ----
+
+
+def spool_dir(data_dir: str | os.PathLike[str]) -> Path:
+    """Where a member keeps received snapshots: ``<data-dir>/member/snap``."""
+    return Path(data_dir) / "member" / "snap"
+
+
+@dataclass(frozen=True, slots=True)
+class SpooledSnapshot:
+    """A received snapshot's state, checked and durable in `path` (the stream's data, concatenated)."""
+
+    path: Path
+    crc: int  # crc32 of the whole file, as the sender computed it
+    size: int
+
+
+class Spool:
+    """One incoming snapshot stream being written to its own ``.incoming`` file.
+
+    `finish` (blocking: fsyncs) renames it to ``<index>.snap``; `discard` deletes it.
+    """
+
+    def __init__(self, directory: Path, index: int) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        self.index = index
+        # A token of its own: two streams of the same index (two leaders) never share a file.
+        self.path = directory / f"{index:016x}.{secrets.token_hex(4)}{INCOMING_SUFFIX}"
+        self._file = self.path.open("xb")
+        self.crc = 0
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+        self.crc = zlib.crc32(data, self.crc)
+        self.size += len(data)
+
+    def finish(self) -> SpooledSnapshot:
+        """Make the file durable under its final name (replacing an earlier copy of the same index)."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        final = self.directory / f"{self.index:016x}{SPOOLED_SUFFIX}"
+        os.replace(self.path, final)
+        _fsync_dir(self.directory)
+        return SpooledSnapshot(final, self.crc, self.size)
+
+    def discard(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_spooled(directory: Path, keep: Path | None = None) -> list[Path]:
+    """Delete every received or incoming snapshot file in `directory` but `keep`; return those deleted."""
+    removed: list[Path] = []
+    if not directory.is_dir():
+        return removed
+    for path in sorted(directory.iterdir()):
+        if path != keep and path.name.endswith((INCOMING_SUFFIX, SPOOLED_SUFFIX)):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def file_records(path: Path, buffer_bytes: int = CHUNK_BYTES) -> Iterator[tuple[bytes, bytes]]:
+    """The (key, value) records of a spooled snapshot, read lazily (about `buffer_bytes` at a time)."""
+    with path.open("rb", buffering=buffer_bytes) as f:
+        while head := f.read(_LEN.size):
+            key = _read_field(f, head, path)
+            value = _read_field(f, f.read(_LEN.size), path)
+            yield key, value
+
+
+def _read_field(f: Any, head: bytes, path: Path) -> bytes:
+    if len(head) != _LEN.size:
+        raise ValueError(f"snapshot file {path} ends inside a record")
+    (length,) = _LEN.unpack(head)
+    data: bytes = f.read(length)
+    if len(data) != length:
+        raise ValueError(f"snapshot file {path} ends inside a record")
+    return data
+
+
+def file_crc(path: Path, block_bytes: int = CHUNK_BYTES) -> int:
+    crc = 0
+    with path.open("rb", buffering=0) as f:
+        while block := f.read(block_bytes):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+# ---- installing in bounded batches, and finishing an interrupted install ----
+
+
+@dataclass(frozen=True, slots=True)
+class InstallMarker:
+    """What the marker records: the file (name in the spool dir, crc32) and the snapshot it holds."""
+
+    name: str
+    crc: int
+    meta: pb.SnapshotMetadata
+
+    def encode(self) -> bytes:
+        name = self.name.encode()
+        return _MARKER_HEAD.pack(self.crc, len(name)) + name + self.meta.SerializeToString()
+
+    @classmethod
+    def decode(cls, raw: bytes) -> InstallMarker:
+        crc, length = _MARKER_HEAD.unpack_from(raw)
+        start = _MARKER_HEAD.size
+        name = raw[start : start + length].decode()
+        return cls(name, crc, pb.SnapshotMetadata.FromString(raw[start + length :]))
+
+
+def read_marker(backend: Backend) -> InstallMarker | None:
+    raw = backend.get(MARKER_KEY)
+    return InstallMarker.decode(raw) if raw is not None else None
+
+
+AfterBatch = Callable[[int], None]
+"""Called after each install batch is written, with the count so far (tests inject crashes there)."""
+
+
+def install_file(
+    backend: Backend,
+    spooled: SpooledSnapshot,
+    meta: pb.SnapshotMetadata,
+    *,
+    batch_bytes: int = INSTALL_BATCH_BYTES,
+    after_batch: AfterBatch | None = None,
+) -> int:
+    """Steps 1 and 2 of an install: the synced marker, then the state replaced in bounded batches.
+
+    The caller's batch that records the snapshot point must delete `MARKER_KEY` (step 3).
+    Returns the number of state batches written.
+    """
+    marker = InstallMarker(spooled.path.name, spooled.crc, meta)
+    backend.db.put(MARKER_KEY, marker.encode(), sync=True)
+    return replace_state(
+        backend, file_records(spooled.path), batch_bytes=batch_bytes, after_batch=after_batch
+    )
+
+
+def replace_state(
+    backend: Backend,
+    records: Iterable[tuple[bytes, bytes]],
+    *,
+    batch_bytes: int = INSTALL_BATCH_BYTES,
+    after_batch: AfterBatch | None = None,
+) -> int:
+    """Make the state keyspaces hold exactly `records` (in key order), in unsynced batches of bounded size.
+
+    Repeating it (after a crash part way) gives the same result.  Returns the batches written.
+    """
+    wb = backend.db.write_batch()
+    pending = 0
+    written = 0
+
+    def flush() -> None:
+        nonlocal pending, written
+        wb.write()
+        wb.clear()
+        pending = 0
+        written += 1
+        if after_batch is not None:
+            after_batch(written)
+
+    # The iterator reads the store as it was when it was created, whatever the batches write meanwhile.
+    old = backend.db.iterator()
+    try:
+        current = _next_state(old)
+        previous: bytes | None = None
+        for key, value in records:
+            if not _is_state(key):
+                continue
+            if previous is not None and key <= previous:
+                raise ValueError(f"snapshot records out of key order at {key!r}")
+            previous = key
+            while current is not None and current[0] < key:
+                wb.delete(current[0])
+                pending += len(current[0]) + _OP_BYTES
+                current = _next_state(old)
+                if pending >= batch_bytes:
+                    flush()
+            if current is not None and current[0] == key:
+                unchanged = current[1] == value
+                current = _next_state(old)
+                if unchanged:
+                    continue
+            wb.put(key, value)
+            pending += len(key) + len(value) + _OP_BYTES
+            if pending >= batch_bytes:
+                flush()
+        while current is not None:
+            wb.delete(current[0])
+            pending += len(current[0]) + _OP_BYTES
+            current = _next_state(old)
+            if pending >= batch_bytes:
+                flush()
+        if pending:
+            flush()
+    finally:
+        old.close()
+    return written
+
+
+def _next_state(iterator: Any) -> tuple[bytes, bytes] | None:
+    for key, value in iterator:
+        if _is_state(key):
+            return key, value
+    return None
+
+
+def finish_interrupted_install(backend: Backend, raftlog: RaftLog) -> pb.SnapshotMetadata | None:
+    """At start, before the state is read: finish an install a crash interrupted; drop leftover files.
+
+    With a marker, the state is replaced again from its file and the snapshot point recorded
+    with the marker deleted, in the one synced batch the install's caller would have written
+    (the log dropped; the hard state keeps its term and vote unless the snapshot's term is
+    newer, and commits at least the snapshot index).  Returns the snapshot finished, if any.
+    """
+    directory = spool_dir(backend.data_dir)
+    marker = read_marker(backend)
+    meta: pb.SnapshotMetadata | None = None
+    if marker is not None:
+        path = directory / marker.name
+        if not path.is_file() or file_crc(path) != marker.crc:
+            raise BackendCorruptError(
+                f"data dir {backend.data_dir}: installing snapshot {marker.meta.index} was interrupted and "
+                f"its file {path} is missing or damaged, so the state is part old, part new; "
+                + recovery_advice(backend.data_dir)
+            )
+        replace_state(backend, file_records(path))
+        meta = marker.meta
+        hs = raftlog.hard_state
+        term = max(hs.term, meta.term)
+        # Nothing that depends on the lost Ready's hard state was sent (votes and acks wait for it).
+        hard_state = pb.HardState(
+            term=term, vote=hs.vote if term == hs.term else 0, commit=max(hs.commit, meta.index)
+        )
+        prepared = raftlog.prepare(snapshot=meta, hard_state=hard_state)
+        prepared.batch.delete(MARKER_KEY)
+        raftlog.write(prepared)
+    remove_spooled(directory)
+    return meta
