@@ -319,8 +319,14 @@ class Replication:
         return relabelled, state
 
     async def _snapshot_received(self, message: pb.Message, spooled: snapshot.SpooledSnapshot) -> None:
-        with self._received_lock:
-            self._received[message.snapshot.metadata.index] = spooled
+        index = message.snapshot.metadata.index
+        if index <= self.applier.applied_index:
+            # Raft has committed that far and refuses it: nothing will install this file.  (While an
+            # install of `index` is in flight the applied index is below it.)
+            spooled.path.unlink(missing_ok=True)
+        else:
+            with self._received_lock:
+                self._received[index] = spooled
         self.node.step(message)
 
     def _install_state(self, meta: pb.SnapshotMetadata, batch: Any) -> None:

@@ -348,3 +348,32 @@ def test_a_failed_snapshot_stream_leaves_no_file(tmp_path: Path, case: str) -> N
     directory = tmp_path / "snap"
     assert directory.is_dir(), "the stream never reached its file"
     assert list(directory.iterdir()) == []
+
+
+def test_a_crash_while_a_start_finishes_an_install_is_finished_by_the_next_start(
+    tmp_path: Path, source: Backend
+) -> None:
+    data_dir = tmp_path / "target"
+    target = old_member(data_dir)
+    spooled = spool(snapshot.spool_dir(data_dir), source, META.index)
+    with pytest.raises(Crash):
+        real_db = target.db
+        target.db = CountingDB(real_db, [], crash_at=3)
+        snapshot.install_file(target, spooled, META, batch_bytes=1000)
+    target.db = real_db
+    target.close()
+    for crash_at in (1, 2):  # starts that crash at the state batch, then at the final one
+        reopened = Backend(data_dir)
+        real_db = reopened.db
+        reopened.db = CountingDB(real_db, [], crash_at=crash_at)
+        with pytest.raises(Crash):
+            snapshot.finish_interrupted_install(reopened, RaftLog.open(reopened))
+        reopened.db = real_db
+        assert snapshot.read_marker(reopened) is not None and spooled.path.exists()
+        reopened.close()
+    reopened = Backend(data_dir)
+    assert snapshot.finish_interrupted_install(reopened, RaftLog.open(reopened)) == META
+    assert state(reopened) == state(source)
+    assert RaftLog.open(reopened).snapshot_meta == META
+    assert snapshot.read_marker(reopened) is None and not spooled.path.exists()
+    reopened.close()
