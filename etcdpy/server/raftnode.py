@@ -58,6 +58,7 @@ from etcdpy.server.storage.raftlog import RaftLog
 
 log = logging.getLogger("etcdpy.server.raft")
 
+MAX_FORWARDED_READS = 8  # ReadIndex rounds a follower has in flight to the leader at once
 _READ_CTX = struct.Struct(">QQ")  # member ID, then a counter started at the boot time in nanoseconds
 
 ApplyEntries = Callable[[list[pb.Entry]], None]
@@ -232,15 +233,23 @@ class RaftNode:
         """A linearizable read point: the commit index confirmed by a quorum after this call began.
 
         Callers that arrive before the next ReadIndex is issued share it (batching); it is
-        issued at once unless another round is in flight, then as soon as that one is answered.
+        issued at once unless another round is in flight (a follower may have up to
+        MAX_FORWARDED_READS), then as soon as that one is answered.
         Waits while no leader is known; the caller bounds the wait.  Raises ErrLeaderChanged
         if the leader changes while the read waits for it.
         """
-        if self._read_round is None:
-            ctx = _READ_CTX.pack(self.id, next(self._read_ctx))
-            self._read_round = _ReadRound(ctx)
-            self._wakeup.set()  # a turn, not at once: readers arriving meanwhile join this round
-        return await self._read_round.join()
+        round_ = self._read_round
+        if round_ is not None:
+            return await round_.join()
+        round_ = self._read_round = _ReadRound(_READ_CTX.pack(self.id, next(self._read_ctx)))
+        answer = round_.join()
+        if not self._issued_reads and len(self.conf_state.voters) > 1:
+            # The first reader's round is issued now by an idle loop, a loop turn (~0.1 ms) sooner.
+            # Not for a lone voter: it answers at once, so every reader would have a round of its own.
+            self._flush_if_idle()
+        else:
+            self._wakeup.set()  # at the loop's next turn: readers arriving meanwhile join this round
+        return await answer
 
     async def wait_applied(self, index: int) -> None:
         """Return once the applier has applied `index`."""
@@ -287,9 +296,13 @@ class RaftNode:
             except ProposalDropped:
                 pass  # no leader yet: keep them; the next turn (tick, leader change) retries
         round_ = self._read_round
-        # One round in flight at a time (as etcd's read loop): readers who come meanwhile all share
-        # the next one, issued as soon as this one is answered.  A lone read never waits.
-        if round_ is not None and not round_.issued and not self._issued_reads:
+        # On the leader, one round in flight at a time (as etcd's read loop; each costs a heartbeat
+        # to every follower): readers who come meanwhile share the next one, issued as soon as this
+        # one is answered.  A follower's round is a message to the leader, which answers at once when
+        # the two are a quorum: there a reader would only wait for a round it cannot join, so a
+        # follower issues a round per turn, up to MAX_FORWARDED_READS in flight.  A lone read never waits.
+        limit = 1 if self.role is StateType.LEADER else MAX_FORWARDED_READS
+        if round_ is not None and not round_.issued and len(self._issued_reads) < limit:
             try:
                 self.raw.read_index(round_.ctx)
             except ProposalDropped:

@@ -21,7 +21,7 @@ from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.server.apply import Applier
 from etcdpy.server.membership import Cluster, cluster_id, member_id
-from etcdpy.server.raftnode import RaftSettings
+from etcdpy.server.raftnode import MAX_FORWARDED_READS, RaftSettings
 from etcdpy.server.replication import Replication, bootstrap_new_cluster
 from etcdpy.server.storage.backend import Backend
 from etcdpy.server.storage.raftlog import RaftLog
@@ -260,6 +260,47 @@ def test_reads_arriving_while_a_round_is_in_flight_share_the_next_round(tmp_path
             indexes = await asyncio.gather(first, *later)
             assert len(issued) == 2  # the twenty later readers shared one round
             assert len(set(indexes[1:])) == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_follower_keeps_several_read_rounds_in_flight_to_the_leader(tmp_path: Path) -> None:
+    """The leader answers a follower's round at once: the follower need not wait for one to issue the next."""
+
+    async def scenario() -> None:
+        async with cluster_of(tmp_path, 3, FAST) as members:
+            await until(lambda: all(m.repl.leader_id != 0 for m in members))
+            follower = next(m for m in members if m.id != m.repl.leader_id)
+            node, transport = follower.repl.node, follower.repl.transport
+            issued: list[bytes] = []
+            real_read_index, deliver = node.raw.read_index, transport.on_message
+
+            def recording(ctx: bytes) -> None:
+                issued.append(ctx)
+                real_read_index(ctx)
+
+            held: list[pb.Message] = []
+
+            def holding(m: pb.Message) -> None:  # the leader's answers wait
+                if m.type == pb.MsgReadIndexResp:
+                    held.append(m)
+                else:
+                    deliver(m)
+
+            node.raw.read_index = recording  # type: ignore[method-assign]
+            transport.on_message = holding
+            readers = []
+            for _ in range(MAX_FORWARDED_READS + 3):
+                readers += [asyncio.create_task(follower.repl.read_index()) for _ in range(3)]
+                await asyncio.sleep(0.01)  # a turn of the Ready loop at least
+            assert len(set(issued)) == MAX_FORWARDED_READS  # in flight at once; the rest wait
+            assert not any(r.done() for r in readers)
+            transport.on_message = deliver
+            for m in held:
+                deliver(m)
+            indexes = await asyncio.wait_for(asyncio.gather(*readers), 5)
+            assert min(indexes) >= 1
+            assert len(set(issued)) < len(readers)  # later readers shared rounds
 
     asyncio.run(scenario())
 
