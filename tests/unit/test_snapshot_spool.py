@@ -377,3 +377,17 @@ def test_a_crash_while_a_start_finishes_an_install_is_finished_by_the_next_start
     assert RaftLog.open(reopened).snapshot_meta == META
     assert snapshot.read_marker(reopened) is None and not spooled.path.exists()
     reopened.close()
+
+
+def test_a_file_damaged_before_its_install_is_refused_with_the_old_state_whole(
+    tmp_path: Path, source: Backend
+) -> None:
+    target = old_member(tmp_path / "target")
+    old_state = state(target)
+    spooled = spool(snapshot.spool_dir(target.data_dir), source, META.index)
+    with spooled.path.open("r+b") as f:
+        f.truncate(spooled.size - 1)
+    with pytest.raises(ValueError, match="checksum"):
+        snapshot.install_file(target, spooled, META)
+    assert state(target) == old_state and snapshot.read_marker(target) is None
+    target.close()

@@ -262,8 +262,11 @@ def install_file(
     """Steps 1 and 2 of an install: the synced marker, then the state replaced in bounded batches.
 
     The caller's batch that records the snapshot point must delete `MARKER_KEY` (step 3).
-    Returns the number of state batches written.
+    Returns the number of state batches written.  A file that no longer matches its checksum is
+    refused before anything is written (ValueError): the old state stays whole.
     """
+    if file_crc(spooled.path) != spooled.crc:
+        raise ValueError(f"snapshot file {spooled.path} no longer matches its checksum; not installed")
     marker = InstallMarker(spooled.path.name, spooled.crc, meta)
     backend.db.put(MARKER_KEY, marker.encode(), sync=True)
     return replace_state(
