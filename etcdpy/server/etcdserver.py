@@ -36,6 +36,7 @@ from etcdpy.server.replication import CLUSTER_VERSION, Replication
 log = logging.getLogger("etcdpy.server")
 
 API_VERSION = "3.4.23"  # the etcd release whose API etcdpy serves; Status and /version report it
+PUBLISH_ATTEMPT_SECONDS = 1.0  # then publishing is proposed again
 AUTO_PROMOTE_RETRY_SECONDS = 0.5  # a learner that asked too early asks again after this long
 COMPACTION_BATCH_RECORDS = 1000  # etcd's --experimental-compaction-batch-limit default
 COMPACTION_SLEEP_SECONDS = 0.01  # etcd's compaction sleep interval between batches
@@ -103,8 +104,11 @@ class EtcdServer:
         while self._compaction_task is not None and not self._compaction_task.done():
             await asyncio.wait([self._compaction_task])
 
-    async def propose(self, req: raft_internal_pb2.InternalRaftRequest) -> Any:
-        """Replicate one request and return the applier's response (or raise its EtcdError)."""
+    async def propose(self, req: raft_internal_pb2.InternalRaftRequest, timeout: float | None = None) -> Any:
+        """Replicate one request and return the applier's response (or raise its EtcdError).
+
+        Waits at most ``timeout`` seconds (default: the request timeout).
+        """
         self._next_id += 1
         req.header.ID = self._next_id
         data = req.SerializeToString()
@@ -116,7 +120,7 @@ class EtcdServer:
         try:
             self.log.propose(data)
             # asyncio.timeout, not wait_for: the waiter wakes this task directly, one loop turn sooner.
-            async with asyncio.timeout(self.request_timeout):
+            async with asyncio.timeout(self.request_timeout if timeout is None else timeout):
                 response = await waiter
         except TimeoutError:
             # Like etcd: the outcome is unknown to the client; the entry may still be applied later.
@@ -223,7 +227,12 @@ class EtcdServer:
         )
         while True:
             try:
-                await self.propose(raft_internal_pb2.InternalRaftRequest(member_attributes=attributes))
+                # A short attempt: a proposal a follower forwards before its stream to the leader
+                # is up is dropped, not queued; publishing twice is harmless.
+                await self.propose(
+                    raft_internal_pb2.InternalRaftRequest(member_attributes=attributes),
+                    timeout=min(PUBLISH_ATTEMPT_SECONDS, self.request_timeout),
+                )
                 self.published.set()
                 break
             except errors.EtcdError as exc:
