@@ -26,7 +26,6 @@ from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.server import config as cfg
 from etcdpy.server.apply import Applier
 from etcdpy.server.etcdserver import EtcdServer, run_auto_compaction
-from etcdpy.server.learner import LearnerGate, ThreadedLearnerGate
 from etcdpy.server.leasewatch import LeaseWatch
 from etcdpy.server.memberops import MemberOps
 from etcdpy.server.membership import Cluster
@@ -392,11 +391,7 @@ async def _start_grpc(config: cfg.Config, server: EtcdServer, lease_watch: Lease
         pool = ThreadPoolExecutor(
             config.experimental_grpc_threads + STREAM_HEADROOM, thread_name_prefix="etcdpy-grpc"
         )
-        local_id = server.cluster.local_id
-        threaded_gate = ThreadedLearnerGate(
-            lambda: local_id in server.cluster.members and server.cluster.members[local_id].isLearner
-        )
-        threaded = grpc.server(pool, options=options, interceptors=[threaded_gate])
+        threaded = grpc.server(pool, options=options)
         register_threaded_services(
             threaded,
             server,
@@ -414,9 +409,7 @@ async def _start_grpc(config: cfg.Config, server: EtcdServer, lease_watch: Lease
             pool.shutdown(wait=False)
 
         return stop_threaded
-    local = server.cluster.local_id
-    gate = LearnerGate(lambda: local in server.cluster.members and server.cluster.members[local].isLearner)
-    aio = grpc.aio.server(options=options, interceptors=[gate])
+    aio = grpc.aio.server(options=options)
     await register_services(
         aio, server, max_txn_ops=config.max_txn_ops, extra=lease_watch.servicers(config.max_request_bytes)
     )

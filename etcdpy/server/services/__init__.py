@@ -10,6 +10,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc
 from etcdpy.server.etcdserver import EtcdServer
+from etcdpy.server.learner import gated
 from etcdpy.server.services.cluster import ClusterService
 from etcdpy.server.services.kv import KVService
 from etcdpy.server.services.maintenance import MaintenanceService
@@ -36,6 +37,11 @@ def _servicers(server: EtcdServer, max_txn_ops: int) -> list[tuple[Callable[...,
     ]
 
 
+def _is_learner(server: EtcdServer) -> Callable[[], bool]:
+    local = server.cluster.local_id
+    return lambda: local in server.cluster.members and server.cluster.members[local].isLearner
+
+
 async def register_services(
     grpc_server: grpc.aio.Server,
     server: EtcdServer,
@@ -43,11 +49,12 @@ async def register_services(
     max_txn_ops: int,
     extra: Sequence[tuple[Callable[..., None], type, object]] = (),
 ) -> None:
-    """Add KV, Maintenance, Cluster, `extra` (add_*, base, servicer) and grpc.health.v1 to an aio server."""
-    for add, _base, servicer in _servicers(server, max_txn_ops):
-        add(servicer, grpc_server)
-    for add_extra, _extra_base, extra_servicer in extra:
-        add_extra(extra_servicer, grpc_server)
+    """Add KV, Maintenance, Cluster, `extra` (add_*, base, servicer) and grpc.health.v1 to an aio server.
+
+    While the member is a learner, they refuse what learners do not serve (`gated`).
+    """
+    for add, base, servicer in [*_servicers(server, max_txn_ops), *extra]:
+        add(gated(servicer, base, _is_learner(server)), grpc_server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # grpc-stubs lacks .aio
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     await health_servicer.set("", SERVING)
@@ -66,7 +73,7 @@ def register_threaded_services(
     Streaming methods included: see threaded.py for how a stream crosses between the two.
     """
     for add, base, servicer in [*_servicers(server, max_txn_ops), *extra]:
-        add(on_loop(servicer, base, loop), grpc_server)
+        add(on_loop(gated(servicer, base, _is_learner(server)), base, loop), grpc_server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     health_servicer.set("", SERVING)
