@@ -31,6 +31,7 @@ ResponseT = TypeVar("ResponseT", bound=Message)
 # grpc's texts for a connection that never came up (the request was not sent).
 _CONNECT_FAILURES = ("failed to connect", "Failed to connect", "DNS resolution failed", "Connection refused")
 _FIRST_BACKOFF = 0.025
+MAX_ATTEMPTS = 100  # sends of one call, as etcd's client (defaultUnaryMaxRetries)
 _MIN_KEEPALIVE_TIME = 10.0
 
 # Go's client accepts messages up to MaxInt32 bytes by default; grpc-python's default is 4 MiB.
@@ -128,12 +129,18 @@ class Transport:
         """Send ``request`` through ``method`` (a stub method for a channel) before ``timeout``.
 
         With ``endpoint`` the call goes there only; otherwise the endpoints are
-        tried in turn, starting with the one that answered last.
+        tried in turn, starting with the one that answered last.  As etcd's client does,
+        an idempotent call is sent again (to the next endpoint, or after a pause) on any
+        UNAVAILABLE answer (no leader, leader changed, a learner, a broken connection),
+        at most `MAX_ATTEMPTS` times in all, then fails with the last answer; any other
+        call is sent again only when it never left.
         """
         deadline = time.monotonic() + timeout
         candidates = [endpoint] if endpoint is not None else self._rotation()
         backoff = _FIRST_BACKOFF
+        attempts = 0
         while True:
+            answered = False  # an endpoint answered UNAVAILABLE in this round (it is reachable)
             for ep in candidates:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -144,19 +151,24 @@ class Transport:
                     )
                 except grpc.RpcError as err:
                     mapped = from_rpc_error(err)
-                    if _not_sent(mapped) or (idempotent and _transport_failure(mapped)):
-                        continue
-                    raise mapped from None
+                    attempts += 1
+                    if attempts >= MAX_ATTEMPTS or not (
+                        _not_sent(mapped) or (idempotent and _unavailable(mapped))
+                    ):
+                        raise mapped from None
+                    answered = answered or not _transport_failure(mapped)
+                    continue
                 if endpoint is None:
                     self._preferred = self.endpoints.index(ep)
                 return response
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise ContextDeadlineExceeded()
-            # Nothing reachable right now; grpc reports refused connections at once, so wait a little
-            # before the next round rather than spinning until the deadline.
+            # Wait a little before the next round rather than spinning until the deadline: longer
+            # each round while nothing is reachable (grpc reports refused connections at once), the
+            # first pause again after an answer (the cluster is there, electing or the like).
             time.sleep(min(backoff, remaining))
-            backoff = min(backoff * 2, self.dial_timeout)
+            backoff = _FIRST_BACKOFF if answered else min(backoff * 2, self.dial_timeout)
 
     def stream_endpoints(self) -> list[Endpoint]:
         """Every endpoint, the one that answered last first: the order a stream fails over in."""
@@ -169,6 +181,12 @@ class Transport:
 def _transport_failure(err: EtcdError) -> bool:
     """An UNAVAILABLE that is not one of etcd's own errors: the connection failed or broke."""
     return isinstance(err, UnknownEtcdError) and err.status_code == grpc.StatusCode.UNAVAILABLE
+
+
+def _unavailable(err: EtcdError) -> bool:
+    """UNAVAILABLE: a failed connection, or one of etcd's own (no leader, leader changed, learner, ...)."""
+    code = err.status_code if isinstance(err, UnknownEtcdError) else err.code
+    return code == grpc.StatusCode.UNAVAILABLE
 
 
 def _not_sent(err: EtcdError) -> bool:

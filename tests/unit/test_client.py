@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import pytest
 from procs import ServerProcess
+from watch_fakes import FakeRpcError
 
 import etcdpy.client as client_api
 from etcdpy.api import errors
+from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.client import (
     Client,
     CompareResult,
@@ -23,6 +26,7 @@ from etcdpy.client import (
     prefix_range_end,
 )
 from etcdpy.client import requests as rq
+from etcdpy.client.transport import MAX_ATTEMPTS, Transport
 
 
 @pytest.mark.parametrize(
@@ -135,3 +139,72 @@ def test_nothing_reachable_is_context_deadline_exceeded() -> None:
             c.get("k")
         assert info.value.text == "context deadline exceeded"
         assert 0.25 <= time.monotonic() - start < 3
+
+
+@pytest.mark.parametrize(
+    ("error", "idempotent", "retried"),
+    [
+        (errors.ErrLeaderChanged, True, True),
+        (errors.ErrNoLeader, True, True),
+        (errors.ErrNotSupportedForLearner, True, True),
+        (errors.ErrLeaderChanged, False, False),  # a write may have happened: never sent twice
+        (errors.ErrKeyNotFound, True, False),
+    ],
+)
+def test_an_idempotent_call_answered_unavailable_goes_to_the_next_endpoint(
+    error: type[errors.EtcdError], idempotent: bool, retried: bool
+) -> None:
+    transport = Transport(
+        [Endpoint.parse("127.0.0.1:1"), Endpoint.parse("127.0.0.1:2")],
+        dial_timeout=1,
+        keepalive_time=30,
+        keepalive_timeout=5,
+    )
+    asked: list[object] = []  # the channel of each attempt
+
+    def method(channel: object) -> Callable[..., str]:
+        def call(request: object, timeout: float, metadata: object) -> str:
+            asked.append(channel)
+            if len(asked) == 1:
+                raise FakeRpcError(error.code, error.message)
+            return "answer"
+
+        return call
+
+    try:
+        if retried:
+            assert (
+                transport.call(method, rpc_pb2.RangeRequest(), timeout=2, idempotent=idempotent) == "answer"
+            )
+            assert len(asked) == 2
+        else:
+            with pytest.raises(error):
+                transport.call(method, rpc_pb2.RangeRequest(), timeout=2, idempotent=idempotent)
+            assert len(asked) == 1
+    finally:
+        transport.close()
+
+
+def test_an_endpoint_that_keeps_answering_unavailable_gives_its_answer_after_max_attempts() -> None:
+    """etcdctl against a learner prints the learner's refusal, not a deadline."""
+    transport = Transport(
+        [Endpoint.parse("127.0.0.1:1")], dial_timeout=1, keepalive_time=30, keepalive_timeout=5
+    )
+    asked = 0
+
+    def method(channel: object) -> Callable[..., str]:
+        def call(request: object, timeout: float, metadata: object) -> str:
+            nonlocal asked
+            asked += 1
+            raise FakeRpcError(
+                errors.ErrNotSupportedForLearner.code, errors.ErrNotSupportedForLearner.message
+            )
+
+        return call
+
+    try:
+        with pytest.raises(errors.ErrNotSupportedForLearner):
+            transport.call(method, rpc_pb2.RangeRequest(), timeout=30, idempotent=True)
+        assert asked == MAX_ATTEMPTS
+    finally:
+        transport.close()
