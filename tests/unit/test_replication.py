@@ -224,41 +224,50 @@ def test_read_contexts_are_unique_across_members_and_restarts(tmp_path: Path) ->
     asyncio.run(scenario())
 
 
+class ReadRounds:
+    """Records the ReadIndex rounds a member issues, and holds the answers of one message type."""
+
+    def __init__(self, member: Member, answer_type: int) -> None:
+        node, self.transport = member.repl.node, member.repl.transport
+        self.issued: set[bytes] = set()
+        self.held: list[pb.Message] = []
+        real_read_index, self.deliver = node.raw.read_index, self.transport.on_message
+
+        def recording(ctx: bytes) -> None:
+            self.issued.add(ctx)
+            real_read_index(ctx)
+
+        def holding(m: pb.Message) -> None:
+            if m.type == answer_type:
+                self.held.append(m)
+            else:
+                self.deliver(m)
+
+        node.raw.read_index = recording  # type: ignore[method-assign]
+        self.transport.on_message = holding
+
+    def release(self) -> None:
+        self.transport.on_message = self.deliver
+        for m in self.held:
+            self.deliver(m)
+
+
 def test_reads_arriving_while_a_round_is_in_flight_share_the_next_round(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with cluster_of(tmp_path, 3, FAST) as members:
             await until(lambda: all(m.repl.leader_id != 0 for m in members))
             leader = leader_of(members)
-            node, transport = leader.repl.node, leader.repl.transport
-            issued: set[bytes] = set()
-            real_read_index, deliver = node.raw.read_index, transport.on_message
-
-            def recording(ctx: bytes) -> None:
-                issued.add(ctx)
-                real_read_index(ctx)
-
-            held: list[pb.Message] = []
-
-            def holding(m: pb.Message) -> None:  # the followers' answers to the read heartbeats wait
-                if m.type == pb.MsgHeartbeatResp:
-                    held.append(m)
-                else:
-                    deliver(m)
-
-            node.raw.read_index = recording  # type: ignore[method-assign]
-            transport.on_message = holding
+            rounds = ReadRounds(leader, pb.MsgHeartbeatResp)  # the followers' answers to read heartbeats
             first = asyncio.create_task(leader.repl.read_index())
-            await until(lambda: len(issued) == 1)
+            await until(lambda: len(rounds.issued) == 1)
             later = [asyncio.create_task(leader.repl.read_index()) for _ in range(10)]
             await asyncio.sleep(0.02)  # several turns of the Ready loop
             later += [asyncio.create_task(leader.repl.read_index()) for _ in range(10)]
             await asyncio.sleep(0.02)
-            assert len(issued) == 1 and not first.done()
-            transport.on_message = deliver
-            for m in held:
-                deliver(m)
+            assert len(rounds.issued) == 1 and not first.done()
+            rounds.release()
             indexes = await asyncio.gather(first, *later)
-            assert len(issued) == 2  # the twenty later readers shared one round
+            assert len(rounds.issued) == 2  # the twenty later readers shared one round
             assert len(set(indexes[1:])) == 1
 
     asyncio.run(scenario())
@@ -271,36 +280,17 @@ def test_a_follower_keeps_several_read_rounds_in_flight_to_the_leader(tmp_path: 
         async with cluster_of(tmp_path, 3, FAST) as members:
             await until(lambda: all(m.repl.leader_id != 0 for m in members))
             follower = next(m for m in members if m.id != m.repl.leader_id)
-            node, transport = follower.repl.node, follower.repl.transport
-            issued: list[bytes] = []
-            real_read_index, deliver = node.raw.read_index, transport.on_message
-
-            def recording(ctx: bytes) -> None:
-                issued.append(ctx)
-                real_read_index(ctx)
-
-            held: list[pb.Message] = []
-
-            def holding(m: pb.Message) -> None:  # the leader's answers wait
-                if m.type == pb.MsgReadIndexResp:
-                    held.append(m)
-                else:
-                    deliver(m)
-
-            node.raw.read_index = recording  # type: ignore[method-assign]
-            transport.on_message = holding
+            rounds = ReadRounds(follower, pb.MsgReadIndexResp)  # the leader's answers
             readers = []
             for _ in range(MAX_FORWARDED_READS + 3):
                 readers += [asyncio.create_task(follower.repl.read_index()) for _ in range(3)]
                 await asyncio.sleep(0.01)  # a turn of the Ready loop at least
-            assert len(set(issued)) == MAX_FORWARDED_READS  # in flight at once; the rest wait
+            assert len(rounds.issued) == MAX_FORWARDED_READS  # in flight at once; the rest wait
             assert not any(r.done() for r in readers)
-            transport.on_message = deliver
-            for m in held:
-                deliver(m)
+            rounds.release()
             indexes = await asyncio.wait_for(asyncio.gather(*readers), 5)
             assert min(indexes) >= 1
-            assert len(set(issued)) < len(readers)  # later readers shared rounds
+            assert len(rounds.issued) < len(readers)  # later readers shared rounds
 
     asyncio.run(scenario())
 
