@@ -41,7 +41,7 @@ FLOOR_BYTES = 2 * LEVELDB_OPTIONS["write_buffer_size"] + 128 * MIB
 
 
 def status_kib(pid: int, field: str) -> int:
-    """A memory figure of /proc/<pid>/status, in KiB (0 once the process is gone)."""
+    """A memory figure of /proc/<pid>/status, in KiB (0 once the process is gone or a zombie)."""
     try:
         text = Path(f"/proc/{pid}/status").read_text()
     except OSError:
@@ -49,7 +49,7 @@ def status_kib(pid: int, field: str) -> int:
     for line in text.splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
+    return 0
 
 
 class PeakSampler:
@@ -88,6 +88,7 @@ def test_a_follower_catches_up_by_a_large_snapshot_with_bounded_memory(tmp_path:
         assert behind.proc is not None
         # The level before: the same member serving with a small state (its first life).
         before = status_kib(behind.proc.pid, "RssAnon") * 1024
+        assert before > 0
         behind.stop()
         with Client([leader.endpoint], command_timeout=30.0) as client:
             for i in range(VALUES):
@@ -99,7 +100,8 @@ def test_a_follower_catches_up_by_a_large_snapshot_with_bounded_memory(tmp_path:
             sampler = PeakSampler(behind.proc.pid)
             started = time.monotonic()
             try:
-                behind.wait_ready()
+                # It serves clients once it has published itself, so after the whole snapshot: be generous.
+                behind.wait_ready(timeout=90)
                 wait_until(lambda: applied(client, behind) >= target, 60, "the follower did not catch up")
             finally:
                 peak = sampler.stop()
@@ -164,7 +166,7 @@ def test_a_member_restarted_after_a_crash_in_the_middle_of_an_install_finishes_i
             with pytest.raises(Crash):
                 snapshot.install_file(backend, spooled, meta, batch_bytes=4096, after_batch=crash_after_two)
             backend.close()
-            behind.start()
+            behind.start(timeout=60)
             wait_until(lambda: serves(behind, b"/k59"), 30, "the member does not serve again")
             assert "finished installing snapshot" in behind.read_log()
             revision = client.get(b"/k59").header.revision
