@@ -373,10 +373,8 @@ class Replication:
         if self._installed_file is not None:
             stale.append(self._installed_file)
             self._installed_file = None
-        keep = {spooled.path for spooled in self._received.values()}  # a later one of the same name
-        for spooled in stale:
-            if spooled.path not in keep:
-                spooled.path.unlink(missing_ok=True)
+        for spooled in stale:  # later ones keep theirs: a file's name is its index
+            spooled.path.unlink(missing_ok=True)
 
     # ---- status ----
 

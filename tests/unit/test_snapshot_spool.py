@@ -13,8 +13,13 @@ from typing import Any
 import grpc
 import pytest
 
+from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.api.raftpb import peer_pb2
 from etcdpy.api.raftpb import raft_pb2 as pb
+from etcdpy.server.apply import Applier
+from etcdpy.server.membership import Cluster, cluster_id
+from etcdpy.server.raftnode import RaftSettings
+from etcdpy.server.replication import Replication, bootstrap_new_cluster
 from etcdpy.server.storage import schema, snapshot
 from etcdpy.server.storage.backend import Backend, BackendCorruptError
 from etcdpy.server.storage.raftlog import RaftLog, entry_key
@@ -390,4 +395,62 @@ def test_a_file_damaged_before_its_install_is_refused_with_the_old_state_whole(
     with pytest.raises(ValueError, match="checksum"):
         snapshot.install_file(target, spooled, META)
     assert state(target) == old_state and snapshot.read_marker(target) is None
+    target.close()
+
+
+def test_replication_deletes_a_received_file_once_installed_superseded_or_refused(tmp_path: Path) -> None:
+    """Replication's bookkeeping: a refused snapshot's file goes at once, the rest once one is installed."""
+    members = {1: rpc_pb2.Member(ID=1, peerURLs=["http://127.0.0.1:9"])}
+    cluster = Cluster(cluster_id(members), 1, members)
+    source = Backend(tmp_path / "source")
+    fill(source, seed=1, applied=META.index)
+    source.db.delete(schema.MEMBERS + b"\x00" * 7 + b"\x01")
+    with source.batch(sync=False) as wb:
+        cluster.write(wb)
+    target = Backend(tmp_path / "target")
+    raftlog = RaftLog.open(target)
+    bootstrap_new_cluster(raftlog, cluster)
+    target.db.put(APPLIED_KEY, (50).to_bytes(8, "big"))
+    directory = snapshot.spool_dir(target.data_dir)
+
+    def msg_snap(index: int) -> pb.Message:
+        return pb.Message(type=pb.MsgSnap, snapshot=pb.Snapshot(metadata=pb.SnapshotMetadata(index=index)))
+
+    async def scenario() -> None:
+        applier = Applier(target)
+        repl = Replication(
+            backend=target,
+            applier=applier,
+            cluster=cluster,
+            raftlog=raftlog,
+            settings=RaftSettings(tick_seconds=0.1, election_tick=10),
+            on_commit=lambda entries: None,
+        )
+        stepped: list[int] = []
+
+        def step(message: pb.Message) -> None:
+            stepped.append(message.snapshot.metadata.index)
+
+        repl.node.step = step  # type: ignore[method-assign]
+        refused = spool(directory, source, 40)  # at or below the applied index: raft refuses it
+        await repl._snapshot_received(msg_snap(40), refused)
+        assert not refused.path.exists()
+        older, newer = spool(directory, source, 90), spool(directory, source, META.index)
+        await repl._snapshot_received(msg_snap(90), older)
+        await repl._snapshot_received(msg_snap(META.index), newer)
+        assert stepped == [40, 90, META.index]
+        assert older.path.exists() and newer.path.exists(), "files raft may still install were deleted"
+        prepared = raftlog.prepare(snapshot=META, hard_state=pb.HardState(term=3, commit=META.index))
+        repl._install_state(META, prepared.batch)  # what RaftNode._persist does on its worker thread
+        raftlog.write(prepared)
+        repl._state_installed(META)
+        try:
+            assert list(directory.iterdir()) == []
+            assert applier.applied_index == META.index and state(target) == state(source)
+            assert snapshot.read_marker(target) is None
+        finally:
+            await repl.transport.stop()
+
+    asyncio.run(scenario())
+    source.close()
     target.close()
