@@ -68,10 +68,12 @@ ConfChangeApplied = Callable[[pb.Entry, pb.ConfChangeV2, pb.ConfState], None]
 """Called for each committed conf change after raft applied it, before the entry reaches ApplyEntries."""
 
 InstallState = Callable[[pb.SnapshotMetadata, Any], None]
-"""Adds the replacement of the state by the received snapshot to a write batch (on the worker thread).
+"""Replaces the state by the received snapshot's (on the worker thread), before the write batch is written.
 
-The same batch carries the new snapshot point and log, so a crash leaves the old
-state and log or the new ones, never the new state over the old log."""
+It may write batches of its own first (see Replication._install_state); the given batch
+carries the new snapshot point and log and completes the install, so a crash before it
+is written leaves an install that the next start finishes, never the new state over
+the old log unrecorded."""
 
 StateInstalled = Callable[[pb.SnapshotMetadata], None]
 """Called on the loop once the snapshot's state is installed (reload what was read from the old state)."""

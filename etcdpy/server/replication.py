@@ -334,11 +334,13 @@ class Replication:
 
         The caller's `batch` records the snapshot point, log and hard state; it also deletes
         the install marker, so a crash before it is written is finished at the next start.
+        Meanwhile reads (ranges, hashes, watch history) are served from the old state, pinned.
         """
         with self._received_lock:
             spooled = self._received.pop(meta.index, None)
         if spooled is None:
             raise RuntimeError(f"raft installs snapshot {meta.index} but its state was not received")
+        self.applier.store.pin()
         snapshot.install_file(self.backend, spooled, meta)
         batch.delete(snapshot.MARKER_KEY)
         self._installed_file = spooled
@@ -347,7 +349,7 @@ class Replication:
         self.snapshots_installed += 1
         self._drop_received(meta.index)
         self._delivered = meta.index
-        self.applier.reload()
+        self.applier.reload()  # unpins the store's reads
         raw_version = self.backend.get(CLUSTER_VERSION_KEY)
         self.cluster_version = raw_version.decode() if raw_version is not None else ""
         loaded = Cluster.load(self.backend)

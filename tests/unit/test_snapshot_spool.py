@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+from lease_support import Member as LeaseMember
 
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.api.raftpb import peer_pb2
@@ -454,3 +455,31 @@ def test_replication_deletes_a_received_file_once_installed_superseded_or_refuse
     asyncio.run(scenario())
     source.close()
     target.close()
+
+
+def test_reads_see_the_old_state_whole_while_an_install_replaces_it(tmp_path: Path) -> None:
+    """An install spans many batches; the member's reads (pinned) never see a mix of old and new."""
+    source, target = LeaseMember(tmp_path / "source"), LeaseMember(tmp_path / "target")
+    try:
+        for i in range(30):
+            source.put(b"k%02d" % i, b"new-%d" % i)
+            target.put(b"k%02d" % i, b"old-%d" % i)
+        spooled = spool(snapshot.spool_dir(target.backend.data_dir), source.backend, META.index)
+        store = target.applier.store
+
+        def values() -> list[bytes]:
+            with store.read() as reader:
+                return [kv.value for kv in reader.range(b"k", b"l", reader.rev)]
+
+        seen: list[list[bytes]] = []
+        store.pin()
+        written = snapshot.install_file(
+            target.backend, spooled, META, batch_bytes=200, after_batch=lambda n: seen.append(values())
+        )
+        assert written > 3 and len(seen) == written
+        assert all(v == [b"old-%d" % i for i in range(30)] for v in seen)
+        target.applier.reload()  # as Replication does once the install is written
+        assert values() == [b"new-%d" % i for i in range(30)]
+    finally:
+        source.close()
+        target.close()

@@ -30,9 +30,13 @@ class KVStore:
         self.backend = backend
         self.leases: LeaseLookup = leases if leases is not None else NoLeases()
         self._rev, self._compact_rev = _stored_revisions(backend.db)
+        self._pinned: Any = None  # a LevelDB snapshot reads are served from, while the state is replaced
 
     def reload(self) -> None:
-        """Re-read the revisions from meta (after the database content was replaced)."""
+        """Re-read the revisions from meta (after the database content was replaced); ends a `pin`."""
+        # The pinned snapshot is not closed: a reader on another thread may still hold it; it is
+        # released with its last use.
+        self._pinned = None
         self._rev, self._compact_rev = _stored_revisions(self.backend.db)
 
     @property
@@ -49,13 +53,22 @@ class KVStore:
 
     @contextmanager
     def read(self) -> Iterator[Reader]:
-        """A reader of the newest written state, on a snapshot released on exit."""
-        snapshot = self.backend.db.snapshot()
+        """A reader of the newest written state (the pinned one while pinned), on a snapshot."""
+        pinned = self._pinned
+        snapshot = pinned if pinned is not None else self.backend.db.snapshot()
         try:
             rev, compact_rev = _stored_revisions(snapshot)
             yield Reader(snapshot, None, rev, compact_rev)
         finally:
-            snapshot.close()
+            if snapshot is not pinned:
+                snapshot.close()
+
+    def pin(self) -> None:
+        """Serve reads from the state as it is now until `reload`, whatever is written meanwhile.
+
+        For a raft snapshot's install, which replaces the state in many batches (thread-safe).
+        """
+        self._pinned = self.backend.db.snapshot()
 
     def leased_keys(self) -> Iterator[tuple[int, bytes]]:
         """(lease id, key) of every live key with a lease, for a lessor rebuilding its attachments."""
