@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from etcdpy.chaos.proxy import OPEN, LinkFault, LinkProxy, ProxyHub
 from etcdpy.client import Client
@@ -72,6 +72,28 @@ def wait_until(predicate: Callable[[], bool], timeout: float, message: str, inte
         if time.monotonic() > deadline:
             raise TimeoutError(message)
         time.sleep(interval)
+
+
+class ServerLike(Protocol):
+    """A running server process as the tests hold one (a chaos Member, the e2e ServerProcess)."""
+
+    @property
+    def proc(self) -> subprocess.Popen[Any] | None: ...
+
+    @property
+    def endpoint(self) -> str: ...
+
+    def read_log(self) -> str: ...
+
+
+def serves(member: ServerLike, key: bytes) -> bool:
+    """Whether `member` answers a linearizable read of `key` (AssertionError once its process exits)."""
+    assert member.proc is not None and member.proc.poll() is None, member.read_log()[-2000:]
+    try:
+        with Client([member.endpoint], command_timeout=1.0) as client:
+            return bool(client.get(key).kvs)
+    except Exception:
+        return False
 
 
 @dataclass

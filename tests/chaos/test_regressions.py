@@ -10,22 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from etcdpy.chaos import ChaosCluster, Member
+from etcdpy.chaos import ChaosCluster
 from etcdpy.chaos.checks import check_hashes_agree
-from etcdpy.chaos.cluster import wait_until
+from etcdpy.chaos.cluster import serves, wait_until
 from etcdpy.client import Client
 
 SNAPSHOT_ARGS = ["--snapshot-count", "40", "--snapshot-catchup-entries", "10"]
-
-
-def serves(member: Member, key: bytes) -> bool:
-    """Whether `member` answers a linearizable read of `key` (AssertionError once its process exits)."""
-    assert member.proc is not None and member.proc.poll() is None, member.read_log()[-2000:]
-    try:
-        with Client([member.endpoint], command_timeout=1.0) as client:
-            return bool(client.get(key).kvs)
-    except Exception:
-        return False
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from cluster_support import ProcCluster, wait_until
 from procs import ServerProcess
 
 from etcdpy.api.raftpb import raft_pb2 as pb
+from etcdpy.chaos.cluster import serves
 from etcdpy.client import Client
 from etcdpy.server.failpoints import CRASH_EXIT_CODE
 from etcdpy.server.storage import snapshot
@@ -175,13 +176,3 @@ def test_a_member_restarted_after_a_crash_in_the_middle_of_an_install_finishes_i
             assert not list(snapshot.spool_dir(behind.data_dir).iterdir())
     finally:
         cluster.stop()
-
-
-def serves(member: ServerProcess, key: bytes) -> bool:
-    """Whether `member` answers a linearizable read of `key` (fails once its process exits)."""
-    assert member.proc is not None and member.proc.poll() is None, member.read_log()[-2000:]
-    try:
-        with Client([member.endpoint], command_timeout=1.0) as client:
-            return bool(client.get(key).kvs)
-    except Exception:
-        return False
