@@ -29,6 +29,7 @@ the caller's one batch) is the in-memory form the simulator uses.
 
 from __future__ import annotations
 
+import io
 import os
 import secrets
 import struct
@@ -97,16 +98,7 @@ def _chunks(snap: Any, chunk_bytes: int) -> Iterator[bytes]:
 def decode_records(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
     """The (key, value) records of a chunk stream (a record never spans chunks)."""
     for chunk in chunks:
-        view = memoryview(chunk)
-        pos = 0
-        while pos < len(view):
-            (klen,) = _LEN.unpack_from(view, pos)
-            key = bytes(view[pos + 4 : pos + 4 + klen])
-            pos += 4 + klen
-            (vlen,) = _LEN.unpack_from(view, pos)
-            value = bytes(view[pos + 4 : pos + 4 + vlen])
-            pos += 4 + vlen
-            yield key, value
+        yield from _read_records(io.BytesIO(chunk), "snapshot chunk")
 
 
 def install(backend: Backend, chunks: Iterable[bytes], batch: Any) -> None:
@@ -195,19 +187,24 @@ def remove_spooled(directory: Path, keep: Path | None = None) -> list[Path]:
 def file_records(path: Path, buffer_bytes: int = CHUNK_BYTES) -> Iterator[tuple[bytes, bytes]]:
     """The (key, value) records of a spooled snapshot, read lazily (about `buffer_bytes` at a time)."""
     with path.open("rb", buffering=buffer_bytes) as f:
-        while head := f.read(_LEN.size):
-            key = _read_field(f, head, path)
-            value = _read_field(f, f.read(_LEN.size), path)
-            yield key, value
+        yield from _read_records(f, f"snapshot file {path}")
 
 
-def _read_field(f: Any, head: bytes, path: Path) -> bytes:
+def _read_records(f: Any, source: str) -> Iterator[tuple[bytes, bytes]]:
+    """Records from a binary file object, to its end; ValueError if it ends inside one."""
+    while head := f.read(_LEN.size):
+        key = _read_field(f, head, source)
+        value = _read_field(f, f.read(_LEN.size), source)
+        yield key, value
+
+
+def _read_field(f: Any, head: bytes, source: str) -> bytes:
     if len(head) != _LEN.size:
-        raise ValueError(f"snapshot file {path} ends inside a record")
+        raise ValueError(f"{source} ends inside a record")
     (length,) = _LEN.unpack(head)
     data: bytes = f.read(length)
     if len(data) != length:
-        raise ValueError(f"snapshot file {path} ends inside a record")
+        raise ValueError(f"{source} ends inside a record")
     return data
 
 
@@ -298,10 +295,25 @@ def replace_state(
         if after_batch is not None:
             after_batch(written)
 
+    def added(op_bytes: int) -> None:
+        nonlocal pending
+        pending += op_bytes + _OP_BYTES
+        if pending >= batch_bytes:
+            flush()
+
     # The iterator reads the store as it was when it was created, whatever the batches write meanwhile.
     old = backend.db.iterator()
+    current = _next_state(old)
+
+    def delete_old_before(limit: bytes | None) -> None:
+        """Delete the old state keys below `limit` (all that are left if None)."""
+        nonlocal current
+        while current is not None and (limit is None or current[0] < limit):
+            wb.delete(current[0])
+            added(len(current[0]))
+            current = _next_state(old)
+
     try:
-        current = _next_state(old)
         previous: bytes | None = None
         for key, value in records:
             if not _is_state(key):
@@ -309,27 +321,15 @@ def replace_state(
             if previous is not None and key <= previous:
                 raise ValueError(f"snapshot records out of key order at {key!r}")
             previous = key
-            while current is not None and current[0] < key:
-                wb.delete(current[0])
-                pending += len(current[0]) + _OP_BYTES
-                current = _next_state(old)
-                if pending >= batch_bytes:
-                    flush()
+            delete_old_before(key)
             if current is not None and current[0] == key:
                 unchanged = current[1] == value
                 current = _next_state(old)
                 if unchanged:
                     continue
             wb.put(key, value)
-            pending += len(key) + len(value) + _OP_BYTES
-            if pending >= batch_bytes:
-                flush()
-        while current is not None:
-            wb.delete(current[0])
-            pending += len(current[0]) + _OP_BYTES
-            current = _next_state(old)
-            if pending >= batch_bytes:
-                flush()
+            added(len(key) + len(value))
+        delete_old_before(None)
         if pending:
             flush()
     finally:
