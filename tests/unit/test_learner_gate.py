@@ -12,7 +12,7 @@ import pytest
 from procs import free_port
 
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from etcdpy.server.learner import gated
+from etcdpy.server.services.learner import gated
 from etcdpy.server.services.threaded import on_loop
 
 REFUSED = "etcdserver: rpc not supported for learner"

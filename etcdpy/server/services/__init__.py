@@ -10,9 +10,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc
 from etcdpy.server.etcdserver import EtcdServer
-from etcdpy.server.learner import gated
 from etcdpy.server.services.cluster import ClusterService
 from etcdpy.server.services.kv import KVService
+from etcdpy.server.services.learner import gated
 from etcdpy.server.services.maintenance import MaintenanceService
 from etcdpy.server.services.threaded import on_loop
 

@@ -1,9 +1,10 @@
-"""What the gRPC adapters share: EtcdError -> gRPC status with etcd's text, and quiet UNIMPLEMENTED."""
+"""What the gRPC adapters share: EtcdError -> gRPC status with etcd's text, quiet UNIMPLEMENTED, RPC lists."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+import inspect
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -38,10 +39,22 @@ def answers_unimplemented(cls: C) -> C:
     The generated servicer base does that too, but as a blocking method that grpc.aio
     runs on a thread and logs as an unexpected exception.
     """
-    for name, value in vars(cls.__mro__[1]).items():
-        if callable(value) and not name.startswith("_") and name not in vars(cls):
+    for name, _generated in rpc_methods(cls.__mro__[1]):
+        if name not in vars(cls):
             setattr(cls, name, _unimplemented)
     return cls
+
+
+def rpc_methods(base: type) -> Iterator[tuple[str, Callable[..., Any]]]:
+    """(name, generated method) of each RPC of a generated servicer base class."""
+    for name, value in vars(base).items():
+        if callable(value) and not name.startswith("_"):
+            yield name, value
+
+
+def takes_a_stream(generated: Callable[..., Any]) -> bool:
+    """Whether the generated method is client-streaming (grpc's generator names its argument so)."""
+    return "request_iterator" in inspect.signature(generated).parameters
 
 
 async def _unimplemented(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> None:

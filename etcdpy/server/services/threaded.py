@@ -29,6 +29,8 @@ from typing import Any, NoReturn
 
 import grpc
 
+from etcdpy.server.services.common import rpc_methods, takes_a_stream
+
 RESPONSE_WINDOW = 16  # responses of one server stream queued ahead of what grpc has sent
 STREAM_HEADROOM = 256  # pool threads beyond --experimental-grpc-threads, for open streams
 
@@ -57,16 +59,10 @@ class _LoopSideContext:
 def on_loop(servicer: object, base: type, loop: asyncio.AbstractEventLoop) -> Any:
     """A `base` servicer whose every RPC runs `servicer`'s handler of that name on `loop`."""
     methods = {
-        name: _bridge(getattr(servicer, name), loop, request_streaming=_takes_a_stream(value))
-        for name, value in vars(base).items()
-        if callable(value) and not name.startswith("_")
+        name: _bridge(getattr(servicer, name), loop, request_streaming=takes_a_stream(generated))
+        for name, generated in rpc_methods(base)
     }
     return type(f"Threaded{type(servicer).__name__}", (base,), methods)()
-
-
-def _takes_a_stream(generated: Callable[..., Any]) -> bool:
-    """Whether the generated method is client-streaming (grpc's generator names its argument so)."""
-    return "request_iterator" in inspect.signature(generated).parameters
 
 
 def _bridge(

@@ -20,6 +20,7 @@ from typing import Any
 
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import rpc_pb2
+from etcdpy.server.services.common import rpc_methods, takes_a_stream
 
 
 def supported_for_learner(request: Any) -> bool:
@@ -32,13 +33,9 @@ def supported_for_learner(request: Any) -> bool:
 def gated(servicer: object, base: type, is_learner: Callable[[], bool]) -> Any:
     """`servicer`'s (async) RPCs of the generated `base`, its unary ones refused while `is_learner()`."""
     methods: dict[str, Any] = {}
-    for name, generated in vars(base).items():
-        if not callable(generated) or name.startswith("_"):
-            continue
+    for name, generated in rpc_methods(base):
         handler = getattr(servicer, name)
-        streams = "request_iterator" in inspect.signature(generated).parameters or inspect.isasyncgenfunction(
-            handler
-        )
+        streams = takes_a_stream(generated) or inspect.isasyncgenfunction(handler)
         methods[name] = handler if streams else _guard(handler, is_learner)
     return types.SimpleNamespace(**methods)
 
