@@ -180,7 +180,7 @@ class Transport:
 
 def _transport_failure(err: EtcdError) -> bool:
     """An UNAVAILABLE that is not one of etcd's own errors: the connection failed or broke."""
-    return isinstance(err, UnknownEtcdError) and err.status_code == grpc.StatusCode.UNAVAILABLE
+    return isinstance(err, UnknownEtcdError) and _unavailable(err)
 
 
 def _unavailable(err: EtcdError) -> bool:
