@@ -17,6 +17,7 @@ from typing import Protocol
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.checker import KvOutput
 
+from .disk import FakeDisk
 from .statemachine import Command, KvStateMachine
 
 
@@ -71,11 +72,14 @@ class Application(Protocol):
         ...
 
     def claim(self, snapshot: pb.Snapshot) -> None:
-        """Claim takes the state of a snapshot raft hands out in a Ready, from where it was received."""
+        """Claim takes the state of a snapshot raft hands out in a Ready, before the Ready is written.
+
+        The server starts writing that state here (a crash may interrupt it: see `restart`).
+        """
         ...
 
     def install(self, snapshot: pb.Snapshot) -> None:
-        """Install replaces the store by the state of a snapshot raft accepted (durably)."""
+        """Install makes the store the state of a snapshot raft accepted, once its Ready is durable."""
         ...
 
     def step(self) -> None:
@@ -90,8 +94,12 @@ class Application(Protocol):
         """Crash loses what a power loss may lose; the application is unusable until `restart`."""
         ...
 
-    def restart(self, snapshot: pb.Snapshot, log_end: int) -> None:
-        """Restart reopens the store from what survived, given the snapshot and log end on the node's disk."""
+    def restart(self, disk: FakeDisk) -> pb.SnapshotMetadata | None:
+        """Restart reopens the store from what survived, next to the node's durable disk.
+
+        Returns the snapshot whose install a crash interrupted and the restart finished (it
+        may write that snapshot point to `disk`, as the server's start does), if any.
+        """
         ...
 
     def close(self) -> None:
@@ -164,13 +172,15 @@ class ToyApplication:
     def crash(self) -> None:
         return None  # the restart reads the durable copy
 
-    def restart(self, snapshot: pb.Snapshot, log_end: int) -> None:
+    def restart(self, disk: FakeDisk) -> pb.SnapshotMetadata | None:
+        snapshot = disk.working.snapshot()
         applied, store = self._durable
         if snapshot.metadata.index > applied:
             # The disk holds a newer snapshot than the store it saved: restore the store from it.
             self.install(snapshot)
-            return
+            return None
         self.store, self._applied = store.copy(), applied
+        return None
 
     def close(self) -> None:
         return None

@@ -77,9 +77,13 @@ class Cluster:
         if self._data_dir is None:
             app = ToyApplication()
         else:
-            # Its own random source: what a power loss keeps does not change the run's fault schedule.
+            # Its own random source for what a crash keeps and where an install loses power (at the
+            # run's rate, see _install_power_loss): those draws leave the run's random source alone.
             app = ServerApplication(
-                self._data_dir / str(node_id), random.Random(f"{self.plan.seed}/{node_id}"), self.stats
+                self._data_dir / str(node_id),
+                random.Random(f"{self.plan.seed}/{node_id}"),
+                self.stats,
+                self._install_power_loss,
             )
         self._apps.append(app)
         node = SimNode(node_id, disk, app, self.plan.settings, self.rng, self.monitor, self.stats)
@@ -172,6 +176,8 @@ class Cluster:
             if not node.alive:
                 continue  # stopped by a configuration applied earlier in this step
             node.process(self.now)
+            if not node.alive:  # it lost power in the middle of a snapshot install
+                self.schedule_restart(node)
             self._flush(node)
             self._follow_configuration(node)
         self._observe_leaders()
@@ -239,15 +245,25 @@ class Cluster:
             if victims:
                 victim = rng.choice(victims)
                 victim.crash()
-                self._restart_at[victim.id] = self.now + rng.randint(*plan.restart_delay)
-                self.stats["crashes"] += 1
                 self.log(f"node {victim.id} crashes")
+                self.schedule_restart(victim)
         if self._heal_at is not None and self.now >= self._heal_at:
             self.network.heal()
             self._heal_at = None
             self.log("network heals")
         elif self._heal_at is None and plan.partition_rate and rng.random() < plan.partition_rate:
             self._partition()
+
+    def _install_power_loss(self) -> float:
+        """The plan's power loss rate per snapshot install batch, while faults are on and max_down allows."""
+        if not self.faults_on or len(self._restart_at) >= self.plan.max_down:
+            return 0.0
+        return self.plan.install_power_loss
+
+    def schedule_restart(self, node: SimNode) -> None:
+        """Schedule_restart counts a node's crash and sets when it boots again."""
+        self._restart_at[node.id] = self.now + self.rng.randint(*self.plan.restart_delay)
+        self.stats["crashes"] += 1
 
     def _partition(self) -> None:
         rng = self.rng

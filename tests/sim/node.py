@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from etcdpy.api.raftpb import raft_pb2 as pb
@@ -41,6 +41,7 @@ from etcdpy.raft import (
 from .application import Application
 from .disk import FakeDisk
 from .invariants import SafetyMonitor
+from .journal import PowerLoss
 from .statemachine import Command
 
 
@@ -134,9 +135,9 @@ class SimNode:
 
     def start(self) -> None:
         """Start boots the node from its disk: durable log, hard state, snapshot and applied state."""
+        finished = self.app.restart(self.disk)  # may finish an install a crash interrupted, on the disk too
         storage = self.disk.working
         snapshot = storage.snapshot()
-        self.app.restart(snapshot, max(storage.last_index(), snapshot.metadata.index))
         # Raft starts from the snapshot's configuration and replays the changes after it.
         self.conf_state = snapshot.metadata.conf_state
         self._snapshot_index = self._delivered = snapshot.metadata.index
@@ -156,6 +157,9 @@ class SimNode:
         )
         self.raw = RawNode(config)
         self._monitor.observe_restart(self.id, self.applied, storage.hard_state.commit)
+        if finished is not None:
+            self.events.append(f"node {self.id} finishes installing snapshot {finished.index} at its start")
+            self._observe_restore(finished)
 
     def crash(self) -> None:
         """Crash stops the node at once: unsynced writes, pending replies and in-flight work are lost."""
@@ -233,7 +237,12 @@ class SimNode:
             return
         rd = raw.ready()
         self._ready = rd
-        self._write(rd)
+        try:
+            self._write(rd)
+        except PowerLoss as loss:  # the application's writes for the Ready were cut short
+            self.events.append(f"node {self.id} crashes: {loss}")
+            self.crash()
+            return
         self._sync_at = now + self._rng.randint(0, self.settings.max_sync_delay)
         if self._sync_at <= now:
             self._finish_ready(raw, rd)
@@ -272,7 +281,7 @@ class SimNode:
         # Only now that the writes are durable may what acknowledges them go out.
         self._send(rd.persisted_messages)
 
-    def _send(self, messages: list[pb.Message]) -> None:
+    def _send(self, messages: Sequence[pb.Message]) -> None:
         """Queue messages as the application puts them on the wire.
 
         A MsgSnap whose attached state is newer than raft's snapshot point is relabelled
@@ -302,6 +311,9 @@ class SimNode:
         self.events.append(
             f"node {self.id} installs snapshot {meta.index} (its store applied {self.applied})"
         )
+        self._observe_restore(meta)
+
+    def _observe_restore(self, meta: pb.SnapshotMetadata) -> None:
         # The installed state may be newer than the snapshot (the server sends its current state):
         # its term is known only when it is exactly the snapshot's.
         term = meta.term if self.applied == meta.index else None

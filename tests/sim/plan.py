@@ -11,6 +11,8 @@ from .node import NodeSettings
 DEFAULT_STEPS = 300
 APPS = ("toy", "server")  # what nodes apply entries to: see application.py and serverapp.py
 SERVER_COMPACTION_RATE = 0.02  # with the server's applier: per step, probability of a compaction proposal
+# With the server's applier and crashes on: per snapshot install batch, probability that power fails after it.
+SERVER_INSTALL_POWER_LOSS = 0.1
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class RunPlan:
     tick_skip: float  # per node and step: probability its clock misses the tick (clock skew)
     app: str = "toy"  # one of APPS
     compaction_rate: float = 0.0  # per step: probability the operator proposes a compaction (server app)
+    install_power_loss: float = 0.0  # per snapshot install batch: probability power fails after it (server)
 
     @classmethod
     def from_seed(cls, seed: int, steps: int = DEFAULT_STEPS, app: str = "toy") -> RunPlan:
@@ -62,6 +65,7 @@ class RunPlan:
             duplicate=rng.choice((0.0, 0.05)),
             max_delay=rng.choice((0, 2, 6)),
         )
+        crash_rate = rng.choice((0.0, 0.01, 0.03))
         return cls(
             seed=seed,
             nodes=nodes,
@@ -69,7 +73,7 @@ class RunPlan:
             settle_steps=150,
             settings=settings,
             network=network,
-            crash_rate=rng.choice((0.0, 0.01, 0.03)),
+            crash_rate=crash_rate,
             # sometimes a majority may be down at once: safety must hold, progress need not
             max_down=nodes - quorum + (1 if rng.random() < 0.15 else 0),
             restart_delay=(5, 60),
@@ -80,4 +84,5 @@ class RunPlan:
             tick_skip=rng.choice((0.0, 0.0, 0.1, 0.3)),
             app=app,
             compaction_rate=SERVER_COMPACTION_RATE if app == "server" else 0.0,
+            install_power_loss=SERVER_INSTALL_POWER_LOSS if app == "server" and crash_rate else 0.0,
         )

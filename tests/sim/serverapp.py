@@ -10,36 +10,53 @@ the applier as empty entries, as `EtcdServer._apply_committed` passes them.
 
 Snapshots follow `replication.py`: a snapshot point carries no data; a MsgSnap
 going out gets the sender's current state from `snapshot.open_state` (so the
-state may be newer than the snapshot's point, and the node relabels the message with
-the state's index, term and configuration, as `Replication` does); the receiver
-keeps the last one received aside, in one slot as `Replication` does, takes it
-from there when raft hands the snapshot out in a Ready (`claim`, where the
-server's write reads the slot) and, once the Ready is durable, `install`
-replaces the state in one synced batch and the applier reloads.  A crash loses a suffix
-of the unsynced apply batches; the restart reopens the LevelDB, makes the
-check the server's `open_member` makes (a store applied past the raft log's
-end is refused: `RestartRefused`), and the applied index stored with the data
-decides what raft's replay re-applies.
+state may be newer than the snapshot's point, and the node relabels the message
+with the state's index, term and configuration, as `Replication` does).  The
+receiver spools the state to a file in its own spool dir (`snapshot.Spool`,
+``<node dir>/member/snap``) and keeps it by index, as `Replication` does (a state
+at or below the applied index is deleted at once).  When raft hands the snapshot
+out in a Ready, `claim` does what the server does before the Ready's write
+(`Replication._install_state`): `snapshot.install_file` sets the synced marker and
+replaces what differs in batches of INSTALL_BATCH_BYTES (a whole state takes
+several), not synced.  The Ready's durable write (`sync`: the node's disk records the snapshot
+point) deletes the marker in a synced batch; `install` then deletes the files
+the install superseded and the applier reloads.
+
+A crash loses a suffix of the unsynced writes (apply batches and install
+batches alike: `journal.py`).  While a run's faults are on, power may also fail
+right after any install batch (`RunPlan.install_power_loss`; the draw is from
+the node's own random source).  The restart does what the server's `open_member`
+does before the applier loads: `snapshot.finish_interrupted_install` finishes an
+install left with its marker from the file (`DiskLog` records the snapshot
+point and hard state on the node's fake disk) or refuses a damaged one; then
+the check of a store applied past the raft log's end (`RestartRefused` either
+way), and the applied index stored with the data decides what raft's replay
+re-applies.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.checker import KvOp, KvOutput
+from etcdpy.raft import ErrSnapOutOfDate
 from etcdpy.server.apply import Applier
 from etcdpy.server.storage import snapshot
+from etcdpy.server.storage.backend import Backend, BackendCorruptError
+from etcdpy.server.storage.raftlog import PreparedWrite, RaftLog
 
 from .application import Applied
-from .journal import JournaledBackend
+from .disk import FakeDisk
+from .journal import JournaledBackend, PowerLoss
 from .statemachine import Command
 
 SNAPSHOT_CHUNK_BYTES = 256  # small, so a snapshot of a few dozen keys spans several chunks
+INSTALL_BATCH_BYTES = 512  # small, so installing such a snapshot takes several batches a crash can split
 COMPACTION_STEP_RECORDS = 4  # physical compaction in small steps, interleaved with applies and crashes
 HISTORY_DIGESTS = 25  # revisions whose HashKV the end-of-run check compares between members
 
@@ -121,17 +138,71 @@ def compaction_request(revision: int) -> bytes:
     ).SerializeToString()
 
 
+class DiskLog(RaftLog):
+    """DiskLog is a node's fake disk as the `RaftLog` a server's start hands `finish_interrupted_install`.
+
+    Only the write side that function uses: `prepare` a snapshot point and hard state, and
+    `write` them.  The fake disk's write and the LevelDB batch (the marker's deletion) are
+    synced together, as the real raft log's one batch is (no crash falls inside a restart).
+    """
+
+    def __init__(self, backend: Backend, disk: FakeDisk) -> None:
+        super().__init__(backend)
+        self._disk = disk
+        durable = disk.working  # at a start the page cache holds what was durable
+        self.hard_state = pb.HardState()
+        self.hard_state.CopyFrom(durable.hard_state)
+        self.snapshot_meta = pb.SnapshotMetadata()
+        self.snapshot_meta.CopyFrom(durable.snapshot().metadata)
+
+    def prepare(
+        self,
+        *,
+        entries: tuple[pb.Entry, ...] = (),
+        hard_state: pb.HardState | None = None,
+        snapshot: pb.SnapshotMetadata | None = None,
+        compact_to: int = 0,
+        sync: bool = True,
+    ) -> PreparedWrite:
+        if entries or compact_to:
+            raise NotImplementedError("DiskLog writes a snapshot point and a hard state only")
+        if snapshot is not None and snapshot.index <= self.snapshot_meta.index:
+            raise ErrSnapOutOfDate()
+        return PreparedWrite(self.backend.db.write_batch(sync=True), snapshot, (), hard_state, 0)
+
+    def write(self, prepared: PreparedWrite) -> None:
+        if prepared.snapshot is not None:
+            self._disk.apply_snapshot(pb.Snapshot(metadata=prepared.snapshot))
+        if prepared.hard_state is not None:
+            self._disk.set_hard_state(prepared.hard_state)
+        self._disk.sync()
+        prepared.batch.write()
+        self.apply_prepared(prepared)
+
+
 class ServerApplication:
     """ServerApplication is a node's Applier on its own LevelDB, with the server's snapshot path."""
 
-    def __init__(self, data_dir: Path, rng: random.Random, stats: Counter[str]) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        rng: random.Random,
+        stats: Counter[str],
+        install_power_loss: Callable[[], float] = lambda: 0.0,
+    ) -> None:
         self._dir = data_dir
-        self._rng = rng  # only for what a power loss keeps: the fault schedule of the run is unchanged
+        self._spool_dir = snapshot.spool_dir(data_dir)
+        # What a power loss keeps, where an install loses power: not drawn from the run's fault schedule.
+        self._rng = rng
+        # Now, per install batch: the probability that power fails right after it (the run decides when).
+        self._install_power_loss = install_power_loss
         self._stats = stats
         self._backend: JournaledBackend | None = None
         self._applier: Applier | None = None
-        self._received: tuple[int, list[bytes]] | None = None  # (snapshot index, chunks) last received
-        self._claimed: tuple[int, list[bytes]] | None = None  # the state of the snapshot being persisted
+        # Received states by snapshot index, as Replication keeps them: one file each, named by its index.
+        self._received: dict[int, snapshot.SpooledSnapshot] = {}
+        # The state being installed: its marker is set and its batches written, until the Ready is durable.
+        self._installing: tuple[int, snapshot.SpooledSnapshot] | None = None
         self._compacting = False  # a scheduled compaction still has versions to delete
         self._commands: dict[int, Command] = {}  # request id -> command, for decoding answers
 
@@ -216,53 +287,104 @@ class ServerApplication:
         return with_state
 
     def receiving(self, message: pb.Message) -> pb.Message:
-        if message.type == pb.MsgSnap:
-            self._received = (message.snapshot.metadata.index, [message.snapshot.data])
-            message.snapshot.data = b""
+        if message.type != pb.MsgSnap:
+            return message
+        index = message.snapshot.metadata.index
+        spool = snapshot.Spool(self._spool_dir, index)
+        spool.write(message.snapshot.data)
+        spooled = spool.finish()
+        message.snapshot.data = b""
+        if index <= self.applier.applied_index:
+            # Raft has committed that far and refuses it (Replication._snapshot_received does the same).
+            spooled.path.unlink(missing_ok=True)
+        else:
+            self._received[index] = spooled
+            self._stats["snapshots_spooled"] += 1
         return message
 
     def claim(self, raft_snapshot: pb.Snapshot) -> None:
-        index = raft_snapshot.metadata.index
-        received = self._received
-        if received is None or received[0] != index:
-            raise RuntimeError(f"raft installs snapshot {index} but its state was not received")
-        self._received = None
-        self._claimed = received
+        """Claim starts the install of a snapshot raft hands out, before the Ready's write (`install_state`).
+
+        As `Replication._install_state`: the synced marker, then the state replaced in batches of
+        INSTALL_BATCH_BYTES; the marker goes with the Ready's durable write (`sync`).
+        """
+        meta = raft_snapshot.metadata
+        spooled = self._received.pop(meta.index, None)
+        if spooled is None:
+            raise RuntimeError(f"raft installs snapshot {meta.index} but its state was not received")
+        applier = self.applier
+        applier.store.pin()
+        self._installing = (meta.index, spooled)
+        batches = snapshot.install_file(
+            applier.backend,
+            spooled,
+            meta,
+            batch_bytes=INSTALL_BATCH_BYTES,
+            after_batch=self._after_install_batch,
+        )
+        self._stats["install_batches"] += batches
+
+    def _after_install_batch(self, written: int) -> None:
+        rate = self._install_power_loss()
+        if rate and self._rng.random() < rate:
+            self._stats["power_losses_in_install"] += 1
+            raise PowerLoss(f"power fails after batch {written} of the snapshot install")
 
     def install(self, raft_snapshot: pb.Snapshot) -> None:
         index = raft_snapshot.metadata.index
-        claimed = self._claimed
-        assert claimed is not None and claimed[0] == index, "install without claim"
-        self._claimed, chunks = None, claimed[1]
+        installing = self._installing
+        assert installing is not None and installing[0] == index, "install without claim"
+        self._installing = None
+        self._drop_received(index, installing[1])
         applier = self.applier
-        with applier.backend.batch(sync=True) as batch:
-            snapshot.install(applier.backend, chunks, batch)
-        applier.reload()
+        applier.reload()  # also unpins the store's reads
         self._compacting = applier.compaction_pending
         if applier.applied_index != index:
             raise AssertionError(f"installed the state at applied index {applier.applied_index} as {index}")
 
+    def _drop_received(self, installed: int, spooled: snapshot.SpooledSnapshot) -> None:
+        """Delete the installed file and every received one it supersedes (as Replication._drop_received)."""
+        stale = [self._received.pop(index) for index in sorted(self._received) if index <= installed]
+        for old in (*stale, spooled):
+            old.path.unlink(missing_ok=True)
+
     def step(self) -> None:
-        if self._compacting and self._applier is not None:
+        if self._compacting and self._applier is not None and self._installing is None:
             self._compacting = not self._applier.compact_step(COMPACTION_STEP_RECORDS)
             self._stats["compaction_steps"] += 1
 
     def sync(self) -> None:
-        if self._backend is not None:
-            self._backend.synced()
+        backend = self._backend
+        if backend is None:
+            return
+        if self._installing is not None:
+            # The Ready's durable write: with the snapshot point (on the node's disk), the marker goes.
+            with backend.batch(sync=True) as batch:
+                batch.delete(snapshot.MARKER_KEY)
+        else:
+            backend.synced()
 
     def crash(self) -> None:
         backend = self._backend
         assert backend is not None
+        if self._installing is not None:
+            self._stats["installs_interrupted"] += 1
         keep = self._rng.randint(0, len(backend.unsynced))
         self._stats["apply_batches_lost"] += backend.lose_unsynced(keep)
         self.close()
 
-    def restart(self, raft_snapshot: pb.Snapshot, log_end: int) -> None:
+    def restart(self, disk: FakeDisk) -> pb.SnapshotMetadata | None:
+        """Restart opens the store as `open_member` does: an interrupted install is finished first."""
         self.close()
-        self._backend = JournaledBackend(self._dir)
-        self._applier = Applier(self._backend)
-        self._received = self._claimed = None
+        backend = self._backend = JournaledBackend(self._dir)
+        try:
+            finished = snapshot.finish_interrupted_install(backend, DiskLog(backend, disk))
+        except BackendCorruptError as error:
+            raise RestartRefused(f"node {self._dir.name}: {error}") from error
+        if finished is not None:
+            self._stats["installs_finished_at_start"] += 1
+        self._applier = Applier(backend)
+        raft_snapshot = disk.working.snapshot()
         if self._applier.applied_index > raft_snapshot.metadata.index:
             self._stats["restarts_replaying_from_stored_index"] += 1
         self._compacting = self._applier.compaction_pending
@@ -272,15 +394,19 @@ class ServerApplication:
                 f"the store reopened at applied index {applied}, below the snapshot "
                 f"at {raft_snapshot.metadata.index} on the node's disk: the log cannot replay the gap"
             )
+        log_end = max(disk.working.last_index(), raft_snapshot.metadata.index)
         if applied > log_end:
             # The check etcdpy/server/main.py (open_member) makes before it starts a member.
             raise RestartRefused(
                 f"node {self._dir.name}: the store applied index {applied} but the raft log ends at "
                 f"{log_end}: the server refuses to start on this data dir"
             )
+        return finished
 
     def close(self) -> None:
         if self._backend is not None:
             self._backend.close()
         self._backend = None
         self._applier = None
+        self._received.clear()
+        self._installing = None

@@ -75,7 +75,7 @@ def test_the_toy_store_restarts_from_its_copy_at_the_last_sync() -> None:
     app.sync()
     app.apply([pb.Entry(index=2, term=1, data=Command(2, KvInput.put("k", "v2")).encode())])
     app.crash()
-    app.restart(pb.Snapshot(), 2)
+    app.restart(fresh_disk())
     assert (app.applied, app.read(Command(3, KvInput.get("k"))).value) == (1, "v1")
 
 

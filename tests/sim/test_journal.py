@@ -79,3 +79,37 @@ def test_what_survives_is_what_a_reopened_database_holds(tmp_path: Path) -> None
         assert reopened.unsynced == []
     finally:
         reopened.close()
+
+
+def test_writes_made_on_the_database_itself_are_journaled_too(backend: JournaledBackend) -> None:
+    """Raw batches written and cleared in a loop (as a snapshot install writes) and single puts are undone."""
+    _put(backend, True, a="0", b="0")
+    wb = backend.db.write_batch()
+    wb.put(b"a", b"1")
+    wb.write()
+    wb.clear()
+    wb.delete(b"b")
+    wb.write()
+    backend.db.put(b"c", b"1")
+    assert len(backend.unsynced) == 3
+    assert backend.lose_unsynced(1) == 2
+    assert _read(backend, "a", "b", "c") == ["1", "0", None]
+
+
+def test_a_synced_put_makes_every_earlier_write_durable(backend: JournaledBackend) -> None:
+    """A synced marker (as an install's) carries the unsynced writes before it to the disk."""
+    _put(backend, False, a="1")
+    backend.db.put(b"marker", b"x", sync=True)
+    wb = backend.db.write_batch()
+    wb.put(b"b", b"1")
+    wb.write()
+    assert backend.lose_unsynced(0) == 1
+    assert _read(backend, "a", "marker", "b") == ["1", "x", None]
+
+
+def test_a_batch_left_by_an_exception_writes_nothing(backend: JournaledBackend) -> None:
+    with pytest.raises(RuntimeError), backend.batch(sync=False) as wb:
+        wb.put(b"a", b"1")
+        raise RuntimeError("cut short")
+    assert _read(backend, "a") == [None]
+    assert backend.unsynced == []
