@@ -8,7 +8,6 @@ import pytest
 
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import NO_LIMIT, ErrCompacted, ErrUnavailable
-from etcdpy.server.storage import snapshot
 from etcdpy.server.storage.backend import Backend
 from etcdpy.server.storage.raftlog import RaftLog, RaftLogCorruptError, entry_key
 
@@ -92,24 +91,3 @@ def test_a_damaged_last_entry_is_a_torn_tail_and_earlier_damage_is_corruption(tm
     with pytest.raises(RaftLogCorruptError):
         RaftLog.open(backend)
     backend.close()
-
-
-def test_a_state_snapshot_copies_state_but_not_the_receivers_identity_or_log(tmp_path: Path) -> None:
-    src = Backend(tmp_path / "src")
-    dst = Backend(tmp_path / "dst")
-    src.db.put(b"cfoo", b"bar")
-    src.db.put(b"mmember_id", b"src-id")
-    src.db.put(entry_key(1), b"src-log")
-    dst.db.put(b"cold", b"gone")
-    dst.db.put(b"mmember_id", b"dst-id")
-    dst.db.put(entry_key(1), b"dst-log")
-    batch = dst.db.write_batch(sync=True)
-    snapshot.install(dst, snapshot.state_chunks(src, chunk_bytes=4), batch)
-    assert dst.get(b"cold") == b"gone"  # nothing changes until the caller writes the batch
-    batch.write()
-    assert dst.get(b"cfoo") == b"bar"
-    assert dst.get(b"cold") is None
-    assert dst.get(b"mmember_id") == b"dst-id"
-    assert dst.get(entry_key(1)) == b"dst-log"
-    src.close()
-    dst.close()

@@ -23,8 +23,7 @@ Installing (`install_file`), crash-safe in bounded batches::
 A crash before 1 leaves the old state and log; after 3, the new ones.  In between the
 marker is there and the state may be a mix, so `finish_interrupted_install` (run at
 start, before anything reads the state) replays step 2 from the file, which is kept
-until the marker is gone, and then writes step 3 itself.  `install` (everything in
-the caller's one batch) is the in-memory form the simulator uses.
+until the marker is gone, and then writes step 3 itself.
 """
 
 from __future__ import annotations
@@ -99,16 +98,6 @@ def decode_records(chunks: Iterable[bytes]) -> Iterator[tuple[bytes, bytes]]:
     """The (key, value) records of a chunk stream (a record never spans chunks)."""
     for chunk in chunks:
         yield from _read_records(io.BytesIO(chunk), "snapshot chunk")
-
-
-def install(backend: Backend, chunks: Iterable[bytes], batch: Any) -> None:
-    """Add the replacement of every state key by the snapshot's to `batch` (the caller writes it)."""
-    for key in backend.db.iterator(include_value=False):
-        if _is_state(key):
-            batch.delete(key)
-    for key, value in decode_records(chunks):
-        if _is_state(key):
-            batch.put(key, value)
 
 
 # ---- receiving: the stream spooled to a file ----
