@@ -326,7 +326,12 @@ class Replication:
             spooled.path.unlink(missing_ok=True)
         else:
             with self._received_lock:
+                replaced = self._received.get(index)
                 self._received[index] = spooled
+            if replaced is not None:
+                # An earlier copy of the same index, not claimed by an install (that takes it out of
+                # `_received` first): superseded by this one.
+                replaced.path.unlink(missing_ok=True)
         self.node.step(message)
 
     def _install_state(self, meta: pb.SnapshotMetadata, batch: Any) -> None:
@@ -375,7 +380,7 @@ class Replication:
         if self._installed_file is not None:
             stale.append(self._installed_file)
             self._installed_file = None
-        for spooled in stale:  # later ones keep theirs: a file's name is its index
+        for spooled in stale:  # later ones keep theirs: each file has a name of its own
             spooled.path.unlink(missing_ok=True)
 
     # ---- status ----

@@ -155,7 +155,7 @@ def test_a_member_restarted_after_a_crash_in_the_middle_of_an_install_finishes_i
             assert behind.proc is not None and behind.proc.wait(timeout=60) == CRASH_EXIT_CODE
             (path,) = snapshot.spool_dir(behind.data_dir).iterdir()
             meta = pb.SnapshotMetadata(
-                index=int(path.stem, 16), term=term, conf_state=pb.ConfState(voters=voters)
+                index=int(path.name.split(".")[0], 16), term=term, conf_state=pb.ConfState(voters=voters)
             )
             spooled = snapshot.SpooledSnapshot(path, snapshot.file_crc(path), path.stat().st_size)
 

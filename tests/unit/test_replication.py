@@ -23,6 +23,7 @@ from etcdpy.server.apply import Applier
 from etcdpy.server.membership import Cluster, cluster_id, member_id
 from etcdpy.server.raftnode import MAX_FORWARDED_READS, RaftSettings
 from etcdpy.server.replication import Replication, bootstrap_new_cluster
+from etcdpy.server.storage import snapshot
 from etcdpy.server.storage.backend import Backend
 from etcdpy.server.storage.raftlog import RaftLog
 
@@ -346,5 +347,26 @@ def test_an_idle_member_answers_a_heartbeat_as_soon_as_it_is_stepped(tmp_path: P
             setattr(heartbeat, "from", leader.id)  # `from` is a Python keyword
             node.step(heartbeat)
             assert [m.context for m in sent if m.type == pb.MsgHeartbeatResp] == [b"read-ctx"]
+
+    asyncio.run(scenario())
+
+
+def test_a_later_copy_of_a_received_snapshot_supersedes_the_earlier_file(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with cluster_of(tmp_path, 1, FAST) as (member,):
+            await until(lambda: member.repl.leader_id == member.id)
+            directory = snapshot.spool_dir(member.data_dir)
+            copies = []
+            for state in (b"first copy", b"second copy"):
+                spool = snapshot.Spool(directory, 1000)
+                spool.write(state)
+                copies.append(spool.finish())
+                # From an old term: raft ignores the message itself; what is kept of the file is the point.
+                message = pb.Message(type=pb.MsgSnap, term=1, to=member.id, **{"from": 99})
+                message.snapshot.metadata.index = 1000
+                await member.repl.transport.on_snapshot(message, copies[-1])
+            first, second = copies
+            assert not first.path.exists(), "the superseded copy is left on disk"
+            assert second.path.read_bytes() == b"second copy"
 
     asyncio.run(scenario())

@@ -329,7 +329,8 @@ def test_a_received_snapshot_is_spooled_to_a_checked_durable_file(tmp_path: Path
     asyncio.run(service.Snapshot(feed(stream(PIECES, crc=None)), FakeContext()))
     ((message, spooled),) = received
     assert message.snapshot.metadata == META
-    assert spooled.path == tmp_path / "snap" / f"{META.index:016x}.snap"
+    assert spooled.path.parent == tmp_path / "snap"
+    assert spooled.path.name.startswith(f"{META.index:016x}.") and spooled.path.suffix == ".snap"
     assert spooled.path.read_bytes() == b"".join(PIECES)
     assert spooled.crc == zlib.crc32(b"".join(PIECES)) and spooled.size == 5000
     assert sorted(p.name for p in (tmp_path / "snap").iterdir()) == [spooled.path.name]
@@ -483,3 +484,15 @@ def test_reads_see_the_old_state_whole_while_an_install_replaces_it(tmp_path: Pa
     finally:
         source.close()
         target.close()
+
+
+def test_a_second_stream_of_the_same_index_never_replaces_the_first_file(tmp_path: Path) -> None:
+    # The first may be under install, its marker naming it with its checksum: replacing it would make
+    # a crash mid-install look like a damaged file at the next start.
+    first, second = snapshot.Spool(tmp_path, META.index), snapshot.Spool(tmp_path, META.index)
+    first.write(b"old state")
+    second.write(b"the same index, other bytes")
+    one, two = first.finish(), second.finish()
+    assert one.path != two.path
+    assert one.path.read_bytes() == b"old state" and snapshot.file_crc(one.path) == one.crc
+    assert two.path.read_bytes() == b"the same index, other bytes"

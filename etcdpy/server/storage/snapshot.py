@@ -7,8 +7,10 @@ read from one consistent LevelDB snapshot.  Records are ``len(key) (4) | key |
 len(value) (4) | value`` in key order, cut into chunks of about `CHUNK_BYTES`.
 
 Receiving (`Spool`): the chunks go to ``<data-dir>/member/snap/<index>.<token>.incoming``,
-which is fsynced and renamed to ``<index>.snap`` once the stream's checksum matched;
-a failed stream deletes its file.  Nothing of the state is held in memory.
+which is fsynced and renamed to ``<index>.<token>.snap`` once the stream's checksum
+matched; a failed stream deletes its file.  Nothing of the state is held in memory.  Each
+stream keeps its token: a second stream of the same index (another leader, a resend) never
+replaces the file an install in progress, or its marker, refers to.
 
 Installing (`install_file`), crash-safe in bounded batches::
 
@@ -120,7 +122,7 @@ class SpooledSnapshot:
 class Spool:
     """One incoming snapshot stream being written to its own ``.incoming`` file.
 
-    `finish` (blocking: fsyncs) renames it to ``<index>.snap``; `discard` deletes it.
+    `finish` (blocking: fsyncs) renames it to ``<index>.<token>.snap``; `discard` deletes it.
     """
 
     def __init__(self, directory: Path, index: int) -> None:
@@ -128,7 +130,8 @@ class Spool:
         self.directory = directory
         self.index = index
         # A token of its own: two streams of the same index (two leaders) never share a file.
-        self.path = directory / f"{index:016x}.{secrets.token_hex(4)}{INCOMING_SUFFIX}"
+        self._name = f"{index:016x}.{secrets.token_hex(4)}"
+        self.path = directory / f"{self._name}{INCOMING_SUFFIX}"
         self._file = self.path.open("xb")
         self.crc = 0
         self.size = 0
@@ -139,11 +142,11 @@ class Spool:
         self.size += len(data)
 
     def finish(self) -> SpooledSnapshot:
-        """Make the file durable under its final name (replacing an earlier copy of the same index)."""
+        """Make the file durable under its final name, its own even beside a copy of the same index."""
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        final = self.directory / f"{self.index:016x}{SPOOLED_SUFFIX}"
+        final = self.directory / f"{self._name}{SPOOLED_SUFFIX}"
         os.replace(self.path, final)
         _fsync_dir(self.directory)
         return SpooledSnapshot(final, self.crc, self.size)
