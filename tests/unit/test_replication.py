@@ -19,6 +19,7 @@ from procs import free_port
 
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.raftpb import raft_pb2 as pb
+from etcdpy.server import raftnode
 from etcdpy.server.apply import Applier
 from etcdpy.server.membership import Cluster, cluster_id, member_id
 from etcdpy.server.raftnode import MAX_FORWARDED_READS, RaftSettings
@@ -270,6 +271,40 @@ def test_reads_arriving_while_a_round_is_in_flight_share_the_next_round(tmp_path
             indexes = await asyncio.gather(first, *later)
             assert len(rounds.issued) == 2  # the twenty later readers shared one round
             assert len(set(indexes[1:])) == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_round_for_queued_readers_is_spaced_from_the_last_but_a_lone_reader_never_waits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spacing = 0.5  # far above a round trip here, so the two cases cannot be confused
+    monkeypatch.setattr(raftnode, "LEADER_READ_SPACING", spacing)
+
+    async def scenario() -> None:
+        async with cluster_of(tmp_path, 3, FAST) as members:
+            await until(lambda: all(m.repl.leader_id != 0 for m in members))
+            leader = leader_of(members)
+            loop = asyncio.get_running_loop()
+            issued: list[float] = []
+            real = leader.repl.node.raw.read_index
+
+            def recording(ctx: bytes) -> None:
+                issued.append(loop.time())
+                real(ctx)
+
+            leader.repl.node.raw.read_index = recording  # type: ignore[method-assign]
+            await leader.repl.read_index()
+            await leader.repl.read_index()  # no round in flight: issued at once
+            assert len(issued) == 2 and issued[1] - issued[0] < spacing / 2
+            rounds = ReadRounds(leader, pb.MsgHeartbeatResp)
+            first = asyncio.create_task(leader.repl.read_index())
+            await until(lambda: len(issued) == 3)
+            queued = asyncio.create_task(leader.repl.read_index())  # behind the round in flight
+            await asyncio.sleep(0.02)
+            rounds.release()
+            await asyncio.wait_for(asyncio.gather(first, queued), 5)
+            assert len(issued) == 4 and issued[3] - issued[2] >= spacing
 
     asyncio.run(scenario())
 
