@@ -14,6 +14,7 @@ is revoked on exit; an observer needs no session at all.
 from __future__ import annotations
 
 import contextlib
+import threading
 
 import click
 
@@ -23,7 +24,7 @@ from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.cli.context import CliState, pass_state
 from etcdpy.cli.errors import CliError, ExitCode
 from etcdpy.cli.kv import arg_bytes
-from etcdpy.cli.lock import CANCELED, Interrupted, interruptible, wait_for_end
+from etcdpy.cli.lock import CANCELED, Interrupted, Signals, interruptible, run_until_signal, wait_for_end
 from etcdpy.cli.options import GoInt64, command_options
 from etcdpy.cli.printers import Printer
 from etcdpy.client import Client
@@ -63,7 +64,7 @@ def elect(state: CliState, args: tuple[str, ...], listen: bool, ttl: int) -> Non
     with interruptible() as signals:
         try:
             if listen:
-                _observe(state, printer, client, arg_bytes(args[0]))
+                _observe(state, printer, client, arg_bytes(args[0]), signals)
             else:
                 _campaign(state, printer, client, args[0], arg_bytes(args[1]), ttl)
         finally:
@@ -96,29 +97,66 @@ def _campaign(
             session.close()
 
 
-def _observe(state: CliState, printer: Printer, client: Client, name: bytes) -> None:
-    """Print each leader and value until interrupted; etcdctl's error if the observation ends by itself."""
-    prefix = name + b"/"
-    observation: Observation | None = None
+def _observe(state: CliState, printer: Printer, client: Client, name: bytes, signals: Signals) -> None:
+    """Print each leader and value until interrupted; etcdctl's error if the observation ends by itself.
+
+    The observation runs on a worker thread (see `run_until_signal`): a signal
+    raised inside grpc's code could otherwise hang the exit or end the
+    observation as if it had been lost.
+    """
+    follower = _Follower(state, printer, client, name + b"/")
     try:
-        read = _read_now(client, prefix)
-        observation = Observation(client, prefix)
-        previous = b""
-        for leader in observation:
-            proclaimed = leader.key == previous
-            if previous and not proclaimed:
-                read = _read_now(client, prefix)
-            previous = leader.key
-            printer.get(_as_etcd_observer_shows(read, leader, proclaimed))
-            state.output.flush()
+        run_until_signal(signals, follower.run, follower.stop)
     except Interrupted:
         return
     except EtcdError:
         pass
-    finally:
+    raise CliError(ExitCode.ERROR, "elect: observer lost")
+
+
+class _Follower:
+    """Prints an election's leaders until the observation ends by itself (or fails), or `stop` is called."""
+
+    def __init__(self, state: CliState, printer: Printer, client: Client, prefix: bytes) -> None:
+        self._state = state
+        self._printer = printer
+        self._client = client
+        self._prefix = prefix
+        self._lock = threading.Lock()
+        self._stopped = False  # guarded by _lock; once set, nothing more is printed
+        self._observation: Observation | None = None  # guarded by _lock, set once it exists
+
+    def run(self) -> None:
+        """Print until the observation ends (by itself, or once stopped); its EtcdError if it fails."""
+        client, prefix = self._client, self._prefix
+        read = _read_now(client, prefix)
+        observation = Observation(client, prefix)
+        with self._lock:
+            self._observation = observation
+            if self._stopped:  # stop came before there was an observation to close
+                observation.close()
+        try:
+            previous = b""
+            for leader in observation:
+                proclaimed = leader.key == previous
+                if previous and not proclaimed:
+                    read = _read_now(client, prefix)
+                previous = leader.key
+                with self._lock:
+                    if self._stopped:
+                        return
+                    self._printer.get(_as_etcd_observer_shows(read, leader, proclaimed))
+                    self._state.output.flush()
+        finally:
+            observation.close()
+
+    def stop(self) -> None:
+        """End `run` soon (from another thread): the observation is closed, a new line is not printed."""
+        with self._lock:
+            self._stopped = True
+            observation = self._observation
         if observation is not None:
             observation.close()
-    raise CliError(ExitCode.ERROR, "elect: observer lost")
 
 
 def _read_now(client: Client, prefix: bytes) -> pb.RangeResponse:

@@ -28,8 +28,9 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import TypeVar
 
 import click
 
@@ -46,6 +47,12 @@ from etcdpy.client.requests import delete_request
 CANCELED = "context canceled"  # what etcdctl says when interrupted while waiting
 LOCK_TTL = 10  # etcdctl lock's --ttl default (not the session's 60)
 
+T = TypeVar("T")
+WORKER_NAME = "etcdpy-cli-worker"  # the thread `run_until_signal` runs its work on
+# Seconds between two looks at pending signals while the main thread waits for a lock: a signal
+# the kernel delivers to another thread does not wake a lock wait, only the next look sees it.
+SIGNAL_POLL = 0.1
+
 
 class Interrupted(Exception):
     """SIGINT or SIGTERM arrived while waiting (for the lock, a campaign, or the end)."""
@@ -59,7 +66,8 @@ class Signals:
 
     def __init__(self) -> None:
         self._child: int | None = None  # the process group signals go to, once set
-        self._deferred: list[int] | None = None  # signals held back while a child is being started
+        # signals held back while a child process or a worker thread is being started
+        self._deferred: list[int] | None = None
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         if self._deferred is not None:
@@ -71,8 +79,15 @@ class Signals:
             raise Interrupted()
 
     def defer(self) -> None:
-        """Hold signals back (a child is about to start) instead of raising."""
+        """Hold signals back (a child or a worker thread is about to start) instead of raising."""
         self._deferred = []
+
+    def raise_held(self) -> None:
+        """Raise signals again from now on; `Interrupted` at once if one was held back meanwhile."""
+        held, self._deferred = self._deferred, None  # one step: a handler cannot run in between
+        if held:
+            self.ignore()
+            raise Interrupted()
 
     def forward_to(self, pid: int) -> None:
         """Send the held-back signals and every later one to the process group ``pid``."""
@@ -101,6 +116,58 @@ def interruptible() -> Iterator[Signals]:
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
+
+
+def run_until_signal(signals: Signals, work: Callable[[], T], stop: Callable[[], None]) -> T:
+    """``work()`` run on a worker thread while the main thread only waits: its result, error or `Interrupted`.
+
+    Python runs the handler in the main thread between any two bytecodes, and
+    `Interrupted` raised in the middle of grpc's or threading's code can leave
+    them half-updated: a watch call created but never driven (the process then
+    hangs in closing its channel), a condition's lock left held, a cancelled
+    call seen as a failed one.  So the main thread here does nothing but block
+    on a lock, where the exception is harmless.  On a signal, ``stop`` (which
+    must make ``work`` return soon, from another thread) is called, the worker
+    is awaited and `Interrupted` raised, whatever ``work`` ended with.
+    """
+    done = threading.Lock()  # held until the worker ends
+    done.acquire()
+    results: list[T] = []
+    failures: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(work())
+        except BaseException as err:  # handed to the main thread, which raises it
+            failures.append(err)
+        finally:
+            done.release()
+
+    worker = threading.Thread(target=run, name=WORKER_NAME, daemon=True)
+    signals.defer()  # starting a thread takes threading's locks: no exception in there
+    worker.start()
+    try:
+        signals.raise_held()
+        await_release(done)
+    except Interrupted:
+        stop()
+        worker.join()
+        raise
+    worker.join()
+    if failures:
+        raise failures[0]
+    return results[0]
+
+
+def await_release(lock: threading.Lock) -> None:
+    """Acquire ``lock`` (held by another thread until it is done) where `Interrupted` may safely be raised.
+
+    A plain lock is C code: the exception is raised with the lock either
+    acquired or not, never halfway (unlike `threading.Event` or `Thread.join`,
+    whose Python code can be left with a lock held or a live thread marked ended).
+    """
+    while not lock.acquire(timeout=SIGNAL_POLL):
+        pass
 
 
 def wait_for_end(session: Session) -> bool:

@@ -1,0 +1,196 @@
+"""SIGINT at any moment of ``etcdpy elect -l``'s work ends it with exit 0, as etcdctl's observer.
+
+Python runs a signal handler in the main thread between two bytecodes, so a
+handler that raises can cut into grpc's or threading's code anywhere.  Each
+test here sweeps the moment: a child process (a hang must not hang the test,
+and the handlers need a main thread of their own) runs the observer in-process
+once per point N.  When the observer prints the first leader, the child
+deletes that leader's key (the observer then reads the successor, if any,
+prints it and opens a new watch), and sends itself SIGINT at the N-th line the
+observing code executes from then on (in the main thread and in the CLI's
+worker thread).  Every run must end as an interrupted observer does: exit 0,
+no "observer lost", no hang.
+
+Run as a script (``python test_cli_interrupt.py ENDPOINT SCENARIO N...``), this
+file is the child: it prints one JSON report per point on stderr.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+import pytest
+
+LATE = 3.0  # seconds after the leader change: the signal goes anyway (the point was past the work)
+REPORT = "REPORT "
+FIRING = "FIRING "
+
+
+# -- the child
+
+
+class _Clock:
+    """Counts the lines the observer executes after the trigger; sends SIGINT at the ``point``-th."""
+
+    def __init__(self, point: int, trigger_code: Any, on_trigger: Any, worker_name: str) -> None:
+        self.point = point
+        self.trigger_code = trigger_code
+        self.on_trigger = on_trigger
+        self.worker_name = worker_name
+        self.armed = False
+        self.fired = threading.Event()
+        self.where = ""
+        self._lines = itertools.count(1)  # next() is atomic: the main thread and the worker may both count
+        self._timer: threading.Timer | None = None
+
+    def trace(self, frame: FrameType, event: str, arg: object) -> Any:
+        thread = threading.current_thread()
+        if thread is not threading.main_thread() and thread.name != self.worker_name:
+            return None  # grpc's own threads: not the observer's code
+        if not self.armed:
+            if event == "call" and frame.f_code is self.trigger_code:
+                self.armed = True
+                self.on_trigger()
+                self._timer = threading.Timer(LATE, self.fire, ("late",))
+                self._timer.start()
+            return self.trace
+        if event == "line" and not self.fired.is_set() and next(self._lines) >= self.point:
+            where = frame.f_code.co_filename.replace(sys.prefix, "<python>")
+            self.fire(f"{where}:{frame.f_lineno} {frame.f_code.co_name} ({thread.name})")
+            return None
+        return self.trace
+
+    def fire(self, where: str) -> None:
+        if self.fired.is_set():
+            return
+        self.fired.set()
+        self.where = where
+        print(FIRING + json.dumps({"point": self.point, "where": where}), file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+def _child(endpoint: str, scenario: str, points: list[int]) -> None:
+    import click
+
+    from etcdpy.cli import elect
+    from etcdpy.cli.app import cli
+    from etcdpy.cli.lock import WORKER_NAME
+    from etcdpy.client import Client
+
+    with Client(endpoint) as writer:
+        for point in points:
+            prefix = f"interrupted-{scenario}-{os.getpid()}-{point}/".encode()
+            writer.put(prefix + b"a", b"first")
+            if scenario == "successor":
+                writer.put(prefix + b"b", b"second")
+            clock = _Clock(
+                point,
+                elect._as_etcd_observer_shows.__code__,
+                lambda p=prefix: writer.delete(p + b"a"),
+                WORKER_NAME,
+            )
+            sys.settrace(clock.trace)
+            threading.settrace(clock.trace)
+            try:
+                cli.main(
+                    ["--endpoints", endpoint, "elect", "-l", prefix[:-1].decode()], standalone_mode=False
+                )
+                outcome = "exit 0"
+            except click.ClickException as err:
+                outcome = f"exit {err.exit_code}: {err.format_message()}"
+            except BaseException as err:  # reported to the test, which fails on it
+                outcome = f"{type(err).__name__}: {err}"
+            finally:
+                sys.settrace(None)
+                threading.settrace(None)
+                clock.stop()
+            report = {"point": point, "outcome": outcome, "fired": clock.fired.is_set(), "where": clock.where}
+            print(REPORT + json.dumps(report), file=sys.stderr, flush=True)
+
+
+# -- the tests
+
+
+@pytest.fixture(scope="module")
+def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from procs import ServerProcess
+
+    proc = ServerProcess("etcdpy", tmp_path_factory.mktemp("etcdpy") / "data").start()
+    yield proc.endpoint
+    proc.stop()
+
+
+def _run_child(endpoint: str, scenario: str, points: list[int]) -> list[dict[str, Any]]:
+    """The child's reports, one per point; fails naming the point if the child hangs or dies."""
+    child = subprocess.Popen(
+        [sys.executable, __file__, endpoint, scenario, *map(str, points)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert child.stderr is not None
+        for line in child.stderr:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    reports: list[dict[str, Any]] = []
+    firing = "none yet"
+    other: list[str] = []
+    try:
+        while len(reports) < len(points):
+            try:
+                line = lines.get(timeout=LATE + 20)
+            except queue.Empty:
+                pytest.fail(f"the observer hung after SIGINT at {firing}")
+            assert line is not None, f"the child died after SIGINT at {firing}: {other[-20:]}"
+            if line.startswith(FIRING):
+                firing = line[len(FIRING) :]
+            elif line.startswith(REPORT):
+                reports.append(json.loads(line[len(REPORT) :]))
+            else:
+                other.append(line)
+    finally:
+        child.kill()
+        child.wait()
+        assert child.stderr is not None
+        child.stderr.close()
+    return reports
+
+
+@pytest.mark.parametrize("scenario", ["successor", "no-successor"])
+def test_sigint_at_any_moment_of_a_leader_change_ends_the_observer_with_exit_0(
+    endpoint: str, scenario: str
+) -> None:
+    points = list(range(1, 1500, 23))
+    reports = _run_child(endpoint, scenario, points)
+    assert [r["point"] for r in reports] == points
+    failed = [r for r in reports if r["outcome"] != "exit 0" or not r["fired"]]
+    assert failed == [], "interrupted observers must exit 0"
+    # The sweep is only worth something if the signals landed all over the observer's work,
+    # inside grpc's opening of the successor's watch included.
+    places = {r["where"] for r in reports}
+    assert len(places) > len(points) // 2
+    assert any("etcdpy/client/watch.py" in where for where in places)
+    assert any("/grpc/" in where for where in places)
+
+
+if __name__ == "__main__":
+    _child(sys.argv[1], sys.argv[2], [int(point) for point in sys.argv[3:]])
