@@ -13,7 +13,6 @@ is revoked on exit; an observer needs no session at all.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 
 import click
@@ -24,11 +23,19 @@ from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.cli.context import CliState, pass_state
 from etcdpy.cli.errors import CliError, ExitCode
 from etcdpy.cli.kv import arg_bytes
-from etcdpy.cli.lock import CANCELED, Interrupted, Signals, interruptible, run_until_signal, wait_for_end
+from etcdpy.cli.lock import (
+    CANCELED,
+    Interrupted,
+    SessionWork,
+    Signals,
+    interruptible,
+    run_until_signal,
+    wait_for_end,
+)
 from etcdpy.cli.options import GoInt64, command_options
 from etcdpy.cli.printers import Printer
 from etcdpy.client import Client
-from etcdpy.client.concurrency import Election, Observation, Session
+from etcdpy.client.concurrency import Election, Observation
 from etcdpy.client.concurrency.session import DEFAULT_TTL
 
 
@@ -66,35 +73,40 @@ def elect(state: CliState, args: tuple[str, ...], listen: bool, ttl: int) -> Non
             if listen:
                 _observe(state, printer, client, arg_bytes(args[0]), signals)
             else:
-                _campaign(state, printer, client, args[0], arg_bytes(args[1]), ttl)
+                _campaign(state, printer, client, args[0], arg_bytes(args[1]), ttl, signals)
         finally:
             signals.ignore()
 
 
 def _campaign(
-    state: CliState, printer: Printer, client: Client, name: str, proposal: bytes, ttl: int
+    state: CliState, printer: Printer, client: Client, name: str, proposal: bytes, ttl: int, signals: Signals
 ) -> None:
+    work = SessionWork(client, ttl)
+
+    def campaign() -> tuple[Election, pb.RangeResponse]:
+        election = Election(work.open(), name)
+        election.campaign(proposal)
+        return election, client.get(election.key)
+
     try:
-        session = Session(client, ttl=ttl)
-    except Interrupted:
-        raise CliError(ExitCode.ERROR, CANCELED) from None
-    try:
-        election = Election(session, name)
         try:
-            election.campaign(proposal)
-            printer.get(client.get(election.key))
-            state.output.flush()
-            interrupted = wait_for_end(session)
+            election, response = run_until_signal(signals, campaign, work.stop)
         except Interrupted:
-            interrupted = bool(election.key)  # elected already: resign as on a later signal
-            if not interrupted:
-                raise CliError(ExitCode.ERROR, CANCELED) from None
+            raise CliError(ExitCode.ERROR, CANCELED) from None
+        assert work.session is not None
+        try:
+            printer.get(response)
+            state.output.flush()
+            interrupted = wait_for_end(work.session)
+        except Interrupted:  # elected already: resign as on a later signal
+            interrupted = True
         if not interrupted:
             raise CliError(ExitCode.ERROR, "elect: session expired")
+        signals.ignore()
         election.resign()
     finally:
-        with contextlib.suppress(EtcdError):
-            session.close()
+        signals.ignore()
+        work.close()
 
 
 def _observe(state: CliState, printer: Printer, client: Client, name: bytes, signals: Signals) -> None:

@@ -35,12 +35,13 @@ from typing import TypeVar
 import click
 
 from etcdpy.api.errors import EtcdError
+from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.cli.context import CliState, pass_state
 from etcdpy.cli.durations import format_duration_ns
 from etcdpy.cli.errors import CliError, ExitCode
 from etcdpy.cli.options import GoDuration, GoInt64, command_options
 from etcdpy.cli.printers.goformat import go_quote
-from etcdpy.client import op_delete
+from etcdpy.client import Client, op_delete
 from etcdpy.client.concurrency import Mutex, Session, SessionExpired
 from etcdpy.client.requests import delete_request
 
@@ -172,11 +173,53 @@ def await_release(lock: threading.Lock) -> None:
 
 def wait_for_end(session: Session) -> bool:
     """Block until interrupted (True) or the session is lost (False)."""
+    lost = threading.Lock()  # held until the session is lost
+    lost.acquire()
+    session.add_lost_callback(lost.release)
     try:
-        session.lost.wait()
+        await_release(lost)
     except Interrupted:
         return True
     return False
+
+
+class SessionWork:
+    """A session opened by work on `run_until_signal`'s worker; `stop` ends it from the main thread.
+
+    Ending the session ends any wait on it (`Mutex.lock` and `Election.campaign`
+    raise SessionExpired) and revokes its lease, so nothing is left queued.
+    """
+
+    def __init__(self, client: Client, ttl: int) -> None:
+        self._client = client
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._stopped = False  # guarded by _lock
+        self.session: Session | None = None  # guarded by _lock, set once opened
+
+    def open(self) -> Session:
+        """Open the session (on the worker); SessionExpired if `stop` came first."""
+        session = Session(self._client, ttl=self._ttl)
+        with self._lock:
+            self.session = session
+            stopped = self._stopped
+        if stopped:
+            raise SessionExpired()
+        return session
+
+    def stop(self) -> None:
+        """Close the session, now or as soon as it is opened."""
+        with self._lock:
+            self._stopped = True
+        self.close()
+
+    def close(self) -> None:
+        """Revoke the session's lease, if it was opened (called with signals ignored)."""
+        with self._lock:
+            session = self.session
+        if session is not None:
+            with contextlib.suppress(EtcdError):
+                session.close()
 
 
 @click.command(
@@ -212,43 +255,44 @@ def lock(state: CliState, args: tuple[str, ...], ttl: int, timeout: float | None
     name, command = args[0], list(args[1:])
     printer = state.printer()
     client = state.client()
+    wait = timeout if timeout is not None and timeout > 0 else None
     with interruptible() as signals:
+        work = SessionWork(client, ttl)
+
+        def acquire() -> tuple[Mutex, pb.RangeResponse | None]:
+            mutex = _acquire(work.open(), name, wait)
+            return mutex, None if command else client.get(mutex.key)
+
         try:
-            session = Session(client, ttl=ttl)
-        except Interrupted:
-            raise CliError(ExitCode.ERROR, CANCELED) from None
-        try:
-            mutex = _acquire(session, name, timeout if timeout is not None and timeout > 0 else None)
+            mutex, response = run_until_signal(signals, acquire, work.stop)
+            assert work.session is not None
             if command:
-                _run_holding(state, session, mutex, command, grace, signals)
+                _run_holding(state, work.session, mutex, command, grace, signals)
                 return
+            assert response is not None
             try:
-                response = client.get(mutex.key)
                 if not response.kvs:
                     raise CliError(ExitCode.ERROR, "lock lost on init")
                 printer.get(response)
                 state.output.flush()
-                interrupted = wait_for_end(session)
+                interrupted = wait_for_end(work.session)
             except Interrupted:
                 interrupted = True
             if not interrupted:
                 raise CliError(ExitCode.ERROR, "session expired")
             signals.ignore()
             mutex.unlock()
-        except Interrupted:  # between two steps above, before the wait for the end began
+        except Interrupted:  # while acquiring, or between two steps above
             raise CliError(ExitCode.ERROR, CANCELED) from None
         finally:
             signals.ignore()
-            with contextlib.suppress(EtcdError):
-                session.close()
+            work.close()
 
 
 def _acquire(session: Session, name: str, timeout: float | None) -> Mutex:
     mutex = Mutex(session, name)
     try:
         mutex.lock(timeout=timeout)
-    except Interrupted:
-        raise CliError(ExitCode.ERROR, CANCELED) from None
     except TimeoutError:
         assert timeout is not None
         waited = format_duration_ns(round(timeout * 1e9))

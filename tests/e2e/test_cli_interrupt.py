@@ -1,18 +1,24 @@
-"""SIGINT at any moment of ``etcdpy elect -l``'s work ends it with exit 0, as etcdctl's observer.
+"""SIGINT at any moment of ``etcdpy elect -l``, ``elect`` and ``lock``: the end etcdctl gives, never a hang.
 
 Python runs a signal handler in the main thread between two bytecodes, so a
-handler that raises can cut into grpc's or threading's code anywhere.  Each
-test here sweeps the moment: a child process (a hang must not hang the test,
-and the handlers need a main thread of their own) runs the observer in-process
-once per point N.  When the observer prints the first leader, the child
-deletes that leader's key (the observer then reads the successor, if any,
-prints it and opens a new watch), and sends itself SIGINT at the N-th line the
-observing code executes from then on (in the main thread and in the CLI's
-worker thread).  Every run must end as an interrupted observer does: exit 0,
-no "observer lost", no hang.
+handler that raises can cut into grpc's or threading's code anywhere (grpc
+even turns an exception while it decodes a message into an INTERNAL error of
+the call).  Each test sweeps the moment: a child process (a hang must not hang
+the test, and the handlers need a main thread of their own) runs the command
+in-process once per point N, and sends itself SIGINT at the N-th line the
+command's code executes (in the main thread and in the CLI's worker thread)
+after a trigger; point `BLOCKED` is never reached, its signal comes `LATE`,
+while the command waits.
 
-Run as a script (``python test_cli_interrupt.py ENDPOINT SCENARIO N...``), this
-file is the child: it prints one JSON report per point on stderr.
+- observer (``elect -l``): the trigger is its first printed leader, whose key
+  the child then deletes (the observer reads the successor, if any, prints it
+  and opens a new watch); every run must exit 0, no "observer lost";
+- waiter (``lock``, ``elect`` as candidate) behind a holder: the trigger is the
+  creation of its session; every run must fail with etcdctl's "context
+  canceled" and leave nothing queued.
+
+Run as a script (``python test_cli_interrupt.py ENDPOINT SCENARIO TARGET N...``),
+this file is the child: it prints one JSON report per point on stderr.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from typing import Any
 
 import pytest
 
-LATE = 3.0  # seconds after the leader change: the signal goes anyway (the point was past the work)
+LATE = 1.0  # seconds after the trigger: the signal goes anyway (the point was past the work)
+BLOCKED = 10**9  # a point never reached: the signal comes LATE, while the command waits
 REPORT = "REPORT "
 FIRING = "FIRING "
 
@@ -96,26 +103,35 @@ def _child(endpoint: str, scenario: str, target: str, points: list[int]) -> None
     from etcdpy.cli.app import cli
     from etcdpy.cli.lock import WORKER_NAME
     from etcdpy.client import Client
+    from etcdpy.client.concurrency import Election, Mutex, Session
 
     with Client(endpoint) as writer:
         for point in points:
-            prefix = f"interrupted-{scenario}-{os.getpid()}-{point}/".encode()
-            writer.put(prefix + b"a", b"first")
-            if scenario == "successor":
-                writer.put(prefix + b"b", b"second")
-            clock = _Clock(
-                point,
-                target,
-                elect._as_etcd_observer_shows.__code__,
-                lambda p=prefix: writer.delete(p + b"a"),
-                WORKER_NAME,
-            )
+            name = f"interrupted-{scenario}-{os.getpid()}-{point}"
+            prefix = name.encode() + b"/"
+            holder: Session | None = None
+            if scenario in ("lock", "campaign"):
+                # Someone holds the lock (leads): the command queues behind and waits.
+                holder = Session(writer, ttl=30)
+                if scenario == "lock":
+                    Mutex(holder, name).lock()
+                    argv = ["lock", name]
+                else:
+                    Election(holder, name).campaign(b"holder")
+                    argv = ["elect", name, "waiting"]
+                trigger, on_trigger = Session.__init__.__code__, lambda: None
+            else:
+                writer.put(prefix + b"a", b"first")
+                if scenario == "successor":
+                    writer.put(prefix + b"b", b"second")
+                argv = ["elect", "-l", name]
+                trigger = elect._as_etcd_observer_shows.__code__
+                on_trigger = lambda p=prefix: writer.delete(p + b"a")  # noqa: E731
+            clock = _Clock(point, target, trigger, on_trigger, WORKER_NAME)
             sys.settrace(clock.trace)
             threading.settrace(clock.trace)
             try:
-                cli.main(
-                    ["--endpoints", endpoint, "elect", "-l", prefix[:-1].decode()], standalone_mode=False
-                )
+                cli.main(["--endpoints", endpoint, *argv], standalone_mode=False)
                 outcome = "exit 0"
             except click.ClickException as err:
                 outcome = f"exit {err.exit_code}: {err.format_message()}"
@@ -125,7 +141,16 @@ def _child(endpoint: str, scenario: str, target: str, points: list[int]) -> None
                 sys.settrace(None)
                 threading.settrace(None)
                 clock.stop()
-            report = {"point": point, "outcome": outcome, "fired": clock.fired.is_set(), "where": clock.where}
+            queued = writer.get(prefix, prefix=True, count_only=True).count
+            if holder is not None:
+                holder.close()
+            report = {
+                "point": point,
+                "outcome": outcome,
+                "fired": clock.fired.is_set(),
+                "where": clock.where,
+                "queued": queued,
+            }
             print(REPORT + json.dumps(report), file=sys.stderr, flush=True)
 
 
@@ -166,7 +191,7 @@ def _run_child(endpoint: str, scenario: str, target: str, points: list[int]) -> 
             try:
                 line = lines.get(timeout=LATE + 20)
             except queue.Empty:
-                pytest.fail(f"the observer hung after SIGINT at {firing}")
+                pytest.fail(f"the command hung after SIGINT at {firing}")
             assert line is not None, f"the child died after SIGINT at {firing}: {other[-20:]}"
             if line.startswith(FIRING):
                 firing = line[len(FIRING) :]
@@ -186,7 +211,7 @@ def _run_child(endpoint: str, scenario: str, target: str, points: list[int]) -> 
 def test_sigint_at_any_moment_of_a_leader_change_ends_the_observer_with_exit_0(
     endpoint: str, scenario: str
 ) -> None:
-    points = list(range(1, 1500, 23))
+    points = [*range(1, 1500, 23), BLOCKED]
     reports = _run_child(endpoint, scenario, "*", points)
     assert [r["point"] for r in reports] == points
     failed = [r for r in reports if r["outcome"] != "exit 0" or not r["fired"]]
@@ -197,6 +222,7 @@ def test_sigint_at_any_moment_of_a_leader_change_ends_the_observer_with_exit_0(
     assert len(places) > len(points) // 2
     assert any("etcdpy/client/watch.py" in where for where in places)
     assert any("/grpc/" in where for where in places)
+    assert reports[-1]["where"] == "late"
 
 
 def test_sigint_while_grpc_converts_a_message_is_not_taken_for_a_lost_observation(endpoint: str) -> None:
@@ -211,6 +237,22 @@ def test_sigint_while_grpc_converts_a_message_is_not_taken_for_a_lost_observatio
     failed = [r for r in reports if r["outcome"] != "exit 0"]
     assert failed == [], "interrupted observers must exit 0"
     assert all(" _transform " in r["where"] for r in reports), "the signals were sent from grpc's converter"
+
+
+@pytest.mark.parametrize("command", ["lock", "campaign"])
+def test_sigint_at_any_moment_of_a_wait_for_a_lock_or_leadership_is_context_canceled(
+    endpoint: str, command: str
+) -> None:
+    """From the session's creation to the wait behind the holder: etcdctl's error, nothing left queued."""
+    points = [*range(1, 3400, 71), BLOCKED]
+    reports = _run_child(endpoint, command, "*", points)
+    failed = [r for r in reports if (r["outcome"], r["queued"]) != ("exit 1: context canceled", 1)]
+    assert failed == [], "an interrupted waiter says context canceled and leaves the queue"
+    places = {r["where"] for r in reports}
+    assert len(places) > len(points) // 2
+    assert any("etcdpy/client/concurrency/" in where for where in places)
+    assert any("/grpc/" in where for where in places)
+    assert reports[-1]["where"] == "late"
 
 
 if __name__ == "__main__":
