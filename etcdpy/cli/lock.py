@@ -124,10 +124,11 @@ def run_until_signal(signals: Signals, work: Callable[[], T], stop: Callable[[],
 
     Python runs the handler in the main thread between any two bytecodes, and
     `Interrupted` raised in the middle of grpc's or threading's code can leave
-    them half-updated: a watch call created but never driven (the process then
-    hangs in closing its channel), a condition's lock left held, a cancelled
-    call seen as a failed one.  So the main thread here does nothing but block
-    on a lock, where the exception is harmless.  On a signal, ``stop`` (which
+    them half-updated (a watch call created without the thread that drives it:
+    the process then hangs closing its channel; a condition's lock left held),
+    or be taken for a failure (grpc turns any exception while it encodes or
+    decodes a message into an INTERNAL error of the call).  So the main thread
+    here does nothing but block on a lock, where the exception is harmless.  On a signal, ``stop`` (which
     must make ``work`` return soon, from another thread) is called, the worker
     is awaited and `Interrupted` raised, whatever ``work`` ended with.
     """
