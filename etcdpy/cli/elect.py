@@ -23,17 +23,10 @@ from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.cli.context import CliState, pass_state
 from etcdpy.cli.errors import CliError, ExitCode
 from etcdpy.cli.kv import arg_bytes
-from etcdpy.cli.lock import (
-    CANCELED,
-    Interrupted,
-    SessionWork,
-    Signals,
-    interruptible,
-    run_until_signal,
-    wait_for_end,
-)
+from etcdpy.cli.lock import CANCELED, SessionWork, wait_for_end
 from etcdpy.cli.options import GoInt64, command_options
 from etcdpy.cli.printers import Printer
+from etcdpy.cli.signals import Interrupted, Signals, interruptible, run_until_signal
 from etcdpy.client import Client
 from etcdpy.client.concurrency import Election, Observation
 from etcdpy.client.concurrency.session import DEFAULT_TTL

@@ -10,7 +10,9 @@ from etcdpy.api.errors import EtcdError
 from etcdpy.cli.context import CliState, pass_state
 from etcdpy.cli.errors import CliError, ExitCode
 from etcdpy.cli.options import command_options
-from etcdpy.cli.printers import leasewatch
+from etcdpy.cli.printers import Printer, leasewatch
+from etcdpy.cli.signals import Interrupted, Stopper, interruptible, run_until_signal
+from etcdpy.client import Client
 
 _DECIMAL = re.compile(r"[+-]?[0-9]+")
 _HEX = re.compile(r"[+-]?[0-9a-fA-F]+")
@@ -114,23 +116,49 @@ def keep_alive(state: CliState, args: tuple[str, ...], once: bool) -> None:
     lease_id = lease_id_arg(args[0])
     printer = state.printer()
     client = state.client()
-    if once:
+    # The renewals run on a worker thread while the main thread only waits (see
+    # `etcdpy.cli.signals`): SIGINT/SIGTERM then end the command with 128+N,
+    # nothing printed, as etcdctl dies of them, wherever they land.
+    with interruptible() as signals:
+        stopper = Stopper()
         try:
-            response = client.lease_keep_alive_once(lease_id)
-        except EtcdError as err:
-            raise CliError(ExitCode.BAD_CONNECTION, err.text) from None
-        leasewatch.lease_keep_alive(printer, response)
-        return
-    session = client.lease_keep_alive(lease_id)
+            if once:
+                run_until_signal(
+                    signals, lambda: _renew_once(state, printer, client, lease_id, stopper), stopper.stop
+                )
+            else:
+                run_until_signal(
+                    signals, lambda: _renew(state, printer, client, lease_id, stopper), stopper.stop
+                )
+        except Interrupted:
+            raise signals.killed_exit() from None
+        finally:
+            signals.ignore()
+
+
+def _renew_once(state: CliState, printer: Printer, client: Client, lease_id: int, stopper: Stopper) -> None:
+    """One renewal, printed (a unary call: `stop` cannot cut it short, the client's timeout bounds it)."""
     try:
-        for response in session:
-            leasewatch.lease_keep_alive(printer, response)
-            state.output.flush()
-    except KeyboardInterrupt:
-        session.close()
-        raise SystemExit(130) from None
-    if printer.name == "simple":
+        response = client.lease_keep_alive_once(lease_id)
+    except EtcdError as err:
+        raise CliError(ExitCode.BAD_CONNECTION, err.text) from None
+    if not stopper.stopped:
+        leasewatch.lease_keep_alive(printer, response)
+        state.output.flush()
+
+
+def _renew(state: CliState, printer: Printer, client: Client, lease_id: int, stopper: Stopper) -> None:
+    """Renew and print until the lease is gone (etcdctl's last line) or ``stopper`` closes the stream."""
+    renewals = client.lease_keep_alive(lease_id)
+    stopper.on_stop(renewals.close)
+    for response in renewals:
+        if stopper.stopped:
+            return
+        leasewatch.lease_keep_alive(printer, response)
+        state.output.flush()
+    if printer.name == "simple" and not stopper.stopped:
         state.output.line(f"lease {lease_id:016x} expired or revoked.")
+        state.output.flush()
 
 
 def register(group: click.Group) -> None:

@@ -28,9 +28,6 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
-from types import FrameType
-from typing import TypeVar
 
 import click
 
@@ -41,135 +38,20 @@ from etcdpy.cli.durations import format_duration_ns
 from etcdpy.cli.errors import CliError, ExitCode
 from etcdpy.cli.options import GoDuration, GoInt64, command_options
 from etcdpy.cli.printers.goformat import go_quote
+from etcdpy.cli.signals import (
+    Interrupted,
+    Signals,
+    await_release,
+    interruptible,
+    run_until_signal,
+    signal_group,
+)
 from etcdpy.client import Client, op_delete
 from etcdpy.client.concurrency import Mutex, Session, SessionExpired
 from etcdpy.client.requests import delete_request
 
 CANCELED = "context canceled"  # what etcdctl says when interrupted while waiting
 LOCK_TTL = 10  # etcdctl lock's --ttl default (not the session's 60)
-
-T = TypeVar("T")
-WORKER_NAME = "etcdpy-cli-worker"  # the thread `run_until_signal` runs its work on
-# Seconds between two looks at pending signals while the main thread waits for a lock: a signal
-# the kernel delivers to another thread does not wake a lock wait, only the next look sees it.
-SIGNAL_POLL = 0.1
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived while waiting (for the lock, a campaign, or the end)."""
-
-
-class Signals:
-    """The SIGINT/SIGTERM handler of one command: raises `Interrupted` once, or passes them to a child.
-
-    Installed by `interruptible`; Python runs it in the main thread, between bytecodes.
-    """
-
-    def __init__(self) -> None:
-        self._child: int | None = None  # the process group signals go to, once set
-        # signals held back while a child process or a worker thread is being started
-        self._deferred: list[int] | None = None
-
-    def handle(self, signum: int, frame: FrameType | None) -> None:
-        if self._deferred is not None:
-            self._deferred.append(signum)
-        elif self._child is not None:
-            _signal_group(self._child, signum)
-        else:
-            self.ignore()  # cleanup after the first signal must not be cut short by a second one
-            raise Interrupted()
-
-    def defer(self) -> None:
-        """Hold signals back (a child or a worker thread is about to start) instead of raising."""
-        self._deferred = []
-
-    def raise_held(self) -> None:
-        """Raise signals again from now on; `Interrupted` at once if one was held back meanwhile."""
-        held, self._deferred = self._deferred, None  # one step: a handler cannot run in between
-        if held:
-            self.ignore()
-            raise Interrupted()
-
-    def forward_to(self, pid: int) -> None:
-        """Send the held-back signals and every later one to the process group ``pid``."""
-        held, self._deferred, self._child = self._deferred or [], None, pid
-        for signum in held:
-            _signal_group(pid, signum)
-
-    def ignore(self) -> None:
-        """Ignore both signals from now on (the end is near: release and exit)."""
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, signal.SIG_IGN)
-
-
-def _signal_group(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signum)
-
-
-@contextlib.contextmanager
-def interruptible() -> Iterator[Signals]:
-    """SIGINT and SIGTERM raise `Interrupted` in the main thread while the block runs (see `Signals`)."""
-    signals = Signals()
-    previous = {sig: signal.signal(sig, signals.handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield signals
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
-def run_until_signal(signals: Signals, work: Callable[[], T], stop: Callable[[], None]) -> T:
-    """``work()`` run on a worker thread while the main thread only waits: its result, error or `Interrupted`.
-
-    Python runs the handler in the main thread between any two bytecodes, and
-    `Interrupted` raised in the middle of grpc's or threading's code can leave
-    them half-updated (a watch call created without the thread that drives it:
-    the process then hangs closing its channel; a condition's lock left held),
-    or be taken for a failure (grpc turns any exception while it encodes or
-    decodes a message into an INTERNAL error of the call).  So the main thread
-    here does nothing but block on a lock, where the exception is harmless.  On a signal, ``stop`` (which
-    must make ``work`` return soon, from another thread) is called, the worker
-    is awaited and `Interrupted` raised, whatever ``work`` ended with.
-    """
-    done = threading.Lock()  # held until the worker ends
-    done.acquire()
-    results: list[T] = []
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            results.append(work())
-        except BaseException as err:  # handed to the main thread, which raises it
-            failures.append(err)
-        finally:
-            done.release()
-
-    worker = threading.Thread(target=run, name=WORKER_NAME, daemon=True)
-    signals.defer()  # starting a thread takes threading's locks: no exception in there
-    worker.start()
-    try:
-        signals.raise_held()
-        await_release(done)
-    except Interrupted:
-        stop()
-        worker.join()
-        raise
-    worker.join()
-    if failures:
-        raise failures[0]
-    return results[0]
-
-
-def await_release(lock: threading.Lock) -> None:
-    """Acquire ``lock`` (held by another thread until it is done) where `Interrupted` may safely be raised.
-
-    A plain lock is C code: the exception is raised with the lock either
-    acquired or not, never halfway (unlike `threading.Event` or `Thread.join`,
-    whose Python code can be left with a lock held or a live thread marked ended).
-    """
-    while not lock.acquire(timeout=SIGNAL_POLL):
-        pass
 
 
 def wait_for_end(session: Session) -> bool:
@@ -386,7 +268,7 @@ class _Guard:
             self._signal(signal.SIGKILL)
 
     def _signal(self, sig: int) -> None:
-        _signal_group(self.child.pid, sig)
+        signal_group(self.child.pid, sig)
 
 
 def _signal_name(signum: int) -> str:

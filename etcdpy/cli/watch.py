@@ -9,6 +9,11 @@ response per line.  With ``-- command args`` the command runs once per event
 with ETCD_WATCH_REVISION, ETCD_WATCH_EVENT_TYPE, ETCD_WATCH_KEY and
 ETCD_WATCH_VALUE set (Go-quoted, as etcdctl sets them).
 ``-i`` reads ``watch ...`` and ``progress`` lines from stdin.
+
+SIGINT/SIGTERM end the command with 128+N (130, 143), nothing printed, as
+etcdctl dies of them; wherever the signal lands (a stream opening or failing
+over included), because the streams are opened and read on worker threads
+and the main thread only waits (`etcdpy.cli.signals`).
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ import shlex
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
@@ -33,6 +38,7 @@ from etcdpy.cli.kv import arg_bytes
 from etcdpy.cli.options import GoInt64, command_options
 from etcdpy.cli.printers import Printer, leasewatch
 from etcdpy.cli.printers.goformat import go_quote
+from etcdpy.cli.signals import Interrupted, StdinLines, Stopper, interruptible, run_until_signal
 from etcdpy.cli.watch_view import run_view
 from etcdpy.client import Client
 from etcdpy.client.watch import Watch, watch_create_request
@@ -97,12 +103,16 @@ def with_environment(args: list[str], has_exec: bool) -> list[str]:
 
 
 class Display:
-    """Prints responses (one lock: interactive watches print from several threads) and runs commands."""
+    """Prints responses (one lock: interactive watches print from several threads) and runs commands.
 
-    def __init__(self, state: CliState, printer: Printer, exec_args: Sequence[str]) -> None:
+    Once ``stopper`` is stopped (the command was interrupted), nothing more is printed or run.
+    """
+
+    def __init__(self, state: CliState, printer: Printer, exec_args: Sequence[str], stopper: Stopper) -> None:
         self.state = state
         self.printer = printer
         self.exec_args = list(exec_args)
+        self.stopper = stopper
         self.lock = threading.Lock()
 
     def show(self, response: pb.WatchResponse) -> None:
@@ -110,6 +120,8 @@ class Display:
             return  # clientv3 never hands created responses to etcdctl
         out = self.state.output
         with self.lock:
+            if self.stopper.stopped:
+                return
             if response.canceled:
                 reason = ErrCompacted.message if response.compact_revision else response.cancel_reason
                 out.err_line(f"watch was canceled ({reason})")
@@ -121,7 +133,7 @@ class Display:
                 self._run(response, event)
 
     def _run(self, response: pb.WatchResponse, event: Any) -> None:
-        if not self.exec_args:
+        if not self.exec_args or self.stopper.stopped:
             return
         env = dict(os.environ)
         env["ETCD_WATCH_REVISION"] = str(response.header.revision)
@@ -158,8 +170,17 @@ def follow(display: Display, stream: Watch) -> None:
             display.show(response)
     except EtcdError as err:
         with display.lock:
+            if display.stopper.stopped:
+                return
             display.state.output.err_line(f"watch was canceled ({err.text})")
             display.state.output.flush()
+
+
+def open_stream(client: Client, request: pb.WatchCreateRequest, stopper: Stopper) -> Watch:
+    """Open a watch (on a worker thread) that ``stopper`` closes."""
+    stream = client.watch(request)
+    stopper.on_stop(stream.close)
+    return stream
 
 
 @click.command(
@@ -194,23 +215,32 @@ def watch(
     options = WatchOptions(prefix=prefix, rev=rev, prev_kv=prev_kv, progress_notify=progress_notify)
     if interactive:
         _interactive(state, options)
-        return
     exec_args: list[str] = click.get_current_context().meta.get(EXEC_META, [])
     request = watch_request(with_environment(list(args), bool(exec_args)), options)
     printer = state.printer()
-    if _live_view_wanted(state, exec_args):
+    client = state.client()
+    live = _live_view_wanted(state, exec_args)
+    with interruptible() as signals:
+        stopper = Stopper()
         try:
-            reason = run_view(Console(), state.client(), request)
-        except KeyboardInterrupt:
-            raise SystemExit(130) from None
+            if live:
+                console = Console()
+                reason = run_until_signal(
+                    signals,
+                    lambda: run_view(console, client, request, on_open=lambda s: stopper.on_stop(s.close)),
+                    stopper.stop,
+                )
+            else:
+                display = Display(state, printer, exec_args, stopper)
+                run_until_signal(
+                    signals, lambda: follow(display, open_stream(client, request, stopper)), stopper.stop
+                )
+        except Interrupted:
+            raise signals.killed_exit() from None
+        finally:
+            signals.ignore()
+    if live:
         raise CliError(ExitCode.INTERRUPTED, f"watch is canceled by the server ({reason})")
-    display = Display(state, printer, exec_args)
-    stream = state.client().watch(request)
-    try:
-        follow(display, stream)
-    except KeyboardInterrupt:
-        stream.close()
-        raise SystemExit(130) from None
     raise CliError(ExitCode.INTERRUPTED, "watch is canceled by the server")
 
 
@@ -226,18 +256,45 @@ def _live_view_wanted(state: CliState, exec_args: list[str]) -> bool:
     )
 
 
-def _interactive(state: CliState, options: WatchOptions) -> None:
-    """etcdctl's watch -i: ``watch [flags] key [range_end] [-- cmd]`` and ``progress`` lines from stdin."""
+def _interactive(state: CliState, options: WatchOptions) -> NoReturn:
+    """etcdctl's watch -i: ``watch [flags] key [range_end] [-- cmd]`` and ``progress`` lines from stdin.
+
+    stdin is read on the worker too (`StdinLines`): the main thread only waits.
+    """
+    client = state.client()
+    stopper = Stopper()
+    with StdinLines(sys.stdin) as lines, interruptible() as signals:
+        stopper.on_stop(lines.stop)
+        try:
+            run_until_signal(
+                signals, lambda: _read_lines(state, client, options, lines, stopper), stopper.stop
+            )
+        except Interrupted:
+            raise signals.killed_exit() from None
+        finally:
+            signals.ignore()
+
+
+def _read_lines(
+    state: CliState, client: Client, options: WatchOptions, lines: Iterable[str], stopper: Stopper
+) -> NoReturn:
+    """Handle the lines until stdin ends (etcdctl's error then) or ``stopper`` stops the reading."""
     streams: list[Watch] = []
-    for raw in iter(sys.stdin.readline, ""):
-        _interactive_line(state, options, raw.rstrip("\n"), streams)
+    for line in lines:
+        _interactive_line(state, client, options, line, streams, stopper)
         state.output.flush()
-    for stream in streams:  # before the client closes under them
-        stream.close()
+    stopper.stop()  # the streams end before the client closes under them
     raise CliError(ExitCode.INVALID_INPUT, "Error reading watch request line: EOF")
 
 
-def _interactive_line(state: CliState, options: WatchOptions, line: str, streams: list[Watch]) -> None:
+def _interactive_line(
+    state: CliState,
+    client: Client,
+    options: WatchOptions,
+    line: str,
+    streams: list[Watch],
+    stopper: Stopper,
+) -> None:
     """Start a watch (added to ``streams``), ask every stream for progress, or say why the line is invalid."""
     words = shlex.split(line)
     if not words:
@@ -260,10 +317,9 @@ def _interactive_line(state: CliState, options: WatchOptions, line: str, streams
         except CliError as err:
             state.output.err_line(f"Invalid command {line} ({err.message})")
             return
-        client: Client = state.client()
-        stream = client.watch(request)
+        stream = open_stream(client, request, stopper)
         streams.append(stream)
-        display = Display(state, state.printer(), exec_args)
+        display = Display(state, state.printer(), exec_args, stopper)
         threading.Thread(target=follow, args=(display, stream), daemon=True).start()
 
 

@@ -9,6 +9,7 @@ watch resumes on another endpoint from the revision after the last one shown
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
 from rich.console import Console
 from rich.text import Text
@@ -17,6 +18,7 @@ from etcdpy.api.errors import EtcdError
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.client import Client, Endpoint
+from etcdpy.client.watch import Watch
 
 VALUE_WIDTH = 60
 _STYLES = {kv_pb2.Event.PUT: ("PUT", "green"), kv_pb2.Event.DELETE: ("DEL", "red")}
@@ -41,10 +43,16 @@ def event_line(event: kv_pb2.Event, at: datetime.datetime) -> Text:
     return line
 
 
-def run_view(console: Console, client: Client, request: pb.WatchCreateRequest) -> str:
-    """Show events until the watch is cancelled by the server; returns the cancel reason.
+def run_view(
+    console: Console,
+    client: Client,
+    request: pb.WatchCreateRequest,
+    on_open: Callable[[Watch], None] | None = None,
+) -> str:
+    """Show events until the watch is cancelled by the server (or closed); returns the cancel reason.
 
     The client's watch fails over by itself; the view says when it does and where it resumed.
+    ``on_open`` is given the stream as soon as it exists (to close it from another thread).
     """
     current = client.get(b"\x00", serializable=True, count_only=True).header.revision
     scope = request.key.decode("utf-8", "backslashreplace") + (
@@ -59,6 +67,8 @@ def run_view(console: Console, client: Client, request: pb.WatchCreateRequest) -
         console.print(Text(f"reconnected to {endpoint.text}, resuming at {at}", style="yellow"))
 
     stream = client.watch(request, on_lost=lost, on_resumed=resumed)
+    if on_open is not None:
+        on_open(stream)
     console.print(
         Text(f"watching {scope} on {stream.endpoint.text}, current revision {current}", style="bold blue")
     )

@@ -1,4 +1,4 @@
-"""SIGINT at any moment of ``etcdpy elect -l``, ``elect`` and ``lock``: the end etcdctl gives, never a hang.
+"""SIGINT at any moment of elect -l, elect, lock, watch and lease keep-alive: etcdctl's end, never a hang.
 
 Python runs a signal handler in the main thread between two bytecodes, so a
 handler that raises can cut into grpc's or threading's code anywhere (grpc
@@ -15,9 +15,16 @@ while the command waits.
   and opens a new watch); every run must exit 0, no "observer lost";
 - waiter (``lock``, ``elect`` as candidate) behind a holder: the trigger is the
   creation of its session; every run must fail with etcdctl's "context
-  canceled" and leave nothing queued.
+  canceled" and leave nothing queued;
+- ``watch`` (plain, ``--prev-kv``, ``-- cmd``, ``-i``, and failing over from
+  a dead endpoint) and ``lease keep-alive`` (and ``--once``): the trigger is
+  the opening of the stream (the renewal), which delivers an event (a
+  renewal) at once; every run must end as etcdctl, which dies of the signal,
+  ends for a shell: status 130 (the old code hung at exit, or ended with
+  click's "interrupted").
 
-Run as a script (``python test_cli_interrupt.py ENDPOINT SCENARIO TARGET N...``),
+Run as a script (``python test_cli_interrupt.py ENDPOINT DEAD SCENARIO TARGET N...``, DEAD an
+address nothing listens on),
 this file is the child: it prints one JSON report per point on stderr.
 """
 
@@ -40,6 +47,23 @@ import pytest
 LATE = 1.0  # seconds after the trigger: the signal goes anyway (the point was past the work)
 BLOCKED = 10**9  # a point never reached: the signal comes LATE, while the command waits
 REPORT = "REPORT "
+KILLED = "SystemExit: 130"  # how the child sees a command end as one SIGINT killed (etcdctl's end)
+# The lines the command's code runs from the trigger to the wait (to the end of --once's work),
+# each swept in some 20 points.
+SWEPT_LINES = {
+    "watch": 1050,
+    "watch-prev-kv": 1050,
+    "watch-exec": 2000,  # the command runs for the first event
+    "watch-interactive": 1050,
+    "failover": 1750,
+    "keep-alive": 1150,
+    "keep-alive-once": 800,
+}
+WATCHES = {  # scenario: the watch command's arguments after the key (with --rev at the put)
+    "watch": ["--prefix"],
+    "watch-prev-kv": ["--prefix", "--prev-kv"],
+    "watch-exec": ["--prefix", "--", "true"],
+}
 FIRING = "FIRING "
 
 
@@ -59,6 +83,8 @@ class _Clock:
         self.fired = threading.Event()
         self.where = ""
         self._lines = itertools.count(1)  # next() is atomic: the main thread and the worker may both count
+        self.counted = 0  # the lines counted so far (about: two threads may count at once)
+        self.failover_at: int | None = None  # the lines counted when a watch began to fail over
         self._timer: threading.Timer | None = None
 
     def trace(self, frame: FrameType, event: str, arg: object) -> Any:
@@ -72,15 +98,14 @@ class _Clock:
                 self._timer = threading.Timer(LATE, self.fire, ("late",))
                 self._timer.start()
             return self.trace
-        if (
-            event == "line"
-            and self.target in ("*", frame.f_code.co_name)
-            and not self.fired.is_set()
-            and next(self._lines) >= self.point
-        ):
-            where = frame.f_code.co_filename.replace(sys.prefix, "<python>")
-            self.fire(f"{where}:{frame.f_lineno} {frame.f_code.co_name} ({thread.name})")
-            return None
+        if event == "call" and frame.f_code.co_name == "_fail_over" and self.failover_at is None:
+            self.failover_at = self.counted
+        if event == "line" and self.target in ("*", frame.f_code.co_name) and not self.fired.is_set():
+            self.counted = next(self._lines)
+            if self.counted >= self.point:
+                where = frame.f_code.co_filename.replace(sys.prefix, "<python>")
+                self.fire(f"{where}:{frame.f_lineno} {frame.f_code.co_name} ({thread.name})")
+                return None
         return self.trace
 
     def fire(self, where: str) -> None:
@@ -96,21 +121,45 @@ class _Clock:
             self._timer.cancel()
 
 
-def _child(endpoint: str, scenario: str, target: str, points: list[int]) -> None:
+def _child(endpoint: str, dead: str, scenario: str, target: str, points: list[int]) -> None:
     import click
 
     from etcdpy.cli import elect
     from etcdpy.cli.app import cli
-    from etcdpy.cli.lock import WORKER_NAME
+    from etcdpy.cli.signals import WORKER_NAME
     from etcdpy.client import Client
     from etcdpy.client.concurrency import Election, Mutex, Session
+    from etcdpy.client.lease import KeepAlive
+    from etcdpy.client.watch import Watch
 
     with Client(endpoint) as writer:
         for point in points:
             name = f"interrupted-{scenario}-{os.getpid()}-{point}"
             prefix = name.encode() + b"/"
             holder: Session | None = None
-            if scenario in ("lock", "campaign"):
+            stdin: int | None = None  # the write end of the command's stdin, if it reads one
+            endpoints = endpoint
+            if scenario.startswith("watch") or scenario == "failover":
+                # The stream opens from the revision of a put: its first response is an event.
+                rev = writer.put(prefix + b"a", b"first").header.revision
+                argv = ["watch", "--rev", str(rev), name, *WATCHES.get(scenario, ["--prefix"])]
+                if scenario == "watch-interactive":
+                    argv = ["watch", "-i"]
+                    read, stdin = os.pipe()
+                    os.write(stdin, f"watch --prefix --rev {rev} {name}\n".encode())
+                    sys.stdin = open(read)  # noqa: SIM115 - closed after the run
+                if scenario == "failover":  # the stream breaks on the dead endpoint first
+                    endpoints = f"{dead},{endpoint}"
+                trigger, on_trigger = Watch.__init__.__code__, lambda: None
+            elif scenario.startswith("keep-alive"):
+                lease = writer.lease_grant(30).ID
+                argv = ["lease", "keep-alive", f"{lease:x}"]
+                trigger = KeepAlive.__init__.__code__
+                if scenario == "keep-alive-once":
+                    argv.append("--once")
+                    trigger = Client.lease_keep_alive_once.__code__
+                on_trigger = lambda: None  # noqa: E731
+            elif scenario in ("lock", "campaign"):
                 # Someone holds the lock (leads): the command queues behind and waits.
                 holder = Session(writer, ttl=30)
                 if scenario == "lock":
@@ -131,7 +180,7 @@ def _child(endpoint: str, scenario: str, target: str, points: list[int]) -> None
             sys.settrace(clock.trace)
             threading.settrace(clock.trace)
             try:
-                cli.main(["--endpoints", endpoint, *argv], standalone_mode=False)
+                cli.main(["--endpoints", endpoints, *argv], standalone_mode=False)
                 outcome = "exit 0"
             except click.ClickException as err:
                 outcome = f"exit {err.exit_code}: {err.format_message()}"
@@ -141,6 +190,9 @@ def _child(endpoint: str, scenario: str, target: str, points: list[int]) -> None
                 sys.settrace(None)
                 threading.settrace(None)
                 clock.stop()
+                if stdin is not None:
+                    os.close(stdin)
+                    sys.stdin.close()
             queued = writer.get(prefix, prefix=True, count_only=True).count
             if holder is not None:
                 holder.close()
@@ -150,6 +202,7 @@ def _child(endpoint: str, scenario: str, target: str, points: list[int]) -> None
                 "fired": clock.fired.is_set(),
                 "where": clock.where,
                 "queued": queued,
+                "failover_at": clock.failover_at,
             }
             print(REPORT + json.dumps(report), file=sys.stderr, flush=True)
 
@@ -168,8 +221,11 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def _run_child(endpoint: str, scenario: str, target: str, points: list[int]) -> list[dict[str, Any]]:
     """The child's reports, one per point; fails naming the point if the child hangs or dies."""
+    from procs import free_port
+
+    dead = f"127.0.0.1:{free_port()}"  # nothing listens there: a stream opened on it breaks at once
     child = subprocess.Popen(
-        [sys.executable, __file__, endpoint, scenario, target, *map(str, points)],
+        [sys.executable, __file__, endpoint, dead, scenario, target, *map(str, points)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -255,5 +311,81 @@ def test_sigint_at_any_moment_of_a_wait_for_a_lock_or_leadership_is_context_canc
     assert reports[-1]["where"] == "late"
 
 
+def _sweep(scenario: str) -> list[int]:
+    return list(range(1, SWEPT_LINES[scenario], SWEPT_LINES[scenario] // 20))
+
+
+@pytest.mark.parametrize("scenario", [*WATCHES, "watch-interactive", "failover"])
+def test_sigint_at_any_moment_of_a_watch_ends_it_with_status_130(endpoint: str, scenario: str) -> None:
+    """From the stream's opening (and its failover) to the wait for events: status 130, as etcdctl."""
+    points = [*_sweep(scenario), BLOCKED]
+    reports = _run_child(endpoint, scenario, "*", points)
+    failed = [r for r in reports if r["outcome"] != KILLED or not r["fired"]]
+    assert failed == [], "an interrupted watch ends with status 130"
+    places = {r["where"] for r in reports}
+    assert len(places) > len(points) // 2
+    assert any("/grpc/" in where for where in places)
+    if scenario == "failover":  # some signal came after the failover began, before the wait
+        assert any(
+            r["failover_at"] is not None and r["failover_at"] < r["point"] < BLOCKED for r in reports
+        ), "no signal while the stream failed over"
+    assert reports[-1]["where"] == "late"
+
+
+def test_sigint_at_any_moment_of_lease_keep_alive_ends_it_with_status_130(endpoint: str) -> None:
+    points = [*_sweep("keep-alive"), BLOCKED]
+    reports = _run_child(endpoint, "keep-alive", "*", points)
+    failed = [r for r in reports if r["outcome"] != KILLED or not r["fired"]]
+    assert failed == [], "an interrupted keep-alive ends with status 130"
+    places = {r["where"] for r in reports}
+    assert len(places) > len(points) // 2
+    assert any("/grpc/" in where for where in places)
+    assert reports[-1]["where"] == "late"
+
+
+def test_sigint_at_any_moment_of_lease_keep_alive_once_ends_it_with_status_130(endpoint: str) -> None:
+    """A signal during the one renewal (and its printing): status 130."""
+    points = _sweep("keep-alive-once")
+    reports = _run_child(endpoint, "keep-alive-once", "*", points)
+    failed = [r for r in reports if r["outcome"] != KILLED or not r["fired"]]
+    assert failed == [], "an interrupted renewal ends with status 130"
+    places = {r["where"] for r in reports}
+    assert len(places) > len(points) // 2
+    assert any("/grpc/" in where for where in places)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("command", ["watch", "keep-alive"])
+def test_a_signal_ends_watch_and_keep_alive_as_it_ends_etcdctl(endpoint: str, command: str, sig: int) -> None:
+    """etcdctl dies of the signal: a shell sees 128+N, nothing more is printed; etcdpy exits so."""
+    from cli_tools import Running
+    from procs import ETCDCTL_BIN
+
+    from etcdpy.client import Client
+
+    tools = ["etcdpy", "etcdctl"] if ETCDCTL_BIN is not None else ["etcdpy"]
+    ends: dict[str, tuple[int, list[str], str]] = {}
+    with Client(endpoint) as client:
+        for tool in tools:
+            key = f"signalled-{command}-{sig}-{tool}"
+            if command == "watch":  # the stream starts at the put: PUT, key, value come at once
+                rev = client.put(key.encode(), b"v").header.revision
+                args, first = ["watch", "--rev", str(rev), key], 3
+            else:
+                args, first = ["lease", "keep-alive", f"{client.lease_grant(60).ID:x}"], 1
+            running = Running(tool, endpoint, *args)
+            try:
+                running.lines(first)
+                running.signal(sig)
+                code = running.wait()
+            finally:
+                running.stop()
+            shell_status = code if code >= 0 else 128 - code  # a death by signal N: 128+N
+            ends[tool] = (shell_status, running.rest(), running.stderr())
+    assert ends["etcdpy"] == (128 + sig, [], "")
+    if "etcdctl" in ends:
+        assert ends["etcdctl"] == ends["etcdpy"]
+
+
 if __name__ == "__main__":
-    _child(sys.argv[1], sys.argv[2], sys.argv[3], [int(point) for point in sys.argv[4:]])
+    _child(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], [int(point) for point in sys.argv[5:]])
