@@ -90,7 +90,7 @@ def _campaign(
         try:
             printer.get(response)
             state.output.flush()
-            interrupted = wait_for_end(work.session)
+            interrupted = wait_for_end(work.session, signals)
         except Interrupted:  # elected already: resign as on a later signal
             interrupted = True
         if not interrupted:

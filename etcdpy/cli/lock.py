@@ -54,13 +54,13 @@ CANCELED = "context canceled"  # what etcdctl says when interrupted while waitin
 LOCK_TTL = 10  # etcdctl lock's --ttl default (not the session's 60)
 
 
-def wait_for_end(session: Session) -> bool:
+def wait_for_end(session: Session, signals: Signals) -> bool:
     """Block until interrupted (True) or the session is lost (False)."""
     lost = threading.Lock()  # held until the session is lost
     lost.acquire()
     session.add_lost_callback(lost.release)
     try:
-        await_release(lost)
+        await_release(lost, signals)
     except Interrupted:
         return True
     return False
@@ -158,7 +158,7 @@ def lock(state: CliState, args: tuple[str, ...], ttl: int, timeout: float | None
                     raise CliError(ExitCode.ERROR, "lock lost on init")
                 printer.get(response)
                 state.output.flush()
-                interrupted = wait_for_end(work.session)
+                interrupted = wait_for_end(work.session, signals)
             except Interrupted:
                 interrupted = True
             if not interrupted:
