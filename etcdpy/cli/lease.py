@@ -11,7 +11,7 @@ from etcdpy.cli.context import CliState, pass_state
 from etcdpy.cli.errors import CliError, ExitCode
 from etcdpy.cli.options import command_options
 from etcdpy.cli.printers import Printer, leasewatch
-from etcdpy.cli.signals import Interrupted, Stopper, interruptible, run_until_signal
+from etcdpy.cli.signals import Stopper, run_or_die_of_signal
 from etcdpy.client import Client
 
 _DECIMAL = re.compile(r"[+-]?[0-9]+")
@@ -119,21 +119,9 @@ def keep_alive(state: CliState, args: tuple[str, ...], once: bool) -> None:
     # The renewals run on a worker thread while the main thread only waits (see
     # `etcdpy.cli.signals`): SIGINT/SIGTERM then end the command with 128+N,
     # nothing printed, as etcdctl dies of them, wherever they land.
-    with interruptible() as signals:
-        stopper = Stopper()
-        try:
-            if once:
-                run_until_signal(
-                    signals, lambda: _renew_once(state, printer, client, lease_id, stopper), stopper.stop
-                )
-            else:
-                run_until_signal(
-                    signals, lambda: _renew(state, printer, client, lease_id, stopper), stopper.stop
-                )
-        except Interrupted:
-            raise signals.killed_exit() from None
-        finally:
-            signals.ignore()
+    stopper = Stopper()
+    renew = _renew_once if once else _renew
+    run_or_die_of_signal(lambda: renew(state, printer, client, lease_id, stopper), stopper)
 
 
 def _renew_once(state: CliState, printer: Printer, client: Client, lease_id: int, stopper: Stopper) -> None:

@@ -143,6 +143,22 @@ def run_until_signal(signals: Signals, work: Callable[[], T], stop: Callable[[],
     return results[0]
 
 
+def run_or_die_of_signal(work: Callable[[], T], stopper: Stopper) -> T:
+    """``work()`` on `run_until_signal`'s worker; a signal ends the command as etcdctl dies of it.
+
+    For commands etcdctl leaves to Go's default signal handling (watch, lease
+    keep-alive): ``stopper`` closes what the work opened, and the exit is 128+N
+    with nothing printed (`Signals.killed_exit`).
+    """
+    with interruptible() as signals:
+        try:
+            return run_until_signal(signals, work, stopper.stop)
+        except Interrupted:
+            raise signals.killed_exit() from None
+        finally:
+            signals.ignore()
+
+
 def await_release(lock: threading.Lock, signals: Signals | None = None) -> None:
     """Acquire ``lock`` (held by another thread until it is done) where `Interrupted` may safely be raised.
 

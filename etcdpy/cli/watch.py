@@ -38,7 +38,7 @@ from etcdpy.cli.kv import arg_bytes
 from etcdpy.cli.options import GoInt64, command_options
 from etcdpy.cli.printers import Printer, leasewatch
 from etcdpy.cli.printers.goformat import go_quote
-from etcdpy.cli.signals import Interrupted, StdinLines, Stopper, interruptible, run_until_signal
+from etcdpy.cli.signals import StdinLines, Stopper, run_or_die_of_signal
 from etcdpy.cli.watch_view import run_view
 from etcdpy.client import Client
 from etcdpy.client.watch import Watch, watch_create_request
@@ -220,25 +220,15 @@ def watch(
     printer = state.printer()
     client = state.client()
     live = _live_view_wanted(state, exec_args)
-    with interruptible() as signals:
-        stopper = Stopper()
-        try:
-            if live:
-                console = Console()
-                reason = run_until_signal(
-                    signals,
-                    lambda: run_view(console, client, request, on_open=lambda s: stopper.on_stop(s.close)),
-                    stopper.stop,
-                )
-            else:
-                display = Display(state, printer, exec_args, stopper)
-                run_until_signal(
-                    signals, lambda: follow(display, open_stream(client, request, stopper)), stopper.stop
-                )
-        except Interrupted:
-            raise signals.killed_exit() from None
-        finally:
-            signals.ignore()
+    stopper = Stopper()
+    if live:
+        console = Console()
+        reason = run_or_die_of_signal(
+            lambda: run_view(console, client, request, on_open=lambda s: stopper.on_stop(s.close)), stopper
+        )
+    else:
+        display = Display(state, printer, exec_args, stopper)
+        run_or_die_of_signal(lambda: follow(display, open_stream(client, request, stopper)), stopper)
     if live:
         raise CliError(ExitCode.INTERRUPTED, f"watch is canceled by the server ({reason})")
     raise CliError(ExitCode.INTERRUPTED, "watch is canceled by the server")
@@ -263,16 +253,9 @@ def _interactive(state: CliState, options: WatchOptions) -> NoReturn:
     """
     client = state.client()
     stopper = Stopper()
-    with StdinLines(sys.stdin) as lines, interruptible() as signals:
+    with StdinLines(sys.stdin) as lines:
         stopper.on_stop(lines.stop)
-        try:
-            run_until_signal(
-                signals, lambda: _read_lines(state, client, options, lines, stopper), stopper.stop
-            )
-        except Interrupted:
-            raise signals.killed_exit() from None
-        finally:
-            signals.ignore()
+        run_or_die_of_signal(lambda: _read_lines(state, client, options, lines, stopper), stopper)
 
 
 def _read_lines(
