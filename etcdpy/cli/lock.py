@@ -41,6 +41,7 @@ from etcdpy.cli.printers.goformat import go_quote
 from etcdpy.cli.signals import (
     Interrupted,
     Signals,
+    Stopper,
     await_release,
     interruptible,
     run_until_signal,
@@ -76,33 +77,30 @@ class SessionWork:
     def __init__(self, client: Client, ttl: int) -> None:
         self._client = client
         self._ttl = ttl
-        self._lock = threading.Lock()
-        self._stopped = False  # guarded by _lock
-        self.session: Session | None = None  # guarded by _lock, set once opened
+        self._stopper = Stopper()
+        self.session: Session | None = None  # set by `open` on the worker; read once it has ended
 
     def open(self) -> Session:
-        """Open the session (on the worker); SessionExpired if `stop` came first."""
-        session = Session(self._client, ttl=self._ttl)
-        with self._lock:
-            self.session = session
-            stopped = self._stopped
-        if stopped:
+        """Open the session (on the worker); SessionExpired if `stop` came first (it is closed then)."""
+        session = self.session = Session(self._client, ttl=self._ttl)
+        self._stopper.on_stop(lambda: _revoke(session))
+        if self._stopper.stopped:
             raise SessionExpired()
         return session
 
     def stop(self) -> None:
         """Close the session, now or as soon as it is opened."""
-        with self._lock:
-            self._stopped = True
-        self.close()
+        self._stopper.stop()
 
     def close(self) -> None:
-        """Revoke the session's lease, if it was opened (called with signals ignored)."""
-        with self._lock:
-            session = self.session
-        if session is not None:
-            with contextlib.suppress(EtcdError):
-                session.close()
+        """Revoke the session's lease, if it was opened (after the worker ended, signals ignored)."""
+        if self.session is not None:
+            _revoke(self.session)
+
+
+def _revoke(session: Session) -> None:
+    with contextlib.suppress(EtcdError):
+        session.close()
 
 
 @click.command(
