@@ -219,18 +219,15 @@ def watch(
     request = watch_request(with_environment(list(args), bool(exec_args)), options)
     printer = state.printer()
     client = state.client()
-    live = _live_view_wanted(state, exec_args)
     stopper = Stopper()
-    if live:
+    if _live_view_wanted(state, exec_args):
         console = Console()
         reason = run_or_die_of_signal(
             lambda: run_view(console, client, request, on_open=lambda s: stopper.on_stop(s.close)), stopper
         )
-    else:
-        display = Display(state, printer, exec_args, stopper)
-        run_or_die_of_signal(lambda: follow(display, open_stream(client, request, stopper)), stopper)
-    if live:
         raise CliError(ExitCode.INTERRUPTED, f"watch is canceled by the server ({reason})")
+    display = Display(state, printer, exec_args, stopper)
+    run_or_die_of_signal(lambda: follow(display, open_stream(client, request, stopper)), stopper)
     raise CliError(ExitCode.INTERRUPTED, "watch is canceled by the server")
 
 
