@@ -199,7 +199,7 @@ class ServerApplication:
         self._stats = stats
         self._backend: JournaledBackend | None = None
         self._applier: Applier | None = None
-        # Received states by snapshot index, as Replication keeps them: one file each, named by its index.
+        # Received states by snapshot index, as Replication keeps them: the latest copy of each index.
         self._received: dict[int, snapshot.SpooledSnapshot] = {}
         # The state being installed: its marker is set and its batches written, until the Ready is durable.
         self._installing: tuple[int, snapshot.SpooledSnapshot] | None = None
@@ -298,7 +298,10 @@ class ServerApplication:
             # Raft has committed that far and refuses it (Replication._snapshot_received does the same).
             spooled.path.unlink(missing_ok=True)
         else:
+            replaced = self._received.get(index)
             self._received[index] = spooled
+            if replaced is not None:  # an earlier copy no install claimed, superseded (as Replication does)
+                replaced.path.unlink(missing_ok=True)
             self._stats["snapshots_spooled"] += 1
         return message
 
