@@ -29,9 +29,9 @@ from etcdpy.api.raftpb import raft_pb2 as raftpb
 from etcdpy.raft import NONE
 from etcdpy.server import failpoints
 from etcdpy.server.apply import Applier
-from etcdpy.server.memberops import MemberOps
-from etcdpy.server.membership import Cluster
-from etcdpy.server.replication import CLUSTER_VERSION, Replication
+from etcdpy.server.consensus.memberops import MemberOps
+from etcdpy.server.consensus.membership import Cluster
+from etcdpy.server.consensus.replication import CLUSTER_VERSION, Replication
 
 log = logging.getLogger("etcdpy.server")
 

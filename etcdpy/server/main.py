@@ -25,24 +25,24 @@ import grpc
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.server import config as cfg
 from etcdpy.server.apply import Applier
-from etcdpy.server.etcdserver import EtcdServer, run_auto_compaction
-from etcdpy.server.leasewatch import LeaseWatch
-from etcdpy.server.memberops import MemberOps
-from etcdpy.server.membership import Cluster
-from etcdpy.server.quota import BackendQuota
-from etcdpy.server.raftnode import RaftSettings
-from etcdpy.server.replication import (
+from etcdpy.server.consensus.memberops import MemberOps
+from etcdpy.server.consensus.membership import Cluster
+from etcdpy.server.consensus.node import RaftSettings
+from etcdpy.server.consensus.replication import (
     Replication,
     bootstrap_new_cluster,
     fetch_cluster,
     finish_snapshot_install,
     write_joined_cluster,
 )
+from etcdpy.server.etcdserver import EtcdServer, run_auto_compaction
+from etcdpy.server.leasewatch import LeaseWatch
+from etcdpy.server.quota import BackendQuota
 from etcdpy.server.services import register_services, register_threaded_services
 from etcdpy.server.services.threaded import STREAM_HEADROOM
 from etcdpy.server.storage.backend import Backend, BackendError, recovery_advice
-from etcdpy.server.storage.raftlog import RaftLog, RaftLogCorruptError
-from etcdpy.server.storage_failure import classify, raise_alarm_through_peers
+from etcdpy.server.storage.failure import classify, raise_alarm_through_peers
+from etcdpy.server.storage.raftlog import RaftLogCorruptError, RaftLogStorage
 
 log = logging.getLogger("etcdpy.server")
 SHUTDOWN_GRACE_SECONDS = 2.0  # in-flight requests may finish this long after SIGTERM
@@ -266,7 +266,7 @@ def serve(config: cfg.Config) -> int:
 
 async def open_member(config: cfg.Config, backend: Backend) -> EtcdServer:
     """Load (or on first boot create or join) the cluster and the raft log; build the member."""
-    raftlog = RaftLog.open(backend, sync=not config.unsafe_no_fsync)
+    raftlog = RaftLogStorage.open(backend, sync=not config.unsafe_no_fsync)
     finish_snapshot_install(backend, raftlog)  # before the state is read: an install a crash interrupted
     if raftlog.dropped_tail:
         log.warning("dropped a torn entry at the tail of the raft log (it was never acknowledged)")

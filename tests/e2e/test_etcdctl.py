@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from procs import ETCDCTL_BIN, ServerProcess
 
-from etcdpy.server.membership import cluster_id, member_id
+from etcdpy.server.consensus.membership import cluster_id, member_id
 
 pytestmark = pytest.mark.interop
 

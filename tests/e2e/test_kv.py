@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from procs import ServerProcess
 
 from etcdpy.api.etcdserverpb import rpc_pb2
-from etcdpy.server.membership import cluster_id, member_id
+from etcdpy.server.consensus.membership import cluster_id, member_id
 
 Compare = rpc_pb2.Compare
 

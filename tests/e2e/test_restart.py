@@ -14,7 +14,7 @@ from procs import ServerProcess
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.server import failpoints
 from etcdpy.server.storage.backend import Backend
-from etcdpy.server.storage.raftlog import RaftLog, entry_key
+from etcdpy.server.storage.raftlog import RaftLogStorage, entry_key
 
 
 def status(server: ServerProcess) -> rpc_pb2.StatusResponse:
@@ -152,7 +152,7 @@ def test_snapshots_trim_the_log_to_a_catch_up_tail_and_restarts_still_work(tmp_p
         server.kill(signal.SIGTERM)
         backend = Backend(server.data_dir)
         try:
-            log = RaftLog.open(backend)
+            log = RaftLogStorage.open(backend)
             assert log.last_index() == 64
             assert log.snapshot_meta.index == 60  # snapshots at 20, 40 and 60 applied entries
             assert log.first_index() == 56, "the log keeps 5 entries below the last snapshot"

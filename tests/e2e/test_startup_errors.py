@@ -16,9 +16,9 @@ from procs import ServerProcess, free_port, wait_for_port
 
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.api.raftpb import raft_pb2 as raftpb
-from etcdpy.server.membership import member_id
+from etcdpy.server.consensus.membership import member_id
 from etcdpy.server.storage.backend import Backend
-from etcdpy.server.storage.raftlog import RaftLog
+from etcdpy.server.storage.raftlog import RaftLogStorage
 
 
 def test_startup_line_names_the_client_url_and_member_id(etcdpy_server: ServerProcess) -> None:
@@ -68,7 +68,7 @@ def test_a_corrupt_data_dir_is_refused(data_dir: Path) -> None:
 
 def test_membership_without_a_log_is_refused_as_damaged(data_dir: Path) -> None:
     backend = Backend(data_dir)
-    log = RaftLog.open(backend)
+    log = RaftLogStorage.open(backend)
     log.write(
         log.prepare(entries=(raftpb.Entry(index=1, term=1),), hard_state=raftpb.HardState(term=1, commit=1))
     )

@@ -48,7 +48,7 @@ from etcdpy.raft import ErrSnapOutOfDate
 from etcdpy.server.apply import Applier
 from etcdpy.server.storage import snapshot
 from etcdpy.server.storage.backend import Backend, BackendCorruptError
-from etcdpy.server.storage.raftlog import PreparedWrite, RaftLog
+from etcdpy.server.storage.raftlog import PreparedWrite, RaftLogStorage
 
 from .application import Applied
 from .disk import FakeDisk
@@ -138,8 +138,8 @@ def compaction_request(revision: int) -> bytes:
     ).SerializeToString()
 
 
-class DiskLog(RaftLog):
-    """DiskLog is a node's fake disk as the `RaftLog` a server's start hands `finish_interrupted_install`.
+class DiskLog(RaftLogStorage):
+    """DiskLog is a node's fake disk as the `RaftLogStorage` given to `finish_interrupted_install`.
 
     Only the write side that function uses: `prepare` a snapshot point and hard state, and
     `write` them.  The fake disk's write and the LevelDB batch (the marker's deletion) are

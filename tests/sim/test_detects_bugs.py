@@ -51,7 +51,7 @@ def test_stale_reads_break_linearizability(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_votes_for_stale_logs_break_leader_completeness(monkeypatch: pytest.MonkeyPatch) -> None:
     """A raft that grants votes whatever the candidate's log lets a leader lack committed entries."""
-    monkeypatch.setattr(raft_log.RaftLog, "is_up_to_date", lambda self, last_index, term: True)
+    monkeypatch.setattr(raft_log.RaftLogStorage, "is_up_to_date", lambda self, last_index, term: True)
     reason = first_failure().reason
     assert "leader completeness" in reason or "acknowledged write lost" in reason, reason
 

@@ -19,7 +19,7 @@ from etcdpy.server.apply import Applier, ApplyResult
 from etcdpy.server.mvcc import compaction, layout
 from etcdpy.server.storage import schema, snapshot
 from etcdpy.server.storage.backend import Backend
-from etcdpy.server.storage.raftlog import RaftLog
+from etcdpy.server.storage.raftlog import RaftLogStorage
 
 from .plan import RunPlan
 from .runner import SimulationFailure, run_plan, run_seed
@@ -107,7 +107,7 @@ def test_a_power_loss_in_the_middle_of_an_install_is_finished_by_the_next_start(
         batch_sizes.append(kwargs["batch_bytes"])
         return install_file(backend, spooled, meta, **kwargs)
 
-    def spy_finish(backend: Backend, raftlog: RaftLog) -> Any:
+    def spy_finish(backend: Backend, raftlog: RaftLogStorage) -> Any:
         marker = snapshot.read_marker(backend)
         if marker is None:
             return finish(backend, raftlog)
@@ -152,7 +152,7 @@ def test_a_start_that_records_an_interrupted_install_without_its_state_is_caught
     """A start that records the snapshot point but does not replay the state from the file is caught."""
     finish = snapshot.finish_interrupted_install
 
-    def without_replay(backend: Backend, raftlog: RaftLog) -> Any:
+    def without_replay(backend: Backend, raftlog: RaftLogStorage) -> Any:
         with monkeypatch.context() as patch:
             patch.setattr(snapshot, "replace_state", lambda *args, **kwargs: 0)
             return finish(backend, raftlog)

@@ -8,7 +8,7 @@ import plyvel
 import pytest
 
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
-from etcdpy.server.storage_failure import classify
+from etcdpy.server.storage.failure import classify
 
 
 def _raised_from(cause: BaseException) -> BaseException:

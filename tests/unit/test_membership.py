@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from etcdpy.server.config import Config, parse_initial_cluster
-from etcdpy.server.membership import Cluster, cluster_id, member_id
+from etcdpy.server.consensus.membership import Cluster, cluster_id, member_id
 from etcdpy.server.storage.backend import Backend
 
 

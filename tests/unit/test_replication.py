@@ -1,6 +1,6 @@
 """Replication in one process: members with real LevelDB logs and gRPC peer streams on loopback.
 
-Each member is a Backend + Applier + Replication (RaftNode over RaftLog, Transport)
+Each member is a Backend + Applier + Replication (RaftNode over RaftLogStorage, PeerTransport)
 serving the Peer service on a free port; the tests drive proposals and check
 that every member applies the same entries, reads are linearizable through
 ReadIndex, and a member that fell behind a compacted log catches up by snapshot.
@@ -19,14 +19,14 @@ from procs import free_port
 
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.raftpb import raft_pb2 as pb
-from etcdpy.server import raftnode
 from etcdpy.server.apply import Applier
-from etcdpy.server.membership import Cluster, cluster_id, member_id
-from etcdpy.server.raftnode import MAX_FORWARDED_READS, RaftSettings
-from etcdpy.server.replication import Replication, bootstrap_new_cluster
+from etcdpy.server.consensus import node as raftnode
+from etcdpy.server.consensus.membership import Cluster, cluster_id, member_id
+from etcdpy.server.consensus.node import MAX_FORWARDED_READS, RaftSettings
+from etcdpy.server.consensus.replication import Replication, bootstrap_new_cluster
 from etcdpy.server.storage import snapshot
 from etcdpy.server.storage.backend import Backend
-from etcdpy.server.storage.raftlog import RaftLog
+from etcdpy.server.storage.raftlog import RaftLogStorage
 
 TOKEN = "test-token"
 
@@ -45,7 +45,7 @@ class Member:
     async def start(self) -> None:
         self.backend = Backend(self.data_dir)
         self.applier = Applier(self.backend)
-        raftlog = RaftLog.open(self.backend)
+        raftlog = RaftLogStorage.open(self.backend)
         cluster = Cluster.load(self.backend)
         if cluster is None:
             members = {mid: rpc_pb2.Member(ID=mid, peerURLs=[url]) for mid, url in self.urls.items()}

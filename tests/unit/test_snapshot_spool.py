@@ -18,13 +18,13 @@ from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.api.raftpb import peer_pb2
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.server.apply import Applier
-from etcdpy.server.membership import Cluster, cluster_id
-from etcdpy.server.raftnode import RaftSettings
-from etcdpy.server.replication import Replication, bootstrap_new_cluster
+from etcdpy.server.consensus.membership import Cluster, cluster_id
+from etcdpy.server.consensus.node import RaftSettings
+from etcdpy.server.consensus.replication import Replication, bootstrap_new_cluster
+from etcdpy.server.consensus.transport import PeerService, PeerTransport
 from etcdpy.server.storage import schema, snapshot
 from etcdpy.server.storage.backend import Backend, BackendCorruptError
-from etcdpy.server.storage.raftlog import RaftLog, entry_key
-from etcdpy.server.transport import PeerService, Transport
+from etcdpy.server.storage.raftlog import RaftLogStorage, entry_key
 
 CLUSTER_ID = 0xC1
 META = pb.SnapshotMetadata(index=100, term=3, conf_state=pb.ConfState(voters=[1, 2, 3]))
@@ -72,7 +72,7 @@ def old_member(data_dir: Path) -> Backend:
     backend = Backend(data_dir)
     fill(backend, seed=2, applied=5)
     backend.db.put(MEMBER_KEY, (7).to_bytes(8, "big"))
-    raftlog = RaftLog.open(backend)
+    raftlog = RaftLogStorage.open(backend)
     entries = tuple(pb.Entry(index=i, term=1, data=b"e%d" % i) for i in range(1, 6))
     raftlog.write(raftlog.prepare(entries=entries, hard_state=pb.HardState(term=2, vote=3, commit=5)))
     return backend
@@ -171,7 +171,7 @@ def test_a_crash_anywhere_in_an_install_ends_with_the_new_state_or_the_old_never
     target = old_member(data_dir)
     old_state = state(target)
     spooled = spool(snapshot.spool_dir(data_dir), source, META.index)
-    raftlog = RaftLog.open(target)
+    raftlog = RaftLogStorage.open(target)
     # What raft's Ready writes after the install: the snapshot point, log and a newer hard state.
     raftlog.prepare(snapshot=META, hard_state=pb.HardState(term=4, vote=2, commit=META.index))
     if crash_at is not None:
@@ -191,14 +191,14 @@ def test_a_crash_anywhere_in_an_install_ends_with_the_new_state_or_the_old_never
     if crash_at is not None and 2 <= crash_at <= 6:
         mixed = state(reopened)
         assert mixed not in (old_state, state(source)), "the crash left no mix to finish: a weak test"
-    relog = RaftLog.open(reopened)
+    relog = RaftLogStorage.open(reopened)
     assert snapshot.finish_interrupted_install(reopened, relog) == (None if crash_at is None else META)
     if crash_at is None:
         assert state(reopened) == old_state
         assert relog.snapshot_meta.index == 0 and relog.last_index() == 5
     else:
         assert state(reopened) == state(source)
-        for log_view in (relog, RaftLog.open(reopened)):  # the view, and what is on disk
+        for log_view in (relog, RaftLogStorage.open(reopened)):  # the view, and what is on disk
             assert log_view.snapshot_meta == META
             assert log_view.first_index() == META.index + 1 and log_view.last_index() == META.index
             assert log_view.hard_state == pb.HardState(term=3, vote=0, commit=META.index)
@@ -207,7 +207,7 @@ def test_a_crash_anywhere_in_an_install_ends_with_the_new_state_or_the_old_never
     assert reopened.get(MEMBER_KEY) == (7).to_bytes(8, "big")
     assert not list(snapshot.spool_dir(data_dir).iterdir()), "the spooled file outlived the install"
     # A second start finds nothing to do.
-    assert snapshot.finish_interrupted_install(reopened, RaftLog.open(reopened)) is None
+    assert snapshot.finish_interrupted_install(reopened, RaftLogStorage.open(reopened)) is None
     reopened.close()
 
 
@@ -217,7 +217,7 @@ def test_the_callers_batch_completes_an_install_and_a_restart_then_has_nothing_t
     data_dir = tmp_path / "target"
     target = old_member(data_dir)
     spooled = spool(snapshot.spool_dir(data_dir), source, META.index)
-    raftlog = RaftLog.open(target)
+    raftlog = RaftLogStorage.open(target)
     hard_state = pb.HardState(term=4, vote=2, commit=META.index)
     prepared = raftlog.prepare(snapshot=META, hard_state=hard_state)
     snapshot.install_file(target, spooled, META, batch_bytes=1000)
@@ -225,7 +225,7 @@ def test_the_callers_batch_completes_an_install_and_a_restart_then_has_nothing_t
     raftlog.write(prepared)
     target.close()
     reopened = Backend(data_dir)
-    relog = RaftLog.open(reopened)
+    relog = RaftLogStorage.open(reopened)
     assert snapshot.finish_interrupted_install(reopened, relog) is None
     assert state(reopened) == state(source)
     assert relog.snapshot_meta == META and relog.hard_state == hard_state
@@ -246,7 +246,7 @@ def test_an_interrupted_install_whose_file_is_damaged_refuses_to_start(
         f.seek(10)
         f.write(bytes([byte[0] ^ 1]))
     with pytest.raises(BackendCorruptError, match="interrupted"):
-        snapshot.finish_interrupted_install(target, RaftLog.open(target))
+        snapshot.finish_interrupted_install(target, RaftLogStorage.open(target))
     assert snapshot.read_marker(target) is not None, "the marker must stay while the state is a mix"
     target.close()
 
@@ -260,7 +260,7 @@ def test_a_start_removes_leftover_incoming_and_received_files(tmp_path: Path) ->
         path.write_bytes(b"partial")
     unrelated = directory / "notes.txt"
     unrelated.write_text("not ours")
-    assert snapshot.finish_interrupted_install(backend, RaftLog.open(backend)) is None
+    assert snapshot.finish_interrupted_install(backend, RaftLogStorage.open(backend)) is None
     assert not any(path.exists() for path in leftovers)
     assert unrelated.exists()
     backend.close()
@@ -286,7 +286,7 @@ def receiver(directory: Path, received: list[tuple[pb.Message, snapshot.SpooledS
     async def on_snapshot(message: pb.Message, spooled: snapshot.SpooledSnapshot) -> None:
         received.append((message, spooled))
 
-    transport = Transport(
+    transport = PeerTransport(
         local_id=2,
         cluster_id=CLUSTER_ID,
         on_message=lambda m: None,
@@ -374,14 +374,14 @@ def test_a_crash_while_a_start_finishes_an_install_is_finished_by_the_next_start
         real_db = reopened.db
         reopened.db = CountingDB(real_db, [], crash_at=crash_at)
         with pytest.raises(Crash):
-            snapshot.finish_interrupted_install(reopened, RaftLog.open(reopened))
+            snapshot.finish_interrupted_install(reopened, RaftLogStorage.open(reopened))
         reopened.db = real_db
         assert snapshot.read_marker(reopened) is not None and spooled.path.exists()
         reopened.close()
     reopened = Backend(data_dir)
-    assert snapshot.finish_interrupted_install(reopened, RaftLog.open(reopened)) == META
+    assert snapshot.finish_interrupted_install(reopened, RaftLogStorage.open(reopened)) == META
     assert state(reopened) == state(source)
-    assert RaftLog.open(reopened).snapshot_meta == META
+    assert RaftLogStorage.open(reopened).snapshot_meta == META
     assert snapshot.read_marker(reopened) is None and not spooled.path.exists()
     reopened.close()
 
@@ -410,7 +410,7 @@ def test_replication_deletes_a_received_file_once_installed_superseded_or_refuse
     with source.batch(sync=False) as wb:
         cluster.write(wb)
     target = Backend(tmp_path / "target")
-    raftlog = RaftLog.open(target)
+    raftlog = RaftLogStorage.open(target)
     bootstrap_new_cluster(raftlog, cluster)
     target.db.put(APPLIED_KEY, (50).to_bytes(8, "big"))
     directory = snapshot.spool_dir(target.data_dir)

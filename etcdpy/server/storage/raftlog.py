@@ -1,4 +1,4 @@
-"""RaftLog: raft's Storage over the member's LevelDB, with the write side the Ready loop uses.
+"""RaftLogStorage: raft's Storage over the member's LevelDB, with the write side the Ready loop uses.
 
 Layout (prefixes from `schema`)::
 
@@ -12,8 +12,8 @@ the same database, so a snapshot is only the point (index, term, configuration)
 below which the log may be dropped.  A snapshot sent to a peer carries a
 consistent LevelDB snapshot of the state keyspaces (see transport.py).
 
-`RaftLog.prepare` turns one Ready's snapshot, entries and hard state into ONE
-LevelDB write batch; `RaftLog.write` writes it (synced unless --unsafe-no-fsync)
+`RaftLogStorage.prepare` turns one Ready's snapshot, entries and hard state into ONE
+LevelDB write batch; `RaftLogStorage.write` writes it (synced unless --unsafe-no-fsync)
 on a worker thread and then updates the in-memory view raft reads.  Entries
 between the snapshot and the last index are mirrored in memory, so raft's reads
 (MsgApp to followers, term lookups) never touch the disk.
@@ -75,7 +75,7 @@ def decode_entry(index: int, value: bytes) -> pb.Entry | None:
 
 @dataclass(frozen=True, slots=True)
 class PreparedWrite:
-    """One Ready's writes encoded into a LevelDB write batch, ready for `RaftLog.write`."""
+    """One Ready's writes encoded into a LevelDB write batch, ready for `RaftLogStorage.write`."""
 
     batch: Any  # plyvel.WriteBatch
     snapshot: pb.SnapshotMetadata | None
@@ -84,8 +84,8 @@ class PreparedWrite:
     compact_to: int  # entries <= this are dropped (0: none)
 
 
-class RaftLog(EntryWindow):
-    """The durable raft log and raft's `Storage` view of it; open it with `RaftLog.open`.
+class RaftLogStorage(EntryWindow):
+    """The durable raft log and raft's `Storage` view of it; open it with `RaftLogStorage.open`.
 
     Raft reads through the Storage methods on the event loop; `write` runs on one
     worker thread at a time and swaps the in-memory view only after the batch is durable.
@@ -100,7 +100,7 @@ class RaftLog(EntryWindow):
         self.dropped_tail = 0  # entries discarded as a torn tail when opened
 
     @classmethod
-    def open(cls, backend: Backend, *, sync: bool = True) -> RaftLog:
+    def open(cls, backend: Backend, *, sync: bool = True) -> RaftLogStorage:
         """Load the hard state, snapshot point and every stored entry, checking each."""
         log = cls(backend, sync=sync)
         raw = backend.get(HARD_STATE_KEY)

@@ -43,7 +43,7 @@ from typing import Any
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.server.storage import schema
 from etcdpy.server.storage.backend import Backend, BackendCorruptError, recovery_advice
-from etcdpy.server.storage.raftlog import RaftLog
+from etcdpy.server.storage.raftlog import RaftLogStorage
 
 CHUNK_BYTES = 1 << 20
 INSTALL_BATCH_BYTES = 4 << 20  # bytes of keys and values written per install batch
@@ -336,7 +336,7 @@ def _next_state(iterator: Any) -> tuple[bytes, bytes] | None:
     return None
 
 
-def finish_interrupted_install(backend: Backend, raftlog: RaftLog) -> pb.SnapshotMetadata | None:
+def finish_interrupted_install(backend: Backend, raftlog: RaftLogStorage) -> pb.SnapshotMetadata | None:
     """At start, before the state is read: finish an install a crash interrupted; drop leftover files.
 
     With a marker, the state is replaced again from its file and the snapshot point recorded

@@ -34,8 +34,8 @@ from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.api.raftpb import peer_pb2, peer_pb2_grpc
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import NONE, ProposalDropped
-from etcdpy.server.replication import Replication
-from etcdpy.server.transport import _target
+from etcdpy.server.consensus.replication import Replication
+from etcdpy.server.consensus.transport import _target
 
 HEALTH_INTERVAL = 5.0  # etcd: a peer counts as healthy once connected this many seconds
 LEARNER_READY_PERCENT = 0.9  # etcd: a learner within 90% of the leader's commit index may be promoted

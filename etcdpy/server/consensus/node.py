@@ -54,7 +54,7 @@ from etcdpy.raft import (
     decode_conf_change,
 )
 from etcdpy.server import failpoints
-from etcdpy.server.storage.raftlog import RaftLog
+from etcdpy.server.storage.raftlog import RaftLogStorage
 
 log = logging.getLogger("etcdpy.server.raft")
 
@@ -136,7 +136,7 @@ class RaftNode:
         self,
         *,
         node_id: int,
-        storage: RaftLog,
+        storage: RaftLogStorage,
         settings: RaftSettings,
         applied_index: Callable[[], int],
         apply_entries: ApplyEntries,

@@ -1,4 +1,4 @@
-"""Replication: a member's RaftNode, peer Transport, membership and snapshots, wired together.
+"""Replication: a member's RaftNode, PeerTransport, membership and snapshots, wired together.
 
 It is what EtcdServer proposes to and reads commit points from (the seam the
 one-member LocalLog had): ``propose(bytes)``, ``run()``/``stop()``, ``term``,
@@ -31,15 +31,15 @@ from etcdpy.api.raftpb import peer_pb2, peer_pb2_grpc
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import NONE
 from etcdpy.server.apply import Applier
-from etcdpy.server.membership import Cluster
+from etcdpy.server.consensus.membership import Cluster
+from etcdpy.server.consensus.node import RaftNode, RaftSettings
+from etcdpy.server.consensus.transport import PeerService, PeerTransport
 from etcdpy.server.mvcc.writer import Batch
-from etcdpy.server.raftnode import RaftNode, RaftSettings
 from etcdpy.server.storage import schema, snapshot
 from etcdpy.server.storage.backend import Backend
-from etcdpy.server.storage.raftlog import RaftLog
-from etcdpy.server.transport import PeerService, Transport
+from etcdpy.server.storage.raftlog import RaftLogStorage
 
-log = logging.getLogger("etcdpy.server.replication")
+log = logging.getLogger("etcdpy.server.consensus.replication")
 
 BOOTSTRAP_TERM = 1
 CLUSTER_VERSION = "3.4.0"  # what etcd 3.4 members agree on
@@ -47,7 +47,7 @@ CLUSTER_VERSION_KEY = schema.META + b"cluster_version"
 REMOVED_PREFIX = schema.META + b"removed/"  # + member ID: members removed from the cluster
 
 
-def bootstrap_new_cluster(raftlog: RaftLog, cluster: Cluster) -> None:
+def bootstrap_new_cluster(raftlog: RaftLogStorage, cluster: Cluster) -> None:
     """Write a new member's first log (one committed AddNode per initial member) and the member table.
 
     One synced batch: a crash leaves a fresh data dir or a bootstrapped one.
@@ -73,7 +73,7 @@ def write_joined_cluster(backend: Backend, cluster: Cluster) -> None:
         cluster.write(wb)
 
 
-def finish_snapshot_install(backend: Backend, raftlog: RaftLog) -> None:
+def finish_snapshot_install(backend: Backend, raftlog: RaftLogStorage) -> None:
     """At start, before anything reads the state: finish a snapshot install a crash interrupted.
 
     Also deletes received snapshot files no install needs (see `snapshot.finish_interrupted_install`).
@@ -85,7 +85,7 @@ def finish_snapshot_install(backend: Backend, raftlog: RaftLog) -> None:
 
 async def fetch_cluster(peer_urls: Iterable[str], timeout: float = 5.0) -> peer_pb2.MembersResponse:
     """Ask the first peer that answers for the cluster ID and members (joining an existing cluster)."""
-    from etcdpy.server.transport import _target
+    from etcdpy.server.consensus.transport import _target
 
     last_error = "no peer URLs given"
     for url in peer_urls:
@@ -110,7 +110,7 @@ class Replication:
         backend: Backend,
         applier: Applier,
         cluster: Cluster,
-        raftlog: RaftLog,
+        raftlog: RaftLogStorage,
         settings: RaftSettings,
         on_commit: Callable[[list[pb.Entry]], None],
     ) -> None:
@@ -140,7 +140,7 @@ class Replication:
             install_state=self._install_state,
             state_installed=self._state_installed,
         )
-        self.transport = Transport(
+        self.transport = PeerTransport(
             local_id=cluster.local_id,
             cluster_id=cluster.cluster_id,
             on_message=self.node.step,

@@ -28,7 +28,7 @@ import plyvel
 
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.server import config as cfg
-from etcdpy.server.membership import Cluster
+from etcdpy.server.consensus.membership import Cluster
 from etcdpy.server.storage.backend import recovery_advice
 
 log = logging.getLogger("etcdpy.server")

@@ -1,4 +1,4 @@
-"""Transport: raft messages and snapshots between members, over the gRPC Peer service.
+"""PeerTransport: raft messages and snapshots between members, over the gRPC Peer service.
 
 Sending: one `PeerSender` per remote member owns a bounded queue and one long
 Send stream; batches go out in the order raft produced them.  A peer that is
@@ -41,7 +41,7 @@ from etcdpy.server import failpoints
 from etcdpy.server.config import listen_address
 from etcdpy.server.storage.snapshot import Spool, SpooledSnapshot
 
-log = logging.getLogger("etcdpy.server.transport")
+log = logging.getLogger("etcdpy.server.consensus.transport")
 
 QUEUE_BATCHES = 1024  # batches queued per peer before messages to it are dropped
 BACKOFF_MIN = 0.05
@@ -78,7 +78,7 @@ def _target(urls: Iterable[str]) -> str:
 class PeerSender:
     """The ordered, reconnecting stream of message batches to one peer."""
 
-    def __init__(self, transport: Transport, peer_id: int, urls: Iterable[str]) -> None:
+    def __init__(self, transport: PeerTransport, peer_id: int, urls: Iterable[str]) -> None:
         self.transport = transport
         self.peer_id = peer_id
         self.urls = tuple(urls)
@@ -191,7 +191,7 @@ async def _snapshot_chunks(
     yield peer_pb2.SnapshotChunk(cluster_id=cluster_id, last=True, crc32=crc)
 
 
-class Transport:
+class PeerTransport:
     """Routes outgoing raft messages to per-peer senders and serves the Peer service."""
 
     def __init__(
@@ -276,7 +276,7 @@ class Transport:
 class PeerService(peer_pb2_grpc.PeerServicer):
     """The receiving side: hands messages and checked snapshots to the transport's sinks."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: PeerTransport) -> None:
         self.t = transport
 
     async def Send(
