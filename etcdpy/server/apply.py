@@ -73,12 +73,16 @@ class Applier:
         lease_lookup: LeaseLookup | None = None,
         on_events: EventSink | None = None,
         handlers: Mapping[str, RequestHandler] | None = None,
+        store: KVStore | None = None,
+        on_reload: Sequence[Callable[[], None]] = (),
     ) -> None:
         self.backend = backend
-        self.store = KVStore(backend, leases=lease_lookup)
+        # A member builds its store first (its watch hub reads it); tests may let the applier make one.
+        self.store = store if store is not None else KVStore(backend, leases=lease_lookup)
+        assert store is None or (store.backend is backend and lease_lookup is None), "one store, one backend"
         self.on_events = on_events
         # Called after `reload`: state kept beside the store (leases, watchers) must follow a new database.
-        self.on_reload: list[Callable[[], None]] = []
+        self.on_reload = list(on_reload)
         self.alarms = Alarms(backend)  # applied state too: refuses requests under NOSPACE/CORRUPT
         self._handlers: dict[str, RequestHandler] = {
             "put": self._put,
