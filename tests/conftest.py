@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+# Support modules are imported by name from any folder: procs.py here, and the unit
+# harnesses (test_mvcc_harness, test_cli_support, watch_fakes) that tests elsewhere reuse.
+sys.path.insert(0, str(Path(__file__).parent / "unit"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from procs import ETCD_BIN, ETCDCTL_BIN, ServerProcess
