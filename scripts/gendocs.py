@@ -7,7 +7,7 @@ Writes OUT_DIR/completions/etcdpy.{bash,zsh,fish} (click's completion scripts,
 which call back into ``etcdpy`` for the candidates, so they follow the command
 tree) and OUT_DIR/man/etcdpy[-<command>...].1, one roff page per command and
 subcommand.  OUT_DIR defaults to the repository root.
-tests/unit/test_docs.py regenerates into a temporary directory and fails when the
+tests/tooling/test_docs.py regenerates into a temporary directory and fails when the
 committed files are stale.  Lazily loaded commands (``etcdpy server``) are
 documented by their own owners and left out, so this script never imports them.
 """

@@ -8,7 +8,7 @@ compiled with the repository root as the include path, so the generated modules
 import each other as ``etcdpy.api.<pkg>.<name>_pb2`` with no rewriting.  Output
 goes to OUT_DIR (default: the repository root).  The generator is pinned through
 the ``test`` extra of pyproject.toml (grpcio-tools), so the output is reproducible;
-tests/unit/test_genproto.py regenerates into a temporary directory and fails on
+tests/tooling/test_genproto.py regenerates into a temporary directory and fails on
 any difference from the committed files.
 """
 
