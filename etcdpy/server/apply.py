@@ -95,14 +95,20 @@ class Applier:
         for kind, handler in (handlers or {}).items():
             self.register(kind, handler)
         self._applied_index = 0
-        self.reload()
+        self._load()
 
-    def reload(self) -> None:
-        """Re-read the applied index and revisions after the database content was replaced (snapshot)."""
+    def _load(self) -> None:
         raw = self.backend.get(_APPLIED_INDEX_KEY)
         self._applied_index = int.from_bytes(raw, "big") if raw is not None else 0
         self.store.reload()
         self.alarms.reload()
+
+    def reload(self) -> None:
+        """Re-read the applied index and revisions after the database content was replaced (snapshot).
+
+        Then the `on_reload` callbacks re-read the state kept beside the store.
+        """
+        self._load()
         for callback in self.on_reload:
             callback()
 
