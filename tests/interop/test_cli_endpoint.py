@@ -1,4 +1,4 @@
-"""endpoint status/hashkv/health, member list and version through the CLI against a real etcd.
+"""endpoint status/hashkv/health and member list through the CLI against a real etcd.
 
 Piped, every format is etcdctl's; on a terminal (rich's TTY_COMPATIBLE=1 stands for one) with no
 ``-w``, ``endpoint status`` is a rich table marking the leader and learners.
@@ -6,16 +6,13 @@ Piped, every format is etcdctl's; on a terminal (rich's TTY_COMPATIBLE=1 stands 
 
 from __future__ import annotations
 
-import io
 import re
 
+import pytest
 from procs import ServerProcess
-from rich.console import Console
-from rich.table import Table
-from test_cli_support import ids, invoke
+from test_cli_support import TERMINAL, ids, invoke, plain_lines
 
-from etcdpy.api.etcdserverpb import rpc_pb2
-from etcdpy.cli.printers import EndpointStatus, terminal
+pytestmark = pytest.mark.interop
 
 
 def test_member_list_in_every_format(etcd_server: ServerProcess) -> None:
@@ -98,20 +95,6 @@ def test_status_of_a_dead_endpoint_is_reported_and_exits_1(etcd_server: ServerPr
     )
 
 
-def test_version_is_the_emulated_etcdctl() -> None:
-    assert invoke("version").text == "etcdctl version: 3.4.23\nAPI version: 3.4\n"
-    assert invoke("--version").text.startswith("etcdpy version ")
-
-
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-TERMINAL = {"TTY_COMPATIBLE": "1", "COLUMNS": "200"}  # rich's flag: stdout is a terminal
-
-
-def plain_lines(text: str) -> list[str]:
-    """The lines a person sees: colours removed, blank lines dropped."""
-    return [line.strip() for line in ANSI.sub("", text).splitlines() if line.strip()]
-
-
 def test_endpoint_status_on_a_terminal_is_a_rich_table_marking_the_leader(etcd_server: ServerProcess) -> None:
     ep = f"--endpoints={etcd_server.endpoint}"
     _, member = ids(etcd_server.endpoint)
@@ -140,51 +123,3 @@ def test_endpoint_status_with_a_format_chosen_stays_etcdctls_on_a_terminal(
     table = invoke(ep, "-w", "table", "endpoint", "status", env=TERMINAL).text
     assert table == invoke(ep, "-w", "table", "endpoint", "status").text
     assert table.startswith("+---") and "\x1b[" not in table and "★" not in table
-
-
-def _status(
-    member_id: int, leader: int, learner: bool = False, errors: tuple[str, ...] = ()
-) -> EndpointStatus:
-    response = rpc_pb2.StatusResponse(
-        header=rpc_pb2.ResponseHeader(member_id=member_id),
-        version="3.4.23",
-        dbSize=20480,
-        leader=leader,
-        raftTerm=3,
-        raftIndex=9,
-        raftAppliedIndex=8,
-        isLearner=learner,
-        errors=list(errors),
-    )
-    return EndpointStatus(f"ep-{member_id:x}", response)
-
-
-def _rendered(table: Table) -> list[str]:
-    console = Console(file=io.StringIO(), width=200)
-    console.print(table)
-    assert isinstance(console.file, io.StringIO)
-    return plain_lines(console.file.getvalue())
-
-
-def test_the_status_table_marks_the_leader_the_learners_and_the_followers() -> None:
-    leader, learner, follower = 0xA1, 0xB2, 0xC3
-    lines = _rendered(
-        terminal.endpoint_status_table(
-            [_status(leader, leader), _status(learner, leader, learner=True), _status(follower, leader)]
-        )
-    )
-    rows = {line.split()[0]: line.split() for line in lines[3:]}
-    assert rows["ep-a1"][1:4] == ["a1", "★", "leader"]
-    assert rows["ep-b2"][1:3] == ["b2", "learner"]
-    assert rows["ep-c3"][1:3] == ["c3", "follower"]
-    assert rows["ep-b2"][3:] == ["3.4.23", "20", "kB", "3", "9", "8"]
-    assert "errors" not in lines[1]
-
-
-def test_the_status_table_shows_errors_only_when_an_endpoint_has_some() -> None:
-    lines = _rendered(
-        terminal.endpoint_status_table([_status(1, 0, errors=("etcdserver: no leader",)), _status(2, 0)])
-    )
-    assert lines[1].split()[-1] == "errors"
-    assert lines[3].endswith("etcdserver: no leader")
-    assert not any("leader" in line for line in lines[4:])  # with no leader, nobody is marked

@@ -6,11 +6,11 @@ import re
 import subprocess
 import sys
 
+import pytest
 from procs import ETCDCTL_BIN, ServerProcess
 from test_cli_support import invoke
 
-from etcdpy.cli import cli
-from etcdpy.cli.app import lazy_command_in, normalize_bool_flags
+pytestmark = pytest.mark.interop
 
 
 def test_environment_variables_set_global_flags(etcd_server: ServerProcess) -> None:
@@ -70,24 +70,6 @@ def test_help_does_not_import_the_server() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert re.search(r"\bserver +Run an etcdpy server member", out)
     assert out.strip().endswith("False")
-
-
-def test_debug_prints_the_flags_as_variables_without_the_password() -> None:
-    run = invoke("--debug", "--password=secret", "--dial-timeout=1m30s", "--endpoints=127.0.0.1:1", "version")
-    lines = run.stderr.splitlines()
-    assert lines == sorted(lines)
-    assert "ETCDCTL_DIAL_TIMEOUT=1m30s" in lines
-    assert "ETCDCTL_ENDPOINTS=[127.0.0.1:1]" in lines
-    assert "ETCDCTL_PASSWORD=<set>" in lines
-    assert "secret" not in run.stderr
-
-
-def test_lazy_server_command_keeps_its_own_arguments() -> None:
-    assert lazy_command_in(["--endpoints", "server", "put"]) is None  # "server" is a flag value here
-    assert lazy_command_in(["-w", "json", "server", "--name=x"]) == "server"
-    assert lazy_command_in(["get", "server"]) is None
-    argv = ["get", "k", "--prefix=true", "--hex=false", "--", "--prefix=true"]
-    assert normalize_bool_flags(argv, cli) == ["get", "k", "--prefix", "--", "--prefix=true"]
 
 
 def test_user_and_password_authenticate_like_etcdctl(etcd_server: ServerProcess) -> None:

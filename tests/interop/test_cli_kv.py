@@ -6,6 +6,8 @@ import pytest
 from procs import ServerProcess
 from test_cli_support import ids, invoke
 
+pytestmark = pytest.mark.interop
+
 
 def test_put_get_del_simple_output(etcd_server: ServerProcess) -> None:
     ep = f"--endpoints={etcd_server.endpoint}"
@@ -45,54 +47,6 @@ def test_json_and_fields_output_match_etcdctl_byte_for_byte(etcd_server: ServerP
     assert invoke(ep, "-w", "json", "del", "k").text == "{" + header % 4 + ',"deleted":1}\n'
 
 
-@pytest.mark.parametrize(
-    ("args", "code", "error"),
-    [
-        (("put",), 128, "put command needs 1 argument and input from stdin or 2 arguments"),
-        (
-            ("put", "k", "--ignore-value", "v"),
-            128,
-            "put command needs only 1 argument when 'ignore-value' is set",
-        ),
-        (
-            ("put", "k", "v", "--lease=xyz"),
-            128,
-            'bad lease ID (strconv.ParseInt: parsing "xyz": invalid syntax), expecting ID in Hex',
-        ),
-        (("get",), 128, "get command needs one argument as key and an optional argument as range_end"),
-        (
-            ("get", "a", "--prefix", "--from-key"),
-            128,
-            "`--prefix` and `--from-key` cannot be set at the same time, choose one",
-        ),
-        (
-            ("get", "a", "b", "--prefix"),
-            128,
-            "too many arguments, only accept one argument when `--prefix` or `--from-key` is set",
-        ),
-        (("get", "a", "--order=UP"), 4, "bad sort order UP"),
-        (("get", "a", "--sort-by=SIZE"), 4, "bad sort target SIZE"),
-        (("get", "a", "--consistency=x"), 4, 'unknown consistency flag "x"'),
-        (
-            ("get", "a", "--keys-only", "--count-only"),
-            3,
-            "`--keys-only` and `--count-only` cannot be set at the same time, choose one",
-        ),
-        (("-w", "yaml", "get", "a"), 4, "unsupported output format"),
-        (
-            ("del", "a", "b", "c"),
-            128,
-            "del command needs one argument as key and an optional argument as range_end",
-        ),
-        (("get", "a", "--bogus"), 1, "unknown flag: --bogus"),
-    ],
-)
-def test_argument_errors_need_no_server(args: tuple[str, ...], code: int, error: str) -> None:
-    run = invoke("--endpoints=127.0.0.1:1", "--command-timeout=100ms", *args)
-    assert run.code == code
-    assert run.stderr.splitlines()[-1] == f"Error: {error}"
-
-
 def test_errors_that_follow_the_request(etcd_server: ServerProcess) -> None:
     ep = f"--endpoints={etcd_server.endpoint}"
     assert invoke(ep, "put", "k", "v").code == 0
@@ -113,11 +67,6 @@ def test_errors_that_follow_the_request(etcd_server: ServerProcess) -> None:
     assert (missing.code, missing.stderr) == (1, "Error: etcdserver: key not found\n")
     lease = invoke(ep, "put", "k", "v", "--lease=123")
     assert (lease.code, lease.stderr) == (1, "Error: etcdserver: requested lease not found\n")
-
-
-def test_unreachable_cluster_is_context_deadline_exceeded() -> None:
-    run = invoke("--endpoints=127.0.0.1:1", "--command-timeout=200ms", "get", "a")
-    assert (run.code, run.stdout, run.stderr) == (1, b"", "Error: context deadline exceeded\n")
 
 
 def test_get_table_and_decode_are_etcdpy_extras(etcd_server: ServerProcess) -> None:

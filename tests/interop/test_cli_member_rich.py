@@ -6,28 +6,17 @@ honours as rich does; the same check answers stdout's isatty() otherwise.
 
 from __future__ import annotations
 
-import io
 import json
-import re
 import subprocess
 from collections.abc import Iterator
 
 import pytest
 from procs import ETCDCTL_BIN, ServerProcess
-from rich.console import Console
-from test_cli_support import ids, invoke
+from test_cli_support import TERMINAL, ids, invoke, plain_lines
 
-from etcdpy.api.etcdserverpb import rpc_pb2
-from etcdpy.cli.printers import Output, terminal
+pytestmark = pytest.mark.interop
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-TERMINAL = {"TTY_COMPATIBLE": "1", "COLUMNS": "200"}
 LEARNER_URL = "http://127.0.0.1:1"
-
-
-def plain_lines(text: str) -> list[str]:
-    """The lines a person sees: colours removed, blank lines dropped."""
-    return [line.strip() for line in ANSI.sub("", text).splitlines() if line.strip()]
 
 
 def etcdctl(endpoint: str, *args: str) -> bytes:
@@ -95,40 +84,3 @@ def test_member_list_piped_or_with_a_format_is_etcdctls(with_learner: tuple[Serv
         expected = etcdctl(server.endpoint, "-w", fmt, "member", "list")
         assert invoke(ep, "-w", fmt, "member", "list", env=TERMINAL).stdout == expected
         assert invoke(ep, "member", "list", env={**TERMINAL, "ETCDCTL_WRITE_OUT": fmt}).stdout == expected
-
-
-def test_an_unknown_leader_is_said_rather_than_guessed() -> None:
-    members = rpc_pb2.MemberListResponse(
-        members=[rpc_pb2.Member(ID=0xA1, name="a", peerURLs=["http://a:2380"], clientURLs=["http://a:2379"])]
-    )
-    console = Console(file=io.StringIO(), width=200)
-    console.print(terminal.member_list_table(members, leader_id=None))
-    assert isinstance(console.file, io.StringIO)
-    lines = plain_lines(console.file.getvalue())
-    assert lines[3].split()[:3] == ["a1", "a", "voter"]
-    assert lines[-1] == "leader unknown: no endpoint answered the status request"
-
-
-class _Stdout(io.BytesIO):
-    """A stdout that says whether it is a terminal."""
-
-    def __init__(self, tty: bool) -> None:
-        super().__init__()
-        self.tty = tty
-
-    def isatty(self) -> bool:
-        return self.tty
-
-
-@pytest.mark.parametrize(
-    ("tty", "flag", "expected"),
-    [(True, None, True), (False, None, False), (False, "1", True), (True, "0", False), (True, "", True)],
-)
-def test_stdout_is_a_terminal_by_isatty_unless_rich_flag_says_otherwise(
-    monkeypatch: pytest.MonkeyPatch, tty: bool, flag: str | None, expected: bool
-) -> None:
-    if flag is None:
-        monkeypatch.delenv("TTY_COMPATIBLE", raising=False)
-    else:
-        monkeypatch.setenv("TTY_COMPATIBLE", flag)
-    assert Output(_Stdout(tty), io.BytesIO()).is_terminal() is expected

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from procs import ServerProcess
 from test_cli_support import ids, invoke
+
+pytestmark = pytest.mark.interop
 
 TXN = b'mod("a") > "0"\n\nput a "new a"\nget a\ndel b --prev-kv\n\nput c else\n\n'
 

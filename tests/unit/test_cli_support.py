@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from click.testing import CliRunner
 
 from etcdpy.cli import cli
 from etcdpy.client import Client
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+TERMINAL = {"TTY_COMPATIBLE": "1", "COLUMNS": "200"}  # rich's flag: stdout is a terminal
+
+
+def plain_lines(text: str) -> list[str]:
+    """The lines a person sees: colours removed, blank lines dropped."""
+    return [line.strip() for line in ANSI.sub("", text).splitlines() if line.strip()]
 
 
 @dataclass(frozen=True)
