@@ -1,8 +1,10 @@
-"""gRPC settings that grpc reads once, from the environment, when it is first imported.
+"""gRPC settings for the server, which grpc reads once, from the environment, when it is first imported.
 
-``etcdpy/__init__`` applies them before anything else runs, so they hold in every
-process that imports etcdpy before grpc: the server, the CLI, the tests.  A value the
-user already put in ``GRPC_EXPERIMENTS`` for the same experiment wins.
+Only a process that runs a member sets them, before anything imports grpc: ``etcdpy
+server`` (`apply_for_command_line`, called by ``etcdpy.cli`` before its commands import
+grpc) and ``python -m etcdpy.server``.  Importing etcdpy as a library, or running a
+client command, leaves the process's grpc settings alone.  A value the user already
+put in ``GRPC_EXPERIMENTS`` for the same experiment wins.
 
 ``-event_engine_listener``: a server accepts and reads its connections through gRPC
 core's older (iomgr) listener rather than the EventEngine one, which hands each
@@ -22,12 +24,18 @@ import importlib.util
 import os
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 EXPERIMENTS_ENV = "GRPC_EXPERIMENTS"
 LISTENER_EXPERIMENT = "event_engine_listener"
 # grpcio releases known to have the experiment: the 1.60 wheel has it, and so does 1.85 (its default: on).
 KNOWN_RELEASES = ((1, 60), (1, 86))
+SERVER_COMMAND = "server"
+# The programs that are etcdpy's click entry point: the console script, and ``python -m etcdpy``
+# (runpy sets argv[0] to the module's file before it runs).
+_PROGRAM_NAMES = ("etcdpy", "etcdpy.exe")
+_MAIN_MODULE = Path(__file__).resolve().with_name("__main__.py")
 
 
 def grpc_release() -> tuple[int, int] | None:
@@ -64,3 +72,26 @@ def apply() -> None:
     wanted = experiments(current, grpc_release())
     if wanted != current:
         os.environ[EXPERIMENTS_ENV] = wanted
+
+
+def runs_server(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` (``sys.argv``) is the command line of ``etcdpy server``.
+
+    The program must be etcdpy's entry point (the console script or ``python -m etcdpy``) and
+    its first word that is not a flag ``server``.  A flag before the command counts only as
+    one word (``--debug server``, ``--write-out=json server``): ``-w json server`` is not recognised,
+    and that member runs on grpc's default listener (slower, not wrong).
+    """
+    if not argv:
+        return False
+    program = Path(argv[0])
+    if program.name not in _PROGRAM_NAMES and program.resolve() != _MAIN_MODULE:
+        return False
+    command = next((word for word in argv[1:] if not word.startswith("-")), None)
+    return command == SERVER_COMMAND
+
+
+def apply_for_command_line(argv: Sequence[str]) -> None:
+    """`apply` if this process is ``etcdpy server``; any other command line changes nothing."""
+    if runs_server(argv):
+        apply()

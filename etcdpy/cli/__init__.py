@@ -4,7 +4,14 @@ One click group (`cli`), one module per command group; the shared state (global
 flags, output, client) lives in click's context object (`etcdpy.cli.context`).
 """
 
-from etcdpy.cli import (
+import sys
+
+from etcdpy import grpcenv
+
+# ``etcdpy server`` sets grpc's settings here, before the commands below import grpc.
+grpcenv.apply_for_command_line(sys.argv)
+
+from etcdpy.cli import (  # noqa: E402 (after the settings)
     alarm,
     compaction,
     elect,
@@ -18,7 +25,7 @@ from etcdpy.cli import (
     version,
     watch,
 )
-from etcdpy.cli.app import cli, main
+from etcdpy.cli.app import cli, main  # noqa: E402 (after the settings)
 
 for _module in (
     kv,

@@ -1,13 +1,15 @@
-"""etcdpy sets GRPC_EXPERIMENTS for grpc before grpc is imported, and only where grpc knows the experiment."""
+"""``etcdpy server`` sets GRPC_EXPERIMENTS before grpc is imported, where grpc knows it; nothing else does."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import grpc
 
+import etcdpy
 from etcdpy import grpcenv
 
 LEGACY = "-event_engine_listener"
@@ -31,25 +33,83 @@ def test_reads_the_installed_release_without_importing_grpc() -> None:
     assert grpcenv.grpc_release() == (major, minor)
 
 
-def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _run(code: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items() if k != grpcenv.EXPERIMENTS_ENV}
     return subprocess.run(
-        [sys.executable, "-c", code], env={**clean, **env}, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, *args], env={**clean, **env}, capture_output=True, text=True, check=True
     )
 
 
-def test_importing_etcdpy_sets_the_environment_before_grpc_loads() -> None:
-    shown = "import os, etcdpy, grpc; print(os.environ.get('GRPC_EXPERIMENTS', ''))"
+# Prints GRPC_EXPERIMENTS as it was when grpc's module began to run ("-" if it never did), whatever the
+# code after it does (click exits).  Looking grpc up (grpcenv reads its version so) does not count.
+_SEEN_BY_GRPC = """
+import atexit, importlib.abc, importlib.machinery, os, sys
+seen = []
+class Watch(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name != "grpc":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        run = spec.loader.exec_module
+        def exec_module(module):
+            seen.append(os.environ.get("GRPC_EXPERIMENTS", ""))
+            run(module)
+        spec.loader.exec_module = exec_module
+        return spec
+sys.meta_path.insert(0, Watch())
+atexit.register(lambda: print("grpc saw:", seen[0] if seen else "-", file=sys.stderr))
+"""
+
+
+def _seen_by_grpc(code: str, *args: str, **env: str) -> str:
+    clean = {k: v for k, v in os.environ.items() if k != grpcenv.EXPERIMENTS_ENV}
+    result = subprocess.run(
+        [sys.executable, "-c", _SEEN_BY_GRPC + code, *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return result.stderr.strip().splitlines()[-1].removeprefix("grpc saw:").strip()
+
+
+def test_importing_etcdpy_as_a_library_leaves_grpcs_settings_alone() -> None:
+    for module in ("etcdpy", "etcdpy.client", "etcdpy.client.concurrency", "etcdpy.cli"):
+        shown = f"import os, {module}, grpc; print(os.environ.get('GRPC_EXPERIMENTS', '-'))"
+        assert _run(shown).stdout.strip() == "-", module
+    # Even with ``server`` on a command line that is not etcdpy's.
+    shown = "import os, etcdpy.cli, grpc; print(os.environ.get('GRPC_EXPERIMENTS', '-'))"
+    assert _run(shown, "server").stdout.strip() == "-"
+
+
+def test_etcdpy_server_sets_the_environment_before_grpc_loads() -> None:
+    main = str(Path(etcdpy.__file__).with_name("__main__.py"))
+    as_module = "import runpy; runpy.run_module('etcdpy', run_name='__main__', alter_sys=True)"
+    assert _seen_by_grpc(as_module, "server", "--help") == LEGACY  # python -m etcdpy server
+    script = "import sys; sys.argv[0] = '/usr/bin/etcdpy'; from etcdpy.cli import main; main()"
+    assert _seen_by_grpc(script, "server", "--help") == LEGACY  # the console script
+    assert _seen_by_grpc(script, "--debug", "server", "--help") == LEGACY
+    server = "import runpy; runpy.run_module('etcdpy.server', run_name='__main__', alter_sys=True)"
+    assert _seen_by_grpc(server, "--help") == LEGACY  # python -m etcdpy.server
+    # The user's own choice wins; a client command sets nothing.
+    assert _seen_by_grpc(script, "server", "--help", GRPC_EXPERIMENTS="event_engine_listener") == (
+        "event_engine_listener"
+    )
+    assert _seen_by_grpc(script, "version") == ""
+    assert grpcenv.runs_server([main, "server"]) and not grpcenv.runs_server(["-c", "server"])
+
+
+def test_the_setting_is_made_only_while_grpc_is_not_loaded() -> None:
+    shown = "from etcdpy import grpcenv; grpcenv.apply(); import os; print(os.getenv('GRPC_EXPERIMENTS', ''))"
     assert _run(shown).stdout.strip() == LEGACY
-    assert _run(shown, GRPC_EXPERIMENTS="event_engine_listener").stdout.strip() == "event_engine_listener"
-    # grpc already loaded: the setting could no longer take effect, so none is made.
-    late = "import os, grpc, etcdpy; print(os.environ.get('GRPC_EXPERIMENTS', ''))"
-    assert _run(late).stdout.strip() == ""
+    assert _run(f"import grpc; {shown}").stdout.strip() == ""  # too late: it could not take effect
 
 
 def test_a_server_under_the_setting_says_nothing_on_stderr() -> None:
     code = (
-        "import asyncio, etcdpy, grpc\n"
+        "from etcdpy import grpcenv\n"
+        "grpcenv.apply()\n"
+        "import asyncio, grpc\n"
         "async def main():\n"
         "    server = grpc.aio.server()\n"
         "    server.add_insecure_port('127.0.0.1:0')\n"
