@@ -11,7 +11,8 @@ from etcdpy.raft.storage import NO_LIMIT, Storage, limit_size
 class RaftLog:
     """RaftLog is the log: entries in storage, followed by the unstable ones.
 
-    invariant: applied <= applying <= committed <= last_index()
+    Its indexes keep applied <= applying <= committed <= last_index(); every
+    method that moves one of them asserts it.
     """
 
     __slots__ = ("applied", "applying", "committed", "max_next_committed_size", "storage", "unstable")
@@ -108,7 +109,9 @@ class RaftLog:
         if after < self.committed:
             raise AssertionError(f"after({after}) is out of range [committed({self.committed})]")
         self.unstable.truncate_and_append(ents)
-        return self.last_index()
+        last = self.last_index()
+        assert self.committed <= last, f"append left committed {self.committed} past last {last}"
+        return last
 
     def find_conflict(self, ents: list[pb.Entry]) -> int:
         """Find_conflict is the index of the first entry of ents we lack or hold with another term, else 0."""
@@ -143,6 +146,7 @@ class RaftLog:
                     f"to_commit({to_commit}) is out of range [last_index({self.last_index()})]"
                 )
             self.committed = to_commit
+        assert self.applying <= self.committed, self
 
     def maybe_commit(self, max_index: int, term: int) -> bool:
         """Maybe_commit commits up to max_index if that entry is of the given (current) term."""
@@ -162,6 +166,7 @@ class RaftLog:
         self.applied = i
         if self.applying < i:
             self.applying = i
+        assert self.applied <= self.applying <= self.committed, self
 
     def accept_applying(self, i: int) -> None:
         """Accept_applying records that entries up to i were handed to the application."""
@@ -169,6 +174,7 @@ class RaftLog:
             raise AssertionError(f"applying({i}) is out of range [committed({self.committed})]")
         if i > self.applying:
             self.applying = i
+        assert self.applied <= self.applying <= self.committed, self
 
     def is_applying(self) -> bool:
         """Is_applying says whether committed entries were handed out but not yet reported applied."""
@@ -186,6 +192,7 @@ class RaftLog:
         """Restore resets the log to a snapshot from the leader."""
         self.committed = snap.metadata.index
         self.unstable.restore(snap)
+        assert self.applying <= self.committed == self.last_index(), self
 
     # -- reading --
 

@@ -8,8 +8,9 @@ from etcdpy.api.raftpb import raft_pb2 as pb
 class Unstable:
     """Unstable holds entries (and possibly a snapshot) not yet written to storage.
 
-    entries[i] has raft log index offset + i. When a snapshot is pending, it
-    precedes the entries: offset == snapshot.metadata.index + 1.
+    entries[i] has raft log index offset + i (offset is the index of the next
+    append when there are none); the methods that change them assert it. When a
+    snapshot is pending, it precedes the entries: offset == snapshot.metadata.index + 1.
     """
 
     __slots__ = ("entries", "offset", "snapshot")
@@ -17,7 +18,6 @@ class Unstable:
     def __init__(self, offset: int) -> None:
         self.snapshot: pb.Snapshot | None = None
         self.entries: list[pb.Entry] = []
-        # invariant: offset is the log index of entries[0] (or of the next append)
         self.offset = offset
 
     def maybe_first_index(self) -> int | None:
@@ -54,6 +54,7 @@ class Unstable:
         if gt is not None and gt == t:
             del self.entries[: i + 1 - self.offset]
             self.offset = i + 1
+            assert not self.entries or self.entries[0].index == self.offset, (self.offset, self.entries[0])
 
     def stable_snap_to(self, i: int) -> None:
         """Stable_snap_to forgets the pending snapshot once storage holds it."""
@@ -78,6 +79,7 @@ class Unstable:
         else:
             del self.entries[after - self.offset :]
             self.entries.extend(ents)
+        assert self.entries[0].index == self.offset, (self.offset, self.entries[0])
 
     def slice(self, lo: int, hi: int) -> list[pb.Entry]:
         """Slice returns entries in [lo, hi), which must lie within this part of the log."""

@@ -21,7 +21,10 @@ class ProgressState(enum.Enum):
 
 
 class Progress:
-    """Progress is what the leader knows of a follower's log."""
+    """Progress is what the leader knows of a follower's log.
+
+    0 <= match < next always: the methods that move either assert it.
+    """
 
     __slots__ = (
         "inflights",
@@ -35,9 +38,9 @@ class Progress:
     )
 
     def __init__(self, next_index: int, inflights: Inflights, *, match: int = 0, is_learner: bool = False):
-        # invariant: 0 <= match < next
         self.match = match
         self.next = next_index
+        assert 0 <= match < next_index, (match, next_index)
         self.state = ProgressState.PROBE
         # pending_snapshot is the index of the snapshot being sent (SNAPSHOT state only).
         self.pending_snapshot = 0
@@ -88,6 +91,7 @@ class Progress:
         else:
             self._reset_state(ProgressState.PROBE)
             self.next = self.match + 1
+        assert 0 <= self.match < self.next, self
 
     def become_replicate(self) -> None:
         """Become_replicate starts streaming entries after match."""
@@ -103,6 +107,7 @@ class Progress:
         """Sent_entries updates flow control after a MsgApp ending at last_index was sent."""
         if self.state is ProgressState.REPLICATE:
             self.next = last_index + 1  # optimistic: assume it arrives
+            assert self.match < self.next, self
             self.inflights.add(last_index, nbytes)
         elif self.state is ProgressState.PROBE:
             self.msg_app_flow_paused = True
@@ -117,6 +122,7 @@ class Progress:
             updated = True
             self.msg_app_flow_paused = False
         self.next = max(self.next, n + 1)
+        assert 0 <= self.match < self.next, self
         return updated
 
     def maybe_decr_to(self, rejected: int, match_hint: int) -> bool:
@@ -134,6 +140,7 @@ class Progress:
         if self.next - 1 != rejected:
             return False
         self.next = max(min(rejected, match_hint + 1), self.match + 1)
+        assert 0 <= self.match < self.next, self
         self.msg_app_flow_paused = False
         return True
 

@@ -60,11 +60,6 @@ class MajorityConfig(frozenset[int]):
         return VoteResult.LOST
 
 
-def majority(ids: Iterable[int] = ()) -> MajorityConfig:
-    """Majority builds a MajorityConfig from ids."""
-    return MajorityConfig(ids)
-
-
 class JointConfig:
     """JointConfig is two majority configs (incoming, outgoing) that must both agree.
 

@@ -347,12 +347,12 @@ class Raft:
         last = self.raft_log.last_index()
         t = self.trk
         for i, pr in t.progress.items():
-            fresh = Progress(
-                last + 1, Inflights(t.max_inflight, t.max_inflight_bytes), is_learner=pr.is_learner
+            t.progress[i] = Progress(
+                last + 1,
+                Inflights(t.max_inflight, t.max_inflight_bytes),
+                match=last if i == self.id else 0,
+                is_learner=pr.is_learner,
             )
-            if i == self.id:
-                fresh.match = last
-            t.progress[i] = fresh
         self.pending_conf_index = 0
         self.uncommitted_size = 0
         self.read_only = ReadOnly()

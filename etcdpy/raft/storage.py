@@ -16,11 +16,6 @@ NO_LIMIT = (1 << 64) - 1
 """NO_LIMIT as a max_size means 'no size limit'."""
 
 
-def entry_size(entry: pb.Entry) -> int:
-    """Entry_size is the encoded size of an entry, used for message and Ready size limits."""
-    return entry.ByteSize()
-
-
 # An upper bound on an entry's encoding beyond its payload: tags, varint term,
 # index and type, and the payload's length prefix.
 _MAX_ENTRY_OVERHEAD = 32
@@ -83,8 +78,9 @@ class EntryWindow:
     """
 
     def __init__(self) -> None:
-        # invariant: _ents[0] is a dummy entry carrying the index and term of the
-        # last compaction point (the snapshot), so _ents is never empty.
+        # _ents[0] is a dummy entry carrying the index and term of the last entry
+        # dropped (by compaction or a snapshot), so _ents is never empty; it is
+        # replaced only whole, by a new list that starts with a new dummy.
         self._ents: list[pb.Entry] = [pb.Entry()]
 
     def entries(self, lo: int, hi: int, max_size: int) -> list[pb.Entry]:
@@ -183,5 +179,6 @@ class MemoryStorage(EntryWindow):
         offset = ents[0].index - self._ents[0].index
         if offset > len(self._ents):
             raise IndexError(f"missing log entry [last: {self.last_index()}, append at: {ents[0].index}]")
+        assert offset >= 1, "an append never replaces the dummy entry"
         del self._ents[offset:]
         self._ents.extend(ents)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from etcdpy.api.raftpb import raft_pb2 as pb
@@ -14,9 +13,10 @@ from etcdpy.raft.quorum import JointConfig, VoteResult
 class TrackerConfig:
     """TrackerConfig is a (possibly joint) configuration.
 
-    invariant: learners and voters (both halves) are disjoint.
-    invariant: learners_next is a subset of voters.outgoing, disjoint from voters.incoming;
-    its members become learners when the joint configuration is left.
+    Learners and voters (both halves) are disjoint; learners_next is a subset
+    of voters.outgoing, disjoint from voters.incoming, and its members become
+    learners when the joint configuration is left. confchange maintains both and
+    checks them after every change (`_check_invariants`).
     """
 
     voters: JointConfig = field(default_factory=JointConfig)
@@ -84,11 +84,6 @@ class ProgressTracker:
         """Committed is the largest log index known to be held by a quorum."""
         return self.config.voters.committed_index(self._acked)
 
-    def visit(self, fn: Callable[[int, Progress], None]) -> None:
-        """Visit calls fn for every peer in ascending ID order (so runs are deterministic)."""
-        for i in sorted(self.progress):
-            fn(i, self.progress[i])
-
     def sorted_ids(self) -> list[int]:
         """Sorted_ids lists every tracked peer in ascending order."""
         return sorted(self.progress)
@@ -101,10 +96,6 @@ class ProgressTracker:
     def voter_nodes(self) -> list[int]:
         """Voter_nodes is the sorted list of voters (both halves)."""
         return sorted(self.config.voters.ids())
-
-    def learner_nodes(self) -> list[int]:
-        """Learner_nodes is the sorted list of learners."""
-        return sorted(self.config.learners)
 
     def reset_votes(self) -> None:
         """Reset_votes prepares for a new election."""
