@@ -100,11 +100,6 @@ class KVStore:
         """Delete one bounded batch of compacted versions; True when no compaction is left to do."""
         return compaction.compact_step(self.backend.db, self.backend.batch, max_records)
 
-    def finish_compaction(self) -> None:
-        """Run compaction steps until the scheduled compaction is physically done."""
-        while not self.compact_step():
-            pass
-
     # ---- hashes ----
 
     def hash(self) -> int:

@@ -186,11 +186,6 @@ def group_raw_key(ikey: bytes, group_len: int) -> bytes:
     return ikey[1 : group_len - len(TERMINATOR)].replace(_ESCAPED_ZERO, b"\x00")
 
 
-def index_main(ikey: bytes, group_len: int) -> int:
-    """The main revision of an index entry, without decoding the rest."""
-    return _MAX_U64 - int.from_bytes(ikey[group_len : group_len + 8], "big")
-
-
 def index_rev(ikey: bytes, group_len: int) -> Revision:
     inv_main, inv_sub = _REV.unpack(ikey[group_len:])
     return Revision(_MAX_U64 - inv_main, _MAX_U64 - inv_sub)

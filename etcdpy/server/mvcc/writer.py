@@ -24,7 +24,7 @@ Event = kv_pb2.Event
 
 
 class Batch:
-    """Batch is one apply call's pending changes; `KVStore.commit` writes and publishes them."""
+    """Batch is one apply call's pending changes; the caller writes ``wb``, then calls `KVStore.published`."""
 
     def __init__(self, view: Any, wb: Any, rev: int, compact_rev: int, leases: LeaseLookup) -> None:
         self.view = view
@@ -32,17 +32,12 @@ class Batch:
         self.overlay = Overlay()
         self.rev = rev  # current revision including this batch's writes so far
         self.compact_rev = compact_rev  # logical compaction including this batch's
-        self.compaction_scheduled = False
         self.leases = leases
         self.events: list[tuple[int, list[kv_pb2.Event]]] = []  # (revision, its events), ascending
 
     def reader(self) -> Reader:
         """A reader of the batch's current state (disk plus everything applied so far)."""
         return Reader(self.view, self.overlay, self.rev, self.compact_rev)
-
-    def write_txn(self) -> WriteTxn:
-        """A write transaction; call its `end` when done (or use `writing`)."""
-        return WriteTxn(self)
 
     @contextmanager
     def writing(self) -> Iterator[WriteTxn]:
@@ -71,7 +66,6 @@ class Batch:
         if rev > self.rev:
             raise errors.ErrFutureRev()
         self.compact_rev = rev
-        self.compaction_scheduled = True
         self.wb.put(layout.meta_key(layout.META_COMPACT_SCHEDULED), layout.encode_i64(rev))
 
     def finish(self) -> None:
