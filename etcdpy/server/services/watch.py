@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +13,8 @@ from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.server import failpoints
 from etcdpy.server.services.common import Context, answers_unimplemented
 from etcdpy.server.watch import WatchHub, WatchStream
+
+log = logging.getLogger("etcdpy.server.watch")
 
 
 @answers_unimplemented
@@ -70,5 +73,9 @@ async def _receive(requests: AsyncIterator[rpc_pb2.WatchRequest], stream: WatchS
                 stream.request_progress()
     except (asyncio.CancelledError, GeneratorExit):
         raise
-    except Exception:  # the call broke (client gone, bad message): nothing left to serve
+    except Exception:
+        # The call broke under grpc, or a request failed in the stream (a bug): nothing is left to
+        # serve either way. The traceback tells the two apart. (A client that goes away cancels
+        # this task instead, which is not an error.)
+        log.warning("a watch stream's requests failed; the stream is closed", exc_info=True)
         stream.close()
