@@ -6,10 +6,7 @@ import click
 
 from etcdpy.cli.context import CliState, pass_state
 from etcdpy.cli.options import command_options
-
-# The one place that names the etcdctl release whose behaviour and output etcdpy reproduces.
-EMULATED_ETCDCTL_VERSION = "3.4.23"
-EMULATED_API_VERSION = ".".join(EMULATED_ETCDCTL_VERSION.split(".")[:2])
+from etcdpy.version import API_VERSION, ETCD_RELEASE
 
 
 @click.command("version", short_help="Prints the version of etcdctl")
@@ -17,8 +14,8 @@ EMULATED_API_VERSION = ".".join(EMULATED_ETCDCTL_VERSION.split(".")[:2])
 @pass_state
 def version(state: CliState) -> None:
     """Print the version of etcdctl (the release etcdpy emulates) and its API version."""
-    state.output.line(f"etcdctl version: {EMULATED_ETCDCTL_VERSION}")
-    state.output.line(f"API version: {EMULATED_API_VERSION}")
+    state.output.line(f"etcdctl version: {ETCD_RELEASE}")
+    state.output.line(f"API version: {API_VERSION}")
 
 
 def register(group: click.Group) -> None:

@@ -1,11 +1,12 @@
 """EtcdServer: proposals in, applied results out, plus the reads and status around them.
 
-The write path (see DESIGN.md, "Server: the write path")::
+The write path (docs/architecture.md tells it whole)::
 
-    propose(req) -> id + waiter -> Replication.propose(bytes)
+    propose(req) -> id + CommitApplier.expect(id) -> Replication.propose(bytes)
       -> RaftNode: one batch per Ready, durable append (one synced LevelDB batch),
          replicated to the peers, committed by a quorum
-      -> committed entries -> Applier.apply (one unsynced batch) -> waiters resolved
+      -> committed entries -> CommitApplier -> Applier.apply (one unsynced batch)
+      -> the proposer's future resolved
 
 Linearizable reads ask raft for a read index (ReadIndex, batched: the readers
 waiting when a round starts share it) and wait until it is applied;
@@ -25,21 +26,19 @@ from typing import Any
 
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
-from etcdpy.api.raftpb import raft_pb2 as raftpb
 from etcdpy.raft import NONE
-from etcdpy.server import failpoints
 from etcdpy.server.apply import Applier
+from etcdpy.server.commit import CommitApplier
 from etcdpy.server.consensus.memberops import MemberOps
 from etcdpy.server.consensus.membership import Cluster
-from etcdpy.server.consensus.replication import CLUSTER_VERSION, Replication
+from etcdpy.server.consensus.replication import Replication
+from etcdpy.server.headers import ResponseHeaders
+from etcdpy.version import CLUSTER_VERSION, ETCD_RELEASE
 
 log = logging.getLogger("etcdpy.server")
 
-API_VERSION = "3.4.23"  # the etcd release whose API etcdpy serves; Status and /version report it
 PUBLISH_ATTEMPT_SECONDS = 1.0  # then publishing is proposed again
 AUTO_PROMOTE_RETRY_SECONDS = 0.5  # a learner that asked too early asks again after this long
-COMPACTION_BATCH_RECORDS = 1000  # etcd's --experimental-compaction-batch-limit default
-COMPACTION_SLEEP_SECONDS = 0.01  # etcd's compaction sleep interval between batches
 
 
 class EtcdServer:
@@ -50,59 +49,25 @@ class EtcdServer:
         *,
         cluster: Cluster,
         applier: Applier,
-        max_request_bytes: int,
+        commits: CommitApplier,
+        headers: ResponseHeaders,
         replication: Replication,
         member_ops: MemberOps,
+        max_request_bytes: int,
         request_timeout: float = 7.0,
     ) -> None:
         self.cluster = cluster
         self.request_timeout = request_timeout  # seconds a proposal may take before ErrTimeout
         self.applier = applier
+        self.commits = commits
+        self.headers = headers
         self.max_request_bytes = max_request_bytes
-        self.log = replication
+        self.replication = replication
         self.members = member_ops
-        replication.on_commit = self._apply_committed
         # Request ids as etcd's idutil makes them: member bits, boot time, then a counter.
         self._next_id = ((cluster.local_id & 0xFFFF) << 48) | ((int(time.time() * 1000) & (2**40 - 1)) << 8)
-        self._waiters: dict[int, asyncio.Future[Any]] = {}
-        self._log_task: asyncio.Task[None] | None = None
         self._publish_task: asyncio.Task[None] | None = None
         self.published = asyncio.Event()  # set once this member's attributes are applied (then serve clients)
-        self._scheduled_compaction = applier.compact_revision
-        self._compaction_task: asyncio.Task[None] | None = None
-
-    def _apply_committed(self, entries: list[raftpb.Entry]) -> None:
-        if not entries:
-            return
-        failpoints.hit("beforeApply", entries[-1].index)
-        batch = [(e.index, e.data if e.type == raftpb.EntryNormal else b"") for e in entries]
-        results = self.applier.apply(batch)
-        failpoints.hit("afterApply", entries[-1].index)
-        for request_id, result in results:
-            waiter = self._waiters.pop(request_id, None)
-            if waiter is None or waiter.done():
-                continue
-            if isinstance(result, BaseException):
-                waiter.set_exception(result)
-            else:
-                waiter.set_result(result)
-        if self.applier.compact_revision != self._scheduled_compaction:
-            self._scheduled_compaction = self.applier.compact_revision
-            self._start_compaction()
-
-    def _start_compaction(self) -> None:
-        if self._compaction_task is None or self._compaction_task.done():
-            self._compaction_task = asyncio.get_running_loop().create_task(self._compact())
-
-    async def _compact(self) -> None:
-        """Physical compaction in bounded steps, yielding between them so writes keep flowing."""
-        while not self.applier.compact_step(COMPACTION_BATCH_RECORDS):
-            await asyncio.sleep(COMPACTION_SLEEP_SECONDS)
-
-    async def wait_physical_compaction(self) -> None:
-        """Return once every scheduled compaction has been carried out on disk."""
-        while self._compaction_task is not None and not self._compaction_task.done():
-            await asyncio.wait([self._compaction_task])
 
     async def propose(self, req: raft_internal_pb2.InternalRaftRequest, timeout: float | None = None) -> Any:
         """Replicate one request and return the applier's response (or raise its EtcdError).
@@ -110,15 +75,14 @@ class EtcdServer:
         Waits at most ``timeout`` seconds (default: the request timeout).
         """
         self._next_id += 1
-        req.header.ID = self._next_id
+        request_id = req.header.ID = self._next_id
         data = req.SerializeToString()
         if len(data) > self.max_request_bytes:
             raise errors.ErrRequestTooLarge()
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiters[self._next_id] = waiter
-        leader_changes = self.log.node.leader_changes
+        waiter = self.commits.expect(request_id)
+        leader_changes = self.replication.leader_changes
         try:
-            self.log.propose(data)
+            self.replication.propose(data)
             # asyncio.timeout, not wait_for: the waiter wakes this task directly, one loop turn sooner.
             async with asyncio.timeout(self.request_timeout if timeout is None else timeout):
                 response = await waiter
@@ -126,25 +90,25 @@ class EtcdServer:
             # Like etcd: the outcome is unknown to the client; the entry may still be applied later.
             raise self._timeout_error(leader_changes) from None
         finally:
-            self._waiters.pop(req.header.ID, None)
+            self.commits.forget(request_id)
         self.fill_header(response.header)
         return response
 
     def _timeout_error(self, leader_changes: int) -> errors.EtcdError:
         """The error etcd gives a request that timed out: no leader, a leader lost meanwhile, or plain."""
-        if self.log.leader_id == NONE:
+        if self.replication.leader_id == NONE:
             return errors.ErrNoLeader()
-        if self.log.node.leader_changes != leader_changes:
+        if self.replication.leader_changes != leader_changes:
             return errors.ErrTimeoutDueToLeaderFail()
         return errors.ErrTimeout()
 
     async def linearizable_barrier(self) -> None:
         """Wait until everything committed before the call began is applied here (ReadIndex, batched)."""
-        leader_changes = self.log.node.leader_changes
+        leader_changes = self.replication.leader_changes
         try:
             async with asyncio.timeout(self.request_timeout):
-                index = await self.log.read_index()
-                await self.log.wait_applied(index)
+                index = await self.replication.read_index()
+                await self.replication.wait_applied(index)
         except TimeoutError:
             raise self._timeout_error(leader_changes) from None
 
@@ -163,48 +127,43 @@ class EtcdServer:
         self.fill_header(response.header)
         return response
 
+    async def wait_physical_compaction(self) -> None:
+        """Return once every scheduled compaction has been carried out on disk."""
+        await self.commits.wait_physical_compaction()
+
     def fill_header(self, header: rpc_pb2.ResponseHeader) -> None:
         """Set the ids and term; the revision is the store's unless the applier already set it."""
-        header.cluster_id = self.cluster.cluster_id
-        header.member_id = self.cluster.local_id
-        header.raft_term = self.log.term
-        if not header.revision:
-            header.revision = self.applier.current_revision
+        self.headers.fill(header)
 
     def header(self) -> rpc_pb2.ResponseHeader:
-        header = rpc_pb2.ResponseHeader()
-        self.fill_header(header)
-        return header
+        return self.headers.new()
 
     def status(self) -> rpc_pb2.StatusResponse:
         size = self.applier.backend.size_bytes()
         return rpc_pb2.StatusResponse(
             header=self.header(),
-            version=API_VERSION,
+            version=ETCD_RELEASE,
             dbSize=size,
             # LevelDB has no free-page list: until compaction reclaims it, every byte on disk is in use.
             dbSizeInUse=size,
-            leader=self.log.leader_id,
-            raftIndex=self.log.commit_index,
-            raftTerm=self.log.term,
+            leader=self.replication.leader_id,
+            raftIndex=self.replication.commit_index,
+            raftTerm=self.replication.term,
             raftAppliedIndex=self.applier.applied_index,
             isLearner=self.cluster.local_id in self.cluster.members and self.cluster.local.isLearner,
-            errors=[] if self.log.leader_id != NONE else [errors.ErrNoLeader().text],
+            errors=[] if self.replication.leader_id != NONE else [errors.ErrNoLeader().text],
         )
 
-    def start(self, name: str, client_urls: list[str], *, auto_promote: bool = False) -> asyncio.Task[None]:
-        """Start replication and publish this member; the task ends on `stop` or if the write path fails.
+    def start(self, name: str, client_urls: list[str], *, auto_promote: bool = False) -> None:
+        """Publish this member through the log; with `auto_promote`, a learner then promotes itself.
 
-        With `auto_promote`, a learner then promotes itself once the leader finds it caught up.
+        Replication must be running (the member starts it first).
         """
-        loop = asyncio.get_running_loop()
-        self._log_task = loop.create_task(self.log.run(), name="etcdpy-raft")
-        self._publish_task = loop.create_task(
+        self._publish_task = asyncio.get_running_loop().create_task(
             self._publish(name, client_urls, auto_promote), name="etcdpy-publish"
         )
         if self.applier.compaction_pending:  # a compaction interrupted by the last shutdown or crash
-            self._start_compaction()
-        return self._log_task
+            self.commits.resume_compaction()
 
     async def _promote_self(self) -> None:
         """Ask the leader to promote this learner until it is a voter (refused while not caught up)."""
@@ -241,31 +200,26 @@ class EtcdServer:
                 log.warning("publishing member attributes failed (%s); retrying", exc.text)
         if auto_promote:
             await self._promote_self()
-        while not self.log.cluster_version:
-            if self.log.node.raw.is_leader():
+        while not self.replication.cluster_version:
+            if self.replication.is_leader():
                 version = raft_internal_pb2.ClusterVersionSetRequest(version=CLUSTER_VERSION)
                 try:
                     await self.propose(raft_internal_pb2.InternalRaftRequest(cluster_version_set=version))
                 except errors.EtcdError as exc:
                     log.warning("setting the cluster version failed (%s); retrying", exc.text)
                 continue
-            await self.log.node.wait_leader_change()
+            await self.replication.wait_leader_change()
 
     async def stop(self) -> None:
-        """Save and apply what is queued, then fail any waiter left with ErrStopped (idempotent)."""
+        """Stop publishing; fail every request still waiting with ErrStopped (idempotent).
+
+        Call once replication has stopped: what it had queued is then applied.
+        """
         if self._publish_task is not None:
             self._publish_task.cancel()
             await asyncio.wait([self._publish_task])
-        await self.log.stop()
-        if self._log_task is not None:
-            await asyncio.wait([self._log_task])
-        self.log.node.fail_pending(errors.ErrStopped())
-        if self._compaction_task is not None:
-            self._compaction_task.cancel()  # steps are atomic batches; the next start resumes
-            await asyncio.wait([self._compaction_task])
-        for waiter in self._waiters.values():
-            if not waiter.done():
-                waiter.set_exception(errors.ErrStopped())
+        self.replication.fail_pending(errors.ErrStopped())
+        await self.commits.stop(errors.ErrStopped())
 
 
 REVISION_COMPACTION_CHECK_SECONDS = 300.0  # etcd's revision compactor checks every 5 minutes

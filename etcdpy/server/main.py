@@ -24,25 +24,12 @@ import grpc
 
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.server import config as cfg
-from etcdpy.server.apply import Applier
-from etcdpy.server.consensus.memberops import MemberOps
-from etcdpy.server.consensus.membership import Cluster
-from etcdpy.server.consensus.node import RaftSettings
-from etcdpy.server.consensus.replication import (
-    Replication,
-    bootstrap_new_cluster,
-    fetch_cluster,
-    finish_snapshot_install,
-    write_joined_cluster,
-)
-from etcdpy.server.etcdserver import EtcdServer, run_auto_compaction
-from etcdpy.server.leasewatch import LeaseWatch
-from etcdpy.server.quota import BackendQuota
+from etcdpy.server.etcdserver import run_auto_compaction
+from etcdpy.server.member import Member, StartupError, open_member
 from etcdpy.server.services import register_services, register_threaded_services
 from etcdpy.server.services.threaded import STREAM_HEADROOM
-from etcdpy.server.storage.backend import Backend, BackendError, recovery_advice
+from etcdpy.server.storage.backend import Backend, BackendError
 from etcdpy.server.storage.failure import classify, raise_alarm_through_peers
-from etcdpy.server.storage.raftlog import RaftLogCorruptError, RaftLogStorage
 
 log = logging.getLogger("etcdpy.server")
 SHUTDOWN_GRACE_SECONDS = 2.0  # in-flight requests may finish this long after SIGTERM
@@ -245,10 +232,6 @@ command = ServerCommand(
 )
 
 
-class StartupError(Exception):
-    """The member cannot start with this config and data dir; the message says why."""
-
-
 def serve(config: cfg.Config) -> int:
     """Run the member until SIGTERM/SIGINT; return the process exit code."""
     level = {"warn": "WARNING", "panic": "CRITICAL", "fatal": "CRITICAL"}.get(
@@ -262,99 +245,6 @@ def serve(config: cfg.Config) -> int:
     except (BackendError, StartupError) as exc:
         click.echo(f"etcdpy: {exc}", err=True)
         return 1
-
-
-async def open_member(config: cfg.Config, backend: Backend) -> EtcdServer:
-    """Load (or on first boot create or join) the cluster and the raft log; build the member."""
-    raftlog = RaftLogStorage.open(backend, sync=not config.unsafe_no_fsync)
-    finish_snapshot_install(backend, raftlog)  # before the state is read: an install a crash interrupted
-    if raftlog.dropped_tail:
-        log.warning("dropped a torn entry at the tail of the raft log (it was never acknowledged)")
-    cluster = Cluster.load(backend)
-    if cluster is None:
-        if raftlog.last_index() > 0:
-            raise BackendError(f"data dir {config.data_dir} has a raft log but no cluster membership")
-        if config.initial_cluster_state == "existing":
-            cluster = await join_cluster(config)
-            write_joined_cluster(backend, cluster)
-        else:
-            cluster = Cluster.from_config(config)
-            bootstrap_new_cluster(raftlog, cluster)
-    elif config.initial_cluster:
-        log.info(
-            "data dir %s already holds member %x: ignoring the --initial-* flags",
-            config.data_dir,
-            cluster.local_id,
-        )
-    if cluster.local_id not in cluster.members:
-        raise StartupError(
-            f"member {cluster.local_id:x} has been removed from cluster {cluster.cluster_id:x}: "
-            f"wipe {config.data_dir} and add it again to rejoin"
-        )
-    applier = Applier(backend)
-    applier.alarms.quota = BackendQuota(backend, config.quota_backend_bytes)
-    log_end = max(raftlog.last_index(), raftlog.snapshot_meta.index)
-    if applier.applied_index > log_end:
-        # Entries after the log's end would reuse applied indexes and be skipped: refuse instead.
-        raise RaftLogCorruptError(
-            f"data dir {config.data_dir}: the store applied index {applier.applied_index} "
-            f"but the raft log ends at {log_end}; " + recovery_advice(backend.data_dir)
-        )
-    heartbeat = config.heartbeat_interval_ms
-    replication = Replication(
-        backend=backend,
-        applier=applier,
-        cluster=cluster,
-        raftlog=raftlog,
-        settings=RaftSettings(
-            tick_seconds=heartbeat / 1000,
-            election_tick=max(2, config.election_timeout_ms // heartbeat),
-            pre_vote=config.pre_vote,
-            snapshot_count=max(1, config.snapshot_count),
-            catchup_entries=config.snapshot_catchup_entries,
-        ),
-        on_commit=lambda entries: None,  # EtcdServer takes it over
-    )
-    member_ops = MemberOps(
-        replication,
-        strict_reconfig_check=config.strict_reconfig_check,
-        max_learners=config.max_learners,
-        request_timeout=config.request_timeout,
-        cluster_token=config.initial_cluster_token,
-    )
-    return EtcdServer(
-        cluster=cluster,
-        applier=applier,
-        max_request_bytes=config.max_request_bytes,
-        replication=replication,
-        member_ops=member_ops,
-        request_timeout=config.request_timeout,
-    )
-
-
-async def join_cluster(config: cfg.Config) -> Cluster:
-    """The cluster this new member joins (--initial-cluster-state=existing), as its members know it.
-
-    The member must have been added first (`member add`): it finds itself by its peer URLs.
-    """
-    own = set(config.initial_advertise_peer_urls)
-    peers = [url for _name, url in config.initial_cluster if url not in own]
-    if not peers:
-        raise StartupError(
-            "--initial-cluster-state=existing needs peers to join: --initial-cluster names no other member"
-        )
-    try:
-        remote = await fetch_cluster(peers)
-    except ConnectionError as exc:
-        raise StartupError(f"cannot join the cluster: {exc}") from None
-    for member in remote.members:
-        if set(member.peerURLs) == own:
-            members = {m.ID: m for m in remote.members}
-            return Cluster(cluster_id=remote.cluster_id, local_id=member.ID, members=members)
-    raise StartupError(
-        f"cannot join cluster {remote.cluster_id:x}: no member has peer URLs {','.join(sorted(own))} "
-        "(add it with `member add` first, or use --initial-cluster-state=new for a new cluster)"
-    )
 
 
 def _bind(grpc_server: grpc.aio.Server | grpc.Server, url: str) -> None:
@@ -373,7 +263,7 @@ GrpcStopper = Callable[[], Awaitable[None]]
 MAX_PENDING_CALLS = 100_000  # calls received but not yet taken up by a handler, before grpc refuses
 
 
-async def _start_grpc(config: cfg.Config, server: EtcdServer, lease_watch: LeaseWatch) -> GrpcStopper:
+async def _start_grpc(config: cfg.Config, member: Member) -> GrpcStopper:
     """Serve the services on every client URL; return the coroutine function that stops serving."""
     options = [
         ("grpc.so_reuseport", 0),  # a port in use must fail, not be shared with another server
@@ -394,10 +284,11 @@ async def _start_grpc(config: cfg.Config, server: EtcdServer, lease_watch: Lease
         threaded = grpc.server(pool, options=options)
         register_threaded_services(
             threaded,
-            server,
+            member.server,
             loop,
+            quota=member.quota,
             max_txn_ops=config.max_txn_ops,
-            extra=lease_watch.servicers(config.max_request_bytes),
+            extra=member.servicers(),
         )
         for url in config.listen_client_urls:
             _bind(threaded, url)
@@ -411,7 +302,7 @@ async def _start_grpc(config: cfg.Config, server: EtcdServer, lease_watch: Lease
         return stop_threaded
     aio = grpc.aio.server(options=options)
     await register_services(
-        aio, server, max_txn_ops=config.max_txn_ops, extra=lease_watch.servicers(config.max_request_bytes)
+        aio, member.server, quota=member.quota, max_txn_ops=config.max_txn_ops, extra=member.servicers()
     )
     for url in config.listen_client_urls:
         _bind(aio, url)
@@ -423,7 +314,7 @@ async def _start_grpc(config: cfg.Config, server: EtcdServer, lease_watch: Lease
     return stop_aio
 
 
-async def _start_peer(config: cfg.Config, server: EtcdServer) -> grpc.aio.Server:
+async def _start_peer(config: cfg.Config, member: Member) -> grpc.aio.Server:
     """Serve the Peer service (raft messages, snapshots, members) on every peer URL."""
     peer = grpc.aio.server(
         options=[
@@ -432,14 +323,14 @@ async def _start_peer(config: cfg.Config, server: EtcdServer) -> grpc.aio.Server
             ("grpc.max_send_message_length", 2**31 - 1),
         ]
     )
-    server.log.register(peer)
+    member.replication.register(peer, promote=member.member_ops.promote)
     for url in config.listen_peer_urls:
         _bind(peer, url)
     await peer.start()
     return peer
 
 
-async def _write_path_failed(config: cfg.Config, server: EtcdServer, exc: BaseException) -> int:
+async def _write_path_failed(config: cfg.Config, member: Member, exc: BaseException) -> int:
     """Report a failed write path (exit 1); a full disk or corruption raises its alarm through the peers."""
     known = classify(exc, config.data_dir)
     if known is None:
@@ -447,7 +338,7 @@ async def _write_path_failed(config: cfg.Config, server: EtcdServer, exc: BaseEx
         return 1
     log.critical("%s", known.message, exc_info=exc)
     name = rpc_pb2.AlarmType.Name(known.alarm)
-    url = await raise_alarm_through_peers(server.cluster, known.alarm)
+    url = await raise_alarm_through_peers(member.cluster, known.alarm)
     told = f"the {name} alarm was raised through {url}" if url else f"no other member raised the {name} alarm"
     click.echo(f"etcdpy: {known.message} ({told})", err=True)
     return 1
@@ -455,22 +346,19 @@ async def _write_path_failed(config: cfg.Config, server: EtcdServer, exc: BaseEx
 
 async def _serve(config: cfg.Config) -> int:
     backend = Backend(config.data_dir)
-    server: EtcdServer | None = None
+    member: Member | None = None
     try:
         if config.experimental_initial_corrupt_check:
             started = time.monotonic()
             records = backend.verify()  # a damaged table file refuses to start, before anything is served
             log.info("checked the checksums of %d records in %.2fs", records, time.monotonic() - started)
-        server = await open_member(config, backend)
-        lease_watch = LeaseWatch.attach(server, election_timeout_ms=config.election_timeout_ms)
-        peer = await _start_peer(config, server)
+        member = await open_member(config, backend)
+        peer = await _start_peer(config, member)
         # Everything allocated so far (modules, descriptors, the store's caches) lives as long as the
         # process: keeping it out of the collector shortens every full collection under load.
         gc.freeze()
-        log_task = server.start(
-            config.name, list(config.advertise_client_urls), auto_promote=config.auto_promote
-        )
-        lease_watch.start()
+        replicating = member.start()
+        server = member.server
         compactor = asyncio.create_task(
             run_auto_compaction(server, config.auto_compaction_mode, config.auto_compaction_interval())
         )
@@ -479,40 +367,40 @@ async def _serve(config: cfg.Config) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop_requested.set)
         signal_task = asyncio.create_task(stop_requested.wait())
-        removed_task = asyncio.create_task(server.log.removed_event.wait())
-        stopping = [log_task, signal_task, removed_task]
+        removed_task = asyncio.create_task(member.replication.removed_event.wait())
+        stopping = [replicating, signal_task, removed_task]
         # Like etcd, serve clients only once this member has published itself through the log.
         published_task = asyncio.create_task(server.published.wait())
         await asyncio.wait([published_task, *stopping], return_when=asyncio.FIRST_COMPLETED)
         published_task.cancel()
         stop_grpc: GrpcStopper | None = None
         if server.published.is_set() and not any(t.done() for t in stopping):
-            stop_grpc = await _start_grpc(config, server, lease_watch)
-            cluster = server.cluster
+            stop_grpc = await _start_grpc(config, member)
+            cluster = member.cluster
             click.echo(
                 f"etcdpy: member {cluster.local_id:x} ({config.name}) of cluster {cluster.cluster_id:x}"
                 f" serving client requests on {', '.join(config.listen_client_urls)}",
                 err=True,
             )
             await asyncio.wait(stopping, return_when=asyncio.FIRST_COMPLETED)
+        # The order of stopping: the waits above, the compactor, the client listeners (requests in
+        # flight still reach the log), the member (see Member.stop), then the peer listener.
         signal_task.cancel()
         removed_task.cancel()
         compactor.cancel()
-        await lease_watch.stop()
         if stop_grpc is not None:
-            await stop_grpc()  # in-flight requests still reach the log
-        await server.stop()
+            await stop_grpc()
+        await member.stop()
         await peer.stop(0)
-        if server.log.removed:
+        if member.replication.removed:
             click.echo("etcdpy: the member has been permanently removed from the cluster", err=True)
             return 0
-        failure = None if log_task.cancelled() else log_task.exception()
+        failure = None if replicating.cancelled() else replicating.exception()
         if failure is not None:
-            return await _write_path_failed(config, server, failure)
+            return await _write_path_failed(config, member, failure)
         click.echo("etcdpy: stopped", err=True)
         return 0
     finally:
-        # The log's worker thread must be done with LevelDB before the database closes.
-        if server is not None:
-            await server.stop()
+        if member is not None:
+            await member.stop()
         backend.close()

@@ -17,11 +17,12 @@ import grpc
 import pytest
 from procs import free_port
 
+from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.server.apply import Applier
 from etcdpy.server.consensus import node as raftnode
-from etcdpy.server.consensus.membership import Cluster, cluster_id, member_id
+from etcdpy.server.consensus.membership import Cluster, MembershipApplier, cluster_id, member_id
 from etcdpy.server.consensus.node import MAX_FORWARDED_READS, RaftSettings
 from etcdpy.server.consensus.replication import Replication, bootstrap_new_cluster
 from etcdpy.server.storage import snapshot
@@ -57,13 +58,17 @@ class Member:
             cluster=cluster,
             raftlog=raftlog,
             settings=self.settings,
-            on_commit=self._apply,
+            membership=MembershipApplier(self.backend, cluster),
+            apply_entries=self._apply,
         )
         self.server = grpc.aio.server()
-        self.repl.register(self.server)
+        self.repl.register(self.server, promote=self._promote)
         self.server.add_insecure_port(f"127.0.0.1:{self.port}")
         await self.server.start()
         self.task = asyncio.get_running_loop().create_task(self.repl.run())
+
+    async def _promote(self, member_id: int) -> None:
+        raise errors.ErrNotCapable()
 
     def _apply(self, entries: list[pb.Entry]) -> None:
         batch = [(e.index, e.data if e.type == pb.EntryNormal else b"") for e in entries]
@@ -202,13 +207,13 @@ def test_read_contexts_are_unique_across_members_and_restarts(tmp_path: Path) ->
         seen: list[bytes] = []
 
         def record_contexts(member: Member) -> None:
-            real = member.repl.node.raw.read_index
+            real = member.repl.node.core.read_index
 
             def recording(ctx: bytes) -> None:
                 seen.append(ctx)
                 real(ctx)
 
-            member.repl.node.raw.read_index = recording  # type: ignore[method-assign]
+            member.repl.node.core.read_index = recording  # type: ignore[method-assign]
 
         async with cluster_of(tmp_path, 3, FAST) as members:
             await until(lambda: all(m.repl.leader_id != 0 for m in members))
@@ -233,7 +238,7 @@ class ReadRounds:
         node, self.transport = member.repl.node, member.repl.transport
         self.issued: set[bytes] = set()
         self.held: list[pb.Message] = []
-        real_read_index, self.deliver = node.raw.read_index, self.transport.on_message
+        real_read_index, self.deliver = node.core.read_index, self.transport.on_message
 
         def recording(ctx: bytes) -> None:
             self.issued.add(ctx)
@@ -245,7 +250,7 @@ class ReadRounds:
             else:
                 self.deliver(m)
 
-        node.raw.read_index = recording  # type: ignore[method-assign]
+        node.core.read_index = recording  # type: ignore[method-assign]
         self.transport.on_message = holding
 
     def release(self) -> None:
@@ -287,13 +292,13 @@ def test_a_round_for_queued_readers_is_spaced_from_the_last_but_a_lone_reader_ne
             leader = leader_of(members)
             loop = asyncio.get_running_loop()
             issued: list[float] = []
-            real = leader.repl.node.raw.read_index
+            real = leader.repl.node.core.read_index
 
             def recording(ctx: bytes) -> None:
                 issued.append(loop.time())
                 real(ctx)
 
-            leader.repl.node.raw.read_index = recording  # type: ignore[method-assign]
+            leader.repl.node.core.read_index = recording  # type: ignore[method-assign]
             await leader.repl.read_index()
             await leader.repl.read_index()  # no round in flight: issued at once
             assert len(issued) == 2 and issued[1] - issued[0] < spacing / 2
@@ -336,7 +341,7 @@ def test_proposals_forwarded_to_the_leader_join_its_next_batch(tmp_path: Path) -
         async with cluster_of(tmp_path, 3, FAST) as members:
             await until(lambda: all(m.repl.leader_id != 0 for m in members))
             leader = leader_of(members)
-            raw = leader.repl.node.raw
+            raw = leader.repl.node.core.raw
             stepped: list[int] = []
             batches: list[int] = []
             real_step, real_propose_many = raw.step, raw.propose_many

@@ -16,7 +16,7 @@ from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.server.config import Config
 from etcdpy.server.etcdserver import EtcdServer
-from etcdpy.server.main import open_member
+from etcdpy.server.member import open_member
 from etcdpy.server.storage.backend import Backend
 from etcdpy.server.storage.raftlog import PreparedWrite
 
@@ -32,14 +32,15 @@ async def member(tmp_path: Path, **config: Any) -> AsyncIterator[EtcdServer]:
     cfg = Config(
         initial_advertise_peer_urls=("http://127.0.0.1:23800",), heartbeat_interval_ms=10, **config
     ).validate()
-    server = await open_member(cfg, backend)
-    server.start("default", ["http://127.0.0.1:2379"])
+    built = await open_member(cfg, backend)
+    built.start()
+    server = built.server
     try:
         while server.applier.applied_index < 4:
-            await server.log.node.wait_applied(server.applier.applied_index + 1)
+            await server.replication.wait_applied(server.applier.applied_index + 1)
         yield server
     finally:
-        await server.stop()
+        await built.stop()
         backend.close()
 
 
@@ -60,7 +61,7 @@ class HeldBatch:
 
 def hold_writes(server: EtcdServer, release: threading.Event, started: asyncio.Event) -> list[int]:
     """Make every raft log write wait for `release`; return the list of last indexes written."""
-    raftlog = server.log.raftlog
+    raftlog = server.replication.raftlog
     real_prepare = raftlog.prepare
     written: list[int] = []
     loop = asyncio.get_running_loop()
@@ -120,7 +121,7 @@ def test_a_write_stuck_on_disk_times_out_with_etcds_error(tmp_path: Path) -> Non
             finally:
                 release.set()
             # The entry was durable after all: the outcome of a timed-out write is unknown, not "failed".
-            await server.log.wait_applied(5)
+            await server.replication.wait_applied(5)
 
     asyncio.run(scenario())
 
@@ -129,16 +130,16 @@ def test_linearizable_reads_share_one_read_index_round(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with member(tmp_path) as server:
             await server.propose(put(b"x"))
-            node = server.log.node
+            node = server.replication.node
             calls = 0
-            real = node.raw.read_index
+            real = node.core.read_index
 
             def counting(ctx: bytes) -> None:
                 nonlocal calls
                 calls += 1
                 real(ctx)
 
-            node.raw.read_index = counting  # type: ignore[method-assign]
+            node.core.read_index = counting  # type: ignore[method-assign]
             reads = await asyncio.gather(*(server.range(rpc_pb2.RangeRequest(key=b"x")) for _ in range(30)))
             assert all(r.kvs[0].value == b"v" for r in reads)
             assert calls == 1
@@ -150,7 +151,7 @@ def test_committed_entries_already_on_disk_do_not_wait_for_the_next_write(tmp_pa
     # Entry 5 is durable and committed when entry 6's write starts: its client needs no second fsync.
     async def scenario() -> None:
         async with member(tmp_path) as server:
-            raftlog = server.log.raftlog
+            raftlog = server.replication.raftlog
             real_prepare = raftlog.prepare
             loop = asyncio.get_running_loop()
             holds = {5: (threading.Event(), asyncio.Event()), 6: (threading.Event(), asyncio.Event())}

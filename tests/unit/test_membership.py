@@ -54,7 +54,7 @@ def test_cluster_is_stored_and_loaded_with_published_attributes(tmp_path: Path) 
     try:
         assert Cluster.load(backend) is None
         cluster = Cluster.from_config(config)
-        cluster.publish_attributes("default", ["http://127.0.0.1:2379"])
+        cluster.set_attributes(cluster.local_id, "default", ["http://127.0.0.1:2379"])
         with backend.batch(sync=True) as batch:
             cluster.write(batch)
         loaded = Cluster.load(backend)

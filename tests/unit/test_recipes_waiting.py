@@ -13,8 +13,7 @@ import pytest
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.server.config import Config
-from etcdpy.server.leasewatch import LeaseWatch
-from etcdpy.server.main import open_member
+from etcdpy.server.member import open_member
 from etcdpy.server.recipes import Keyspace, mutex
 from etcdpy.server.recipes.errors import ErrSessionExpired
 from etcdpy.server.recipes.keyspace import next_events, prefix_end
@@ -25,19 +24,16 @@ QUIET_SECONDS = 0.3  # how long nothing may happen while nobody releases
 
 @asynccontextmanager
 async def keyspace(tmp_path: Path) -> AsyncIterator[Keyspace]:
-    """A started one-member server with its lessor and watch hub, as `main` wires them."""
+    """A started one-member server with its lessor and watch hub, as `open_member` builds them."""
     backend = Backend(tmp_path)
     cfg = Config(initial_advertise_peer_urls=("http://127.0.0.1:23800",), heartbeat_interval_ms=10).validate()
-    server = await open_member(cfg, backend)
-    lease_watch = LeaseWatch.attach(server, election_timeout_ms=cfg.election_timeout_ms)
-    server.start("default", ["http://127.0.0.1:2379"])
-    lease_watch.start()
+    member = await open_member(cfg, backend)
+    member.start()
     try:
-        await server.published.wait()
-        yield Keyspace(server, lease_watch.hub, lease_watch.lessor)
+        await member.server.published.wait()
+        yield Keyspace(member.server, member.hub, member.lessor)
     finally:
-        await lease_watch.stop()
-        await server.stop()
+        await member.stop()
         backend.close()
 
 

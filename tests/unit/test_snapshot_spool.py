@@ -18,7 +18,7 @@ from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.api.raftpb import peer_pb2
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.server.apply import Applier
-from etcdpy.server.consensus.membership import Cluster, cluster_id
+from etcdpy.server.consensus.membership import Cluster, MembershipApplier, cluster_id
 from etcdpy.server.consensus.node import RaftSettings
 from etcdpy.server.consensus.replication import Replication, bootstrap_new_cluster
 from etcdpy.server.consensus.transport import PeerService, PeerTransport
@@ -426,7 +426,8 @@ def test_replication_deletes_a_received_file_once_installed_superseded_or_refuse
             cluster=cluster,
             raftlog=raftlog,
             settings=RaftSettings(tick_seconds=0.1, election_tick=10),
-            on_commit=lambda entries: None,
+            membership=MembershipApplier(target, cluster),
+            apply_entries=lambda entries: None,
         )
         stepped: list[int] = []
 

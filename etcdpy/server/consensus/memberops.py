@@ -35,7 +35,7 @@ from etcdpy.api.raftpb import peer_pb2, peer_pb2_grpc
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import NONE, ProposalDropped
 from etcdpy.server.consensus.replication import Replication
-from etcdpy.server.consensus.transport import _target
+from etcdpy.server.consensus.transport import peer_channel
 
 HEALTH_INTERVAL = 5.0  # etcd: a peer counts as healthy once connected this many seconds
 LEARNER_READY_PERCENT = 0.9  # etcd: a learner within 90% of the leader's commit index may be promoted
@@ -78,7 +78,6 @@ class MemberOps:
         self.max_learners = max_learners
         self.request_timeout = request_timeout
         self.cluster_token = cluster_token
-        replication.promote_handler = self.promote
 
     @property
     def members(self) -> dict[int, rpc_pb2.Member]:
@@ -150,7 +149,7 @@ class MemberOps:
     async def promote(self, member_id: int) -> None:
         """Promote a learner; a follower asks the leader, which alone knows the learner's progress."""
         node = self.repl.node
-        if not node.raw.is_leader():
+        if not node.is_leader():
             await self._forward_promote(member_id)
             return
         member = self.members.get(member_id)
@@ -158,7 +157,7 @@ class MemberOps:
             raise errors.ErrMemberNotFound()
         if not member.isLearner:
             raise errors.ErrMemberNotLearner()
-        status = node.raw.status()
+        status = node.status()
         progress = status.progress.get(member_id)
         leader_match = status.progress[node.id].match if node.id in status.progress else 0
         if progress is None or progress.match < leader_match * LEARNER_READY_PERCENT:
@@ -174,7 +173,7 @@ class MemberOps:
         leader = self.members.get(self.repl.leader_id)
         if leader is None:
             raise errors.ErrNoLeader()
-        async with grpc.aio.insecure_channel(_target(leader.peerURLs)) as channel:
+        async with peer_channel(leader.peerURLs) as channel:
             stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
             try:
                 await stub.Promote(peer_pb2.PromoteRequest(member_id=member_id), timeout=self.request_timeout)
@@ -191,7 +190,7 @@ class MemberOps:
 
     async def move_leader(self, target: int) -> None:
         node = self.repl.node
-        if not node.raw.is_leader():
+        if not node.is_leader():
             raise errors.ErrNotLeader()
         member = self.members.get(target)
         if member is None or member.isLearner:

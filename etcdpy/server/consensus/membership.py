@@ -19,8 +19,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from etcdpy.api.etcdserverpb import rpc_pb2
+from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.server.config import Config
+from etcdpy.server.mvcc.writer import Batch
 from etcdpy.server.storage import schema
 from etcdpy.server.storage.backend import Backend
 
@@ -77,12 +78,17 @@ class Cluster:
     def local(self) -> rpc_pb2.Member:
         return self.members[self.local_id]
 
-    def publish_attributes(self, name: str, client_urls: Iterable[str]) -> None:
-        """Record the local member's name and client URLs (etcd publishes them at every start)."""
-        local = self.local
-        local.name = name
-        del local.clientURLs[:]
-        local.clientURLs.extend(client_urls)
+    def set_attributes(self, member_id: int, name: str, client_urls: Iterable[str]) -> rpc_pb2.Member | None:
+        """Record a member's name and client URLs (each member publishes them at every start).
+
+        Returns the updated member, or None if it is no longer in the cluster.
+        """
+        member = self.members.get(member_id)
+        if member is not None:
+            member.name = name
+            del member.clientURLs[:]
+            member.clientURLs.extend(client_urls)
+        return member
 
     def write(self, batch: Any) -> None:
         """Put the IDs and every member into a backend write batch."""
@@ -94,3 +100,43 @@ class Cluster:
     def member_list(self) -> list[rpc_pb2.Member]:
         """Members ordered by ID, as etcd lists them."""
         return [self.members[mid] for mid in sorted(self.members)]
+
+
+CLUSTER_VERSION_KEY = schema.META + b"cluster_version"
+
+
+class MembershipApplier:
+    """MembershipApplier applies the log's member attributes and cluster version to the member table.
+
+    Both are applied state: every member records them at the same index, in the
+    apply batch, and reads them back after a snapshot replaced its database.
+    """
+
+    def __init__(self, backend: Backend, cluster: Cluster) -> None:
+        self.backend = backend
+        self.cluster = cluster
+        self.cluster_version = ""  # "" until the first leader records the version the members agree on
+        self.reload()
+
+    def reload(self) -> None:
+        """Re-read the members and the cluster version (a snapshot replaced the database)."""
+        raw_version = self.backend.get(CLUSTER_VERSION_KEY)
+        self.cluster_version = raw_version.decode() if raw_version is not None else ""
+        loaded = Cluster.load(self.backend)
+        if loaded is not None:
+            self.cluster.members = loaded.members
+
+    def apply_member_attributes(
+        self, batch: Batch, req: raft_internal_pb2.MemberAttributesRequest
+    ) -> rpc_pb2.MemberUpdateResponse:
+        member = self.cluster.set_attributes(req.member_ID, req.name, req.client_urls)
+        if member is not None:  # else removed meanwhile: nothing to record
+            batch.wb.put(schema.MEMBERS + _U64.pack(req.member_ID), member.SerializeToString())
+        return rpc_pb2.MemberUpdateResponse()
+
+    def apply_cluster_version(
+        self, batch: Batch, req: raft_internal_pb2.ClusterVersionSetRequest
+    ) -> rpc_pb2.MemberUpdateResponse:
+        self.cluster_version = req.version
+        batch.wb.put(CLUSTER_VERSION_KEY, req.version.encode())
+        return rpc_pb2.MemberUpdateResponse()

@@ -1,12 +1,13 @@
 """Replication: a member's RaftNode, PeerTransport, membership and snapshots, wired together.
 
-It is what EtcdServer proposes to and reads commit points from (the seam the
-one-member LocalLog had): ``propose(bytes)``, ``run()``/``stop()``, ``term``,
-``commit_index``, ``leader_id``, plus ``read_index()``/``wait_applied()`` for
-linearizable reads.  Committed normal entries go to ``on_commit`` (EtcdServer's
-apply path, which hands them to the Applier); conf change entries update raft,
-the member table and the transport here, then reach ``on_commit`` too so the
-applied index moves past them.
+It is what EtcdServer proposes to and reads commit points from:
+``propose(bytes)``, ``run()``/``stop()``, ``term``, ``commit_index``,
+``leader_id``, ``is_leader()``, ``leader_changes``, plus
+``read_index()``/``wait_applied()`` for linearizable reads.  Runs of committed
+entries go to the ``apply_entries`` it is built with (the member's
+CommitApplier); conf change entries update raft, the member table and the
+transport here, then reach ``apply_entries`` too so the applied index moves
+past them.
 
 Bootstrap (etcd's raft indexes): a new cluster's members each write the same
 log: one committed ConfChangeAddNode per initial member, in member ID order,
@@ -26,24 +27,20 @@ from typing import Any
 import grpc
 
 from etcdpy.api import errors
-from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
+from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.api.raftpb import peer_pb2, peer_pb2_grpc
 from etcdpy.api.raftpb import raft_pb2 as pb
-from etcdpy.raft import NONE
 from etcdpy.server.apply import Applier
-from etcdpy.server.consensus.membership import Cluster
+from etcdpy.server.consensus.membership import Cluster, MembershipApplier
 from etcdpy.server.consensus.node import RaftNode, RaftSettings
-from etcdpy.server.consensus.transport import PeerService, PeerTransport
-from etcdpy.server.mvcc.writer import Batch
+from etcdpy.server.consensus.transport import PeerService, PeerTransport, peer_channel
 from etcdpy.server.storage import schema, snapshot
 from etcdpy.server.storage.backend import Backend
-from etcdpy.server.storage.raftlog import RaftLogStorage
+from etcdpy.server.storage.raftlog import PreparedWrite, RaftLogStorage
 
 log = logging.getLogger("etcdpy.server.consensus.replication")
 
 BOOTSTRAP_TERM = 1
-CLUSTER_VERSION = "3.4.0"  # what etcd 3.4 members agree on
-CLUSTER_VERSION_KEY = schema.META + b"cluster_version"
 REMOVED_PREFIX = schema.META + b"removed/"  # + member ID: members removed from the cluster
 
 
@@ -85,11 +82,9 @@ def finish_snapshot_install(backend: Backend, raftlog: RaftLogStorage) -> None:
 
 async def fetch_cluster(peer_urls: Iterable[str], timeout: float = 5.0) -> peer_pb2.MembersResponse:
     """Ask the first peer that answers for the cluster ID and members (joining an existing cluster)."""
-    from etcdpy.server.consensus.transport import _target
-
     last_error = "no peer URLs given"
     for url in peer_urls:
-        async with grpc.aio.insecure_channel(_target([url])) as channel:
+        async with peer_channel([url]) as channel:
             stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
             try:
                 response: peer_pb2.MembersResponse = await stub.Members(
@@ -112,13 +107,15 @@ class Replication:
         cluster: Cluster,
         raftlog: RaftLogStorage,
         settings: RaftSettings,
-        on_commit: Callable[[list[pb.Entry]], None],
+        membership: MembershipApplier,
+        apply_entries: Callable[[list[pb.Entry]], None],
     ) -> None:
         self.backend = backend
         self.applier = applier
         self.cluster = cluster
         self.raftlog = raftlog
-        self.on_commit = on_commit
+        self.membership = membership
+        self._apply_run = apply_entries
         self.removed = False  # this member was removed from the cluster: it must stop
         self.removed_event = asyncio.Event()
         self.snapshots_installed = 0  # snapshots received from a leader in this life (tests, status)
@@ -128,18 +125,7 @@ class Replication:
         self._received: dict[int, snapshot.SpooledSnapshot] = {}
         self._received_lock = threading.Lock()
         self._installed_file: snapshot.SpooledSnapshot | None = None  # the last install's, deleted once done
-        # Last index raft handed to the applier in this life; node.conf_state is the conf state there.
-        self._delivered = raftlog.snapshot_meta.index
-        self.node = RaftNode(
-            node_id=cluster.local_id,
-            storage=raftlog,
-            settings=settings,
-            applied_index=lambda: applier.applied_index,
-            apply_entries=self._apply_entries,
-            conf_change_applied=self._conf_change_applied,
-            install_state=self._install_state,
-            state_installed=self._state_installed,
-        )
+        self.node = RaftNode(node_id=cluster.local_id, storage=raftlog, settings=settings, state=self)
         self.transport = PeerTransport(
             local_id=cluster.local_id,
             cluster_id=cluster.cluster_id,
@@ -153,14 +139,8 @@ class Replication:
         )
         self.node.send = self.transport.send
         self._load_removed()
-        applier.register("member_attributes", self._apply_member_attributes)
-        applier.register("cluster_version_set", self._apply_cluster_version)
-        raw_version = backend.get(CLUSTER_VERSION_KEY)
-        self.cluster_version = raw_version.decode() if raw_version is not None else ""
         self._cc_ids = itertools.count(1)
         self._cc_waiters: dict[int, asyncio.Future[None]] = {}  # conf change id -> applied
-        # Set by MemberOps: promotes a learner on behalf of a follower (Peer.Promote).
-        self.promote_handler: Callable[[int], Awaitable[None]] | None = None
 
     # ---- the seam EtcdServer uses ----
 
@@ -175,6 +155,27 @@ class Replication:
     @property
     def leader_id(self) -> int:
         return self.node.leader_id
+
+    @property
+    def leader_changes(self) -> int:
+        """How often the leader this member knows has changed (a request that saw it change fails)."""
+        return self.node.leader_changes
+
+    @property
+    def cluster_version(self) -> str:
+        return self.membership.cluster_version
+
+    def is_leader(self) -> bool:
+        """Whether this member leads (as far as it knows: a partitioned leader learns it last)."""
+        return bool(self.node.leader_id == self.cluster.local_id)
+
+    async def wait_leader_change(self) -> None:
+        """Return at the next change of the leader this member knows."""
+        await self.node.wait_leader_change()
+
+    def fail_pending(self, exc: BaseException) -> None:
+        """Fail every read still waiting (at shutdown)."""
+        self.node.fail_pending(exc)
 
     def propose(self, data: bytes) -> None:
         self.node.propose(data)
@@ -200,9 +201,9 @@ class Replication:
         finally:
             self._cc_waiters.pop(cc.id, None)
 
-    def register(self, server: grpc.aio.Server) -> None:
-        """Serve the Peer service (on the peer listeners)."""
-        peer_pb2_grpc.add_PeerServicer_to_server(_Peers(self), server)  # type: ignore[no-untyped-call]
+    def register(self, server: grpc.aio.Server, *, promote: Callable[[int], Awaitable[None]]) -> None:
+        """Serve the Peer service (on the peer listeners); `promote` serves a follower's Promote."""
+        peer_pb2_grpc.add_PeerServicer_to_server(_Peers(self, promote), server)  # type: ignore[no-untyped-call]
 
     async def run(self) -> None:
         for member in self.cluster.members.values():
@@ -227,14 +228,15 @@ class Replication:
             for key in self.backend.db.iterator(prefix=REMOVED_PREFIX, include_value=False)
         }
 
-    # ---- applying ----
+    # ---- applying: the node's state machine (ready.StateMachine) ----
 
-    def _apply_entries(self, entries: list[pb.Entry]) -> None:
-        self.on_commit(entries)
-        if entries:
-            self._delivered = entries[-1].index
+    def applied_index(self) -> int:
+        return self.applier.applied_index
 
-    def _conf_change_applied(
+    def apply_entries(self, entries: list[pb.Entry]) -> None:
+        self._apply_run(entries)
+
+    def conf_change_applied(
         self, entry: pb.Entry, change: pb.ConfChangeV2, conf_state: pb.ConfState
     ) -> None:
         if entry.index <= self.applier.applied_index:
@@ -278,24 +280,6 @@ class Replication:
                     if mid == cluster.local_id:
                         self._removed_by_peers()
 
-    def _apply_member_attributes(
-        self, batch: Batch, req: raft_internal_pb2.MemberAttributesRequest
-    ) -> rpc_pb2.MemberUpdateResponse:
-        member = self.cluster.members.get(req.member_ID)
-        if member is not None:  # else removed meanwhile: nothing to record
-            member.name = req.name
-            del member.clientURLs[:]
-            member.clientURLs.extend(req.client_urls)
-            batch.wb.put(schema.MEMBERS + req.member_ID.to_bytes(8, "big"), member.SerializeToString())
-        return rpc_pb2.MemberUpdateResponse()
-
-    def _apply_cluster_version(
-        self, batch: Batch, req: raft_internal_pb2.ClusterVersionSetRequest
-    ) -> rpc_pb2.MemberUpdateResponse:
-        self.cluster_version = req.version
-        batch.wb.put(CLUSTER_VERSION_KEY, req.version.encode())
-        return rpc_pb2.MemberUpdateResponse()
-
     # ---- snapshots ----
 
     def _snapshot_source(self, message: pb.Message) -> tuple[pb.Message, Iterator[bytes]] | None:
@@ -307,7 +291,7 @@ class Replication:
         after a restart): raft hears the send failed and tries again later.
         """
         applied, state = snapshot.open_state(self.backend)
-        if applied != self._delivered or applied < message.snapshot.metadata.index:
+        if applied != self.node.delivered_index or applied < message.snapshot.metadata.index:
             state.close()  # type: ignore[attr-defined]  # a generator
             return None
         relabelled = pb.Message()
@@ -334,32 +318,29 @@ class Replication:
                 replaced.path.unlink(missing_ok=True)
         self.node.step(message)
 
-    def _install_state(self, meta: pb.SnapshotMetadata, batch: Any) -> None:
+    def install_state(self, received: pb.Snapshot, write: PreparedWrite) -> None:
         """Replace the state by the received snapshot's, in bounded batches (on the raft log's worker thread).
 
-        The caller's `batch` records the snapshot point, log and hard state; it also deletes
+        The caller's `write` records the snapshot point, log and hard state; it also deletes
         the install marker, so a crash before it is written is finished at the next start.
         Meanwhile reads (ranges, hashes, watch history) are served from the old state, pinned.
         """
+        meta = received.metadata
         with self._received_lock:
             spooled = self._received.pop(meta.index, None)
         if spooled is None:
             raise RuntimeError(f"raft installs snapshot {meta.index} but its state was not received")
         self.applier.store.pin()
         snapshot.install_file(self.backend, spooled, meta)
-        batch.delete(snapshot.MARKER_KEY)
+        write.batch.delete(snapshot.MARKER_KEY)
         self._installed_file = spooled
 
-    def _state_installed(self, meta: pb.SnapshotMetadata) -> None:
+    def state_installed(self, received: pb.Snapshot) -> None:
+        meta = received.metadata
         self.snapshots_installed += 1
         self._drop_received(meta.index)
-        self._delivered = meta.index
         self.applier.reload()  # unpins the store's reads
-        raw_version = self.backend.get(CLUSTER_VERSION_KEY)
-        self.cluster_version = raw_version.decode() if raw_version is not None else ""
-        loaded = Cluster.load(self.backend)
-        if loaded is not None:
-            self.cluster.members = loaded.members
+        self.membership.reload()
         self._load_removed()
         for mid in list(self.transport.peers):
             if mid not in self.cluster.members:
@@ -383,29 +364,22 @@ class Replication:
         for spooled in stale:  # later ones keep theirs: each file has a name of its own
             spooled.path.unlink(missing_ok=True)
 
-    # ---- status ----
-
-    def leader_known(self) -> bool:
-        return self.node.leader_id != NONE
-
 
 class _Peers(PeerService):
     """The Peer service with Members answered from this member's table."""
 
-    def __init__(self, replication: Replication) -> None:
+    def __init__(self, replication: Replication, promote: Callable[[int], Awaitable[None]]) -> None:
         super().__init__(replication.transport)
         self.replication = replication
+        self.promote = promote
 
     async def Members(self, request: peer_pb2.MembersRequest, context: Any) -> peer_pb2.MembersResponse:
         cluster = self.replication.cluster
         return peer_pb2.MembersResponse(cluster_id=cluster.cluster_id, members=cluster.member_list())
 
     async def Promote(self, request: peer_pb2.PromoteRequest, context: Any) -> peer_pb2.PromoteResponse:
-        handler = self.replication.promote_handler
         try:
-            if handler is None:
-                raise errors.ErrNotCapable()
-            await handler(request.member_id)
+            await self.promote(request.member_id)
         except errors.EtcdError as exc:
             await context.abort(exc.code, exc.text)
         return peer_pb2.PromoteResponse()

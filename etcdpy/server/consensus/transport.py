@@ -75,6 +75,11 @@ def _target(urls: Iterable[str]) -> str:
     return _PROXIES.get(address, address)
 
 
+def peer_channel(urls: Iterable[str]) -> grpc.aio.Channel:
+    """A channel to a peer's Peer service, at the first of its URLs (for one-off calls: join, promote)."""
+    return grpc.aio.insecure_channel(_target(urls))
+
+
 class PeerSender:
     """The ordered, reconnecting stream of message batches to one peer."""
 

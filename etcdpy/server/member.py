@@ -1,0 +1,324 @@
+"""Member: one etcdpy member's parts, built in dependency order, started and stopped in a fixed order.
+
+`open_member` does three named steps on an open backend::
+
+    recover    the raft log (a torn tail dropped) and an install a crash interrupted
+    cluster    the member table: stored, or bootstrapped (a new cluster writes its first
+               log), or fetched from the members of the cluster it joins
+    build      every part, each through its constructor, each given what it needs:
+
+      headers      ResponseHeaders(cluster, raft log, store)
+      lessor       Lessor(backend)                          leases, applied state
+      store        KVStore(backend, lessor)                 MVCC on LevelDB
+      hub          WatchHub(store, headers)                 watchers read the store
+      membership   MembershipApplier(backend, cluster)      member attributes, cluster version
+      applier      Applier(store, events -> hub, handlers of lessor and membership,
+                           reload -> lessor and hub)
+      commits      CommitApplier(applier)                   results back to the proposers
+      replication  Replication(raft log, cluster, membership, commits)
+                     -> RaftNode and PeerTransport, built inside it
+      member_ops   MemberOps(replication)
+      server       EtcdServer(applier, commits, headers, replication, member_ops)
+      lease_driver LeaseDriver(lessor, server.propose, replication.is_leader)
+      forwarder    LeaderForwarder(leader's client URLs)
+      quota        BackendQuota(backend)                    this member's disk: checked before
+                                                            proposing, never while applying
+
+Nothing is replaced after it is built.  `Member.start` starts the tasks (the
+Ready loop first, then publishing, the watch hub, the lease driver);
+`Member.stop` stops them in reverse: lease and watch tasks, then the Ready loop
+(what it had queued is persisted and applied), then the waiters still left fail.
+The gRPC listeners are `main`'s: clients are served once the member published
+itself, and stop being served before the member stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from etcdpy.api.etcdserverpb import rpc_pb2_grpc
+from etcdpy.api.v3electionpb import v3election_pb2_grpc
+from etcdpy.api.v3lockpb import v3lock_pb2_grpc
+from etcdpy.server import config as cfg
+from etcdpy.server import raft_requests as kinds
+from etcdpy.server.apply import Applier
+from etcdpy.server.commit import CommitApplier
+from etcdpy.server.consensus.memberops import MemberOps
+from etcdpy.server.consensus.membership import Cluster, MembershipApplier
+from etcdpy.server.consensus.node import RaftSettings
+from etcdpy.server.consensus.replication import (
+    Replication,
+    bootstrap_new_cluster,
+    fetch_cluster,
+    finish_snapshot_install,
+    write_joined_cluster,
+)
+from etcdpy.server.etcdserver import EtcdServer
+from etcdpy.server.headers import ResponseHeaders
+from etcdpy.server.lease import LeaseDriver, Lessor, min_lease_ttl
+from etcdpy.server.lease.forward import LeaderForwarder
+from etcdpy.server.mvcc.kvstore import KVStore
+from etcdpy.server.quota import BackendQuota
+from etcdpy.server.recipes import Keyspace
+from etcdpy.server.services.election import ElectionService
+from etcdpy.server.services.lease import LeaseService
+from etcdpy.server.services.lock import LockService
+from etcdpy.server.services.watch import WatchService, add_watch_servicer
+from etcdpy.server.storage.backend import Backend, BackendError, recovery_advice
+from etcdpy.server.storage.raftlog import RaftLogCorruptError, RaftLogStorage
+from etcdpy.server.watch import WatchHub
+
+log = logging.getLogger("etcdpy.server")
+
+Servicer = tuple[Callable[..., None], type, object]  # (generated add_*_to_server, generated base, servicer)
+
+
+class StartupError(Exception):
+    """The member cannot start with this config and data dir; the message says why."""
+
+
+@dataclass
+class Member:
+    """Member holds one member's parts, in the order they were built (see the module docstring)."""
+
+    config: cfg.Config
+    backend: Backend
+    raftlog: RaftLogStorage
+    cluster: Cluster
+    headers: ResponseHeaders
+    lessor: Lessor
+    store: KVStore
+    hub: WatchHub
+    membership: MembershipApplier
+    applier: Applier
+    commits: CommitApplier
+    replication: Replication
+    member_ops: MemberOps
+    server: EtcdServer
+    lease_driver: LeaseDriver
+    forwarder: LeaderForwarder
+    quota: BackendQuota
+    _replicating: asyncio.Task[None] | None = field(default=None, init=False)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
+
+    def start(self) -> asyncio.Task[None]:
+        """Start the member's tasks; return the Ready loop's, which ends on `stop` or a failed write path."""
+        assert self._replicating is None, "a member starts once"
+        loop = asyncio.get_running_loop()
+        self._replicating = loop.create_task(self.replication.run(), name="etcdpy-raft")
+        self.server.start(
+            self.config.name, list(self.config.advertise_client_urls), auto_promote=self.config.auto_promote
+        )
+        self._tasks = [
+            loop.create_task(self.hub.run(), name="etcdpy-watch"),
+            loop.create_task(self.lease_driver.run(), name="etcdpy-leases"),
+        ]
+        return self._replicating
+
+    async def stop(self) -> None:
+        """Stop in reverse order of starting: leases and watchers, the Ready loop, then the waiters left.
+
+        Idempotent; safe on a member that never started.
+        """
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        await self.forwarder.close()
+        await self.replication.stop()
+        if self._replicating is not None:
+            # The Ready loop's worker thread must be done with LevelDB before the database closes.
+            await asyncio.wait([self._replicating])
+        await self.server.stop()
+
+    def servicers(self) -> list[Servicer]:
+        """Watch, Lease, and the Lock and Election services that wait on this member's watch hub."""
+        keyspace = Keyspace(self.server, self.hub, self.lessor)
+        return [
+            (
+                add_watch_servicer,
+                rpc_pb2_grpc.WatchServicer,
+                WatchService(self.hub, max_response_bytes=self.config.max_request_bytes),
+            ),
+            (
+                rpc_pb2_grpc.add_LeaseServicer_to_server,
+                rpc_pb2_grpc.LeaseServicer,
+                LeaseService(self.server, self.lessor, self.lease_driver, self.forwarder, quota=self.quota),
+            ),
+            (v3lock_pb2_grpc.add_LockServicer_to_server, v3lock_pb2_grpc.LockServicer, LockService(keyspace)),
+            (
+                v3election_pb2_grpc.add_ElectionServicer_to_server,
+                v3election_pb2_grpc.ElectionServicer,
+                ElectionService(keyspace),
+            ),
+        ]
+
+
+async def open_member(config: cfg.Config, backend: Backend) -> Member:
+    """Recover the raft log, load (or create, or join) the cluster, and build the member."""
+    raftlog = recover(config, backend)
+    cluster = await load_cluster(config, backend, raftlog)
+    return build(config, backend, raftlog, cluster)
+
+
+def recover(config: cfg.Config, backend: Backend) -> RaftLogStorage:
+    """Open the raft log and finish what a crash interrupted, before anything reads the state."""
+    raftlog = RaftLogStorage.open(backend, sync=not config.unsafe_no_fsync)
+    finish_snapshot_install(backend, raftlog)
+    if raftlog.dropped_tail:
+        log.warning("dropped a torn entry at the tail of the raft log (it was never acknowledged)")
+    return raftlog
+
+
+async def load_cluster(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage) -> Cluster:
+    """The stored member table; on first boot, a new cluster's (bootstrapped) or the joined one's."""
+    cluster = Cluster.load(backend)
+    if cluster is None:
+        if raftlog.last_index() > 0:
+            raise BackendError(f"data dir {config.data_dir} has a raft log but no cluster membership")
+        if config.initial_cluster_state == "existing":
+            cluster = await join_cluster(config)
+            write_joined_cluster(backend, cluster)
+        else:
+            cluster = Cluster.from_config(config)
+            bootstrap_new_cluster(raftlog, cluster)
+    elif config.initial_cluster:
+        log.info(
+            "data dir %s already holds member %x: ignoring the --initial-* flags",
+            config.data_dir,
+            cluster.local_id,
+        )
+    if cluster.local_id not in cluster.members:
+        raise StartupError(
+            f"member {cluster.local_id:x} has been removed from cluster {cluster.cluster_id:x}: "
+            f"wipe {config.data_dir} and add it again to rejoin"
+        )
+    return cluster
+
+
+async def join_cluster(config: cfg.Config) -> Cluster:
+    """The cluster this new member joins (--initial-cluster-state=existing), as its members know it.
+
+    The member must have been added first (`member add`): it finds itself by its peer URLs.
+    """
+    own = set(config.initial_advertise_peer_urls)
+    peers = [url for _name, url in config.initial_cluster if url not in own]
+    if not peers:
+        raise StartupError(
+            "--initial-cluster-state=existing needs peers to join: --initial-cluster names no other member"
+        )
+    try:
+        remote = await fetch_cluster(peers)
+    except ConnectionError as exc:
+        raise StartupError(f"cannot join the cluster: {exc}") from None
+    for member in remote.members:
+        if set(member.peerURLs) == own:
+            members = {m.ID: m for m in remote.members}
+            return Cluster(cluster_id=remote.cluster_id, local_id=member.ID, members=members)
+    raise StartupError(
+        f"cannot join cluster {remote.cluster_id:x}: no member has peer URLs {','.join(sorted(own))} "
+        "(add it with `member add` first, or use --initial-cluster-state=new for a new cluster)"
+    )
+
+
+def raft_settings(config: cfg.Config) -> RaftSettings:
+    """The Raft parameters the flags give (times in heartbeat ticks, as etcd counts them)."""
+    heartbeat = config.heartbeat_interval_ms
+    return RaftSettings(
+        tick_seconds=heartbeat / 1000,
+        election_tick=max(2, config.election_timeout_ms // heartbeat),
+        pre_vote=config.pre_vote,
+        snapshot_count=max(1, config.snapshot_count),
+        catchup_entries=config.snapshot_catchup_entries,
+    )
+
+
+def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster: Cluster) -> Member:
+    """Build every part of the member, in dependency order (see the module docstring)."""
+    lessor = Lessor(backend, min_ttl=min_lease_ttl(config.election_timeout_ms))
+    store = KVStore(backend, leases=lessor)
+    lessor.restore_keys(store.leased_keys())
+    headers = ResponseHeaders(cluster, raftlog, store)
+    hub = WatchHub(store, fill_header=headers.fill)
+    membership = MembershipApplier(backend, cluster)
+
+    def reload_beside_store() -> None:
+        """A raft snapshot replaced the database: leases and watchers follow it."""
+        lessor.reload()
+        lessor.restore_keys(store.leased_keys())
+        hub.restore(store.current_revision)
+
+    applier = Applier(
+        backend,
+        store=store,
+        on_events=hub.on_events,
+        handlers={
+            **lessor.handlers(),
+            kinds.MEMBER_ATTRIBUTES: membership.apply_member_attributes,
+            kinds.CLUSTER_VERSION_SET: membership.apply_cluster_version,
+        },
+        on_reload=[reload_beside_store],
+    )
+    log_end = max(raftlog.last_index(), raftlog.snapshot_meta.index)
+    if applier.applied_index > log_end:
+        # Entries after the log's end would reuse applied indexes and be skipped: refuse instead.
+        raise RaftLogCorruptError(
+            f"data dir {config.data_dir}: the store applied index {applier.applied_index} "
+            f"but the raft log ends at {log_end}; " + recovery_advice(backend.data_dir)
+        )
+    commits = CommitApplier(applier)
+    replication = Replication(
+        backend=backend,
+        applier=applier,
+        cluster=cluster,
+        raftlog=raftlog,
+        settings=raft_settings(config),
+        membership=membership,
+        apply_entries=commits.apply_entries,
+    )
+    member_ops = MemberOps(
+        replication,
+        strict_reconfig_check=config.strict_reconfig_check,
+        max_learners=config.max_learners,
+        request_timeout=config.request_timeout,
+        cluster_token=config.initial_cluster_token,
+    )
+    server = EtcdServer(
+        cluster=cluster,
+        applier=applier,
+        commits=commits,
+        headers=headers,
+        replication=replication,
+        member_ops=member_ops,
+        max_request_bytes=config.max_request_bytes,
+        request_timeout=config.request_timeout,
+    )
+    lease_driver = LeaseDriver(lessor, server.propose, is_leader=replication.is_leader)
+
+    def leader_client_urls() -> list[str]:
+        leader = cluster.members.get(replication.leader_id)
+        return list(leader.clientURLs) if leader is not None else []
+
+    return Member(
+        config=config,
+        backend=backend,
+        raftlog=raftlog,
+        cluster=cluster,
+        headers=headers,
+        lessor=lessor,
+        store=store,
+        hub=hub,
+        membership=membership,
+        applier=applier,
+        commits=commits,
+        replication=replication,
+        member_ops=member_ops,
+        server=server,
+        lease_driver=lease_driver,
+        forwarder=LeaderForwarder(leader_client_urls),
+        quota=BackendQuota(backend, config.quota_backend_bytes),
+    )
