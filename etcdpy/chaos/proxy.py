@@ -39,7 +39,7 @@ class LinkFault:
     cut: bool = False
     blackhole: bool = False
     delay: float = 0.0  # seconds added to every chunk
-    jitter: float = 0.0  # invariant: 0 <= jitter <= delay (a chunk never arrives before it was sent)
+    jitter: float = 0.0  # 0 <= jitter <= delay, checked below: a chunk never arrives before it was sent
     loss: float = 0.0  # probability that a chunk resets its connection
 
     def __post_init__(self) -> None:

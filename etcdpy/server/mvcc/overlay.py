@@ -15,8 +15,8 @@ class Overlay:
         self.current: dict[bytes, bytes | None] = {}
         # key -> [(revision, KeyValue bytes or None for a tombstone)], oldest first
         self.versions: dict[bytes, list[tuple[Revision, bytes | None]]] = {}
-        # invariant: set(current) == set(_sorted_keys) | set(_new_keys), _sorted_keys sorted; new keys
-        # are sorted in at the next range scan, so a large batch of puts pays no per-put insertion
+        # The keys of current, split in two: _sorted_keys (sorted) and _new_keys, sorted in at the next
+        # range scan, so a large batch of puts pays no per-put insertion. keys_in asserts the count.
         self._sorted_keys: list[bytes] = []
         self._new_keys: list[bytes] = []
 
@@ -33,6 +33,7 @@ class Overlay:
             self._sorted_keys += sorted(self._new_keys)
             self._sorted_keys.sort()  # two sorted runs: a linear merge
             self._new_keys = []
+        assert len(self._sorted_keys) == len(self.current), "a key is missing from the overlay's order"
         lo = bisect.bisect_left(self._sorted_keys, key)
         hi = len(self._sorted_keys) if end == b"" else bisect.bisect_left(self._sorted_keys, end)
         return self._sorted_keys[lo:hi]

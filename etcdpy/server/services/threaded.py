@@ -132,7 +132,9 @@ def _responses(
 ) -> Iterator[Any]:
     """Send what the handler's async generator yields on the loop, from the calling pool thread."""
     handed: queue.Queue[Any] = queue.Queue()
-    credit = asyncio.Semaphore(RESPONSE_WINDOW)  # invariant: responses in `handed` <= RESPONSE_WINDOW
+    # At most RESPONSE_WINDOW responses wait in `handed`: pump takes a credit per response, and the
+    # pool thread gives it back as it takes one.
+    credit = asyncio.Semaphore(RESPONSE_WINDOW)
 
     async def pump() -> None:
         try:

@@ -68,7 +68,7 @@ class WatchHub:
         self.fill_header = fill_header
         self.chunk_revisions = chunk_revisions
         self.progress_interval = progress_interval
-        self.rev = store.current_revision  # invariant: the last revision handed to on_events (or loaded)
+        self.rev = store.current_revision  # the last revision handed to on_events (or loaded)
         self._by_key: dict[bytes, set[Watcher]] = {}  # synced single-key watchers
         self._ranges: RangeIndex[Watcher] = RangeIndex()  # synced range watchers, found by key
         self._unsynced: set[Watcher] = set()
@@ -158,6 +158,7 @@ class WatchHub:
 
     def on_events(self, rev: int, events: Sequence[kv_pb2.Event]) -> None:
         """Deliver one applied revision to the synced watchers it concerns (the Applier's on_events)."""
+        assert rev > self.rev, f"revision {rev} delivered after {self.rev}"
         self.rev = rev
         candidates: set[Watcher] = set()
         for event in events:

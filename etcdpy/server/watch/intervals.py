@@ -33,11 +33,12 @@ class _Node(Generic[T]):
     def __init__(self, start: bytes, end: _EndKey, priority: float) -> None:
         self.start = start
         self.end = end
-        self.items: set[T] = set()  # invariant: never empty while the node is in the tree
-        self.priority = priority  # invariant: no child has a higher priority (the heap order)
-        self.left: _Node[T] | None = None  # invariant: every (start, end) on the left is smaller
+        # The treap's rules, not asserted: checking them walks a subtree at every add and remove.
+        self.items: set[T] = set()  # never empty while the node is in the tree
+        self.priority = priority  # no child has a higher priority (the heap order)
+        self.left: _Node[T] | None = None  # every (start, end) on the left is smaller
         self.right: _Node[T] | None = None
-        self.max_end = end  # invariant: the largest end in this subtree
+        self.max_end = end  # the largest end in this subtree
 
     def update(self) -> None:
         self.max_end = max(
@@ -53,7 +54,7 @@ class RangeIndex(Generic[T]):
     def __init__(self, seed: int = 0x5EED) -> None:
         self._root: _Node[T] | None = None
         self._random = random.Random(seed)
-        self._count = 0  # invariant: items over all nodes
+        self._count = 0  # items over all nodes
 
     def __len__(self) -> int:
         return self._count

@@ -54,8 +54,8 @@ class WatchStream:
         # up to max_response_bytes of events.
         # Cleared by any other response, so nothing overtakes a created/cancel/progress response.
         self._open: dict[Watcher, _Queued] = {}
-        self._pending_events = 0  # invariant: events held by the responses in _queue
-        self._pending_bytes = 0  # invariant: their encoded size
+        self._pending_events = 0  # events held by the responses in _queue (0 when it is empty)
+        self._pending_bytes = 0  # their encoded size
         self._fragments: deque[bytes] = deque()  # pieces of a response being sent
         self._ready = asyncio.Event()
         self._next_id = 0
@@ -210,6 +210,7 @@ class WatchStream:
                     del self._open[watcher]  # being sent: no longer mergeable
                 self._pending_events -= len(queued.frames)
                 self._pending_bytes -= queued.size
+                assert self._queue or self._pending_events == self._pending_bytes == 0, "pending drifted"
                 if (
                     self._pending_events < self.max_pending_events // 2
                     and self._pending_bytes < self.max_pending_bytes // 2

@@ -62,7 +62,8 @@ class Watcher:
         self.fragment = req.fragment
         # Watchers with equal selections want the same events of a revision: the hub selects once for them.
         self.selection: Selection = (self.key, end, self.no_put, self.no_delete, self.prev_kv)
-        # invariant: every wanted event below next_rev is queued on the stream or was sent
+        # Every wanted event below next_rev is queued on the stream or was sent (not asserted: that
+        # would read the history; tests/e2e and the chaos watch checker verify what clients receive).
         self.next_rev = next_rev
         self.synced = False  # set by the hub: synced watchers get events as batches are applied
 
