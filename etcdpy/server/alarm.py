@@ -6,16 +6,22 @@ batch, so every member holds the same set and it survives restarts (keyspace
 ``x`` of `schema`: ``x | member ID (8, big-endian) | type (4, signed)``, empty
 value).  Snapshots carry the keyspace like the rest of the state.
 
-While an alarm is active the applier refuses what etcd refuses (`Alarms.refuse`,
-called before each request's handler, deterministically on every member):
+While an alarm is active the applier refuses what etcd refuses, deterministically
+on every member, through two layers of its chain (see `etcdpy.server.apply`),
+etcd's applierV3Corrupt then applierV3Capped:
 
-- CORRUPT (any member): every write through the log -- put, delete, txn,
-  compaction, lease grant and revoke -- fails with ``etcdserver: corrupt
-  cluster`` (DataLoss).  Reads, which do not go through the log, are served.
-- NOSPACE (any member): put, a txn with a put in either branch (nested txns
-  included, where etcd 3.4 looks at the top level only), and lease grant fail
-  with ``etcdserver: mvcc: database space exceeded`` (ResourceExhausted);
-  deletes, compactions and revokes go through, so space can be freed.
+- `Alarms.corrupt_layer`, CORRUPT (any member): every write through the log --
+  put, delete, txn, compaction, lease grant and revoke -- fails with
+  ``etcdserver: corrupt cluster`` (DataLoss).  Reads, which do not go through
+  the log, are served.
+- `Alarms.capped_layer`, NOSPACE (any member): put, a txn with a put in either
+  branch (nested txns included, where etcd 3.4 looks at the top level only), and
+  lease grant fail with ``etcdserver: mvcc: database space exceeded``
+  (ResourceExhausted); deletes, compactions and revokes go through, so space can
+  be freed.
+
+This member's own quota, which raises NOSPACE, is not applied state: it lives in
+`etcdpy.server.quota`, checked by the services before they propose.
 
 Like etcd, the alarm state changes while a batch is applied: an entry after an
 ACTIVATE in the same batch is already refused.  The in-memory set is updated as
@@ -32,20 +38,29 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from google.protobuf.message import Message
 
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import rpc_pb2
-from etcdpy.server.quota import BackendQuota
+from etcdpy.server import raft_requests as kinds
+from etcdpy.server.mvcc.writer import Batch
+from etcdpy.server.raft_requests import Request
 from etcdpy.server.storage import schema
 from etcdpy.server.storage.backend import Backend
+
+if TYPE_CHECKING:  # apply.py imports this module
+    from etcdpy.server.apply import ApplyFn
 
 NOSPACE = rpc_pb2.NOSPACE
 CORRUPT = rpc_pb2.CORRUPT
 _KEY = struct.Struct(">Qi")  # member ID, alarm type (an open enum: any int32 on the wire)
 
-# Request kinds each alarm refuses at apply time (InternalRaftRequest field names).
-_CORRUPT_REFUSES = frozenset({"put", "delete_range", "txn", "compaction", "lease_grant", "lease_revoke"})
+_CORRUPT_REFUSES = frozenset(
+    {kinds.PUT, kinds.DELETE_RANGE, kinds.TXN, kinds.COMPACTION, kinds.LEASE_GRANT, kinds.LEASE_REVOKE}
+)
+_NOSPACE_REFUSES = frozenset({kinds.PUT, kinds.LEASE_GRANT})  # and a txn that puts (`has_put`)
 
 
 def _key(member_id: int, alarm: int) -> bytes:
@@ -63,14 +78,19 @@ def has_put(ops: Iterable[rpc_pb2.RequestOp]) -> bool:
     return False
 
 
+def _grows(request: Request) -> bool:
+    if request.kind == kinds.TXN:
+        body: Any = request.body
+        return has_put(body.success) or has_put(body.failure)
+    return request.kind in _NOSPACE_REFUSES
+
+
 class Alarms:
     """The active alarms of the cluster, as applied so far on this member."""
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._active: set[tuple[int, int]] = set()  # (member ID, alarm type); mirrors keyspace x
-        # Not applied state: this member's own quota, checked before proposing (see quota.check_quota).
-        self.quota = BackendQuota(backend)
         self.reload()
 
     def reload(self) -> None:
@@ -91,18 +111,17 @@ class Alarms:
     def active(self, alarm: int) -> bool:
         return any(kind == alarm for _member, kind in self._active)
 
-    def refuse(self, kind: str, request: Any) -> None:
-        """Raise what etcd answers request `kind` (an InternalRaftRequest field) under the active alarms."""
-        if not self._active:
-            return
-        if kind in _CORRUPT_REFUSES and self.active(CORRUPT):
+    def corrupt_layer(self, batch: Batch, request: Request, apply_next: ApplyFn) -> Message:
+        """The chain's outermost layer: under CORRUPT, refuse every write with ErrCorrupt."""
+        if self._active and request.kind in _CORRUPT_REFUSES and self.active(CORRUPT):
             raise errors.ErrCorrupt()
-        if not self.active(NOSPACE):
-            return
-        if kind in ("put", "lease_grant") or (
-            kind == "txn" and (has_put(request.success) or has_put(request.failure))
-        ):
+        return apply_next(batch, request)
+
+    def capped_layer(self, batch: Batch, request: Request, apply_next: ApplyFn) -> Message:
+        """The layer below `corrupt_layer`: under NOSPACE, refuse what adds keys or leases with ErrNoSpace."""
+        if self._active and self.active(NOSPACE) and _grows(request):
             raise errors.ErrNoSpace()
+        return apply_next(batch, request)
 
     def apply(self, wb: Any, request: rpc_pb2.AlarmRequest) -> rpc_pb2.AlarmResponse:
         """Apply one AlarmRequest, adding its change to write batch `wb`; the response has no header."""

@@ -6,6 +6,24 @@ the store holds exactly the entries up to the stored applied index, and replay
 starts right after it.  Nothing here reads the clock or depends on the member,
 so every member computes the same store and the same HashKV.
 
+Each entry's request goes down a chain, as in etcd's applier (etcdserver/apply.go):
+
+    corrupt -> capped -> *layers -> the handler of the request's kind
+
+- `Layer`: gets (batch, request, apply_next) and answers the request itself
+  (refuses it) or passes it on.  The first two are the applied alarms
+  (`Alarms.corrupt_layer`, `Alarms.capped_layer`, etcd's applierV3Corrupt and
+  applierV3Capped).  The constructor's ``layers`` come next: the place of auth's
+  permission check (etcd's authApplierV3), so adding it is one entry in the
+  ``layers`` the member passes.  etcd's quotaApplierV3 has no counterpart: it
+  reads this member's disk, so the quota is checked before proposing, by the
+  services that admit writes (`etcdpy.server.quota`), never while applying.
+- `RequestHandler`: the innermost step for one `RequestKind`.  The applier's own
+  (range, put, delete_range, txn, compaction, alarm) plus the ``handlers`` it is
+  given (the lessor's, membership's); a kind in `NOT_SERVED`, or one nothing
+  handles, is answered ErrNotCapable.  `Applier.unhandled_kinds` names the
+  latter, and a test requires it empty for the member as it is built.
+
 A request that fails while applying (e.g. ErrKeyNotFound for ignore_value)
 yields its error as the result and changes nothing; its entry still counts as
 applied.  Other exceptions are bugs or disk failures: they propagate and the
@@ -28,11 +46,13 @@ from google.protobuf.message import Message
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.mvccpb import kv_pb2
+from etcdpy.server import raft_requests as kinds
 from etcdpy.server.alarm import Alarms
 from etcdpy.server.mvcc import ops, txn
 from etcdpy.server.mvcc.kvstore import KVStore
 from etcdpy.server.mvcc.leases import LeaseLookup
 from etcdpy.server.mvcc.writer import Batch
+from etcdpy.server.raft_requests import NOT_SERVED, REQUEST_KINDS, Request, RequestKind
 from etcdpy.server.storage import schema
 from etcdpy.server.storage.backend import Backend
 
@@ -47,7 +67,15 @@ revision, events published) and other state through ``batch.wb`` (same atomic
 batch).
 """
 
-_NOT_REQUESTS = frozenset({"header", "ID"})
+ApplyFn = Callable[[Batch, Request], Message]
+"""The rest of the chain below a layer: applies `Request` in the batch, returns its response."""
+
+Layer = Callable[[Batch, Request, ApplyFn], Message]
+"""A layer of the chain: raises the request's EtcdError itself, or returns ``apply_next(batch, request)``.
+
+Like a handler, it must not write before it raises, and it must read only
+applied state (never the clock, never this member's own settings).
+"""
 
 _APPLIED_INDEX_KEY = schema.META + schema.META_APPLIED_INDEX
 
@@ -57,6 +85,13 @@ class ApplyResult(NamedTuple):
 
     request_id: int  # InternalRaftRequest.header.ID
     response: Message | errors.EtcdError  # response.header.revision is set; other header fields are not
+
+
+def _link(layer: Layer, apply_next: ApplyFn) -> ApplyFn:
+    def apply(batch: Batch, request: Request) -> Message:
+        return layer(batch, request, apply_next)
+
+    return apply
 
 
 class Applier:
@@ -70,12 +105,17 @@ class Applier:
         self,
         backend: Backend,
         *,
-        lease_lookup: LeaseLookup | None = None,
-        on_events: EventSink | None = None,
-        handlers: Mapping[str, RequestHandler] | None = None,
         store: KVStore | None = None,
+        lease_lookup: LeaseLookup | None = None,
+        handlers: Mapping[RequestKind, RequestHandler] | None = None,
+        layers: Sequence[Layer] = (),
+        on_events: EventSink | None = None,
         on_reload: Sequence[Callable[[], None]] = (),
     ) -> None:
+        """Apply to `backend`'s store; `handlers` apply the kinds beyond the KV ones (leases, membership).
+
+        `layers` sit between the alarms and the handlers, outermost first (auth's goes there).
+        """
         self.backend = backend
         # A member builds its store first (its watch hub reads it); tests may let the applier make one.
         self.store = store if store is not None else KVStore(backend, leases=lease_lookup)
@@ -83,17 +123,22 @@ class Applier:
         self.on_events = on_events
         # Called after `reload`: state kept beside the store (leases, watchers) must follow a new database.
         self.on_reload = list(on_reload)
-        self.alarms = Alarms(backend)  # applied state too: refuses requests under NOSPACE/CORRUPT
-        self._handlers: dict[str, RequestHandler] = {
-            "put": self._put,
-            "delete_range": self._delete_range,
-            "txn": self._txn,
-            "range": self._range,
-            "compaction": self._compaction,
-            "alarm": lambda batch, req: self.alarms.apply(batch.wb, req),
+        self.alarms = Alarms(backend)  # applied state too: its layers refuse requests under NOSPACE/CORRUPT
+        self._handlers: dict[RequestKind, RequestHandler] = {
+            kinds.RANGE: self._range,
+            kinds.PUT: self._put,
+            kinds.DELETE_RANGE: self._delete_range,
+            kinds.TXN: self._txn,
+            kinds.COMPACTION: self._compaction,
+            kinds.ALARM: lambda batch, req: self.alarms.apply(batch.wb, req),
         }
         for kind, handler in (handlers or {}).items():
-            self.register(kind, handler)
+            assert kind in REQUEST_KINDS and kind not in NOT_SERVED, f"no handler belongs to {kind!r}"
+            assert kind not in self._handlers, f"{kind!r} is the applier's own"
+            self._handlers[kind] = handler
+        self._apply_request: ApplyFn = self._dispatch
+        for layer in reversed((self.alarms.corrupt_layer, self.alarms.capped_layer, *layers)):
+            self._apply_request = _link(layer, self._apply_request)
         self._applied_index = 0
         self._load()
 
@@ -155,25 +200,28 @@ class Applier:
                 self.on_events(rev, events)
         return results
 
-    def register(self, kind: str, handler: RequestHandler) -> None:
-        """Apply InternalRaftRequests whose set field is ``kind`` (e.g. "lease_revoke") with ``handler``."""
-        self._handlers[kind] = handler
+    @property
+    def unhandled_kinds(self) -> frozenset[RequestKind]:
+        """Kinds with no handler and not in `NOT_SERVED` either: answered ErrNotCapable, by omission."""
+        return REQUEST_KINDS - self._handlers.keys() - NOT_SERVED
 
     def _apply_one(
-        self, batch: Batch, req: raft_internal_pb2.InternalRaftRequest
+        self, batch: Batch, entry: raft_internal_pb2.InternalRaftRequest
     ) -> Message | errors.EtcdError:
-        for field, value in req.ListFields():
-            if field.name in _NOT_REQUESTS:
-                continue
-            handler = self._handlers.get(field.name)
-            if handler is None:
-                break
-            try:
-                self.alarms.refuse(field.name, value)
-                return handler(batch, value)
-            except errors.EtcdError as exc:
-                return exc
-        return errors.ErrNotCapable()  # a request kind nothing here handles (yet)
+        request = Request.of(entry)
+        if request is None:
+            return errors.ErrNotCapable()  # no request field this build knows (a newer member's)
+        try:
+            return self._apply_request(batch, request)
+        except errors.EtcdError as exc:
+            return exc
+
+    def _dispatch(self, batch: Batch, request: Request) -> Message:
+        """The innermost step: the handler of the request's kind."""
+        handler = self._handlers.get(request.kind)
+        if handler is None:
+            raise errors.ErrNotCapable()  # NOT_SERVED, or nothing was given for it (a test's applier)
+        return handler(batch, request.body)
 
     def _put(self, batch: Batch, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
         with batch.writing() as w:

@@ -1,17 +1,28 @@
-"""The backend quota (--quota-backend-bytes), checked before a write is proposed, as etcd does.
+"""The backend quota (--quota-backend-bytes): this member's, checked before a write is proposed.
 
-A put, a txn with puts, or a lease grant that would take this member's database
-past its quota is refused with ``etcdserver: mvcc: database space exceeded``
-(ResourceExhausted), after proposing the NOSPACE alarm for this member through
-raft, so every member then refuses such writes (see `etcdpy.server.alarm`)
-until an operator frees space and disarms it.  Requests that add nothing (cost
-0: deletes, read-only txns) always pass, so space can be freed.
+The quota reads the clock and this member's disk, so it is no part of applied
+state: `BackendQuota` is one object per member, given to the services that
+admit writes (KV's Put and Txn, Lease's LeaseGrant, as etcd 3.4's quotaKVServer
+and quotaLeaseServer), which call `check_quota` before they propose.  A request
+that would take this member's database past its quota is refused with
+``etcdserver: mvcc: database space exceeded`` (ResourceExhausted), after
+proposing the NOSPACE alarm for this member through raft, so every member then
+refuses such writes while applying (see `etcdpy.server.alarm`) until an operator
+frees space and disarms it.  etcd 3.4 also checks the quota while applying
+(quotaApplierV3: the write is applied, but answered NOSPACE on a member over its
+quota); etcdpy does not, so applying never reads a member's disk.
 
 Costs follow etcd's estimate: a put costs its key and value plus a fixed
-per-key overhead (and a lease's overhead when it names a lease), a txn the
-costlier of its branches, a lease grant a fixed overhead.  The size measured is
-the member's whole LevelDB directory (the raft log lives in it too), re-measured
-at most every `SIZE_REFRESH_SECONDS` so a burst of writes costs no extra syscalls.
+per-key overhead, a txn the costlier of its branches, a lease grant a fixed
+overhead.  The size measured is the member's whole LevelDB directory (the raft
+log lives in it too), re-measured at most every `SIZE_REFRESH_SECONDS` so a burst
+of writes costs no extra syscalls.
+
+Where etcdpy differs from etcd 3.4, on purpose: a txn that adds nothing
+(read-only or delete-only) always passes, where etcd refuses every txn once the
+database is over its quota, so space can always be freed; the alarm is proposed
+once, not again for every refused request while this member's NOSPACE is active;
+a leased put also costs a lease's overhead, and a nested txn's puts count.
 """
 
 from __future__ import annotations
@@ -21,11 +32,15 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from google.protobuf.message import Message
+
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
+from etcdpy.server import raft_requests as kinds
+from etcdpy.server.raft_requests import RequestKind
 from etcdpy.server.storage.backend import Backend
 
-if TYPE_CHECKING:  # the server imports the applier, which holds the quota: no import at run time
+if TYPE_CHECKING:
     from etcdpy.server.etcdserver import EtcdServer
 
 log = logging.getLogger("etcdpy.server")
@@ -56,21 +71,23 @@ def txn_cost(txn: rpc_pb2.TxnRequest) -> int:
     return max(_ops_cost(txn.success), _ops_cost(txn.failure))
 
 
-def request_cost(kind: str, request: Any) -> int:
-    """Bytes request `kind` (an InternalRaftRequest field name) may add to the database; 0 frees or reads."""
-    if kind == "put":
-        return _put_cost(request)
-    if kind == "txn":
-        return txn_cost(request)
-    if kind == "lease_grant":
+def request_cost(kind: RequestKind, request: Message) -> int:
+    """Bytes a request of `kind` may add to the database; 0 if it frees or reads."""
+    body: Any = request
+    if kind == kinds.PUT:
+        return _put_cost(body)
+    if kind == kinds.TXN:
+        return txn_cost(body)
+    if kind == kinds.LEASE_GRANT:
         return LEASE_OVERHEAD
     return 0
 
 
 class BackendQuota:
-    """This member's database size against its quota."""
+    """This member's database size against its quota (member-local: never read while applying)."""
 
     def __init__(self, backend: Backend, quota_bytes: int = 0, *, clock: Any = time.monotonic) -> None:
+        """`quota_bytes` is --quota-backend-bytes (0: etcd's default, 2 GiB)."""
         self.backend = backend
         self.quota_bytes = quota_bytes or DEFAULT_QUOTA_BYTES
         self._clock = clock
@@ -101,12 +118,14 @@ class BackendQuota:
         return True
 
 
-async def check_quota(server: EtcdServer, kind: str, request: Any) -> None:
-    """Refuse request `kind` with ErrNoSpace if it does not fit, raising this member's NOSPACE alarm first."""
-    alarms = server.applier.alarms
-    quota = alarms.quota
+async def check_quota(server: EtcdServer, quota: BackendQuota, kind: RequestKind, request: Message) -> None:
+    """Refuse a request of `kind` with ErrNoSpace if it does not fit, raising this member's NOSPACE first.
+
+    etcd 3.4's quotaAlarmer.check, called by the services before they propose.
+    """
     if quota.available(request_cost(kind, request)):
         return
+    alarms = server.applier.alarms  # read, not applied: only to propose this member's alarm once
     member_id = server.cluster.local_id
     if all(m.memberID != member_id for m in alarms.get(rpc_pb2.NOSPACE)):
         log.warning(
@@ -117,5 +136,8 @@ async def check_quota(server: EtcdServer, kind: str, request: Any) -> None:
         activate = rpc_pb2.AlarmRequest(
             action=rpc_pb2.AlarmRequest.ACTIVATE, memberID=member_id, alarm=rpc_pb2.NOSPACE
         )
-        await server.propose(raft_internal_pb2.InternalRaftRequest(alarm=activate))
+        try:
+            await server.propose(raft_internal_pb2.InternalRaftRequest(alarm=activate))
+        except errors.EtcdError as exc:  # etcd ignores it too: the request is refused all the same
+            log.warning("could not raise the NOSPACE alarm: %s", exc.text)
     raise errors.ErrNoSpace()

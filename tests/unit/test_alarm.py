@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ from etcdpy.api import errors
 from etcdpy.api.alarms import alarm_text
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.server import quota
+from etcdpy.server import raft_requests as kinds
 from etcdpy.server.storage.backend import Backend
 
 GET, ACTIVATE, DEACTIVATE = pb.AlarmRequest.GET, pb.AlarmRequest.ACTIVATE, pb.AlarmRequest.DEACTIVATE
@@ -144,15 +147,15 @@ def test_alarm_text_is_gos_compact_text_form() -> None:
 
 def test_costs_follow_etcds_estimate() -> None:
     put = pb.PutRequest(key=b"key", value=b"x" * 100)
-    assert quota.request_cost("put", put) == quota.KV_OVERHEAD + 103
+    assert quota.request_cost(kinds.PUT, put) == quota.KV_OVERHEAD + 103
     leased = pb.PutRequest(key=b"key", value=b"x" * 100, lease=5)
-    assert quota.request_cost("put", leased) == quota.KV_OVERHEAD + 103 + quota.LEASE_OVERHEAD
+    assert quota.request_cost(kinds.PUT, leased) == quota.KV_OVERHEAD + 103 + quota.LEASE_OVERHEAD
     two_puts = [pb.RequestOp(request_put=put), pb.RequestOp(request_put=put)]
     txn = pb.TxnRequest(success=[PUT_OP], failure=two_puts)
-    assert quota.request_cost("txn", txn) == 2 * (quota.KV_OVERHEAD + 103)  # the costlier branch
-    assert quota.request_cost("txn", pb.TxnRequest(success=[DEL_OP])) == 0
-    assert quota.request_cost("lease_grant", pb.LeaseGrantRequest(TTL=5)) == quota.LEASE_OVERHEAD
-    assert quota.request_cost("delete_range", pb.DeleteRangeRequest(key=b"k")) == 0
+    assert quota.request_cost(kinds.TXN, txn) == 2 * (quota.KV_OVERHEAD + 103)  # the costlier branch
+    assert quota.request_cost(kinds.TXN, pb.TxnRequest(success=[DEL_OP])) == 0
+    assert quota.request_cost(kinds.LEASE_GRANT, pb.LeaseGrantRequest(TTL=5)) == quota.LEASE_OVERHEAD
+    assert quota.request_cost(kinds.DELETE_RANGE, pb.DeleteRangeRequest(key=b"k")) == 0
 
 
 def test_the_quota_measures_the_database_at_most_twice_a_second(tmp_path: Path) -> None:
@@ -179,3 +182,58 @@ def test_what_the_quota_admits_counts_until_the_next_measurement(tmp_path: Path)
         admitted += 1
     assert admitted == 9  # 10,000 bytes of room: nine 1,000-byte requests fit, the tenth would reach it
     backend.close()
+
+
+class QuotaMember:
+    """What `check_quota` reads of a server: applied alarms, member ID, propose (applied at once)."""
+
+    def __init__(self, h: Harness, member_id: int, *, proposals_fail: bool = False) -> None:
+        self.h = h
+        self.applier = h.applier
+        self.cluster = SimpleNamespace(local_id=member_id)
+        self.proposals_fail = proposals_fail
+        self.proposed: list[Any] = []
+
+    async def propose(self, request: Any) -> Any:
+        self.proposed.append(request)
+        if self.proposals_fail:
+            raise errors.ErrTimeout()
+        return self.h.apply(**{field.name: value for field, value in request.ListFields()})
+
+
+def _check(member: QuotaMember, q: quota.BackendQuota, kind: Any, request: Any) -> None:
+    asyncio.run(quota.check_quota(member, q, kind, request))  # type: ignore[arg-type]  # a stand-in server
+
+
+def test_a_write_over_the_quota_is_refused_after_raising_this_members_nospace_once(tmp_path: Path) -> None:
+    """etcd's quotaKVServer: the alarm through the log, then ErrNoSpace; applying then refuses it too."""
+    h = Harness(tmp_path)
+    q = quota.BackendQuota(h.backend, h.backend.size_bytes() + 1_000, clock=lambda: 100.0)
+    member = QuotaMember(h, 7)
+    too_big = pb.PutRequest(key=b"k", value=b"x" * 1_000)
+    for kind, request in (
+        (kinds.PUT, too_big),
+        (kinds.TXN, pb.TxnRequest(success=[pb.RequestOp(request_put=too_big)])),
+    ):
+        with pytest.raises(errors.ErrNoSpace):
+            _check(member, q, kind, request)
+    # Proposed once: the second refusal finds this member's alarm already applied.
+    assert [r.alarm for r in member.proposed] == [
+        pb.AlarmRequest(action=ACTIVATE, memberID=7, alarm=pb.NOSPACE)
+    ]
+    assert _alarm(h, GET) == [(7, pb.NOSPACE)]
+    # What adds nothing passes, so space can be freed.
+    _check(member, q, kinds.TXN, pb.TxnRequest(success=[DEL_OP]))
+    _check(member, q, kinds.DELETE_RANGE, pb.DeleteRangeRequest(key=b"k"))
+    h.close()
+
+
+def test_a_failed_alarm_proposal_still_refuses_the_write(tmp_path: Path) -> None:
+    """etcd ignores the alarm's outcome too: the request is refused with ErrNoSpace all the same."""
+    h = Harness(tmp_path)
+    q = quota.BackendQuota(h.backend, 1, clock=lambda: 100.0)
+    member = QuotaMember(h, 7, proposals_fail=True)
+    with pytest.raises(errors.ErrNoSpace):
+        _check(member, q, kinds.LEASE_GRANT, pb.LeaseGrantRequest(TTL=5))
+    assert len(member.proposed) == 1 and _alarm(h, GET) == []
+    h.close()

@@ -10,6 +10,7 @@ from test_mvcc_harness import Harness, op_put, op_range
 
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
+from etcdpy.server import raft_requests as kinds
 from etcdpy.server.apply import Applier
 from etcdpy.server.mvcc.writer import Batch
 from etcdpy.server.storage.backend import Backend
@@ -157,9 +158,8 @@ def test_same_entries_give_the_same_hashes_on_every_member(tmp_path: Path) -> No
         m.backend.close()
 
 
-def test_registered_handlers_apply_other_request_kinds_in_the_same_batch(tmp_path: Path) -> None:
+def test_given_handlers_apply_other_request_kinds_in_the_same_batch(tmp_path: Path) -> None:
     """A lessor-like handler: revoking deletes the lease's keys in one revision, failing changes nothing."""
-    h = Harness(tmp_path)
     leases = {1: [b"a", b"b"]}
 
     def revoke(batch: Batch, req: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
@@ -172,7 +172,7 @@ def test_registered_handlers_apply_other_request_kinds_in_the_same_batch(tmp_pat
         resp.header.revision = batch.rev
         return resp
 
-    h.applier.register("lease_revoke", revoke)
+    h = Harness(tmp_path, handlers={kinds.LEASE_REVOKE: revoke})
     h.put(b"a")
     h.put(b"b")
     h.put(b"c")
@@ -214,14 +214,12 @@ def test_reload_adopts_a_replaced_database(tmp_path: Path) -> None:
 
 
 def test_a_handler_failing_after_writing_abandons_the_whole_batch(tmp_path: Path) -> None:
-    h = Harness(tmp_path)
-
     def half_then_fail(batch: Batch, req: pb.LeaseRevokeRequest) -> pb.LeaseRevokeResponse:
         with batch.writing() as w:
             w.put(b"half", b"", 0)
             raise errors.ErrLeaseNotFound()
 
-    h.applier.register("lease_revoke", half_then_fail)
+    h = Harness(tmp_path, handlers={kinds.LEASE_REVOKE: half_then_fail})
     with pytest.raises(RuntimeError, match="abandoned"):
         h.apply_entries({"put": _put(b"first")}, {"lease_revoke": pb.LeaseRevokeRequest(ID=1)})
     assert (h.applier.applied_index, h.applier.current_revision) == (0, 1)

@@ -6,14 +6,16 @@ this module check the harness's own promises: reopening keeps everything.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.mvccpb import kv_pb2
-from etcdpy.server.apply import Applier, ApplyResult
+from etcdpy.server.apply import Applier, ApplyResult, Layer, RequestHandler
 from etcdpy.server.mvcc.leases import LeaseLookup
+from etcdpy.server.raft_requests import RequestKind
 from etcdpy.server.storage.backend import Backend
 
 pb = rpc_pb2
@@ -39,15 +41,29 @@ class FakeLeases:
 class Harness:
     """An Applier on ``path`` fed one InternalRaftRequest per raft entry, with helpers per request kind."""
 
-    def __init__(self, path: Path, leases: LeaseLookup | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        leases: LeaseLookup | None = None,
+        handlers: Mapping[RequestKind, RequestHandler] | None = None,
+        layers: Sequence[Layer] = (),
+    ) -> None:
         self.path = path
         self.leases = leases
+        self.handlers = handlers
+        self.layers = layers
         self.events: list[tuple[int, list[kv_pb2.Event]]] = []
         self._open()
 
     def _open(self) -> None:
         self.backend = Backend(self.path)
-        self.applier = Applier(self.backend, lease_lookup=self.leases, on_events=self._on_events)
+        self.applier = Applier(
+            self.backend,
+            lease_lookup=self.leases,
+            handlers=self.handlers,
+            layers=self.layers,
+            on_events=self._on_events,
+        )
         self.next_id = 1
 
     def _on_events(self, rev: int, events: Any) -> None:

@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import rpc_pb2
+from etcdpy.server import raft_requests as kinds
 from etcdpy.server.apply import RequestHandler
 from etcdpy.server.mvcc.writer import Batch
+from etcdpy.server.raft_requests import RequestKind
 from etcdpy.server.storage import schema
 from etcdpy.server.storage.backend import Backend
 
@@ -112,12 +114,12 @@ class Lessor:
 
     # ---- apply ----
 
-    def handlers(self) -> dict[str, RequestHandler]:
+    def handlers(self) -> dict[RequestKind, RequestHandler]:
         """Applier handlers for the lease request kinds (pass to ``Applier(handlers=...)``)."""
         return {
-            "lease_grant": self.apply_grant,
-            "lease_revoke": self.apply_revoke,
-            "lease_checkpoint": self.apply_checkpoint,
+            kinds.LEASE_GRANT: self.apply_grant,
+            kinds.LEASE_REVOKE: self.apply_revoke,
+            kinds.LEASE_CHECKPOINT: self.apply_checkpoint,
         }
 
     def apply_grant(self, batch: Batch, req: rpc_pb2.LeaseGrantRequest) -> rpc_pb2.LeaseGrantResponse:

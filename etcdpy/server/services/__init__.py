@@ -10,6 +10,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc
 from etcdpy.server.etcdserver import EtcdServer
+from etcdpy.server.quota import BackendQuota
 from etcdpy.server.services.cluster import ClusterService
 from etcdpy.server.services.kv import KVService
 from etcdpy.server.services.learner import gated
@@ -20,13 +21,15 @@ from etcdpy.server.services.threaded import on_loop
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
-def _servicers(server: EtcdServer, max_txn_ops: int) -> list[tuple[Callable[..., None], type, object]]:
+def _servicers(
+    server: EtcdServer, quota: BackendQuota, max_txn_ops: int
+) -> list[tuple[Callable[..., None], type, object]]:
     """(generated add_* function, generated base class, our async servicer) for each etcd service."""
     return [
         (
             rpc_pb2_grpc.add_KVServicer_to_server,
             rpc_pb2_grpc.KVServicer,
-            KVService(server, max_txn_ops=max_txn_ops),
+            KVService(server, quota=quota, max_txn_ops=max_txn_ops),
         ),
         (
             rpc_pb2_grpc.add_MaintenanceServicer_to_server,
@@ -46,14 +49,16 @@ async def register_services(
     grpc_server: grpc.aio.Server,
     server: EtcdServer,
     *,
+    quota: BackendQuota,
     max_txn_ops: int,
     extra: Sequence[tuple[Callable[..., None], type, object]] = (),
 ) -> None:
     """Add KV, Maintenance, Cluster, `extra` (add_*, base, servicer) and grpc.health.v1 to an aio server.
 
+    KV checks this member's `quota` before proposing a write (give `extra`'s Lease service the same one).
     While the member is a learner, they refuse what learners do not serve (`gated`).
     """
-    for add, base, servicer in [*_servicers(server, max_txn_ops), *extra]:
+    for add, base, servicer in [*_servicers(server, quota, max_txn_ops), *extra]:
         add(gated(servicer, base, _is_learner(server)), grpc_server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # grpc-stubs lacks .aio
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
@@ -65,6 +70,7 @@ def register_threaded_services(
     server: EtcdServer,
     loop: asyncio.AbstractEventLoop,
     *,
+    quota: BackendQuota,
     max_txn_ops: int,
     extra: Sequence[tuple[Callable[..., None], type, object]] = (),
 ) -> None:
@@ -72,7 +78,7 @@ def register_threaded_services(
 
     Streaming methods included: see threaded.py for how a stream crosses between the two.
     """
-    for add, base, servicer in [*_servicers(server, max_txn_ops), *extra]:
+    for add, base, servicer in [*_servicers(server, quota, max_txn_ops), *extra]:
         add(on_loop(gated(servicer, base, _is_learner(server)), base, loop), grpc_server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)

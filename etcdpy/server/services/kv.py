@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2, rpc_pb2_grpc
+from etcdpy.server import raft_requests as kinds
 from etcdpy.server.etcdserver import EtcdServer
 from etcdpy.server.mvcc import txn
 from etcdpy.server.mvcc.validate import (
@@ -11,7 +12,7 @@ from etcdpy.server.mvcc.validate import (
     check_range_request,
     check_txn_request,
 )
-from etcdpy.server.quota import check_quota
+from etcdpy.server.quota import BackendQuota, check_quota
 from etcdpy.server.services.common import Context, answers_unimplemented, maps_etcd_errors
 
 
@@ -19,8 +20,9 @@ from etcdpy.server.services.common import Context, answers_unimplemented, maps_e
 class KVService(rpc_pb2_grpc.KVServicer):
     """/etcdserverpb.KV: Range, Put, DeleteRange, Txn, Compact."""
 
-    def __init__(self, server: EtcdServer, *, max_txn_ops: int) -> None:
+    def __init__(self, server: EtcdServer, *, quota: BackendQuota, max_txn_ops: int) -> None:
         self.server = server
+        self.quota = quota  # this member's: checked before a put or a txn that writes is proposed
         self.max_txn_ops = max_txn_ops
 
     @maps_etcd_errors
@@ -31,7 +33,7 @@ class KVService(rpc_pb2_grpc.KVServicer):
     @maps_etcd_errors
     async def Put(self, request: rpc_pb2.PutRequest, context: Context) -> rpc_pb2.PutResponse:
         check_put_request(request)
-        await check_quota(self.server, "put", request)
+        await check_quota(self.server, self.quota, kinds.PUT, request)
         response: rpc_pb2.PutResponse = await self.server.propose(
             raft_internal_pb2.InternalRaftRequest(put=request)
         )
@@ -52,7 +54,7 @@ class KVService(rpc_pb2_grpc.KVServicer):
         check_txn_request(request, self.max_txn_ops)
         if txn.is_read_only(request):  # served like a range, with no log entry, as etcd does
             return await self.server.read_only_txn(request, serializable=txn.is_serializable(request))
-        await check_quota(self.server, "txn", request)
+        await check_quota(self.server, self.quota, kinds.TXN, request)
         response: rpc_pb2.TxnResponse = await self.server.propose(
             raft_internal_pb2.InternalRaftRequest(txn=request)
         )

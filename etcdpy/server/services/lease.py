@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2, rpc_pb2_grpc
+from etcdpy.server import raft_requests as kinds
 from etcdpy.server.etcdserver import EtcdServer
 from etcdpy.server.lease import LeaseDriver, Lessor
 from etcdpy.server.lease.forward import LeaderForwarder
-from etcdpy.server.quota import check_quota
+from etcdpy.server.quota import BackendQuota, check_quota
 from etcdpy.server.services.common import Context, answers_unimplemented, maps_etcd_errors
 
 
@@ -18,10 +19,17 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
     """/etcdserverpb.Lease: LeaseGrant, LeaseRevoke, LeaseKeepAlive, LeaseTimeToLive, LeaseLeases."""
 
     def __init__(
-        self, server: EtcdServer, lessor: Lessor, driver: LeaseDriver, forwarder: LeaderForwarder
+        self,
+        server: EtcdServer,
+        lessor: Lessor,
+        driver: LeaseDriver,
+        forwarder: LeaderForwarder,
+        *,
+        quota: BackendQuota,
     ) -> None:
         self.server = server
         self.lessor = lessor
+        self.quota = quota  # this member's: checked before a grant is proposed
         self.driver = driver
         self.forwarder = forwarder  # keep-alives and time-to-live reach a follower: the leader answers
 
@@ -30,7 +38,7 @@ class LeaseService(rpc_pb2_grpc.LeaseServicer):
         self, request: rpc_pb2.LeaseGrantRequest, context: Context
     ) -> rpc_pb2.LeaseGrantResponse:
         grant = self.lessor.check_grant(request)
-        await check_quota(self.server, "lease_grant", grant)
+        await check_quota(self.server, self.quota, kinds.LEASE_GRANT, grant)
         response: rpc_pb2.LeaseGrantResponse = await self.server.propose(
             raft_internal_pb2.InternalRaftRequest(lease_grant=grant)
         )
