@@ -72,7 +72,8 @@ class ResumableWatch:
         self.endpoint = first_endpoint
         self.request = request
         self.on_response = on_response
-        self.next_revision = request.start_revision  # invariant: every event below it was delivered
+        # Where the next stream resumes: every event below it was delivered (the watch checker verifies it).
+        self.next_revision = request.start_revision
         self.reached = request.start_revision - 1 if request.start_revision else 0
         self.links: list[str] = []
         self.compacted = False

@@ -50,8 +50,7 @@ class Operation(Generic[I, O]):
     input: I
     output: O | Unknown
     call_time: float
-    # invariant: call_time <= return_time; return_time == inf when output is UNKNOWN
-    return_time: float
+    return_time: float  # >= call_time; inf when output is UNKNOWN (both enforced in __post_init__)
 
     def __post_init__(self) -> None:
         if self.output is UNKNOWN:

@@ -131,7 +131,9 @@ class _EntryList:
     """_EntryList is the time-ordered list of call and return entries, linked through index arrays.
 
     Entry 0 is the head sentinel; entries 1..2n are the events.  `-1` ends the list.
-    invariant: a call entry precedes its return entry, and both are in the list or neither is.
+    A call entry precedes its return entry (asserted when the list is built), and both
+    are in the list or neither is: `lift` and `unlift` move them together (not
+    asserted there: they run at every step of the search).
     """
 
     __slots__ = ("match", "next", "operation", "prev")
@@ -152,6 +154,7 @@ class _EntryList:
         for entry, (_, kind, index) in enumerate(events, 1):
             if kind == 0:
                 self.match[entry] = return_entry[index]
+                assert self.match[entry] > entry, f"operation {index} returns before its call"
 
     def lift(self, call: int) -> None:
         """Lift removes call entry `call` and its return entry from the list."""

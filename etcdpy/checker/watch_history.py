@@ -121,7 +121,7 @@ class KeyTracker:
     def __init__(self) -> None:
         # key -> (state, revision of that state); a key not here has not existed since revision 1.
         self._latest: dict[bytes, tuple[KeyState, int]] = {}
-        # invariant: strictly increasing, parallel to _gap_covered
+        # Strictly increasing (add_gap refuses any other), parallel to _gap_covered.
         self._gap_revisions: list[int] = []
         self._gap_covered: list[tuple[KeyRange, ...]] = []
 

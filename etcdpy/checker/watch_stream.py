@@ -50,9 +50,9 @@ class Delivered:
 
     event: Event
     response_index: int
-    # Copied out of the event once: they are read for every comparison.
-    revision: int  # invariant: == event.kv.mod_revision
-    key: bytes  # invariant: == event.kv.key
+    # Copied out of the event once, by `of` (the only constructor): they are read for every comparison.
+    revision: int  # event.kv.mod_revision
+    key: bytes  # event.kv.key
 
     @classmethod
     def of(cls, event: Event, response_index: int) -> Delivered:
@@ -71,7 +71,7 @@ class StreamView:
     # The first revision the watch covers: the requested one, or the created header's + 1.
     # None while unknown (start_revision 0 and no created response).
     start_revision: int | None = None
-    # invariant: unique (revision, key); in arrival order
+    # In arrival order, each (revision, key) once: `_Scanner` reports a repeat instead of adding it.
     delivered: list[Delivered] = field(default_factory=list)
     last_progress: int = 0  # highest progress-notification revision, 0 for none
     canceled: bool = False
