@@ -2,12 +2,13 @@
 
 Two halves share the lease table:
 
-* apply (every member, same result): ``lease_grant``, ``lease_revoke`` and
-  ``lease_checkpoint`` requests, registered on the `Applier` through
-  `Lessor.handlers`; each writes its lease record under the ``l`` keyspace in
-  the apply batch.  A revoke deletes every attached key in ONE revision (a
-  DELETE event per key).  The lessor is also the store's `LeaseLookup`, so a
-  put with a lease attaches the key here while the batch is built.
+* apply (every member, same result): the LEASE_GRANT, LEASE_REVOKE and
+  LEASE_CHECKPOINT requests, whose handlers `Lessor.handlers` gives the
+  `Applier` at construction; each writes its lease record under the ``l``
+  keyspace in the apply batch.  A revoke deletes every attached key in ONE
+  revision (a DELETE event per key).  The lessor is also the store's
+  `LeaseLookup`, so a put with a lease attaches the key here while the batch is
+  built.
 * countdown (the leader only; ``promote``/``demote``): expiry times from an
   injected clock, `renew`, `expired` and `checkpoints`.  Nothing here proposes:
   `LeaseDriver` turns expired leases into LeaseRevoke proposals.
