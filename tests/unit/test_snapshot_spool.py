@@ -54,7 +54,7 @@ def state(backend: Backend) -> dict[bytes, bytes]:
 
 def spool(directory: Path, source: Backend, index: int) -> snapshot.SpooledSnapshot:
     out = snapshot.Spool(directory, index)
-    for chunk in snapshot.state_chunks(source, chunk_bytes=512):
+    for chunk in snapshot.open_state(source, chunk_bytes=512)[1]:
         out.write(chunk)
     return out.finish()
 

@@ -10,7 +10,8 @@ Layout (prefixes from `schema`)::
 The raft snapshot holds no data here: the state machine IS the MVCC keyspaces of
 the same database, so a snapshot is only the point (index, term, configuration)
 below which the log may be dropped.  A snapshot sent to a peer carries a
-consistent LevelDB snapshot of the state keyspaces (see transport.py).
+consistent LevelDB snapshot of the state keyspaces (storage/snapshot.py encodes
+it, consensus/transport.py streams it).
 
 `RaftLogStorage.prepare` turns one Ready's snapshot, entries and hard state into ONE
 LevelDB write batch; `RaftLogStorage.write` writes it (synced unless --unsafe-no-fsync)

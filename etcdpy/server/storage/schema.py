@@ -3,21 +3,21 @@
 Every key in the database starts with exactly one of these one-byte prefixes;
 the module that owns a keyspace encodes what follows the prefix.
 
-==========  ====================================  ================================
-prefix      keyspace                              owner
-==========  ====================================  ================================
-``m``       meta: applied index, ids, versions    storage.backend / apply
-``h``       MVCC history: revision -> record      server.mvcc
-``i``       MVCC key index: key + inverted rev    server.mvcc
-``c``       MVCC current: key -> latest record    server.mvcc
+==========  =====================================  =================================
+prefix      keyspace                               owner
+==========  =====================================  =================================
+``m``       meta: applied index, ids, versions     backend, apply, mvcc, consensus
+``h``       MVCC history: revision -> record       server.mvcc
+``i``       MVCC key index: key + inverted rev     server.mvcc
+``c``       MVCC current: key -> latest record     server.mvcc
 ``k``       MVCC live keys: key -> empty (counts)  server.mvcc
-``w``       raft log (WAL) entries by index       storage.raftlog
-``s``       raft hard state, snapshot metadata    storage.raftlog
-``l``       leases                                server.lease
-``a``       auth: users, roles, settings          server.auth
-``b``       members                               server.membership
-``x``       alarms                                server.alarms
-==========  ====================================  ================================
+``w``       raft log (WAL) entries by index        storage.raftlog
+``s``       raft hard state, snapshot metadata     storage.raftlog
+``l``       leases                                 server.lease
+``a``       auth: users, roles, settings           reserved: auth is not written yet
+``b``       members                                server.consensus.membership
+``x``       alarms                                 server.alarm
+==========  =====================================  =================================
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ AUTH = b"a"
 MEMBERS = b"b"
 ALARMS = b"x"
 
-ALL_PREFIXES = (META, HISTORY, KEY_INDEX, CURRENT, LIVE_KEYS, WAL, RAFT_STATE, LEASES, AUTH, MEMBERS, ALARMS)
+_PREFIXES = (META, HISTORY, KEY_INDEX, CURRENT, LIVE_KEYS, WAL, RAFT_STATE, LEASES, AUTH, MEMBERS, ALARMS)
+assert len(set(_PREFIXES)) == len(_PREFIXES) and all(len(p) == 1 for p in _PREFIXES), "one distinct byte each"
 
 # meta keys (after the META prefix)
 META_FORMAT = b"format"  # data-dir format marker; a foreign or newer format refuses to open

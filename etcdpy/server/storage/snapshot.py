@@ -61,11 +61,6 @@ def _is_state(key: bytes) -> bool:
     return not key.startswith(_LOCAL_PREFIXES) and key not in _LOCAL_KEYS
 
 
-def state_chunks(backend: Backend, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
-    """The state keyspaces from one consistent snapshot, as chunks of encoded records."""
-    return _chunks(backend.db.snapshot(), chunk_bytes)
-
-
 def open_state(backend: Backend, chunk_bytes: int = CHUNK_BYTES) -> tuple[int, Iterator[bytes]]:
     """Take a consistent snapshot now: (the applied index it holds, its chunks).
 
