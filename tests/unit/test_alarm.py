@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from lease_support import Member as LeaseMember
 from test_mvcc_harness import Harness
 
 from etcdpy.api import errors
@@ -237,3 +238,27 @@ def test_a_failed_alarm_proposal_still_refuses_the_write(tmp_path: Path) -> None
         _check(member, q, kinds.LEASE_GRANT, pb.LeaseGrantRequest(TTL=5))
     assert len(member.proposed) == 1 and _alarm(h, GET) == []
     h.close()
+
+
+@pytest.mark.parametrize(
+    ("alarm", "error", "revoke_refused"),
+    [(pb.NOSPACE, errors.ErrNoSpace, False), (pb.CORRUPT, errors.ErrCorrupt, True)],
+)
+def test_the_alarms_refuse_lease_requests_as_etcd_does(
+    tmp_path: Path, alarm: int, error: type[errors.EtcdError], revoke_refused: bool
+) -> None:
+    """Grants grow the database (refused under both); revokes free it (refused only under CORRUPT)."""
+    member = LeaseMember(tmp_path)
+    member.grant(1, 60)
+    member.apply(alarm=pb.AlarmRequest(action=ACTIVATE, memberID=3, alarm=alarm))  # type: ignore[arg-type]
+    with pytest.raises(error):
+        member.grant(2, 60)
+    if revoke_refused:
+        with pytest.raises(error):
+            member.apply(lease_revoke=pb.LeaseRevokeRequest(ID=1))
+        assert member.lessor.exists(1)
+    else:
+        member.apply(lease_revoke=pb.LeaseRevokeRequest(ID=1))
+        assert not member.lessor.exists(1)
+    assert not member.lessor.exists(2)
+    member.close()
