@@ -113,8 +113,8 @@ class LinkProxy:
         self.fault = OPEN
         self.port = 0
         self._server: asyncio.Server | None = None
-        self._flowing = asyncio.Event()  # cleared while blackholed; only used on the hub's loop
-        self._flowing.set()
+        self.flowing = asyncio.Event()  # cleared while blackholed; only used on the hub's loop
+        self.flowing.set()
         self._conns: set[_Connection] = set()
 
     @property
@@ -132,9 +132,9 @@ class LinkProxy:
     async def _apply(self, fault: LinkFault) -> None:
         self.fault = fault
         if fault.blackhole:
-            self._flowing.clear()
+            self.flowing.clear()
         else:
-            self._flowing.set()
+            self.flowing.set()
         if fault.cut:
             for conn in list(self._conns):
                 conn.reset()
@@ -181,7 +181,7 @@ class _Connection:
         loop = asyncio.get_running_loop()
         due = 0.0  # when the previous chunk is delivered: later chunks never overtake it
         while not self.closed:
-            await self.link._flowing.wait()
+            await self.link.flowing.wait()
             try:
                 data = await reader.read(CHUNK)
             except OSError:
@@ -195,7 +195,7 @@ class _Connection:
                 spread = self.link.hub.rng.uniform(-fault.jitter, fault.jitter)
                 due = max(due, loop.time() + fault.delay + spread)
                 await asyncio.sleep(due - loop.time())
-            await self.link._flowing.wait()
+            await self.link.flowing.wait()
             if self.closed:
                 break
             try:
