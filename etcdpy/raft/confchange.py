@@ -41,7 +41,7 @@ def enter_joint(cc: pb.ConfChangeV2) -> tuple[bool, bool]:
 
 
 def leave_joint(cc: pb.ConfChangeV2) -> bool:
-    """Leave_joint says whether cc is the empty change that leaves a joint configuration."""
+    """Leave_joint: cc has no changes, the automatic transition and no context (the leave-joint entry)."""
     return not cc.changes and cc.transition == pb.ConfChangeTransitionAuto and not cc.context
 
 

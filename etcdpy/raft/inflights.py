@@ -47,11 +47,11 @@ class Inflights:
             self._bytes -= self._queue.popleft()[1]
 
     def full(self) -> bool:
-        """Full says whether no more messages may be sent."""
+        """Full: the window holds `size` messages, or `max_bytes` (if set) of payload; add() would fail."""
         return len(self._queue) >= self.size or (self.max_bytes > 0 and self._bytes >= self.max_bytes)
 
     def count(self) -> int:
-        """Count is the number of messages in flight."""
+        """Count: how many MsgApps are recorded and not yet freed by an acknowledgement."""
         return len(self._queue)
 
     def reset(self) -> None:

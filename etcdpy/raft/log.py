@@ -45,7 +45,7 @@ class RaftLog:
         return i if i is not None else self.storage.first_index()
 
     def last_index(self) -> int:
-        """Last_index is the index of the last entry."""
+        """Last_index: the unstable tail's last index (or its snapshot's), else storage's."""
         i = self.unstable.maybe_last_index()
         return i if i is not None else self.storage.last_index()
 
@@ -54,7 +54,7 @@ class RaftLog:
         return self.term(self.last_index())
 
     def term(self, i: int) -> int:
-        """Term returns the term of entry i; raises ErrCompacted / ErrUnavailable out of range."""
+        """Term looks i up in the unstable tail, then storage; ErrCompacted / ErrUnavailable out of range."""
         t = self.unstable.maybe_term(i)
         if t is not None:
             return t
@@ -240,7 +240,7 @@ class RaftLog:
                 continue
 
     def slice(self, lo: int, hi: int, max_size: int) -> list[pb.Entry]:
-        """Slice returns entries in [lo, hi) within max_size bytes (at least one entry)."""
+        """Slice: entries [lo, hi), the stored part then the unstable part, cut to max_size bytes (>= 1)."""
         if lo > hi:
             raise AssertionError(f"invalid slice {lo} > {hi}")
         if lo < self.first_index():

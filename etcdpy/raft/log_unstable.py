@@ -35,7 +35,7 @@ class Unstable:
         return None
 
     def maybe_term(self, i: int) -> int | None:
-        """Maybe_term is the term of entry i if this part of the log knows it."""
+        """Maybe_term: entry i's term if i is the pending snapshot's index or an entry's, else None."""
         if i < self.offset:
             if self.snapshot is not None and self.snapshot.metadata.index == i:
                 return self.snapshot.metadata.term

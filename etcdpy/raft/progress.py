@@ -99,7 +99,7 @@ class Progress:
         self.next = self.match + 1
 
     def become_snapshot(self, snapshot_index: int) -> None:
-        """Become_snapshot waits for the follower to install the snapshot at snapshot_index."""
+        """Become_snapshot: a MsgSnap at snapshot_index is on its way; no MsgApp until it is answered."""
         self._reset_state(ProgressState.SNAPSHOT)
         self.pending_snapshot = snapshot_index
 

@@ -12,7 +12,7 @@ _NO_QUORUM_NEEDED = (1 << 64) - 1
 
 
 class VoteResult(enum.Enum):
-    """VoteResult is the outcome of an election, so far."""
+    """VoteResult: won, lost, or pending while the votes still missing could decide either way."""
 
     PENDING = "VotePending"
     LOST = "VoteLost"
@@ -20,7 +20,7 @@ class VoteResult(enum.Enum):
 
 
 class MajorityConfig(frozenset[int]):
-    """MajorityConfig is a set of voter IDs that decides by simple majority."""
+    """MajorityConfig: the voter IDs of one configuration; more than half of them form a quorum."""
 
     def __str__(self) -> str:
         return "(" + " ".join(str(i) for i in sorted(self)) + ")"

@@ -490,7 +490,10 @@ class Raft:
     # -- the entry point --
 
     def step(self, m: pb.Message) -> None:
-        """Step advances the state machine with message m (raises ProposalDropped for lost proposals)."""
+        """Step applies the term rules to m, handles MsgHup and vote requests, passes the rest to step_fn.
+
+        Raises ProposalDropped for a proposal or read request raft will not take.
+        """
         frm = sender(m)
         if m.term == 0:
             pass  # local message
@@ -519,7 +522,7 @@ class Raft:
                     )
                     return
             if m.type == pb.MsgPreVote:
-                pass  # never change our term in response to a PreVote
+                pass  # a pre-vote asks about a term nobody is in yet: ours stays
             elif m.type == pb.MsgPreVoteResp and not m.reject:
                 pass  # the term is bumped when (if) the pre-election is won
             else:
@@ -579,8 +582,8 @@ class Raft:
         )
 
     def _handle_vote_request(self, m: pb.Message, frm: int) -> None:
-        # We can vote if this is a repeat of a vote we cast, if we have not voted
-        # and know no leader in this term, or for a pre-vote for a future term.
+        # A vote goes to the candidate already voted for in this term, or to any candidate while
+        # this node has neither voted nor heard of a leader; a pre-vote for a later term binds nothing.
         can_vote = (
             self.vote == frm
             or (self.vote == NONE and self.lead == NONE)
@@ -629,5 +632,5 @@ class Raft:
         self.send(pb.Message(type=pb.MsgReadIndexResp, to=frm, index=read_index, entries=req.entries))
 
     def committed_entry_in_current_term(self) -> bool:
-        """Committed_entry_in_current_term says whether this leader has committed in its term."""
+        """Committed_entry_in_current_term: the entry at the commit index carries this node's term."""
         return self.raft_log.term_or_zero(self.raft_log.committed) == self.term

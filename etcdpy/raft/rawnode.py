@@ -101,7 +101,7 @@ class RawNode:
     # -- inputs --
 
     def tick(self) -> None:
-        """Tick advances the logical clock by one tick (elections, heartbeats)."""
+        """Tick is one unit of time: tick_election runs (follower, candidate) or tick_heartbeat (leader)."""
         self.raft.tick_fn(self.raft)
 
     def campaign(self) -> None:
@@ -109,7 +109,7 @@ class RawNode:
         self.raft.step(pb.Message(type=pb.MsgHup))
 
     def propose(self, data: bytes) -> None:
-        """Propose asks for data to be appended to the log (raises ProposalDropped)."""
+        """Propose steps a MsgProp carrying one entry of ``data``; ProposalDropped if raft refuses it."""
         self.raft.step(new_message(pb.MsgProp, self.raft.id, entries=[pb.Entry(data=data)]))
 
     def propose_many(self, datas: Sequence[bytes]) -> None:
@@ -154,7 +154,7 @@ class RawNode:
         self.raft.step(pb.Message(type=pb.MsgReadIndex, entries=[pb.Entry(data=rctx)]))
 
     def transfer_leader(self, transferee: int) -> None:
-        """Transfer_leader asks the leader to hand leadership to transferee (ignored for learners)."""
+        """Transfer_leader steps a MsgTransferLeader naming transferee; the leader ignores a learner."""
         self.raft.step(new_message(pb.MsgTransferLeader, transferee))
 
     def report_unreachable(self, peer: int) -> None:

@@ -125,7 +125,7 @@ def _leader_propose(r: Raft, m: pb.Message) -> None:
     if not m.entries:
         raise AssertionError(f"{r.id} stepped empty MsgProp")
     if r.id not in r.trk.progress:
-        # We were removed from the configuration while still leading.
+        # This leader is no longer in the configuration it leads (a conf change removed it).
         raise ProposalDropped("leader is not a member of the configuration")
     if r.lead_transferee != NONE:
         r.logger.debug(

@@ -9,7 +9,7 @@ from etcdpy.api.raftpb import raft_pb2 as pb
 
 
 class StateType(enum.Enum):
-    """StateType is a node's role."""
+    """StateType: the role a node plays now; its value is the name the golden transcripts print."""
 
     FOLLOWER = "StateFollower"
     CANDIDATE = "StateCandidate"
@@ -27,7 +27,7 @@ class CampaignType(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class SoftState:
-    """SoftState is volatile state that need not be persisted: the known leader and our role."""
+    """SoftState: the known leader and this node's role; in a Ready when either changed; never stored."""
 
     lead: int
     role: StateType

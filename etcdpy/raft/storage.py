@@ -54,7 +54,7 @@ class Storage(Protocol):
         ...
 
     def term(self, i: int) -> int:
-        """Term returns the term of entry i, which must be in [first_index()-1, last_index()]."""
+        """Term of entry i, for i in [first_index()-1, last_index()] (the first is the snapshot's)."""
         ...
 
     def first_index(self) -> int:
@@ -62,11 +62,11 @@ class Storage(Protocol):
         ...
 
     def last_index(self) -> int:
-        """Last_index is the index of the last entry in storage."""
+        """Last_index: the index of the newest stored entry (the snapshot's when none follows it)."""
         ...
 
     def snapshot(self) -> pb.Snapshot:
-        """Snapshot returns the most recent snapshot."""
+        """Snapshot: the newest snapshot held (ErrSnapshotTemporarilyUnavailable while one is made)."""
         ...
 
 
@@ -95,7 +95,7 @@ class EntryWindow:
         return limit_size(self._ents[lo - offset : hi - offset], max_size)
 
     def term(self, i: int) -> int:
-        """Term returns the term of entry i."""
+        """Term of entry i: ErrCompacted below the dummy entry, ErrUnavailable past the last."""
         offset = self._ents[0].index
         if i < offset:
             raise ErrCompacted()
@@ -104,7 +104,7 @@ class EntryWindow:
         return self._ents[i - offset].term
 
     def last_index(self) -> int:
-        """Last_index is the index of the last entry held."""
+        """Last_index: the dummy entry's index plus the entries after it."""
         return self._ents[0].index + len(self._ents) - 1
 
     def first_index(self) -> int:
@@ -113,7 +113,7 @@ class EntryWindow:
 
 
 class MemoryStorage(EntryWindow):
-    """MemoryStorage is an in-memory Storage, the reference implementation used in tests."""
+    """MemoryStorage keeps the log, hard state and snapshot in memory: the Storage raft's tests drive."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -125,11 +125,11 @@ class MemoryStorage(EntryWindow):
         return self.hard_state, self._snapshot.metadata.conf_state
 
     def set_hard_state(self, hard_state: pb.HardState) -> None:
-        """Set_hard_state saves the current term, vote and commit index."""
+        """Set_hard_state keeps what initial_state() returns (the caller passes each Ready's hard_state)."""
         self.hard_state = hard_state
 
     def snapshot(self) -> pb.Snapshot:
-        """Snapshot returns the most recent snapshot."""
+        """Snapshot: the one last installed by apply_snapshot or made by create_snapshot."""
         return self._snapshot
 
     def apply_snapshot(self, snap: pb.Snapshot) -> None:
@@ -155,7 +155,7 @@ class MemoryStorage(EntryWindow):
         return self._snapshot
 
     def compact(self, compact_index: int) -> None:
-        """Compact discards entries up to compact_index; it must not exceed the applied index."""
+        """Compact drops entries up to compact_index, the last becoming the dummy; pass no unapplied index."""
         offset = self._ents[0].index
         if compact_index <= offset:
             raise ErrCompacted()

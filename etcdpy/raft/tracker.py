@@ -81,7 +81,7 @@ class ProgressTracker:
         return pr.match if pr is not None else None
 
     def committed(self) -> int:
-        """Committed is the largest log index known to be held by a quorum."""
+        """Committed: the voters' quorum rule applied to every peer's match index (see JointConfig)."""
         return self.config.voters.committed_index(self._acked)
 
     def sorted_ids(self) -> list[int]:
@@ -94,11 +94,11 @@ class ProgressTracker:
         return self.config.voters.vote_result(votes) is VoteResult.WON
 
     def voter_nodes(self) -> list[int]:
-        """Voter_nodes is the sorted list of voters (both halves)."""
+        """Voter_nodes: the voters of both halves, sorted."""
         return sorted(self.config.voters.ids())
 
     def reset_votes(self) -> None:
-        """Reset_votes prepares for a new election."""
+        """Reset_votes forgets the answers of the previous (pre-)election."""
         self.votes = {}
 
     def record_vote(self, i: int, granted: bool) -> None:
