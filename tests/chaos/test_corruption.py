@@ -19,11 +19,12 @@ from pathlib import Path
 import grpc
 import plyvel
 import pytest
-from e2e.cluster_support import ProcCluster, etcdctl, etcdctl_until_ok, running_cluster, wait_until
+from e2e.cluster_support import ProcCluster, etcdctl, etcdctl_until_ok, running_cluster
 from procs import ServerProcess
 
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
+from etcdpy.chaos.cluster import wait_until
 from etcdpy.client import Client
 from etcdpy.server.storage import schema
 

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import grpc
 import pytest
-from e2e.cluster_support import ProcCluster, running_cluster, wait_until
+from e2e.cluster_support import ProcCluster, running_cluster
 from procs import ServerProcess
 
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
+from etcdpy.chaos.cluster import wait_until
 from etcdpy.client import Client
 from etcdpy.server.failpoints import ENV as FAILPOINTS_ENV
 

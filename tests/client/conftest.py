@@ -12,31 +12,22 @@ import itertools
 from collections.abc import Iterator
 
 import pytest
-from procs import ETCD_BIN, ETCDCTL_BIN, ServerProcess
+from procs import ServerProcess
 
 from etcdpy.client import Client
 
 _names = itertools.count()
 
 
-@pytest.fixture(scope="module", params=["etcd", "etcdpy"])
-def recipe_server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """A one-member server (reference etcd, then etcdpy) shared by a module's tests."""
-    kind: str = request.param
-    if kind == "etcd" and (ETCD_BIN is None or ETCDCTL_BIN is None):
-        pytest.fail(
-            "reference etcd not installed: run ./scripts/test, which installs etcd-server etcd-client"
-        )
-    server = ServerProcess(kind, tmp_path_factory.mktemp(kind) / "data").start()
-    yield server
-    server.stop()
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test on the module's `shared_server` runs against the reference etcd, then etcdpy."""
+    if "shared_server" in metafunc.fixturenames:
+        metafunc.parametrize("shared_server", ["etcd", "etcdpy"], indirect=True)
 
 
 @pytest.fixture
-def recipe_client(recipe_server: ServerProcess) -> Iterator[Client]:
-    with Client(recipe_server.endpoint) as client:
+def recipe_client(shared_server: ServerProcess) -> Iterator[Client]:
+    with Client(shared_server.endpoint) as client:
         yield client
 
 

@@ -8,7 +8,6 @@ cannot share a process with etcdpy.api's.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -19,18 +18,12 @@ from procs import ServerProcess
 SCENARIO = Path(__file__).with_name("aetcd_scenario.py")
 
 
-@pytest.mark.parametrize("kind", ["etcd", "etcdpy"])
-def test_aetcd_put_get_delete_txn(kind: str, tmp_path: Path) -> None:
-    if kind == "etcdpy" and importlib.util.find_spec("etcdpy.server.main") is None:
-        pytest.fail("etcdpy.server.main is missing: the etcdpy server must exist for this test")
-    server = ServerProcess(kind, tmp_path / f"{kind}.data").start()
-    try:
-        run = subprocess.run(
-            [sys.executable, str(SCENARIO), "127.0.0.1", str(server.client_port)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert run.returncode == 0, f"aetcd scenario failed against {kind}:\n{run.stderr}"
-    finally:
-        server.stop()
+@pytest.mark.server_kinds("etcd", "etcdpy")
+def test_aetcd_put_get_delete_txn(server: ServerProcess) -> None:
+    run = subprocess.run(
+        [sys.executable, str(SCENARIO), "127.0.0.1", str(server.client_port)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, f"aetcd scenario failed against {server.kind}:\n{run.stderr}"

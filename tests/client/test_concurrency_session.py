@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from procs import ServerProcess, free_port
@@ -18,12 +17,12 @@ from etcdpy.client.concurrency import Session
 
 
 def test_session_keeps_granted_and_adopted_leases_alive_past_their_ttl(
-    recipe_server: ServerProcess, recipe_client: Client
+    shared_server: ServerProcess, recipe_client: Client
 ) -> None:
     adopted_id = recipe_client.lease_grant(2).ID
     # Renewals fail over like reads: a first endpoint that refuses connections must not matter.
     with (
-        Client([f"127.0.0.1:{free_port()}", recipe_server.endpoint]) as failing_over,
+        Client([f"127.0.0.1:{free_port()}", shared_server.endpoint]) as failing_over,
         Session(recipe_client, ttl=2) as granted,
         Session(recipe_client, lease_id=adopted_id) as adopted,
         Session(failing_over, ttl=2) as through_second_endpoint,
@@ -80,16 +79,12 @@ def test_revoked_lease_sets_lost_within_a_renewal_interval_and_calls_callbacks_o
     assert calls == ["first", "second"]
 
 
-@pytest.mark.parametrize("kind", ["etcd", "etcdpy"])
-def test_no_renewal_for_a_whole_ttl_sets_lost(kind: str, tmp_path: Path) -> None:
-    server = ServerProcess(kind, tmp_path / "data").start()
-    try:
-        with Client(server.endpoint, command_timeout=1.0) as client:
-            ttl = 2
-            session = Session(client, ttl=ttl)
-            assert not session.lost.is_set()
-            server.stop()  # the cluster is gone: nothing can renew the lease any more
-            assert session.lost.wait(ttl + 5.0)
-            session.close()  # lost: nothing to revoke, returns without the server
-    finally:
-        server.stop()
+@pytest.mark.server_kinds("etcd", "etcdpy")
+def test_no_renewal_for_a_whole_ttl_sets_lost(server: ServerProcess) -> None:
+    with Client(server.endpoint, command_timeout=1.0) as client:
+        ttl = 2
+        session = Session(client, ttl=ttl)
+        assert not session.lost.is_set()
+        server.stop()  # the cluster is gone: nothing can renew the lease any more
+        assert session.lost.wait(ttl + 5.0)
+        session.close()  # lost: nothing to revoke, returns without the server

@@ -22,9 +22,9 @@ GUARDED = [Isolation.SERIALIZABLE_SNAPSHOT, Isolation.SERIALIZABLE, Isolation.RE
 
 
 @pytest.fixture
-def other_client(recipe_server: ServerProcess) -> Iterator[Client]:
+def other_client(shared_server: ServerProcess) -> Iterator[Client]:
     """A second client: the concurrent writer a transaction must notice."""
-    with Client(recipe_server.endpoint) as client:
+    with Client(shared_server.endpoint) as client:
         yield client
 
 
@@ -47,11 +47,11 @@ class CountingClient(Client):
 
 @pytest.mark.parametrize("isolation", GUARDED, ids=lambda i: i.value)
 def test_concurrent_transfers_keep_every_balance_exact(
-    recipe_server: ServerProcess, recipe_name: str, isolation: Isolation
+    shared_server: ServerProcess, recipe_name: str, isolation: Isolation
 ) -> None:
     accounts = [f"{recipe_name}/acct{i}" for i in range(4)]
     threads, transfers = 4, 12
-    with Client(recipe_server.endpoint) as setup:
+    with Client(shared_server.endpoint) as setup:
         for key in accounts:
             setup.put(key, "100")
     committed: list[tuple[str, str, int]] = []
@@ -61,7 +61,7 @@ def test_concurrent_transfers_keep_every_balance_exact(
 
     def worker(seed: int) -> None:
         rng = random.Random(seed)
-        with Client(recipe_server.endpoint) as client:
+        with Client(shared_server.endpoint) as client:
             start.wait()
             for _ in range(transfers):
                 src, dst = rng.sample(accounts, 2)
@@ -87,7 +87,7 @@ def test_concurrent_transfers_keep_every_balance_exact(
     for src, dst, amount in committed:
         expected[src] -= amount
         expected[dst] += amount
-    with Client(recipe_server.endpoint) as check:
+    with Client(shared_server.endpoint) as check:
         balances = {key: int(check.get(key).kvs[0].value) for key in accounts}
     assert balances == expected, "a transfer was lost or applied twice"
     assert sum(balances.values()) == 100 * len(accounts)
@@ -235,13 +235,13 @@ def test_an_exception_in_the_function_aborts_without_writing(recipe_client: Clie
 
 
 def test_prefetch_reads_all_keys_in_one_round_trip_and_a_conflict_refetches_them_with_the_commit(
-    recipe_server: ServerProcess, other_client: Client, recipe_name: str
+    shared_server: ServerProcess, other_client: Client, recipe_name: str
 ) -> None:
     keys = [f"{recipe_name}/{i}" for i in range(3)]
     for key in keys:
         other_client.put(key, "0")
     runs: list[list[bytes]] = []
-    client = CountingClient(recipe_server.endpoint)
+    client = CountingClient(shared_server.endpoint)
 
     def bump_all(stm: STM) -> None:
         runs.append([stm.get(key) for key in keys])

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from procs import ETCDCTL_BIN, ServerProcess
+
+from etcdpy.chaos.cluster import wait_until
 
 HEARTBEAT_MS = 20
 ELECTION_MS = 200
@@ -93,15 +94,6 @@ class ProcCluster:
         return found[0]
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float, message: str) -> None:
-    """Poll a condition that lives in other processes (no event to await across processes)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(message)
-        time.sleep(0.05)
-
-
 def etcdctl(
     endpoints: str, *args: str, check: bool = True, timeout: float = 30.0
 ) -> subprocess.CompletedProcess[str]:
@@ -131,7 +123,7 @@ def etcdctl_until_ok(endpoints: str, *args: str, timeout: float = 15.0) -> subpr
 
     try:
         wait_until(ok, timeout, f"etcdctl {' '.join(args)} kept failing")
-    except AssertionError:
+    except TimeoutError:
         raise AssertionError(f"etcdctl {' '.join(args)} kept failing: {results[-1].stderr}") from None
     return results[-1]
 

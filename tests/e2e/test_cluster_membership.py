@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cluster_support import ProcCluster, etcdctl, etcdctl_until_ok, etcdpy_cli, running_cluster, wait_until
+from cluster_support import ProcCluster, etcdctl, etcdctl_until_ok, etcdpy_cli, running_cluster
 from procs import ServerProcess
+
+from etcdpy.chaos.cluster import wait_until
 
 KINDS = ["etcdpy", pytest.param("etcd", marks=pytest.mark.interop)]
 

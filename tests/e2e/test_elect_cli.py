@@ -14,34 +14,17 @@ from collections.abc import Iterator
 
 import pytest
 from cli_tools import LOCK_KEY, Running, lease_of, queued, run_tool
-from cluster_support import wait_until
 from procs import ServerProcess
 
+from etcdpy.chaos.cluster import wait_until
 from etcdpy.client import Client
 from etcdpy.client.concurrency import Election, Session
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One etcdpy member shared by the module's tests (each test uses elections of its own)."""
-    proc = ServerProcess("etcdpy", tmp_path_factory.mktemp("etcdpy") / "data").start()
-    yield proc
-    proc.stop()
-
-
 @pytest.fixture
-def client(server: ServerProcess) -> Iterator[Client]:
-    with Client(server.endpoint) as c:
+def client(shared_server: ServerProcess) -> Iterator[Client]:
+    with Client(shared_server.endpoint) as c:
         yield c
-
-
-@pytest.fixture
-def running() -> Iterator[list[Running]]:
-    """Processes a test starts in the background; any still running at the end are stopped."""
-    started: list[Running] = []
-    yield started
-    for proc in started:
-        proc.stop()
 
 
 _names = itertools.count()
@@ -54,9 +37,9 @@ def name() -> str:
 
 
 def test_leadership_passes_on_resign_and_on_death_and_observers_print_every_leader_in_order(
-    server: ServerProcess, client: Client, running: list[Running], name: str
+    shared_server: ServerProcess, client: Client, running: list[Running], name: str
 ) -> None:
-    endpoint = server.endpoint
+    endpoint = shared_server.endpoint
 
     def start(tool: str, *args: str) -> Running:
         proc = Running(tool, endpoint, "elect", *args)
@@ -122,12 +105,12 @@ def test_leadership_passes_on_resign_and_on_death_and_observers_print_every_lead
 
 @pytest.mark.parametrize("tool", ["etcdpy", "etcdctl"])
 def test_an_interrupted_candidate_reports_context_canceled_and_withdraws(
-    server: ServerProcess, client: Client, running: list[Running], tool: str, name: str
+    shared_server: ServerProcess, client: Client, running: list[Running], tool: str, name: str
 ) -> None:
-    leader = Running("etcdpy", server.endpoint, "elect", name, "leader")
+    leader = Running("etcdpy", shared_server.endpoint, "elect", name, "leader")
     running.append(leader)
     leader.lines(2)
-    waiting = Running(tool, server.endpoint, "elect", name, "waiting")
+    waiting = Running(tool, shared_server.endpoint, "elect", name, "waiting")
     running.append(waiting)
     wait_until(lambda: queued(client, name) == 2, 30, "the candidate never queued")
     waiting.signal(signal.SIGTERM)
@@ -137,9 +120,9 @@ def test_an_interrupted_candidate_reports_context_canceled_and_withdraws(
 
 
 def test_a_leader_whose_lease_is_revoked_fails_with_session_expired(
-    server: ServerProcess, client: Client, running: list[Running], name: str
+    shared_server: ServerProcess, client: Client, running: list[Running], name: str
 ) -> None:
-    leader = Running("etcdpy", server.endpoint, "elect", "--ttl", "3", name, "leader")
+    leader = Running("etcdpy", shared_server.endpoint, "elect", "--ttl", "3", name, "leader")
     running.append(leader)
     leader.lines(2)
     client.lease_revoke(lease_of(client, name))
@@ -152,10 +135,10 @@ def test_a_leader_whose_lease_is_revoked_fails_with_session_expired(
     [(), ("a",), ("-l", "a", "b"), ("a", "b", "c")],
     ids=["none", "no-proposal", "listen-proposal", "three"],
 )
-def test_argument_errors_are_etcdctls(server: ServerProcess, args: tuple[str, ...]) -> None:
+def test_argument_errors_are_etcdctls(shared_server: ServerProcess, args: tuple[str, ...]) -> None:
     ours, theirs = (
-        run_tool("etcdpy", server.endpoint, "elect", *args),
-        run_tool("etcdctl", server.endpoint, "elect", *args),
+        run_tool("etcdpy", shared_server.endpoint, "elect", *args),
+        run_tool("etcdctl", shared_server.endpoint, "elect", *args),
     )
     assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)
     assert ours.returncode == 128

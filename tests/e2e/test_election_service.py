@@ -2,51 +2,35 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import select
 import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from cluster_support import running_cluster
-from procs import ETCDCTL_BIN, ServerProcess
-from recipes_support import (
+from procs import ServerProcess
+from recipe_support import (
     DELETE,
     ETCD_JEPSEN_BUG,
     PUT,
     WAIT,
     Recipes,
+    etcdctl_process,
     failure_of,
-    module_server,
     unknown,
 )
 
 from etcdpy.api.v3electionpb import v3election_pb2 as pb
 
+pytestmark = pytest.mark.server_kinds(pytest.param("etcd", marks=pytest.mark.interop), "etcdpy")
+
 HOLD_SECONDS = 0.3  # how long a leader leads while a rival waits (long enough to catch a rival in)
-
-
-@pytest.fixture(scope="module", params=[pytest.param("etcd", marks=pytest.mark.interop), "etcdpy"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    proc = module_server(request, tmp_path_factory)
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-def recipes(server: ServerProcess) -> Iterator[Recipes]:
-    r = Recipes.open(server.endpoint)
-    yield r
-    r.close()
 
 
 def campaign(recipes: Recipes, name: bytes, lease: int, value: bytes) -> pb.LeaderKey:
@@ -212,9 +196,9 @@ def test_observe_starts_with_the_current_leader(recipes: Recipes) -> None:
 
 
 def test_a_candidate_whose_lease_is_revoked_while_waiting_gets_an_error(
-    recipes: Recipes, server: ServerProcess, request: pytest.FixtureRequest
+    recipes: Recipes, shared_server: ServerProcess, request: pytest.FixtureRequest
 ) -> None:
-    if server.kind == "etcd":
+    if shared_server.kind == "etcd":
         request.applymarker(pytest.mark.xfail(reason=ETCD_JEPSEN_BUG, strict=True))
     first = campaign(recipes, b"doomed", recipes.grant(), b"leader")
     events = recipes.events(b"doomed/", first.rev + 1)
@@ -240,14 +224,7 @@ def test_a_cancelled_campaign_resigns(recipes: Recipes) -> None:
 
 def etcdctl_elect(endpoint: str, name: str, proposal: str) -> subprocess.Popen[str]:
     """`etcdctl elect name proposal`: prints key and value once elected, leads until SIGINT, then resigns."""
-    assert ETCDCTL_BIN is not None
-    return subprocess.Popen(
-        [ETCDCTL_BIN, "--endpoints", endpoint, "elect", name, proposal],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={"ETCDCTL_API": "3", "PATH": os.environ["PATH"]},
-    )
+    return etcdctl_process(endpoint, "elect", name, proposal)
 
 
 def readable(stream: Any, timeout: float) -> bool:
@@ -256,10 +233,12 @@ def readable(stream: Any, timeout: float) -> bool:
 
 
 @pytest.mark.interop
-def test_rpc_campaign_and_etcdctl_elect_exclude_each_other(recipes: Recipes, server: ServerProcess) -> None:
+def test_rpc_campaign_and_etcdctl_elect_exclude_each_other(
+    recipes: Recipes, shared_server: ServerProcess
+) -> None:
     key = campaign(recipes, b"mixed", recipes.grant(), b"rpc")
     events = recipes.events(b"mixed/", key.rev + 1)
-    ctl = etcdctl_elect(server.endpoint, "mixed", "ctl")
+    ctl = etcdctl_elect(shared_server.endpoint, "mixed", "ctl")
     ctl_key = events.expect(PUT).kv.key
     assert not readable(ctl.stdout, HOLD_SECONDS)  # etcdctl must not claim to lead while the RPC leader does
     resign(recipes, key)

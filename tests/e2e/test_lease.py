@@ -14,14 +14,9 @@ from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.client import Client
 from etcdpy.client.watch import watch_create_request
 
+pytestmark = pytest.mark.server_kinds("etcd", "etcdpy")
+
 ELECTION_TIMEOUT = 1.0  # both servers' default
-
-
-@pytest.fixture(params=["etcd", "etcdpy"])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(request.param, tmp_path / f"{request.param}.data").start()
-    yield proc
-    proc.stop()
 
 
 @pytest.fixture

@@ -6,8 +6,9 @@ import time
 from pathlib import Path
 
 import pytest
-from cluster_support import ELECTION_MS, running_cluster, wait_until
+from cluster_support import ELECTION_MS, running_cluster
 
+from etcdpy.chaos.cluster import wait_until
 from etcdpy.client import Client
 
 

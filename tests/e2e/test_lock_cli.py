@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 from cli_tools import LOCK_KEY, Running, lease_of, leases, queued, run_tool
-from cluster_support import running_cluster, wait_until
+from cluster_support import running_cluster
 from procs import ServerProcess
 
+from etcdpy.chaos.cluster import wait_until
 from etcdpy.client import Client, CompareResult, CompareTarget, compare, op_put
 from etcdpy.client.requests import put_request
 
@@ -35,25 +36,8 @@ PARALLEL = 16
 
 
 @pytest.fixture
-def running() -> Iterator[list[Running]]:
-    """Processes a test starts in the background; any still running at the end are killed."""
-    started: list[Running] = []
-    yield started
-    for proc in started:
-        proc.stop()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One etcdpy member shared by the module's tests (each test locks names of its own)."""
-    proc = ServerProcess("etcdpy", tmp_path_factory.mktemp("etcdpy") / "data").start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-def client(server: ServerProcess) -> Iterator[Client]:
-    with Client(server.endpoint) as c:
+def client(shared_server: ServerProcess) -> Iterator[Client]:
+    with Client(shared_server.endpoint) as c:
         yield c
 
 
@@ -122,9 +106,9 @@ def check_exclusion(work: Path, succeeded: int) -> None:
 
 
 def test_fifty_locked_increments_with_etcdctl_mixed_in_count_exactly_and_never_overlap(
-    server: ServerProcess, client: Client, tmp_path: Path, name: str
+    shared_server: ServerProcess, client: Client, tmp_path: Path, name: str
 ) -> None:
-    succeeded = run_increments(server.endpoint, tmp_path / "work", name)
+    succeeded = run_increments(shared_server.endpoint, tmp_path / "work", name)
     check_exclusion(tmp_path / "work", succeeded)
     assert queued(client, name) == 0
 
@@ -146,9 +130,9 @@ def test_locked_increments_stay_exact_when_the_cluster_leader_is_killed(tmp_path
 
 
 def test_a_killed_holder_hands_the_lock_to_the_next_waiter_after_its_ttl(
-    server: ServerProcess, client: Client, running: list[Running], tmp_path: Path, name: str
+    shared_server: ServerProcess, client: Client, running: list[Running], tmp_path: Path, name: str
 ) -> None:
-    endpoint, ttl = server.endpoint, 3
+    endpoint, ttl = shared_server.endpoint, 3
     holder = Running("etcdpy", endpoint, "lock", "--ttl", str(ttl), name)
     running.append(holder)
     holder.lines(2)
@@ -167,19 +151,19 @@ def test_a_killed_holder_hands_the_lock_to_the_next_waiter_after_its_ttl(
 
 
 def test_a_revoked_lease_terminates_the_command_and_lock_fails(
-    server: ServerProcess, client: Client, running: list[Running], tmp_path: Path, name: str
+    shared_server: ServerProcess, client: Client, running: list[Running], tmp_path: Path, name: str
 ) -> None:
     pid_file = tmp_path / "pid"
     # The command ignores SIGTERM, so only the SIGKILL after the grace period stops it.
     holder = Running(
-        "etcdpy", server.endpoint, "lock", "--ttl", "3", "--grace", "1s", name, "--",
+        "etcdpy", shared_server.endpoint, "lock", "--ttl", "3", "--grace", "1s", name, "--",
         "sh", "-c", f'trap "" TERM; echo $$ > {pid_file}; echo started; exec sleep 60',
     )  # fmt: skip
     running.append(holder)
     assert holder.lines(1) == ["started"]
     command_pid = int(pid_file.read_text())
     revoked = time.monotonic()
-    result = run_tool("etcdpy", server.endpoint, "lease", "revoke", f"{lease_of(client, name):x}")
+    result = run_tool("etcdpy", shared_server.endpoint, "lease", "revoke", f"{lease_of(client, name):x}")
     assert result.returncode == 0, result.stderr
     code = holder.wait(30)
     elapsed = time.monotonic() - revoked
@@ -196,9 +180,9 @@ def test_a_revoked_lease_terminates_the_command_and_lock_fails(
 
 @pytest.mark.parametrize("tool", ["etcdpy", "etcdctl"])
 def test_a_holder_without_command_whose_lease_is_revoked_reports_session_expired(
-    server: ServerProcess, client: Client, running: list[Running], tool: str, name: str
+    shared_server: ServerProcess, client: Client, running: list[Running], tool: str, name: str
 ) -> None:
-    holder = Running(tool, server.endpoint, "lock", "--ttl", "3", name)
+    holder = Running(tool, shared_server.endpoint, "lock", "--ttl", "3", name)
     running.append(holder)
     holder.lines(2)
     client.lease_revoke(lease_of(client, name))
@@ -207,9 +191,9 @@ def test_a_holder_without_command_whose_lease_is_revoked_reports_session_expired
 
 
 def test_lock_rev_is_a_fencing_token_refused_once_the_lock_is_lost(
-    server: ServerProcess, client: Client, running: list[Running], name: str
+    shared_server: ServerProcess, client: Client, running: list[Running], name: str
 ) -> None:
-    endpoint = server.endpoint
+    endpoint = shared_server.endpoint
     script = 'echo "$ETCD_LOCK_KEY $ETCD_LOCK_REV"; exec sleep 60'
     first = Running("etcdpy", endpoint, "lock", "--ttl", "3", "--grace", "0s", name, "--", "sh", "-c", script)
     running.append(first)
@@ -238,13 +222,13 @@ def test_lock_rev_is_a_fencing_token_refused_once_the_lock_is_lost(
 
 
 def test_timeout_gives_up_waiting_and_leaves_nothing_behind(
-    server: ServerProcess, client: Client, running: list[Running], name: str
+    shared_server: ServerProcess, client: Client, running: list[Running], name: str
 ) -> None:
-    holder = Running("etcdpy", server.endpoint, "lock", name)
+    holder = Running("etcdpy", shared_server.endpoint, "lock", name)
     running.append(holder)
     holder.lines(2)
     before = leases(client)
-    result = run_tool("etcdpy", server.endpoint, "lock", "--timeout", "1s", name, "--", "echo", "ran")
+    result = run_tool("etcdpy", shared_server.endpoint, "lock", "--timeout", "1s", name, "--", "echo", "ran")
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == f'Error: lock "{name}" not acquired within 1s (--timeout)\n'
     assert queued(client, name) == 1
@@ -253,12 +237,12 @@ def test_timeout_gives_up_waiting_and_leaves_nothing_behind(
 
 @pytest.mark.parametrize("tool", ["etcdpy", "etcdctl"])
 def test_an_interrupted_waiter_reports_context_canceled_and_leaves_the_queue(
-    server: ServerProcess, client: Client, running: list[Running], tool: str, name: str
+    shared_server: ServerProcess, client: Client, running: list[Running], tool: str, name: str
 ) -> None:
-    holder = Running("etcdpy", server.endpoint, "lock", name)
+    holder = Running("etcdpy", shared_server.endpoint, "lock", name)
     running.append(holder)
     holder.lines(2)
-    waiter = Running(tool, server.endpoint, "lock", name, "--", "echo", "ran")
+    waiter = Running(tool, shared_server.endpoint, "lock", name, "--", "echo", "ran")
     running.append(waiter)
     wait_until(lambda: queued(client, name) == 2, 30, "the waiter never queued")
     waiter.signal(signal.SIGINT)
@@ -269,9 +253,9 @@ def test_an_interrupted_waiter_reports_context_canceled_and_leaves_the_queue(
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_releases_a_held_lock_and_exits_cleanly(
-    server: ServerProcess, client: Client, running: list[Running], sig: int, name: str
+    shared_server: ServerProcess, client: Client, running: list[Running], sig: int, name: str
 ) -> None:
-    holder = Running("etcdpy", server.endpoint, "lock", name)
+    holder = Running("etcdpy", shared_server.endpoint, "lock", name)
     running.append(holder)
     holder.lines(2)
     lease = lease_of(client, name)
@@ -283,11 +267,11 @@ def test_a_signal_releases_a_held_lock_and_exits_cleanly(
 
 
 def test_sigterm_goes_to_the_running_command_and_the_lock_is_released_after_it(
-    server: ServerProcess, client: Client, running: list[Running], name: str
+    shared_server: ServerProcess, client: Client, running: list[Running], name: str
 ) -> None:
     # Short sleeps in a loop: a signal landing between a fork and its exec cannot leave a long sleeper behind.
     script = 'trap "echo cleaning up; exit 0" TERM; echo started; while :; do sleep 0.1; done'
-    holder = Running("etcdpy", server.endpoint, "lock", name, "--", "sh", "-c", script)
+    holder = Running("etcdpy", shared_server.endpoint, "lock", name, "--", "sh", "-c", script)
     running.append(holder)
     assert holder.lines(1) == ["started"]
     holder.signal(signal.SIGTERM)
@@ -299,17 +283,11 @@ def test_sigterm_goes_to_the_running_command_and_the_lock_is_released_after_it(
 # -- etcdctl's output
 
 
-@pytest.fixture(params=["etcd", "etcdpy"])
-def any_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess(request.param, tmp_path / f"{request.param}.data").start()
-    yield server
-    server.stop()
-
-
+@pytest.mark.server_kinds("etcd", "etcdpy")
 def test_lock_prints_its_key_and_runs_commands_like_etcdctl(
-    any_server: ServerProcess, running: list[Running]
+    server: ServerProcess, running: list[Running]
 ) -> None:
-    endpoint = any_server.endpoint
+    endpoint = server.endpoint
     printed = {}
     for tool in ("etcdctl", "etcdpy"):
         holder = Running(tool, endpoint, "lock", "same")

@@ -12,43 +12,28 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from cluster_support import running_cluster
-from procs import ETCDCTL_BIN, ServerProcess
-from recipes_support import (
+from procs import ServerProcess
+from recipe_support import (
     DELETE,
     ETCD_JEPSEN_BUG,
     PUT,
     WAIT,
     Recipes,
+    etcdctl_process,
     failure_of,
-    module_server,
     unknown,
 )
 
 from etcdpy.api.v3lockpb import v3lock_pb2 as pb
 
+pytestmark = pytest.mark.server_kinds(pytest.param("etcd", marks=pytest.mark.interop), "etcdpy")
+
 HOLD_SECONDS = 0.3  # how long a holder keeps the lock while a rival waits (long enough to catch a rival in)
-
-
-@pytest.fixture(scope="module", params=[pytest.param("etcd", marks=pytest.mark.interop), "etcdpy"])
-def server(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    proc = module_server(request, tmp_path_factory)
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture
-def recipes(server: ServerProcess) -> Iterator[Recipes]:
-    r = Recipes.open(server.endpoint)
-    yield r
-    r.close()
 
 
 def lock(recipes: Recipes, name: bytes, lease: int) -> pb.LockResponse:
@@ -165,9 +150,9 @@ def test_a_holder_whose_lease_dies_hands_the_lock_over(recipes: Recipes) -> None
 
 
 def test_a_waiter_whose_lease_is_revoked_gets_an_error_never_the_lock(
-    recipes: Recipes, server: ServerProcess, request: pytest.FixtureRequest
+    recipes: Recipes, shared_server: ServerProcess, request: pytest.FixtureRequest
 ) -> None:
-    if server.kind == "etcd":
+    if shared_server.kind == "etcd":
         request.applymarker(pytest.mark.xfail(reason=ETCD_JEPSEN_BUG, strict=True))
     holder = lock(recipes, b"jepsen", recipes.grant())
     events = recipes.events(b"jepsen/", holder.header.revision + 1)
@@ -194,25 +179,17 @@ def test_a_cancelled_waiter_removes_its_key(recipes: Recipes) -> None:
 
 def etcdctl_lock(endpoint: str, name: str, shell: str) -> subprocess.Popen[str]:
     """`etcdctl lock name -- sh -c shell`: the shell runs while etcdctl's client-side mutex is held."""
-    assert ETCDCTL_BIN is not None
-    env = {"ETCDCTL_API": "3", "PATH": os.environ["PATH"]}
-    return subprocess.Popen(
-        [ETCDCTL_BIN, "--endpoints", endpoint, "lock", name, "--", "sh", "-c", shell],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    return etcdctl_process(endpoint, "lock", name, "--", "sh", "-c", shell)
 
 
 @pytest.mark.interop
 def test_rpc_lock_and_etcdctl_lock_exclude_each_other(
-    recipes: Recipes, server: ServerProcess, tmp_path: Path
+    recipes: Recipes, shared_server: ServerProcess, tmp_path: Path
 ) -> None:
     holder = lock(recipes, b"shared", recipes.grant())
     events = recipes.events(b"shared/", holder.header.revision + 1)
     # etcdctl waits for the RPC holder, then reports its key and the revision it acquired at.
-    ctl = etcdctl_lock(server.endpoint, "shared", 'echo "$ETCD_LOCK_KEY $ETCD_LOCK_REV"')
+    ctl = etcdctl_lock(shared_server.endpoint, "shared", 'echo "$ETCD_LOCK_KEY $ETCD_LOCK_REV"')
     ctl_key = events.expect(PUT).kv.key
     time.sleep(HOLD_SECONDS)  # the RPC holder holds a while; etcdctl must keep waiting
     assert ctl.poll() is None
@@ -224,8 +201,8 @@ def test_rpc_lock_and_etcdctl_lock_exclude_each_other(
     # The other way round: etcdctl holds while its shell runs, until the test opens the fifo.
     go = tmp_path / "go"
     os.mkfifo(go)
-    put = f"etcdctl --endpoints {server.endpoint} put shared-cs out >/dev/null"
-    ctl = etcdctl_lock(server.endpoint, "shared", f"read line <{go}; {put}")
+    put = f"etcdctl --endpoints {shared_server.endpoint} put shared-cs out >/dev/null"
+    ctl = etcdctl_lock(shared_server.endpoint, "shared", f"read line <{go}; {put}")
     ctl_key = events.expect(PUT).kv.key
     lease = recipes.grant()
     waiter = lock_later(recipes, b"shared", lease)

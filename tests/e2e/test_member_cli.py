@@ -11,7 +11,9 @@ import re
 from pathlib import Path
 
 import pytest
-from cluster_support import ProcCluster, etcdctl, etcdpy_cli, running_cluster, wait_until
+from cluster_support import ProcCluster, etcdctl, etcdpy_cli, running_cluster
+
+from etcdpy.chaos.cluster import wait_until
 
 KINDS = ["etcdpy", pytest.param("etcd", marks=pytest.mark.interop)]
 

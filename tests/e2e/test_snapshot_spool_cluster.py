@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 import pytest
-from cluster_support import ProcCluster, wait_until
+from cluster_support import ProcCluster
 from procs import ServerProcess
 
 from etcdpy.api.raftpb import raft_pb2 as pb
-from etcdpy.chaos.cluster import serves
+from etcdpy.chaos.cluster import serves, wait_until
 from etcdpy.client import Client
 from etcdpy.server.failpoints import CRASH_EXIT_CODE
 from etcdpy.server.storage import snapshot

@@ -24,12 +24,7 @@ from etcdpy.client import Client, op_put
 from etcdpy.client import requests as rq
 from etcdpy.client.watch import watch_create_request
 
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ServerProcess]:
-    started = ServerProcess("etcdpy", tmp_path / "d", extra_args=["--experimental-grpc-threads", "4"]).start()
-    yield started
-    started.stop()
+pytestmark = pytest.mark.server_flags("--experimental-grpc-threads", "4")
 
 
 @pytest.fixture

@@ -11,8 +11,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from procs import ServerProcess
@@ -31,14 +29,9 @@ from etcdpy.client import Client, op_put
 from etcdpy.client import requests as rq
 from etcdpy.client.watch import Watch, watch_create_request
 
+pytestmark = pytest.mark.server_kinds("etcd", "etcdpy")
+
 KEYS = [b"w/a", b"w/b", b"w/ba", b"w/c", b"x"]
-
-
-@pytest.fixture(params=["etcd", "etcdpy"])
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
-    proc = ServerProcess(request.param, tmp_path / f"{request.param}.data").start()
-    yield proc
-    proc.stop()
 
 
 class Recorded:

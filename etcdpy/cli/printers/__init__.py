@@ -105,6 +105,18 @@ class Printer:
     def txn(self, response: pb.TxnResponse) -> None:
         raise self.unsupported()
 
+    def op_response(self, op: pb.ResponseOp) -> None:
+        """One txn operation's result, printed as the put, get, delete or nested txn it answers."""
+        which = op.WhichOneof("response")
+        if which == "response_put":
+            self.put(op.response_put)
+        elif which == "response_range":
+            self.get(op.response_range)
+        elif which == "response_delete_range":
+            self.delete(op.response_delete_range)
+        else:
+            self.txn(op.response_txn)
+
     def member_list(self, response: pb.MemberListResponse) -> None:
         raise self.unsupported()
 

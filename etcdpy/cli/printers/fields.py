@@ -62,15 +62,7 @@ class FieldsPrinter(Printer):
         self.header(response.header)
         self.field("Succeeded", response.succeeded)
         for op in response.responses:
-            which = op.WhichOneof("response")
-            if which == "response_put":
-                self.put(op.response_put)
-            elif which == "response_range":
-                self.get(op.response_range)
-            elif which == "response_delete_range":
-                self.delete(op.response_delete_range)
-            else:
-                self.txn(op.response_txn)
+            self.op_response(op)
 
     def member_list(self, response: pb.MemberListResponse) -> None:
         self.header(response.header)

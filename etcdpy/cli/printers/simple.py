@@ -45,18 +45,10 @@ class SimplePrinter(Printer):
 
     def txn(self, response: pb.TxnResponse) -> None:
         self.output.line("SUCCESS" if response.succeeded else "FAILURE")
+        # etcdctl 3.4 prints a nested txn's results with Go's %+v; etcdpy shows them recursively.
         for op in response.responses:
             self.output.line()
-            which = op.WhichOneof("response")
-            if which == "response_put":
-                self.put(op.response_put)
-            elif which == "response_range":
-                self.get(op.response_range)
-            elif which == "response_delete_range":
-                self.delete(op.response_delete_range)
-            else:
-                # etcdctl 3.4 prints nested txn results with Go's %+v; etcdpy shows them recursively.
-                self.txn(op.response_txn)
+            self.op_response(op)
 
     def _rows(self, table: tables.Table) -> None:
         for row in table[1]:
