@@ -141,8 +141,11 @@ def run_plan(txn: Reader, plan: Plan, resp: rpc_pb2.TxnResponse) -> None:
             run_plan(txn, next(nested), out.response_txn)
 
 
-def txn_request(txn: WriteTxn, req: rpc_pb2.TxnRequest, leases: LeaseLookup) -> rpc_pb2.TxnResponse:
-    """Apply a validated txn in ``txn`` (one revision for all its writes, none if it writes nothing)."""
+def txn_request(txn: Reader, req: rpc_pb2.TxnRequest, leases: LeaseLookup) -> rpc_pb2.TxnResponse:
+    """Apply a validated txn in ``txn``: one revision for all its writes, none if it writes nothing.
+
+    ``txn`` is a WriteTxn, or any Reader for a txn that `is_read_only`; header.revision is its revision.
+    """
     plan = plan_txn(txn, req)
     check_plan(txn, plan, leases)
     resp = rpc_pb2.TxnResponse()
@@ -181,9 +184,4 @@ def is_serializable(req: rpc_pb2.TxnRequest) -> bool:
 
 def read_only_txn(reader: Reader, req: rpc_pb2.TxnRequest, leases: LeaseLookup) -> rpc_pb2.TxnResponse:
     """Serve a txn that `is_read_only` from ``reader`` (header.revision = the reader's revision)."""
-    plan = plan_txn(reader, req)
-    check_plan(reader, plan, leases)
-    resp = rpc_pb2.TxnResponse()
-    run_plan(reader, plan, resp)
-    resp.header.revision = reader.rev
-    return resp
+    return txn_request(reader, req, leases)
