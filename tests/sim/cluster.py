@@ -142,7 +142,7 @@ class Cluster:
 
     def live_nodes(self) -> list[SimNode]:
         """Live_nodes are the running nodes, in id order."""
-        return [self.nodes[i] for i in sorted(self.nodes) if self.nodes[i].raw is not None]
+        return [self.nodes[i] for i in sorted(self.nodes) if self.nodes[i].alive]
 
     def leader(self) -> SimNode | None:
         """Leader is the live node that leads the highest term, if any."""
@@ -199,13 +199,17 @@ class Cluster:
             node.receive(message)
             if message.type == pb.MsgSnap:
                 self._report_snapshot(sender(message), message.to, SnapshotStatus.FINISH)
+        for node in self.live_nodes():
+            node.flush(self.now)
+            if not node.alive:  # it lost power in the middle of a snapshot install
+                self.schedule_restart(node)
         for message in self.network.take_lost_snapshots():
             self._report_snapshot(sender(message), message.to, SnapshotStatus.FAILURE)
 
     def _report_snapshot(self, frm: int, to: int, status: SnapshotStatus) -> None:
         node = self.nodes.get(frm)
-        if node is not None and node.raw is not None:
-            node.raw.report_snapshot(to, status)
+        if node is not None and node.alive:
+            node.report_snapshot(to, status is SnapshotStatus.FINISH)
             self.stats[f"snapshots_{status.value}"] += 1
 
     def _flush(self, node: SimNode) -> None:
@@ -311,34 +315,30 @@ class Cluster:
     def converged(self) -> bool:
         """Converged tells whether a leader exists and every live member has applied all it committed."""
         leader = self.leader()
-        if leader is None or leader.raw is None:
+        if leader is None or leader.core is None:
             return False
-        committed = leader.raw.raft.raft_log.committed
+        committed = leader.core.raw.raft.raft_log.committed
         return all(node.applied == committed for node in self.live_nodes())
 
     def last_index(self) -> int:
         """Last_index is the longest log among the live nodes."""
-        return max(
-            (n.raw.raft.raft_log.last_index() for n in self.live_nodes() if n.raw is not None), default=0
-        )
+        cores = [n.core for n in self.live_nodes() if n.core is not None]
+        return max((core.raw.raft.raft_log.last_index() for core in cores), default=0)
 
     def transfer_leadership(self, leader: SimNode, to: int) -> None:
         """Transfer_leadership asks the leader to hand over to `to`."""
-        assert leader.raw is not None
-        leader.raw.transfer_leader(to)
+        assert leader.core is not None
+        leader.core.transfer_leader(to)
         self._transfer_target = to
         self.stats["transfers"] += 1
         self.log(f"leader {leader.id} transfers leadership to {to}")
 
     def _propose_compaction(self) -> None:
         leader = self.leader()
-        if leader is None or leader.raw is None or not isinstance(leader.app, ServerApplication):
+        if leader is None or leader.core is None or not isinstance(leader.app, ServerApplication):
             return
         revision = leader.app.applier.current_revision - self.rng.randint(0, COMPACTION_LAG)
-        try:
-            leader.raw.propose(compaction_request(revision))
-        except ProposalDropped:
-            return
+        leader.core.propose(compaction_request(revision))
         self.stats["compactions_proposed"] += 1
         self.log(f"node {leader.id} proposes a compaction to revision {revision}")
 
@@ -368,9 +368,9 @@ class Cluster:
         proposer = leader
         if self.rng.random() < 0.2:
             proposer = self.rng.choice(self.live_nodes())
-        assert proposer.raw is not None
+        assert proposer.core is not None
         try:
-            proposer.raw.propose_conf_change(change)
+            proposer.core.propose_conf_change(change)
         except ProposalDropped:
             return
         self.stats["conf_changes_proposed"] += 1

@@ -1,42 +1,37 @@
-"""A simulated member: a RawNode, its fake disk, and the application it applies committed entries to.
+"""A simulated member: the server's own `ReadyHandler` over a fake disk, a fake network and an application.
 
-The Ready loop follows the contract in two phases, so a crash can fall between
-a write and its fsync:
+Everything a member does with a Ready is the shipped code
+(`etcdpy/server/consensus/ready.py`): proposals batched per Ready, forwarded
+proposals joining the leader's batch, messages coalesced, committed entries
+already durable applied before the write, conf changes, snapshot points and
+compaction.  This module keeps only what the simulation fakes, and drives the
+handler as the server's RaftNode does, with the fsync taking simulated steps:
 
-* phase 1 (`ready()` taken): write snapshot, entries and hard state to the
-  page cache, send `messages` (allowed before the write is durable);
-* phase 2 (the fsync completes, `sync_delay` steps later): sync, send
-  `persisted_messages`, apply `committed_entries`, serve ReadIndex reads,
-  maybe snapshot and compact, `advance()`.
+* `process` (one driver turn per step): if no write is outstanding, `begin` the
+  next Ready and run its `write` at once (to the page cache: a crash still loses
+  it); the fsync completes `sync_delay` steps later (0..max_sync_delay), then
+  `finish` (the disk's `written` is the fsync);
+* `receive` steps a message; once the messages arriving at a step are in, `flush`
+  (the server's idle flush after a stepped message): what needs no write goes out
+  at once.
 
-Committed entries reach the application in runs, one `apply` call each, cut
-before every conf change (which raft applies first), as the server's
-RaftNode hands them to its Applier.
+The seams the simulator observes (`SafetyMonitor`) are the effects: the disk
+(appends, commits, fsyncs), the state machine (applies, snapshot restores) and
+the start (restart checks).
 """
 
 from __future__ import annotations
 
-import contextlib
 import random
+import sys
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.checker import KvOutput
-from etcdpy.raft import (
-    Config,
-    ErrStepPeerNotFound,
-    MemoryStorage,
-    ProposalDropped,
-    RawNode,
-    Ready,
-    SnapshotStatus,
-    StateType,
-    StorageError,
-    conf_change_entry,
-    decode_conf_change,
-)
+from etcdpy.raft import MemoryStorage, ProposalDropped, ReadState, StateType, StorageError, conf_change_entry
+from etcdpy.server.consensus.ready import RaftSettings, ReadyHandler
 
 from .application import Application
 from .disk import FakeDisk
@@ -58,7 +53,22 @@ class NodeSettings:
     snapshot_every: int = 0  # snapshot after this many applied entries (0: never)
     keep_entries: int = 0  # log entries kept behind a snapshot for slow followers
     max_sync_delay: int = 0  # an fsync takes 0..max_sync_delay steps
-    batch_proposals: bool = False  # writes wait for the next Ready phase and go to raft together
+
+    def raft(self) -> RaftSettings:
+        """Raft is the handler's settings (a tick is a simulated step)."""
+        return RaftSettings(
+            tick_seconds=1.0,
+            election_tick=self.election_tick,
+            heartbeat_tick=self.heartbeat_tick,
+            pre_vote=self.pre_vote,
+            check_quorum=self.check_quorum,
+            snapshot_count=self.snapshot_every or sys.maxsize,
+            catchup_entries=self.keep_entries,
+            max_size_per_msg=self.max_size_per_msg,
+            max_inflight_msgs=self.max_inflight_msgs,
+            # The toy store sends the snapshot point's own configuration (see RaftSettings).
+            snapshot_on_conf_change=self.snapshot_every > 0,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +93,70 @@ def _term_lookup(lookup: Callable[[int], int]) -> Callable[[int], int | None]:
     return term_of
 
 
+@dataclass(frozen=True, slots=True)
+class SimWrite:
+    """SimWrite is one Ready's writes, as the simulated disk takes them."""
+
+    entries: tuple[pb.Entry, ...]
+    hard_state: pb.HardState | None
+    snapshot: pb.Snapshot | None
+
+
+class SimDisk:
+    """SimDisk is a node's FakeDisk (and its application's share) as the handler's `RaftDisk`.
+
+    `write` goes to the page cache (raft reads it at once; a crash loses it); `written` is the
+    fsync that makes it, and the application's writes so far, durable.
+    """
+
+    def __init__(self, node_id: int, disk: FakeDisk, app: Application, monitor: SafetyMonitor) -> None:
+        self._id = node_id
+        self._disk = disk
+        self._app = app
+        self._monitor = monitor
+
+    def first_index(self) -> int:
+        return self._disk.working.first_index()
+
+    def last_index(self) -> int:
+        # The page cache: every Ready's write was synced before the next begins.
+        return self._disk.working.last_index()
+
+    def prepare(
+        self,
+        *,
+        entries: tuple[pb.Entry, ...],
+        hard_state: pb.HardState | None,
+        snapshot: pb.Snapshot | None,
+        sync: bool,
+    ) -> SimWrite:
+        return SimWrite(entries, hard_state, snapshot)
+
+    def write(self, prepared: SimWrite) -> None:
+        disk = self._disk
+        if prepared.snapshot is not None:
+            disk.apply_snapshot(prepared.snapshot)
+        if prepared.entries:
+            disk.append(list(prepared.entries))
+            self._monitor.observe_append(self._id, list(prepared.entries), _term_lookup(disk.working.term))
+        if prepared.hard_state is not None:
+            disk.set_hard_state(prepared.hard_state)
+            self._monitor.observe_commit(self._id, prepared.hard_state.commit)
+
+    def written(self, prepared: SimWrite) -> None:
+        self._disk.sync()
+        self._app.sync()
+        self._monitor.observe_durable(self._id, self._app.applied)
+
+    def create_snapshot(self, index: int, conf_state: pb.ConfState) -> None:
+        self._disk.create_snapshot(index, conf_state, self._app.snapshot_data())
+
+    def compact(self, index: int) -> None:
+        self._disk.compact(index)
+
+
 class SimNode:
-    """SimNode is one member of the simulated cluster."""
+    """SimNode is one member of the simulated cluster: the host and state machine of its ReadyHandler."""
 
     def __init__(
         self,
@@ -100,23 +172,19 @@ class SimNode:
         self._stats = stats
         self.disk = disk
         self.settings = settings
+        self._raft_settings = settings.raft()
         self._rng = rng
         self._monitor = monitor
-        self.raw: RawNode | None = None  # None while crashed or stopped
+        self.core: ReadyHandler[SimWrite] | None = None  # None while crashed or stopped
         self.app = app
-        self.conf_state = pb.ConfState()
-        self._snapshot_index = 0
-        # the last index raft handed over (entry or snapshot) in this life; below applied while replaying
-        self._delivered = 0
-        self._conf_changed_since_snapshot = False
-        self._ready: Ready | None = None
-        self._sync_at = 0
+        self._conf_state = pb.ConfState()  # the configuration at the last conf change or snapshot
+        self._sync_at = 0  # the step the outstanding write's fsync completes
+        self._to_flush = False  # a message was stepped since the last flush
         self._writes_waiting: set[int] = set()  # request ids proposed here, answered when applied
-        self._batch: list[Command] = []  # writes waiting to be proposed together (batch_proposals)
         self._reads_waiting: dict[bytes, tuple[int, Command]] = {}  # ctx -> (attempt, read command)
         self._reads_confirmed: list[tuple[int, bytes]] = []  # (read index, ctx) awaiting applied >= index
         self.outgoing: list[pb.Message] = []
-        self._snapshots_not_sent: list[int] = []  # peers to tell raft about after advance (FAILURE)
+        self._snapshots_not_sent: list[int] = []  # peers to tell raft about at the next turn (FAILURE)
         self.answers: list[Answer] = []
         self.events: list[str] = []  # what the trace should tell (the cluster takes them each step)
         self.conf_changes_applied: list[tuple[pb.ConfState, pb.ConfState]] = []  # (before, after)
@@ -131,31 +199,28 @@ class SimNode:
     @property
     def alive(self) -> bool:
         """Alive tells whether the node runs (not crashed, not stopped)."""
-        return self.raw is not None
+        return self.core is not None
+
+    @property
+    def conf_state(self) -> pb.ConfState:
+        """Conf_state is the configuration raft handed over last (the running node's)."""
+        assert self.core is not None
+        return self.core.conf_state
 
     def start(self) -> None:
         """Start boots the node from its disk: durable log, hard state, snapshot and applied state."""
         finished = self.app.restart(self.disk)  # may finish an install a crash interrupted, on the disk too
         storage = self.disk.working
-        snapshot = storage.snapshot()
-        # Raft starts from the snapshot's configuration and replays the changes after it.
-        self.conf_state = snapshot.metadata.conf_state
-        self._snapshot_index = self._delivered = snapshot.metadata.index
-        config = Config(
-            id=self.id,
-            election_tick=self.settings.election_tick,
-            heartbeat_tick=self.settings.heartbeat_tick,
+        self._conf_state = _copy(storage.snapshot().metadata.conf_state)
+        self.core = ReadyHandler(
+            node_id=self.id,
             storage=storage,
-            # Like etcd: raft replays every committed entry after the snapshot, so conf changes reach
-            # its tracker again; the store skips what it already holds.
-            applied=snapshot.metadata.index,
-            max_size_per_msg=self.settings.max_size_per_msg,
-            max_inflight_msgs=self.settings.max_inflight_msgs,
-            check_quorum=self.settings.check_quorum,
-            pre_vote=self.settings.pre_vote,
+            disk=SimDisk(self.id, self.disk, self.app, self._monitor),
+            state=self,
+            host=self,
+            settings=self._raft_settings,
             rand=random.Random(self._rng.getrandbits(64)),
         )
-        self.raw = RawNode(config)
         self._monitor.observe_restart(self.id, self.applied, storage.hard_state.commit)
         if finished is not None:
             self.events.append(f"node {self.id} finishes installing snapshot {finished.index} at its start")
@@ -163,126 +228,118 @@ class SimNode:
 
     def crash(self) -> None:
         """Crash stops the node at once: unsynced writes, pending replies and in-flight work are lost."""
-        self.raw = None
-        self._ready = None
+        self.core = None
         self.disk.crash()
         self.app.crash()
         self._writes_waiting.clear()
         self._reads_waiting.clear()
         self._reads_confirmed.clear()
-        self._batch.clear()
         self.outgoing.clear()
         self._snapshots_not_sent.clear()
 
     def stop(self) -> None:
         """Stop shuts a removed member down for good."""
-        self.raw = None
-        self._ready = None
+        self.core = None
         self.app.close()
 
     # -- inputs ----------------------------------------------------------------------------------
 
     def tick(self) -> None:
         """Tick advances the node's logical clock."""
-        assert self.raw is not None
-        self.raw.tick()
+        assert self.core is not None
+        self.core.tick()
 
     def receive(self, message: pb.Message) -> None:
-        """Receive steps a message from a peer; responses from peers it does not know are dropped."""
-        assert self.raw is not None
-        with contextlib.suppress(ErrStepPeerNotFound, ProposalDropped):
-            self.raw.step(self.app.receiving(message))
+        """Receive steps a message from a peer; `flush` follows once this step's messages are in."""
+        core = self.core
+        assert core is not None
+        if not core.step(self.app.receiving(message)):
+            self._to_flush = True
+
+    def flush(self, now: int) -> None:
+        """Flush is the server's idle flush after the messages just stepped: what needs no write goes now.
+
+        The server flushes after each message that finds its loop idle; stepping the messages
+        that arrive at one step first is the schedule where the loop was busy until the last.
+        """
+        core = self.core
+        if core is not None and self._to_flush:
+            self._to_flush = False
+            self._begin(core, now, idle_flush=True)
 
     def submit(self, attempt: int, command: Command, via_log: bool) -> bool:
         """Submit hands a client request to raft; False if raft refused it (e.g. no leader known)."""
-        assert self.raw is not None
-        request = command.request
-        try:
-            if request.op.value == "get" and not via_log:
-                ctx = f"{command.request_id}:{attempt}".encode()
-                self.raw.read_index(ctx)
-                self._reads_waiting[ctx] = (attempt, command)
-            elif self.settings.batch_proposals:
-                self._batch.append(command)
-            else:
-                self.raw.propose(self.app.encode(command))
-                self._writes_waiting.add(command.request_id)
-        except ProposalDropped:
-            return False
+        core = self.core
+        assert core is not None
+        if command.request.op.value == "get" and not via_log:
+            ctx = f"{command.request_id}:{attempt}".encode()
+            try:
+                core.read_index(ctx)
+            except ProposalDropped:
+                return False
+            self._reads_waiting[ctx] = (attempt, command)
+        else:
+            core.propose(self.app.encode(command))  # queued for the next Ready's batch, as the server does
+            self._writes_waiting.add(command.request_id)
         return True
 
-    def _propose_batch(self, raw: RawNode) -> None:
-        batch, self._batch = self._batch, []
-        try:
-            raw.propose_many([self.app.encode(command) for command in batch])
-        except ProposalDropped:
-            return  # all or none: the clients re-send when no answer comes
-        self._writes_waiting.update(command.request_id for command in batch)
+    def report_snapshot(self, peer_id: int, ok: bool) -> None:
+        """Report_snapshot tells raft how a snapshot sent to a peer fared."""
+        assert self.core is not None
+        self.core.report_snapshot(peer_id, ok)
 
-    # -- the Ready loop --------------------------------------------------------------------------
+    # -- the driver's turn -------------------------------------------------------------------------
 
     def process(self, now: int) -> None:
-        """Process advances the Ready loop by one phase if there is work."""
-        raw = self.raw
-        assert raw is not None
-        if self._batch:
-            self._propose_batch(raw)
+        """Process runs one turn of the node's driver: finish the write whose fsync is done, or begin one."""
+        core = self.core
+        assert core is not None
         self.app.step()
-        if self._ready is not None:
-            if now >= self._sync_at:
-                self._finish_ready(raw, self._ready)
+        for peer in self._snapshots_not_sent:
+            core.report_snapshot(peer, ok=False)
+        self._snapshots_not_sent.clear()
+        if core.writing is None:
+            self._begin(core, now, idle_flush=False)
+        elif now >= self._sync_at:
+            core.finish()
+        self._serve_reads()
+
+    def _begin(self, core: ReadyHandler[SimWrite], now: int, idle_flush: bool) -> None:
+        if not (core.flush() if idle_flush else core.begin()):
             return
-        if not raw.has_ready():
-            self._serve_reads()
-            return
-        rd = raw.ready()
-        self._ready = rd
+        pending = core.writing
+        if pending is None:
+            return  # the Ready wrote nothing: handled whole
         try:
-            self._write(rd)
+            core.write(pending)
         except PowerLoss as loss:  # the application's writes for the Ready were cut short
             self.events.append(f"node {self.id} crashes: {loss}")
             self.crash()
             return
         self._sync_at = now + self._rng.randint(0, self.settings.max_sync_delay)
         if self._sync_at <= now:
-            self._finish_ready(raw, rd)
+            core.finish()
 
-    def _write(self, rd: Ready) -> None:
-        disk = self.disk
-        if rd.snapshot is not None:
-            self.app.claim(rd.snapshot)
-            disk.apply_snapshot(rd.snapshot)
-        if rd.entries:
-            disk.append(list(rd.entries))
-            self._monitor.observe_append(self.id, list(rd.entries), _term_lookup(disk.working.term))
-        if rd.hard_state is not None:
-            disk.set_hard_state(rd.hard_state)
-            self._monitor.observe_commit(self.id, rd.hard_state.commit)
-        self._send(rd.messages)
-        self._reads_confirmed.extend((rs.index, rs.request_ctx) for rs in rd.read_states)
+    def _serve_reads(self) -> None:
+        core = self.core
+        if not self._reads_confirmed or core is None:
+            return
+        still_waiting: list[tuple[int, bytes]] = []
+        for index, ctx in self._reads_confirmed:
+            if index > self.applied:
+                still_waiting.append((index, ctx))
+                continue
+            waiting = self._reads_waiting.pop(ctx, None)
+            if waiting is not None:
+                attempt, command = waiting
+                output = self.app.read(command)
+                self.answers.append(Answer(command.request_id, attempt, output, index, 0, core.raw.raft.term))
+        self._reads_confirmed = still_waiting
 
-    def _finish_ready(self, raw: RawNode, rd: Ready) -> None:
-        self._ready = None
-        self.disk.sync()
-        self.app.sync()
-        self._monitor.observe_durable(self.id, self.applied)
-        self._send_persisted(rd)
-        if rd.snapshot is not None:
-            self._install_snapshot(rd.snapshot)
-        self._apply_committed(raw, list(rd.committed_entries))
-        raw.advance(rd)
-        for peer in self._snapshots_not_sent:
-            raw.report_snapshot(peer, SnapshotStatus.FAILURE)
-        self._snapshots_not_sent.clear()
-        self._maybe_snapshot()
-        self._serve_reads()
+    # -- the handler's host --------------------------------------------------------------------------
 
-    def _send_persisted(self, rd: Ready) -> None:
-        # Only now that the writes are durable may what acknowledges them go out.
-        self._send(rd.persisted_messages)
-
-    def _send(self, messages: Sequence[pb.Message]) -> None:
-        """Queue messages as the application puts them on the wire.
+    def send(self, messages: list[pb.Message]) -> None:
+        """Send queues messages as the application puts them on the wire.
 
         A MsgSnap whose attached state is newer than raft's snapshot point is relabelled
         with the index, term and configuration of that state, as the server's
@@ -290,23 +347,56 @@ class SimNode:
         not the one at the store's applied index) the snapshot is not sent and raft hears
         it failed.
         """
+        core = self.core
+        assert core is not None
         for message in messages:
             sent = self.app.sending(message)
             if sent.type == pb.MsgSnap and sent.snapshot.metadata.index != message.snapshot.metadata.index:
                 meta = sent.snapshot.metadata
-                if meta.index != self._delivered:
+                if meta.index != core.delivered_index:
                     self._snapshots_not_sent.append(message.to)
                     continue
                 meta.term = self.disk.working.term(meta.index)
-                meta.conf_state.CopyFrom(self.conf_state)
+                meta.conf_state.CopyFrom(core.conf_state)
                 self._stats["snapshots_relabelled"] += 1
             self.outgoing.append(sent)
 
-    def _install_snapshot(self, snapshot: pb.Snapshot) -> None:
+    def reads_confirmed(self, read_states: Sequence[ReadState]) -> None:
+        self._reads_confirmed.extend((rs.index, rs.request_ctx) for rs in read_states)
+
+    def leader_changed(self, lead: int, term: int) -> None:
+        return None  # clients find the leader by trying (Workload): nothing waits for it here
+
+    # -- the handler's state machine ----------------------------------------------------------------
+
+    def applied_index(self) -> int:
+        return self.app.applied
+
+    def apply_entries(self, entries: list[pb.Entry]) -> None:
+        core = self.core
+        assert core is not None
+        term = core.raw.raft.term
+        for done in self.app.apply(entries):
+            entry = done.entry
+            if done.request_id in self._writes_waiting:
+                assert done.request_id is not None and done.output is not None
+                self._writes_waiting.discard(done.request_id)
+                self.answers.append(Answer(done.request_id, None, done.output, entry.index, entry.term, term))
+            self._monitor.observe_apply(self.id, entry, term, done.digest)
+
+    def conf_change_applied(self, entry: pb.Entry, change: pb.ConfChangeV2, conf_state: pb.ConfState) -> None:
+        # Raft's tracker sees every change again after a restart; the cluster follows only new ones.
+        before, self._conf_state = self._conf_state, _copy(conf_state)
+        if entry.index > self.applied:
+            self.conf_changes_applied.append((before, self._conf_state))
+
+    def install_state(self, snapshot: pb.Snapshot, write: SimWrite) -> None:
+        self.app.claim(snapshot)
+
+    def state_installed(self, snapshot: pb.Snapshot) -> None:
         meta = snapshot.metadata
         self.app.install(snapshot)
-        self.conf_state = meta.conf_state
-        self._snapshot_index = self._delivered = meta.index
+        self._conf_state = _copy(meta.conf_state)
         self._stats["snapshots_installed"] += 1
         self.events.append(
             f"node {self.id} installs snapshot {meta.index} (its store applied {self.applied})"
@@ -319,83 +409,25 @@ class SimNode:
         term = meta.term if self.applied == meta.index else None
         self._monitor.observe_snapshot_restore(self.id, self.applied, term, self.app.digest())
 
-    def _apply_committed(self, raw: RawNode, entries: list[pb.Entry]) -> None:
-        run: list[pb.Entry] = []
-        for entry in entries:
-            self._delivered = entry.index
-            change = decode_conf_change(entry)
-            if change is not None:
-                self._apply_run(raw, run)
-                run = []
-                # Raft's tracker must see every change again after a restart, even those the store holds.
-                before, self.conf_state = self.conf_state, raw.apply_conf_change(change)
-                if entry.index > self.applied:
-                    self.conf_changes_applied.append((before, self.conf_state))
-                    self._conf_changed_since_snapshot = True
-            run.append(entry)
-        self._apply_run(raw, run)
-
-    def _apply_run(self, raw: RawNode, run: list[pb.Entry]) -> None:
-        if not run:
-            return
-        for done in self.app.apply(run):
-            entry = done.entry
-            if done.request_id in self._writes_waiting:
-                assert done.request_id is not None and done.output is not None
-                self._writes_waiting.discard(done.request_id)
-                self.answers.append(
-                    Answer(done.request_id, None, done.output, entry.index, entry.term, raw.raft.term)
-                )
-            self._monitor.observe_apply(self.id, entry, raw.raft.term, done.digest)
-
-    def _maybe_snapshot(self) -> None:
-        every = self.settings.snapshot_every
-        if not every or self.applied == self._snapshot_index:
-            return
-        # Right after a membership change too: a member it adds may need a snapshot, and raft ignores
-        # one whose configuration does not name the receiver.
-        if self.applied - self._snapshot_index < every and not self._conf_changed_since_snapshot:
-            return
-        if self._delivered < self.applied:
-            return  # still replaying after a restart: conf_state is not yet the one at `applied`
-        working = self.disk.working
-        if self.applied > working.last_index():
-            return
-        self.disk.create_snapshot(self.applied, self.conf_state, self.app.snapshot_data())
-        self._snapshot_index = self.applied
-        self._conf_changed_since_snapshot = False
-        compact_to = self.applied - self.settings.keep_entries
-        if compact_to >= working.first_index():
-            self.disk.compact(compact_to)
-
-    def _serve_reads(self) -> None:
-        if not self._reads_confirmed or self.raw is None:
-            return
-        still_waiting: list[tuple[int, bytes]] = []
-        for index, ctx in self._reads_confirmed:
-            if index > self.applied:
-                still_waiting.append((index, ctx))
-                continue
-            waiting = self._reads_waiting.pop(ctx, None)
-            if waiting is not None:
-                attempt, command = waiting
-                output = self.app.read(command)
-                self.answers.append(Answer(command.request_id, attempt, output, index, 0, self.raw.raft.term))
-        self._reads_confirmed = still_waiting
-
     # -- inspection ------------------------------------------------------------------------------
 
     def leader_term(self) -> int | None:
         """Leader_term is the node's term if it believes it is the leader, else None."""
-        raw = self.raw
-        if raw is None or raw.raft.role is not StateType.LEADER:
+        core = self.core
+        if core is None or core.raw.raft.role is not StateType.LEADER:
             return None
-        return raw.raft.term
+        return core.raw.raft.term
 
     def log_term_lookup(self) -> Callable[[int], int | None]:
         """Log_term_lookup reads terms from the node's whole log (stable and unstable)."""
-        assert self.raw is not None
-        return _term_lookup(self.raw.raft.raft_log.term)
+        assert self.core is not None
+        return _term_lookup(self.core.raw.raft.raft_log.term)
+
+
+def _copy(conf_state: pb.ConfState) -> pb.ConfState:
+    copy = pb.ConfState()
+    copy.CopyFrom(conf_state)
+    return copy
 
 
 def bootstrap_storage(voters: list[int]) -> MemoryStorage:

@@ -58,7 +58,6 @@ class RunPlan:
             snapshot_every=rng.choice((0, 8, 20)),
             keep_entries=rng.choice((0, 3)),
             max_sync_delay=rng.choice((0, 1, 3)),
-            batch_proposals=rng.random() < 0.5,
         )
         network = NetworkFaults(
             drop=rng.choice((0.0, 0.02, 0.1, 0.25)),

@@ -10,11 +10,10 @@ from __future__ import annotations
 import pytest
 
 from etcdpy.checker import KvOutput
-from etcdpy.raft import Ready
 from etcdpy.raft import log as raft_log
 
 from .application import ToyApplication
-from .node import Answer, SimNode
+from .node import Answer, SimDisk, SimNode, SimWrite
 from .plan import RunPlan
 from .runner import SimulationFailure, run_plan
 from .statemachine import Command, KvStateMachine
@@ -51,7 +50,7 @@ def test_stale_reads_break_linearizability(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_votes_for_stale_logs_break_leader_completeness(monkeypatch: pytest.MonkeyPatch) -> None:
     """A raft that grants votes whatever the candidate's log lets a leader lack committed entries."""
-    monkeypatch.setattr(raft_log.RaftLogStorage, "is_up_to_date", lambda self, last_index, term: True)
+    monkeypatch.setattr(raft_log.RaftLog, "is_up_to_date", lambda self, last_index, term: True)
     reason = first_failure().reason
     assert "leader completeness" in reason or "acknowledged write lost" in reason, reason
 
@@ -78,14 +77,14 @@ def test_diverging_store_breaks_state_machine_safety(monkeypatch: pytest.MonkeyP
 
 
 def test_acknowledging_before_persisting_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sending persisted_messages before the fsync lets a crash lose entries a quorum counted on."""
-    write = SimNode._write
+    """A disk whose fsync lags one Ready lets persisted_messages acknowledge writes a crash then loses."""
+    write, written = SimDisk.write, SimDisk.written
 
-    def write_and_acknowledge(self: SimNode, rd: Ready) -> None:
-        write(self, rd)
-        self.outgoing.extend(rd.persisted_messages)
+    def write_after_syncing_the_last(self: SimDisk, prepared: SimWrite) -> None:
+        written(self, prepared)  # the previous Ready's writes become durable only now
+        write(self, prepared)
 
-    monkeypatch.setattr(SimNode, "_write", write_and_acknowledge)
-    monkeypatch.setattr(SimNode, "_send_persisted", lambda self, rd: None)
+    monkeypatch.setattr(SimDisk, "write", write_after_syncing_the_last)
+    monkeypatch.setattr(SimDisk, "written", lambda self, prepared: None)
     reason = first_failure().reason
     assert "safety violation" in reason or "out of range" in reason, reason

@@ -1,26 +1,25 @@
-"""RaftNode: the member's Ready loop over `etcdpy.raft.RawNode`, in one asyncio task.
+"""RaftNode: the asyncio driver of a member's `ReadyHandler` (ready.py), in one task.
 
-Each turn of the loop (see the Ready docstring for the contract)::
+Each turn of the loop::
 
-    queued proposals -> RawNode.propose_many (one batch per turn); waiting reads -> one ReadIndex
-    rd = ready()
-      send rd.messages at once (the leader's MsgApps go out while it fsyncs), coalesced
-      serve rd.read_states (ReadIndex answers need no local write)
-      apply the committed entries already durable here (no need to wait for this Ready's fsync)
-      install rd.snapshot (state keyspaces, then the applier reloads)
-      persist snapshot point, entries and hard state: ONE LevelDB batch, on a worker thread
-        when it must be synced (an unsynced commit-index-only write is done in place)
-      send rd.persisted_messages (votes, acks: only once durable), coalesced
-      apply the other committed entries (conf changes through RawNode.apply_conf_change)
-    advance(rd); maybe snapshot and compact the log
+    waiting reads -> one ReadIndex round; handler.begin(): queued proposals in one batch,
+      rd.messages sent, read states served, committed entries already durable applied
+    the Ready's write (snapshot state, then ONE LevelDB batch: snapshot point, entries and
+      hard state) on a worker thread when it must be synced; an unsynced commit-index-only
+      write is done in place
+    handler.finish(): persisted messages sent, the other committed entries applied, advance;
+      waiters of the applied index woken
 
 While one batch is being written, new proposals queue and go into the next Ready
-(group commit).  Ticks come from a timer task every heartbeat interval.
+(group commit).  Ticks come from a timer task every heartbeat interval.  When
+the loop waits for work, a stepped message or a new read flushes at once
+(`ReadyHandler.flush`): its answer does not wait for the loop's next turn.
 
-The seam EtcdServer uses: ``propose(bytes)``, ``propose_conf_change(cc)``,
-``read_index()``, ``run()``/``stop()``, ``term``, ``commit_index``,
-``leader_id``, and the callbacks given at construction.  All calls happen on
-the event loop.
+The seam Replication uses: ``propose(bytes)``, ``propose_conf_change(cc)``,
+``read_index()``, ``wait_applied()``, ``run()``/``stop()``, ``term``,
+``commit_index``, ``leader_id``, ``is_leader()``, ``status()``,
+``leader_changes``, ``conf_state``, ``delivered_index``, and the state machine
+given at construction.  All calls happen on the event loop.
 """
 
 from __future__ import annotations
@@ -32,29 +31,16 @@ import logging
 import random
 import struct
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
 
 from etcdpy.api import errors
 from etcdpy.api.raftpb import raft_pb2 as pb
-from etcdpy.raft import (
-    NONE,
-    Config,
-    ErrStepLocalMsg,
-    ErrStepPeerNotFound,
-    ProposalDropped,
-    RawNode,
-    ReadState,
-    Ready,
-    SnapshotStatus,
-    StateType,
-    coalesce,
-    decode_conf_change,
-)
-from etcdpy.server import failpoints
-from etcdpy.server.storage.raftlog import RaftLogStorage
+from etcdpy.raft import NONE, ProposalDropped, ReadState, StateType, Status
+from etcdpy.server.consensus.ready import RaftSettings, ReadyHandler, ReadyWrite, StateMachine
+from etcdpy.server.storage.raftlog import PreparedWrite, RaftLogStorage
+
+__all__ = ["MAX_FORWARDED_READS", "RaftNode", "RaftSettings"]
 
 log = logging.getLogger("etcdpy.server.raft")
 
@@ -68,37 +54,45 @@ LEADER_READ_SPACING = 0.002
 FOLLOWER_READ_SPACING = 0.001
 _READ_CTX = struct.Struct(">QQ")  # member ID, then a counter started at the boot time in nanoseconds
 
-ApplyEntries = Callable[[list[pb.Entry]], None]
-"""Receives committed normal entries (and conf change entries, already applied to raft), in order."""
 
-ConfChangeApplied = Callable[[pb.Entry, pb.ConfChangeV2, pb.ConfState], None]
-"""Called for each committed conf change after raft applied it, before the entry reaches ApplyEntries."""
+class RaftLogDisk:
+    """RaftLogDisk is the LevelDB raft log as the handler's `RaftDisk`: one batch per Ready."""
 
-InstallState = Callable[[pb.SnapshotMetadata, Any], None]
-"""Replaces the state by the received snapshot's (on the worker thread), before the write batch is written.
+    def __init__(self, storage: RaftLogStorage) -> None:
+        self.storage = storage
 
-It may write batches of its own first (see Replication._install_state); the given batch
-carries the new snapshot point and log and completes the install, so a crash before it
-is written leaves an install that the next start finishes, never the new state over
-the old log unrecorded."""
+    def first_index(self) -> int:
+        return self.storage.first_index()
 
-StateInstalled = Callable[[pb.SnapshotMetadata], None]
-"""Called on the loop once the snapshot's state is installed (reload what was read from the old state)."""
+    def last_index(self) -> int:
+        return self.storage.last_index()  # the view moves only once a write is durable
 
+    def prepare(
+        self,
+        *,
+        entries: tuple[pb.Entry, ...],
+        hard_state: pb.HardState | None,
+        snapshot: pb.Snapshot | None,
+        sync: bool,
+    ) -> PreparedWrite:
+        return self.storage.prepare(
+            entries=entries,
+            hard_state=hard_state,
+            snapshot=snapshot.metadata if snapshot is not None else None,
+            sync=sync,
+        )
 
-@dataclass(frozen=True)
-class RaftSettings:
-    """The raft parameters of a member (times in ticks of `tick_seconds`)."""
+    def write(self, prepared: PreparedWrite) -> None:
+        prepared.batch.write()  # plyvel releases the GIL for the write and fsync
 
-    tick_seconds: float
-    election_tick: int
-    heartbeat_tick: int = 1
-    pre_vote: bool = True
-    check_quorum: bool = True
-    snapshot_count: int = 100_000  # applied entries between snapshots
-    catchup_entries: int = 5_000  # entries kept below a snapshot for slow followers
-    max_size_per_msg: int = 1 << 20
-    max_inflight_msgs: int = 512
+    def written(self, prepared: PreparedWrite) -> None:
+        self.storage.apply_prepared(prepared)
+
+    def create_snapshot(self, index: int, conf_state: pb.ConfState) -> None:
+        self.storage.create_snapshot(index, conf_state)
+
+    def compact(self, index: int) -> None:
+        self.storage.write(self.storage.prepare(compact_to=index))
 
 
 class _ReadRound:
@@ -130,7 +124,7 @@ class _ReadRound:
 
 
 class RaftNode:
-    """A raft member: RawNode, its LevelDB log, and the loop that connects them to the rest."""
+    """A raft member: its ReadyHandler over the LevelDB log, and the loop that drives it."""
 
     def __init__(
         self,
@@ -138,49 +132,22 @@ class RaftNode:
         node_id: int,
         storage: RaftLogStorage,
         settings: RaftSettings,
-        applied_index: Callable[[], int],
-        apply_entries: ApplyEntries,
-        conf_change_applied: ConfChangeApplied,
-        install_state: InstallState,
-        state_installed: StateInstalled = lambda meta: None,
+        state: StateMachine[PreparedWrite],
         send: Callable[[Iterable[pb.Message]], None] = lambda messages: None,
     ) -> None:
         self.id = node_id
-        self.storage = storage
         self.settings = settings
-        self.applied_index = applied_index
-        self.apply_entries = apply_entries
-        self.conf_change_applied = conf_change_applied
-        self.install_state = install_state
-        self.state_installed = state_installed
+        self.state = state
         self.send = send  # the transport's; set before run()
-        snap = storage.snapshot_meta
-        self.raw = RawNode(
-            Config(
-                id=node_id,
-                election_tick=settings.election_tick,
-                heartbeat_tick=settings.heartbeat_tick,
-                storage=storage,
-                # Raft replays every committed entry after the snapshot point, so conf changes reach
-                # its tracker again; the applier skips what the store already holds.
-                applied=snap.index,
-                max_size_per_msg=settings.max_size_per_msg,
-                max_inflight_msgs=settings.max_inflight_msgs,
-                check_quorum=settings.check_quorum,
-                pre_vote=settings.pre_vote,
-                rand=random.Random(),
-            )
+        self.core = ReadyHandler(
+            node_id=node_id,
+            storage=storage,
+            disk=RaftLogDisk(storage),
+            state=state,
+            host=self,
+            settings=settings,
+            rand=random.Random(),
         )
-        self.conf_state = pb.ConfState()
-        self.conf_state.CopyFrom(snap.conf_state)
-        self._snapshot_index = snap.index
-        self._delivered = snap.index  # last index raft handed over in this life (entry or snapshot)
-        self.term = storage.hard_state.term
-        self.commit_index = storage.hard_state.commit
-        self.leader_id = NONE
-        self.role = StateType.FOLLOWER
-        self.leader_changes = 0  # incremented whenever the known leader changes (ErrLeaderChanged)
-        self._proposals: list[bytes] = []
         self._wakeup = asyncio.Event()
         self._stopping = False
         # Read contexts are unique across members and restarts: the leader keys pending reads by
@@ -196,9 +163,46 @@ class RaftNode:
         # One worker: writes must reach LevelDB in order, one at a time.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etcdpy-raftlog")
         self._ticker: asyncio.Task[None] | None = None
-        self._idle = False  # the loop waits for work (no Ready outstanding)
-        self._deferred: Ready | None = None  # taken by _flush_if_idle, left for the loop to handle
-        self.campaign_when_alone = True  # a one-voter cluster elects itself at once (as etcd's fast path)
+        self._idle = False  # the loop waits for work (no write outstanding)
+        self._failed: BaseException | None = None  # raised by an idle flush: the loop stops with it
+
+    # ---- what the member knows ----
+
+    @property
+    def term(self) -> int:
+        """The term as persisted."""
+        return self.core.term
+
+    @property
+    def commit_index(self) -> int:
+        return self.core.commit_index
+
+    @property
+    def leader_id(self) -> int:
+        return self.core.leader_id
+
+    @property
+    def leader_changes(self) -> int:
+        """How often the known leader changed (a request that saw it change fails with ErrLeaderChanged)."""
+        return self.core.leader_changes
+
+    @property
+    def conf_state(self) -> pb.ConfState:
+        """The configuration at `delivered_index`."""
+        return self.core.conf_state
+
+    @property
+    def delivered_index(self) -> int:
+        """The last index raft handed to the state machine in this life (entry or snapshot)."""
+        return self.core.delivered_index
+
+    def is_leader(self) -> bool:
+        """Whether raft believes this member leads right now."""
+        return self.core.is_leader()
+
+    def status(self) -> Status:
+        """Raft's state now; on the leader, every peer's progress."""
+        return self.core.status()
 
     # ---- inputs (event loop) ----
 
@@ -206,39 +210,34 @@ class RaftNode:
         """Queue one entry for the next batch; raises ErrStopped once stopping."""
         if self._stopping:
             raise errors.ErrStopped()
-        self._proposals.append(data)
+        self.core.propose(data)
         self._wakeup.set()
 
     def propose_conf_change(self, cc: pb.ConfChange) -> None:
         """Propose a membership change now (raises ProposalDropped, e.g. no leader known)."""
         if self._stopping:
             raise errors.ErrStopped()
-        self.raw.propose_conf_change(cc)
+        self.core.propose_conf_change(cc)
         self._wakeup.set()
 
     def step(self, message: pb.Message) -> None:
         """Deliver a message from a peer (from the transport)."""
         if self._stopping:
             return
-        if message.type == pb.MsgProp and all(e.type == pb.EntryNormal for e in message.entries):
-            # A follower's forwarded proposals join ours: one append and one MsgApp per follower
-            # per turn, however many followers forwarded meanwhile.
-            self._proposals.extend(e.data for e in message.entries)
-            self._wakeup.set()
-            return
-        with contextlib.suppress(ErrStepPeerNotFound, ErrStepLocalMsg, ProposalDropped):
-            self.raw.step(message)
-        self._flush_if_idle()
+        if self.core.step(message):
+            self._wakeup.set()  # forwarded proposals: they go into the loop's next batch
+        else:
+            self._flush_if_idle()
 
     def report_unreachable(self, peer_id: int) -> None:
-        self.raw.report_unreachable(peer_id)
+        self.core.report_unreachable(peer_id)
 
     def report_snapshot(self, peer_id: int, ok: bool) -> None:
-        self.raw.report_snapshot(peer_id, SnapshotStatus.FINISH if ok else SnapshotStatus.FAILURE)
+        self.core.report_snapshot(peer_id, ok)
         self._wakeup.set()
 
     def transfer_leader(self, transferee: int) -> None:
-        self.raw.transfer_leader(transferee)
+        self.core.transfer_leader(transferee)
         self._wakeup.set()
 
     async def read_index(self) -> int:
@@ -265,8 +264,8 @@ class RaftNode:
         return await answer
 
     async def wait_applied(self, index: int) -> None:
-        """Return once the applier has applied `index`."""
-        if self.applied_index() >= index:
+        """Return once the state machine has applied `index`."""
+        if self.state.applied_index() >= index:
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._applied_waiters.append((index, waiter))
@@ -286,40 +285,58 @@ class RaftNode:
         while self.leader_id != member_id:
             await self.wait_leader_change()
 
+    # ---- the handler's host ----
+
+    def reads_confirmed(self, read_states: Sequence[ReadState]) -> None:
+        # A confirmed read index needs nothing from the Ready's write: answer it now.
+        for rs in read_states:
+            round_ = self._issued_reads.pop(rs.request_ctx, None)
+            if round_ is not None:
+                round_.answer(rs.index)
+
+    def leader_changed(self, lead: int, term: int) -> None:
+        log.info("member %x: leader is now %x (term %d)", self.id, lead, term)
+        waiters, self._leader_waiters = self._leader_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        # Reads issued to the old leader may never be answered: fail them so callers retry.
+        for round_ in self._issued_reads.values():
+            round_.fail(errors.ErrLeaderChanged())
+        self._issued_reads.clear()
+        if lead == NONE:
+            self._leader_known.clear()
+        else:
+            self._leader_known.set()
+
     # ---- the loop ----
 
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.settings.tick_seconds)
-            self.raw.tick()
+            self.core.tick()
             for round_ in self._issued_reads.values():
                 round_.ticks_waiting += 1
                 if round_.ticks_waiting >= self.settings.election_tick:
                     # The request or its answer was lost: ask again (same ctx, so one answer serves all).
                     round_.ticks_waiting = 0
                     with contextlib.suppress(ProposalDropped):
-                        self.raw.read_index(round_.ctx)
+                        self.core.read_index(round_.ctx)
             self._wakeup.set()
 
-    def _submit(self) -> None:
-        if self._proposals:
-            try:
-                self.raw.propose_many(self._proposals)
-                self._proposals = []
-            except ProposalDropped:
-                pass  # no leader yet: keep them; the next turn (tick, leader change) retries
+    def _issue_reads(self) -> None:
         round_ = self._read_round
         # On the leader, one round in flight at a time (as etcd's read loop; each costs a heartbeat
         # to every follower): readers who come meanwhile share the next one, issued as soon as this
         # one is answered.  A follower's round is a message to the leader, which answers at once when
         # the two are a quorum: there a reader would only wait for a round it cannot join, so a
         # follower issues a round per turn, up to MAX_FORWARDED_READS in flight.  A lone read never waits.
-        limit = 1 if self.role is StateType.LEADER else MAX_FORWARDED_READS
+        limit = 1 if self.core.role is StateType.LEADER else MAX_FORWARDED_READS
         if round_ is not None and not round_.issued and len(self._issued_reads) < limit:
             if round_.queued and not self._read_due():
                 return
             try:
-                self.raw.read_index(round_.ctx)
+                self.core.read_index(round_.ctx)
             except ProposalDropped:
                 return
             self._read_issued_at = asyncio.get_running_loop().time()
@@ -330,7 +347,7 @@ class RaftNode:
     def _read_due(self) -> bool:
         """Whether a queued round may be issued now; if not, a timer issues it when it is due."""
         loop = asyncio.get_running_loop()
-        spacing = LEADER_READ_SPACING if self.role is StateType.LEADER else FOLLOWER_READ_SPACING
+        spacing = LEADER_READ_SPACING if self.core.role is StateType.LEADER else FOLLOWER_READ_SPACING
         due = self._read_issued_at + spacing
         if loop.time() >= due:
             return True
@@ -346,12 +363,15 @@ class RaftNode:
         """The Ready loop; returns after `stop` once what was queued is persisted and applied."""
         loop = asyncio.get_running_loop()
         self._ticker = loop.create_task(self._tick(), name="etcdpy-raft-tick")
+        core = self.core
         try:
             while True:
-                rd, self._deferred = self._deferred, None
-                if rd is None:
-                    self._submit()
-                    if not self.raw.has_ready():
+                if self._failed is not None:
+                    raise self._failed
+                pending = core.writing
+                if pending is None:
+                    self._issue_reads()
+                    if not core.begin():
                         if self._stopping:
                             return  # proposals still queued are failed by the server (ErrStopped)
                         self._wakeup.clear()
@@ -361,9 +381,13 @@ class RaftNode:
                         finally:
                             self._idle = False
                         continue
-                    rd = self.raw.ready()
-                await self._handle(rd)
-                self._maybe_campaign_alone()
+                    self._wake_applied()
+                    pending = core.writing
+                    if pending is None:
+                        continue  # the Ready wrote nothing: handled whole
+                await self._write(pending)
+                core.finish()
+                self._wake_applied()
         finally:
             self._ticker.cancel()
             if self._read_timer is not None:
@@ -371,157 +395,38 @@ class RaftNode:
             await asyncio.gather(self._ticker, return_exceptions=True)
             self._executor.shutdown(wait=True)
 
-    def _flush_if_idle(self) -> None:
-        """Wake the loop; if it is idle, send what needs no write at once, without waiting for its turn.
-
-        A heartbeat's answer goes out, or a confirmed read is served, as soon as the message
-        is stepped, a loop turn sooner on each member: those turns are part of a read's latency.
-        A Ready that has more to do (entries, state, applies) is left to the loop.
-        """
-        if not self._idle or self._deferred is not None:
-            self._wakeup.set()
-            return
-        self._submit()
-        if not self.raw.has_ready():
-            return
-        rd = self.raw.ready()
-        if (
-            rd.entries
-            or rd.hard_state is not None
-            or rd.snapshot is not None
-            or rd.soft_state is not None
-            or rd.committed_entries
-            or rd.persisted_messages
-        ):
-            self._deferred = rd
-            self._wakeup.set()
-            return
-        self.send(coalesce(rd.messages, self.settings.max_size_per_msg))
-        self._serve_reads(rd.read_states)
-        self.raw.advance(rd)
-
-    def _maybe_campaign_alone(self) -> None:
-        if (
-            self.campaign_when_alone
-            and self.role is not StateType.LEADER
-            and list(self.conf_state.voters) == [self.id]
-            and not self.conf_state.voters_outgoing
-        ):
-            self.campaign_when_alone = False
-            self.raw.campaign()
-
-    async def _handle(self, rd: Ready) -> None:
-        self.send(coalesce(rd.messages, self.settings.max_size_per_msg))
-        # A confirmed read index needs nothing from this Ready's write: answer it now.
-        self._serve_reads(rd.read_states)
-        committed = rd.committed_entries
-        if committed and rd.snapshot is None:
-            # Committed entries already on our disk need not wait for this Ready's write (a whole
-            # fsync): apply them first.  Entries this Ready writes or overwrites wait for it.
-            durable = self.storage.last_index()
-            if rd.entries:
-                durable = min(durable, rd.entries[0].index - 1)
-            early = max(0, min(len(committed), durable - committed[0].index + 1))
-            if early:
-                self._apply(committed[:early])
-                committed = committed[early:]
-        if rd.entries or rd.hard_state is not None or rd.snapshot is not None:
-            await self._persist(rd)
-        if rd.hard_state is not None:
-            self.term = rd.hard_state.term
-            self.commit_index = max(self.commit_index, rd.hard_state.commit)
-        if rd.soft_state is not None:
-            self._soft_state(rd.soft_state.lead, rd.soft_state.role)
-        self.send(coalesce(rd.persisted_messages, self.settings.max_size_per_msg))
-        if rd.snapshot is not None:
-            self._snapshot_installed(rd.snapshot.metadata)
-        if committed:
-            self._apply(committed)
-        self.raw.advance(rd)
-        self._wake_applied()
-        self._maybe_snapshot()
-
-    async def _persist(self, rd: Ready) -> None:
-        """Write the Ready's snapshot point, entries and hard state as one batch (synced if it must be)."""
-        prepared = self.storage.prepare(
-            entries=rd.entries,
-            hard_state=rd.hard_state,
-            snapshot=rd.snapshot.metadata if rd.snapshot is not None else None,
-            sync=rd.must_sync,
-        )
-        snap = rd.snapshot
-        saved = rd.entries[-1].index if rd.entries else self.commit_index
-        failpoints.hit("raftBeforeSave", saved)
-        if snap is not None:
-            failpoints.hit("raftBeforeApplySnap", snap.metadata.index)
-
-        def write() -> None:
-            if snap is not None:
-                self.install_state(snap.metadata, prepared.batch)
-            prepared.batch.write()
-
-        if snap is None and not rd.must_sync:
-            # Only the commit index changed: an unsynced write takes microseconds, less than
-            # the hop to the worker thread, and no other write of ours is in flight.
-            write()
+    async def _write(self, pending: ReadyWrite[PreparedWrite]) -> None:
+        if pending.quick:
+            # Only the commit index changed: an unsynced write takes microseconds, less than the hop
+            # to the worker thread, and no other write of ours is in flight.
+            self.core.write(pending)
         else:
             # Shielded: a cancelled loop must not leave a write running against a closing backend.
             loop = asyncio.get_running_loop()
-            await asyncio.shield(loop.run_in_executor(self._executor, write))
-        self.storage.apply_prepared(prepared)
-        failpoints.hit("raftAfterSave", saved)
-        if snap is not None:
-            self.state_installed(snap.metadata)
-            failpoints.hit("raftAfterApplySnap", snap.metadata.index)
+            await asyncio.shield(loop.run_in_executor(self._executor, self.core.write, pending))
 
-    def _serve_reads(self, read_states: Iterable[ReadState]) -> None:
-        for rs in read_states:
-            round_ = self._issued_reads.pop(rs.request_ctx, None)
-            if round_ is not None:
-                round_.answer(rs.index)
+    def _flush_if_idle(self) -> None:
+        """Wake the loop; if it is idle, begin the next Ready now, without waiting for its turn.
 
-    def _soft_state(self, lead: int, role: StateType) -> None:
-        if lead != self.leader_id:
-            if self.leader_id != NONE or lead == NONE:
-                self.leader_changes += 1
-            log.info("member %x: leader is now %x (term %d)", self.id, lead, self.raw.raft.term)
-            self.leader_id = lead
-            waiters, self._leader_waiters = self._leader_waiters, []
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
-            # Reads issued to the old leader may never be answered: fail them so callers retry.
-            for round_ in self._issued_reads.values():
-                round_.fail(errors.ErrLeaderChanged())
-            self._issued_reads.clear()
-        self.role = role
-        if lead == NONE:
-            self._leader_known.clear()
-        else:
-            self._leader_known.set()
-
-    def _snapshot_installed(self, meta: pb.SnapshotMetadata) -> None:
-        self.conf_state.CopyFrom(meta.conf_state)
-        self._snapshot_index = self._delivered = meta.index
-        self.commit_index = max(self.commit_index, meta.index)
-
-    def _apply(self, entries: Iterable[pb.Entry]) -> None:
-        out: list[pb.Entry] = []
-        for entry in entries:
-            self._delivered = entry.index
-            change = decode_conf_change(entry)
-            if change is not None:
-                if out:
-                    self.apply_entries(out)
-                    out = []
-                self.conf_state = self.raw.apply_conf_change(change)
-                self.conf_change_applied(entry, change, self.conf_state)
-            out.append(entry)
-        if out:
-            self.apply_entries(out)
+        A heartbeat's answer goes out, or a confirmed read is served, as soon as the message
+        is stepped, a loop turn sooner on each member: those turns are part of a read's latency.
+        A Ready that writes is left begun: the loop, woken, does its write.
+        """
+        self._wakeup.set()
+        if not self._idle:
+            return
+        self._issue_reads()
+        try:
+            self.core.flush()
+        except BaseException as exc:
+            self._failed = exc  # the loop stops with it, as if its own turn had failed
+            raise
+        self._wake_applied()
 
     def _wake_applied(self) -> None:
-        applied = self.applied_index()
+        if not self._applied_waiters:
+            return
+        applied = self.state.applied_index()
         still: list[tuple[int, asyncio.Future[None]]] = []
         for index, waiter in self._applied_waiters:
             if index <= applied:
@@ -530,20 +435,6 @@ class RaftNode:
             else:
                 still.append((index, waiter))
         self._applied_waiters = still
-
-    def _maybe_snapshot(self) -> None:
-        """Every snapshot_count applied entries: record a snapshot point and drop the log below the tail."""
-        applied = self.applied_index()
-        if applied - self._snapshot_index < self.settings.snapshot_count:
-            return
-        if self._delivered < applied or applied > self.storage.last_index():
-            return  # replaying after a restart: conf_state is not yet the one at `applied`
-        self.storage.create_snapshot(applied, self.conf_state)
-        self._snapshot_index = applied
-        compact_to = applied - self.settings.catchup_entries
-        if compact_to >= self.storage.first_index():
-            self.storage.write(self.storage.prepare(compact_to=compact_to))
-        log.info("member %x: snapshot at %d, log from %d", self.id, applied, self.storage.first_index())
 
     async def stop(self) -> None:
         """Refuse new proposals; `run` returns once what is queued is handled."""

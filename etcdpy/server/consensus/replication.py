@@ -236,9 +236,7 @@ class Replication:
     def apply_entries(self, entries: list[pb.Entry]) -> None:
         self._apply_run(entries)
 
-    def conf_change_applied(
-        self, entry: pb.Entry, change: pb.ConfChangeV2, conf_state: pb.ConfState
-    ) -> None:
+    def conf_change_applied(self, entry: pb.Entry, change: pb.ConfChangeV2, conf_state: pb.ConfState) -> None:
         if entry.index <= self.applier.applied_index:
             return  # replayed after a restart: the member table already holds it
         context = change.context
