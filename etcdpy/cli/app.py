@@ -15,7 +15,6 @@ from typing import Any, NoReturn
 
 import click
 
-from etcdpy import __version__
 from etcdpy.api.errors import EtcdError
 from etcdpy.cli.context import CliState
 from etcdpy.cli.errors import CliError, ExitCode, SilentExit
@@ -29,6 +28,7 @@ from etcdpy.cli.options import (
     group_options,
 )
 from etcdpy.cli.printers import Output
+from etcdpy.version import __version__
 
 # name -> (module path, attribute, short help shown without importing it)
 LAZY_COMMANDS = {"server": ("etcdpy.server.main", "command", "Run an etcdpy server member")}
