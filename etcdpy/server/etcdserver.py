@@ -127,6 +127,30 @@ class EtcdServer:
         self.fill_header(response.header)
         return response
 
+    @property
+    def current_revision(self) -> int:
+        return self.applier.current_revision
+
+    @property
+    def compact_revision(self) -> int:
+        """The last compaction revision applied; -1 if the store was never compacted."""
+        return self.applier.compact_revision
+
+    def is_learner(self) -> bool:
+        local = self.cluster.local_id
+        return local in self.cluster.members and self.cluster.members[local].isLearner
+
+    def alarms(self, alarm: int = rpc_pb2.NONE) -> list[rpc_pb2.AlarmMember]:
+        """The active alarms as applied here (all kinds, or only `alarm`'s)."""
+        return self.applier.alarms.get(alarm)
+
+    def hash(self) -> int:
+        return self.applier.hash()
+
+    def hash_kv(self, revision: int) -> tuple[int, int, int]:
+        """(hash, compact_revision, hash_revision) of the store's history up to `revision`."""
+        return self.applier.hash_kv(revision)
+
     async def wait_physical_compaction(self) -> None:
         """Return once every scheduled compaction has been carried out on disk."""
         await self.commits.wait_physical_compaction()
@@ -150,7 +174,7 @@ class EtcdServer:
             raftIndex=self.replication.commit_index,
             raftTerm=self.replication.term,
             raftAppliedIndex=self.applier.applied_index,
-            isLearner=self.cluster.local_id in self.cluster.members and self.cluster.local.isLearner,
+            isLearner=self.is_learner(),
             errors=[] if self.replication.leader_id != NONE else [errors.ErrNoLeader().text],
         )
 
@@ -238,13 +262,13 @@ async def run_auto_compaction(server: EtcdServer, mode: str, retention: float) -
     if mode == "revision":
         while True:
             await asyncio.sleep(REVISION_COMPACTION_CHECK_SECONDS)
-            await _auto_compact(server, server.applier.current_revision - int(retention))
+            await _auto_compact(server, server.current_revision - int(retention))
     window = min(retention, 3600.0)
     samples: list[tuple[float, int]] = []  # (monotonic time, revision), oldest first
     next_compaction = time.monotonic() + window
     while True:
         now = time.monotonic()
-        samples.append((now, server.applier.current_revision))
+        samples.append((now, server.current_revision))
         old_enough = [rev for at, rev in samples if now - at >= retention]
         if old_enough and now >= next_compaction:
             await _auto_compact(server, old_enough[-1])
@@ -254,7 +278,7 @@ async def run_auto_compaction(server: EtcdServer, mode: str, retention: float) -
 
 
 async def _auto_compact(server: EtcdServer, revision: int) -> None:
-    if revision <= max(server.applier.compact_revision, 0):
+    if revision <= max(server.compact_revision, 0):
         return
     try:
         await server.propose(

@@ -125,9 +125,9 @@ async def check_quota(server: EtcdServer, quota: BackendQuota, kind: RequestKind
     """
     if quota.available(request_cost(kind, request)):
         return
-    alarms = server.applier.alarms  # read, not applied: only to propose this member's alarm once
     member_id = server.cluster.local_id
-    if all(m.memberID != member_id for m in alarms.get(rpc_pb2.NOSPACE)):
+    # Read, not applied: only so that this member proposes its alarm once.
+    if all(m.memberID != member_id for m in server.alarms(rpc_pb2.NOSPACE)):
         log.warning(
             "database size %d bytes exceeds the quota of %d bytes: raising the NOSPACE alarm",
             quota.size(),

@@ -190,10 +190,13 @@ class QuotaMember:
 
     def __init__(self, h: Harness, member_id: int, *, proposals_fail: bool = False) -> None:
         self.h = h
-        self.applier = h.applier
+        self.applier = h.applier  # stands in for EtcdServer.alarms: the alarms as applied
         self.cluster = SimpleNamespace(local_id=member_id)
         self.proposals_fail = proposals_fail
         self.proposed: list[Any] = []
+
+    def alarms(self, alarm: int) -> list[pb.AlarmMember]:
+        return self.applier.alarms.get(alarm)
 
     async def propose(self, request: Any) -> Any:
         self.proposed.append(request)

@@ -17,7 +17,8 @@ from etcdpy.server.services.learner import gated
 from etcdpy.server.services.maintenance import MaintenanceService
 from etcdpy.server.services.threaded import on_loop
 
-# Only one member exists, so the whole server is either serving or not running at all.
+# Clients are served only once the member has published itself through the log, so a member whose
+# listener answers at all reports SERVING; it does not follow leader loss.
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
@@ -40,11 +41,6 @@ def _servicers(
     ]
 
 
-def _is_learner(server: EtcdServer) -> Callable[[], bool]:
-    local = server.cluster.local_id
-    return lambda: local in server.cluster.members and server.cluster.members[local].isLearner
-
-
 async def register_services(
     grpc_server: grpc.aio.Server,
     server: EtcdServer,
@@ -59,7 +55,7 @@ async def register_services(
     While the member is a learner, they refuse what learners do not serve (`gated`).
     """
     for add, base, servicer in [*_servicers(server, quota, max_txn_ops), *extra]:
-        add(gated(servicer, base, _is_learner(server)), grpc_server)
+        add(gated(servicer, base, server.is_learner), grpc_server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # grpc-stubs lacks .aio
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     await health_servicer.set("", SERVING)
@@ -79,7 +75,7 @@ def register_threaded_services(
     Streaming methods included: see threaded.py for how a stream crosses between the two.
     """
     for add, base, servicer in [*_servicers(server, quota, max_txn_ops), *extra]:
-        add(on_loop(gated(servicer, base, _is_learner(server)), base, loop), grpc_server)
+        add(on_loop(gated(servicer, base, server.is_learner), base, loop), grpc_server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     health_servicer.set("", SERVING)

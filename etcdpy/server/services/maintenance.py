@@ -19,7 +19,7 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     async def Status(self, request: rpc_pb2.StatusRequest, context: Context) -> rpc_pb2.StatusResponse:
         response = self.server.status()
         # etcd lists its view of the active alarms after its own errors ("memberID:1 alarm:NOSPACE ").
-        response.errors.extend(alarm_text(alarm) for alarm in self.server.applier.alarms.get())
+        response.errors.extend(alarm_text(alarm) for alarm in self.server.alarms())
         return response
 
     @maps_etcd_errors
@@ -33,11 +33,11 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
 
     @maps_etcd_errors
     async def Hash(self, request: rpc_pb2.HashRequest, context: Context) -> rpc_pb2.HashResponse:
-        return rpc_pb2.HashResponse(header=self.server.header(), hash=self.server.applier.hash())
+        return rpc_pb2.HashResponse(header=self.server.header(), hash=self.server.hash())
 
     @maps_etcd_errors
     async def HashKV(self, request: rpc_pb2.HashKVRequest, context: Context) -> rpc_pb2.HashKVResponse:
-        hash_value, compact_revision, hash_revision = self.server.applier.hash_kv(request.revision)
+        hash_value, compact_revision, hash_revision = self.server.hash_kv(request.revision)
         header = self.server.header()
         header.revision = hash_revision
         return rpc_pb2.HashKVResponse(
