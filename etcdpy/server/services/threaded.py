@@ -108,7 +108,7 @@ class _LoopRequests:
         try:
             for request in requests:
                 self._hand_over(request)
-        except Exception:  # grpc raises on a cancelled or broken call: the stream is over either way
+        except grpc.RpcError:  # grpc's iterator raises it on a cancelled or broken call: the stream is over
             pass
         finally:
             self._hand_over(_END)
