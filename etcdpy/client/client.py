@@ -21,7 +21,7 @@ from etcdpy.client import requests as rq
 from etcdpy.client.endpoints import Endpoint
 from etcdpy.client.lease import LeaseMixin
 from etcdpy.client.requests import Bytes, SortOrder, SortTarget
-from etcdpy.client.transport import TLSConfig, Transport, UnaryMethod
+from etcdpy.client.transport import Retry, TLSConfig, Transport, UnaryMethod
 from etcdpy.client.watch import WatchMixin
 
 DEFAULT_ENDPOINT = "127.0.0.1:2379"
@@ -135,7 +135,7 @@ class Client(LeaseMixin, WatchMixin):
 
     def send_range(self, request: pb.RangeRequest, *, timeout: float | None = None) -> pb.RangeResponse:
         """Send a prepared RangeRequest."""
-        response: pb.RangeResponse = self._call(_kv("Range"), request, timeout, idempotent=True)
+        response: pb.RangeResponse = self._call(_kv("Range"), request, timeout, retry=Retry.READ)
         return response
 
     def put(
@@ -157,7 +157,7 @@ class Client(LeaseMixin, WatchMixin):
 
     def send_put(self, request: pb.PutRequest, *, timeout: float | None = None) -> pb.PutResponse:
         """Send a prepared PutRequest."""
-        response: pb.PutResponse = self._call(_kv("Put"), request, timeout, idempotent=False)
+        response: pb.PutResponse = self._call(_kv("Put"), request, timeout, retry=Retry.AT_MOST_ONCE)
         return response
 
     def delete(
@@ -178,7 +178,9 @@ class Client(LeaseMixin, WatchMixin):
         self, request: pb.DeleteRangeRequest, *, timeout: float | None = None
     ) -> pb.DeleteRangeResponse:
         """Send a prepared DeleteRangeRequest."""
-        response: pb.DeleteRangeResponse = self._call(_kv("DeleteRange"), request, timeout, idempotent=False)
+        response: pb.DeleteRangeResponse = self._call(
+            _kv("DeleteRange"), request, timeout, retry=Retry.AT_MOST_ONCE
+        )
         return response
 
     def txn(
@@ -194,9 +196,22 @@ class Client(LeaseMixin, WatchMixin):
             pb.TxnRequest(compare=compare, success=success, failure=failure), timeout=timeout
         )
 
-    def send_txn(self, request: pb.TxnRequest, *, timeout: float | None = None) -> pb.TxnResponse:
-        """Send a prepared TxnRequest."""
-        response: pb.TxnResponse = self._call(_kv("Txn"), request, timeout, idempotent=False)
+    def send_txn(
+        self, request: pb.TxnRequest, *, timeout: float | None = None, repeatable: bool = False
+    ) -> pb.TxnResponse:
+        """Send a prepared TxnRequest.
+
+        A txn that only reads may be sent again, as a Range may.  ``repeatable``
+        is the caller's word that applying the txn twice does no harm, its answer
+        read either way: a put guarded by the key's absence, a delete guarded by
+        its create revision (see `etcdpy.client.transport`).  Any other txn is
+        sent at most once.
+        """
+        if rq.read_only(request):
+            retry = Retry.READ
+        else:
+            retry = Retry.REPEATABLE if repeatable else Retry.AT_MOST_ONCE
+        response: pb.TxnResponse = self._call(_kv("Txn"), request, timeout, retry=retry)
         return response
 
     def compact(
@@ -204,7 +219,9 @@ class Client(LeaseMixin, WatchMixin):
     ) -> pb.CompactionResponse:
         """Discard history before ``revision`` (``physical``: wait until it is removed from disk)."""
         request = pb.CompactionRequest(revision=revision, physical=physical)
-        response: pb.CompactionResponse = self._call(_kv("Compact"), request, timeout, idempotent=False)
+        response: pb.CompactionResponse = self._call(
+            _kv("Compact"), request, timeout, retry=Retry.AT_MOST_ONCE
+        )
         return response
 
     # -- maintenance and cluster
@@ -212,7 +229,7 @@ class Client(LeaseMixin, WatchMixin):
     def status(self, endpoint: str | None = None, *, timeout: float | None = None) -> pb.StatusResponse:
         """The status of one member: ``endpoint``, or whichever endpoint answers."""
         response: pb.StatusResponse = self._call(
-            _maintenance("Status"), pb.StatusRequest(), timeout, idempotent=True, endpoint=endpoint
+            _maintenance("Status"), pb.StatusRequest(), timeout, retry=Retry.READ, endpoint=endpoint
         )
         return response
 
@@ -224,21 +241,21 @@ class Client(LeaseMixin, WatchMixin):
             _maintenance("HashKV"),
             pb.HashKVRequest(revision=revision),
             timeout,
-            idempotent=True,
+            retry=Retry.READ,
             endpoint=endpoint,
         )
         return response
 
     def alarm(self, request: pb.AlarmRequest, *, timeout: float | None = None) -> pb.AlarmResponse:
         """Get, activate or deactivate alarms (`request.action`); answers the alarms concerned."""
-        # GET is idempotent; a DEACTIVATE or ACTIVATE resent after a lost answer changes nothing more.
-        response: pb.AlarmResponse = self._call(_maintenance("Alarm"), request, timeout, idempotent=True)
+        # GET reads; a DEACTIVATE or ACTIVATE resent after a lost answer changes nothing more.
+        response: pb.AlarmResponse = self._call(_maintenance("Alarm"), request, timeout, retry=Retry.READ)
         return response
 
     def member_list(self, *, timeout: float | None = None) -> pb.MemberListResponse:
         """The cluster's members."""
         response: pb.MemberListResponse = self._call(
-            _cluster("MemberList"), pb.MemberListRequest(), timeout, idempotent=True
+            _cluster("MemberList"), pb.MemberListRequest(), timeout, retry=Retry.READ
         )
         return response
 
@@ -250,14 +267,14 @@ class Client(LeaseMixin, WatchMixin):
             _cluster("MemberAdd"),
             pb.MemberAddRequest(peerURLs=peer_urls, isLearner=is_learner),
             timeout,
-            idempotent=False,
+            retry=Retry.AT_MOST_ONCE,
         )
         return response
 
     def member_remove(self, member_id: int, *, timeout: float | None = None) -> pb.MemberRemoveResponse:
         """Remove a member from the cluster."""
         response: pb.MemberRemoveResponse = self._call(
-            _cluster("MemberRemove"), pb.MemberRemoveRequest(ID=member_id), timeout, idempotent=False
+            _cluster("MemberRemove"), pb.MemberRemoveRequest(ID=member_id), timeout, retry=Retry.AT_MOST_ONCE
         )
         return response
 
@@ -269,14 +286,17 @@ class Client(LeaseMixin, WatchMixin):
             _cluster("MemberUpdate"),
             pb.MemberUpdateRequest(ID=member_id, peerURLs=peer_urls),
             timeout,
-            idempotent=False,
+            retry=Retry.AT_MOST_ONCE,
         )
         return response
 
     def member_promote(self, member_id: int, *, timeout: float | None = None) -> pb.MemberPromoteResponse:
         """Promote a learner that has caught up with the leader to a voting member."""
         response: pb.MemberPromoteResponse = self._call(
-            _cluster("MemberPromote"), pb.MemberPromoteRequest(ID=member_id), timeout, idempotent=False
+            _cluster("MemberPromote"),
+            pb.MemberPromoteRequest(ID=member_id),
+            timeout,
+            retry=Retry.AT_MOST_ONCE,
         )
         return response
 
@@ -288,7 +308,7 @@ class Client(LeaseMixin, WatchMixin):
             _maintenance("MoveLeader"),
             pb.MoveLeaderRequest(targetID=target_id),
             timeout,
-            idempotent=False,
+            retry=Retry.AT_MOST_ONCE,
             endpoint=endpoint,
         )
         return response
@@ -307,7 +327,7 @@ class Client(LeaseMixin, WatchMixin):
         request: Message,
         timeout: float | None,
         *,
-        idempotent: bool,
+        retry: Retry,
         endpoint: str | None = None,
     ) -> Any:
         seconds = self.command_timeout if timeout is None else timeout
@@ -315,25 +335,25 @@ class Client(LeaseMixin, WatchMixin):
         if self._user is not None and self._token is None:
             self.authenticate(seconds)
         try:
-            return self._send(method, request, seconds, idempotent, target)
+            return self._send(method, request, seconds, retry, target)
         except ErrInvalidAuthToken:
             if self._user is None:
                 raise
             # Simple tokens expire on the server; one fresh token, one retry.
             self.authenticate(seconds)
-            return self._send(method, request, seconds, idempotent, target)
+            return self._send(method, request, seconds, retry, target)
 
     def _send(
         self,
         method: Callable[[grpc.Channel], UnaryMethod],
         request: Message,
         seconds: float,
-        idempotent: bool,
+        retry: Retry,
         endpoint: Endpoint | None,
     ) -> Any:
         metadata = [("token", self._token)] if self._token else []
         return self._transport.call(
-            method, request, timeout=seconds, metadata=metadata, idempotent=idempotent, endpoint=endpoint
+            method, request, timeout=seconds, metadata=metadata, retry=retry, endpoint=endpoint
         )
 
     def authenticate(self, timeout: float | None = None) -> None:
@@ -343,7 +363,7 @@ class Client(LeaseMixin, WatchMixin):
         seconds = self.command_timeout if timeout is None else timeout
         request = pb.AuthenticateRequest(name=self._user or "", password=self._password or "")
         try:
-            response = self._transport.call(_auth("Authenticate"), request, timeout=seconds, idempotent=True)
+            response = self._transport.call(_auth("Authenticate"), request, timeout=seconds, retry=Retry.READ)
         except ErrAuthNotEnabled:
             # etcd's Go client carries on without a token when auth is off.
             self._user = None

@@ -13,7 +13,7 @@ from etcdpy.api.errors import ErrLeaseNotFound, UnknownEtcdError
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
 from etcdpy.client.errors import from_rpc_error
-from etcdpy.client.transport import UnaryMethod
+from etcdpy.client.transport import Retry, UnaryMethod
 
 _LeaseStub: Any = rpc.LeaseStub  # the generated stubs are untyped
 
@@ -56,7 +56,7 @@ class _Calls(Protocol):
         request: Message,
         timeout: float | None,
         *,
-        idempotent: bool,
+        retry: Retry,
         endpoint: str | None = None,
     ) -> Any: ...
 
@@ -71,14 +71,14 @@ class LeaseMixin:
     ) -> pb.LeaseGrantResponse:
         """Grant a lease of ``ttl`` seconds (the server raises it to its minimum); ID 0: the server picks."""
         response: pb.LeaseGrantResponse = self._call(
-            _lease("LeaseGrant"), pb.LeaseGrantRequest(TTL=ttl, ID=lease_id), timeout, idempotent=False
+            _lease("LeaseGrant"), pb.LeaseGrantRequest(TTL=ttl, ID=lease_id), timeout, retry=Retry.REPEATABLE
         )
         return response
 
     def lease_revoke(self: _Calls, lease_id: int, *, timeout: float | None = None) -> pb.LeaseRevokeResponse:
         """Revoke a lease, deleting every key attached to it."""
         response: pb.LeaseRevokeResponse = self._call(
-            _lease("LeaseRevoke"), pb.LeaseRevokeRequest(ID=lease_id), timeout, idempotent=False
+            _lease("LeaseRevoke"), pb.LeaseRevokeRequest(ID=lease_id), timeout, retry=Retry.REPEATABLE
         )
         return response
 
@@ -90,14 +90,14 @@ class LeaseMixin:
             _lease("LeaseTimeToLive"),
             pb.LeaseTimeToLiveRequest(ID=lease_id, keys=keys),
             timeout,
-            idempotent=True,
+            retry=Retry.READ,
         )
         return response
 
     def lease_leases(self: _Calls, *, timeout: float | None = None) -> pb.LeaseLeasesResponse:
         """Every lease's ID."""
         response: pb.LeaseLeasesResponse = self._call(
-            _lease("LeaseLeases"), pb.LeaseLeasesRequest(), timeout, idempotent=True
+            _lease("LeaseLeases"), pb.LeaseLeasesRequest(), timeout, retry=Retry.READ
         )
         return response
 
@@ -109,7 +109,7 @@ class LeaseMixin:
         Like a read, a renewal may be repeated, so it fails over to the next endpoint.
         """
         response: pb.LeaseKeepAliveResponse = self._call(
-            _keep_alive_once, pb.LeaseKeepAliveRequest(ID=lease_id), timeout, idempotent=True
+            _keep_alive_once, pb.LeaseKeepAliveRequest(ID=lease_id), timeout, retry=Retry.READ
         )
         if response.TTL <= 0:
             raise ErrLeaseNotFound()

@@ -29,6 +29,7 @@ __all__ = [
     "prefix_range_end",
     "put_request",
     "range_request",
+    "read_only",
     "to_bytes",
 ]
 
@@ -212,3 +213,11 @@ def op_delete(request: pb.DeleteRangeRequest) -> pb.RequestOp:
 def op_txn(request: pb.TxnRequest) -> pb.RequestOp:
     """Wrap a TxnRequest as a (nested) txn op."""
     return pb.RequestOp(request_txn=request)
+
+
+def read_only(request: pb.TxnRequest) -> bool:
+    """Whether a txn only reads: each op of both branches a range, or a nested txn that only reads."""
+    return all(
+        op.HasField("request_range") or (op.HasField("request_txn") and read_only(op.request_txn))
+        for op in (*request.success, *request.failure)
+    )

@@ -1,18 +1,39 @@
-"""The seam between `Client` and the network: one gRPC channel per endpoint, with failover.
+"""The seam between `Client` and the network: one gRPC channel per endpoint, failover and retries.
 
 A call goes to the endpoint that answered last.  If that endpoint refuses the
 connection the next one is tried, round and round (with a short backoff between
 rounds), until the call's own deadline passes; then `ContextDeadlineExceeded` is
-raised, the way etcd's Go client reports an unreachable cluster.  Once a request
-may have been sent, only idempotent calls (reads) move on to another endpoint
-after a transport failure: a write might have been applied.  (An endpoint that
-accepts no packets at all holds a call until its deadline: grpc cannot tell a
-slow connect from a slow answer without a connectivity watcher, whose polling
-thread costs 0.2 s per channel close.)
+raised, the way etcd's Go client reports an unreachable cluster.
+
+Once a request may have been sent, whether it is sent again depends on what it
+does (its `Retry`), decided here and nowhere else (`may_resend`); a call is
+sent at most `MAX_ATTEMPTS` times, to the next endpoint each time:
+
+- ``READ`` (Range, a read-only Txn, Status, lease TTLs ...): on any UNAVAILABLE
+  answer ("no leader", "leader changed", a broken connection ...), as etcd's
+  client does for its repeatable RPCs.  A linearizable read whose ReadIndex was
+  lost with a dead leader is answered "leader changed" as soon as its member
+  learns of the new leader.
+- ``REPEATABLE`` (a write applied twice to the same effect as once, or whose
+  duplicate is harmless: lease grant and revoke, as in etcd's client, and the
+  recipes' guarded txns): as a read, and also after an attempt unanswered for
+  half of the call's time.  A proposal lost with a dead leader is answered only
+  at the server's request timeout (5 s and two election timeouts), later than a
+  client's default 5 s: without a second attempt the call would fail.
+- ``AT_MOST_ONCE`` (every other write): only when the answer proves the request
+  was not applied: it never left (the connection failed), or a learner refused
+  it before looking at it.  "No leader" does not prove it: a member answers so
+  when a proposal it queued or forwarded timed out, and the entry may still be
+  committed; etcd's client never resends a write after such an answer either.
+
+(An endpoint that accepts no packets at all holds a READ or AT_MOST_ONCE call
+until its deadline: grpc cannot tell a slow connect from a slow answer without
+a connectivity watcher, whose polling thread costs 0.2 s per channel close.)
 """
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,9 +43,11 @@ from typing import Any, Protocol, TypeVar
 import grpc
 from google.protobuf.message import Message
 
-from etcdpy.api.errors import EtcdError, UnknownEtcdError
+from etcdpy.api.errors import ErrNotSupportedForLearner, EtcdError, UnknownEtcdError
 from etcdpy.client.endpoints import Endpoint
 from etcdpy.client.errors import ContextDeadlineExceeded, from_rpc_error
+
+__all__ = ["MAX_ATTEMPTS", "Retry", "TLSConfig", "Transport", "UnaryMethod", "may_resend"]
 
 ResponseT = TypeVar("ResponseT", bound=Message)
 
@@ -32,10 +55,20 @@ ResponseT = TypeVar("ResponseT", bound=Message)
 _CONNECT_FAILURES = ("failed to connect", "Failed to connect", "DNS resolution failed", "Connection refused")
 _FIRST_BACKOFF = 0.025
 MAX_ATTEMPTS = 100  # sends of one call, as etcd's client (defaultUnaryMaxRetries)
+# The share of a REPEATABLE call's time one attempt may take before it is sent again.
+ATTEMPT_SHARE = 0.5
 _MIN_KEEPALIVE_TIME = 10.0
 
 # Go's client accepts messages up to MaxInt32 bytes by default; grpc-python's default is 4 MiB.
 _MAX_MESSAGE_BYTES = 2**31 - 1
+
+
+class Retry(enum.Enum):
+    """What a call does, which decides when it may be sent again (see the module docstring)."""
+
+    READ = "read"  # changes nothing
+    REPEATABLE = "repeatable"  # a write that does no harm when applied twice
+    AT_MOST_ONCE = "at most once"  # any other write
 
 
 class UnaryMethod(Protocol):
@@ -123,38 +156,39 @@ class Transport:
         *,
         timeout: float,
         metadata: Sequence[tuple[str, str]] = (),
-        idempotent: bool,
+        retry: Retry,
         endpoint: Endpoint | None = None,
     ) -> Any:
         """Send ``request`` through ``method`` (a stub method for a channel) before ``timeout``.
 
         With ``endpoint`` the call goes there only; otherwise the endpoints are
-        tried in turn, starting with the one that answered last.  As etcd's client does,
-        an idempotent call is sent again (to the next endpoint, or after a pause) on any
-        UNAVAILABLE answer (no leader, leader changed, a learner, a broken connection),
-        at most `MAX_ATTEMPTS` times in all, then fails with the last answer; any other
-        call is sent again only when it never left.
+        tried in turn, starting with the one that answered last.  A failed
+        attempt is followed by another (to the next endpoint, or after a pause)
+        when `may_resend` allows it, at most `MAX_ATTEMPTS` in all; then the call
+        fails with the last answer.
         """
         deadline = time.monotonic() + timeout
+        # Only a REPEATABLE call may give up on an attempt and send the request again.
+        attempt_limit = timeout * ATTEMPT_SHARE if retry is Retry.REPEATABLE else timeout
         candidates = [endpoint] if endpoint is not None else self._rotation()
         backoff = _FIRST_BACKOFF
         attempts = 0
         while True:
-            answered = False  # an endpoint answered UNAVAILABLE in this round (it is reachable)
+            answered = False  # an endpoint answered in this round (it is reachable)
             for ep in candidates:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise ContextDeadlineExceeded()
+                attempt_timeout = min(remaining, attempt_limit)
                 try:
                     response = method(self.channel(ep))(
-                        request, timeout=remaining, metadata=tuple(metadata) or None
+                        request, timeout=attempt_timeout, metadata=tuple(metadata) or None
                     )
                 except grpc.RpcError as err:
                     mapped = from_rpc_error(err)
                     attempts += 1
-                    if attempts >= MAX_ATTEMPTS or not (
-                        _not_sent(mapped) or (idempotent and _unavailable(mapped))
-                    ):
+                    cut_short = attempt_timeout < remaining
+                    if attempts >= MAX_ATTEMPTS or not may_resend(retry, mapped, cut_short=cut_short):
                         raise mapped from None
                     answered = answered or not _transport_failure(mapped)
                     continue
@@ -176,6 +210,21 @@ class Transport:
 
     def _rotation(self) -> list[Endpoint]:
         return self.endpoints[self._preferred :] + self.endpoints[: self._preferred]
+
+
+def may_resend(retry: Retry, error: EtcdError, *, cut_short: bool) -> bool:
+    """Whether a call of kind ``retry`` that failed with ``error`` may be sent again.
+
+    ``cut_short``: the attempt was given less than the call's remaining time, so
+    its expiry (`ContextDeadlineExceeded`) is not the call's.
+    """
+    if _not_sent(error) or isinstance(error, ErrNotSupportedForLearner):
+        return True  # not applied anywhere: safe for any call
+    if retry is Retry.AT_MOST_ONCE:
+        return False
+    if isinstance(error, ContextDeadlineExceeded):
+        return cut_short and retry is Retry.REPEATABLE
+    return _unavailable(error)
 
 
 def _transport_failure(err: EtcdError) -> bool:

@@ -15,10 +15,8 @@ import pytest
 from e2e.cluster_support import running_cluster
 from recipe_support import Background, current_revision, etcdctl, read_lines, wait_for_put
 
-from etcdpy.api.errors import ErrLeaderChanged, ErrNoLeader
 from etcdpy.client import Client, op_put
 from etcdpy.client.concurrency import Mutex, Session, SessionExpired
-from etcdpy.client.concurrency.waiting import Deadline, retry_while_electing
 from etcdpy.client.requests import put_request
 
 
@@ -201,26 +199,3 @@ def test_a_holder_keeps_the_lock_when_its_clients_member_dies(kind: str, tmp_pat
             assert waiter_client.txn([holder.is_owner()]).succeeded
             holder.unlock()
             waiting.result()
-
-
-def test_recipe_calls_are_repeated_while_the_cluster_elects_a_leader() -> None:
-    answers: list[Exception | str] = [ErrLeaderChanged(), ErrNoLeader(), "answer"]
-    timeouts: list[float] = []
-
-    def call(timeout: float) -> str:
-        timeouts.append(timeout)
-        answer = answers.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    assert retry_while_electing(call, 5.0, Deadline(None, "test")) == "answer"
-    assert timeouts == [5.0, 5.0, 5.0]
-
-    def electing_forever(timeout: float) -> str:
-        raise ErrLeaderChanged()
-
-    started = time.monotonic()
-    with pytest.raises(ErrLeaderChanged):
-        retry_while_electing(electing_forever, 5.0, Deadline(0.3, "test"))
-    assert 0.1 < time.monotonic() - started < 5.0, "gives up at the deadline, not the command timeout"

@@ -20,7 +20,7 @@ from etcdpy.client import (
     prefix_range_end,
 )
 from etcdpy.client import requests as rq
-from etcdpy.client.transport import MAX_ATTEMPTS, Transport
+from etcdpy.client.transport import MAX_ATTEMPTS, Retry, Transport
 
 
 @pytest.mark.parametrize(
@@ -63,17 +63,17 @@ def test_nothing_reachable_is_context_deadline_exceeded() -> None:
 
 
 @pytest.mark.parametrize(
-    ("error", "idempotent", "retried"),
+    ("error", "retry", "retried"),
     [
-        (errors.ErrLeaderChanged, True, True),
-        (errors.ErrNoLeader, True, True),
-        (errors.ErrNotSupportedForLearner, True, True),
-        (errors.ErrLeaderChanged, False, False),  # a write may have happened: never sent twice
-        (errors.ErrKeyNotFound, True, False),
+        (errors.ErrLeaderChanged, Retry.READ, True),
+        (errors.ErrNoLeader, Retry.READ, True),
+        (errors.ErrNotSupportedForLearner, Retry.READ, True),
+        (errors.ErrLeaderChanged, Retry.AT_MOST_ONCE, False),  # a write may have happened: never sent twice
+        (errors.ErrKeyNotFound, Retry.READ, False),
     ],
 )
 def test_an_idempotent_call_answered_unavailable_goes_to_the_next_endpoint(
-    error: type[errors.EtcdError], idempotent: bool, retried: bool
+    error: type[errors.EtcdError], retry: Retry, retried: bool
 ) -> None:
     transport = Transport(
         [Endpoint.parse("127.0.0.1:1"), Endpoint.parse("127.0.0.1:2")],
@@ -94,13 +94,11 @@ def test_an_idempotent_call_answered_unavailable_goes_to_the_next_endpoint(
 
     try:
         if retried:
-            assert (
-                transport.call(method, rpc_pb2.RangeRequest(), timeout=2, idempotent=idempotent) == "answer"
-            )
+            assert transport.call(method, rpc_pb2.RangeRequest(), timeout=2, retry=retry) == "answer"
             assert len(asked) == 2
         else:
             with pytest.raises(error):
-                transport.call(method, rpc_pb2.RangeRequest(), timeout=2, idempotent=idempotent)
+                transport.call(method, rpc_pb2.RangeRequest(), timeout=2, retry=retry)
             assert len(asked) == 1
     finally:
         transport.close()
@@ -125,7 +123,7 @@ def test_an_endpoint_that_keeps_answering_unavailable_gives_its_answer_after_max
 
     try:
         with pytest.raises(errors.ErrNotSupportedForLearner):
-            transport.call(method, rpc_pb2.RangeRequest(), timeout=30, idempotent=True)
+            transport.call(method, rpc_pb2.RangeRequest(), timeout=30, retry=Retry.READ)
         assert asked == MAX_ATTEMPTS
     finally:
         transport.close()

@@ -14,13 +14,7 @@ from etcdpy.client import requests as rq
 from etcdpy.client.client import Client
 from etcdpy.client.concurrency.errors import NoLeader, NotLeader, SessionExpired
 from etcdpy.client.concurrency.session import Session
-from etcdpy.client.concurrency.waiting import (
-    Deadline,
-    first_created,
-    queue_key,
-    retry_while_electing,
-    wait_for_turn,
-)
+from etcdpy.client.concurrency.waiting import Deadline, first_created, queue_key, wait_for_turn
 from etcdpy.client.errors import ContextDeadlineExceeded
 from etcdpy.client.requests import Bytes, CompareResult, CompareTarget
 from etcdpy.client.watch import Watch, watch_create_request
@@ -111,8 +105,9 @@ class Election:
             success=[rq.op_put(rq.put_request(self.key, value, lease=self.session.lease_id))],
             failure=[rq.op_get(rq.range_request(self.key))],
         )
-        response = retry_while_electing(
-            lambda timeout: client.send_txn(request, timeout=timeout), client.command_timeout, deadline
+        # Repeatable: sent again after its first attempt was applied, it reads the key that attempt put.
+        response = client.send_txn(
+            request, timeout=deadline.rpc_timeout(client.command_timeout), repeatable=True
         )
         if response.succeeded:
             self.revision = response.header.revision
@@ -130,10 +125,13 @@ class Election:
             raise NotLeader()
         self.header = response.header
 
-    def _if_still_mine(self, op: pb.RequestOp, timeout: float) -> pb.TxnResponse:
+    def _if_still_mine(
+        self, op: pb.RequestOp, timeout: float | None = None, *, repeatable: bool = False
+    ) -> pb.TxnResponse:
         """Run ``op`` only if the key is still the one this campaign created."""
         mine = rq.compare(self.key, CompareTarget.CREATE, CompareResult.EQUAL, self.revision)
-        return self.session.client.txn([mine], [op], timeout=timeout)
+        request = pb.TxnRequest(compare=[mine], success=[op])
+        return self.session.client.send_txn(request, timeout=timeout, repeatable=repeatable)
 
     def _withdraw(self) -> None:
         """Best-effort removal of this campaign's key after a failure (the lease would remove it later)."""
@@ -146,13 +144,8 @@ class Election:
         self._forget()
 
     def _delete_mine(self) -> pb.TxnResponse:
-        """Delete the campaign's key if it is still the one it created (repeated while electing)."""
-        delete = rq.op_delete(rq.delete_request(self.key))
-        return retry_while_electing(
-            lambda timeout: self._if_still_mine(delete, timeout),
-            self.session.client.command_timeout,
-            Deadline(None, "resign"),
-        )
+        """Delete the campaign's key if it is still the one it created (repeatable: the guard holds once)."""
+        return self._if_still_mine(rq.op_delete(rq.delete_request(self.key)), repeatable=True)
 
     def _forget(self) -> None:
         self.key = b""

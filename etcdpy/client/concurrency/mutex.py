@@ -10,13 +10,7 @@ from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.client import requests as rq
 from etcdpy.client.concurrency.errors import SessionExpired
 from etcdpy.client.concurrency.session import Session
-from etcdpy.client.concurrency.waiting import (
-    Deadline,
-    first_created,
-    queue_key,
-    retry_while_electing,
-    wait_for_turn,
-)
+from etcdpy.client.concurrency.waiting import Deadline, first_created, queue_key, wait_for_turn
 from etcdpy.client.errors import ContextDeadlineExceeded
 from etcdpy.client.requests import Bytes, CompareResult, CompareTarget
 
@@ -110,8 +104,9 @@ class Mutex:
             success=[rq.op_put(rq.put_request(key, lease=self.session.lease_id)), head],
             failure=[rq.op_get(rq.range_request(key)), head],  # the session queued already: keep its place
         )
-        response = retry_while_electing(
-            lambda timeout: client.send_txn(request, timeout=timeout), client.command_timeout, deadline
+        # Repeatable: sent again after its first attempt was applied, it reads the key that attempt put.
+        response = client.send_txn(
+            request, timeout=deadline.rpc_timeout(client.command_timeout), repeatable=True
         )
         if response.succeeded:
             self.revision = response.header.revision
@@ -133,15 +128,17 @@ class Mutex:
         self._forget()
 
     def _delete_key(self) -> None:
-        """Delete the session's key (leaving the queue), then forget it."""
-        if self.key:
-            client = self.session.client
-            request = rq.delete_request(self.key)
-            retry_while_electing(
-                lambda timeout: client.send_delete(request, timeout=timeout),
-                client.command_timeout,
-                Deadline(None, "unlock"),
-            )
+        """Delete the session's key (leaving the queue), then forget it.
+
+        With its create revision known the delete is guarded by it, so it may be
+        sent again: a late copy cannot delete the key this session puts next.
+        """
+        client = self.session.client
+        if self.revision != -1:
+            delete = rq.op_delete(rq.delete_request(self.key))
+            client.send_txn(pb.TxnRequest(compare=[self.is_owner()], success=[delete]), repeatable=True)
+        elif self.key:
+            client.delete(self.key)
         self._forget()
 
     def _forget(self) -> None:

@@ -5,19 +5,16 @@ lease; the key with the lowest create revision is at the head (holds the lock,
 leads the election).  A participant further back waits, through a watch, for
 the deletion of the key just ahead of it (the highest create revision below its
 own), then looks again, exactly as etcd's Go recipes do, so etcdctl and etcdpy
-take their turns in one queue.  Calls that may safely run twice are repeated
-while the cluster elects a leader, as etcd's Go client repeats them.
+take their turns in one queue.  Reads that meet an election are sent again by
+the client's transport, as etcd's Go client does (`etcdpy.client.transport`).
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from contextlib import closing
-from typing import TypeVar
 
-from etcdpy.api.errors import ErrLeaderChanged, ErrNoLeader
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.client import requests as rq
@@ -26,15 +23,7 @@ from etcdpy.client.concurrency.session import Session
 from etcdpy.client.requests import SortOrder, SortTarget
 from etcdpy.client.watch import watch_create_request
 
-__all__ = ["Deadline", "first_created", "queue_key", "retry_while_electing", "wait_for_turn"]
-
-T = TypeVar("T")
-
-# A member answers these while the cluster elects a leader; etcd's Go client retries them
-# (codes.Unavailable), and so do the recipes, for their calls that are safe to repeat.
-_ELECTING = (ErrLeaderChanged, ErrNoLeader)
-_FIRST_BACKOFF = 0.05
-_MAX_BACKOFF = 0.5
+__all__ = ["Deadline", "first_created", "queue_key", "wait_for_turn"]
 
 
 class Deadline:
@@ -63,25 +52,6 @@ class Deadline:
         if remaining <= 0:
             raise self.error()
         return min(command_timeout, remaining)
-
-
-def retry_while_electing(call: Callable[[float], T], command_timeout: float, deadline: Deadline) -> T:
-    """``call(timeout)``, repeated while the cluster is electing a leader.
-
-    Only for calls that may run twice (reads, and the recipes' txns that put a
-    key only if it is absent).  Gives up at the deadline, or without one once
-    the command timeout has passed since the first try.
-    """
-    give_up = deadline.at if deadline.at is not None else time.monotonic() + command_timeout
-    backoff = _FIRST_BACKOFF
-    while True:
-        try:
-            return call(deadline.rpc_timeout(command_timeout))
-        except _ELECTING:
-            if time.monotonic() + backoff >= give_up:
-                raise
-            time.sleep(backoff)
-            backoff = min(backoff * 2, _MAX_BACKOFF)
 
 
 def queue_key(prefix: bytes, session: Session) -> bytes:
@@ -123,15 +93,11 @@ def wait_for_turn(
     client = session.client
     ahead = _last_created_before(prefix, revision)
     while True:
-        response = retry_while_electing(
-            lambda timeout: client.send_range(ahead, timeout=timeout), client.command_timeout, deadline
-        )
+        response = client.send_range(ahead, timeout=deadline.rpc_timeout(client.command_timeout))
         if not response.kvs:
             break
         _wait_delete(session, response.kvs[0].key, response.header.revision, deadline)
-    own = retry_while_electing(
-        lambda timeout: client.get(key, timeout=timeout), client.command_timeout, deadline
-    )
+    own = client.get(key, timeout=deadline.rpc_timeout(client.command_timeout))
     if not own.kvs or own.kvs[0].create_revision != revision:
         raise SessionExpired()
     header: pb.ResponseHeader = own.header
