@@ -43,7 +43,7 @@ PROGRESS_SECONDS = 600.0  # etcd's progress report interval (10 minutes)
 DEFAULT_MAX_RESPONSE_BYTES = 1536 * 1024  # etcd's --max-request-bytes default: fragments stay under it
 
 HeaderFiller = Callable[[rpc_pb2.ResponseHeader], None]
-"""Sets cluster id, member id and raft term (and the revision only if unset), e.g. EtcdServer.fill_header."""
+"""Sets cluster id, member id and raft term (and the revision only if unset): ResponseHeaders.fill."""
 
 
 @dataclass(frozen=True)
