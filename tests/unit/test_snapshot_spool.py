@@ -444,9 +444,10 @@ def test_replication_deletes_a_received_file_once_installed_superseded_or_refuse
         assert stepped == [40, 90, META.index]
         assert older.path.exists() and newer.path.exists(), "files raft may still install were deleted"
         prepared = raftlog.prepare(snapshot=META, hard_state=pb.HardState(term=3, commit=META.index))
-        repl._install_state(META, prepared.batch)  # what RaftNode._persist does on its worker thread
+        installed = pb.Snapshot(metadata=META)
+        repl.install_state(installed, prepared)  # as ReadyHandler.write, on the raft log's worker thread
         raftlog.write(prepared)
-        repl._state_installed(META)
+        repl.state_installed(installed)
         try:
             assert list(directory.iterdir()) == []
             assert applier.applied_index == META.index and state(target) == state(source)
