@@ -14,9 +14,11 @@ import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from click.testing import CliRunner
 from interop_cases import CASES, Case, Step
+from procs import ServerProcess
 
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.cli import cli
@@ -178,3 +180,30 @@ def differences(expected: Sequence[Result], actual: Sequence[Result]) -> list[st
                 f"  actual   (code {got.code}): stdout={got.stdout!r} errors={got.errors!r}"
             )
     return report
+
+
+# Per step: the command, its masked stdout and errors, its exit code.
+Transcript = list[tuple[str, str, str, int]]
+
+
+def transcript_on(
+    kind: str,
+    tool: Sequence[str],
+    tmp: Path,
+    transcript: Callable[[Sequence[str], ServerProcess], Transcript],
+) -> Transcript:
+    """The ``transcript`` ``tool`` makes against a fresh one-member ``kind`` server, stopped afterwards."""
+    server = ServerProcess(kind, tmp / "data").start()
+    try:
+        return transcript(tool, server)
+    finally:
+        server.stop()
+
+
+def assert_same_transcripts(expected: Transcript, actual: Transcript) -> None:
+    report = [
+        f"{want[0]}\n  expected: {want[1:]!r}\n  actual:   {got[1:]!r}"
+        for want, got in zip(expected, actual, strict=True)
+        if want != got
+    ]
+    assert not report, f"{len(report)} of {len(expected)} steps differ:\n" + "\n".join(report)

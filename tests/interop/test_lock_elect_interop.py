@@ -19,12 +19,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
-from interop_runner import ETCDPY_CLI, ServerFacts
+from interop_runner import ETCDPY_CLI, ServerFacts, Transcript, assert_same_transcripts, transcript_on
 from procs import ETCDCTL_BIN, ServerProcess
 
 pytestmark = pytest.mark.interop
 
-Transcript = list[tuple[str, str, str, int]]
 FORMATS = ("simple", "json", "fields")
 # When a holder has printed its whole key (simple: key and value lines; json: one document; fields: to Count).
 PRINTED: dict[str, Callable[[str], bool]] = {
@@ -134,30 +133,13 @@ def _mask_json(line: str) -> str:
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Transcript:
     if ETCDCTL_BIN is None:
         pytest.fail("the reference etcdctl is not installed: run ./scripts/test")
-    return _with_server("etcd", [ETCDCTL_BIN], tmp_path_factory.mktemp("ref"))
-
-
-def _with_server(kind: str, tool: Sequence[str], tmp: Path) -> Transcript:
-    server = ServerProcess(kind, tmp / "data").start()
-    try:
-        return transcript(tool, server)
-    finally:
-        server.stop()
-
-
-def _assert_same(expected: Transcript, actual: Transcript) -> None:
-    report = [
-        f"{want[0]}\n  expected: {want[1:]!r}\n  actual:   {got[1:]!r}"
-        for want, got in zip(expected, actual, strict=True)
-        if want != got
-    ]
-    assert not report, f"{len(report)} of {len(expected)} steps differ:\n" + "\n".join(report)
+    return transcript_on("etcd", [ETCDCTL_BIN], tmp_path_factory.mktemp("ref"), transcript)
 
 
 def test_etcdctl_lock_and_elect_against_etcdpy_match_etcd(reference: Transcript, tmp_path: Path) -> None:
     assert ETCDCTL_BIN is not None
-    _assert_same(reference, _with_server("etcdpy", [ETCDCTL_BIN], tmp_path))
+    assert_same_transcripts(reference, transcript_on("etcdpy", [ETCDCTL_BIN], tmp_path, transcript))
 
 
 def test_etcdpy_lock_and_elect_against_etcd_match_etcdctl(reference: Transcript, tmp_path: Path) -> None:
-    _assert_same(reference, _with_server("etcd", ETCDPY_CLI, tmp_path))
+    assert_same_transcripts(reference, transcript_on("etcd", ETCDPY_CLI, tmp_path, transcript))

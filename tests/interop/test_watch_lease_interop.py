@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from interop_runner import ETCDPY_CLI, ServerFacts
+from interop_runner import ETCDPY_CLI, ServerFacts, Transcript, assert_same_transcripts, transcript_on
 from procs import ETCDCTL_BIN, ServerProcess
 
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
@@ -41,11 +41,11 @@ def _run(tool: Sequence[str], endpoint: str, *argv: str, timeout: float = 30.0) 
     return out, "\n".join(errors), code
 
 
-def transcript(tool: Sequence[str], server: ServerProcess) -> list[tuple[str, str, str, int]]:
+def transcript(tool: Sequence[str], server: ServerProcess) -> Transcript:
     """Run the watch and lease steps with one CLI against one fresh server; masked results."""
     facts = ServerFacts.probe(server.endpoint, server.peer_port)
     ep = server.endpoint
-    out: list[tuple[str, str, str, int]] = []
+    out: Transcript = []
 
     def step(*argv: str, timeout: float = 30.0) -> str:
         raw, errors, code = _run(tool, ep, *argv, timeout=timeout)
@@ -131,37 +131,16 @@ def _mask(text: str, facts: ServerFacts) -> str:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, str, str, int]]:
+def reference(tmp_path_factory: pytest.TempPathFactory) -> Transcript:
     if ETCDCTL_BIN is None:
         pytest.fail("the reference etcdctl is not installed: run ./scripts/test")
-    return _with_server("etcd", [ETCDCTL_BIN], tmp_path_factory.mktemp("ref"))
+    return transcript_on("etcd", [ETCDCTL_BIN], tmp_path_factory.mktemp("ref"), transcript)
 
 
-def _with_server(kind: str, tool: Sequence[str], tmp: Path) -> list[tuple[str, str, str, int]]:
-    server = ServerProcess(kind, tmp / "data").start()
-    try:
-        return transcript(tool, server)
-    finally:
-        server.stop()
-
-
-def _assert_same(expected: list[tuple[str, str, str, int]], actual: list[tuple[str, str, str, int]]) -> None:
-    report = [
-        f"{want[0]}\n  expected: {want[1:]!r}\n  actual:   {got[1:]!r}"
-        for want, got in zip(expected, actual, strict=True)
-        if want != got
-    ]
-    assert not report, f"{len(report)} of {len(expected)} steps differ:\n" + "\n".join(report)
-
-
-def test_etcdctl_against_etcdpy_matches_etcd(
-    reference: list[tuple[str, str, str, int]], tmp_path: Path
-) -> None:
+def test_etcdctl_against_etcdpy_matches_etcd(reference: Transcript, tmp_path: Path) -> None:
     assert ETCDCTL_BIN is not None
-    _assert_same(reference, _with_server("etcdpy", [ETCDCTL_BIN], tmp_path))
+    assert_same_transcripts(reference, transcript_on("etcdpy", [ETCDCTL_BIN], tmp_path, transcript))
 
 
-def test_etcdpy_cli_against_etcd_matches_etcdctl(
-    reference: list[tuple[str, str, str, int]], tmp_path: Path
-) -> None:
-    _assert_same(reference, _with_server("etcd", ETCDPY_CLI, tmp_path))
+def test_etcdpy_cli_against_etcd_matches_etcdctl(reference: Transcript, tmp_path: Path) -> None:
+    assert_same_transcripts(reference, transcript_on("etcd", ETCDPY_CLI, tmp_path, transcript))
