@@ -26,7 +26,7 @@ class StorageError(RaftError):
 
 
 class ErrCompacted(StorageError):
-    """ErrCompacted: the requested index is unavailable because it was compacted."""
+    """ErrCompacted: the entry asked for is gone, dropped by a compaction or a snapshot."""
 
     def __init__(self) -> None:
         super().__init__("requested index is unavailable due to compaction")

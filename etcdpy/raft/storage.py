@@ -46,11 +46,11 @@ class Storage(Protocol):
     """
 
     def initial_state(self) -> tuple[pb.HardState, pb.ConfState]:
-        """Initial_state returns the saved HardState and the ConfState of the last snapshot."""
+        """Initial_state: the hard state to resume with, and the configuration as of the snapshot."""
         ...
 
     def entries(self, lo: int, hi: int, max_size: int) -> list[pb.Entry]:
-        """Entries returns entries in [lo, hi), at most max_size bytes but at least one."""
+        """Entries: the stored entries lo..hi-1, cut to max_size bytes of encoding but never to none."""
         ...
 
     def term(self, i: int) -> int:
@@ -58,7 +58,7 @@ class Storage(Protocol):
         ...
 
     def first_index(self) -> int:
-        """First_index is the index of the first entry available through entries()."""
+        """First_index: the oldest index entries() still returns (the one after the snapshot's)."""
         ...
 
     def last_index(self) -> int:
