@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,10 @@ from cli_tools import Running
 from e2e_support import Stubs, connect
 from procs import ServerProcess
 from recipe_support import Recipes
+
+from etcdpy.client import Client
+
+_names = itertools.count()
 
 
 @pytest.fixture
@@ -39,3 +44,16 @@ def running() -> Iterator[list[Running]]:
     yield started
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def shared_client(shared_server: ServerProcess) -> Iterator[Client]:
+    """A client of the module's `shared_server`."""
+    with Client(shared_server.endpoint) as client:
+        yield client
+
+
+@pytest.fixture
+def name(request: pytest.FixtureRequest) -> str:
+    """A lock or election name no other test uses, after its module: ``lock_cli-3``."""
+    return f"{request.module.__name__.removeprefix('test_')}-{next(_names)}"

@@ -6,11 +6,9 @@ an etcdctl observer (``elect -l``) watch it, and must print the same lines.
 
 from __future__ import annotations
 
-import itertools
 import json
 import signal
 import time
-from collections.abc import Iterator
 
 import pytest
 from cli_tools import LOCK_KEY, Running, lease_of, queued, run_tool
@@ -21,23 +19,8 @@ from etcdpy.client import Client
 from etcdpy.client.concurrency import Election, Session
 
 
-@pytest.fixture
-def client(shared_server: ServerProcess) -> Iterator[Client]:
-    with Client(shared_server.endpoint) as c:
-        yield c
-
-
-_names = itertools.count()
-
-
-@pytest.fixture
-def name() -> str:
-    """An election name no other test uses."""
-    return f"election-{next(_names)}"
-
-
 def test_leadership_passes_on_resign_and_on_death_and_observers_print_every_leader_in_order(
-    shared_server: ServerProcess, client: Client, running: list[Running], name: str
+    shared_server: ServerProcess, shared_client: Client, running: list[Running], name: str
 ) -> None:
     endpoint = shared_server.endpoint
 
@@ -51,7 +34,7 @@ def test_leadership_passes_on_resign_and_on_death_and_observers_print_every_lead
         assert LOCK_KEY.match(key) is not None and printed == value
         return key
 
-    with Session(client, ttl=5) as session:
+    with Session(shared_client, ttl=5) as session:
         first = Election(session, name)
         first.campaign(b"zero")
         first_key = first.key.decode()
@@ -62,13 +45,13 @@ def test_leadership_passes_on_resign_and_on_death_and_observers_print_every_lead
         first_documents = {tool: observer.lines(1) for tool, observer in json_observers.items()}
         first.proclaim(b"zero, proclaimed")
         one = start("etcdpy", "--ttl", "2", name, "one")
-        wait_until(lambda: queued(client, name) == 2, 30, "candidate one never queued")
+        wait_until(lambda: queued(shared_client, name) == 2, 30, "candidate one never queued")
         first.resign()
     one_key = elected(one, "one")
     two = start("etcdpy", "--ttl", "2", name, "two")
-    wait_until(lambda: queued(client, name) == 2, 30, "candidate two never queued")
+    wait_until(lambda: queued(shared_client, name) == 2, 30, "candidate two never queued")
     three = start("etcdctl", name, "three")
-    wait_until(lambda: queued(client, name) == 3, 30, "candidate three never queued")
+    wait_until(lambda: queued(shared_client, name) == 3, 30, "candidate three never queued")
 
     one.signal(signal.SIGINT)  # resigns: two leads at once
     assert one.wait() == 0 and one.stderr() == ""
@@ -100,32 +83,32 @@ def test_leadership_passes_on_resign_and_on_death_and_observers_print_every_lead
         assert ours["header"].pop("revision") >= ours["kvs"][0]["mod_revision"]
         theirs["header"].pop("revision")
         assert ours == theirs
-    assert queued(client, name) == 0
+    assert queued(shared_client, name) == 0
 
 
 @pytest.mark.parametrize("tool", ["etcdpy", "etcdctl"])
 def test_an_interrupted_candidate_reports_context_canceled_and_withdraws(
-    shared_server: ServerProcess, client: Client, running: list[Running], tool: str, name: str
+    shared_server: ServerProcess, shared_client: Client, running: list[Running], tool: str, name: str
 ) -> None:
     leader = Running("etcdpy", shared_server.endpoint, "elect", name, "leader")
     running.append(leader)
     leader.lines(2)
     waiting = Running(tool, shared_server.endpoint, "elect", name, "waiting")
     running.append(waiting)
-    wait_until(lambda: queued(client, name) == 2, 30, "the candidate never queued")
+    wait_until(lambda: queued(shared_client, name) == 2, 30, "the candidate never queued")
     waiting.signal(signal.SIGTERM)
     assert waiting.wait() == 1
     assert (waiting.rest(), waiting.stderr()) == ([], "Error: context canceled\n")
-    assert queued(client, name) == 1
+    assert queued(shared_client, name) == 1
 
 
 def test_a_leader_whose_lease_is_revoked_fails_with_session_expired(
-    shared_server: ServerProcess, client: Client, running: list[Running], name: str
+    shared_server: ServerProcess, shared_client: Client, running: list[Running], name: str
 ) -> None:
     leader = Running("etcdpy", shared_server.endpoint, "elect", "--ttl", "3", name, "leader")
     running.append(leader)
     leader.lines(2)
-    client.lease_revoke(lease_of(client, name))
+    shared_client.lease_revoke(lease_of(shared_client, name))
     assert leader.wait() == 1
     assert leader.stderr() == "Error: elect: session expired\n"
 

@@ -13,7 +13,6 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -33,21 +32,6 @@ INCREMENT = (
 )
 COMMANDS = 50
 PARALLEL = 16
-
-
-@pytest.fixture
-def client(shared_server: ServerProcess) -> Iterator[Client]:
-    with Client(shared_server.endpoint) as c:
-        yield c
-
-
-_names = itertools.count()
-
-
-@pytest.fixture
-def name() -> str:
-    """A lock name no other test uses."""
-    return f"lock-{next(_names)}"
 
 
 # -- mutual exclusion
@@ -106,11 +90,11 @@ def check_exclusion(work: Path, succeeded: int) -> None:
 
 
 def test_fifty_locked_increments_with_etcdctl_mixed_in_count_exactly_and_never_overlap(
-    shared_server: ServerProcess, client: Client, tmp_path: Path, name: str
+    shared_server: ServerProcess, shared_client: Client, tmp_path: Path, name: str
 ) -> None:
     succeeded = run_increments(shared_server.endpoint, tmp_path / "work", name)
     check_exclusion(tmp_path / "work", succeeded)
-    assert queued(client, name) == 0
+    assert queued(shared_client, name) == 0
 
 
 @pytest.mark.slow
@@ -130,7 +114,7 @@ def test_locked_increments_stay_exact_when_the_cluster_leader_is_killed(tmp_path
 
 
 def test_a_killed_holder_hands_the_lock_to_the_next_waiter_after_its_ttl(
-    shared_server: ServerProcess, client: Client, running: list[Running], tmp_path: Path, name: str
+    shared_server: ServerProcess, shared_client: Client, running: list[Running], tmp_path: Path, name: str
 ) -> None:
     endpoint, ttl = shared_server.endpoint, 3
     holder = Running("etcdpy", endpoint, "lock", "--ttl", str(ttl), name)
@@ -139,7 +123,7 @@ def test_a_killed_holder_hands_the_lock_to_the_next_waiter_after_its_ttl(
     acquired = tmp_path / "acquired"
     waiter = Running("etcdpy", endpoint, "lock", name, "--", "sh", "-c", f"date +%s%N > {acquired}")
     running.append(waiter)
-    wait_until(lambda: queued(client, name) == 2, 30, "the waiter never queued")
+    wait_until(lambda: queued(shared_client, name) == 2, 30, "the waiter never queued")
     killed = time.time_ns()
     holder.kill()
     assert waiter.wait(ttl + 30) == 0, waiter.stderr()
@@ -147,11 +131,11 @@ def test_a_killed_holder_hands_the_lock_to_the_next_waiter_after_its_ttl(
     # The lease lives a TTL after its last renewal, about a third of a TTL before the kill
     # (on a loaded machine renewals come late: a third of the TTL is the margin).
     assert ttl / 3 <= waited <= ttl + 10, waited
-    assert queued(client, name) == 0
+    assert queued(shared_client, name) == 0
 
 
 def test_a_revoked_lease_terminates_the_command_and_lock_fails(
-    shared_server: ServerProcess, client: Client, running: list[Running], tmp_path: Path, name: str
+    shared_server: ServerProcess, shared_client: Client, running: list[Running], tmp_path: Path, name: str
 ) -> None:
     pid_file = tmp_path / "pid"
     # The command ignores SIGTERM, so only the SIGKILL after the grace period stops it.
@@ -163,7 +147,9 @@ def test_a_revoked_lease_terminates_the_command_and_lock_fails(
     assert holder.lines(1) == ["started"]
     command_pid = int(pid_file.read_text())
     revoked = time.monotonic()
-    result = run_tool("etcdpy", shared_server.endpoint, "lease", "revoke", f"{lease_of(client, name):x}")
+    result = run_tool(
+        "etcdpy", shared_server.endpoint, "lease", "revoke", f"{lease_of(shared_client, name):x}"
+    )
     assert result.returncode == 0, result.stderr
     code = holder.wait(30)
     elapsed = time.monotonic() - revoked
@@ -180,18 +166,18 @@ def test_a_revoked_lease_terminates_the_command_and_lock_fails(
 
 @pytest.mark.parametrize("tool", ["etcdpy", "etcdctl"])
 def test_a_holder_without_command_whose_lease_is_revoked_reports_session_expired(
-    shared_server: ServerProcess, client: Client, running: list[Running], tool: str, name: str
+    shared_server: ServerProcess, shared_client: Client, running: list[Running], tool: str, name: str
 ) -> None:
     holder = Running(tool, shared_server.endpoint, "lock", "--ttl", "3", name)
     running.append(holder)
     holder.lines(2)
-    client.lease_revoke(lease_of(client, name))
+    shared_client.lease_revoke(lease_of(shared_client, name))
     assert holder.wait() == 1
     assert holder.stderr() == "Error: session expired\n"
 
 
 def test_lock_rev_is_a_fencing_token_refused_once_the_lock_is_lost(
-    shared_server: ServerProcess, client: Client, running: list[Running], name: str
+    shared_server: ServerProcess, shared_client: Client, running: list[Running], name: str
 ) -> None:
     endpoint = shared_server.endpoint
     script = 'echo "$ETCD_LOCK_KEY $ETCD_LOCK_REV"; exec sleep 60'
@@ -200,19 +186,19 @@ def test_lock_rev_is_a_fencing_token_refused_once_the_lock_is_lost(
     first_key, first_rev = first.lines(1)[0].split()
     second = Running("etcdpy", endpoint, "lock", "--ttl", "3", name, "--", "sh", "-c", script)
     running.append(second)
-    wait_until(lambda: queued(client, name) == 2, 30, "the second holder never queued")
+    wait_until(lambda: queued(shared_client, name) == 2, 30, "the second holder never queued")
 
     def fenced_write(key: str, rev: str, value: str) -> bool:
         guard = compare(key, CompareTarget.CREATE, CompareResult.EQUAL, int(rev))
-        return client.txn([guard], [op_put(put_request("fence-data", value))]).succeeded
+        return shared_client.txn([guard], [op_put(put_request("fence-data", value))]).succeeded
 
     assert fenced_write(first_key, first_rev, "first, holding")
-    client.lease_revoke(lease_of(client, name))
+    shared_client.lease_revoke(lease_of(shared_client, name))
     second_key, second_rev = second.lines(1)[0].split()
     assert int(second_rev) > int(first_rev)
     assert not fenced_write(first_key, first_rev, "first, after losing the lock")
     assert fenced_write(second_key, second_rev, "second, holding")
-    assert client.get("fence-data").kvs[0].value == b"second, holding"
+    assert shared_client.get("fence-data").kvs[0].value == b"second, holding"
     assert first.wait(30) == 1
     second.stop()
     assert second.proc.returncode == 143, "SIGTERM went to the command (sleep), and lock reports its death"
@@ -222,52 +208,52 @@ def test_lock_rev_is_a_fencing_token_refused_once_the_lock_is_lost(
 
 
 def test_timeout_gives_up_waiting_and_leaves_nothing_behind(
-    shared_server: ServerProcess, client: Client, running: list[Running], name: str
+    shared_server: ServerProcess, shared_client: Client, running: list[Running], name: str
 ) -> None:
     holder = Running("etcdpy", shared_server.endpoint, "lock", name)
     running.append(holder)
     holder.lines(2)
-    before = leases(client)
+    before = leases(shared_client)
     result = run_tool("etcdpy", shared_server.endpoint, "lock", "--timeout", "1s", name, "--", "echo", "ran")
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == f'Error: lock "{name}" not acquired within 1s (--timeout)\n'
-    assert queued(client, name) == 1
-    assert leases(client) <= before, "the waiter's session lease is revoked"
+    assert queued(shared_client, name) == 1
+    assert leases(shared_client) <= before, "the waiter's session lease is revoked"
 
 
 @pytest.mark.parametrize("tool", ["etcdpy", "etcdctl"])
 def test_an_interrupted_waiter_reports_context_canceled_and_leaves_the_queue(
-    shared_server: ServerProcess, client: Client, running: list[Running], tool: str, name: str
+    shared_server: ServerProcess, shared_client: Client, running: list[Running], tool: str, name: str
 ) -> None:
     holder = Running("etcdpy", shared_server.endpoint, "lock", name)
     running.append(holder)
     holder.lines(2)
     waiter = Running(tool, shared_server.endpoint, "lock", name, "--", "echo", "ran")
     running.append(waiter)
-    wait_until(lambda: queued(client, name) == 2, 30, "the waiter never queued")
+    wait_until(lambda: queued(shared_client, name) == 2, 30, "the waiter never queued")
     waiter.signal(signal.SIGINT)
     assert waiter.wait() == 1
     assert (waiter.rest(), waiter.stderr()) == ([], "Error: context canceled\n")
-    assert queued(client, name) == 1
+    assert queued(shared_client, name) == 1
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_releases_a_held_lock_and_exits_cleanly(
-    shared_server: ServerProcess, client: Client, running: list[Running], sig: int, name: str
+    shared_server: ServerProcess, shared_client: Client, running: list[Running], sig: int, name: str
 ) -> None:
     holder = Running("etcdpy", shared_server.endpoint, "lock", name)
     running.append(holder)
     holder.lines(2)
-    lease = lease_of(client, name)
+    lease = lease_of(shared_client, name)
     holder.signal(sig)
     assert holder.wait() == 0
     assert holder.stderr() == ""
-    assert queued(client, name) == 0
-    assert client.lease_time_to_live(lease).TTL == -1, "the session's lease is revoked on exit"
+    assert queued(shared_client, name) == 0
+    assert shared_client.lease_time_to_live(lease).TTL == -1, "the session's lease is revoked on exit"
 
 
 def test_sigterm_goes_to_the_running_command_and_the_lock_is_released_after_it(
-    shared_server: ServerProcess, client: Client, running: list[Running], name: str
+    shared_server: ServerProcess, shared_client: Client, running: list[Running], name: str
 ) -> None:
     # Short sleeps in a loop: a signal landing between a fork and its exec cannot leave a long sleeper behind.
     script = 'trap "echo cleaning up; exit 0" TERM; echo started; while :; do sleep 0.1; done'
@@ -277,7 +263,7 @@ def test_sigterm_goes_to_the_running_command_and_the_lock_is_released_after_it(
     holder.signal(signal.SIGTERM)
     assert holder.wait() == 0, holder.stderr()
     assert holder.rest() == ["cleaning up"]
-    assert queued(client, name) == 0
+    assert queued(shared_client, name) == 0
 
 
 # -- etcdctl's output
