@@ -400,6 +400,7 @@ class ReadyHandler(Generic[W]):
             self.host.send(coalesce(rd.persisted_messages, self.settings.max_size_per_msg))
         if rd.snapshot is not None:
             meta = rd.snapshot.metadata
+            self.conf_state = pb.ConfState()  # a new object: callers may hold the previous one
             self.conf_state.CopyFrom(meta.conf_state)
             self._snapshot_index = self.delivered_index = meta.index
             self.commit_index = max(self.commit_index, meta.index)
@@ -421,6 +422,7 @@ class ReadyHandler(Generic[W]):
     def _apply(self, entries: Sequence[pb.Entry]) -> None:
         run: list[pb.Entry] = []
         for entry in entries:
+            assert entry.index == self.delivered_index + 1, f"{entry.index} after {self.delivered_index}"
             self.delivered_index = entry.index
             change = decode_conf_change(entry)
             if change is not None:
