@@ -47,7 +47,7 @@ from etcdpy.api.errors import ErrNotSupportedForLearner, EtcdError, UnknownEtcdE
 from etcdpy.client.endpoints import Endpoint
 from etcdpy.client.errors import ContextDeadlineExceeded, from_rpc_error
 
-__all__ = ["MAX_ATTEMPTS", "Retry", "TLSConfig", "Transport", "UnaryMethod", "may_resend"]
+__all__ = ["ATTEMPT_SHARE", "MAX_ATTEMPTS", "Retry", "TLSConfig", "Transport", "UnaryMethod", "may_resend"]
 
 ResponseT = TypeVar("ResponseT", bound=Message)
 
