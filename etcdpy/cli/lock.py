@@ -47,9 +47,8 @@ from etcdpy.cli.signals import (
     run_until_signal,
     signal_group,
 )
-from etcdpy.client import Client, op_delete
+from etcdpy.client import Client
 from etcdpy.client.concurrency import Mutex, Session, SessionExpired
-from etcdpy.client.requests import delete_request
 
 CANCELED = "context canceled"  # what etcdctl says when interrupted while waiting
 LOCK_TTL = 10  # etcdctl lock's --ttl default (not the session's 60)
@@ -237,11 +236,17 @@ def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
 
 
 def _release(session: Session, mutex: Mutex) -> bool:
-    """Delete the lock key if it is still ours; whether it was (the lock held throughout)."""
+    """Delete the lock key if it is still ours; whether it was, once the command had exited.
+
+    The check is a read and the delete is guarded by the key's create revision, so each may be
+    sent again when its answer is lost with a leader (a txn that both checked and deleted could
+    not: sent twice, its second copy would find the key gone and report the lock lost).
+    """
     if session.lost.is_set():
         return False
-    response = session.client.txn([mutex.is_owner()], [op_delete(delete_request(mutex.key))])
-    return response.succeeded
+    held = session.client.txn([mutex.is_owner()]).succeeded
+    mutex.unlock()
+    return held
 
 
 class _Guard:
