@@ -235,10 +235,11 @@ class ReadRounds:
     """Records the ReadIndex rounds a member issues, and holds the answers of one message type."""
 
     def __init__(self, member: Member, answer_type: int) -> None:
-        node, self.transport = member.repl.node, member.repl.transport
+        node, self.repl = member.repl.node, member.repl
         self.issued: set[bytes] = set()
         self.held: list[pb.Message] = []
-        real_read_index, self.deliver = node.core.read_index, self.transport.on_message
+        # What the transport hands over arrives through Replication.step (PeerEvents).
+        real_read_index, self.deliver = node.core.read_index, self.repl.step
 
         def recording(ctx: bytes) -> None:
             self.issued.add(ctx)
@@ -251,10 +252,10 @@ class ReadRounds:
                 self.deliver(m)
 
         node.core.read_index = recording  # type: ignore[method-assign]
-        self.transport.on_message = holding
+        self.repl.step = holding  # type: ignore[method-assign]
 
     def release(self) -> None:
-        self.transport.on_message = self.deliver
+        self.repl.step = self.deliver  # type: ignore[method-assign]
         for m in self.held:
             self.deliver(m)
 
@@ -404,7 +405,7 @@ def test_a_later_copy_of_a_received_snapshot_supersedes_the_earlier_file(tmp_pat
                 # From an old term: raft ignores the message itself; what is kept of the file is the point.
                 message = pb.Message(type=pb.MsgSnap, term=1, to=member.id, **{"from": 99})
                 message.snapshot.metadata.index = 1000
-                await member.repl.transport.on_snapshot(message, copies[-1])
+                await member.repl.snapshot_received(message, copies[-1])
             first, second = copies
             assert not first.path.exists(), "the superseded copy is left on disk"
             assert second.path.read_bytes() == b"second copy"

@@ -282,19 +282,34 @@ class FakeContext:
         raise Aborted(details)
 
 
-def receiver(directory: Path, received: list[tuple[pb.Message, snapshot.SpooledSnapshot]]) -> PeerService:
-    async def on_snapshot(message: pb.Message, spooled: snapshot.SpooledSnapshot) -> None:
-        received.append((message, spooled))
+class SnapshotsKept:
+    """PeerEvents that keep every snapshot handed on and ignore the rest."""
 
+    def __init__(self, received: list[tuple[pb.Message, snapshot.SpooledSnapshot]]) -> None:
+        self.received = received
+
+    def step(self, message: pb.Message) -> None:
+        pass
+
+    async def snapshot_received(self, message: pb.Message, spooled: snapshot.SpooledSnapshot) -> None:
+        self.received.append((message, spooled))
+
+    def snapshot_to_send(self, message: pb.Message) -> None:
+        return None
+
+    def report_unreachable(self, peer_id: int) -> None:
+        pass
+
+    def report_snapshot(self, peer_id: int, ok: bool) -> None:
+        pass
+
+    def removed_by_peers(self) -> None:
+        pass
+
+
+def receiver(directory: Path, received: list[tuple[pb.Message, snapshot.SpooledSnapshot]]) -> PeerService:
     transport = PeerTransport(
-        local_id=2,
-        cluster_id=CLUSTER_ID,
-        on_message=lambda m: None,
-        on_snapshot=on_snapshot,
-        snapshot_dir=directory,
-        snapshot_source=lambda m: None,
-        report_unreachable=lambda peer: None,
-        report_snapshot=lambda peer, ok: None,
+        local_id=2, cluster_id=CLUSTER_ID, events=SnapshotsKept(received), snapshot_dir=directory
     )
     return PeerService(transport)
 
@@ -436,11 +451,11 @@ def test_replication_deletes_a_received_file_once_installed_superseded_or_refuse
 
         repl.node.step = step  # type: ignore[method-assign]
         refused = spool(directory, source, 40)  # at or below the applied index: raft refuses it
-        await repl._snapshot_received(msg_snap(40), refused)
+        await repl.snapshot_received(msg_snap(40), refused)
         assert not refused.path.exists()
         older, newer = spool(directory, source, 90), spool(directory, source, META.index)
-        await repl._snapshot_received(msg_snap(90), older)
-        await repl._snapshot_received(msg_snap(META.index), newer)
+        await repl.snapshot_received(msg_snap(90), older)
+        await repl.snapshot_received(msg_snap(META.index), newer)
         assert stepped == [40, 90, META.index]
         assert older.path.exists() and newer.path.exists(), "files raft may still install were deleted"
         prepared = raftlog.prepare(snapshot=META, hard_state=pb.HardState(term=3, commit=META.index))

@@ -87,7 +87,7 @@ class MemberOps:
         """Whether this member has been connected to `member_id` for `for_interval` s (itself: always)."""
         if member_id == self.repl.cluster.local_id:
             return True
-        since = self.repl.transport.active_since(member_id)
+        since = self.repl.peer_connected_since(member_id)
         return since is not None and since <= time.monotonic() - for_interval
 
     def _started_voters(self, ids: Iterable[int]) -> int:
@@ -148,8 +148,7 @@ class MemberOps:
 
     async def promote(self, member_id: int) -> None:
         """Promote a learner; a follower asks the leader, which alone knows the learner's progress."""
-        node = self.repl.node
-        if not node.is_leader():
+        if not self.repl.is_leader():
             await self._forward_promote(member_id)
             return
         member = self.members.get(member_id)
@@ -157,10 +156,9 @@ class MemberOps:
             raise errors.ErrMemberNotFound()
         if not member.isLearner:
             raise errors.ErrMemberNotLearner()
-        status = node.status()
-        progress = status.progress.get(member_id)
-        leader_match = status.progress[node.id].match if node.id in status.progress else 0
-        if progress is None or progress.match < leader_match * LEARNER_READY_PERCENT:
+        matches = self.repl.match_indexes()
+        leader_match = matches.get(self.repl.cluster.local_id, 0)
+        if member_id not in matches or matches[member_id] < leader_match * LEARNER_READY_PERCENT:
             raise errors.ErrLearnerNotReady()
         promoted = rpc_pb2.Member()
         promoted.CopyFrom(member)
@@ -189,16 +187,15 @@ class MemberOps:
             raise (errors.ErrNoLeader() if self.repl.leader_id == NONE else errors.ErrTimeout()) from None
 
     async def move_leader(self, target: int) -> None:
-        node = self.repl.node
-        if not node.is_leader():
+        if not self.repl.is_leader():
             raise errors.ErrNotLeader()
         member = self.members.get(target)
         if member is None or member.isLearner:
             raise errors.ErrBadLeaderTransferee()
-        if target == node.id:
+        if target == self.repl.cluster.local_id:
             return
-        node.transfer_leader(target)
+        self.repl.transfer_leader(target)
         try:
-            await asyncio.wait_for(node.wait_leader_is(target), self.request_timeout)
+            await asyncio.wait_for(self.repl.wait_leader_is(target), self.request_timeout)
         except TimeoutError:
             raise errors.ErrTimeout() from None

@@ -125,19 +125,17 @@ class Replication:
         self._received: dict[int, snapshot.SpooledSnapshot] = {}
         self._received_lock = threading.Lock()
         self._installed_file: snapshot.SpooledSnapshot | None = None  # the last install's, deleted once done
-        self.node = RaftNode(node_id=cluster.local_id, storage=raftlog, settings=settings, state=self)
+        # The transport tells this object what arrives (PeerEvents), which hands it to the node;
+        # the node is built last, with the transport's send.
         self.transport = PeerTransport(
             local_id=cluster.local_id,
             cluster_id=cluster.cluster_id,
-            on_message=self.node.step,
-            on_snapshot=self._snapshot_received,
+            events=self,
             snapshot_dir=snapshot.spool_dir(backend.data_dir),
-            snapshot_source=self._snapshot_source,
-            report_unreachable=self.node.report_unreachable,
-            report_snapshot=self.node.report_snapshot,
-            on_removed=self._removed_by_peers,
         )
-        self.node.send = self.transport.send
+        self.node = RaftNode(
+            node_id=cluster.local_id, storage=raftlog, settings=settings, state=self, send=self.transport.send
+        )
         self._load_removed()
         self._cc_ids = itertools.count(1)
         self._cc_waiters: dict[int, asyncio.Future[None]] = {}  # conf change id -> applied
@@ -167,11 +165,27 @@ class Replication:
 
     def is_leader(self) -> bool:
         """Whether this member leads (as far as it knows: a partitioned leader learns it last)."""
-        return bool(self.node.leader_id == self.cluster.local_id)
+        return self.node.is_leader()
 
     async def wait_leader_change(self) -> None:
         """Return at the next change of the leader this member knows."""
         await self.node.wait_leader_change()
+
+    async def wait_leader_is(self, member_id: int) -> None:
+        """Return once `member_id` is the leader this member knows."""
+        await self.node.wait_leader_is(member_id)
+
+    def transfer_leader(self, member_id: int) -> None:
+        """Ask raft to hand leadership to `member_id` (only a leader can)."""
+        self.node.transfer_leader(member_id)
+
+    def match_indexes(self) -> dict[int, int]:
+        """Member ID -> the last log index known to be on it; empty unless this member leads."""
+        return {mid: progress.match for mid, progress in self.node.status().progress.items()}
+
+    def peer_connected_since(self, member_id: int) -> float | None:
+        """Monotonic time since which the connection to a peer has been up (None: it is down)."""
+        return self.transport.active_since(member_id)
 
     def fail_pending(self, exc: BaseException) -> None:
         """Fail every read still waiting (at shutdown)."""
@@ -216,7 +230,18 @@ class Replication:
     async def stop(self) -> None:
         await self.node.stop()
 
-    def _removed_by_peers(self) -> None:
+    # ---- PeerEvents: what the transport reports ----
+
+    def step(self, message: pb.Message) -> None:
+        self.node.step(message)
+
+    def report_unreachable(self, peer_id: int) -> None:
+        self.node.report_unreachable(peer_id)
+
+    def report_snapshot(self, peer_id: int, ok: bool) -> None:
+        self.node.report_snapshot(peer_id, ok)
+
+    def removed_by_peers(self) -> None:
         if not self.removed:
             log.warning("member %x: %s", self.cluster.local_id, "removed from the cluster; stopping")
         self.removed = True
@@ -276,11 +301,11 @@ class Replication:
                     self.transport.remove_peer(mid)
                     self.transport.removed.add(mid)
                     if mid == cluster.local_id:
-                        self._removed_by_peers()
+                        self.removed_by_peers()
 
     # ---- snapshots ----
 
-    def _snapshot_source(self, message: pb.Message) -> tuple[pb.Message, Iterator[bytes]] | None:
+    def snapshot_to_send(self, message: pb.Message) -> tuple[pb.Message, Iterator[bytes]] | None:
         """The state as it is now, with the MsgSnap relabelled to the index, term and conf it holds.
 
         The raft snapshot point is older than the store (entries were applied since), so
@@ -300,7 +325,7 @@ class Replication:
         meta.conf_state.CopyFrom(self.node.conf_state)
         return relabelled, state
 
-    async def _snapshot_received(self, message: pb.Message, spooled: snapshot.SpooledSnapshot) -> None:
+    async def snapshot_received(self, message: pb.Message, spooled: snapshot.SpooledSnapshot) -> None:
         index = message.snapshot.metadata.index
         if index <= self.applier.applied_index:
             # Raft has committed that far and refuses it: nothing will install this file.  (While an

@@ -29,9 +29,9 @@ import logging
 import os
 import time
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 
@@ -50,12 +50,27 @@ CONNECT_TIMEOUT = 1.0  # seconds to wait for a connection before backing off
 REMOVED_TEXT = "the member has been permanently removed from the cluster"
 MAX_MESSAGE_BYTES = 2**31 - 1
 
-MessageSink = Callable[[pb.Message], None]
-SnapshotSink = Callable[[pb.Message, SpooledSnapshot], Awaitable[None]]
-# (the MsgSnap to send, relabelled to the state streamed, and that state) or None: not now
-SnapshotSource = Callable[[pb.Message], tuple[pb.Message, Iterator[bytes]] | None]
-Report = Callable[[int], None]
-SnapshotReport = Callable[[int, bool], None]
+
+class PeerEvents(Protocol):
+    """What the transport tells its member, and asks of it (the member's Replication implements it)."""
+
+    def step(self, message: pb.Message) -> None:
+        """A raft message arrived from a peer."""
+
+    async def snapshot_received(self, message: pb.Message, spooled: SpooledSnapshot) -> None:
+        """A MsgSnap arrived whole, its state checked and spooled to `spooled` (fsynced)."""
+
+    def snapshot_to_send(self, message: pb.Message) -> tuple[pb.Message, Iterator[bytes]] | None:
+        """The MsgSnap to stream (relabelled to the state sent) and that state; None: not now."""
+
+    def report_unreachable(self, peer_id: int) -> None:
+        """A message to `peer_id` could not be delivered."""
+
+    def report_snapshot(self, peer_id: int, ok: bool) -> None:
+        """A snapshot stream to `peer_id` ended, delivered or not."""
+
+    def removed_by_peers(self) -> None:
+        """A peer refused this member's messages: it has been removed from the cluster."""
 
 
 PROXIES_ENV = "ETCDPY_PEER_PROXIES"
@@ -99,12 +114,12 @@ class PeerSender:
     def send(self, messages: list[pb.Message]) -> None:
         if self.connected_since is None:
             # Not connected: drop rather than deliver stale messages later (raft resends what it needs).
-            self.transport.report_unreachable(self.peer_id)
+            self.transport.events.report_unreachable(self.peer_id)
             return
         try:
             self.queue.put_nowait(messages)
         except asyncio.QueueFull:
-            self.transport.report_unreachable(self.peer_id)
+            self.transport.events.report_unreachable(self.peer_id)
 
     async def _batches(self) -> AsyncIterator[peer_pb2.MessageBatch]:
         t = self.transport
@@ -137,7 +152,7 @@ class PeerSender:
                 pass  # the peer is down: retry after the backoff
             except grpc.aio.AioRpcError as exc:
                 if exc.code() is grpc.StatusCode.PERMISSION_DENIED and exc.details() == REMOVED_TEXT:
-                    self.transport.on_removed()
+                    self.transport.events.removed_by_peers()
                 elif exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
                     log.error(
                         "peer %x refused our messages: %s (check --initial-cluster, --initial-cluster-token)",
@@ -153,7 +168,7 @@ class PeerSender:
             # Messages queued for a dead stream are stale; raft resends what it still needs.
             while not self.queue.empty():
                 self.queue.get_nowait()
-            self.transport.report_unreachable(self.peer_id)
+            self.transport.events.report_unreachable(self.peer_id)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
 
@@ -161,9 +176,9 @@ class PeerSender:
         """Stream one snapshot to the peer; raft hears FINISH or FAILURE."""
         t = self.transport
         ok = False
-        source = t.snapshot_source(message)
+        source = t.events.snapshot_to_send(message)
         if source is None:
-            t.report_snapshot(self.peer_id, False)
+            t.events.report_snapshot(self.peer_id, False)
             return
         message, state = source
         try:
@@ -175,7 +190,7 @@ class PeerSender:
                 ok = True
         except grpc.aio.AioRpcError as exc:
             log.warning("sending a snapshot to peer %x failed: %s", self.peer_id, exc.details())
-        t.report_snapshot(self.peer_id, ok)
+        t.events.report_snapshot(self.peer_id, ok)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -204,23 +219,13 @@ class PeerTransport:
         *,
         local_id: int,
         cluster_id: int,
-        on_message: MessageSink,
-        on_snapshot: SnapshotSink,
+        events: PeerEvents,
         snapshot_dir: Path,
-        snapshot_source: SnapshotSource,
-        report_unreachable: Report,
-        report_snapshot: SnapshotReport,
-        on_removed: Callable[[], None] = lambda: None,
     ) -> None:
         self.local_id = local_id
         self.cluster_id = cluster_id
-        self.on_message = on_message
-        self.on_snapshot = on_snapshot
+        self.events = events
         self.snapshot_dir = snapshot_dir  # where received snapshots are spooled
-        self.snapshot_source = snapshot_source
-        self.report_unreachable = report_unreachable
-        self.report_snapshot = report_snapshot
-        self.on_removed = on_removed  # a peer says this member was removed from the cluster
         self.removed: set[int] = set()  # members removed from the cluster: their messages are refused
         self.peers: dict[int, PeerSender] = {}
         self._snapshot_tasks: set[asyncio.Task[None]] = set()
@@ -259,7 +264,7 @@ class PeerTransport:
     def _start_snapshot(self, message: pb.Message) -> None:
         sender = self.peers.get(message.to)
         if sender is None:
-            self.report_snapshot(message.to, False)
+            self.events.report_snapshot(message.to, False)
             return
         task = asyncio.get_running_loop().create_task(sender.send_snapshot(message))
         self._snapshot_tasks.add(task)
@@ -296,7 +301,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             if getattr(batch, "from") in self.t.removed:
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, REMOVED_TEXT)
             for m in batch.messages:
-                self.t.on_message(m)
+                self.t.events.step(m)
         return peer_pb2.SendResponse(cluster_id=self.t.cluster_id)
 
     async def Snapshot(
@@ -324,7 +329,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
                     assert message is not None and spool is not None
                     spooled = await asyncio.to_thread(spool.finish)  # fsyncs
                     spool = None
-                    await self.t.on_snapshot(message, spooled)
+                    await self.t.events.snapshot_received(message, spooled)
                     return peer_pb2.SnapshotResponse(cluster_id=self.t.cluster_id)
             await context.abort(grpc.StatusCode.DATA_LOSS, "snapshot stream ended early")
             raise AssertionError("unreachable")
