@@ -13,7 +13,7 @@ whose links cross those proxies; kill, pause, restart with failpoints, replace),
 """
 
 from etcdpy.chaos.checks import Verdict
-from etcdpy.chaos.cluster import ChaosCluster, Member
+from etcdpy.chaos.cluster import ChaosCluster, MemberProcess
 from etcdpy.chaos.history import Anomaly, RunHistory
 from etcdpy.chaos.nemesis import NEMESES, Nemesis
 from etcdpy.chaos.proxy import OPEN, LinkFault, LinkProxy, ProxyHub
@@ -29,7 +29,7 @@ __all__ = [
     "ChaosCluster",
     "LinkFault",
     "LinkProxy",
-    "Member",
+    "MemberProcess",
     "Nemesis",
     "ProxyHub",
     "RunHistory",

@@ -75,7 +75,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, message: str, inte
 
 
 class ServerLike(Protocol):
-    """A running server process as the tests hold one (a chaos Member, the e2e ServerProcess)."""
+    """A running server process as the tests hold one (a chaos MemberProcess, the e2e ServerProcess)."""
 
     @property
     def proc(self) -> subprocess.Popen[Any] | None: ...
@@ -97,8 +97,8 @@ def serves(member: ServerLike, key: bytes) -> bool:
 
 
 @dataclass
-class Member:
-    """Member is one server process slot: its name, ports, data dir and log, and the running process."""
+class MemberProcess:
+    """MemberProcess is one server process slot: its name, ports, data dir, log and running process."""
 
     index: int
     name: str
@@ -141,7 +141,7 @@ class ChaosCluster:
     ) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        self.members = [Member(i, f"m{i}", root) for i in range(size)]
+        self.members = [MemberProcess(i, f"m{i}", root) for i in range(size)]
         self.extra_args = list(extra_args)
         self.quiet = quiet
         self.hub = ProxyHub(seed)
@@ -155,7 +155,7 @@ class ChaosCluster:
 
     # -- processes
 
-    def command(self, member: Member, state: str) -> list[str]:
+    def command(self, member: MemberProcess, state: str) -> list[str]:
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         return [
             sys.executable, "-m", "etcdpy", "server",
@@ -173,7 +173,7 @@ class ChaosCluster:
             *self.extra_args,
         ]  # fmt: skip
 
-    def launch(self, member: Member, *, failpoints: str = "", state: str = "new") -> None:
+    def launch(self, member: MemberProcess, *, failpoints: str = "", state: str = "new") -> None:
         """Start `member`'s process (not waiting for it), with `failpoints` armed if given."""
         if member.running:
             raise RuntimeError(f"{member.name} is already running")
@@ -204,30 +204,30 @@ class ChaosCluster:
         self.wait_writable(timeout)
         return self
 
-    def signal(self, member: Member, sig: int) -> None:
+    def signal(self, member: MemberProcess, sig: int) -> None:
         """Send `sig` to the member's process group (nothing if it is not running)."""
         if member.proc is not None and member.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(member.proc.pid, sig)
 
-    def kill(self, member: Member) -> None:
+    def kill(self, member: MemberProcess) -> None:
         """Kill -9 the member and reap it."""
         self.signal(member, signal.SIGKILL)
         if member.proc is not None:
             member.proc.wait(timeout=30)
         member.paused = False
 
-    def pause(self, member: Member) -> None:
+    def pause(self, member: MemberProcess) -> None:
         """SIGSTOP the member: it keeps its sockets but answers nothing."""
         self.signal(member, signal.SIGSTOP)
         member.paused = True
 
-    def resume(self, member: Member) -> None:
+    def resume(self, member: MemberProcess) -> None:
         """SIGCONT a paused member."""
         self.signal(member, signal.SIGCONT)
         member.paused = False
 
-    def wipe(self, member: Member) -> None:
+    def wipe(self, member: MemberProcess) -> None:
         """Delete the member's data dir (the member must be stopped)."""
         if member.running:
             raise RuntimeError(f"{member.name} is running")
@@ -250,7 +250,7 @@ class ChaosCluster:
         for pair in pairs:
             self.links[pair].set(fault)
 
-    def isolate(self, member: Member, fault: LinkFault) -> None:
+    def isolate(self, member: MemberProcess, fault: LinkFault) -> None:
         """Apply `fault` to every link to and from `member`."""
         self.set_links([pair for pair in self.links if member.index in pair], fault)
 
@@ -273,7 +273,7 @@ class ChaosCluster:
             self._client = Client(self.endpoints, command_timeout=10.0, dial_timeout=1.0)
         return self._client
 
-    def member_id(self, member: Member, timeout: float = 30.0) -> int:
+    def member_id(self, member: MemberProcess, timeout: float = 30.0) -> int:
         """The member's ID, asked of the member itself (retried: a loaded machine answers slowly)."""
         found: list[int] = []
 
@@ -287,10 +287,10 @@ class ChaosCluster:
         wait_until(ask, timeout, f"{member.name} never said its ID")
         return found[0]
 
-    def leader(self, timeout: float = 2.0) -> Member | None:
+    def leader(self, timeout: float = 2.0) -> MemberProcess | None:
         """The member that the answering members agree leads, or None."""
         leads: set[int] = set()
-        ids: dict[int, Member] = {}
+        ids: dict[int, MemberProcess] = {}
         for member in self.members:
             if not member.running or member.paused:
                 continue
@@ -304,8 +304,8 @@ class ChaosCluster:
             return None
         return ids.get(leads.pop())
 
-    def wait_leader(self, timeout: float = 30.0) -> Member:
-        found: list[Member] = []
+    def wait_leader(self, timeout: float = 30.0) -> MemberProcess:
+        found: list[MemberProcess] = []
 
         def agreed() -> bool:
             leader = self.leader()
@@ -327,7 +327,7 @@ class ChaosCluster:
 
         wait_until(put, timeout, "the cluster never accepted a write")
 
-    def replace_member(self, member: Member, timeout: float = 60.0) -> None:
+    def replace_member(self, member: MemberProcess, timeout: float = 60.0) -> None:
         """Remove `member`, wipe it, add it back (a new ID, same name and URLs) and start it."""
         client = self.client()
         old_id = self.member_id(member)

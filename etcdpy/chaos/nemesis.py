@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from etcdpy.chaos.cluster import ChaosCluster, Member, wait_until
+from etcdpy.chaos.cluster import ChaosCluster, MemberProcess, wait_until
 from etcdpy.chaos.proxy import LinkFault
 
 FAILPOINT_WAIT = 5.0  # seconds a member armed with a crash failpoint gets to reach it
@@ -32,7 +32,7 @@ class Nemesis:
         return "healed"
 
 
-def pick(cluster: ChaosCluster, rng: random.Random, *, leader: bool) -> Member:
+def pick(cluster: ChaosCluster, rng: random.Random, *, leader: bool) -> MemberProcess:
     """The leader (when asked and known), else a random running member."""
     if leader:
         found = cluster.leader()
@@ -41,7 +41,7 @@ def pick(cluster: ChaosCluster, rng: random.Random, *, leader: bool) -> Member:
     return rng.choice([m for m in cluster.members if m.running and not m.paused] or cluster.members)
 
 
-def pick_follower(cluster: ChaosCluster, rng: random.Random) -> Member:
+def pick_follower(cluster: ChaosCluster, rng: random.Random) -> MemberProcess:
     leader = cluster.leader()
     return rng.choice([m for m in cluster.members if m is not leader and m.running] or cluster.members)
 
@@ -51,7 +51,7 @@ class Kill(Nemesis):
     """Kill -9 a member (or the leader); heal restarts it on the same data dir."""
 
     leader: bool = False
-    victims: list[Member] = field(default_factory=list)
+    victims: list[MemberProcess] = field(default_factory=list)
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -78,7 +78,7 @@ class Pause(Nemesis):
     """SIGSTOP a member (or the leader); heal sends SIGCONT."""
 
     leader: bool = False
-    victims: list[Member] = field(default_factory=list)
+    victims: list[MemberProcess] = field(default_factory=list)
 
     @property
     def name(self) -> str:  # type: ignore[override]
@@ -150,7 +150,7 @@ class Links(Nemesis):
 
 
 @dataclass
-class Failpoint(Nemesis):
+class FailpointNemesis(Nemesis):
     """Restart a member (the leader half the time) with one failpoint armed; heal restarts it clean.
 
     With ``crash`` the member dies at the point (and `inject` waits a little for it);
@@ -161,7 +161,7 @@ class Failpoint(Nemesis):
     points: tuple[str, ...] = ()
     label: str = "failpoint-crash"
     action: str = "crash"
-    armed: list[Member] = field(default_factory=list)
+    armed: list[MemberProcess] = field(default_factory=list)
     turn: int = 0
 
     @property
@@ -209,7 +209,7 @@ class SnapshotCatchUp(Nemesis):
 
     entries: int = 60  # raft entries the leader must commit while the follower is away
     points: tuple[str, ...] = ()
-    victim: Member | None = None
+    victim: MemberProcess | None = None
     armed: str = ""
     turn: int = 0
 
@@ -315,9 +315,9 @@ NEMESES: dict[str, Callable[[], Nemesis]] = {
     "blackhole-leader": lambda: Partition("leader", blackhole=True),
     "delay": lambda: Links(delay=0.15),
     "loss": lambda: Links(loss=0.05),
-    "failpoint-crash": lambda: Failpoint(RAFT_POINTS),
-    "failpoint-crash-compaction": lambda: Failpoint(COMPACTION_POINTS, "failpoint-crash-compaction"),
-    "failpoint-pause": lambda: Failpoint(RAFT_POINTS[:4], "failpoint-pause", "pause(0.3)"),
+    "failpoint-crash": lambda: FailpointNemesis(RAFT_POINTS),
+    "failpoint-crash-compaction": lambda: FailpointNemesis(COMPACTION_POINTS, "failpoint-crash-compaction"),
+    "failpoint-pause": lambda: FailpointNemesis(RAFT_POINTS[:4], "failpoint-pause", "pause(0.3)"),
     "snapshot-catchup": lambda: SnapshotCatchUp(),
     "snapshot-crash": lambda: SnapshotCatchUp(points=SNAPSHOT_POINTS),
     "replace": lambda: ReplaceMember(),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from etcdpy.chaos import checks
 from etcdpy.chaos.checks import Verdict
-from etcdpy.chaos.cluster import ChaosCluster, Member, wait_until
+from etcdpy.chaos.cluster import ChaosCluster, MemberProcess, wait_until
 from etcdpy.chaos.history import HEALTH_PREFIX, RunHistory
 from etcdpy.chaos.nemesis import NEMESES, Nemesis
 from etcdpy.chaos.report import RunResult, discard_folder, write_folder
@@ -216,7 +216,7 @@ def _heal_everything(run: _Run) -> None:
     )
 
 
-def _serves(run: _Run, member: Member) -> bool:
+def _serves(run: _Run, member: MemberProcess) -> bool:
     """A write and a linearizable read through the member's own endpoint succeed within the timeout."""
     key = HEALTH_PREFIX + member.name.encode()
     with Client([member.endpoint], command_timeout=3.0) as client:
