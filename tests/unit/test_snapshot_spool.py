@@ -221,7 +221,7 @@ def test_the_callers_batch_completes_an_install_and_a_restart_then_has_nothing_t
     hard_state = pb.HardState(term=4, vote=2, commit=META.index)
     prepared = raftlog.prepare(snapshot=META, hard_state=hard_state)
     snapshot.install_file(target, spooled, META, batch_bytes=1000)
-    prepared.batch.delete(snapshot.MARKER_KEY)  # as Replication._install_state does
+    prepared.batch.delete(snapshot.MARKER_KEY)  # as ReceivedSnapshots.install does
     raftlog.write(prepared)
     target.close()
     reopened = Backend(data_dir)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import threading
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
@@ -31,6 +30,7 @@ from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.api.raftpb import peer_pb2, peer_pb2_grpc
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.server.apply import Applier
+from etcdpy.server.consensus import snapshots
 from etcdpy.server.consensus.membership import Cluster, MembershipApplier
 from etcdpy.server.consensus.node import RaftNode, RaftSettings
 from etcdpy.server.consensus.transport import PeerService, PeerTransport, peer_channel
@@ -119,12 +119,8 @@ class Replication:
         self.removed = False  # this member was removed from the cluster: it must stop
         self.removed_event = asyncio.Event()
         self.snapshots_installed = 0  # snapshots received from a leader in this life (tests, status)
-        # Snapshots received (spooled files) by index, not yet installed.  Guarded by _received_lock: the
-        # loop adds, the raft log's worker thread takes the one it installs.  A file stays until an install
-        # at or past its index completed (a Ready in flight may still install it) or the next start.
-        self._received: dict[int, snapshot.SpooledSnapshot] = {}
-        self._received_lock = threading.Lock()
-        self._installed_file: snapshot.SpooledSnapshot | None = None  # the last install's, deleted once done
+        # Received (spooled) snapshot files, until an install is done with them.
+        self.received_snapshots = snapshots.ReceivedSnapshots(applier)
         # The transport tells this object what arrives (PeerEvents), which hands it to the node;
         # the node is built last, with the transport's send.
         self.transport = PeerTransport(
@@ -308,37 +304,13 @@ class Replication:
     def snapshot_to_send(self, message: pb.Message) -> tuple[pb.Message, Iterator[bytes]] | None:
         """The state as it is now, with the MsgSnap relabelled to the index, term and conf it holds.
 
-        The raft snapshot point is older than the store (entries were applied since), so
-        the message is relabelled as etcd does: a follower then records the index of the
-        state it installs.  None while the conf state does not match the store (replaying
-        after a restart): raft hears the send failed and tries again later.
+        See `snapshots.snapshot_to_send`: None while replaying after a restart (raft hears the
+        send failed and tries again later).
         """
-        applied, state = snapshot.open_state(self.backend)
-        if applied != self.node.delivered_index or applied < message.snapshot.metadata.index:
-            state.close()  # type: ignore[attr-defined]  # a generator
-            return None
-        relabelled = pb.Message()
-        relabelled.CopyFrom(message)
-        meta = relabelled.snapshot.metadata
-        meta.index = applied
-        meta.term = self.raftlog.term(applied)
-        meta.conf_state.CopyFrom(self.node.conf_state)
-        return relabelled, state
+        return snapshots.snapshot_to_send(self.backend, message, self.node, self.raftlog.term)
 
     async def snapshot_received(self, message: pb.Message, spooled: snapshot.SpooledSnapshot) -> None:
-        index = message.snapshot.metadata.index
-        if index <= self.applier.applied_index:
-            # Raft has committed that far and refuses it: nothing will install this file.  (While an
-            # install of `index` is in flight the applied index is below it.)
-            spooled.path.unlink(missing_ok=True)
-        else:
-            with self._received_lock:
-                replaced = self._received.get(index)
-                self._received[index] = spooled
-            if replaced is not None:
-                # An earlier copy of the same index, not claimed by an install (that takes it out of
-                # `_received` first): superseded by this one.
-                replaced.path.unlink(missing_ok=True)
+        self.received_snapshots.keep(message.snapshot.metadata.index, spooled)
         self.node.step(message)
 
     def install_state(self, received: pb.Snapshot, write: PreparedWrite) -> None:
@@ -348,21 +320,12 @@ class Replication:
         the install marker, so a crash before it is written is finished at the next start.
         Meanwhile reads (ranges, hashes, watch history) are served from the old state, pinned.
         """
-        meta = received.metadata
-        with self._received_lock:
-            spooled = self._received.pop(meta.index, None)
-        if spooled is None:
-            raise RuntimeError(f"raft installs snapshot {meta.index} but its state was not received")
-        self.applier.store.pin()
-        snapshot.install_file(self.backend, spooled, meta)
-        write.batch.delete(snapshot.MARKER_KEY)
-        self._installed_file = spooled
+        self.received_snapshots.install(received.metadata, write.batch)
 
     def state_installed(self, received: pb.Snapshot) -> None:
         meta = received.metadata
         self.snapshots_installed += 1
-        self._drop_received(meta.index)
-        self.applier.reload()  # unpins the store's reads
+        self.received_snapshots.installed(meta.index)  # the applier reloads: unpins the store's reads
         self.membership.reload()
         self._load_removed()
         for mid in list(self.transport.peers):
@@ -376,16 +339,6 @@ class Replication:
             meta.index,
             self.applier.applied_index,
         )
-
-    def _drop_received(self, installed: int) -> None:
-        """Delete the installed file and every received one it supersedes (the marker is gone now)."""
-        with self._received_lock:
-            stale = [self._received.pop(index) for index in list(self._received) if index <= installed]
-        if self._installed_file is not None:
-            stale.append(self._installed_file)
-            self._installed_file = None
-        for spooled in stale:  # later ones keep theirs: each file has a name of its own
-            spooled.path.unlink(missing_ok=True)
 
 
 class _Peers(PeerService):
