@@ -10,12 +10,13 @@ Applier on LevelDB and its snapshot path).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Protocol
 
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.checker import KvOutput
+from etcdpy.server.consensus.snapshots import Delivered
 
 from .disk import FakeDisk
 from .statemachine import Command, KvStateMachine
@@ -63,8 +64,12 @@ class Application(Protocol):
         """Snapshot_data is what a snapshot taken now at `applied` stores as its data."""
         ...
 
-    def sending(self, message: pb.Message) -> pb.Message:
-        """Sending is an outgoing message as it goes on the wire (a MsgSnap gets its state attached)."""
+    def sending(self, message: pb.Message, node: Delivered, term: Callable[[int], int]) -> pb.Message | None:
+        """Sending is an outgoing message as it goes on the wire (a MsgSnap gets its state attached).
+
+        `node` is the sender's raft, `term` its log's terms.  None: not sent now (raft hears the
+        snapshot failed).
+        """
         ...
 
     def receiving(self, message: pb.Message) -> pb.Message:
@@ -149,8 +154,8 @@ class ToyApplication:
     def snapshot_data(self) -> bytes:
         return self.store.encode()
 
-    def sending(self, message: pb.Message) -> pb.Message:
-        return message
+    def sending(self, message: pb.Message, node: Delivered, term: Callable[[int], int]) -> pb.Message | None:
+        return message  # the snapshot carries the store at its own point
 
     def receiving(self, message: pb.Message) -> pb.Message:
         return message

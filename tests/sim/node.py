@@ -341,24 +341,17 @@ class SimNode:
     def send(self, messages: list[pb.Message]) -> None:
         """Send queues messages as the application puts them on the wire.
 
-        A MsgSnap whose attached state is newer than raft's snapshot point is relabelled
-        with the index, term and configuration of that state, as the server's
-        replication does; while the node replays after a restart (its configuration is
-        not the one at the store's applied index) the snapshot is not sent and raft hears
-        it failed.
+        The server's application attaches its current state to a MsgSnap and relabels it
+        with the server's own code (`snapshots.snapshot_to_send`); a snapshot it does not
+        send now (the node replays after a restart) is reported failed at the next turn.
         """
         core = self.core
         assert core is not None
         for message in messages:
-            sent = self.app.sending(message)
-            if sent.type == pb.MsgSnap and sent.snapshot.metadata.index != message.snapshot.metadata.index:
-                meta = sent.snapshot.metadata
-                if meta.index != core.delivered_index:
-                    self._snapshots_not_sent.append(message.to)
-                    continue
-                meta.term = self.disk.working.term(meta.index)
-                meta.conf_state.CopyFrom(core.conf_state)
-                self._stats["snapshots_relabelled"] += 1
+            sent = self.app.sending(message, core, self.disk.working.term)
+            if sent is None:
+                self._snapshots_not_sent.append(message.to)
+                continue
             self.outgoing.append(sent)
 
     def reads_confirmed(self, read_states: Sequence[ReadState]) -> None:

@@ -8,19 +8,24 @@ compare for compare-and-set, range through the log) with the request id in
 ``Applier.read_only_txn`` as `EtcdServer` serves them.  Conf change entries reach
 the applier as empty entries, as `EtcdServer._apply_committed` passes them.
 
-Snapshots follow `replication.py`: a snapshot point carries no data; a MsgSnap
-going out gets the sender's current state from `snapshot.open_state` (so the
-state may be newer than the snapshot's point, and the node relabels the message
-with the state's index, term and configuration, as `Replication` does).  The
-receiver spools the state to a file in its own spool dir (`snapshot.Spool`,
-``<node dir>/member/snap``) and keeps it by index, as `Replication` does (a state
-at or below the applied index is deleted at once).  When raft hands the snapshot
-out in a Ready, `claim` does what the server does before the Ready's write
-(`Replication._install_state`): `snapshot.install_file` sets the synced marker and
-replaces what differs in batches of INSTALL_BATCH_BYTES (a whole state takes
-several), not synced.  The Ready's durable write (`sync`: the node's disk records the snapshot
-point) deletes the marker in a synced batch; `install` then deletes the files
-the install superseded and the applier reloads.
+Snapshots go through the server's own code (`etcdpy/server/consensus/snapshots.py`,
+which `Replication` uses too); this module fakes only the transport's stream and the
+node's disk.  A snapshot point carries no data; a MsgSnap going out gets the
+sender's current state and is relabelled with that state's index, term and
+configuration by `snapshots.snapshot_to_send` (not sent while the node replays
+after a restart).  The receiver spools the state to a file in its own spool dir
+(`snapshot.Spool`, ``<node dir>/member/snap``), as the transport does, and hands
+it to its `snapshots.ReceivedSnapshots`, which keeps it by index (a state at or
+below the applied index is deleted at once, an earlier copy of the same index
+superseded).  When raft hands the snapshot out in a Ready, `claim` calls
+`ReceivedSnapshots.install` before the Ready's write, as `Replication.install_state`
+does: `snapshot.install_file` sets the synced marker and replaces what differs in
+batches of INSTALL_BATCH_BYTES (a whole state takes several), not synced, and the
+marker's deletion goes into a synced LevelDB batch that stands for the Ready's
+durable write (`sync` writes it with the node's fsync: the node's disk records the
+snapshot point).  `install` then calls `ReceivedSnapshots.installed`, as
+`Replication.state_installed` does: the installed and superseded files are
+deleted and the applier reloads.
 
 A crash loses a suffix of the unsynced writes (apply batches and install
 batches alike: `journal.py`).  While a run's faults are on, power may also fail
@@ -40,12 +45,14 @@ import random
 from collections import Counter
 from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any
 
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.checker import KvOp, KvOutput
 from etcdpy.raft import ErrSnapOutOfDate
 from etcdpy.server.apply import Applier
+from etcdpy.server.consensus import snapshots
 from etcdpy.server.storage import snapshot
 from etcdpy.server.storage.backend import Backend, BackendCorruptError
 from etcdpy.server.storage.raftlog import PreparedWrite, RaftLogStorage
@@ -199,10 +206,12 @@ class ServerApplication:
         self._stats = stats
         self._backend: JournaledBackend | None = None
         self._applier: Applier | None = None
-        # Received states by snapshot index, as Replication keeps them: the latest copy of each index.
-        self._received: dict[int, snapshot.SpooledSnapshot] = {}
-        # The state being installed: its marker is set and its batches written, until the Ready is durable.
-        self._installing: tuple[int, snapshot.SpooledSnapshot] | None = None
+        # The server's own keeper of received snapshot files, over this node's applier (while it runs).
+        self.received_snapshots: snapshots.ReceivedSnapshots | None = None
+        # The snapshot index being installed: its marker is set and its batches written, until installed.
+        self._installing: int | None = None
+        # The Ready's durable write as the server's raft log batch: the install deletes the marker there.
+        self._marker_batch: Any | None = None
         self._compacting = False  # a scheduled compaction still has versions to delete
         self._commands: dict[int, Command] = {}  # request id -> command, for decoding answers
 
@@ -275,57 +284,54 @@ class ServerApplication:
     def snapshot_data(self) -> bytes:
         return b""  # a snapshot point only: the state is read when a MsgSnap goes out
 
-    def sending(self, message: pb.Message) -> pb.Message:
+    def sending(
+        self, message: pb.Message, node: snapshots.Delivered, term: Callable[[int], int]
+    ) -> pb.Message | None:
+        """Sending attaches the sender's current state to a MsgSnap, relabelled as `Replication` does.
+
+        The server's `snapshots.snapshot_to_send`, with the stream's chunks joined into the message.
+        """
         if message.type != pb.MsgSnap:
             return message
-        with_state = pb.Message()
-        with_state.CopyFrom(message)
-        applied, chunks = snapshot.open_state(self.applier.backend, SNAPSHOT_CHUNK_BYTES)
-        with_state.snapshot.data = b"".join(chunks)
-        # Labelled with the state's own index; the node sets its term and configuration (as replication does).
-        with_state.snapshot.metadata.index = applied
-        return with_state
+        source = snapshots.snapshot_to_send(
+            self.applier.backend, message, node, term, chunk_bytes=SNAPSHOT_CHUNK_BYTES
+        )
+        if source is None:
+            return None  # replaying after a restart: raft hears the send failed
+        sent, chunks = source
+        sent.snapshot.data = b"".join(chunks)
+        if sent.snapshot.metadata.index != message.snapshot.metadata.index:
+            self._stats["snapshots_relabelled"] += 1
+        return sent
 
     def receiving(self, message: pb.Message) -> pb.Message:
+        """Receiving spools a MsgSnap's state to a file, as the transport does, and keeps it (`keep`)."""
         if message.type != pb.MsgSnap:
             return message
+        received = self.received_snapshots
+        assert received is not None, "a message reached a node that does not run"
         index = message.snapshot.metadata.index
         spool = snapshot.Spool(self._spool_dir, index)
         spool.write(message.snapshot.data)
         spooled = spool.finish()
         message.snapshot.data = b""
-        if index <= self.applier.applied_index:
-            # Raft has committed that far and refuses it (Replication._snapshot_received does the same).
-            spooled.path.unlink(missing_ok=True)
-        else:
-            replaced = self._received.get(index)
-            self._received[index] = spooled
-            if replaced is not None:  # an earlier copy no install claimed, superseded (as Replication does)
-                replaced.path.unlink(missing_ok=True)
+        if received.keep(index, spooled):
             self._stats["snapshots_spooled"] += 1
         return message
 
     def claim(self, raft_snapshot: pb.Snapshot) -> None:
         """Claim starts the install of a snapshot raft hands out, before the Ready's write (`install_state`).
 
-        As `Replication._install_state`: the synced marker, then the state replaced in batches of
-        INSTALL_BATCH_BYTES; the marker goes with the Ready's durable write (`sync`).
+        `ReceivedSnapshots.install`, as `Replication.install_state`: the synced marker, then the
+        state replaced in batches of INSTALL_BATCH_BYTES; the marker's deletion goes into the
+        Ready's durable write, which `sync` writes.
         """
+        received = self.received_snapshots
+        assert received is not None and self._installing is None
         meta = raft_snapshot.metadata
-        spooled = self._received.pop(meta.index, None)
-        if spooled is None:
-            raise RuntimeError(f"raft installs snapshot {meta.index} but its state was not received")
-        applier = self.applier
-        applier.store.pin()
-        self._installing = (meta.index, spooled)
-        batches = snapshot.install_file(
-            applier.backend,
-            spooled,
-            meta,
-            batch_bytes=INSTALL_BATCH_BYTES,
-            after_batch=self._after_install_batch,
-        )
-        self._stats["install_batches"] += batches
+        self._installing = meta.index
+        self._marker_batch = self.applier.backend.db.write_batch(sync=True)
+        self._stats["install_batches"] += received.install(meta, self._marker_batch)
 
     def _after_install_batch(self, written: int) -> None:
         rate = self._install_power_loss()
@@ -335,21 +341,15 @@ class ServerApplication:
 
     def install(self, raft_snapshot: pb.Snapshot) -> None:
         index = raft_snapshot.metadata.index
-        installing = self._installing
-        assert installing is not None and installing[0] == index, "install without claim"
+        received = self.received_snapshots
+        assert received is not None and self._installing == index, "install without claim"
+        assert self._marker_batch is None, "installed before the Ready's write was durable"
         self._installing = None
-        self._drop_received(index, installing[1])
+        received.installed(index)  # as Replication.state_installed: files dropped, the applier reloaded
         applier = self.applier
-        applier.reload()  # also unpins the store's reads
         self._compacting = applier.compaction_pending
         if applier.applied_index != index:
             raise AssertionError(f"installed the state at applied index {applier.applied_index} as {index}")
-
-    def _drop_received(self, installed: int, spooled: snapshot.SpooledSnapshot) -> None:
-        """Delete the installed file and every received one it supersedes (as Replication._drop_received)."""
-        stale = [self._received.pop(index) for index in sorted(self._received) if index <= installed]
-        for old in (*stale, spooled):
-            old.path.unlink(missing_ok=True)
 
     def step(self) -> None:
         if self._compacting and self._applier is not None and self._installing is None:
@@ -360,10 +360,10 @@ class ServerApplication:
         backend = self._backend
         if backend is None:
             return
-        if self._installing is not None:
+        if self._marker_batch is not None:
             # The Ready's durable write: with the snapshot point (on the node's disk), the marker goes.
-            with backend.batch(sync=True) as batch:
-                batch.delete(snapshot.MARKER_KEY)
+            self._marker_batch.write()
+            self._marker_batch = None
         else:
             backend.synced()
 
@@ -387,6 +387,9 @@ class ServerApplication:
         if finished is not None:
             self._stats["installs_finished_at_start"] += 1
         self._applier = Applier(backend)
+        self.received_snapshots = snapshots.ReceivedSnapshots(
+            self._applier, batch_bytes=INSTALL_BATCH_BYTES, after_batch=self._after_install_batch
+        )
         raft_snapshot = disk.working.snapshot()
         if self._applier.applied_index > raft_snapshot.metadata.index:
             self._stats["restarts_replaying_from_stored_index"] += 1
@@ -399,7 +402,7 @@ class ServerApplication:
             )
         log_end = max(disk.working.last_index(), raft_snapshot.metadata.index)
         if applied > log_end:
-            # The check etcdpy/server/main.py (open_member) makes before it starts a member.
+            # The check etcdpy/server/member.py (build) makes before it starts a member.
             raise RestartRefused(
                 f"node {self._dir.name}: the store applied index {applied} but the raft log ends at "
                 f"{log_end}: the server refuses to start on this data dir"
@@ -411,5 +414,6 @@ class ServerApplication:
             self._backend.close()
         self._backend = None
         self._applier = None
-        self._received.clear()
+        self.received_snapshots = None  # the files stay: the next start deletes them, as the server's does
         self._installing = None
+        self._marker_batch = None

@@ -1,10 +1,15 @@
-"""The simulator runs the member's own Ready handling: every seed tests the code that ships.
+"""The simulator runs the member's own Ready handling and snapshot path: every seed tests the code that ships.
 
 Both drivers hold a `ReadyHandler` (etcdpy/server/consensus/ready.py): the server's
 RaftNode and the simulator's SimNode.  Raft's Ready is taken in one place, the
 handler's `begin`, and the paths that once existed only in the server (committed
 entries applied before the Ready's fsync, forwarded proposals joining the leader's
 batch, the idle flush) run in simulated seeds.
+
+Snapshots received, installed and sent go through etcdpy/server/consensus/snapshots.py
+in both: the member's Replication and the simulator's server application hold the
+same `ReceivedSnapshots` and relabel what they send with the same `snapshot_to_send`;
+every snapshot of the simulated seeds is counted through that code.
 """
 
 from __future__ import annotations
@@ -17,10 +22,16 @@ from pathlib import Path
 
 import pytest
 
+from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import RawNode, Ready
+from etcdpy.server.apply import Applier
+from etcdpy.server.consensus import snapshots
+from etcdpy.server.consensus.membership import Cluster, MembershipApplier, cluster_id
 from etcdpy.server.consensus.node import RaftNode, RaftSettings
 from etcdpy.server.consensus.ready import ReadyHandler
+from etcdpy.server.consensus.replication import Replication
+from etcdpy.server.consensus.snapshots import ReceivedSnapshots
 from etcdpy.server.storage.backend import Backend
 from etcdpy.server.storage.raftlog import PreparedWrite, RaftLogStorage
 
@@ -29,6 +40,7 @@ from .disk import FakeDisk
 from .invariants import SafetyMonitor
 from .node import NodeSettings, SimNode, bootstrap_storage
 from .runner import run_seed
+from .serverapp import ServerApplication
 
 SEEDS = range(8)
 
@@ -119,3 +131,80 @@ def test_seeds_run_the_paths_that_were_only_the_servers(monkeypatch: pytest.Monk
         run_seed(seed, app=app)
     for path in ("readies", "_apply_durable_prefix", "_queue_forwarded", "flush"):
         assert counts[path] > 0, f"no {path} in {len(SEEDS)} seeds: {dict(counts)}"
+
+
+def test_the_simulated_server_and_the_members_replication_hold_the_same_snapshot_keeper(
+    tmp_path: Path,
+) -> None:
+    app = ServerApplication(tmp_path / "sim", random.Random(0), Counter())
+    app.restart(FakeDisk(bootstrap_storage([1, 2, 3])))
+    members = {1: rpc_pb2.Member(ID=1, peerURLs=["http://127.0.0.1:9"])}
+    cluster = Cluster(cluster_id(members), 1, members)
+    backend = Backend(tmp_path / "member")
+    try:
+        replication = Replication(
+            backend=backend,
+            applier=Applier(backend),
+            cluster=cluster,
+            raftlog=RaftLogStorage.open(backend),
+            settings=RaftSettings(tick_seconds=0.01, election_tick=10),
+            membership=MembershipApplier(backend, cluster),
+            apply_entries=lambda entries: None,
+        )
+        assert type(app.received_snapshots) is ReceivedSnapshots
+        assert type(replication.received_snapshots) is ReceivedSnapshots
+    finally:
+        app.close()
+        backend.close()
+
+
+def test_every_simulated_snapshot_goes_through_the_members_snapshot_code(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server application keeps, installs and relabels snapshots with consensus/snapshots.py only.
+
+    Counted independently of that code: each MsgSnap a node receives is kept (or refused) by
+    `ReceivedSnapshots.keep`; each install the node begins goes through `install`, and each one
+    it completes through `installed`; each MsgSnap a node sends is relabelled by `relabel_snapshot`.
+    """
+    calls: Counter[str] = Counter()
+
+    def counting(owner: object, name: str, count: Callable[..., str | None]) -> None:
+        real = getattr(owner, name)
+
+        def wrapper(*args: object, **kwargs: object) -> object:
+            calls[name] += 1
+            result = real(*args, **kwargs)
+            counted = count(result, *args)
+            if counted is not None:
+                calls[counted] += 1
+            return result
+
+        monkeypatch.setattr(owner, name, wrapper)
+
+    def snap_sent(result: pb.Message | None, app: object, message: pb.Message, *rest: object) -> str | None:
+        return "MsgSnap sent" if message.type == pb.MsgSnap else None
+
+    def snap_received(result: pb.Message, app: object, message: pb.Message) -> str | None:
+        return "MsgSnap received" if message.type == pb.MsgSnap else None
+
+    def relabelled(result: pb.Message | None, message: pb.Message, applied: int, *rest: object) -> str:
+        if result is None:
+            return "not sent"
+        return "relabelled" if applied != message.snapshot.metadata.index else "sent as is"
+
+    counting(ServerApplication, "sending", snap_sent)
+    counting(ServerApplication, "receiving", snap_received)
+    counting(ReceivedSnapshots, "keep", lambda kept, *args: "kept" if kept else None)
+    counting(ReceivedSnapshots, "install", lambda *args: None)
+    counting(ReceivedSnapshots, "installed", lambda *args: None)
+    counting(snapshots, "relabel_snapshot", relabelled)
+    stats: Counter[str] = Counter()
+    for seed in SEEDS:
+        stats.update(run_seed(seed, app="server").stats)
+    assert calls["keep"] == calls["MsgSnap received"] > 0, calls
+    assert calls["kept"] == stats["snapshots_spooled"] > 0, (calls, stats)
+    assert calls["install"] == stats["snapshots_installed"] + stats["installs_interrupted"], (calls, stats)
+    assert calls["installed"] == stats["snapshots_installed"] > 0, (calls, stats)
+    assert calls["relabel_snapshot"] == calls["MsgSnap sent"] > 0, calls
+    assert calls["relabelled"] == stats["snapshots_relabelled"] > 0, (calls, stats)
