@@ -194,7 +194,12 @@ def test_a_full_quota_raises_nospace_refuses_growth_and_serves_reads_and_deletes
                 client.lease_grant(60)
             _assert_has(client, acked)
             deleted = client.delete(b"fill/", prefix=True)
-            assert deleted.deleted == len(acked)
+            if kind == "etcd":
+                # etcd 3.4's quota applier applies a put and then answers NOSPACE (apply.go,
+                # quotaApplierV3.Put) when the quota ran out between its check and the apply.
+                assert deleted.deleted in (len(acked), len(acked) + 1)
+            else:  # etcdpy refuses before proposing, and the capped layer refuses without applying
+                assert deleted.deleted == len(acked)
             client.compact(deleted.header.revision)
             # Still NOSPACE: only an operator's disarm lifts it (after defrag in etcd).
             with pytest.raises(errors.ErrNoSpace):
