@@ -7,6 +7,7 @@ import os
 import random
 import zlib
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.api.raftpb import peer_pb2
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.server.apply import Applier
+from etcdpy.server.consensus import snapshots
 from etcdpy.server.consensus.membership import Cluster, MembershipApplier, cluster_id
 from etcdpy.server.consensus.node import RaftSettings
 from etcdpy.server.consensus.replication import Replication, bootstrap_new_cluster
@@ -473,6 +475,28 @@ def test_replication_deletes_a_received_file_once_installed_superseded_or_refuse
     asyncio.run(scenario())
     source.close()
     target.close()
+
+
+@dataclass
+class Delivered:
+    delivered_index: int
+    conf_state: pb.ConfState
+
+
+def test_an_outgoing_snapshot_is_labelled_with_the_state_sent_and_held_back_while_replaying() -> None:
+    """The state sent is the store's now, newer than raft's snapshot point: the MsgSnap says which it is."""
+    conf_state = pb.ConfState(voters=[1, 2], learners=[3])
+    message = pb.Message(type=pb.MsgSnap, to=2, term=7, snapshot=pb.Snapshot(metadata=META))
+    terms = {120: 6, 100: 3}
+    relabelled = snapshots.relabel_snapshot(message, 120, Delivered(120, conf_state), terms.__getitem__)
+    assert relabelled is not None
+    assert relabelled.snapshot.metadata == pb.SnapshotMetadata(index=120, term=6, conf_state=conf_state)
+    assert (relabelled.to, relabelled.term) == (2, 7)
+    assert message.snapshot.metadata == META, "the raft message itself is left as raft made it"
+    # Replaying after a restart: the store applied past what raft delivered, whose configuration is older.
+    assert snapshots.relabel_snapshot(message, 130, Delivered(120, conf_state), terms.__getitem__) is None
+    # A state older than the snapshot point is never sent in its name.
+    assert snapshots.relabel_snapshot(message, 90, Delivered(90, conf_state), terms.__getitem__) is None
 
 
 def test_reads_see_the_old_state_whole_while_an_install_replaces_it(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ It is what EtcdServer proposes to and reads commit points from:
 entries go to the ``apply_entries`` it is built with (the member's
 CommitApplier); conf change entries update raft, the member table and the
 transport here, then reach ``apply_entries`` too so the applied index moves
-past them.
+past them.  Snapshots received, installed and sent go through `snapshots.py`
+(`ReceivedSnapshots`, `snapshot_to_send`), the code the simulator runs too.
 
 Bootstrap (etcd's raft indexes): a new cluster's members each write the same
 log: one committed ConfChangeAddNode per initial member, in member ID order,

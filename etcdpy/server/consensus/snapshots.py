@@ -73,11 +73,6 @@ class ReceivedSnapshots:
         self._kept: dict[int, snapshot.SpooledSnapshot] = {}  # guarded by _lock
         self._claimed: tuple[int, snapshot.SpooledSnapshot] | None = None  # the install's, until installed
 
-    def kept(self) -> list[int]:
-        """Kept is the indexes of the received files no install has claimed yet, in order."""
-        with self._lock:
-            return sorted(self._kept)
-
     def keep(self, index: int, spooled: snapshot.SpooledSnapshot) -> bool:
         """Keep a received state for the install of snapshot `index`; False: deleted (raft refuses it)."""
         if index <= self._applier.applied_index:
