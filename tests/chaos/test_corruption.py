@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -71,10 +70,9 @@ def _newest(db: Path, suffix: str) -> Path:
 
 
 @pytest.fixture
-def member(tmp_path: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess("etcdpy", tmp_path / "data", log_path=tmp_path / "server.log").start()
-    yield server
-    server.stop()
+def member(etcdpy_server: ServerProcess) -> ServerProcess:
+    """The member whose data these tests damage (the shared fixture's server, its log beside its data)."""
+    return etcdpy_server
 
 
 def _with_table_file(server: ServerProcess) -> dict[bytes, bytes]:
