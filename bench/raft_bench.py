@@ -22,7 +22,7 @@ from random import Random
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from etcdpy.api.raftpb import raft_pb2 as pb
-from etcdpy.raft import Config, MemoryStorage, RawNode
+from etcdpy.raft import MemoryStorage, RaftConfig, RawNode
 
 
 class Cluster:
@@ -37,7 +37,7 @@ class Cluster:
             s = MemoryStorage()
             meta = pb.SnapshotMetadata(index=1, term=1, conf_state=pb.ConfState(voters=voters))
             s.apply_snapshot(pb.Snapshot(metadata=meta))
-            cfg = Config(id=i, election_tick=10, heartbeat_tick=1, storage=s, applied=1, rand=Random(i))
+            cfg = RaftConfig(id=i, election_tick=10, heartbeat_tick=1, storage=s, applied=1, rand=Random(i))
             self.nodes[i] = RawNode(cfg)
             self.storages[i] = s
             self.applied[i] = 0

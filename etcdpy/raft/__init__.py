@@ -2,7 +2,7 @@
 
 No I/O, no clock, no threads: time is tick(), input is step()/propose()/...,
 output is a Ready (see rawnode.py for the loop the application runs).
-Randomness comes only from Config.rand. Messages and entries are the protobuf
+Randomness comes only from RaftConfig.rand. Messages and entries are the protobuf
 types of etcdpy.api.raftpb, ready to be sent over the wire.
 """
 
@@ -14,7 +14,7 @@ from etcdpy.raft.confchange import (
     conf_changes_to_string,
     decode_conf_change,
 )
-from etcdpy.raft.config import Config, NullLogger, RaftLogger
+from etcdpy.raft.config import NullLogger, RaftConfig, RaftLogger
 from etcdpy.raft.describe import describe_entry, describe_hard_state, describe_message, describe_snapshot
 from etcdpy.raft.errors import (
     ConfChangeError,
@@ -37,7 +37,6 @@ __all__ = [
     "NONE",
     "NO_LIMIT",
     "ConfChangeError",
-    "Config",
     "ErrCompacted",
     "ErrSnapOutOfDate",
     "ErrSnapshotTemporarilyUnavailable",
@@ -48,6 +47,7 @@ __all__ = [
     "NullLogger",
     "ProgressStatus",
     "ProposalDropped",
+    "RaftConfig",
     "RaftError",
     "RaftLogger",
     "RawNode",

@@ -1,4 +1,4 @@
-"""Config: the parameters of one raft node; RaftLogger: where raft reports what it does."""
+"""RaftConfig: the parameters of one raft node; RaftLogger: where raft reports what it does."""
 
 from __future__ import annotations
 
@@ -42,8 +42,8 @@ class NullLogger:
 
 
 @dataclass
-class Config:
-    """Config holds the parameters of a raft node.
+class RaftConfig:
+    """RaftConfig holds the parameters of a raft node.
 
     Time is counted in ticks (calls of RawNode.tick()); randomness comes only
     from `rand`, so a node with the same inputs behaves the same way every run.

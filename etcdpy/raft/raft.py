@@ -13,7 +13,7 @@ from random import Random
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import roles
 from etcdpy.raft.confchange import restore
-from etcdpy.raft.config import Config
+from etcdpy.raft.config import RaftConfig
 from etcdpy.raft.errors import ErrSnapshotTemporarilyUnavailable, ProposalDropped, StorageError
 from etcdpy.raft.inflights import Inflights
 from etcdpy.raft.log import RaftLog
@@ -50,7 +50,7 @@ TickFn = Callable[["Raft"], None]
 class Raft:
     """Raft is the protocol state of one node. Use it through RawNode."""
 
-    def __init__(self, c: Config) -> None:
+    def __init__(self, c: RaftConfig) -> None:
         c.validate()
         assert c.rand is not None  # filled in by validate()
         self.id = c.id

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft.confchange import AnyConfChange, as_v2, conf_change_entry
-from etcdpy.raft.config import Config
+from etcdpy.raft.config import RaftConfig
 from etcdpy.raft.errors import ErrStepLocalMsg, ErrStepPeerNotFound
 from etcdpy.raft.messages import NONE, is_local_msg, is_response_msg, new_message, sender
 from etcdpy.raft.raft import Raft
@@ -90,7 +90,7 @@ class RawNode:
     it; nothing is dropped silently.
     """
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: RaftConfig) -> None:
         self.raft = Raft(config)
         self._prev_soft_state = self.raft.soft_state()
         self._prev_hard_state = self.raft.hard_state()

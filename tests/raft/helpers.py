@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import MemoryStorage
-from etcdpy.raft.config import Config
+from etcdpy.raft.config import RaftConfig
 from etcdpy.raft.raft import Raft
 
 from .interaction import LEVELS, Env
@@ -31,7 +31,7 @@ def lone_raft(
     s.append([pb.Entry(index=i, term=t) for i, t in enumerate(entries, 2)])
     if entries:
         s.set_hard_state(pb.HardState(term=max(entries), commit=1))
-    cfg = Config(id=nid, election_tick=10, heartbeat_tick=1, storage=s, applied=1)
+    cfg = RaftConfig(id=nid, election_tick=10, heartbeat_tick=1, storage=s, applied=1)
     for k, v in kw.items():
         setattr(cfg, k, v)
     return Raft(cfg)

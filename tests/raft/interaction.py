@@ -44,9 +44,9 @@ from random import Random
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import (
     ConfChangeError,
-    Config,
     MemoryStorage,
     ProposalDropped,
+    RaftConfig,
     RaftError,
     RawNode,
     Ready,
@@ -95,7 +95,7 @@ class Node:
 
     raw: RawNode
     storage: MemoryStorage
-    config: Config
+    config: RaftConfig
     # applied normal entries (index, payload), in order: the state machine
     applied: list[tuple[int, bytes]] = field(default_factory=list)
     # read states received, as (index, request context)
@@ -192,7 +192,7 @@ class Env:
                     storage.apply_snapshot(pb.Snapshot(metadata=meta))
                 else:
                     raise ValueError("add-nodes with voters needs index > 0")
-            cfg = Config(
+            cfg = RaftConfig(
                 id=nid,
                 election_tick=10,
                 heartbeat_tick=1,

@@ -53,7 +53,7 @@ def test_ready_is_a_frozen_dataclass_with_the_contract_fields() -> None:
 
 
 def test_config_fields() -> None:
-    fields = {f.name for f in dataclasses.fields(raft.Config)}
+    fields = {f.name for f in dataclasses.fields(raft.RaftConfig)}
     assert {
         "id",
         "election_tick",

@@ -9,7 +9,6 @@ import pytest
 
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import (
-    Config,
     ErrCompacted,
     ErrSnapOutOfDate,
     ErrStepLocalMsg,
@@ -17,6 +16,7 @@ from etcdpy.raft import (
     ErrUnavailable,
     MemoryStorage,
     ProposalDropped,
+    RaftConfig,
     RawNode,
     StateType,
 )
@@ -30,7 +30,9 @@ def single_node(storage: MemoryStorage | None = None, applied: int = 0) -> tuple
         meta = pb.SnapshotMetadata(index=1, term=1, conf_state=pb.ConfState(voters=[1]))
         storage.apply_snapshot(pb.Snapshot(metadata=meta))
         applied = 1
-    cfg = Config(id=1, election_tick=10, heartbeat_tick=1, storage=storage, applied=applied, rand=Random(1))
+    cfg = RaftConfig(
+        id=1, election_tick=10, heartbeat_tick=1, storage=storage, applied=applied, rand=Random(1)
+    )
     return RawNode(cfg), storage
 
 

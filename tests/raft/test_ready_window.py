@@ -15,9 +15,9 @@ import pytest
 
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import (
-    Config,
     MemoryStorage,
     ProposalDropped,
+    RaftConfig,
     RaftError,
     RawNode,
     Ready,
@@ -38,7 +38,9 @@ def follower(applied: int = 1, storage: MemoryStorage | None = None) -> tuple[Ra
         meta = pb.SnapshotMetadata(index=1, term=1, conf_state=pb.ConfState(voters=[1, 2, 3]))
         storage.apply_snapshot(pb.Snapshot(metadata=meta))
         storage.set_hard_state(pb.HardState(term=1, commit=1))
-    cfg = Config(id=3, election_tick=10, heartbeat_tick=1, storage=storage, applied=applied, rand=Random(3))
+    cfg = RaftConfig(
+        id=3, election_tick=10, heartbeat_tick=1, storage=storage, applied=applied, rand=Random(3)
+    )
     return RawNode(cfg), storage
 
 

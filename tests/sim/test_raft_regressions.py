@@ -7,7 +7,7 @@ are kept out of the sweep); once fixed, the test stays as a regression test.
 from __future__ import annotations
 
 from etcdpy.api.raftpb import raft_pb2 as pb
-from etcdpy.raft import Config, MemoryStorage, RawNode, conf_change_entry, decode_conf_change
+from etcdpy.raft import MemoryStorage, RaftConfig, RawNode, conf_change_entry, decode_conf_change
 
 
 def message(kind: pb.MessageType, frm: int, to: int, **fields: object) -> pb.Message:
@@ -24,7 +24,7 @@ def test_snapshot_stepped_between_ready_and_advance_keeps_that_readys_conf_chang
     boot.metadata.conf_state.voters.extend([1, 2, 3])
     storage.apply_snapshot(boot)
     storage.set_hard_state(pb.HardState(term=1, commit=1))
-    node = RawNode(Config(id=3, election_tick=10, heartbeat_tick=1, storage=storage, applied=1))
+    node = RawNode(RaftConfig(id=3, election_tick=10, heartbeat_tick=1, storage=storage, applied=1))
 
     # Leader 1 of term 2 replicates and commits a joint change: replace 2 by 4.
     joint = pb.ConfChangeV2(
@@ -69,7 +69,7 @@ def test_node_with_higher_term_and_stale_configuration_tells_the_leader_its_term
         entry.index, entry.term = index, 1
         storage.append([entry])
     storage.set_hard_state(pb.HardState(term=138, vote=12, commit=3))
-    node = RawNode(Config(id=12, election_tick=10, heartbeat_tick=1, storage=storage))
+    node = RawNode(RaftConfig(id=12, election_tick=10, heartbeat_tick=1, storage=storage))
     rd = node.ready()
     for committed in rd.committed_entries:
         change = decode_conf_change(committed)

@@ -45,10 +45,10 @@ from typing import Generic, Protocol, TypeVar
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import (
     NONE,
-    Config,
     ErrStepLocalMsg,
     ErrStepPeerNotFound,
     ProposalDropped,
+    RaftConfig,
     RawNode,
     ReadState,
     Ready,
@@ -215,7 +215,7 @@ class ReadyHandler(Generic[W]):
         self.settings = settings
         # Public for inspection by tests (the simulator's invariant checks); drivers use the methods.
         self.raw = RawNode(
-            Config(
+            RaftConfig(
                 id=node_id,
                 election_tick=settings.election_tick,
                 heartbeat_tick=settings.heartbeat_tick,
