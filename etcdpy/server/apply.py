@@ -148,6 +148,10 @@ class Applier:
         self.store.reload()
         self.alarms.reload()
 
+    def pin_reads(self) -> None:
+        """Serve reads from the state as it is now until `reload` (an install replaces it meanwhile)."""
+        self.store.pin()
+
     def reload(self) -> None:
         """Re-read the applied index and revisions after the database content was replaced (snapshot).
 

@@ -82,6 +82,7 @@ def test_the_simulated_node_and_the_server_node_hold_the_same_handler_class(tmp_
             storage=RaftLogStorage.open(backend),
             settings=RaftSettings(tick_seconds=0.01, election_tick=10),
             state=_NoState(),
+            send=lambda messages: None,
         )
         assert type(sim.core) is ReadyHandler
         assert type(server.core) is ReadyHandler

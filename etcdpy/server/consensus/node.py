@@ -133,12 +133,12 @@ class RaftNode:
         storage: RaftLogStorage,
         settings: RaftSettings,
         state: StateMachine[PreparedWrite],
-        send: Callable[[Iterable[pb.Message]], None] = lambda messages: None,
+        send: Callable[[Iterable[pb.Message]], None],
     ) -> None:
         self.id = node_id
         self.settings = settings
         self.state = state
-        self.send = send  # the transport's; set before run()
+        self.send = send  # the peer transport's: queues messages to their peers, never blocks
         self.core = ReadyHandler(
             node_id=node_id,
             storage=storage,

@@ -100,7 +100,7 @@ class ReceivedSnapshots:
             spooled = self._kept.pop(meta.index, None)
         if spooled is None:
             raise RuntimeError(f"raft installs snapshot {meta.index} but its state was not received")
-        self._applier.store.pin()
+        self._applier.pin_reads()
         written = snapshot.install_file(
             self._applier.backend,
             spooled,
