@@ -345,6 +345,7 @@ def main() -> None:
     if args.front:
         run_front(args.front[0], int(args.front[1]), int(args.front[2]))
         return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: kill member and fronts
     modes = [m for m in args.modes.split(",") if m]
     if any(m not in MODES for m in modes):
         parser.error(f"modes are {', '.join(MODES)}")
