@@ -122,7 +122,7 @@ class Applier:
         assert store is None or (store.backend is backend and lease_lookup is None), "one store, one backend"
         self.on_events = on_events
         # Called after `reload`: state kept beside the store (leases, watchers) must follow a new database.
-        self.on_reload = list(on_reload)
+        self.on_reload = tuple(on_reload)
         self.alarms = Alarms(backend)  # applied state too: its layers refuse requests under NOSPACE/CORRUPT
         self._handlers: dict[RequestKind, RequestHandler] = {
             kinds.RANGE: self._range,
