@@ -14,6 +14,7 @@ grpcenv.apply_for_command_line(sys.argv)
 from etcdpy.cli import (  # noqa: E402 (after the settings)
     alarm,
     compaction,
+    defrag,
     elect,
     endpoint,
     kv,
@@ -40,6 +41,7 @@ for _module in (
     alarm,
     lock,
     elect,
+    defrag,
 ):
     _module.register(cli)
 

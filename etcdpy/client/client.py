@@ -246,6 +246,20 @@ class Client(LeaseMixin, WatchMixin):
         )
         return response
 
+    def defragment(
+        self, endpoint: str | None = None, *, timeout: float | None = None
+    ) -> pb.DefragmentResponse:
+        """Defragment one member's storage: ``endpoint``, or whichever endpoint answers."""
+        # Harmless when repeated: a member defragmented twice is as compact as once.
+        response: pb.DefragmentResponse = self._call(
+            _maintenance("Defragment"),
+            pb.DefragmentRequest(),
+            timeout,
+            retry=Retry.REPEATABLE,
+            endpoint=endpoint,
+        )
+        return response
+
     def alarm(self, request: pb.AlarmRequest, *, timeout: float | None = None) -> pb.AlarmResponse:
         """Get, activate or deactivate alarms (`request.action`); answers the alarms concerned."""
         # GET reads; a DEACTIVATE or ACTIVATE resent after a lost answer changes nothing more.

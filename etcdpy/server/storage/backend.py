@@ -18,11 +18,28 @@ gap: LevelDB's background compaction, which may start as soon as the database
 opens, does not check block checksums in this build, so a damaged table it
 merges before `verify` reads it comes out rewritten with fresh checksums.  The
 cross-member HashKV comparison is the net for that.
+
+Defragmentation (`Backend.defragment`) is LevelDB's ``compact_range`` over the
+whole key space: it merges every level, dropping what deletes and MVCC
+compaction left behind, and writes fresh tables.  LevelDB serves reads and
+writes while it runs (plyvel releases the GIL for it), so unlike bbolt's
+rewrite of the whole file in etcd it blocks nothing; one runs at a time, and
+closing waits for a running one (LevelDB must not be closed under it).
+
+Two LevelDB facts shape it.  plyvel's ``compact_range()`` without bounds passes
+empty keys, a range nothing overlaps: the bounds are given.  And a manual
+compaction merges each level into the next one down, so the files of the
+deepest level are only rewritten when a file above overlaps them; a memtable
+flushed straight to the deepest level (what a small database does) would keep
+every deleted and overwritten record.  So a second pass puts two fence keys
+around the whole key space (below and above every keyspace prefix), whose table
+overlaps every deepest file and drags them all into the merge, then deletes them.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,9 +54,18 @@ from etcdpy.server.storage import schema
 # CPU under a write load, measured on a 3-member cluster; bbolt, etcd's store, compresses nothing).
 LEVELDB_OPTIONS: dict[str, Any] = {"write_buffer_size": 64 << 20, "compression": None}
 
+# Below and above every keyspace prefix of `schema` (one letter each): the bounds of a whole-space
+# compaction, and the fence keys `defragment` writes and deletes again.
+FENCE_LOW = b"\x00"
+FENCE_HIGH = b"\xff"
+
 
 class BackendError(Exception):
     """The data directory cannot be used; the message says why and what to do."""
+
+
+class BackendInUseError(BackendError):
+    """Another process (a running member) holds the data dir's LevelDB lock."""
 
 
 class BackendCorruptError(BackendError):
@@ -67,6 +93,8 @@ class Backend:
 
     def __init__(self, data_dir: str | os.PathLike[str]) -> None:
         self.data_dir = Path(data_dir)
+        # Held by a running defragment and by close: one compaction at a time, none under a close.
+        self._compacting = threading.Lock()
         self.path = self.data_dir / "member" / "db"
         self.path.mkdir(parents=True, exist_ok=True)
         try:
@@ -75,7 +103,7 @@ class Backend:
             )
         except plyvel.IOError as exc:
             if "lock" in str(exc).lower():
-                raise BackendError(
+                raise BackendInUseError(
                     f"data dir {self.data_dir} is in use by another running server (LevelDB lock held)"
                 ) from exc
             raise BackendError(f"cannot open data dir {self.data_dir}: {exc}") from exc
@@ -135,6 +163,23 @@ class Backend:
         """Bytes the database occupies on disk."""
         return sum(p.stat().st_size for p in self.path.iterdir() if p.is_file())
 
+    def defragment(self) -> None:
+        """Compact the whole key space (blocking: call it on a worker thread); waits for one running.
+
+        Reclaims the space of deleted keys and compacted history; reads and writes go on meanwhile.
+        """
+        with self._compacting:
+            if self.db.closed:
+                raise BackendError(f"data dir {self.data_dir} is closed")
+            self.db.compact_range(start=FENCE_LOW, stop=FENCE_HIGH)  # every level above the deepest
+            self.db.put(FENCE_LOW, b"")
+            self.db.put(FENCE_HIGH, b"")
+            self.db.compact_range(start=FENCE_LOW, stop=FENCE_HIGH)  # the fences drag the deepest in
+            with self.db.write_batch() as wb:
+                wb.delete(FENCE_LOW)
+                wb.delete(FENCE_HIGH)
+
     def close(self) -> None:
-        if not self.db.closed:
-            self.db.close()
+        with self._compacting:
+            if not self.db.closed:
+                self.db.close()
