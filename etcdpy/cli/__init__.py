@@ -20,8 +20,10 @@ from etcdpy.cli import (  # noqa: E402 (after the settings)
     kv,
     lease,
     lock,
+    make_mirror,
     member,
     move_leader,
+    snapshot,
     txn,
     version,
     watch,
@@ -42,6 +44,7 @@ for _module in (
     lock,
     elect,
     defrag,
+    snapshot,
 ):
     _module.register(cli)
 

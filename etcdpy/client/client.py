@@ -7,7 +7,7 @@ Responses are the protobuf messages themselves (``RangeResponse``,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -19,6 +19,7 @@ from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
 from etcdpy.client import requests as rq
 from etcdpy.client.endpoints import Endpoint
+from etcdpy.client.errors import from_rpc_error
 from etcdpy.client.lease import LeaseMixin
 from etcdpy.client.requests import Bytes, SortOrder, SortTarget
 from etcdpy.client.transport import Retry, TLSConfig, Transport, UnaryMethod
@@ -259,6 +260,19 @@ class Client(LeaseMixin, WatchMixin):
             endpoint=endpoint,
         )
         return response
+
+    def snapshot(self, *, timeout: float | None = None) -> Iterator[pb.SnapshotResponse]:
+        """Stream the first endpoint's snapshot: the db in blobs, then its sha256 (EtcdError on failure)."""
+        channel, metadata = self.stream_channel()
+        call = rpc.MaintenanceStub(channel).Snapshot(  # type: ignore[no-untyped-call]
+            pb.SnapshotRequest(), metadata=metadata, timeout=timeout
+        )
+        try:
+            yield from call
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from None
+        finally:
+            call.cancel()
 
     def alarm(self, request: pb.AlarmRequest, *, timeout: float | None = None) -> pb.AlarmResponse:
         """Get, activate or deactivate alarms (`request.action`); answers the alarms concerned."""

@@ -37,6 +37,16 @@ class EndpointHashKV:
 
 
 @dataclass(frozen=True)
+class DBStatus:
+    """`snapshot status` of a file: etcdctl's snapshot.Status (hash is a crc32-Castagnoli)."""
+
+    hash: int
+    revision: int
+    total_key: int
+    total_size: int
+
+
+@dataclass(frozen=True)
 class EndpointHealth:
     """`endpoint health` result for one endpoint; ``error`` is empty when healthy."""
 
@@ -143,6 +153,9 @@ class Printer:
         raise self.unsupported()
 
     def endpoint_health(self, healths: Sequence[EndpointHealth]) -> None:
+        raise self.unsupported()
+
+    def db_status(self, status: DBStatus) -> None:
         raise self.unsupported()
 
 

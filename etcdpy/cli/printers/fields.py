@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.mvccpb import kv_pb2
-from etcdpy.cli.printers import EndpointHashKV, EndpointHealth, EndpointStatus, Printer
+from etcdpy.cli.printers import DBStatus, EndpointHashKV, EndpointHealth, EndpointStatus, Printer
 from etcdpy.cli.printers.goformat import go_quote
 from etcdpy.cli.printers.rows import go_bool
 
@@ -106,3 +106,9 @@ class FieldsPrinter(Printer):
             self.field("Took", h.took)
             self.field("Error", h.error)
             self.output.line()
+
+    def db_status(self, status: DBStatus) -> None:
+        self.field("Hash", status.hash)
+        self.field("Revision", status.revision)
+        self.field("Keys", status.total_key)
+        self.field("Size", status.total_size)

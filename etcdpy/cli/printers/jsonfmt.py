@@ -12,7 +12,14 @@ from collections.abc import Sequence
 
 from google.protobuf.message import Message
 
-from etcdpy.cli.printers import EndpointHashKV, EndpointHealth, EndpointStatus, MessagePrinter, Output
+from etcdpy.cli.printers import (
+    DBStatus,
+    EndpointHashKV,
+    EndpointHealth,
+    EndpointStatus,
+    MessagePrinter,
+    Output,
+)
 from etcdpy.cli.printers.goformat import go_json, go_json_string
 
 
@@ -68,3 +75,10 @@ class JSONPrinter(MessagePrinter):
                 fields.append(f'"error":{go_json_string(h.error)}')
             items.append("{" + ",".join(fields) + "}")
         self.emit("[" + ",".join(items) + "]")
+
+    def db_status(self, status: DBStatus) -> None:
+        # etcdctl marshals snapshot.Status with encoding/json: its own field names, no header
+        self.emit(
+            f'{{"hash":{status.hash},"revision":{status.revision},'
+            f'"totalKey":{status.total_key},"totalSize":{status.total_size}}}'
+        )

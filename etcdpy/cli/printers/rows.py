@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
-from etcdpy.cli.printers import EndpointHashKV, EndpointHealth, EndpointStatus
+from etcdpy.cli.printers import DBStatus, EndpointHashKV, EndpointHealth, EndpointStatus
 
 Table = tuple[list[str], list[list[str]]]
 
@@ -83,3 +83,9 @@ def endpoint_health_table(healths: Sequence[EndpointHealth]) -> Table:
     return ["endpoint", "health", "took", "error"], [
         [h.endpoint, go_bool(h.health), h.took, h.error] for h in healths
     ]
+
+
+def db_status_table(status: DBStatus) -> Table:
+    header = ["hash", "revision", "total keys", "total size"]
+    row = [f"{status.hash:x}", str(status.revision), str(status.total_key), human_bytes(status.total_size)]
+    return header, [row]

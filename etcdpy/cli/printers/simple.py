@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.mvccpb import kv_pb2
-from etcdpy.cli.printers import EndpointHashKV, EndpointHealth, EndpointStatus, Printer
+from etcdpy.cli.printers import DBStatus, EndpointHashKV, EndpointHealth, EndpointStatus, Printer
 from etcdpy.cli.printers import rows as tables
 from etcdpy.cli.printers.goformat import go_quote
 
@@ -99,3 +99,6 @@ class SimplePrinter(Printer):
                 )
             else:
                 self.output.err_line(f"{h.endpoint} is unhealthy: failed to commit proposal: {h.error}")
+
+    def db_status(self, status: DBStatus) -> None:
+        self._rows(tables.db_status_table(status))

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from tabulate import tabulate
 
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
-from etcdpy.cli.printers import EndpointHashKV, EndpointHealth, EndpointStatus, Printer
+from etcdpy.cli.printers import DBStatus, EndpointHashKV, EndpointHealth, EndpointStatus, Printer
 from etcdpy.cli.printers import rows as tables
 
 
@@ -75,3 +75,6 @@ class TablePrinter(Printer):
             for kv in response.kvs
         ]
         self.output.line(tabulate(rows, headers=header, tablefmt="psql", disable_numparse=True))
+
+    def db_status(self, status: DBStatus) -> None:
+        self._table(tables.db_status_table(status))
