@@ -288,7 +288,7 @@ class BoltWriter:
         freelist = self._write_page(FREELIST_PAGE, 0, b"")
         high_water = self.next_pgid
         self.file.seek(self._start)
-        for txid in (self.txid, self.txid + 1):  # page txid % 2
+        for txid in sorted((self.txid, self.txid + 1), key=lambda t: t % 2):  # meta page txid % 2
             meta = Meta(self.page_size, root_pgid, 0, freelist, high_water, txid)
             self.file.write(encode_page(txid % 2, META_PAGE, 0, meta.encode(), self.page_size))
         self.file.seek(self._start + high_water * self.page_size)
