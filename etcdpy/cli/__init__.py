@@ -45,6 +45,7 @@ for _module in (
     elect,
     defrag,
     snapshot,
+    make_mirror,
 ):
     _module.register(cli)
 
