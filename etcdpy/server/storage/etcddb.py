@@ -96,7 +96,10 @@ def rev_bytes(main: int, sub: int = 0, tombstone: bool = False) -> bytes:
 def parse_rev(data: bytes) -> tuple[Revision, bool]:
     """(revision, is a tombstone) of a key bucket key."""
     if len(data) not in (_REV_LEN, _REV_LEN + 1) or data[8:9] != b"_":
-        raise SnapshotError(f"bad revision key {data!r} in the key bucket")
+        raise SnapshotError(
+            f"the snapshot is damaged: a {len(data)}-byte key in the key bucket, where a revision "
+            f"(17 bytes, 18 for a tombstone) belongs: {data[:24]!r}"
+        )
     return Revision(_REV.unpack_from(data)[0], _REV.unpack_from(data, 9)[0]), len(data) == _REV_LEN + 1
 
 
