@@ -75,6 +75,10 @@ class BoltFormatError(ValueError):
     """The file is not a bbolt file, or one of its pages is damaged; the message names the page."""
 
 
+class NotBoltError(BoltFormatError):
+    """The file does not start with a bbolt meta page (bbolt's ErrInvalid)."""
+
+
 def fnv64a(data: bytes) -> int:
     """FNV-1a, 64 bits: bbolt's meta checksum."""
     h = 0xCBF29CE484222325
@@ -368,7 +372,7 @@ class BoltReader:
         first = self._read_meta(0)
         if isinstance(first, str):
             if "magic" in first:
-                raise BoltFormatError(f"{self.path}: not a bbolt database (unknown file format)")
+                raise NotBoltError(f"{self.path}: not a bbolt database (unknown file format)")
             page_size = PAGE_SIZE
         else:
             page_size = first.page_size

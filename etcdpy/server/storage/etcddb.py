@@ -333,6 +333,8 @@ def open_snapshot(path: str | os.PathLike[str], *, check: bool = True) -> bbolt.
     """Open a snapshot's database (its sha256 excluded) and check every page; SnapshotError if damaged."""
     try:
         reader = bbolt.BoltReader(path, db_length(path))
+    except bbolt.NotBoltError:
+        raise SnapshotError("invalid database") from None  # bbolt's ErrInvalid, as etcdctl says it
     except bbolt.BoltFormatError as exc:
         raise SnapshotError(str(exc)) from None
     if check:
