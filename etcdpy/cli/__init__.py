@@ -13,7 +13,9 @@ grpcenv.apply_for_command_line(sys.argv)
 
 from etcdpy.cli import (  # noqa: E402 (after the settings)
     alarm,
+    check,
     compaction,
+    completion,
     defrag,
     elect,
     endpoint,
@@ -46,6 +48,8 @@ for _module in (
     defrag,
     snapshot,
     make_mirror,
+    check,
+    completion,
 ):
     _module.register(cli)
 
