@@ -1,0 +1,157 @@
+"""snapshot_bench: snapshot save and restore of a large keyspace, etcd 3.4 and etcdpy in one run.
+
+``python bench/snapshot_bench.py [--keys N] [--value-size B] [--kind etcd|etcdpy]``
+
+For each server (a fresh one-member etcd, then a fresh one-member etcdpy, loopback ports,
+temp data dirs): load N keys of B bytes (default a million of 1 KiB, about 1 GB, written
+as txns of 100 puts), then
+
+- ``snapshot save``: the time of ``etcdctl snapshot save`` (the same client for both) and the
+  server's peak RSS growth while it streams (sampled every 20 ms from /proc);
+- ``snapshot restore`` of that file by the server's own tool (``etcdctl snapshot restore`` for
+  etcd, ``etcdpy snapshot restore`` for etcdpy): time and the restoring process's peak RSS
+  (``wait4``'s ru_maxrss);
+- ``snapshot status`` by the same tools: time (etcdpy's is slow without the ``crc32c`` package).
+
+Figures go in one table with the ratio etcdpy/etcd; the header gives the load average before
+and after (the two-core machine is shared: figures move with it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from benchlib import REPO, report
+
+from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
+sys.path.insert(0, str(REPO / "tests"))
+import grpc
+from procs import ETCDCTL_BIN, ServerProcess
+
+TXN_OPS = 100
+
+
+def load_keys(endpoint: str, keys: int, value_size: int) -> None:
+    """Write `keys` keys of `value_size` bytes, TXN_OPS per txn, a few txns in flight."""
+    value = os.urandom(value_size)
+    with grpc.insecure_channel(endpoint, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+        stub = rpc_pb2_grpc.KVStub(channel)  # type: ignore[no-untyped-call]
+        pending = []
+        for start in range(0, keys, TXN_OPS):
+            ops = [
+                rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=f"bench/{i:09d}".encode(), value=value))
+                for i in range(start, min(keys, start + TXN_OPS))
+            ]
+            pending.append(stub.Txn.future(rpc_pb2.TxnRequest(success=ops), timeout=120))
+            if len(pending) >= 8:
+                pending.pop(0).result()
+        for future in pending:
+            future.result()
+
+
+def rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def tree_rss_kb(pid: int) -> int:
+    """RSS of a process and its children (etcdpy's server runs in the `python -m` process)."""
+    total = rss_kb(pid)
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return total + sum(tree_rss_kb(int(c)) for c in children)
+
+
+def timed(argv: list[str], cwd: Path) -> tuple[float, int]:
+    """Run argv; (seconds, peak RSS in MB of that process)."""
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.monotonic() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
+    return seconds, usage.ru_maxrss // 1024
+
+
+def measure(kind: str, keys: int, value_size: int, root: Path) -> dict[str, float | str]:
+    assert ETCDCTL_BIN is not None, "the reference etcdctl is not installed"
+    server = ServerProcess(kind, root / f"{kind}.data", extra_args=["--quota-backend-bytes", str(8 << 30)])
+    server.start(timeout=60)
+    figures: dict[str, float | str] = {}
+    try:
+        started = time.monotonic()
+        load_keys(server.endpoint, keys, value_size)
+        figures["load s"] = time.monotonic() - started
+        assert server.proc is not None
+        baseline = tree_rss_kb(server.proc.pid)
+        peak = baseline
+        done = threading.Event()
+
+        def sample() -> None:
+            nonlocal peak
+            while not done.wait(0.02):
+                peak = max(peak, tree_rss_kb(server.proc.pid))  # type: ignore[union-attr]
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        snapshot = root / f"{kind}.db"
+        seconds, _ = timed(
+            [ETCDCTL_BIN, "--endpoints", server.endpoint, "snapshot", "save", str(snapshot)], root
+        )
+        done.set()
+        sampler.join()
+        figures["save s"] = seconds
+        figures["save server RSS growth MB"] = (peak - baseline) / 1024
+        figures["snapshot MB"] = snapshot.stat().st_size / 1e6
+    finally:
+        server.stop()
+    tool = [ETCDCTL_BIN] if kind == "etcd" else [sys.executable, "-m", "etcdpy"]
+    seconds, peak_mb = timed(
+        [*tool, "snapshot", "restore", str(snapshot), "--data-dir", str(root / "restored")], root
+    )
+    figures["restore s"] = seconds
+    figures["restore peak RSS MB"] = float(peak_mb)
+    seconds, _ = timed([*tool, "snapshot", "status", str(snapshot)], root)
+    figures["status s"] = seconds
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--value-size", type=int, default=1024)
+    parser.add_argument("--kind", choices=("etcd", "etcdpy"), action="append")
+    args = parser.parse_args()
+    kinds = args.kind or ["etcd", "etcdpy"]
+    before = os.getloadavg()[0]
+    columns = {}
+    for kind in kinds:
+        with tempfile.TemporaryDirectory(prefix=f"snapbench-{kind}-") as tmp:
+            columns[kind] = measure(kind, args.keys, args.value_size, Path(tmp))
+    after = os.getloadavg()[0]
+    print(
+        f"snapshot_bench: {args.keys} keys of {args.value_size} B; load average {before:.1f} -> {after:.1f}"
+    )
+    print(report(columns))
+
+
+if __name__ == "__main__":
+    main()
