@@ -8,6 +8,7 @@ same HashKV there, the same keys and the leases with their TTLs.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -101,6 +102,7 @@ def test_disaster_recovery_into_a_new_cluster(tmp_path: Path) -> None:
             result = etcdpy("--endpoints", saver.endpoint, "snapshot", "save", str(snapshot))
             assert result.returncode == 0, result.stderr
             assert result.stdout == f"Snapshot saved at {snapshot}\n"
+            assert result.stderr == ""  # piped: no progress bar
         assert not Path(str(snapshot) + ".part").exists()
         revision = status_json(snapshot)["revision"]
         with Client([saver.endpoint]) as c:
@@ -200,3 +202,19 @@ def test_restore_of_a_damaged_snapshot_writes_nothing(etcdpy_server: ServerProce
     assert (result.returncode, result.stderr) == (1, "Error: invalid database\n")
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out.restoring")]
+
+
+def test_save_shows_a_progress_bar_on_a_terminal_only(etcdpy_server: ServerProcess, tmp_path: Path) -> None:
+    with Client([etcdpy_server.endpoint]) as c:
+        c.put("k", "v" * 100000)
+    target = tmp_path / "s.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "etcdpy", "--endpoints", etcdpy_server.endpoint, "snapshot", "save",
+         str(target)],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "TTY_COMPATIBLE": "1", "COLUMNS": "100"},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"Snapshot saved at {target}\n"
+    assert "snapshot" in result.stderr and "kB" in result.stderr  # rich's bar with the bytes received
+    assert status_json(target)["revision"] == 2
