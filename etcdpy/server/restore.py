@@ -52,10 +52,13 @@ def restore(
 ) -> etcddb.Loaded:
     """Write the data dir of member `name` of a new cluster holding the snapshot's state."""
     try:
+        members = cfg.parse_initial_cluster(initial_cluster)
+        if name not in {member for member, _url in members}:
+            raise RestoreError(f'couldn\'t find local name "{name}" in the initial cluster configuration')
         config = cfg.Config(
             name=name,
             data_dir=data_dir,
-            initial_cluster=cfg.parse_initial_cluster(initial_cluster),
+            initial_cluster=members,
             initial_cluster_token=initial_cluster_token,
             initial_advertise_peer_urls=cfg.parse_urls(initial_advertise_peer_urls),
         ).validate()

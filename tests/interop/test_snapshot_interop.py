@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,45 @@ def test_an_etcdpy_snapshot_restores_into_etcd(etcdpy_server: ServerProcess, tmp
             assert c.put("more", "1").header.revision == revision + 1
     finally:
         etcd.stop()
+
+
+def _error_lines(stderr: str) -> str:
+    """etcdctl's stderr without its zap log lines (JSON), which etcdpy does not write."""
+    return "".join(line for line in stderr.splitlines(keepends=True) if not line.startswith('{"level"'))
+
+
+def test_restore_errors_as_etcdctl(etcd_server: ServerProcess, tmp_path: Path) -> None:
+    saved = tmp_path / "saved.db"
+    assert etcdctl("--endpoints", etcd_server.endpoint, "snapshot", "save", str(saved)).returncode == 0
+    data = saved.read_bytes()
+    damaged = bytearray(data)
+    damaged[3 * 4096 + 100] ^= 1
+    dirs = {}
+    for tool in ("etcdctl", "etcdpy"):  # each tool works in a folder of its own
+        folder = tmp_path / tool
+        (folder / "used" / "member").mkdir(parents=True)
+        (folder / "s.db").write_bytes(data)
+        (folder / "unhashed.db").write_bytes(data[:-32])
+        (folder / "damaged.db").write_bytes(bytes(damaged))
+        dirs[tool] = folder
+    cases = [
+        ["s.db", "--name", "foo", "--data-dir", "out"],
+        ["missing.db", "--data-dir", "out"],
+        ["unhashed.db", "--data-dir", "out"],
+        ["s.db", "--data-dir", "used"],
+        [],
+    ]
+    for args in cases:
+        want = etcdctl("snapshot", "restore", *args, cwd=dirs["etcdctl"])
+        got = etcdpy("snapshot", "restore", *args, cwd=dirs["etcdpy"])
+        assert (got.returncode, got.stdout, got.stderr) == (
+            want.returncode, want.stdout, _error_lines(want.stderr),
+        ), args  # fmt: skip
+        shutil.rmtree(dirs["etcdctl"] / "out", ignore_errors=True)  # etcdctl may leave a partial one
+        assert not (dirs["etcdpy"] / "out").exists()
+    # a damaged body: both refuse it (each prints the two digests)
+    want = etcdctl("snapshot", "restore", "damaged.db", "--data-dir", "out", cwd=dirs["etcdctl"])
+    got = etcdpy("snapshot", "restore", "damaged.db", "--data-dir", "out", cwd=dirs["etcdpy"])
+    assert want.returncode == got.returncode == 1
+    assert _error_lines(want.stderr) == got.stderr
+    assert not (dirs["etcdpy"] / "out").exists()
