@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cluster_support import TOKEN, ProcCluster, running_cluster
 from procs import ServerProcess
 
@@ -217,4 +218,30 @@ def test_save_shows_a_progress_bar_on_a_terminal_only(etcdpy_server: ServerProce
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"Snapshot saved at {target}\n"
     assert "snapshot" in result.stderr and "kB" in result.stderr  # rich's bar with the bytes received
+    assert status_json(target)["revision"] == 2
+
+
+def test_a_client_leaving_mid_stream_leaves_the_member_serving(
+    etcdpy_server: ServerProcess, tmp_path: Path
+) -> None:
+    with Client([etcdpy_server.endpoint]) as c:
+        for i in range(50):
+            c.put(f"k{i}", "v" * 20000)  # about 1 MB: many blobs
+        stream = c.snapshot()
+        first = next(stream)
+        assert first.remaining_bytes > 0 and len(first.blob) == 32 * 1024
+        stream.close()  # cancels the call
+        blobs = list(c.snapshot())
+        assert blobs[-1].remaining_bytes == 0 and len(blobs[-1].blob) == 32
+        assert sum(len(b.blob) for b in blobs[:-1]) % 4096 == 0
+        assert c.put("after", "1").header.revision == 52
+
+
+@pytest.mark.server_flags("--experimental-grpc-threads", "4")
+def test_save_through_the_threaded_server(server: ServerProcess, tmp_path: Path) -> None:
+    with Client([server.endpoint]) as c:
+        c.put("k", "v")
+    target = tmp_path / "s.db"
+    result = etcdpy("--endpoints", server.endpoint, "snapshot", "save", str(target))
+    assert result.returncode == 0, result.stderr
     assert status_json(target)["revision"] == 2

@@ -1,4 +1,4 @@
-"""Maintenance service: Status, Hash, HashKV, MoveLeader, Alarm, Defragment, Snapshot; others UNIMPLEMENTED."""
+"""Maintenance service: Status, Hash, HashKV, MoveLeader, Alarm, Defragment, Snapshot (etcd's backups)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncIterator
+from typing import BinaryIO
 
 import grpc
 
@@ -60,16 +61,19 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
         # etcd's stream: the bbolt file of one point in time (here a LevelDB snapshot, taken at once,
         # so writes go on) in 32 KiB blobs counting down remaining_bytes, then its sha256 alone.
         backend = self.server.applier.backend
-        view = backend.snapshot()
+        # The worker thread owns the view once started: a client that goes away meanwhile must not
+        # release it under the thread's feet, so the wait is shielded and the file closed when done.
+        job = asyncio.ensure_future(
+            asyncio.to_thread(etcddb.spool_snapshot, backend.snapshot(), backend.data_dir / "member")
+        )
         try:
-            spooled, written = await asyncio.to_thread(
-                etcddb.spool_snapshot, view, backend.data_dir / "member"
-            )
+            spooled, written = await asyncio.shield(job)
         except OSError as exc:
             await context.abort(grpc.StatusCode.UNKNOWN, f"snapshot: {exc.strerror or exc}")
             return
-        finally:
-            view.close()
+        except asyncio.CancelledError:
+            job.add_done_callback(_close_spooled)
+            raise
         log.info("sending a snapshot at revision %d (%d bytes)", written.revision, written.size)
         digest = hashlib.sha256()
         remaining = written.size
@@ -106,3 +110,9 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
         await asyncio.to_thread(backend.defragment)
         log.info("finished defragment: %d -> %d bytes on disk", before, backend.size_bytes())
         return rpc_pb2.DefragmentResponse()  # etcd 3.4 answers without a header
+
+
+def _close_spooled(job: asyncio.Future[tuple[BinaryIO, etcddb.Written]]) -> None:
+    """Close the file of a snapshot nobody waits for any more."""
+    if not job.cancelled() and job.exception() is None:
+        job.result()[0].close()

@@ -559,15 +559,19 @@ SEND_CHUNK_BYTES = 32 * 1024  # etcd's snapshotSendBufferSize: one SnapshotRespo
 def spool_snapshot(view: Any, directory: str | os.PathLike[str]) -> tuple[BinaryIO, Written]:
     """Write a view's state as a bbolt file to an anonymous temporary file in `directory`.
 
-    The file has no name (it disappears when closed, or with the process); the caller
-    reads it from the start and closes it.  Blocking: run it on a worker thread.
+    The view is closed here, when done with (the caller may have stopped waiting).  The
+    file has no name (it disappears when closed, or with the process); the caller reads
+    it from the start and closes it.  Blocking: run it on a worker thread.
     """
-    f = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (handed to the caller)
     try:
-        written = write_snapshot(view, f)
-        f.flush()
-        f.seek(0)
-    except BaseException:
-        f.close()
-        raise
+        f = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 (handed to the caller)
+        try:
+            written = write_snapshot(view, f)
+            f.flush()
+            f.seek(0)
+        except BaseException:
+            f.close()
+            raise
+    finally:
+        view.close()
     return f, written
