@@ -38,7 +38,6 @@ import json
 import os
 import struct
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -433,6 +432,12 @@ class _Batches:
         if self.pending >= _BATCH_BYTES:
             self.flush()
 
+    def delete(self, key: bytes) -> None:
+        self.wb.delete(key)
+        self.pending += len(key) + 16
+        if self.pending >= _BATCH_BYTES:
+            self.flush()
+
     def flush(self) -> None:
         if self.pending:
             self.wb.write()
@@ -488,8 +493,7 @@ def load_state(reader: bbolt.BoltReader, db: Any) -> Loaded:
                 if key == CLUSTER_VERSION:
                     batches.put(CLUSTER_VERSION_KEY, value)
         batches.flush()
-        keys = _derive_current(db, batches)
-        batches.flush()
+        keys = _count_live(db)
     except bbolt.BoltFormatError as exc:
         raise SnapshotError(str(exc)) from None
     return Loaded(revision, scheduled, keys, leases)
@@ -502,53 +506,43 @@ def _compact_rev(raw: bytes | None) -> int:
 
 
 def _load_history(reader: bbolt.BoltReader, batches: _Batches) -> int:
-    """History and key index from the key bucket; the last revision seen."""
+    """History, key index, current and live keys from the key bucket; the last revision seen.
+
+    The bucket is in revision order, so replaying it as the applier writes (a put sets the
+    key's current version, a tombstone removes it; the batch keeps the order) leaves each
+    key's newest version current, with no second pass.
+    """
     last = 0
     for key, value in reader.items(KEY):
         rev, tombstone = parse_rev(key)
-        kv = kv_pb2.KeyValue.FromString(value)
+        user_key = kv_key(value)
         if tombstone:
-            record = layout.encode_record(
-                layout.TOMBSTONE, kv_pb2.KeyValue(key=kv.key, mod_revision=rev.main).SerializeToString()
-            )
-            kind = layout.TOMBSTONE
+            tomb = kv_pb2.KeyValue(key=user_key, mod_revision=rev.main).SerializeToString()
+            batches.put(layout.history_key(rev), layout.encode_record(layout.TOMBSTONE, tomb))
+            batches.put(layout.index_key(user_key, rev), layout.TOMBSTONE)
+            batches.delete(layout.current_key(user_key))
+            batches.delete(layout.live_key(user_key))
         else:
-            record = layout.encode_record(layout.PUT, value)
-            kind = layout.PUT
-        batches.put(layout.history_key(rev), record)
-        batches.put(layout.index_key(kv.key, rev), kind)
+            batches.put(layout.history_key(rev), layout.encode_record(layout.PUT, value))
+            batches.put(layout.index_key(user_key, rev), layout.PUT)
+            batches.put(layout.current_key(user_key), value)
+            batches.put(layout.live_key(user_key), b"")
         last = rev.main
     return last
 
 
-def _derive_current(db: Any, batches: _Batches) -> int:
-    """The current and live-keys keyspaces: each key's newest version if it is a put."""
-    live = 0
-    for _group, kind, rev in _newest_per_key(db):
-        if kind != layout.PUT:
-            continue
-        record = db.get(layout.history_key(rev))
-        if record is None:
-            raise SnapshotError(f"the key index names revision {rev} the history lacks")
-        _, kv_bytes = layout.decode_record(record)
-        key = kv_pb2.KeyValue.FromString(kv_bytes).key
-        batches.put(layout.current_key(key), kv_bytes)
-        batches.put(layout.live_key(key), b"")
-        live += 1
-    return live
+def kv_key(value: bytes) -> bytes:
+    """The key of a serialized mvccpb.KeyValue: read from its first field when it is the key (as
+    etcd and etcdpy write it: field 1 first), else by parsing the whole message."""
+    if value[:1] == b"\n":
+        length, pos = _read_varint(value, 1)
+        if pos + length <= len(value):
+            return value[pos : pos + length]
+    return kv_pb2.KeyValue.FromString(value).key
 
 
-def _newest_per_key(db: Any) -> Iterator[tuple[bytes, bytes, Revision]]:
-    """(group, kind, revision) of every key's newest index entry (the first of its group)."""
-    it = db.raw_iterator()
-    try:
-        it.seek(layout.INDEX_START)
-        while it.valid() and it.key() < layout.INDEX_STOP:
-            group, _raw, rev = layout.split_index_key(it.key())
-            yield group, it.value(), rev
-            it.seek(layout.index_group_end(group))
-    finally:
-        it.close()
+def _count_live(db: Any) -> int:
+    return sum(1 for _ in db.iterator(start=layout.LIVE_START, stop=layout.LIVE_STOP, include_value=False))
 
 
 # ---- the Snapshot RPC's file ----
