@@ -7,10 +7,11 @@ temp data dirs): load N keys of B bytes (default a million of 1 KiB, about 1 GB,
 as txns of 100 puts), then
 
 - ``snapshot save``: the time of ``etcdctl snapshot save`` (the same client for both) and the
-  server's peak RSS growth while it streams (sampled every 20 ms from /proc);
+  growth of the server's anonymous RSS (its heap: mmapped files excluded) while it streams, sampled
+  every 20 ms from /proc;
 - ``snapshot restore`` of that file by the server's own tool (``etcdctl snapshot restore`` for
   etcd, ``etcdpy snapshot restore`` for etcdpy): time and the restoring process's peak RSS
-  (``wait4``'s ru_maxrss);
+  (``wait4``'s ru_maxrss, which counts the pages of the mmapped snapshot it read, for both);
 - ``snapshot status`` by the same tools: time (etcdpy's is slow without the ``crc32c`` package).
 
 Figures go in one table with the ratio etcdpy/etcd; the header gives the load average before
@@ -60,7 +61,7 @@ def load_keys(endpoint: str, keys: int, value_size: int) -> None:
 def rss_kb(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith("RssAnon:"):  # heap, not the mmapped LevelDB/bbolt files (page cache)
                 return int(line.split()[1])
     except OSError:
         pass
@@ -117,7 +118,7 @@ def measure(kind: str, keys: int, value_size: int, root: Path) -> dict[str, floa
         done.set()
         sampler.join()
         figures["save s"] = seconds
-        figures["save server RSS growth MB"] = (peak - baseline) / 1024
+        figures["save server anon RSS growth MB"] = (peak - baseline) / 1024
         figures["snapshot MB"] = snapshot.stat().st_size / 1e6
     finally:
         server.stop()
