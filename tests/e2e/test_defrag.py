@@ -11,11 +11,13 @@ import sys
 import threading
 from pathlib import Path
 
+import plyvel
 import pytest
 from cli_tools import run_tool
 from procs import ServerProcess, free_port
 
 from etcdpy.client import Client
+from etcdpy.server.storage.backend import FENCE_HIGH, FENCE_LOW
 
 VALUE = b"v" * 2048
 KEYS = 4000  # 8 MB of values: the history, the current keys and the raft log each hold them
@@ -127,6 +129,11 @@ def test_defrag_data_dir_refuses_a_running_member_and_compacts_a_stopped_one(
     offline = run_tool("etcdpy", etcdpy_server.endpoint, "defrag", "--data-dir", data_dir)
     assert (offline.returncode, offline.stdout, offline.stderr) == (0, "", "")
     assert db_bytes(etcdpy_server) < before - KEYS * len(VALUE)
+    db = plyvel.DB(str(etcdpy_server.data_dir / "member" / "db"))
+    try:  # the fence keys defragment writes around the key space are gone again
+        assert db.get(FENCE_LOW) is None and db.get(FENCE_HIGH) is None
+    finally:
+        db.close()
     etcdpy_server.start()
     with Client([etcdpy_server.endpoint]) as client:
         assert [(kv.key, kv.value) for kv in client.get("kept").kvs] == [(b"kept", b"value")]
