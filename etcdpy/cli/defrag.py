@@ -4,7 +4,8 @@ Against a running member it calls Maintenance.Defragment on each endpoint (every
 member's client URLs with ``--cluster``) and prints ``Finished defragmenting etcd
 member[<ep>]``, or ``Failed to defragment etcd member[<ep>] (<error>)`` on stderr
 and exit 1 at the end.  etcdpy's members defragment online (LevelDB's
-compaction): reads and writes go on meanwhile.
+compaction): reads and writes go on meanwhile.  On a terminal a spinner (rich,
+on stderr) shows which member is being defragmented.
 
 ``--data-dir`` defragments the data dir of a stopped member here, with the
 server's own storage code, imported only then (the CLI never loads the server
@@ -14,7 +15,9 @@ refuses a data dir in use at once: its running member defragments online anyway.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -50,7 +53,8 @@ def defrag(state: CliState, cluster: bool | None, data_dir: str) -> None:
     failures = 0
     for endpoint in _endpoints(state, cluster):
         try:
-            client.defragment(endpoint)
+            with _spinner(state, endpoint):
+                client.defragment(endpoint)
         except EtcdError as err:
             state.output.err_line(f"Failed to defragment etcd member[{endpoint}] ({err.text})")
             failures += 1
@@ -58,6 +62,18 @@ def defrag(state: CliState, cluster: bool | None, data_dir: str) -> None:
             state.output.line(f"Finished defragmenting etcd member[{endpoint}]")
     if failures:
         raise SilentExit(ExitCode.ERROR)
+
+
+@contextlib.contextmanager
+def _spinner(state: CliState, endpoint: str) -> Iterator[None]:
+    """A rich spinner on stderr while one member defragments, only when stdout is a terminal."""
+    if not state.output.is_terminal():
+        yield
+        return
+    from rich.console import Console
+
+    with Console(stderr=True).status(f"defragmenting {endpoint}"):
+        yield
 
 
 class DataDirError(Exception):
