@@ -139,7 +139,7 @@ def normalize_bool_flags(argv: list[str], root: click.Group) -> list[str]:
         name, value = match.groups()
         if value in ("1", "t", "T", "TRUE", "true", "True"):
             out.append(f"--{name}")
-        elif name in ("insecure-transport", "insecure-discovery"):
+        elif name in ("insecure-transport", "insecure-discovery", "dest-insecure-transport"):  # default true
             out.append(f"--no-{name}")
         # --flag=false for a flag that defaults to false: nothing to pass
     return out

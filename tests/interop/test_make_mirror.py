@@ -16,6 +16,8 @@ import threading
 import pytest
 from procs import ETCDCTL_BIN, ServerProcess, free_port
 
+from etcdpy.cli import cli
+from etcdpy.cli.app import normalize_bool_flags
 from etcdpy.client import Client
 from etcdpy.client import requests as rq
 from etcdpy.client.watch import watch_create_request
@@ -163,3 +165,8 @@ def test_an_unreachable_destination_fails_instead_of_hanging(etcd_server: Server
     result = run("etcdpy", etcd_server.endpoint, "--dial-timeout=1s", "--command-timeout=1s", "make-mirror",
                  f"127.0.0.1:{free_port()}")  # fmt: skip
     assert (result.returncode, result.stdout, result.stderr) == (2, "", "Error: context deadline exceeded\n")
+
+
+def test_go_style_false_turns_the_destinations_tls_on() -> None:
+    argv = ["make-mirror", "--dest-insecure-transport=false", "127.0.0.1:1"]
+    assert normalize_bool_flags(argv, cli) == ["make-mirror", "--no-dest-insecure-transport", "127.0.0.1:1"]
