@@ -114,7 +114,7 @@ def test_mirror_carries_existing_keys_and_every_change_made_while_it_runs(
 
 
 @pytest.mark.parametrize("tool", ["etcdpy", "etcdctl"])
-def test_no_dest_prefix_strips_the_prefix(
+def test_no_dest_prefix_strips_the_prefix_and_sigterm_ends_the_mirror(
     tool: str, etcd_server: ServerProcess, etcdpy_server: ServerProcess
 ) -> None:
     with Client([etcd_server.endpoint]) as src, Client([etcdpy_server.endpoint]) as dst:
@@ -138,8 +138,10 @@ def test_no_dest_prefix_strips_the_prefix(
             wait_for_key(dst, b"b")
             assert contents(dst, "") == {b"a": b"1", b"b": b"2"}
         finally:
-            mirror.send_signal(signal.SIGINT)
-            mirror.communicate(timeout=30)
+            mirror.send_signal(signal.SIGTERM)
+            out, _ = mirror.communicate(timeout=30)
+    # SIGTERM as SIGINT: etcdctl dies of it, etcdpy prints what it mirrored and exits 128+15.
+    assert (mirror.returncode, out) == ((-signal.SIGTERM, "") if tool == "etcdctl" else (143, "2\n"))
 
 
 @pytest.mark.parametrize(
