@@ -22,10 +22,12 @@ does not answer.
 
 from __future__ import annotations
 
+import functools
 import http.client
 import math
 import queue
 import random
+import ssl
 import threading
 import time
 import urllib.error
@@ -42,7 +44,7 @@ from etcdpy.api.errors import EtcdError
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.cli.context import CliState, pass_state
 from etcdpy.cli.errors import CliError, ExitCode, SilentExit
-from etcdpy.cli.options import command_options
+from etcdpy.cli.options import GlobalOptions, command_options
 from etcdpy.cli.printers.goformat import go_quote
 from etcdpy.client import Client
 
@@ -373,13 +375,33 @@ class _Ticker:
         self._thread.join()
 
 
-def resident_memory(endpoint: str) -> tuple[float, str]:
-    """process_resident_memory_bytes from the endpoint's /metrics, or 0 and etcdctl's line saying why."""
+def metrics_tls(options: GlobalOptions) -> ssl.SSLContext:
+    """The TLS of an https:// endpoint's /metrics: the client's certificate, CA and skip-verify flags."""
+    context = ssl.create_default_context(cafile=options.cacert or None)
+    if options.insecure_skip_tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    if options.cert:
+        context.load_cert_chain(options.cert, options.key or None)
+    return context
+
+
+def resident_memory(endpoint: str, tls: Callable[[], ssl.SSLContext]) -> tuple[float, str]:
+    """process_resident_memory_bytes from the endpoint's /metrics, or 0 and etcdctl's line saying why.
+
+    No HTTP proxy is used: the endpoint is a member the client reaches directly.
+    """
     host = endpoint if endpoint.startswith(("http://", "https://")) else "http://" + endpoint
     url = host + "/metrics"
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
     try:
-        with urllib.request.urlopen(url, timeout=MAINTENANCE_TIMEOUT) as response:
+        if url.startswith("https://"):
+            handlers.append(urllib.request.HTTPSHandler(context=tls()))
+        opener = urllib.request.build_opener(*handlers)
+        with opener.open(url, timeout=MAINTENANCE_TIMEOUT) as response:
             body = response.read().decode("utf-8", "replace")
+    except ssl.SSLError as err:
+        return 0.0, f"client certificate error: {err}"
     except http.client.BadStatusLine as err:  # an HTTP/2-only port answers with its settings frame
         line = str(err.args[0] if err.args else "").rstrip("\r\n").encode("latin-1")
         reason = f"net/http: HTTP/1.x transport connection broken: malformed HTTP response {go_quote(line)}"
@@ -415,7 +437,8 @@ def datascale(state: CliState, load: str, prefix: str, auto_compact: bool, auto_
     _check_prefix_empty(clients[0], prefix)
     out = state.output
     endpoint = state.options.endpoints[0]
-    before, why = resident_memory(endpoint)
+    tls = functools.partial(metrics_tls, state.options)
+    before, why = resident_memory(endpoint, tls)
     if before == 0:
         _memory_failure(state, why, "before")
     out.line(
@@ -429,7 +452,7 @@ def datascale(state: CliState, load: str, prefix: str, auto_compact: bool, auto_
     requests = (pb.PutRequest(key=random_key(key_prefix, 512, rng), value=value) for _ in range(cfg.limit))
     with _Bar(state, "check datascale", cfg.limit) as bar:
         stats = run_puts(clients, requests, min(cfg.clients, MAX_WORKERS), bar.advance)
-    after, why = resident_memory(endpoint)
+    after, why = resident_memory(endpoint, tls)
     if after == 0:
         _memory_failure(state, why, "after")
     _clean_up(state, clients[0], prefix, auto_compact, auto_defrag)
