@@ -41,6 +41,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from crc32c import crc32c as crc32c_update
+
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.server.mvcc import layout
@@ -277,47 +279,9 @@ def _write_keys(view: Any, bucket: bbolt.BucketWriter) -> int:
 # ---- reading a snapshot file ----
 
 
-def _crc32c_tables() -> list[list[int]]:
-    """Slicing-by-8 tables of CRC-32C (reflected polynomial 0x82F63B78)."""
-    base = []
-    for n in range(256):
-        c = n
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        base.append(c)
-    tables = [base]
-    for _ in range(7):
-        last = tables[-1]
-        tables.append([(last[n] >> 8) ^ base[last[n] & 0xFF] for n in range(256)])
-    return tables
-
-
-try:  # a C implementation when installed; the pure-Python one below otherwise (a few MB/s)
-    from crc32c import crc32c as _crc32c_c  # type: ignore[import-not-found]
-except ImportError:  # pragma: no cover - depends on the environment
-    _crc32c_c = None
-
-_T = _crc32c_tables()
-_PAIRS = struct.Struct("<II")
-
-
 def crc32c(data: bytes, crc: int = 0) -> int:
     """CRC-32C (Castagnoli), continuing from `crc`, as Go's crc32.Update with that table."""
-    if _crc32c_c is not None:
-        value: int = _crc32c_c(data, crc)
-        return value
-    t0, t1, t2, t3, t4, t5, t6, t7 = _T
-    crc ^= 0xFFFFFFFF
-    whole = len(data) - len(data) % 8
-    for one, two in _PAIRS.iter_unpack(memoryview(data)[:whole]):
-        one ^= crc
-        crc = (
-            t7[one & 0xFF] ^ t6[(one >> 8) & 0xFF] ^ t5[(one >> 16) & 0xFF] ^ t4[one >> 24]
-            ^ t3[two & 0xFF] ^ t2[(two >> 8) & 0xFF] ^ t1[(two >> 16) & 0xFF] ^ t0[two >> 24]
-        )  # fmt: skip
-    for byte in data[whole:]:
-        crc = t0[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+    return crc32c_update(data, crc)
 
 
 @dataclass(frozen=True, slots=True)
