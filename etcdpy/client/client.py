@@ -14,10 +14,17 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from etcdpy.api.errors import ErrAuthNotEnabled, ErrInvalidAuthToken
+from etcdpy.api.errors import (
+    ErrAuthNotEnabled,
+    ErrAuthOldRevision,
+    ErrInvalidAuthToken,
+    ErrUserEmpty,
+    EtcdError,
+)
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
 from etcdpy.client import requests as rq
+from etcdpy.client.auth import AuthMixin, auth_method
 from etcdpy.client.endpoints import Endpoint
 from etcdpy.client.lease import LeaseMixin
 from etcdpy.client.requests import Bytes, SortOrder, SortTarget
@@ -49,16 +56,15 @@ def _cluster(name: str) -> Callable[[grpc.Channel], UnaryMethod]:
     return _stub("ClusterStub", name)
 
 
-def _auth(name: str) -> Callable[[grpc.Channel], UnaryMethod]:
-    return _stub("AuthStub", name)
-
-
-class Client(LeaseMixin, WatchMixin):
+class Client(AuthMixin, LeaseMixin, WatchMixin):
     """A connection to an etcd cluster through one or more endpoints.
 
     Every call has a deadline: ``timeout`` if given, else ``command_timeout``.
     ``user``/``password`` authenticate lazily, before the first call; the token
-    travels as the ``token`` metadata etcd expects.
+    travels as the ``token`` metadata etcd expects.  When the server refuses the
+    token (it expired, the member restarted, the auth store moved on), the
+    client authenticates again once and repeats the call, as etcd's Go client
+    does (`token_refused`); streams do the same when they open.
     """
 
     def __init__(
@@ -317,9 +323,28 @@ class Client(LeaseMixin, WatchMixin):
 
     def stream_channel(self) -> tuple[grpc.Channel, list[tuple[str, str]]]:
         """The channel (to the first endpoint) and metadata for a streaming call (watch, keep-alive)."""
+        return self._transport.channel(self.endpoints[0]), self.stream_metadata()
+
+    def stream_metadata(self) -> list[tuple[str, str]]:
+        """The metadata a stream opens with now: the current token (fetched first if there is none)."""
         if self._user is not None and self._token is None:
             self.authenticate()
-        return self._transport.channel(self.endpoints[0]), [("token", self._token)] if self._token else []
+        return [("token", self._token)] if self._token else []
+
+    def token_refused(self, error: EtcdError) -> bool:
+        """Whether ``error`` says the server refused this client's token and a fresh one may help.
+
+        etcd's Go client authenticates again on an invalid token, an auth revision that moved on,
+        and "user name is empty" (the server saw no token) when it has a user and password.
+        """
+        if self._user is None:
+            return False
+        return isinstance(error, ErrInvalidAuthToken | ErrAuthOldRevision | ErrUserEmpty)
+
+    def reauthenticate(self, timeout: float | None = None) -> None:
+        """Drop the token and authenticate again (a stream calls it when its token was refused)."""
+        self._token = None
+        self.authenticate(timeout)
 
     def _call(
         self,
@@ -336,11 +361,12 @@ class Client(LeaseMixin, WatchMixin):
             self.authenticate(seconds)
         try:
             return self._send(method, request, seconds, retry, target)
-        except ErrInvalidAuthToken:
-            if self._user is None:
+        except EtcdError as err:
+            if not self.token_refused(err):
                 raise
-            # Simple tokens expire on the server; one fresh token, one retry.
-            self.authenticate(seconds)
+            # Simple tokens expire on the server; one fresh token, one retry. The refused request
+            # was not applied (the token is checked first), so even a write may be sent again.
+            self.reauthenticate(seconds)
             return self._send(method, request, seconds, retry, target)
 
     def _send(
@@ -363,7 +389,9 @@ class Client(LeaseMixin, WatchMixin):
         seconds = self.command_timeout if timeout is None else timeout
         request = pb.AuthenticateRequest(name=self._user or "", password=self._password or "")
         try:
-            response = self._transport.call(_auth("Authenticate"), request, timeout=seconds, retry=Retry.READ)
+            response = self._transport.call(
+                auth_method("Authenticate"), request, timeout=seconds, retry=Retry.READ
+            )
         except ErrAuthNotEnabled:
             # etcd's Go client carries on without a token when auth is off.
             self._user = None
