@@ -13,6 +13,7 @@ grpcenv.apply_for_command_line(sys.argv)
 
 from etcdpy.cli import (  # noqa: E402 (after the settings)
     alarm,
+    auth,
     compaction,
     elect,
     endpoint,
@@ -21,7 +22,9 @@ from etcdpy.cli import (  # noqa: E402 (after the settings)
     lock,
     member,
     move_leader,
+    role,
     txn,
+    user,
     version,
     watch,
 )
@@ -40,6 +43,9 @@ for _module in (
     alarm,
     lock,
     elect,
+    auth,
+    user,
+    role,
 ):
     _module.register(cli)
 

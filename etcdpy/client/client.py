@@ -60,8 +60,9 @@ class Client(AuthMixin, LeaseMixin, WatchMixin):
     """A connection to an etcd cluster through one or more endpoints.
 
     Every call has a deadline: ``timeout`` if given, else ``command_timeout``.
-    ``user``/``password`` authenticate lazily, before the first call; the token
-    travels as the ``token`` metadata etcd expects.  When the server refuses the
+    ``user``/``password`` (both non-empty, or neither is used) authenticate
+    lazily, before the first call; the token travels as the ``token`` metadata
+    etcd expects.  When the server refuses the
     token (it expired, the member restarted, the auth store moved on), the
     client authenticates again once and repeats the call, as etcd's Go client
     does (`token_refused`); streams do the same when they open.
@@ -89,7 +90,8 @@ class Client(AuthMixin, LeaseMixin, WatchMixin):
             keepalive_timeout=keepalive_timeout,
             tls=tls,
         )
-        self._user = user
+        # As etcd's Go client: a user without a password (or the reverse) sends no credentials at all.
+        self._user = user if user and password else None
         self._password = password
         self._token: str | None = None
 
