@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import grpc
+
+from etcdpy.api import errors
 from etcdpy.api.alarms import alarm_text
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2, rpc_pb2_grpc
 from etcdpy.server.etcdserver import EtcdServer
@@ -14,6 +17,16 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
 
     def __init__(self, server: EtcdServer) -> None:
         self.server = server
+
+    def _check_admin(self) -> None:
+        """Root only, as etcd's authMaintenanceServer, which returns the auth package's own errors unmapped:
+        they reach clients as UNKNOWN, worded ``auth: ...`` (e.g. ``auth: permission denied``)."""
+        try:
+            self.server.check_admin()
+        except errors.EtcdError as exc:
+            raise errors.UnknownEtcdError(
+                grpc.StatusCode.UNKNOWN, exc.text.replace("etcdserver: ", "auth: ", 1)
+            ) from None
 
     @maps_etcd_errors
     async def Status(self, request: rpc_pb2.StatusRequest, context: Context) -> rpc_pb2.StatusResponse:
@@ -33,10 +46,12 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
 
     @maps_etcd_errors
     async def Hash(self, request: rpc_pb2.HashRequest, context: Context) -> rpc_pb2.HashResponse:
+        self._check_admin()
         return rpc_pb2.HashResponse(header=self.server.header(), hash=self.server.hash())
 
     @maps_etcd_errors
     async def HashKV(self, request: rpc_pb2.HashKVRequest, context: Context) -> rpc_pb2.HashKVResponse:
+        self._check_admin()
         hash_value, compact_revision, hash_revision = self.server.hash_kv(request.revision)
         header = self.server.header()
         header.revision = hash_revision
