@@ -157,13 +157,14 @@ class JwtTokens:
                 token,
                 self.verifying_key,
                 algorithms=[self.sign_method],
-                options={"require": ["username", "revision"]},
-                leeway=0,
+                options={"require": ["username", "revision"], "verify_exp": False},
             )
         except jwt.InvalidTokenError:
             return None
-        username, revision = claims.get("username"), claims.get("revision")
+        username, revision, exp = claims.get("username"), claims.get("revision"), claims.get("exp")
         if not isinstance(username, str) or not isinstance(revision, int | float):
+            return None
+        if isinstance(exp, int | float) and self.clock() >= exp:  # expired (by the injected clock)
             return None
         return username, int(revision)
 
@@ -217,6 +218,10 @@ def jwt_tokens(options: dict[str, str], clock: Clock = time.time) -> JwtTokens:
     if method in _HMAC:
         if not priv:
             raise AuthOptionError("auth: missing key data")
+        try:  # PyJWT refuses a key shorter than the hash (HS512: 64 bytes): say so at start
+            jwt.encode({}, priv, algorithm=method)
+        except jwt.InvalidKeyError as exc:
+            raise AuthOptionError(f"the JWT key {options['priv-key']}: {exc}") from None
         return JwtTokens(method, priv, priv, ttl, clock)
     if method not in _ASYMMETRIC:
         raise AuthOptionError(f"auth: invalid auth signature method {method!r}")
