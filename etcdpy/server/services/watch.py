@@ -66,9 +66,12 @@ def _refused(create: rpc_pb2.WatchCreateRequest, stream: WatchStream, auth: Auth
     try:
         auth.check_watch(create.key, create.range_end)
     except errors.EtcdError as exc:
-        reason = exc.text
+        refusal = exc
         if not isinstance(exc, errors.ErrInvalidAuthToken | errors.ErrAuthOldRevision | errors.ErrUserEmpty):
-            reason = errors.ErrPermissionDenied.message  # etcd answers every other refusal so
+            refusal = errors.ErrPermissionDenied()  # etcd answers every other refusal so
+        # etcd's reason is the gRPC error's Go text: "rpc error: code = PermissionDenied desc = ...".
+        code = refusal.code.name.title().replace("_", "")
+        reason = f"rpc error: code = {code} desc = {refusal.text}"
         hub = stream.hub
         stream.enqueue(
             rpc_pb2.WatchResponse(
