@@ -275,3 +275,11 @@ def test_failed_password_checks_spend_a_budget_that_refills_with_time() -> None:
     assert not budget.available()
     clock.now += 0.5
     assert budget.available()
+
+
+def test_a_bad_auth_token_flag_fails_the_config_before_anything_is_written() -> None:
+    from etcdpy.server.config import Config, ConfigError
+
+    with pytest.raises(ConfigError, match="--auth-token jwt,sign-method=RS256: auth: missing key data"):
+        Config(auth_token="jwt,sign-method=RS256").validate()
+    assert Config(auth_token="simple").validate().auth_token == "simple"
