@@ -44,10 +44,10 @@ BCRYPT_THREADS = 2
 
 @dataclass(frozen=True)
 class Credentials:
-    """What a call presented: a token, a TLS client certificate's common name, or neither."""
+    """What a call presented: a token, or a way to the common name of its TLS client certificate."""
 
     token: str | None = None
-    common_name: str | None = None
+    common_name: Callable[[], str | None] | None = None  # asked only when there is no token
 
 
 ROOT_CREDENTIALS = Credentials()  # a marker: the member itself (compared by identity)
@@ -109,8 +109,9 @@ class AuthGate:
             if resolved is None:
                 raise errors.ErrInvalidAuthToken()
             return AuthInfo(*resolved)
-        if creds.common_name:
-            return AuthInfo(creds.common_name, self.store.revision)
+        name = creds.common_name() if creds.common_name is not None else None
+        if name:
+            return AuthInfo(name, self.store.revision)
         return None
 
     def stamp(self, header: raft_internal_pb2.RequestHeader) -> None:

@@ -28,19 +28,22 @@ COMMON_NAME = "x509_common_name"
 
 
 def credentials_of(context: Any) -> Credentials:
-    """The token in the call's metadata, else the verified client certificate's common name."""
+    """The token in the call's metadata, else (looked up when needed) its client certificate's common name."""
     metadata = getattr(context, "invocation_metadata", None)
-    pairs = metadata() if metadata is not None else None
+    pairs = tuple((metadata() if metadata is not None else None) or ())
     for key in TOKEN_METADATA_KEYS:
-        for name, value in pairs or ():
+        for name, value in pairs:
             if name == key:
                 return Credentials(token=value if isinstance(value, str) else value.decode())
     auth_context = getattr(context, "auth_context", None)
-    if auth_context is not None:
+    if auth_context is None:
+        return Credentials()
+
+    def common_name() -> str | None:
         names = auth_context().get(COMMON_NAME)
-        if names:
-            return Credentials(common_name=names[0].decode())
-    return Credentials()
+        return names[0].decode() if names else None
+
+    return Credentials(common_name=common_name)
 
 
 def with_credentials(servicer: object, base: type) -> Any:
