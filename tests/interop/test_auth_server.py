@@ -6,16 +6,21 @@ compares of a txn, watch creation, lease revoke, compaction, the root-only calls
 user on a key inside the grant and one outside, through gRPC with the token in the ``token``
 metadata as etcd's clients send it.  The outcome (OK, or the gRPC code and message; for a watch, its
 created response) must be the same on both servers, request by request.
+
+And an auth session through etcdctl (users, roles, grants, refusals, password change, disable)
+must read the same against both, byte for byte.
 """
 
 from __future__ import annotations
 
+import shlex
+import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 import pytest
-from procs import ServerProcess
+from procs import ETCDCTL_BIN, ServerProcess
 
 from etcdpy.api.authpb import auth_pb2
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
@@ -186,3 +191,85 @@ def test_every_request_kind_is_allowed_or_refused_as_etcd_does(conns: tuple[Conn
     # The matrix decides something: both outcomes occur for the user with every right inside its grant.
     assert expected["readwrite in put"] == "OK"
     assert expected["readwrite out put"] == "PERMISSION_DENIED: etcdserver: permission denied"
+
+
+# An auth session through etcdctl, step by step: (arguments, stdin).
+ETCDCTL_STEPS: list[tuple[str, str]] = [
+    (cmd, "")
+    for cmd in [
+        "auth enable",
+        "user add root:pw",
+        "user grant-role root root",
+        "role add r1",
+        "role grant-permission r1 readwrite foo --prefix",
+        "role grant-permission r1 read k1",
+        "role grant-permission r1 write z --from-key",
+        "user add u1:p1",
+        "user grant-role u1 r1",
+        "user grant-role u1 nope",
+        "user add u1:x",
+        "role add r1",
+        "auth enable",
+        "put a b",
+        "get a",
+        "--user root:pw put a b",
+        "--user u1:p1 put foo1 x",
+        "--user u1:p1 put bar x",
+        "--user u1:pX get foo1",
+        "--user u1:p1 get foo --prefix",
+        "--user u1:p1 get fo --prefix",
+        "--user u1:p1 put k1 v",
+        "--user u1:p1 put zz v",
+        "--user u1:p1 get zz",
+        "--user u1:p1 user list",
+        "--user root:pw user list",
+        "--user root:pw role get r1",
+        "--user u1:p1 user get u1",
+        "--user u1:p1 user get root",
+        "--user u1:p1 role get r1",
+        "--user root:pw user delete root",
+        "--user root:pw role delete root",
+        "--user root:pw user revoke-role root root",
+        "--user u1:p1 endpoint hashkv",
+        "--user root:pw role revoke-permission r1 k1",
+        "--user root:pw role revoke-permission r1 k1",
+        "--user root:pw user revoke-role u1 nope",
+    ]
+] + [
+    ("--user root:pw user passwd u1 --interactive=false", "p2\n"),
+    ("--user u1:p1 get foo1", ""),
+    ("--user u1:p2 get foo1", ""),
+    ("--user root:pw user add nop --no-password", ""),
+    ("--user nop:x get a", ""),
+    ("--user root:pw auth disable", ""),
+    ("put zz 1", ""),
+    ("user list", ""),
+    ("--user root:pw user delete root", ""),
+]
+
+
+def etcdctl_session(server: ServerProcess) -> list[str]:
+    assert ETCDCTL_BIN is not None
+    transcript = []
+    for args, stdin in ETCDCTL_STEPS:
+        done = subprocess.run(
+            [ETCDCTL_BIN, f"--endpoints={server.endpoint}", *shlex.split(args)],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        errors = [line for line in done.stderr.splitlines() if not line.startswith("{")]  # clientv3's log
+        # endpoint hashkv names the endpoint, whose port differs
+        out = (done.stdout + "\n".join(errors)).replace(server.endpoint, "ENDPOINT")
+        transcript.append(f"$ etcdctl {args}\n{out}\nexit {done.returncode}")
+    return transcript
+
+
+def test_an_etcdctl_auth_session_reads_the_same_against_etcd_and_etcdpy(
+    etcd_server: ServerProcess, etcdpy_server: ServerProcess
+) -> None:
+    expected, got = etcdctl_session(etcd_server), etcdctl_session(etcdpy_server)
+    assert [g for e, g in zip(expected, got, strict=True) if e != g] == []
+    assert "Error: etcdserver: permission denied" in "".join(expected)
