@@ -10,12 +10,15 @@ The reference is etcdctl against a fresh etcd 3.4.  Against it, step by step
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from auth_script import AUTH_SCRIPT
+from auth_support import enable_auth
+from e2e.cli_tools import Running, run_tool
 from interop_runner import (
     Invoker,
     Result,
@@ -116,3 +119,62 @@ def test_against_etcdpy_server_matches_etcd(reference: list[Result], tmp_path: P
     finally:
         server.stop()
     _assert_same(reference, actual, f"{tool} against etcdpy vs etcdctl against etcd")
+
+
+@pytest.fixture(params=["etcd", "etcdpy"])
+def auth_on(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    """A fresh server with auth on: root, and alice with readwrite on app/ (auth_support)."""
+    server = ServerProcess(request.param, tmp_path / "data").start()
+    try:
+        enable_auth(server.endpoint)
+        yield server
+    finally:
+        server.stop()
+
+
+ALICE_FLAG = "--user=alice:apw"
+
+
+def test_lock_and_elect_run_with_user(auth_on: ServerProcess) -> None:
+    ep = auth_on.endpoint
+    held = run_tool("etcdpy", ep, ALICE_FLAG, "lock", "app/lock", "echo", "held")
+    assert (held.returncode, held.stdout, held.stderr) == (0, "held\n", "")
+    for tool in ("etcdctl", "etcdpy"):  # outside alice's prefix: refused, as etcdctl reports it
+        refused = run_tool(tool, ep, ALICE_FLAG, "lock", "elsewhere", "true")
+        assert refused.returncode == 1, (tool, refused.stderr)
+        assert "Error: etcdserver: permission denied" in refused.stderr.splitlines(), (tool, refused.stderr)
+    leader = Running("etcdpy", ep, ALICE_FLAG, "elect", "app/election", "candidate-1")
+    try:
+        name, value = leader.lines(2)
+        assert re.fullmatch(r"app/election/[0-9a-f]+", name) and value == "candidate-1"
+        for tool in ("etcdctl", "etcdpy"):
+            listener = Running(tool, ep, ALICE_FLAG, "elect", "--listen", "app/election")
+            try:
+                assert listener.lines(2) == [name, value], (tool, listener.stderr())
+            finally:
+                listener.stop()
+    finally:
+        leader.stop()
+
+
+def test_watch_and_lease_keep_alive_run_with_user(auth_on: ServerProcess) -> None:
+    ep = auth_on.endpoint
+    with Client(ep, user="alice", password="apw") as alice:
+        first = alice.put("app/w1", "v1").header.revision
+        watcher = Running("etcdpy", ep, ALICE_FLAG, "watch", "app/w", "--prefix", f"--rev={first}")
+        try:
+            assert watcher.lines(3) == ["PUT", "app/w1", "v1"]
+            alice.put("app/w2", "v2")  # before or after the watch is open: --rev replays it either way
+            assert watcher.lines(3) == ["PUT", "app/w2", "v2"]
+        finally:
+            watcher.stop()
+        lease = alice.lease_grant(30).ID
+        renewing = Running("etcdpy", ep, ALICE_FLAG, "lease", "keep-alive", f"{lease:x}")
+        try:
+            assert renewing.lines(1) == [f"lease {lease:016x} keepalived with TTL(30)"]
+        finally:
+            renewing.stop()
+    denied = run_tool("etcdpy", ep, ALICE_FLAG, "watch", "elsewhere", "--rev=1")
+    expected = run_tool("etcdctl", ep, ALICE_FLAG, "watch", "elsewhere", "--rev=1")
+    assert (denied.returncode, denied.stdout) == (expected.returncode, expected.stdout) == (5, "")
+    assert "permission denied" in denied.stderr and "permission denied" in expected.stderr
