@@ -10,7 +10,13 @@ The reference is etcdctl against a fresh etcd 3.4.  Against it, step by step
 
 from __future__ import annotations
 
+import os
+import pty
 import re
+import select
+import subprocess
+import termios
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +24,7 @@ import grpc
 import pytest
 from auth_script import AUTH_SCRIPT
 from auth_support import enable_auth
-from e2e.cli_tools import Running, run_tool
+from e2e.cli_tools import Running, run_tool, tool_argv, tool_env
 from interop_runner import (
     Invoker,
     Result,
@@ -178,3 +184,63 @@ def test_watch_and_lease_keep_alive_run_with_user(auth_on: ServerProcess) -> Non
     expected = run_tool("etcdctl", ep, ALICE_FLAG, "watch", "elsewhere", "--rev=1")
     assert (denied.returncode, denied.stdout) == (expected.returncode, expected.stdout) == (5, "")
     assert "permission denied" in denied.stderr and "permission denied" in expected.stderr
+
+
+def _on_terminal(argv: list[str], answers: list[bytes], timeout: float = 30.0) -> tuple[bytes, int]:
+    """Run ``argv`` with a pseudo-terminal as stdin and stdout, typing each answer after the next prompt.
+
+    Returns what the terminal showed (echo included, if the program left it on) and the exit code.
+    """
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=subprocess.DEVNULL, env=tool_env(), start_new_session=True
+    )
+    os.close(slave)
+    shown = b""
+    deadline = time.monotonic() + timeout
+    pending = list(answers)
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, f"{argv[0]} showed nothing more within {timeout}s: {shown!r}"
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the program ended and closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+            if pending and shown.rstrip(b"\r\n").endswith(b": "):
+                _wait_for_echo_off(master, deadline)  # as a person would, type once the prompt is ready
+                os.write(master, pending.pop(0) + b"\n")
+        return shown, proc.wait(timeout)
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_for_echo_off(terminal: int, deadline: float) -> None:
+    """Until the program has turned the terminal's echo off (no event says so: its mode is polled)."""
+    while termios.tcgetattr(terminal)[3] & termios.ECHO:
+        assert time.monotonic() < deadline, "the terminal's echo never went off"
+        time.sleep(0.005)
+
+
+def test_prompts_on_a_terminal_hide_the_password_as_etcdctl(auth_on: ServerProcess) -> None:
+    """``user add`` and ``--user`` without a password ask on the terminal, echo off, in etcdctl's order."""
+    shown = {}
+    for tool, name in (("etcdctl", "typed1"), ("etcdpy", "typed2")):
+        argv = tool_argv(tool, auth_on.endpoint, "--user=root", "user", "add", name)
+        output, code = _on_terminal(argv, [b"secret-pw", b"secret-pw", b"rootpw"])
+        assert code == 0, (tool, output)
+        assert b"secret-pw" not in output and b"rootpw" not in output, f"{tool} echoed a password: {output!r}"
+        shown[tool] = output.replace(name.encode(), b"<name>")
+    assert shown["etcdpy"] == shown["etcdctl"]
+    assert shown["etcdpy"] == (
+        b"Password of <name>: \r\nType password of <name> again for confirmation: \r\nPassword: \r\n"
+        b"User <name> created\r\n"
+    )
+    with Client(auth_on.endpoint, user="typed2", password="secret-pw") as typed:
+        typed.authenticate()  # the password typed at the prompts is the one set
