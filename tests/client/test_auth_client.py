@@ -20,10 +20,18 @@ from typing import Any
 import grpc
 import pytest
 from auth_support import enable_auth
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from procs import ServerProcess
 from recipe_support import Background
 
-from etcdpy.api.errors import ErrAuthFailed, ErrInvalidAuthToken, ErrPermissionDenied, ErrUserEmpty
+from etcdpy.api.errors import (
+    ErrAuthFailed,
+    ErrAuthOldRevision,
+    ErrInvalidAuthToken,
+    ErrPermissionDenied,
+    ErrUserEmpty,
+)
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
 from etcdpy.client import Client
@@ -176,3 +184,47 @@ def test_a_waiting_lock_holder_is_not_lost_to_expiry(auth_server: ServerProcess)
         acquired.result(timeout=20)
         assert second.get(waiter.key).kvs[0].create_revision == waiter.revision
         waiter.unlock()
+
+
+@pytest.fixture(params=["etcd", "etcdpy"])
+def jwt_auth_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
+    """Auth on with JWT tokens (RS256): a token carries the auth revision it was issued at."""
+    key = rsa.generate_private_key(65537, 2048)
+    private, public = tmp_path / "jwt.key", tmp_path / "jwt.pub"
+    private.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    flag = f"jwt,pub-key={public},priv-key={private},sign-method=RS256,ttl=10m"
+    server = ServerProcess(request.param, tmp_path / "data", extra_args=["--auth-token", flag]).start()
+    try:
+        enable_auth(server.endpoint)
+        yield server
+    finally:
+        server.stop()
+
+
+def test_a_token_older_than_the_auth_store_is_replaced_once(jwt_auth_server: ServerProcess) -> None:
+    """After an auth change a JWT is refused as old for writes; the client gets a new one and writes once."""
+    ep = jwt_auth_server.endpoint
+    with (
+        Client(ep, user="alice", password="apw") as alice,
+        Client(ep, user="root", password="rootpw") as root,
+    ):
+        alice.put("app/j", "1")
+        stale = alice._token
+        assert stale is not None
+        root.role_add("unrelated")  # the auth revision moves on
+        with pytest.raises(ErrAuthOldRevision), Client(ep) as raw:
+            raw._token = stale  # the old token, sent as is
+            raw.put("app/j", "never")
+        alice.put("app/j", "2")
+        assert alice._token != stale
+        kv = alice.get("app/j").kvs[0]
+        assert (kv.value, kv.version) == (b"2", 2), "the refused write was applied once, after the new token"
