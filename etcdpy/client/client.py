@@ -7,6 +7,7 @@ Responses are the protobuf messages themselves (``RangeResponse``,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
@@ -62,10 +63,11 @@ class Client(AuthMixin, LeaseMixin, WatchMixin):
     Every call has a deadline: ``timeout`` if given, else ``command_timeout``.
     ``user``/``password`` (both non-empty, or neither is used) authenticate
     lazily, before the first call; the token travels as the ``token`` metadata
-    etcd expects.  When the server refuses the
-    token (it expired, the member restarted, the auth store moved on), the
-    client authenticates again once and repeats the call, as etcd's Go client
-    does (`token_refused`); streams do the same when they open.
+    etcd expects.  When the server refuses the token (it expired, the member
+    restarted, the auth store moved on, auth was enabled after the client
+    found it off), the client authenticates again once and repeats the call,
+    as etcd's Go client does (`token_refused`); streams do the same when they
+    open.
     """
 
     def __init__(
@@ -93,6 +95,7 @@ class Client(AuthMixin, LeaseMixin, WatchMixin):
         # As etcd's Go client: a user without a password (or the reverse) sends no credentials at all.
         self._user = user if user and password else None
         self._password = password
+        # None: not authenticated yet; "": auth was off when asked (calls carry no token).
         self._token: str | None = None
 
     def __enter__(self) -> Client:
@@ -358,18 +361,21 @@ class Client(AuthMixin, LeaseMixin, WatchMixin):
         endpoint: str | None = None,
     ) -> Any:
         seconds = self.command_timeout if timeout is None else timeout
+        deadline = time.monotonic() + seconds
         target = Endpoint.parse(endpoint) if endpoint is not None else None
         if self._user is not None and self._token is None:
             self.authenticate(seconds)
         try:
             return self._send(method, request, seconds, retry, target)
         except EtcdError as err:
-            if not self.token_refused(err):
+            remaining = deadline - time.monotonic()
+            if not self.token_refused(err) or remaining <= 0:
                 raise
-            # Simple tokens expire on the server; one fresh token, one retry. The refused request
-            # was not applied (the token is checked first), so even a write may be sent again.
-            self.reauthenticate(seconds)
-            return self._send(method, request, seconds, retry, target)
+            # Simple tokens expire on the server; one fresh token, one retry within the call's time.
+            # A refused request was not applied (refused before, or instead of, applying), so even
+            # a write may be sent again.
+            self.reauthenticate(remaining)
+            return self._send(method, request, max(deadline - time.monotonic(), 0.001), retry, target)
 
     def _send(
         self,
@@ -395,7 +401,8 @@ class Client(AuthMixin, LeaseMixin, WatchMixin):
                 auth_method("Authenticate"), request, timeout=seconds, retry=Retry.READ
             )
         except ErrAuthNotEnabled:
-            # etcd's Go client carries on without a token when auth is off.
-            self._user = None
+            # etcd's Go client carries on without a token when auth is off (and fetches one on
+            # "user name is empty" once it is on).
+            self._token = ""
             return
         self._token = str(response.token)

@@ -228,3 +228,15 @@ def test_a_token_older_than_the_auth_store_is_replaced_once(jwt_auth_server: Ser
         assert alice._token != stale
         kv = alice.get("app/j").kvs[0]
         assert (kv.value, kv.version) == (b"2", 2), "the refused write was applied once, after the new token"
+
+
+@pytest.mark.server_kinds("etcd", "etcdpy")
+def test_a_client_made_while_auth_was_off_authenticates_once_it_is_on(server: ServerProcess) -> None:
+    with Client(server.endpoint, user="alice", password="apw") as alice:
+        alice.put("app/early", "1")  # auth is off: the call carries no token
+        assert not alice._token
+        enable_auth(server.endpoint)
+        alice.put("app/early", "2")  # "user name is empty": the client authenticates, then writes once
+        assert alice._token
+        kv = alice.get("app/early").kvs[0]
+        assert (kv.value, kv.version) == (b"2", 2)
