@@ -43,11 +43,12 @@ def _no_echo(stream: BinaryIO) -> Iterator[None]:
     saved = termios.tcgetattr(fd)
     quiet = list(saved)
     quiet[3] &= ~termios.ECHO
-    termios.tcsetattr(fd, termios.TCSAFLUSH, quiet)
+    # TCSADRAIN, as etcdctl's stty: what was typed ahead for a later prompt is kept, not flushed.
+    termios.tcsetattr(fd, termios.TCSADRAIN, quiet)
     try:
         yield
     finally:
-        termios.tcsetattr(fd, termios.TCSAFLUSH, saved)
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
 def ask(output: Output, prompt: str) -> str:

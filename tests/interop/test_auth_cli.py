@@ -199,6 +199,7 @@ def _on_terminal(argv: list[str], answers: list[bytes], timeout: float = 30.0) -
     shown = b""
     deadline = time.monotonic() + timeout
     pending = list(answers)
+    answered = 0  # how much of `shown` had been shown when the last answer was typed
     try:
         while True:
             ready, _, _ = select.select([master], [], [], max(0.0, deadline - time.monotonic()))
@@ -210,9 +211,10 @@ def _on_terminal(argv: list[str], answers: list[bytes], timeout: float = 30.0) -
             if not chunk:
                 break
             shown += chunk
-            if pending and shown.rstrip(b"\r\n").endswith(b": "):
+            if pending and shown[answered:].rstrip(b"\r\n").endswith(b": "):  # a new prompt
                 _wait_for_echo_off(master, deadline)  # as a person would, type once the prompt is ready
                 os.write(master, pending.pop(0) + b"\n")
+                answered = len(shown)
         return shown, proc.wait(timeout)
     finally:
         os.close(master)
