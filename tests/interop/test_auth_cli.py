@@ -246,3 +246,23 @@ def test_prompts_on_a_terminal_hide_the_password_as_etcdctl(auth_on: ServerProce
     )
     with Client(auth_on.endpoint, user="typed2", password="secret-pw") as typed:
         typed.authenticate()  # the password typed at the prompts is the one set
+
+
+def test_auth_status_is_etcdctl_35s(server: ServerProcess) -> None:
+    """``auth status`` (etcdctl 3.5's command; etcd 3.4 has no AuthStatus call) against the etcdpy server."""
+    ep = server.endpoint
+    off = run_tool("etcdpy", ep, "auth", "status")
+    assert (off.returncode, off.stderr) == (0, "")
+    assert re.fullmatch(r"Authentication Status: false\nAuthRevision: \d+\n", off.stdout)
+    enable_auth(ep)
+    on = run_tool("etcdpy", ep, "--user=root:rootpw", "auth", "status")
+    revision = int(on.stdout.rsplit(" ", 1)[1])
+    assert on.stdout == f"Authentication Status: true\nAuthRevision: {revision}\n"
+    assert revision > int(off.stdout.rsplit(" ", 1)[1])  # users, roles and grants moved it on
+    as_json = run_tool("etcdpy", ep, "--user=root:rootpw", "-w", "json", "auth", "status")
+    assert f'"enabled":true,"authRevision":{revision}}}' in as_json.stdout
+    fields = run_tool("etcdpy", ep, "--user=root:rootpw", "-w", "fields", "auth", "status")
+    assert (fields.returncode, fields.stderr) == (4, "Error: fields not supported as output format\n")
+    extra = run_tool("etcdpy", ep, "auth", "status", "x")
+    refusal = "Error: auth status command does not accept any arguments\n"
+    assert (extra.returncode, extra.stderr) == (128, refusal)
