@@ -13,6 +13,7 @@ grpcenv.apply_for_command_line(sys.argv)
 
 from etcdpy.cli import (  # noqa: E402 (after the settings)
     alarm,
+    auth,
     check,
     compaction,
     completion,
@@ -25,8 +26,10 @@ from etcdpy.cli import (  # noqa: E402 (after the settings)
     make_mirror,
     member,
     move_leader,
+    role,
     snapshot,
     txn,
+    user,
     version,
     watch,
 )
@@ -50,6 +53,9 @@ for _module in (
     make_mirror,
     check,
     completion,
+    auth,
+    user,
+    role,
 ):
     _module.register(cli)
 

@@ -127,6 +127,7 @@ def lazy_command_in(argv: Sequence[str]) -> str | None:
 def normalize_bool_flags(argv: list[str], root: click.Group) -> list[str]:
     """Rewrite Go's ``--flag=true``/``--flag=false`` into click's spelling (up to a ``--``)."""
     bool_names = set(BOOL_FLAGS) | _command_bool_flags(root)
+    negatable = _negatable_flags(root)
     out: list[str] = []
     for index, token in enumerate(argv):
         if token == "--":
@@ -139,10 +140,25 @@ def normalize_bool_flags(argv: list[str], root: click.Group) -> list[str]:
         name, value = match.groups()
         if value in ("1", "t", "T", "TRUE", "true", "True"):
             out.append(f"--{name}")
-        elif name in ("insecure-transport", "insecure-discovery", "dest-insecure-transport"):  # default true
+        elif name in negatable:
             out.append(f"--no-{name}")
         # --flag=false for a flag that defaults to false: nothing to pass
     return out
+
+
+def _negatable_flags(command: click.Command) -> set[str]:
+    """Boolean flags declared ``--x/--no-x`` (those that default to true) in the command and below."""
+    names = {
+        opt.removeprefix("--no-")
+        for param in command.params
+        if isinstance(param, click.Option) and param.is_flag
+        for opt in param.secondary_opts
+        if opt.startswith("--no-")
+    }
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            names |= _negatable_flags(sub)
+    return names
 
 
 def _command_bool_flags(group: click.Group) -> set[str]:

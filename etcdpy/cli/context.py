@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from etcdpy.cli import passwords
 from etcdpy.cli.errors import CliError, ExitCode
 from etcdpy.cli.options import GlobalOptions
 from etcdpy.cli.printers import Output, Printer, make_printer
@@ -81,9 +82,8 @@ class CliState:
                 self._auth = (o.user, o.password)
             else:
                 name, sep, password = o.user.partition(":")
-                self._auth = (
-                    (name, password) if sep else (o.user, click.prompt("Password", hide_input=True, err=True))
-                )
+                # etcdctl asks on stdout, reading stdin without echo when it is a terminal.
+                self._auth = (name, password) if sep else (o.user, passwords.ask(self.output, "Password: "))
         return self._auth
 
     def printer(self) -> Printer:

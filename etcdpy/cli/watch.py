@@ -116,7 +116,11 @@ class Display:
         self.lock = threading.Lock()
 
     def show(self, response: pb.WatchResponse) -> None:
-        if response.created:
+        refused = response.created and response.canceled
+        if refused:
+            # clientv3 hands etcdctl a refused watch (permission denied ...) as a bare canceled response.
+            response = pb.WatchResponse(canceled=True, cancel_reason=response.cancel_reason)
+        elif response.created:
             return  # clientv3 never hands created responses to etcdctl
         out = self.state.output
         with self.lock:
@@ -127,7 +131,7 @@ class Display:
                 out.err_line(f"watch was canceled ({reason})")
             if _is_progress(response):
                 out.line(f"progress notify: {response.header.revision}")
-            leasewatch.watch_response(self.printer, response)
+            leasewatch.watch_response(self.printer, response, events_nil=refused)
             out.flush()
             for event in response.events:
                 self._run(response, event)

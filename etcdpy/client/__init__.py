@@ -10,6 +10,7 @@ failures raise `EtcdError` subclasses (`etcdpy.api.errors`, `etcdpy.client.error
 """
 
 from etcdpy.api.errors import EtcdError
+from etcdpy.client.auth import PermissionType
 from etcdpy.client.client import DEFAULT_ENDPOINT, Client
 from etcdpy.client.endpoints import Endpoint, split_endpoints
 from etcdpy.client.errors import ContextCanceled, ContextDeadlineExceeded
@@ -36,6 +37,7 @@ __all__ = [
     "ContextDeadlineExceeded",
     "Endpoint",
     "EtcdError",
+    "PermissionType",
     "SortOrder",
     "SortTarget",
     "TLSConfig",

@@ -7,6 +7,7 @@ Responses are the protobuf messages themselves (``RangeResponse``,
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import Any
@@ -14,10 +15,17 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from etcdpy.api.errors import ErrAuthNotEnabled, ErrInvalidAuthToken
+from etcdpy.api.errors import (
+    ErrAuthNotEnabled,
+    ErrAuthOldRevision,
+    ErrInvalidAuthToken,
+    ErrUserEmpty,
+    EtcdError,
+)
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
 from etcdpy.client import requests as rq
+from etcdpy.client.auth import AuthMixin, auth_method
 from etcdpy.client.endpoints import Endpoint
 from etcdpy.client.errors import from_rpc_error
 from etcdpy.client.lease import LeaseMixin
@@ -50,16 +58,17 @@ def _cluster(name: str) -> Callable[[grpc.Channel], UnaryMethod]:
     return _stub("ClusterStub", name)
 
 
-def _auth(name: str) -> Callable[[grpc.Channel], UnaryMethod]:
-    return _stub("AuthStub", name)
-
-
-class Client(LeaseMixin, WatchMixin):
+class Client(AuthMixin, LeaseMixin, WatchMixin):
     """A connection to an etcd cluster through one or more endpoints.
 
     Every call has a deadline: ``timeout`` if given, else ``command_timeout``.
-    ``user``/``password`` authenticate lazily, before the first call; the token
-    travels as the ``token`` metadata etcd expects.
+    ``user``/``password`` (both non-empty, or neither is used) authenticate
+    lazily, before the first call; the token travels as the ``token`` metadata
+    etcd expects.  When the server refuses the token (it expired, the member
+    restarted, the auth store moved on, auth was enabled after the client
+    found it off), the client authenticates again once and repeats the call,
+    as etcd's Go client does (`token_refused`); streams do the same when they
+    open.
     """
 
     def __init__(
@@ -84,8 +93,10 @@ class Client(LeaseMixin, WatchMixin):
             keepalive_timeout=keepalive_timeout,
             tls=tls,
         )
-        self._user = user
+        # As etcd's Go client: a user without a password (or the reverse) sends no credentials at all.
+        self._user = user if user and password else None
         self._password = password
+        # None: not authenticated yet; "": auth was off when asked (calls carry no token).
         self._token: str | None = None
 
     def __enter__(self) -> Client:
@@ -345,9 +356,28 @@ class Client(LeaseMixin, WatchMixin):
 
     def stream_channel(self) -> tuple[grpc.Channel, list[tuple[str, str]]]:
         """The channel (to the first endpoint) and metadata for a streaming call (watch, keep-alive)."""
+        return self._transport.channel(self.endpoints[0]), self.stream_metadata()
+
+    def stream_metadata(self) -> list[tuple[str, str]]:
+        """The metadata a stream opens with now: the current token (fetched first if there is none)."""
         if self._user is not None and self._token is None:
             self.authenticate()
-        return self._transport.channel(self.endpoints[0]), [("token", self._token)] if self._token else []
+        return [("token", self._token)] if self._token else []
+
+    def token_refused(self, error: EtcdError) -> bool:
+        """Whether ``error`` says the server refused this client's token and a fresh one may help.
+
+        etcd's Go client authenticates again on an invalid token, an auth revision that moved on,
+        and "user name is empty" (the server saw no token) when it has a user and password.
+        """
+        if self._user is None:
+            return False
+        return isinstance(error, ErrInvalidAuthToken | ErrAuthOldRevision | ErrUserEmpty)
+
+    def reauthenticate(self, timeout: float | None = None) -> None:
+        """Drop the token and authenticate again (a stream calls it when its token was refused)."""
+        self._token = None
+        self.authenticate(timeout)
 
     def _call(
         self,
@@ -359,17 +389,21 @@ class Client(LeaseMixin, WatchMixin):
         endpoint: str | None = None,
     ) -> Any:
         seconds = self.command_timeout if timeout is None else timeout
+        deadline = time.monotonic() + seconds
         target = Endpoint.parse(endpoint) if endpoint is not None else None
         if self._user is not None and self._token is None:
             self.authenticate(seconds)
         try:
             return self._send(method, request, seconds, retry, target)
-        except ErrInvalidAuthToken:
-            if self._user is None:
+        except EtcdError as err:
+            remaining = deadline - time.monotonic()
+            if not self.token_refused(err) or remaining <= 0:
                 raise
-            # Simple tokens expire on the server; one fresh token, one retry.
-            self.authenticate(seconds)
-            return self._send(method, request, seconds, retry, target)
+            # Simple tokens expire on the server; one fresh token, one retry within the call's time.
+            # A refused request was not applied (refused before, or instead of, applying), so even
+            # a write may be sent again.
+            self.reauthenticate(remaining)
+            return self._send(method, request, max(deadline - time.monotonic(), 0.001), retry, target)
 
     def _send(
         self,
@@ -391,9 +425,12 @@ class Client(LeaseMixin, WatchMixin):
         seconds = self.command_timeout if timeout is None else timeout
         request = pb.AuthenticateRequest(name=self._user or "", password=self._password or "")
         try:
-            response = self._transport.call(_auth("Authenticate"), request, timeout=seconds, retry=Retry.READ)
+            response = self._transport.call(
+                auth_method("Authenticate"), request, timeout=seconds, retry=Retry.READ
+            )
         except ErrAuthNotEnabled:
-            # etcd's Go client carries on without a token when auth is off.
-            self._user = None
+            # etcd's Go client carries on without a token when auth is off (and fetches one on
+            # "user name is empty" once it is on).
+            self._token = ""
             return
         self._token = str(response.token)

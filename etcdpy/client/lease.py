@@ -1,4 +1,8 @@
-"""Lease calls of `Client`: grant, revoke, time-to-live, list, and keep-alive over its stream."""
+"""Lease calls of `Client`: grant, revoke, time-to-live, list, and keep-alive over its stream.
+
+A keep-alive stream whose token the server refuses (a member that checks auth on
+the stream, after the token expired) authenticates again once and reopens.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,12 @@ from typing import Any, Protocol
 import grpc
 from google.protobuf.message import Message
 
-from etcdpy.api.errors import ErrLeaseNotFound, UnknownEtcdError
+from etcdpy.api.errors import ErrLeaseNotFound, EtcdError, UnknownEtcdError
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
 from etcdpy.client.errors import from_rpc_error
 from etcdpy.client.transport import Retry, UnaryMethod
+from etcdpy.client.watch import Reauthenticator, stream_reauthenticator
 
 _LeaseStub: Any = rpc.LeaseStub  # the generated stubs are untyped
 
@@ -61,6 +66,12 @@ class _Calls(Protocol):
     ) -> Any: ...
 
     def stream_channel(self) -> tuple[grpc.Channel, list[tuple[str, str]]]: ...
+
+    def stream_metadata(self) -> list[tuple[str, str]]: ...
+
+    def token_refused(self, error: EtcdError) -> bool: ...
+
+    def reauthenticate(self, timeout: float | None = None) -> None: ...
 
 
 class LeaseMixin:
@@ -117,19 +128,43 @@ class LeaseMixin:
 
     def lease_keep_alive(self: _Calls, lease_id: int) -> KeepAlive:
         """Renew a lease every third of its TTL until `KeepAlive.close`; iterate for the responses."""
-        channel, metadata = self.stream_channel()
-        return KeepAlive(channel, metadata, lease_id)
+        channel, _metadata = self.stream_channel()
+
+        def open_call(requests: Iterator[pb.LeaseKeepAliveRequest]) -> KeepAliveCall:
+            call: KeepAliveCall = _LeaseStub(channel).LeaseKeepAlive(
+                requests, metadata=self.stream_metadata() or None
+            )
+            return call
+
+        return KeepAlive(open_call, lease_id, reauthenticate=stream_reauthenticator(self))
+
+
+class KeepAliveCall(Protocol):
+    """The part of the streaming LeaseKeepAlive call a `KeepAlive` uses."""
+
+    def __iter__(self) -> Iterator[pb.LeaseKeepAliveResponse]: ...
+
+    def cancel(self) -> bool: ...
 
 
 class KeepAlive:
     """A running keep-alive: yields each LeaseKeepAliveResponse; ends once the lease is gone (TTL 0)."""
 
-    def __init__(self, channel: grpc.Channel, metadata: list[tuple[str, str]], lease_id: int) -> None:
+    def __init__(
+        self,
+        open_call: Callable[[Iterator[pb.LeaseKeepAliveRequest]], KeepAliveCall],
+        lease_id: int,
+        *,
+        reauthenticate: Reauthenticator | None = None,
+    ) -> None:
         self.lease_id = lease_id
+        self._open_call = open_call
+        self._reauthenticate = reauthenticate
         self._closed = threading.Event()
+        self._lock = threading.Lock()  # orders close against opening the call again
         # Set before the call starts: grpc's thread reads it as soon as the first request is sent.
         self._next_interval = 0.0
-        self._call = _LeaseStub(channel).LeaseKeepAlive(self._requests(), metadata=metadata or None)
+        self._call = open_call(self._requests())
 
     def _requests(self) -> Iterator[pb.LeaseKeepAliveRequest]:
         while not self._closed.is_set():
@@ -138,19 +173,32 @@ class KeepAlive:
             self._closed.wait(self._next_interval or 0.5)
 
     def __iter__(self) -> Iterator[pb.LeaseKeepAliveResponse]:
+        reauthenticated = False  # the current call was opened with a fresh token after a refusal
         try:
-            for response in self._call:
-                if response.TTL <= 0:
+            while True:
+                try:
+                    for response in self._call:
+                        if response.TTL <= 0:
+                            return
+                        reauthenticated = False
+                        self._next_interval = max(response.TTL / 3.0, 0.5)
+                        yield response
                     return
-                self._next_interval = max(response.TTL / 3.0, 0.5)
-                yield response
-        except grpc.RpcError as err:
-            if self._closed.is_set():
-                return
-            raise from_rpc_error(err) from None
+                except grpc.RpcError as err:
+                    if self._closed.is_set():
+                        return
+                    failure = from_rpc_error(err)
+                    if reauthenticated or self._reauthenticate is None or not self._reauthenticate(failure):
+                        raise failure from None
+                reauthenticated = True
+                with self._lock:
+                    if self._closed.is_set():
+                        return
+                    self._call = self._open_call(self._requests())
         finally:
             self.close()
 
     def close(self) -> None:
-        self._closed.set()
-        self._call.cancel()
+        with self._lock:
+            self._closed.set()
+            self._call.cancel()

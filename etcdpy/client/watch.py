@@ -10,6 +10,12 @@ next revision was compacted meanwhile ends with the server's compaction
 cancel, as etcd's client reports it.  Failover goes round the endpoints for
 as long as the watch is open (with a backoff once every endpoint has failed),
 as etcd's client does; `close` ends it.
+
+Under auth, a stream carries the client's token from when it opens.  A server
+that refuses the token (etcd cancels the watch it was asked to create, its
+reason "invalid auth token"; a stream may also fail with that status) gets one
+fresh token and the watch is opened again on the same endpoint, from the same
+revision: a token that expired while nothing watched costs the caller nothing.
 """
 
 from __future__ import annotations
@@ -57,11 +63,42 @@ LostCallback = Callable[[EtcdError], None]
 ResumedCallback = Callable[[Endpoint, int], None]
 """Told the endpoint a watch resumed on and the revision it resumed at (0: from the current one)."""
 
+Reauthenticator = Callable[[EtcdError], bool]
+"""Given why a stream was refused: True once it got a fresh token (worth opening the stream again)."""
 
-class _Streams(Protocol):
+
+class _Tokens(Protocol):
+    def token_refused(self, error: EtcdError) -> bool: ...
+
+    def reauthenticate(self, timeout: float | None = None) -> None: ...
+
+
+class _Streams(_Tokens, Protocol):
     _transport: Transport
 
-    def stream_channel(self) -> tuple[grpc.Channel, list[tuple[str, str]]]: ...
+    def stream_metadata(self) -> list[tuple[str, str]]: ...
+
+
+def stream_reauthenticator(client: _Tokens) -> Reauthenticator:
+    """The client's reaction to a refused stream: a fresh token if the error is about the token."""
+
+    def reauthenticate(error: EtcdError) -> bool:
+        if not client.token_refused(error):
+            return False
+        client.reauthenticate()
+        return True
+
+    return reauthenticate
+
+
+def cancel_error(response: pb.WatchResponse) -> EtcdError | None:
+    """The etcd error a cancel response's reason names (``rpc error: code = ... desc = <text>``), if any."""
+    _, sep, text = response.cancel_reason.partition("desc = ")
+    wanted = text if sep else response.cancel_reason
+    for cls in errors.ALL:
+        if cls.message == wanted:
+            return cls()
+    return None
 
 
 def watch_create_request(
@@ -106,15 +143,23 @@ class WatchMixin:
         The stream starts on the endpoint that answered last and fails over to
         the others; ``on_lost`` and ``on_resumed`` are told when it does.
         """
-        _channel, metadata = self.stream_channel()
         transport = self._transport
+        self.stream_metadata()  # authenticate now: a wrong password fails here, not in the iteration
 
         def open_call(endpoint: Endpoint, requests: Iterator[pb.WatchRequest]) -> WatchCall:
             stub = _WatchStub(transport.channel(endpoint))
-            call: WatchCall = stub.Watch(requests, metadata=metadata or None)
+            # The token of the moment: a stream opened again after a refusal carries the fresh one.
+            call: WatchCall = stub.Watch(requests, metadata=self.stream_metadata() or None)
             return call
 
-        return Watch(open_call, transport.stream_endpoints(), request, on_lost=on_lost, on_resumed=on_resumed)
+        return Watch(
+            open_call,
+            transport.stream_endpoints(),
+            request,
+            on_lost=on_lost,
+            on_resumed=on_resumed,
+            reauthenticate=stream_reauthenticator(self),
+        )
 
 
 class Watch:
@@ -133,6 +178,7 @@ class Watch:
         *,
         on_lost: LostCallback | None = None,
         on_resumed: ResumedCallback | None = None,
+        reauthenticate: Reauthenticator | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("a watch needs at least one endpoint")
@@ -142,6 +188,7 @@ class Watch:
         self._create = create
         self._on_lost = on_lost
         self._on_resumed = on_resumed
+        self._reauthenticate = reauthenticate
         # invariant: every event below next_revision was delivered; 0 while a start-at-now watch
         # has no created response yet (a resume then starts at the then current revision too).
         self.next_revision = create.start_revision
@@ -180,11 +227,19 @@ class Watch:
     def __iter__(self) -> Iterator[pb.WatchResponse]:
         resumed_at: int | None = None  # the revision the current call resumed at, until it is created
         failures = 0  # consecutive calls that broke before answering
+        reauthenticated = False  # the current call was opened with a fresh token after a refusal
         try:
             while True:
+                refused = False  # the current call refused this client's token and a fresh one is here
                 try:
                     for response in _whole(self._call):
                         failures = 0
+                        if response.canceled and not reauthenticated and not self._cancel_requested:
+                            refused = self._retry_with_fresh_token(cancel_error(response))
+                            if refused:
+                                break
+                        if response.created and not response.canceled:
+                            reauthenticated = False
                         if resumed_at is not None and response.created and not response.canceled:
                             if self._on_resumed is not None:
                                 self._on_resumed(self.endpoint, resumed_at)
@@ -194,21 +249,33 @@ class Watch:
                         yield response
                         if response.canceled:  # cancelled, refused or compacted: the only watcher is gone
                             return
-                    return  # the server ended the call without a cancel: nothing more will come
+                    else:
+                        return  # the server ended the call without a cancel: nothing more will come
                 except grpc.RpcError as err:
                     if self._closed.is_set():
                         return
                     failure = from_rpc_error(err)
-                    if self._cancel_requested or not _resumable(failure):
-                        raise failure from None
-                    if self._on_lost is not None:
-                        self._on_lost(failure)
+                    refused = not reauthenticated and self._retry_with_fresh_token(failure)
+                    if not refused:
+                        if self._cancel_requested or not _resumable(failure):
+                            raise failure from None
+                        if self._on_lost is not None:
+                            self._on_lost(failure)
+                if refused:
+                    reauthenticated = True
+                    if not self._reopen(move=False):
+                        return
+                    continue
                 failures += 1
                 resumed_at = self._fail_over(failures)
                 if resumed_at is None:
                     return
         finally:
             self.close()
+
+    def _retry_with_fresh_token(self, refusal: EtcdError | None) -> bool:
+        """Whether a refusal was about the token and a fresh one was fetched (the call is then reopened)."""
+        return refusal is not None and self._reauthenticate is not None and self._reauthenticate(refusal)
 
     def _advance(self, response: pb.WatchResponse) -> None:
         """Move `next_revision` past what ``response`` vouches for (etcd's client does the same)."""
@@ -227,17 +294,23 @@ class Watch:
             backoff = min(FIRST_BACKOFF * 2 ** (rounds - 1), MAX_BACKOFF)
             if self._closed.wait(backoff):
                 return None
+        return self.next_revision if self._reopen(move=True) else None
+
+    def _reopen(self, *, move: bool) -> bool:
+        """Open the watch again from `next_revision` (on the next endpoint if ``move``); False once closed."""
         resume = pb.WatchCreateRequest()
         resume.CopyFrom(self._create)
         resume.start_revision = self.next_revision
         with self._lock:
             if self._closed.is_set():
-                return None
+                return False
             self._requests.put(None)  # ends the old call's request iterator
+            self._call.cancel()
             self._requests = queue.Queue()
-            self._at = (self._at + 1) % len(self._endpoints)
+            if move:
+                self._at = (self._at + 1) % len(self._endpoints)
             self._call = self._open(resume)
-        return resume.start_revision
+        return True
 
 
 def _drain(requests: queue.Queue[pb.WatchRequest | None]) -> Iterator[pb.WatchRequest]:

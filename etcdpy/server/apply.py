@@ -20,7 +20,7 @@ Each entry's request goes down a chain, as in etcd's applier (etcdserver/apply.g
   services that admit writes (`etcdpy.server.quota`), never while applying.
 - `RequestHandler`: the innermost step for one `RequestKind`.  The applier's own
   (range, put, delete_range, txn, compaction, alarm) plus the ``handlers`` it is
-  given (the lessor's, membership's); a kind in `NOT_SERVED`, or one nothing
+  given (the lessor's, membership's, auth's); a kind in `NOT_SERVED`, or one nothing
   handles, is answered ErrNotCapable.  `Applier.unhandled_kinds` names the
   latter, and a test requires it empty for the member as it is built.
 
@@ -194,7 +194,7 @@ class Applier:
                 new_index = index
                 if data:
                     req = raft_internal_pb2.InternalRaftRequest.FromString(data)
-                    results.append(ApplyResult(req.header.ID or req.ID, self._apply_one(batch, req)))
+                    results.append(ApplyResult(req.header.ID or req.ID, self._apply_one(batch, req, index)))
             batch.finish()
             wb.put(_APPLIED_INDEX_KEY, new_index.to_bytes(8, "big"))
         self.store.published(batch)
@@ -210,9 +210,9 @@ class Applier:
         return REQUEST_KINDS - self._handlers.keys() - NOT_SERVED
 
     def _apply_one(
-        self, batch: Batch, entry: raft_internal_pb2.InternalRaftRequest
+        self, batch: Batch, entry: raft_internal_pb2.InternalRaftRequest, index: int
     ) -> Message | errors.EtcdError:
-        request = Request.of(entry)
+        request = Request.of(entry, index)
         if request is None:
             return errors.ErrNotCapable()  # no request field this build knows (a newer member's)
         try:

@@ -18,6 +18,8 @@ import re
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+from etcdpy.server.auth.tokens import AuthOptionError, token_provider
+
 DEFAULT_NAME = "default"
 DEFAULT_CLIENT_URL = "http://localhost:2379"
 DEFAULT_PEER_URL = "http://localhost:2380"
@@ -168,6 +170,10 @@ class Config:
             raise ConfigError(f'unknown log level "{self.log_level}", use one of {", ".join(LOG_LEVELS)}')
         if not self.name:
             raise ConfigError("--name must not be empty")
+        try:  # before anything is written: a token provider that cannot be built fails the start
+            token_provider(self.auth_token, float(self.auth_token_ttl))
+        except AuthOptionError as exc:
+            raise ConfigError(f"--auth-token {self.auth_token}: {exc}") from None
         cluster = self.initial_cluster or tuple((self.name, u) for u in self.initial_advertise_peer_urls)
         own = sorted(u for n, u in cluster if n == self.name)
         if self.initial_cluster_state == "new" and own != sorted(self.initial_advertise_peer_urls):

@@ -28,6 +28,7 @@ from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.raft import NONE
 from etcdpy.server.apply import Applier
+from etcdpy.server.auth.gate import AuthGate
 from etcdpy.server.commit import CommitApplier
 from etcdpy.server.consensus.memberops import MemberOps
 from etcdpy.server.consensus.membership import Cluster
@@ -55,8 +56,10 @@ class EtcdServer:
         member_ops: MemberOps,
         max_request_bytes: int,
         request_timeout: float = 7.0,
+        auth: AuthGate | None = None,
     ) -> None:
         self.cluster = cluster
+        self.auth = auth  # who asks, checked before reading or proposing (None: a test's server, no auth)
         self.request_timeout = request_timeout  # seconds a proposal may take before ErrTimeout
         self.applier = applier
         self.commits = commits
@@ -74,6 +77,8 @@ class EtcdServer:
 
         Waits at most ``timeout`` seconds (default: the request timeout).
         """
+        if self.auth is not None:
+            self.auth.stamp(req.header)  # the caller's user and auth revision, checked again at apply
         self._next_id += 1
         request_id = req.header.ID = self._next_id
         data = req.SerializeToString()
@@ -115,7 +120,10 @@ class EtcdServer:
     async def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
         if not req.serializable:
             await self.linearizable_barrier()
+        checked = self.auth.check_range(req.key, req.range_end) if self.auth is not None else None
         response = self.applier.range(req)
+        if checked is not None and self.auth is not None:
+            self.auth.check_still_current(checked)
         self.fill_header(response.header)
         return response
 
@@ -123,9 +131,17 @@ class EtcdServer:
         """Serve a read-only txn without a log entry (after ReadIndex unless every read is serializable)."""
         if not serializable:
             await self.linearizable_barrier()
+        checked = self.auth.check_txn(req) if self.auth is not None else None
         response = self.applier.read_only_txn(req)
+        if checked is not None and self.auth is not None:
+            self.auth.check_still_current(checked)
         self.fill_header(response.header)
         return response
+
+    def check_admin(self) -> None:
+        """Refuse the caller unless it has the root role (or auth is off): member changes, hashes..."""
+        if self.auth is not None:
+            self.auth.check_admin()
 
     @property
     def current_revision(self) -> int:

@@ -12,14 +12,16 @@
       store        KVStore(backend, lessor)                 MVCC on LevelDB
       hub          WatchHub(store, headers)                 watchers read the store
       membership   MembershipApplier(backend, cluster)      member attributes, cluster version
-      applier      Applier(store, events -> hub, handlers of lessor and membership,
-                           reload -> lessor and hub)
+      auth         AuthStore(backend, token provider, lessor's keys)   users, roles, permissions
+      gate         AuthGate(auth, --bcrypt-cost)            credentials, checks, password hashing
+      applier      Applier(store, events -> hub, handlers of lessor, membership and auth,
+                           auth's permission layer, reload -> lessor, hub and auth)
       commits      CommitApplier(applier)                   results back to the proposers
       replication  Replication(raft log, cluster, membership, commits)
                      -> RaftNode and PeerTransport, built inside it
       member_ops   MemberOps(replication)
-      server       EtcdServer(applier, commits, headers, replication, member_ops)
-      lease_driver LeaseDriver(lessor, server.propose, replication.is_leader)
+      server       EtcdServer(applier, commits, headers, replication, member_ops, gate)
+      lease_driver LeaseDriver(lessor, server.propose as root, replication.is_leader)
       forwarder    LeaderForwarder(leader's client URLs)
       quota        BackendQuota(backend)                    this member's disk: checked before
                                                             proposing, never while applying
@@ -36,15 +38,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from etcdpy.api.etcdserverpb import rpc_pb2_grpc
+from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2_grpc
 from etcdpy.api.v3electionpb import v3election_pb2_grpc
 from etcdpy.api.v3lockpb import v3lock_pb2_grpc
 from etcdpy.server import config as cfg
 from etcdpy.server import raft_requests as kinds
 from etcdpy.server.apply import Applier
+from etcdpy.server.auth import AuthGate, AuthOptionError, AuthStore, token_provider
 from etcdpy.server.commit import CommitApplier
 from etcdpy.server.consensus.memberops import MemberOps
 from etcdpy.server.consensus.membership import Cluster, MembershipApplier
@@ -63,6 +67,7 @@ from etcdpy.server.lease.forward import LeaderForwarder
 from etcdpy.server.mvcc.kvstore import KVStore
 from etcdpy.server.quota import BackendQuota
 from etcdpy.server.recipes import Keyspace
+from etcdpy.server.services.auth import AuthService
 from etcdpy.server.services.election import ElectionService
 from etcdpy.server.services.lease import LeaseService
 from etcdpy.server.services.lock import LockService
@@ -93,6 +98,8 @@ class Member:
     store: KVStore
     hub: WatchHub
     membership: MembershipApplier
+    auth: AuthStore
+    gate: AuthGate
     applier: Applier
     commits: CommitApplier
     replication: Replication
@@ -134,15 +141,21 @@ class Member:
             # The Ready loop's worker thread must be done with LevelDB before the database closes.
             await asyncio.wait([self._replicating])
         await self.server.stop()
+        self.gate.close()
 
     def servicers(self) -> list[Servicer]:
-        """Watch, Lease, and the Lock and Election services that wait on this member's watch hub."""
+        """Watch, Lease, Auth, and the Lock and Election services that wait on this member's watch hub."""
         keyspace = Keyspace(self.server, self.hub, self.lessor)
         return [
             (
                 add_watch_servicer,
                 rpc_pb2_grpc.WatchServicer,
-                WatchService(self.hub, max_response_bytes=self.config.max_request_bytes),
+                WatchService(self.hub, max_response_bytes=self.config.max_request_bytes, auth=self.gate),
+            ),
+            (
+                rpc_pb2_grpc.add_AuthServicer_to_server,
+                rpc_pb2_grpc.AuthServicer,
+                AuthService(self.server, self.gate),
             ),
             (
                 rpc_pb2_grpc.add_LeaseServicer_to_server,
@@ -237,6 +250,16 @@ def raft_settings(config: cfg.Config) -> RaftSettings:
     )
 
 
+def lease_keys_of(lessor: Lessor) -> Callable[[int], Iterable[bytes]]:
+    """The keys attached to a lease (none if there is no such lease), for auth's check of a revoke."""
+
+    def keys(lease_id: int) -> Iterable[bytes]:
+        lease = lessor.lookup(lease_id)
+        return sorted(lease.keys) if lease is not None else ()
+
+    return keys
+
+
 def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster: Cluster) -> Member:
     """Build every part of the member, in dependency order (see the module docstring)."""
     lessor = Lessor(backend, min_ttl=min_lease_ttl(config.election_timeout_ms))
@@ -245,12 +268,19 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
     headers = ResponseHeaders(cluster, raftlog, store)
     hub = WatchHub(store, fill_header=headers.fill)
     membership = MembershipApplier(backend, cluster)
+    try:
+        tokens = token_provider(config.auth_token, float(config.auth_token_ttl))
+    except AuthOptionError as exc:
+        raise StartupError(f"--auth-token {config.auth_token}: {exc}") from None
+    auth = AuthStore(backend, tokens, lease_keys=lease_keys_of(lessor))
+    gate = AuthGate(auth, bcrypt_cost=config.bcrypt_cost)
 
     def reload_beside_store() -> None:
-        """A raft snapshot replaced the database: leases and watchers follow it."""
+        """A raft snapshot replaced the database: leases, watchers and auth follow it."""
         lessor.reload()
         lessor.restore_keys(store.leased_keys())
         hub.restore(store.current_revision)
+        auth.reload()
 
     applier = Applier(
         backend,
@@ -260,7 +290,9 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
             **lessor.handlers(),
             kinds.MEMBER_ATTRIBUTES: membership.apply_member_attributes,
             kinds.CLUSTER_VERSION_SET: membership.apply_cluster_version,
+            **auth.handlers(),
         },
+        layers=[auth.layer],
         on_reload=[reload_beside_store],
     )
     log_end = max(raftlog.last_index(), raftlog.snapshot_meta.index)
@@ -296,8 +328,14 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
         member_ops=member_ops,
         max_request_bytes=config.max_request_bytes,
         request_timeout=config.request_timeout,
+        auth=gate,
     )
-    lease_driver = LeaseDriver(lessor, server.propose, is_leader=replication.is_leader)
+
+    def propose_as_root(request: raft_internal_pb2.InternalRaftRequest) -> Awaitable[Any]:
+        """Expiry revokes are the member's own: they pass auth as root (etcd's WithRoot)."""
+        return gate.as_root(server.propose(request))
+
+    lease_driver = LeaseDriver(lessor, propose_as_root, is_leader=replication.is_leader)
 
     def leader_client_urls() -> list[str]:
         leader = cluster.members.get(replication.leader_id)
@@ -313,6 +351,8 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
         store=store,
         hub=hub,
         membership=membership,
+        auth=auth,
+        gate=gate,
         applier=applier,
         commits=commits,
         replication=replication,

@@ -49,31 +49,9 @@ ALARM = _kind("alarm")
 MEMBER_ATTRIBUTES = _kind("member_attributes")
 CLUSTER_VERSION_SET = _kind("cluster_version_set")
 
-NOT_SERVED: frozenset[RequestKind] = frozenset(
-    _kind(name)
-    for name in (
-        # Auth (etcd's authApplierV3 and the auth store): etcdpy serves no auth yet; the Auth issue
-        # gives the applier their handlers and its permission layer, and takes them out of this list.
-        "auth_enable",
-        "auth_disable",
-        "auth_status",
-        "authenticate",
-        "auth_user_add",
-        "auth_user_delete",
-        "auth_user_get",
-        "auth_user_change_password",
-        "auth_user_grant_role",
-        "auth_user_revoke_role",
-        "auth_user_list",
-        "auth_role_list",
-        "auth_role_add",
-        "auth_role_delete",
-        "auth_role_get",
-        "auth_role_grant_permission",
-        "auth_role_revoke_permission",
-    )
-)
-"""Kinds no member proposes yet: the applier answers them ErrNotCapable (a newer member's entry)."""
+NOT_SERVED: frozenset[RequestKind] = frozenset()
+"""Kinds no member proposes: the applier answers them ErrNotCapable.  Empty since auth is served; a
+field added to InternalRaftRequest goes here until something applies it."""
 
 
 class Request(NamedTuple):
@@ -82,11 +60,12 @@ class Request(NamedTuple):
     kind: RequestKind
     body: Message  # the set field's message: a PutRequest for PUT, ...
     header: raft_internal_pb2.RequestHeader  # the proposer's request ID; auth's user name and revision
+    raft_index: int = 0  # the raft index of its entry (etcd's simple auth tokens end with it)
 
     @classmethod
-    def of(cls, entry: raft_internal_pb2.InternalRaftRequest) -> Request | None:
-        """The request `entry` carries; None if it sets no request field (nothing here can apply it)."""
+    def of(cls, entry: raft_internal_pb2.InternalRaftRequest, index: int = 0) -> Request | None:
+        """The request `entry` (at raft `index`) carries; None if it sets no request field."""
         for field, value in entry.ListFields():  # in field-number order: ID (1) comes first
             if field.name not in _NOT_REQUESTS:
-                return cls(RequestKind(field.name), value, entry.header)
+                return cls(RequestKind(field.name), value, entry.header, index)
         return None

@@ -141,8 +141,11 @@ def lease_keep_alive(printer: Printer, response: pb.LeaseKeepAliveResponse) -> N
         raise printer.unsupported()
 
 
-def watch_response(printer: Printer, response: pb.WatchResponse) -> None:
-    """One watch response as ``etcdctl watch`` prints it (created responses are never printed)."""
+def watch_response(printer: Printer, response: pb.WatchResponse, *, events_nil: bool = False) -> None:
+    """One watch response as ``etcdctl watch`` prints it (created responses are never printed).
+
+    ``events_nil``: the response clientv3 makes of a refused watch (no events slice: JSON ``null``).
+    """
     if isinstance(printer, SimplePrinter):
         for event in response.events:
             printer.output.line(EVENT_TYPES[event.type])
@@ -152,6 +155,8 @@ def watch_response(printer: Printer, response: pb.WatchResponse) -> None:
     elif isinstance(printer, JSONPrinter):
         # clientv3 hands etcdctl every response with a non-nil (so never "null") events slice.
         events = "[" + ",".join(printer.encode(event) for event in response.events) + "]"
+        if events_nil:
+            events = "null"
         printer.emit(
             f'{{"Header":{printer.encode(response.header)},"Events":{events},'
             f'"CompactRevision":{response.compact_revision},'
@@ -166,8 +171,14 @@ def watch_response(printer: Printer, response: pb.WatchResponse) -> None:
                 printer.kv("Prev", event.prev_kv)
             printer.kv("", event.kv)
     elif printer.name == "protobuf":
-        printer.output.write(
-            pb.WatchResponse(header=response.header, events=response.events).SerializeToString()
+        # etcdctl's pbPrinter copies these fields of clientv3's WatchResponse (not the ids).
+        copied = pb.WatchResponse(
+            header=response.header,
+            events=response.events,
+            compact_revision=response.compact_revision,
+            canceled=response.canceled,
+            created=response.created,
         )
+        printer.output.write(copied.SerializeToString())
     else:
         raise printer.unsupported()

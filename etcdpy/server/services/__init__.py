@@ -11,6 +11,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc
 from etcdpy.server.etcdserver import EtcdServer
 from etcdpy.server.quota import BackendQuota
+from etcdpy.server.services.auth import with_credentials
 from etcdpy.server.services.cluster import ClusterService
 from etcdpy.server.services.kv import KVService
 from etcdpy.server.services.learner import gated
@@ -52,10 +53,11 @@ async def register_services(
     """Add KV, Maintenance, Cluster, `extra` (add_*, base, servicer) and grpc.health.v1 to an aio server.
 
     KV checks this member's `quota` before proposing a write (give `extra`'s Lease service the same one).
-    While the member is a learner, they refuse what learners do not serve (`gated`).
+    While the member is a learner, they refuse what learners do not serve (`gated`).  Each call runs
+    with its credentials (token, certificate name) in reach of auth's checks (`with_credentials`).
     """
     for add, base, servicer in [*_servicers(server, quota, max_txn_ops), *extra]:
-        add(gated(servicer, base, server.is_learner), grpc_server)
+        add(gated(with_credentials(servicer, base), base, server.is_learner), grpc_server)
     health_servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]  # grpc-stubs lacks .aio
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     await health_servicer.set("", SERVING)
@@ -75,7 +77,9 @@ def register_threaded_services(
     Streaming methods included: see threaded.py for how a stream crosses between the two.
     """
     for add, base, servicer in [*_servicers(server, quota, max_txn_ops), *extra]:
-        add(on_loop(gated(servicer, base, server.is_learner), base, loop), grpc_server)
+        add(
+            on_loop(gated(with_credentials(servicer, base), base, server.is_learner), base, loop), grpc_server
+        )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, grpc_server)
     health_servicer.set("", SERVING)

@@ -31,6 +31,7 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
     async def MemberAdd(
         self, request: rpc_pb2.MemberAddRequest, context: Context
     ) -> rpc_pb2.MemberAddResponse:
+        self.server.check_admin()  # etcd's checkMembershipOperationPermission
         member = await self.server.members.add(list(request.peerURLs), request.isLearner)
         return rpc_pb2.MemberAddResponse(
             header=self._header(), member=member, members=self.server.cluster.member_list()
@@ -40,6 +41,7 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
     async def MemberRemove(
         self, request: rpc_pb2.MemberRemoveRequest, context: Context
     ) -> rpc_pb2.MemberRemoveResponse:
+        self.server.check_admin()  # etcd's checkMembershipOperationPermission
         await self.server.members.remove(request.ID)
         return rpc_pb2.MemberRemoveResponse(header=self._header(), members=self.server.cluster.member_list())
 
@@ -47,6 +49,7 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
     async def MemberUpdate(
         self, request: rpc_pb2.MemberUpdateRequest, context: Context
     ) -> rpc_pb2.MemberUpdateResponse:
+        self.server.check_admin()  # etcd's checkMembershipOperationPermission
         await self.server.members.update(request.ID, list(request.peerURLs))
         return rpc_pb2.MemberUpdateResponse(header=self._header(), members=self.server.cluster.member_list())
 
@@ -54,5 +57,6 @@ class ClusterService(rpc_pb2_grpc.ClusterServicer):
     async def MemberPromote(
         self, request: rpc_pb2.MemberPromoteRequest, context: Context
     ) -> rpc_pb2.MemberPromoteResponse:
+        self.server.check_admin()  # etcd's checkMembershipOperationPermission
         await self.server.members.promote(request.ID)
         return rpc_pb2.MemberPromoteResponse(header=self._header(), members=self.server.cluster.member_list())

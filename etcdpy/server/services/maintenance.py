@@ -10,6 +10,7 @@ from typing import BinaryIO
 
 import grpc
 
+from etcdpy.api import errors
 from etcdpy.api.alarms import alarm_text
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2, rpc_pb2_grpc
 from etcdpy.server.etcdserver import EtcdServer
@@ -25,6 +26,16 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
 
     def __init__(self, server: EtcdServer) -> None:
         self.server = server
+
+    def _check_admin(self) -> None:
+        """Root only, as etcd's authMaintenanceServer, which returns the auth package's own errors unmapped:
+        they reach clients as UNKNOWN, worded ``auth: ...`` (e.g. ``auth: permission denied``)."""
+        try:
+            self.server.check_admin()
+        except errors.EtcdError as exc:
+            raise errors.UnknownEtcdError(
+                grpc.StatusCode.UNKNOWN, exc.text.replace("etcdserver: ", "auth: ", 1)
+            ) from None
 
     @maps_etcd_errors
     async def Status(self, request: rpc_pb2.StatusRequest, context: Context) -> rpc_pb2.StatusResponse:
@@ -44,10 +55,12 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
 
     @maps_etcd_errors
     async def Hash(self, request: rpc_pb2.HashRequest, context: Context) -> rpc_pb2.HashResponse:
+        self._check_admin()
         return rpc_pb2.HashResponse(header=self.server.header(), hash=self.server.hash())
 
     @maps_etcd_errors
     async def HashKV(self, request: rpc_pb2.HashKVRequest, context: Context) -> rpc_pb2.HashKVResponse:
+        self._check_admin()
         hash_value, compact_revision, hash_revision = self.server.hash_kv(request.revision)
         header = self.server.header()
         header.revision = hash_revision
@@ -58,6 +71,7 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     async def Snapshot(
         self, request: rpc_pb2.SnapshotRequest, context: Context
     ) -> AsyncIterator[rpc_pb2.SnapshotResponse]:
+        self._check_admin()
         # etcd's stream: the bbolt file of one point in time (here a LevelDB snapshot, taken at once,
         # so writes go on) in 32 KiB blobs counting down remaining_bytes, then its sha256 alone.
         backend = self.server.applier.backend
@@ -102,6 +116,7 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
     async def Defragment(
         self, request: rpc_pb2.DefragmentRequest, context: Context
     ) -> rpc_pb2.DefragmentResponse:
+        self._check_admin()
         # Online, unlike etcd's: LevelDB compacts on a worker thread while the loop serves reads and
         # writes; a second call waits for the running one (Backend.defragment).
         backend = self.server.applier.backend

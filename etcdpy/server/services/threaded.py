@@ -52,6 +52,17 @@ _END = _End()
 class _LoopSideContext:
     """The part of grpc.aio.ServicerContext the handlers use, for a call served on a pool thread."""
 
+    def __init__(self, context: grpc.ServicerContext) -> None:
+        # Read on the pool thread, for auth's credentials (services.auth.credentials_of).
+        self._metadata = context.invocation_metadata()
+        self._auth_context = context.auth_context()
+
+    def invocation_metadata(self) -> Any:
+        return self._metadata
+
+    def auth_context(self) -> Any:
+        return self._auth_context
+
     async def abort(self, code: grpc.StatusCode, details: str) -> NoReturn:
         raise _Abort(code, details)
 
@@ -73,8 +84,8 @@ def _bridge(
     def call(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
         argument = _LoopRequests(request, loop) if request_streaming else request
         if streams_responses:
-            return _responses(handler(argument, _LoopSideContext()), loop, context)
-        future = asyncio.run_coroutine_threadsafe(handler(argument, _LoopSideContext()), loop)
+            return _responses(handler(argument, _LoopSideContext(context)), loop, context)
+        future = asyncio.run_coroutine_threadsafe(handler(argument, _LoopSideContext(context)), loop)
 
         def ended() -> None:  # a client that gave up (deadline, cancel) no longer keeps a Lock waiting
             future.cancel()

@@ -9,8 +9,10 @@ from typing import Any
 
 import grpc
 
+from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.server import failpoints
+from etcdpy.server.auth.gate import AuthGate
 from etcdpy.server.services.common import Context, answers_unimplemented
 from etcdpy.server.watch import WatchHub, WatchStream
 
@@ -21,15 +23,16 @@ log = logging.getLogger("etcdpy.server.watch")
 class WatchService(rpc_pb2_grpc.WatchServicer):
     """/etcdserverpb.Watch/Watch."""
 
-    def __init__(self, hub: WatchHub, *, max_response_bytes: int) -> None:
+    def __init__(self, hub: WatchHub, *, max_response_bytes: int, auth: AuthGate | None = None) -> None:
         self.hub = hub
         self.max_response_bytes = max_response_bytes
+        self.auth = auth  # watch creation is a read of its range (etcd's isWatchPermitted)
 
     async def Watch(
         self, request_iterator: AsyncIterator[rpc_pb2.WatchRequest], context: Context
     ) -> AsyncIterator[bytes]:
         stream = self.hub.new_stream(max_response_bytes=self.max_response_bytes)
-        receiving = asyncio.get_running_loop().create_task(_receive(request_iterator, stream))
+        receiving = asyncio.get_running_loop().create_task(_receive(request_iterator, stream, self.auth))
         try:
             while (response := await stream.next_wire()) is not None:
                 failpoints.hit("beforeSendWatchResponse")
@@ -56,7 +59,32 @@ def _encoded(response: bytes | rpc_pb2.WatchResponse) -> bytes:
     return response if isinstance(response, bytes) else response.SerializeToString()
 
 
-async def _receive(requests: AsyncIterator[rpc_pb2.WatchRequest], stream: WatchStream) -> None:
+def _refused(create: rpc_pb2.WatchCreateRequest, stream: WatchStream, auth: AuthGate | None) -> bool:
+    """Whether the caller may not watch the range: then the stream says so, as etcd (canceled, id -1)."""
+    if auth is None:
+        return False
+    try:
+        auth.check_watch(create.key, create.range_end)
+    except errors.EtcdError as exc:
+        refusal = exc
+        if not isinstance(exc, errors.ErrInvalidAuthToken | errors.ErrAuthOldRevision | errors.ErrUserEmpty):
+            refusal = errors.ErrPermissionDenied()  # etcd answers every other refusal so
+        # etcd's reason is the gRPC error's Go text: "rpc error: code = PermissionDenied desc = ...".
+        code = refusal.code.name.title().replace("_", "")
+        reason = f"rpc error: code = {code} desc = {refusal.text}"
+        hub = stream.hub
+        stream.enqueue(
+            rpc_pb2.WatchResponse(
+                header=hub.header(hub.rev), watch_id=-1, created=True, canceled=True, cancel_reason=reason
+            )
+        )
+        return True
+    return False
+
+
+async def _receive(
+    requests: AsyncIterator[rpc_pb2.WatchRequest], stream: WatchStream, auth: AuthGate | None = None
+) -> None:
     """Apply the client's requests in order; a broken call closes the stream.
 
     A client that half-closes keeps its watchers, as with etcd: the call ends
@@ -66,7 +94,8 @@ async def _receive(requests: AsyncIterator[rpc_pb2.WatchRequest], stream: WatchS
         async for request in requests:
             which = request.WhichOneof("request_union")
             if which == "create_request":
-                stream.create(request.create_request)
+                if not _refused(request.create_request, stream, auth):
+                    stream.create(request.create_request)
             elif which == "cancel_request":
                 stream.cancel(request.cancel_request.watch_id)
             elif which == "progress_request":

@@ -14,7 +14,7 @@ prefix      keyspace                               owner
 ``w``       raft log (WAL) entries by index        storage.raftlog
 ``s``       raft hard state, snapshot metadata     storage.raftlog
 ``l``       leases                                 server.lease
-``a``       auth: users, roles, settings           reserved: auth is not written yet
+``a``       auth: users, roles, settings           server.auth
 ``b``       members                                server.consensus.membership
 ``x``       alarms                                 server.alarm
 ==========  =====================================  =================================
