@@ -113,6 +113,8 @@ def admin_cases(conn: Conn, md: list[tuple[str, str]]) -> dict[str, Callable[[],
         "user-list": lambda: conn.auth.UserList(pb.AuthUserListRequest(), metadata=md),
         "role-add": lambda: conn.auth.RoleAdd(pb.AuthRoleAddRequest(name="x"), metadata=md),
         "hash-kv": lambda: conn.maintenance.HashKV(pb.HashKVRequest(), metadata=md),
+        "defragment": lambda: conn.maintenance.Defragment(pb.DefragmentRequest(), metadata=md),
+        "snapshot": lambda: list(conn.maintenance.Snapshot(pb.SnapshotRequest(), metadata=md)),
         "alarm-list": lambda: conn.maintenance.Alarm(
             pb.AlarmRequest(action=pb.AlarmRequest.GET), metadata=md
         ),

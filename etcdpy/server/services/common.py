@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -18,7 +18,24 @@ Handler = Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Re
 
 
 def maps_etcd_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
-    """Wrap a servicer method so an EtcdError aborts the call with its code and etcd's message."""
+    """Wrap a servicer method so an EtcdError aborts the call with its code and etcd's message.
+
+    A response-streaming method (an async generator) stays one: its errors abort the stream.
+    """
+    if inspect.isasyncgenfunction(handler):
+        streaming: Callable[..., AsyncIterator[Any]] = handler
+
+        @functools.wraps(handler)
+        async def stream_wrapper(
+            self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
+        ) -> Any:
+            try:
+                async for response in streaming(self, request, context):
+                    yield response
+            except EtcdError as err:
+                await context.abort(err.code, err.text)
+
+        return stream_wrapper
 
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:

@@ -68,6 +68,7 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
             header=header, hash=hash_value, compact_revision=compact_revision, hash_revision=hash_revision
         )
 
+    @maps_etcd_errors
     async def Snapshot(
         self, request: rpc_pb2.SnapshotRequest, context: Context
     ) -> AsyncIterator[rpc_pb2.SnapshotResponse]:
