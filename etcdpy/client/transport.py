@@ -36,8 +36,6 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -46,6 +44,8 @@ from google.protobuf.message import Message
 from etcdpy.api.errors import ErrNotSupportedForLearner, EtcdError, UnknownEtcdError
 from etcdpy.client.endpoints import Endpoint
 from etcdpy.client.errors import ContextDeadlineExceeded, from_rpc_error
+from etcdpy.client.tls import TLSConfig, TLSHandshakeError, TLSMaterial, host_port, probe, speaks_tls
+from etcdpy.client.tlsrelay import TLSRelay
 
 __all__ = ["ATTEMPT_SHARE", "MAX_ATTEMPTS", "Retry", "TLSConfig", "Transport", "UnaryMethod", "may_resend"]
 
@@ -79,30 +79,6 @@ class UnaryMethod(Protocol):
     ) -> Any: ...
 
 
-@dataclass(frozen=True)
-class TLSConfig:
-    """Client TLS: PEM files (all optional), and whether every endpoint uses TLS.
-
-    Without ``always`` only ``https://`` endpoints use TLS; etcdctl sets it as
-    soon as a TLS file is given or ``--insecure-transport=false``.
-    """
-
-    cacert: Path | None = None
-    cert: Path | None = None
-    key: Path | None = None
-    always: bool = False
-
-    def credentials(self) -> grpc.ChannelCredentials:
-        """Channel credentials from the files (OSError when one cannot be read)."""
-
-        def read(path: Path | None) -> bytes | None:
-            return path.read_bytes() if path is not None else None
-
-        return grpc.ssl_channel_credentials(
-            root_certificates=read(self.cacert), private_key=read(self.key), certificate_chain=read(self.cert)
-        )
-
-
 class Transport:
     """Channels to a fixed list of endpoints and the failover loop over them."""
 
@@ -128,7 +104,14 @@ class Transport:
             ("grpc.keepalive_timeout_ms", int(keepalive_timeout * 1000)),
         ]
         self._tls = tls or TLSConfig()
+        # The files are read and checked once, up front (TLSFileError), whenever TLS may be used.
+        uses_tls = self._tls.always or any(endpoint.secure for endpoint in self.endpoints)
+        self._material: TLSMaterial | None = self._tls.load() if uses_tls else None
+        self._relay: TLSRelay | None = None  # for insecure_skip_verify, made with the first channel
         self._channels: dict[str, grpc.Channel] = {}
+        # The pre-flight verdicts by target (see etcdpy.client.tls): None once a handshake passed, the
+        # error once one failed; a target without an entry has not been reached yet.
+        self._verdicts: dict[str, TLSHandshakeError | None] = {}
         # invariant: 0 <= _preferred < len(endpoints); the endpoint that answered last.
         self._preferred = 0
 
@@ -136,10 +119,15 @@ class Transport:
         """The (lazily created, cached) channel to one endpoint."""
         channel = self._channels.get(endpoint.target)
         if channel is None:
-            if endpoint.secure or self._tls.always:
-                channel = grpc.secure_channel(endpoint.target, self._tls.credentials(), options=self._options)
-            else:
+            if not self._secure(endpoint):
                 channel = grpc.insecure_channel(endpoint.target, options=self._options)
+            elif self._tls.insecure_skip_verify and not endpoint.target.startswith("unix:"):
+                channel = self._relayed_channel(endpoint)
+            else:
+                assert self._material is not None
+                channel = grpc.secure_channel(
+                    endpoint.target, self._material.credentials(), options=self._options
+                )
             self._channels[endpoint.target] = channel
         return channel
 
@@ -148,6 +136,48 @@ class Transport:
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
+
+    def tls_verdict(self, endpoint: Endpoint, timeout: float) -> TLSHandshakeError | None:
+        """The pre-flight handshake's verdict on a TLS endpoint (probed once it answers; see
+        `etcdpy.client.tls`): the error if its handshake fails, else None."""
+        if not self._secure(endpoint) or endpoint.target.startswith("unix:"):
+            return None
+        if endpoint.target in self._verdicts:
+            return self._verdicts[endpoint.target]
+        assert self._material is not None
+        try:
+            reason = probe(endpoint, self._material, min(timeout, self.dial_timeout))
+        except OSError:
+            return None  # not reached: no verdict yet, grpc's own connection attempts go on
+        verdict = TLSHandshakeError(endpoint, reason) if reason is not None else None
+        self._verdicts[endpoint.target] = verdict
+        return verdict
+
+    def plaintext_verdict(self, endpoint: Endpoint, timeout: float) -> TLSHandshakeError | None:
+        """After a plaintext call to ``endpoint`` failed to connect: the error if the port speaks TLS."""
+        if self._secure(endpoint) or endpoint.target.startswith("unix:"):
+            return None
+        if endpoint.target not in self._verdicts:
+            verdict = None
+            if speaks_tls(endpoint, min(timeout, self.dial_timeout)):
+                reason = "the server expects TLS (use an https:// endpoint, or --cacert, --cert and --key)"
+                verdict = TLSHandshakeError(endpoint, reason)
+            self._verdicts[endpoint.target] = verdict
+        return self._verdicts[endpoint.target]
+
+    def _secure(self, endpoint: Endpoint) -> bool:
+        return endpoint.secure or self._tls.always
+
+    def _relayed_channel(self, endpoint: Endpoint) -> grpc.Channel:
+        assert self._material is not None
+        if self._relay is None:
+            self._relay = TLSRelay(self._material.ssl_context(verify=False))
+        host, port = host_port(endpoint)
+        options = [*self._options, ("grpc.default_authority", endpoint.target)]
+        return grpc.insecure_channel(self._relay.listen(host, port), options=options)
 
     def call(
         self,
@@ -175,10 +205,17 @@ class Transport:
         attempts = 0
         while True:
             answered = False  # an endpoint answered in this round (it is reachable)
+            # Endpoints whose TLS handshake failed a check: tried no more; the call fails at once with
+            # the first one's error when no other endpoint is left (a certificate does not heal itself).
+            refused: list[TLSHandshakeError] = []
             for ep in candidates:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise ContextDeadlineExceeded()
+                    raise self._expired()
+                verdict = self.tls_verdict(ep, remaining)
+                if verdict is not None:
+                    refused.append(verdict)
+                    continue
                 attempt_timeout = min(remaining, attempt_limit)
                 try:
                     response = method(self.channel(ep))(
@@ -188,6 +225,11 @@ class Transport:
                     mapped = from_rpc_error(err)
                     attempts += 1
                     cut_short = attempt_timeout < remaining
+                    if _transport_failure(mapped):
+                        verdict = self.plaintext_verdict(ep, deadline - time.monotonic())
+                        if verdict is not None:
+                            refused.append(verdict)
+                            continue
                     if attempts >= MAX_ATTEMPTS or not may_resend(retry, mapped, cut_short=cut_short):
                         raise mapped from None
                     answered = answered or not _transport_failure(mapped)
@@ -195,14 +237,21 @@ class Transport:
                 if endpoint is None:
                     self._preferred = self.endpoints.index(ep)
                 return response
+            if len(refused) == len(candidates):
+                raise refused[0]
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ContextDeadlineExceeded()
+                raise self._expired()
             # Wait a little before the next round rather than spinning until the deadline: longer
             # each round while nothing is reachable (grpc reports refused connections at once), the
             # first pause again after an answer (the cluster is there, electing or the like).
             time.sleep(min(backoff, remaining))
             backoff = _FIRST_BACKOFF if answered else min(backoff * 2, self.dial_timeout)
+
+    def _expired(self) -> ContextDeadlineExceeded:
+        """The error of a call whose time ran out: a failed handshake's, if an endpoint had one."""
+        refused = [verdict for verdict in self._verdicts.values() if verdict is not None]
+        return refused[0] if refused else ContextDeadlineExceeded()
 
     def stream_endpoints(self) -> list[Endpoint]:
         """Every endpoint, the one that answered last first: the order a stream fails over in."""
