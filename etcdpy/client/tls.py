@@ -66,6 +66,9 @@ _KEY_KINDS = (
 _NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNEXPECTED_RECORD", "HTTP_REQUEST")
 
 
+_NOT_TLS_REASON = "the server does not speak TLS (a plaintext port? use http:// and no TLS flags)"
+
+
 class TLSFileError(ValueError):
     """A TLS file that cannot be read or used; the text is etcdctl's for the same file."""
 
@@ -175,7 +178,7 @@ def probe(endpoint: Endpoint, material: TLSMaterial, timeout: float) -> str | No
         except ssl.SSLError as err:
             return _handshake_failure(err, config)
         except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
-            return "the server closed the connection during the TLS handshake (does it serve TLS?)"
+            return _NOT_TLS_REASON  # it hung up on the client's hello
         with conn:
             try:
                 conn.sendall(_H2_PREFACE)
@@ -239,7 +242,7 @@ def _handshake_failure(err: ssl.SSLError, config: TLSConfig) -> str:
         alert = re.sub(r"^(SSLV3|TLSV1|TLSV13)_ALERT_", "", reason).replace("_", " ").lower()
         return _refused_client_certificate(config, f"it answered: {alert}")
     if reason in _NOT_TLS or isinstance(err, ssl.SSLEOFError):
-        return "the server does not speak TLS (a plaintext port? use http:// and no TLS flags)"
+        return _NOT_TLS_REASON
     return f"TLS handshake failed: {err.reason or err}"
 
 

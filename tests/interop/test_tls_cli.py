@@ -1,0 +1,305 @@
+"""etcdpy's CLI against a real etcd 3.4 that requires client certificates, next to etcdctl.
+
+- The same commands (put, get, del, txn, member list, endpoint status and health, lease), each tool
+  against a fresh TLS etcd, give the same output once ids, ports and sizes are masked.
+- Every bad input on the client side (wrong CA, expired, not yet valid or wrong-host server
+  certificate, client certificate missing or refused, a key that does not match its certificate,
+  unreadable files, TLS on a plaintext port and plaintext on a TLS port) ends with etcdctl's exit code
+  and one ``Error:`` line: etcdctl's own where it names the problem, a line naming the failed check
+  where etcdctl only says ``context deadline exceeded`` once its time is up.  etcdpy is given an hour
+  for each command, so a run that waited for the deadline instead of failing at once would hang (and
+  the subprocess guard would fail it); nothing else of grpc's may reach stderr.
+- ``--insecure-skip-tls-verify`` reaches servers whose certificates fail those checks, as etcdctl does.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from interop_cases import Step
+from interop_runner import ServerFacts, mask
+from procs import ETCDCTL_BIN, ServerProcess
+from tls_procs import HttpsServer, client_tls_args, tls_server
+from tlscerts import PKI
+
+from etcdpy.client import Client, TLSConfig
+
+pytestmark = pytest.mark.interop
+
+ETCDPY = (sys.executable, "-m", "etcdpy")
+# A hang guard, not a measurement: every command here ends by itself long before.
+_GUARD = 120
+
+
+@dataclass(frozen=True)
+class Run:
+    stdout: str
+    stderr: str
+    code: int
+
+
+def run(tool: tuple[str, ...], *argv: str, stdin: bytes = b"") -> Run:
+    """One command of ``tool`` (etcdctl or etcdpy) as a process, ETCDCTL_* variables unset."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCDCTL_", "GRPC_"))}
+    proc = subprocess.run([*tool, *argv], input=stdin, capture_output=True, env=env, timeout=_GUARD)
+    return Run(proc.stdout.decode(), proc.stderr.decode(), proc.returncode)
+
+
+def etcdctl(*argv: str, stdin: bytes = b"") -> Run:
+    assert ETCDCTL_BIN is not None
+    # etcdctl waits for its command timeout before it reports a refused handshake: keep it short.
+    return run((ETCDCTL_BIN,), "--dial-timeout=1s", "--command-timeout=2s", *argv, stdin=stdin)
+
+
+def etcdpy(*argv: str, stdin: bytes = b"") -> Run:
+    return run(ETCDPY, "--command-timeout=1h", *argv, stdin=stdin)
+
+
+def human_lines(stderr: str) -> str:
+    """stderr without etcdctl's JSON log lines (zap's warnings of failed attempts)."""
+    return "".join(line for line in stderr.splitlines(keepends=True) if not line.startswith('{"level"'))
+
+
+def error_lines(stderr: str) -> list[str]:
+    """etcdctl's ``Error:`` lines (it also logs JSON warnings on stderr)."""
+    return [line for line in stderr.splitlines() if line.startswith("Error:")]
+
+
+# -- the same output
+
+
+TXN = b'value("greeting") = "hello"\n\nput greeting bonjour\n\nput greeting hallo\n\n'
+STEPS = (
+    Step(("put", "greeting", "hello")),
+    Step(("put", "greeting", "hello", "--prev-kv")),
+    Step(("get", "greeting")),
+    Step(("get", "greeting", "-w", "json")),
+    Step(("txn", "-w", "json"), TXN),
+    Step(("get", "greeting", "--print-value-only")),
+    Step(("del", "greeting")),
+    Step(("del", "greeting")),
+    Step(("member", "list")),
+    Step(("member", "list", "-w", "json")),
+    Step(("endpoint", "status")),
+    Step(("endpoint", "status", "-w", "json")),
+    Step(("endpoint", "health")),
+    Step(("lease", "grant", "600")),
+    Step(("lease", "list")),
+)
+
+
+def _mask_more(text: str) -> str:
+    """Lease ids (random per server), raft indexes (a fresh member may append an entry any time)."""
+    text = re.sub(r"lease [0-9a-f]+ granted", "lease <LEASE> granted", text)
+    text = re.sub(
+        r"(?m)^found (\d+) leases\n((?:[0-9a-f]+\n)*)", lambda m: f"found {m[1]} leases\n<IDS>\n", text
+    )
+    text = re.sub(r'"(raft_index|raftIndex|raftAppliedIndex)":\d+', r'"\1":<INDEX>', text)
+    return re.sub(r"(true|false), <TERM>, \d+, \d+, ", r"\1, <TERM>, <INDEX>, <INDEX>, ", text)
+
+
+def transcript(tool: Callable[..., Run], server: HttpsServer, pki: PKI) -> list[tuple[str, str, str, int]]:
+    """Every step through ``tool`` against ``server``: the command, masked stdout and errors, exit code."""
+    endpoint = server.client_url
+    with Client([endpoint], tls=TLSConfig(pki.ca, pki.client_root.cert, pki.client_root.key)) as client:
+        header = client.member_list().header
+    facts = ServerFacts(endpoint, (server.client_port, server.peer_port), header.cluster_id, header.member_id)
+    rows = []
+    for step in STEPS:
+        result = tool(f"--endpoints={endpoint}", *client_tls_args(pki), *step.argv, stdin=step.stdin)
+        rows.append(
+            (
+                " ".join(step.argv),
+                _mask_more(mask(result.stdout, facts, step)),
+                # etcdctl's stderr without its JSON log lines; for etcdpy all of it (a grpc log line
+                # would show here): health reports go there too.
+                mask(human_lines(result.stderr), facts, step),
+                result.code,
+            )
+        )
+    return rows
+
+
+def test_same_output_as_etcdctl_against_a_tls_etcd(pki: PKI, tmp_path: Path) -> None:
+    transcripts = []
+    for name, tool in (("etcdctl", etcdctl), ("etcdpy", etcdpy)):
+        server = tls_server("etcd", tmp_path / name, pki)
+        try:
+            transcripts.append(transcript(tool, server, pki))
+        finally:
+            server.stop()
+    expected, actual = transcripts
+    assert [row[3] for row in expected] == [0] * len(STEPS), expected
+    assert actual == expected
+
+
+# -- bad input
+
+
+@pytest.fixture(scope="module")
+def servers(pki: PKI, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], ServerProcess]]:
+    """Reference etcd servers by name, started on first use, all stopped with the module: ``good``
+    (the CA's server certificate, client certificates required), ``expired``, ``not-yet-valid``,
+    ``wrong-host`` (the same with that server certificate) and ``plain`` (no TLS at all)."""
+    started: dict[str, ServerProcess] = {}
+    certificates = {"expired": pki.expired, "not-yet-valid": pki.not_yet_valid, "wrong-host": pki.wrong_host}
+
+    def get(name: str) -> ServerProcess:
+        if name not in started:
+            directory = tmp_path_factory.mktemp(name)
+            if name == "plain":
+                started[name] = ServerProcess("etcd", directory / "data").start()
+            else:
+                started[name] = tls_server("etcd", directory / "data", pki, certificates.get(name))
+        return started[name]
+
+    yield get
+    for server in started.values():
+        server.stop()
+
+
+def _https(server: ServerProcess) -> str:
+    return f"https://127.0.0.1:{server.client_port}"
+
+
+def _http(server: ServerProcess) -> str:
+    return f"http://127.0.0.1:{server.client_port}"
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """A command line that must fail: the server it goes to, its flags, and etcdpy's Error line
+    (``{ep}`` stands for the endpoint); None where etcdctl's own line is expected."""
+
+    server: str
+    flags: Callable[[PKI, ServerProcess], list[str]]
+    message: str | None = None
+
+
+def _with(**files: str) -> Callable[[PKI, ServerProcess], list[str]]:
+    """TLS flags to an https endpoint: the default client's files, some replaced (attribute paths of
+    the PKI, e.g. ``cacert="other_ca"``, or literal paths, or "" to leave the flag out)."""
+
+    def flags(pki: PKI, server: ServerProcess) -> list[str]:
+        chosen = {"cacert": str(pki.ca), "cert": str(pki.client_root.cert), "key": str(pki.client_root.key)}
+        for name, value in files.items():
+            chosen[name] = _resolve(pki, value)
+        given = [f"--{name}={path}" for name, path in chosen.items() if path]
+        return [f"--endpoints={_https(server)}", *given]
+
+    return flags
+
+
+def _resolve(pki: PKI, value: str) -> str:
+    if not value or value.startswith("/"):
+        return value
+    target: object = pki
+    for part in value.split("."):
+        target = getattr(target, part)
+    return str(target)
+
+
+_UNKNOWN_CA = (
+    "{ep}: the server's certificate is not signed by the CA in {other_ca}"
+    " (certificate signed by unknown authority)"
+)
+_NO_CLIENT_CERT = (
+    "{ep}: the server requires a client certificate, and none was given (--cert, --key);"
+    " it answered: bad certificate"
+)
+
+
+def _refused(name: str) -> str:
+    return "{ep}: the server refused the client certificate {" + name + "}; it answered: bad certificate"
+
+
+BAD_INPUTS = {
+    "wrong CA": BadInput("good", _with(cacert="other_ca"), _UNKNOWN_CA),
+    "expired server certificate": BadInput("expired", _with(), "{ep}: the server's certificate has expired"),
+    "not yet valid server certificate": BadInput(
+        "not-yet-valid", _with(), "{ep}: the server's certificate is not valid yet"
+    ),
+    "wrong host": BadInput(
+        "wrong-host",
+        _with(),
+        "{ep}: the server's certificate is not valid for 127.0.0.1 (it names other hosts)",
+    ),
+    "no client certificate": BadInput("good", _with(cert="", key=""), _NO_CLIENT_CERT),
+    "client certificate of another CA": BadInput(
+        "good", _with(cert="other_client.cert", key="other_client.key"), _refused("other_client_cert")
+    ),
+    "expired client certificate": BadInput(
+        "good", _with(cert="expired.cert", key="expired.key"), _refused("expired_cert")
+    ),
+    "key that does not match its certificate": BadInput("good", _with(key="mismatched_key")),
+    "missing CA file": BadInput("good", _with(cacert="/nonexistent/ca.crt")),
+    "missing key file": BadInput("good", _with(key="/nonexistent/client.key")),
+    "certificate file is a directory": BadInput("good", _with(cert="/")),
+    "key file holds a certificate": BadInput("good", _with(key="client_root.cert")),
+    "certificate file holds a key": BadInput("good", _with(cert="client_root.key")),
+    "certificate without its key": BadInput("good", _with(key="")),
+    "TLS client on a plaintext port": BadInput(
+        "plain",
+        _with(),
+        "{ep}: the server does not speak TLS (a plaintext port? use http:// and no TLS flags)",
+    ),
+    "plaintext client on a TLS port": BadInput(
+        "good",
+        lambda pki, server: [f"--endpoints={_http(server)}"],
+        "{ep}: the server expects TLS (use an https:// endpoint, or --cacert, --cert and --key)",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_fails_at_once_with_one_clear_line(
+    name: str, pki: PKI, servers: Callable[[str], ServerProcess]
+) -> None:
+    case = BAD_INPUTS[name]
+    server = servers(case.server)
+    flags = case.flags(pki, server)
+    reference = etcdctl(*flags, "get", "greeting")
+    ours = etcdpy(*flags, "get", "greeting")
+    assert ours.code == reference.code != 0, (reference, ours)
+    assert ours.stdout == reference.stdout == ""
+    if case.message is None:
+        # etcdctl names the problem itself: the same line, word for word.
+        assert ours.stderr.splitlines() == error_lines(reference.stderr), (reference, ours)
+        return
+    assert error_lines(reference.stderr) == ["Error: context deadline exceeded"]
+    endpoint = next(flag.split("=", 1)[1] for flag in flags if flag.startswith("--endpoints="))
+    paths = {
+        "other_ca": pki.other_ca,
+        "other_client_cert": pki.other_client.cert,
+        "expired_cert": pki.expired.cert,
+    }
+    expected = "Error: " + case.message.format(ep=endpoint, **paths)
+    assert ours.stderr.splitlines() == [expected]
+
+
+# -- skipping verification
+
+
+@pytest.mark.parametrize(
+    ("server_name", "cacert"),
+    [("expired", "ca"), ("not-yet-valid", "ca"), ("wrong-host", "ca"), ("good", "other_ca")],
+)
+def test_insecure_skip_tls_verify_reaches_servers_that_fail_the_checks(
+    server_name: str, cacert: str, pki: PKI, servers: Callable[[str], ServerProcess]
+) -> None:
+    server = servers(server_name)
+    flags = [*_with(cacert=cacert)(pki, server), "--insecure-skip-tls-verify"]
+    key = f"skip-{server_name}"
+    for tool in (etcdctl, etcdpy):
+        put = tool(*flags, "put", key, "v")
+        assert (put.stdout, put.code) == ("OK\n", 0), put
+    reference, ours = etcdctl(*flags, "get", key), etcdpy(*flags, "get", key)
+    assert (ours.stdout, ours.code) == (reference.stdout, reference.code) == (f"{key}\nv\n", 0)
+    assert ours.stderr == ""
