@@ -13,16 +13,11 @@ from pathlib import Path
 import pytest
 from cluster_support import etcdctl
 from tls_support import TLSCluster, TLSServer, etcdctl_tls, peer_flags
-from tlscerts import PKI, CertPair, make_pki
+from tlscerts import PKI, CertPair
 
 from etcdpy.chaos.cluster import wait_until
 
 KINDS = ["etcdpy", pytest.param("etcd", marks=pytest.mark.interop)]
-
-
-@pytest.fixture
-def pki(tmp_path: Path) -> PKI:
-    return make_pki(tmp_path / "pki")
 
 
 def hashes(cluster: TLSCluster) -> set[int]:
