@@ -63,6 +63,11 @@ def test_a_tls_cluster_survives_its_leader_killed_grows_by_an_https_member_and_a
         for i in range(20):
             etcdctl_tls(cluster.endpoints, pki, "put", f"k{i}", f"v{i}")
         leader = cluster.wait_leader()
+        # A follower forwards keep-alives to the leader's client URL, over TLS with its own certificate.
+        follower = next(m for m in cluster.members if m is not leader)
+        lease = etcdctl_tls(leader.endpoint, pki, "lease", "grant", "60").stdout.split()[1]
+        kept = etcdctl_tls(follower.endpoint, pki, "lease", "keep-alive", "--once", lease).stdout
+        assert kept == f"lease {lease} keepalived with TTL(60)\n"
         leader.kill()
         assert cluster.wait_leader() is not leader
         survivors = ",".join(m.client_url for m in cluster.alive())

@@ -273,3 +273,14 @@ def test_tls_flags_are_read_from_etcd_variables(
         assert etcdctl(server.client_url, "--cacert", str(pki.ca), "put", "k", "v").stdout == "OK\n"
     finally:
         server.stop()
+
+
+def test_the_threaded_grpc_server_serves_tls_with_client_certificates(tmp_path: Path, pki: PKI) -> None:
+    flags = [*client_flags(pki), "--experimental-grpc-threads", "4"]
+    server = TLSServer("etcdpy", tmp_path / "s.data", peer_scheme="http", extra_args=flags).start()
+    try:
+        assert etcdctl_tls(server.client_url, pki, "put", "k", "v").stdout == "OK\n"
+        anonymous = etcdctl(server.client_url, "--cacert", str(pki.ca), "get", "k", check=False)
+        assert (anonymous.returncode, _last_line(anonymous.stderr)) == (1, "Error: context deadline exceeded")
+    finally:
+        server.stop()
