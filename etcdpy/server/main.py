@@ -415,7 +415,7 @@ async def _write_path_failed(config: cfg.Config, member: Member, exc: BaseExcept
         return 1
     log.critical("%s", known.message, exc_info=exc)
     name = rpc_pb2.AlarmType.Name(known.alarm)
-    url = await raise_alarm_through_peers(member.cluster, known.alarm, tls.Dialer(config.client_tls))
+    url = await raise_alarm_through_peers(member.cluster, known.alarm, tls.client_dialer(config.client_tls))
     told = f"the {name} alarm was raised through {url}" if url else f"no other member raised the {name} alarm"
     click.echo(f"etcdpy: {known.message} ({told})", err=True)
     return 1

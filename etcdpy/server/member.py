@@ -70,7 +70,7 @@ from etcdpy.server.services.lock import LockService
 from etcdpy.server.services.watch import WatchService, add_watch_servicer
 from etcdpy.server.storage.backend import Backend, BackendError, recovery_advice
 from etcdpy.server.storage.raftlog import RaftLogCorruptError, RaftLogStorage
-from etcdpy.server.tls import Dialer
+from etcdpy.server.tls import client_dialer
 from etcdpy.server.watch import WatchHub
 
 log = logging.getLogger("etcdpy.server")
@@ -322,6 +322,6 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
         member_ops=member_ops,
         server=server,
         lease_driver=lease_driver,
-        forwarder=LeaderForwarder(leader_client_urls, Dialer(config.client_tls)),
+        forwarder=LeaderForwarder(leader_client_urls, client_dialer(config.client_tls)),
         quota=BackendQuota(backend, config.quota_backend_bytes),
     )

@@ -33,7 +33,7 @@ import logging
 import os
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -361,6 +361,16 @@ def explain_failure(url: str, details: str) -> str:
     if url.startswith("https:") and "Socket closed" in details:
         return f"{details} (the peer may have refused this member's certificate)"
     return details
+
+
+def client_dialer(info: TLSInfo) -> Dialer:
+    """The dialer of other members' client URLs (forwarded lease requests, alarms).
+
+    Without --trusted-ca-file there is nothing to verify another member's client certificate with
+    (its CA is rarely among the system's): the member trusts the certificate it is shown, as with
+    auto-tls, rather than fail every forwarded request.
+    """
+    return Dialer(info if info.trusted_ca_file else replace(info, skip_verify=True))
 
 
 PLAINTEXT = Dialer()  # dials http:// URLs only (https:// ones get TLS without a certificate or a CA)

@@ -95,6 +95,22 @@ def test_a_tls_cluster_survives_its_leader_killed_grows_by_an_https_member_and_a
         cluster.stop()
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_followers_forward_keep_alives_over_tls_without_a_trusted_ca(
+    tmp_path: Path, pki: PKI, kind: str
+) -> None:
+    cluster = TLSCluster(kind, tmp_path, 3, pki, client_cert_auth=False)  # server certificates only
+    try:
+        cluster.start()
+        leader = cluster.wait_leader()
+        follower = next(m for m in cluster.members if m is not leader)
+        lease = etcdctl_tls(leader.endpoint, pki, "lease", "grant", "60").stdout.split()[1]
+        kept = etcdctl_tls(follower.endpoint, pki, "lease", "keep-alive", "--once", lease).stdout
+        assert kept == f"lease {lease} keepalived with TTL(60)\n"
+    finally:
+        cluster.stop()
+
+
 def _refused_join(cluster: TLSCluster, tmp_path: Path, peer: CertPair) -> tuple[TLSServer, str]:
     new = add_member(cluster, "intruder", tmp_path, peer)
     result = subprocess.run(new.command(), capture_output=True, text=True, timeout=60, check=False)

@@ -71,10 +71,18 @@ class TLSCluster(ProcCluster):
     """A `ProcCluster` whose members use TLS on every client and peer URL, with client certificates."""
 
     def __init__(
-        self, kind: str, root: Path, size: int, pki: PKI, extra_args: list[str] | None = None
+        self,
+        kind: str,
+        root: Path,
+        size: int,
+        pki: PKI,
+        extra_args: list[str] | None = None,
+        *,
+        client_cert_auth: bool = True,
     ) -> None:
         self.pki = pki
-        super().__init__(kind, root, size, [*client_flags(pki), *peer_flags(pki), *(extra_args or [])])
+        flags = [*client_flags(pki, client_cert_auth=client_cert_auth), *peer_flags(pki), *(extra_args or [])]
+        super().__init__(kind, root, size, flags)
         self.members = [
             TLSServer(kind, m.data_dir, name=m.name, client_port=m.client_port, peer_port=m.peer_port)
             for m in self.members
