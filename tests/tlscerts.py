@@ -10,7 +10,8 @@
 - ``client.*``: a client certificate whose common name is ``root``; `PKI.client` makes more;
 - ``expired.*``, ``not-yet-valid.*``: correct names and CA, dates outside validity;
 - ``wrong-host.*``: signed by the CA, but for ``wrong.example`` / 10.255.255.1 only;
-- ``mismatched.key``: a key that belongs to no certificate (pair it with ``server.crt``).
+- ``mismatched.key``: a key that belongs to no certificate (pair it with ``server.crt``);
+- ``not-pem.txt``: a text file without any PEM block (for a certificate, key or CA that is no PEM).
 
 Keys are P-256 derived from fixed numbers (`ec.derive_private_key`), so generation is fast (a few
 milliseconds for the whole set) and the keys are the same on every run; validity periods are relative
@@ -214,6 +215,7 @@ class PKI:
     other_server: CertPair
     other_client: CertPair
     mismatched_key: Path
+    not_pem: Path
     _ca: _Authority
     _other: _Authority
 
@@ -263,6 +265,8 @@ def make_pki(directory: Path) -> PKI:
     other = _authority(directory, "other-ca", "etcdpy untrusted CA")
     mismatched_key = directory / "mismatched.key"
     _write_key(mismatched_key, _key("mismatched"))
+    not_pem = directory / "not-pem.txt"
+    not_pem.write_text("this file holds no PEM block\n")
     pki = PKI(
         directory=directory,
         ca=ca.cert_path,
@@ -280,6 +284,7 @@ def make_pki(directory: Path) -> PKI:
         other_server=other.issue(directory, "other-server", "etcdpy server", LOCAL_HOSTS),
         other_client=other.issue(directory, "other-client", "root"),
         mismatched_key=mismatched_key,
+        not_pem=not_pem,
         _ca=ca,
         _other=other,
     )

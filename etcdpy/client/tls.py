@@ -180,9 +180,12 @@ def probe(endpoint: Endpoint, material: TLSMaterial, timeout: float) -> str | No
         except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
             return _NOT_TLS_REASON  # it hung up on the client's hello
         with conn:
+            # The handshake passed: a server that hangs up now (however abruptly) refused the client.
             try:
                 conn.sendall(_H2_PREFACE)
                 answer = conn.recv(9)
+            except ssl.SSLEOFError:
+                answer = b""
             except ssl.SSLError as err:
                 return _handshake_failure(err, config)
             except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):

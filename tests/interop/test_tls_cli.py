@@ -266,6 +266,13 @@ BAD_INPUTS = {
     "key file holds a certificate": BadInput("good", _with(key="client_root.cert")),
     "certificate file holds a key": BadInput("good", _with(cert="client_root.key")),
     "certificate without its key": BadInput("good", _with(key="")),
+    "certificate file without PEM data": BadInput("good", _with(cert="not_pem")),
+    "key file without PEM data": BadInput("good", _with(key="not_pem")),
+    "CA file without a certificate": BadInput(
+        "good",
+        _with(cacert="not_pem"),
+        "{ep}: cannot verify the server's certificate: {not_pem} holds no PEM certificate",
+    ),
     "TLS client on a plaintext port": BadInput(
         "plain",
         _with(),
@@ -306,6 +313,7 @@ def test_bad_input_fails_at_once_with_one_clear_line(
         "other_ca": pki.other_ca,
         "other_client_cert": pki.other_client.cert,
         "expired_cert": pki.expired.cert,
+        "not_pem": pki.not_pem,
     }
     expected = re.escape("Error: " + case.message.format(ep=endpoint, **paths))
     if case.message in (_NO_CLIENT_CERT, _refused("other_client_cert"), _refused("expired_cert")):
