@@ -330,6 +330,13 @@ class Dialer:
     map_address: Callable[[str], str] = lambda address: address  # where to dial instead (test proxies)
 
     async def channel(self, url: str, options: Sequence[tuple[str, Any]] = ()) -> grpc.aio.Channel:
+        """A channel to `url`; OSError when a file cannot be read now or an auto-tls peer shows nothing."""
+        try:
+            return await self._channel(url, options)
+        except TLSError as exc:  # e.g. a certificate being replaced on disk: the caller retries later
+            raise OSError(str(exc)) from None
+
+    async def _channel(self, url: str, options: Sequence[tuple[str, Any]]) -> grpc.aio.Channel:
         parts = urlsplit(url)
         host = parts.hostname or ""
         address = f"[{host}]" if ":" in host else host
