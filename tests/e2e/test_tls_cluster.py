@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from cluster_support import etcdctl
-from tls_support import TLSCluster, TLSServer, etcdctl_tls, peer_flags
+from tls_support import TLSCluster, TLSServer, client_flags, etcdctl_tls, peer_flags
 from tlscerts import PKI, CertPair
 
 from etcdpy.chaos.cluster import wait_until
@@ -167,6 +167,33 @@ def test_peer_auto_tls_members_form_a_cluster(tmp_path: Path) -> None:
         etcdctl(",".join(m.endpoint for m in members), "put", "auto", "tls")
         for m in members:
             assert (m.data_dir / "fixtures" / "peer" / "cert.pem").exists()
+    finally:
+        for m in members:
+            m.stop()
+
+
+def test_a_founding_member_with_another_cas_certificate_never_joins_and_every_side_logs_why(
+    tmp_path: Path, pki: PKI
+) -> None:
+    members = [TLSServer("etcdpy", tmp_path / f"b{i}.data", name=f"b{i}") for i in range(3)]
+    initial = ",".join(f"{m.name}={m.peer_url}" for m in members)
+    for i, m in enumerate(members):
+        peer = pki.other_server if i == 2 else pki.peer
+        times = ["--heartbeat-interval", "20", "--election-timeout", "200"]
+        m.extra_args = ["--initial-cluster", initial, *times, *client_flags(pki), *peer_flags(pki, peer)]
+    good, bad = members[:2], members[2]
+    try:
+        for m in members:
+            m.start(wait=False)
+        for m in good:
+            m.wait_ready()
+        etcdctl_tls(",".join(m.client_url for m in good), pki, "put", "two", "of three")
+        refused = "over TLS: failed to connect to all addresses"
+        wait_until(lambda: "may have refused this member's certificate" in bad.read_log(), 20, bad.read_log())
+        for m in good:
+            wait_until(lambda m=m: refused in m.read_log(), 20, m.read_log())
+            assert "CERTIFICATE_VERIFY_FAILED" in m.read_log()  # grpc's line: the handshake's verdict
+        assert f"serving client requests on {bad.client_url}" not in bad.read_log()
     finally:
         for m in members:
             m.stop()
