@@ -316,9 +316,14 @@ class Client(LeaseMixin, WatchMixin):
     # -- plumbing
 
     def stream_channel(self) -> tuple[grpc.Channel, list[tuple[str, str]]]:
-        """The channel (to the first endpoint) and metadata for a streaming call (watch, keep-alive)."""
+        """The channel (to the first endpoint) and metadata for a streaming call (watch, keep-alive).
+
+        A stream retries a failed connection for ever, so a TLS handshake that fails its checks on
+        every endpoint is raised here, at once (`TLSHandshakeError`).
+        """
         if self._user is not None and self._token is None:
             self.authenticate()
+        self._transport.check_handshakes(self.command_timeout)
         return self._transport.channel(self.endpoints[0]), [("token", self._token)] if self._token else []
 
     def _call(

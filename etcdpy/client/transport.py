@@ -168,6 +168,13 @@ class Transport:
             self._verdicts[endpoint.target] = verdict
         return self._verdicts[endpoint.target]
 
+    def check_handshakes(self, timeout: float) -> None:
+        """Raise the first endpoint's `TLSHandshakeError` if every TLS endpoint fails its handshake."""
+        verdicts = [self.tls_verdict(endpoint, timeout) for endpoint in self.endpoints]
+        refused = [verdict for verdict in verdicts if verdict is not None]
+        if refused and len(refused) == len(verdicts):
+            raise refused[0]
+
     def _secure(self, endpoint: Endpoint) -> bool:
         return endpoint.secure or self._tls.always
 

@@ -99,13 +99,17 @@ def test_a_failed_handshake_raises_at_once_naming_the_check(
     tls_member: ServerProcess, pki: PKI, changes: dict[str, str | None], reason: str
 ) -> None:
     files = {name: _pki_path(pki, value) for name, value in changes.items()}
-    with (
-        Client(_url(tls_member), tls=_tls(pki, **files), command_timeout=HOUR) as client,
-        pytest.raises(TLSHandshakeError) as failure,
-    ):
-        client.get("anything")
-    assert isinstance(failure.value, ContextDeadlineExceeded)  # what etcd's Go client reports, later
-    assert failure.value.text.startswith(f"{_url(tls_member)}: " + reason.format(other_ca=pki.other_ca))
+    expected = f"{_url(tls_member)}: " + reason.format(other_ca=pki.other_ca)
+    with Client(_url(tls_member), tls=_tls(pki, **files), command_timeout=HOUR) as client:
+        with pytest.raises(TLSHandshakeError) as failure:
+            client.get("anything")
+        assert isinstance(failure.value, ContextDeadlineExceeded)  # what etcd's Go client reports, later
+        assert failure.value.text.startswith(expected)
+    # A stream would retry its connection for ever: it fails when it is opened.
+    with Client(_url(tls_member), tls=_tls(pki, **files), command_timeout=HOUR) as client:
+        with pytest.raises(TLSHandshakeError) as failure:
+            client.watch(watch_create_request("anything"))
+        assert failure.value.text.startswith(expected)
 
 
 def test_an_endpoint_that_fails_its_handshake_is_skipped(tls_member: ServerProcess, pki: PKI) -> None:
