@@ -112,7 +112,6 @@ class PeerSender:
         self.active = False  # a stream is open and has carried messages
         self.connected_since: float | None = None  # monotonic time the current connection came up
         self._task: asyncio.Task[None] | None = None
-        self._channel: grpc.aio.Channel | None = None
         self._refusal: str | None = None  # the last TLS refusal logged, so that it is logged once
 
     def start(self) -> None:
@@ -143,7 +142,7 @@ class PeerSender:
         backoff = BACKOFF_MIN
         while True:
             try:
-                self._channel = await peer_channel(
+                channel = await peer_channel(
                     self.transport.dialer,
                     self.urls,
                     [
@@ -151,35 +150,11 @@ class PeerSender:
                         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                     ],
                 )
-            except OSError as exc:  # an auto-tls dial could not fetch the peer's certificate
-                self._channel = None
+            except OSError as exc:  # a TLS file unreadable right now, or an auto-tls peer that is down
                 log.debug("peer %x: %s", self.peer_id, exc)
-                self.transport.events.report_unreachable(self.peer_id)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, BACKOFF_MAX)
-                continue
-            try:
-                await asyncio.wait_for(self._channel.channel_ready(), CONNECT_TIMEOUT)
-                self.connected_since = time.monotonic()
-                backoff = BACKOFF_MIN
-                stub = peer_pb2_grpc.PeerStub(self._channel)  # type: ignore[no-untyped-call]
-                await stub.Send(self._batches())
-            except TimeoutError:
-                await self._log_refusal()  # the peer is down, or refuses the TLS handshake: say which
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() is grpc.StatusCode.PERMISSION_DENIED and exc.details() == REMOVED_TEXT:
-                    self.transport.events.removed_by_peers()
-                elif exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
-                    log.error(
-                        "peer %x refused our messages: %s (check --initial-cluster, --initial-cluster-token)",
-                        self.peer_id,
-                        exc.details(),
-                    )
-                elif self.active:
-                    log.warning("lost the stream to peer %x: %s", self.peer_id, exc.code().name)
-            finally:
-                await self._channel.close(None)
-                self._channel = None
+            else:
+                if await self._stream(channel):
+                    backoff = BACKOFF_MIN
             self.active = False
             self.connected_since = None
             # Messages queued for a dead stream are stale; raft resends what it still needs.
@@ -188,6 +163,30 @@ class PeerSender:
             self.transport.events.report_unreachable(self.peer_id)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _stream(self, channel: grpc.aio.Channel) -> bool:
+        """Connect, send batches until the stream breaks, close `channel`; whether a connection came up."""
+        try:
+            await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT)
+            self.connected_since = time.monotonic()
+            stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
+            await stub.Send(self._batches())
+        except TimeoutError:
+            await self._log_refusal(channel)  # the peer is down, or refuses the TLS handshake: say which
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.PERMISSION_DENIED and exc.details() == REMOVED_TEXT:
+                self.transport.events.removed_by_peers()
+            elif exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
+                log.error(
+                    "peer %x refused our messages: %s (check --initial-cluster, --initial-cluster-token)",
+                    self.peer_id,
+                    exc.details(),
+                )
+            elif self.active:
+                log.warning("lost the stream to peer %x: %s", self.peer_id, exc.code().name)
+        finally:
+            await channel.close(None)
+        return self.connected_since is not None
 
     async def send_snapshot(self, message: pb.Message) -> None:
         """Stream one snapshot to the peer; raft hears FINISH or FAILURE."""
@@ -211,11 +210,11 @@ class PeerSender:
             log.warning("sending a snapshot to peer %x failed: %s", self.peer_id, details)
         t.events.report_snapshot(self.peer_id, ok)
 
-    async def _log_refusal(self) -> None:
+    async def _log_refusal(self, channel: grpc.aio.Channel) -> None:
         """Log why a TLS connection to the peer fails (a refused certificate), once per distinct reason."""
-        if self._channel is None or not any(url.startswith("https:") for url in self.urls):
+        if not any(url.startswith("https:") for url in self.urls):
             return
-        stub = peer_pb2_grpc.PeerStub(self._channel)  # type: ignore[no-untyped-call]
+        stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
         try:
             await stub.Members(peer_pb2.MembersRequest(), timeout=CONNECT_TIMEOUT)
         except grpc.aio.AioRpcError as exc:
