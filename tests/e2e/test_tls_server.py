@@ -234,6 +234,12 @@ def test_a_client_certificate_the_crl_revokes_is_refused_and_others_are_served(
         assert f"is revoked by {crl}" in revoked.stderr
         alice = pki.client("alice")
         assert etcdctl_tls(server.client_url, pki, "put", "k", "v", client=alice).stdout == "OK\n"
+        # Streams go through the same check: a keep-alive is one.
+        lease = etcdctl_tls(server.client_url, pki, "lease", "grant", "30", client=alice).stdout.split()[1]
+        kept = etcdctl_tls(
+            server.client_url, pki, "lease", "keep-alive", "--once", lease, client=alice
+        ).stdout
+        assert kept == f"lease {lease} keepalived with TTL(30)\n"
         assert "refused a client connection" in server.read_log()
     finally:
         server.stop()
