@@ -290,3 +290,16 @@ def test_the_threaded_grpc_server_serves_tls_with_client_certificates(tmp_path: 
         assert (anonymous.returncode, _last_line(anonymous.stderr)) == (1, "Error: context deadline exceeded")
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_server_certificate_for_another_host_starts_but_clients_refuse_it(
+    tmp_path: Path, pki: PKI, kind: str
+) -> None:
+    flags = client_flags(pki, client_cert_auth=False, server=pki.wrong_host)
+    server = TLSServer(kind, tmp_path / "s.data", peer_scheme="http", extra_args=flags).start()
+    try:
+        result = etcdctl(server.client_url, "--cacert", str(pki.ca), "put", "k", "v", check=False)
+        assert (result.returncode, _last_line(result.stderr)) == (1, "Error: context deadline exceeded")
+    finally:
+        server.stop()
