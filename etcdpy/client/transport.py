@@ -34,6 +34,7 @@ a connectivity watcher, whose polling thread costs 0.2 s per channel close.)
 from __future__ import annotations
 
 import enum
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -108,6 +109,7 @@ class Transport:
         uses_tls = self._tls.always or any(endpoint.secure for endpoint in self.endpoints)
         self._material: TLSMaterial | None = self._tls.load() if uses_tls else None
         self._relay: TLSRelay | None = None  # for insecure_skip_verify, made with the first channel
+        self._relay_lock = threading.Lock()
         self._channels: dict[str, grpc.Channel] = {}
         # The pre-flight verdicts by target (see etcdpy.client.tls): None once a handshake passed, the
         # error once one failed; a target without an entry has not been reached yet.
@@ -169,19 +171,27 @@ class Transport:
         return self._verdicts[endpoint.target]
 
     def check_handshakes(self, timeout: float) -> None:
-        """Raise the first endpoint's `TLSHandshakeError` if every TLS endpoint fails its handshake."""
-        verdicts = [self.tls_verdict(endpoint, timeout) for endpoint in self.endpoints]
-        refused = [verdict for verdict in verdicts if verdict is not None]
-        if refused and len(refused) == len(verdicts):
-            raise refused[0]
+        """Raise the first `TLSHandshakeError` if every endpoint fails its TLS handshake.
+
+        The endpoints are tried in a stream's order, up to the first that passes or cannot be reached
+        (a stream may still get through there): at most one probe per call once verdicts are known.
+        """
+        refused = []
+        for endpoint in self.stream_endpoints():
+            verdict = self.tls_verdict(endpoint, timeout)
+            if verdict is None:
+                return
+            refused.append(verdict)
+        raise refused[0]
 
     def _secure(self, endpoint: Endpoint) -> bool:
         return endpoint.secure or self._tls.always
 
     def _relayed_channel(self, endpoint: Endpoint) -> grpc.Channel:
         assert self._material is not None
-        if self._relay is None:
-            self._relay = TLSRelay(self._material.ssl_context(verify=False))
+        with self._relay_lock:  # threads share a client: one relay per transport
+            if self._relay is None:
+                self._relay = TLSRelay(self._material.ssl_context(verify=False))
         host, port = host_port(endpoint)
         options = [*self._options, ("grpc.default_authority", endpoint.target)]
         return grpc.insecure_channel(self._relay.listen(host, port), options=options)
