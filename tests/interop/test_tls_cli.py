@@ -45,21 +45,23 @@ class Run:
     code: int
 
 
-def run(tool: tuple[str, ...], *argv: str, stdin: bytes = b"") -> Run:
-    """One command of ``tool`` (etcdctl or etcdpy) as a process, ETCDCTL_* variables unset."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ETCDCTL_", "GRPC_"))}
-    proc = subprocess.run([*tool, *argv], input=stdin, capture_output=True, env=env, timeout=_GUARD)
+def run(tool: tuple[str, ...], *argv: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> Run:
+    """One command of ``tool`` (etcdctl or etcdpy) as a process: ETCDCTL_* variables only from ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("ETCDCTL_", "GRPC_"))}
+    proc = subprocess.run(
+        [*tool, *argv], input=stdin, capture_output=True, env={**clean, **(env or {})}, timeout=_GUARD
+    )
     return Run(proc.stdout.decode(), proc.stderr.decode(), proc.returncode)
 
 
-def etcdctl(*argv: str, stdin: bytes = b"") -> Run:
+def etcdctl(*argv: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> Run:
     assert ETCDCTL_BIN is not None
     # etcdctl waits for its command timeout before it reports a refused handshake: keep it short.
-    return run((ETCDCTL_BIN,), "--dial-timeout=1s", "--command-timeout=2s", *argv, stdin=stdin)
+    return run((ETCDCTL_BIN,), "--dial-timeout=1s", "--command-timeout=2s", *argv, stdin=stdin, env=env)
 
 
-def etcdpy(*argv: str, stdin: bytes = b"") -> Run:
-    return run(ETCDPY, "--command-timeout=1h", *argv, stdin=stdin)
+def etcdpy(*argv: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> Run:
+    return run(ETCDPY, "--command-timeout=1h", *argv, stdin=stdin, env=env)
 
 
 def human_lines(stderr: str) -> str:
@@ -90,6 +92,8 @@ STEPS = (
     Step(("endpoint", "status")),
     Step(("endpoint", "status", "-w", "json")),
     Step(("endpoint", "health")),
+    Step(("endpoint", "health", "--cluster")),
+    Step(("endpoint", "status", "--cluster", "-w", "json")),
     Step(("lease", "grant", "600")),
     Step(("lease", "list")),
 )
@@ -341,3 +345,34 @@ def test_insecure_skip_tls_verify_reaches_servers_that_fail_the_checks(
     reference, ours = etcdctl(*flags, "get", key), etcdpy(*flags, "get", key)
     assert (ours.stdout, ours.code) == (reference.stdout, reference.code) == (f"{key}\nv\n", 0)
     assert ours.stderr == ""
+
+
+# -- the same through ETCDCTL_* variables
+
+
+def test_tls_options_from_etcdctl_variables(pki: PKI, servers: Servers) -> None:
+    good, expired = servers("good"), servers("expired")
+    files = {
+        "ETCDCTL_CACERT": str(pki.ca),
+        "ETCDCTL_CERT": str(pki.client_root.cert),
+        "ETCDCTL_KEY": str(pki.client_root.key),
+    }
+    for tool in (etcdctl, etcdpy):
+        put = tool("put", "from-env", "v", env={**files, "ETCDCTL_ENDPOINTS": _https(good)})
+        assert (put.stdout, put.code) == ("OK\n", 0), put
+    env = {**files, "ETCDCTL_ENDPOINTS": _https(good)}
+    reference, ours = etcdctl("get", "from-env", env=env), etcdpy("get", "from-env", env=env)
+    assert (
+        (ours.stdout, ours.stderr, ours.code)
+        == (reference.stdout, "", reference.code)
+        == ("from-env\nv\n", "", 0)
+    )
+    skipping = {**files, "ETCDCTL_ENDPOINTS": _https(expired), "ETCDCTL_INSECURE_SKIP_TLS_VERIFY": "true"}
+    reference, ours = etcdctl("get", "nothing", env=skipping), etcdpy("get", "nothing", env=skipping)
+    assert (ours.stdout, ours.stderr, ours.code) == (reference.stdout, "", reference.code) == ("", "", 0)
+    wrong_ca = {**env, "ETCDCTL_CACERT": str(pki.other_ca)}
+    reference, ours = etcdctl("get", "from-env", env=wrong_ca), etcdpy("get", "from-env", env=wrong_ca)
+    assert ours.code == reference.code == 1
+    assert ours.stderr.startswith(
+        f"Error: {_https(good)}: the server's certificate is not signed by the CA in"
+    )
