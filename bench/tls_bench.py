@@ -9,7 +9,7 @@ certificate through ``ETCDCTL_CACERT/CERT/KEY``).
 
 Printed: etcdpy / etcd without and with TLS, then TLS / plaintext for each server.
 
-Usage: ``python bench/tls_bench.py [--kind etcd|etcdpy]``.
+Usage: ``python bench/tls_bench.py [--kind etcd|etcdpy] [--load s|m|l|xl]`` (``--load s``: a smoke run).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from tlscerts import make_pki
 DEFAULT_TIMES = ["--heartbeat-interval", "100", "--election-timeout", "1000"]  # etcd's defaults
 
 
-def measure(kind: str, tls: bool) -> Figures:
-    """check perf m on a fresh 3-member cluster of `kind`, with TLS on every link or none."""
+def measure(kind: str, tls: bool, load: str) -> Figures:
+    """check perf on a fresh 3-member cluster of `kind`, with TLS on every link or none."""
     with tempfile.TemporaryDirectory(prefix=f"tls-bench-{kind}-") as tmp:
         root = Path(tmp)
         cluster: ProcCluster
@@ -53,7 +53,7 @@ def measure(kind: str, tls: bool) -> Figures:
         try:
             cluster.start()
             endpoints = ",".join(m.client_url for m in cluster.members)
-            result = check_perf(endpoints)
+            result = check_perf(endpoints, load)
             if not result.passed:
                 print(f"# {kind} tls={tls}:\n{result.output}", file=sys.stderr)
             return result.figures()
@@ -71,12 +71,13 @@ def main() -> None:
     parser.add_argument(
         "--kind", choices=("etcd", "etcdpy"), action="append", help="measure only this server (repeatable)"
     )
+    parser.add_argument("--load", default="m", help="check perf's load: s, m (default), l, xl")
     args = parser.parse_args()
     kinds = args.kind or ["etcd", "etcdpy"]
     began = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     load_before = os.getloadavg()
-    plain = {kind: measure(kind, tls=False) for kind in kinds}
-    secured = {f"{kind}-tls": measure(kind, tls=True) for kind in kinds}
+    plain = {kind: measure(kind, tls=False, load=args.load) for kind in kinds}
+    secured = {f"{kind}-tls": measure(kind, tls=True, load=args.load) for kind in kinds}
     load_after = os.getloadavg()
     print(f"# {began}; load average (1, 5, 15 min) before {load_before}, after {load_after}")
     if len(kinds) == 2:
