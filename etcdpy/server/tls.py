@@ -9,7 +9,7 @@ owns everything done with it:
 * `prepare` makes ``--auto-tls``/``--peer-auto-tls`` certificates (``cert.pem``, ``key.pem`` in
   ``<data-dir>/fixtures/client`` or ``fixtures/peer``, kept across restarts, as etcd);
 * `server_credentials` serves with grpc's dynamic credentials: grpc asks `_Reloader` at every
-  handshake, which compares the files' (mtime, size) and re-reads them when they changed, so
+  handshake, which compares the files' (inode, mtime, size) and re-reads them when they changed, so
   certificates replaced on disk serve the next connection without a restart;
 * `Dialer` opens channels to other members: plaintext for ``http://``, TLS for ``https://`` with the
   files read again for every new channel;
@@ -251,15 +251,16 @@ def prepare(info: TLSInfo, urls: Sequence[str], flag_prefix: str = "") -> TLSInf
 # ----------------------------------------------------------------------------------- server credentials
 
 
-def _stamp(paths: Sequence[str]) -> tuple[tuple[int, int], ...]:
+def _stamp(paths: Sequence[str]) -> tuple[tuple[int, int, int], ...]:
+    """What tells a file replaced or rewritten, cheaply: (inode, mtime, size) of each path."""
     stamps = []
     for path in paths:
         try:
             st = os.stat(path)
         except OSError:
-            stamps.append((-1, -1))
+            stamps.append((-1, -1, -1))
         else:
-            stamps.append((st.st_mtime_ns, st.st_size))
+            stamps.append((st.st_ino, st.st_mtime_ns, st.st_size))
     return tuple(stamps)
 
 
@@ -412,7 +413,7 @@ class CertificateGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     crl_file: str = ""
 
     def __post_init__(self) -> None:
-        self._crl_stamp: tuple[tuple[int, int], ...] = ()
+        self._crl_stamp: tuple[tuple[int, int, int], ...] = ()
         self._revoked: frozenset[int] = frozenset()
 
     @staticmethod

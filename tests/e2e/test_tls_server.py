@@ -82,6 +82,10 @@ STARTUP_ERRORS: dict[str, tuple[Callable[[PKI], list[str]], Callable[[PKI], str]
         lambda p: [*client_flags(p), "--cipher-suites", "TLS_NOT_A_SUITE"],
         lambda p: 'unexpected TLS cipher suite "TLS_NOT_A_SUITE"',
     ),
+    "client CRL with the threaded server": (
+        lambda p: [*client_flags(p), "--client-crl-file", str(p.crl([])), "--experimental-grpc-threads", "4"],
+        lambda p: "--client-crl-file is not checked by the threaded server (--experimental-grpc-threads)",
+    ),
     "TLS version grpcio cannot pin": (
         lambda p: [*client_flags(p), "--tls-min-version", "TLS1.3"],
         lambda p: "--tls-min-version=TLS1.3 is not supported: grpcio always negotiates TLS1.2 to TLS1.3",
@@ -172,8 +176,9 @@ def test_plaintext_and_tls_clients_on_the_wrong_port_end_with_an_error(
         server.stop()
 
 
-def _served_serial(server: ServerProcess) -> int:
-    pem = ssl.get_server_certificate(("127.0.0.1", server.client_port), timeout=5)
+def _served_serial(port: int) -> int:
+    """The serial of the certificate a new connection to `port` is shown."""
+    pem = ssl.get_server_certificate(("127.0.0.1", port), timeout=5)
     return x509.load_pem_x509_certificate(pem.encode()).serial_number
 
 
@@ -186,21 +191,33 @@ def test_certificates_replaced_on_disk_serve_new_connections_without_a_restart(
 ) -> None:
     served = tmp_path / "served"
     served.mkdir()
-    cert, key = served / "server.crt", served / "server.key"
-    shutil.copy(pki.server.cert, cert)
-    shutil.copy(pki.server.key, key)
-    flags = ["--cert-file", str(cert), "--key-file", str(key)]
-    server = TLSServer("etcdpy", tmp_path / "s.data", peer_scheme="http", extra_args=flags).start()
+    flags = []
+    for side, pair in (("", pki.server), ("peer-", pki.peer)):
+        shutil.copy(pair.cert, served / f"{side}cert.pem")
+        shutil.copy(pair.key, served / f"{side}key.pem")
+        flags += [
+            f"--{side}cert-file",
+            str(served / f"{side}cert.pem"),
+            f"--{side}key-file",
+            str(served / f"{side}key.pem"),
+        ]
+    server = TLSServer("etcdpy", tmp_path / "s.data", extra_args=flags).start()
     try:
-        assert _served_serial(server) == _serial(pki.server.cert)
-        renewed = pki.leaf("renewed-server")
-        for source, target in ((renewed.key, key), (renewed.cert, cert)):
-            shutil.copy(source, target.with_suffix(".new"))
-            os.replace(target.with_suffix(".new"), target)
-        assert _served_serial(server) == _serial(renewed.cert)
+        assert _served_serial(server.client_port) == _serial(pki.server.cert)
+        assert _served_serial(server.peer_port) == _serial(pki.peer.cert)
+        for side in ("", "peer-"):
+            renewed = pki.leaf(f"renewed-{side}server")
+            for source, target in (
+                (renewed.key, served / f"{side}key.pem"),
+                (renewed.cert, served / f"{side}cert.pem"),
+            ):
+                shutil.copy(source, target.with_suffix(".new"))
+                os.replace(target.with_suffix(".new"), target)
+            port = server.peer_port if side else server.client_port
+            assert _served_serial(port) == _serial(renewed.cert)
         assert etcdctl(server.client_url, "--cacert", str(pki.ca), "put", "k", "v").stdout == "OK\n"
         assert server.proc is not None and server.proc.poll() is None
-        assert "reloaded the TLS certificate" in server.read_log()
+        assert server.read_log().count("reloaded the TLS certificate") == 2
     finally:
         server.stop()
 
@@ -213,7 +230,7 @@ def test_auto_tls_makes_a_certificate_in_the_data_dir_and_keeps_it(tmp_path: Pat
         assert (server.data_dir / "fixtures" / "client" / "key.pem").stat().st_mode & 0o077 == 0
         first = made.read_bytes()
         assert etcdctl(server.client_url, *SKIP_VERIFY, "put", "k", "v").stdout == "OK\n"
-        assert _served_serial(server) == _serial(made)
+        assert _served_serial(server.client_port) == _serial(made)
         server.stop()
         server.start()
         assert made.read_bytes() == first
