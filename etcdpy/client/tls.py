@@ -32,7 +32,15 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from etcdpy.client.endpoints import Endpoint
 from etcdpy.client.errors import ContextDeadlineExceeded
 
-__all__ = ["TLSConfig", "TLSFileError", "TLSHandshakeError", "TLSMaterial", "probe", "speaks_tls"]
+__all__ = [
+    "TLSConfig",
+    "TLSFileError",
+    "TLSHandshakeError",
+    "TLSMaterial",
+    "host_port",
+    "probe",
+    "speaks_tls",
+]
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([^-\r\n]+)-----\r?\n(.*?)-----END \1-----", re.S)
 # The client's first bytes on an HTTP/2 connection, then an empty SETTINGS frame: a server that accepts
@@ -64,8 +72,6 @@ _KEY_KINDS = (
     (ed25519.Ed25519PrivateKey, ed25519.Ed25519PublicKey),
 )
 _NOT_TLS = ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "UNEXPECTED_RECORD", "HTTP_REQUEST")
-
-
 _NOT_TLS_REASON = "the server does not speak TLS (a plaintext port? use http:// and no TLS flags)"
 
 
@@ -133,7 +139,7 @@ class TLSMaterial:
 
     @property
     def has_roots(self) -> bool:
-        """Whether a --cacert was given and holds at least one certificate (else no root is trusted)."""
+        """False when the --cacert file holds no certificate at all (then nothing can be trusted)."""
         return self.root_pem is None or bool(_blocks(self.root_pem))
 
     def credentials(self) -> grpc.ChannelCredentials:
