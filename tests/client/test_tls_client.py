@@ -1,4 +1,5 @@
-"""The Python client and the recipes over TLS with client certificates, against etcd 3.4 and etcdpy.
+"""The Python client and the recipes (Mutex, Election) over TLS with client certificates, against
+etcd 3.4 and etcdpy.
 
 `Client(tls=TLSConfig(...))` reads and checks its files when it is made (`TLSFileError`, etcdctl's
 texts), shakes hands once per endpoint before its first call, and raises `TLSHandshakeError` at once
@@ -19,7 +20,7 @@ from tls_procs import tls_server
 from tlscerts import PKI
 
 from etcdpy.client import Client, ContextDeadlineExceeded, TLSConfig
-from etcdpy.client.concurrency import Mutex, Session
+from etcdpy.client.concurrency import Election, Mutex, Session
 from etcdpy.client.tls import TLSFileError, TLSHandshakeError
 from etcdpy.client.watch import watch_create_request
 
@@ -77,6 +78,24 @@ def test_mutex_over_tls_excludes_a_second_session(tls_member: ServerProcess, pki
         assert other.try_lock()
         assert second.get(other.key).kvs[0].lease == contender.lease_id
         other.unlock()
+
+
+def test_election_over_tls_is_observed_by_another_client(tls_member: ServerProcess, pki: PKI) -> None:
+    name = "tls/election"
+    with (
+        Client(_url(tls_member), tls=_tls(pki), command_timeout=HOUR) as leader_client,
+        Client(_url(tls_member), tls=_tls(pki), command_timeout=HOUR) as watcher_client,
+        Session(leader_client, ttl=10) as session,
+        Session(watcher_client, ttl=10) as watcher_session,
+    ):
+        election = Election(session, name)
+        election.campaign("first")
+        observed = Election(watcher_session, name)
+        with observed.observe() as observation:
+            assert next(observation).value == b"first"
+            election.proclaim("second")
+            assert next(observation).value == b"second"
+        election.resign()
 
 
 @pytest.mark.parametrize(
