@@ -203,22 +203,21 @@ def probe(endpoint: Endpoint, material: TLSMaterial, timeout: float) -> str | No
 
 def speaks_tls(endpoint: Endpoint, timeout: float) -> bool:
     """Whether ``endpoint`` answers a TLS handshake (a plaintext client failing there is on a TLS port).
-    False when it cannot be reached or does not speak TLS."""
-    try:
-        host, port = host_port(endpoint)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        with socket.create_connection((host, port), timeout=timeout) as raw:
-            try:
-                context.wrap_socket(raw).close()
-            except ssl.SSLError as err:
-                # A server that demands a client certificate refuses the handshake with an alert:
-                # it is still TLS talking.
-                return any(alert in str(err) for alert in (*_CLIENT_CERT_ALERTS, "HANDSHAKE_FAILURE"))
-        return True
-    except (OSError, ValueError):
-        return False
+    `OSError` when it cannot be reached (no answer either way)."""
+    host, port = host_port(endpoint)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with socket.create_connection((host, port), timeout=timeout) as raw:
+        try:
+            context.wrap_socket(raw).close()
+        except ssl.SSLError as err:
+            # A server that demands a client certificate may refuse the handshake with an alert: it
+            # still speaks TLS.  Anything else (a plaintext server's answer, a hang-up) does not.
+            return any(alert in str(err) for alert in (*_CLIENT_CERT_ALERTS, "HANDSHAKE_FAILURE"))
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+            return False
+    return True
 
 
 def host_port(endpoint: Endpoint) -> tuple[str, int]:

@@ -54,6 +54,8 @@ ResponseT = TypeVar("ResponseT", bound=Message)
 
 # grpc's texts for a connection that never came up (the request was not sent).
 _CONNECT_FAILURES = ("failed to connect", "Failed to connect", "DNS resolution failed", "Connection refused")
+# grpc's texts for a connection the server accepted, then closed without speaking HTTP/2.
+_HANG_UPS = ("Socket closed", "Connection reset", "End of TCP stream", "Broken pipe", "http1.x server")
 _FIRST_BACKOFF = 0.025
 MAX_ATTEMPTS = 100  # sends of one call, as etcd's client (defaultUnaryMaxRetries)
 # The share of a REPEATABLE call's time one attempt may take before it is sent again.
@@ -152,22 +154,23 @@ class Transport:
         assert self._material is not None
         try:
             reason = probe(endpoint, self._material, min(timeout, self.dial_timeout))
-        except OSError:
+        except (OSError, ValueError):
             return None  # not reached: no verdict yet, grpc's own connection attempts go on
         verdict = TLSHandshakeError(endpoint, reason) if reason is not None else None
         self._verdicts[endpoint.target] = verdict
         return verdict
 
     def plaintext_verdict(self, endpoint: Endpoint, timeout: float) -> TLSHandshakeError | None:
-        """After a plaintext call to ``endpoint`` failed to connect: the error if the port speaks TLS."""
+        """After the server at a plaintext ``endpoint`` hung up on a call: the error if it speaks TLS."""
         if self._secure(endpoint) or endpoint.target.startswith("unix:"):
             return None
         if endpoint.target not in self._verdicts:
-            verdict = None
-            if speaks_tls(endpoint, min(timeout, self.dial_timeout)):
-                reason = "the server expects TLS (use an https:// endpoint, or --cacert, --cert and --key)"
-                verdict = TLSHandshakeError(endpoint, reason)
-            self._verdicts[endpoint.target] = verdict
+            try:
+                tls = speaks_tls(endpoint, min(timeout, self.dial_timeout))
+            except (OSError, ValueError):
+                return None  # not reached: no verdict yet
+            reason = "the server expects TLS (use an https:// endpoint, or --cacert, --cert and --key)"
+            self._verdicts[endpoint.target] = TLSHandshakeError(endpoint, reason) if tls else None
         return self._verdicts[endpoint.target]
 
     def check_handshakes(self, timeout: float) -> None:
@@ -242,7 +245,7 @@ class Transport:
                     mapped = from_rpc_error(err)
                     attempts += 1
                     cut_short = attempt_timeout < remaining
-                    if _transport_failure(mapped):
+                    if _hung_up(mapped):
                         verdict = self.plaintext_verdict(ep, deadline - time.monotonic())
                         if verdict is not None:
                             refused.append(verdict)
@@ -302,6 +305,12 @@ def _unavailable(err: EtcdError) -> bool:
     """UNAVAILABLE: a failed connection, or one of etcd's own (no leader, leader changed, learner, ...)."""
     code = err.status_code if isinstance(err, UnknownEtcdError) else err.code
     return code == grpc.StatusCode.UNAVAILABLE
+
+
+def _hung_up(err: EtcdError) -> bool:
+    """A transport failure where the server took the connection and closed it (a TLS server does so
+    with a plaintext client); not one that found nobody there (refused, timed out)."""
+    return _transport_failure(err) and any(marker in err.text for marker in _HANG_UPS)
 
 
 def _not_sent(err: EtcdError) -> bool:
