@@ -376,3 +376,16 @@ def test_tls_options_from_etcdctl_variables(pki: PKI, servers: Servers) -> None:
     assert ours.stderr.startswith(
         f"Error: {_https(good)}: the server's certificate is not signed by the CA in"
     )
+
+
+def test_watch_with_a_failed_handshake_ends_at_once(pki: PKI, servers: Servers) -> None:
+    # etcdctl's watch retries for ever here (so it is not run); etcdpy's ends with etcdctl's exit code
+    # for a failed command and the check named.
+    good = servers("good")
+    flags = _with(cacert="other_ca")(pki, good)
+    ours = etcdpy(*flags, "watch", "greeting")
+    assert (ours.stdout, ours.code) == ("", 1)
+    assert ours.stderr == (
+        f"Error: {_https(good)}: the server's certificate is not signed by the CA in {pki.other_ca}"
+        " (certificate signed by unknown authority)\n"
+    )
