@@ -26,6 +26,13 @@ sent at most `MAX_ATTEMPTS` times, to the next endpoint each time:
   when a proposal it queued or forwarded timed out, and the entry may still be
   committed; etcd's client never resends a write after such an answer either.
 
+TLS (see `etcdpy.client.tls`): before its first call a TLS endpoint is probed
+with one handshake of Python's `ssl`; an endpoint whose handshake fails a check
+is not tried again, and when no endpoint is left the call fails at once with
+that `TLSHandshakeError` rather than at its deadline.  A plaintext endpoint whose
+server hangs up is asked once whether it speaks TLS.  Skipping verification goes
+through a `TLSRelay`.
+
 (An endpoint that accepts no packets at all holds a READ or AT_MOST_ONCE call
 until its deadline: grpc cannot tell a slow connect from a slow answer without
 a connectivity watcher, whose polling thread costs 0.2 s per channel close.)
