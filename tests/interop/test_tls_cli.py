@@ -389,3 +389,28 @@ def test_watch_with_a_failed_handshake_ends_at_once(pki: PKI, servers: Servers) 
         f"Error: {_https(good)}: the server's certificate is not signed by the CA in {pki.other_ca}"
         " (certificate signed by unknown authority)\n"
     )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("put", "greeting", "hello"),
+        ("del", "greeting"),
+        ("member", "list"),
+        ("endpoint", "health"),
+        ("endpoint", "status"),
+        ("endpoint", "hashkv"),
+        ("lease", "grant", "10"),
+    ],
+    ids=" ".join,
+)
+def test_every_command_names_the_failed_check_where_etcdctl_says_it_timed_out(
+    argv: tuple[str, ...], pki: PKI, servers: Servers
+) -> None:
+    good = servers("good")
+    flags = _with(cacert="other_ca")(pki, good)
+    reference, ours = etcdctl(*flags, *argv), etcdpy(*flags, *argv)
+    assert (ours.stdout, ours.code) == (reference.stdout, reference.code) != ("", 0)
+    reason = _UNKNOWN_CA.format(ep=_https(good), other_ca=pki.other_ca)
+    assert "context deadline exceeded" in reference.stderr
+    assert ours.stderr == human_lines(reference.stderr).replace("context deadline exceeded", reason)
