@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from cluster_support import etcdctl
+from cryptography import x509
 from tls_support import TLSCluster, TLSServer, client_flags, etcdctl_tls, peer_flags
 from tlscerts import PKI, CertPair
 
@@ -133,15 +135,28 @@ def test_a_member_whose_peer_certificate_another_ca_signed_does_not_join_and_bot
         cluster.stop()
 
 
-def test_a_member_whose_certificate_has_another_cn_is_refused_with_the_reason_on_both_sides(
-    tmp_path: Path, pki: PKI
+def _cn_not_allowed(pki: PKI) -> tuple[list[str], CertPair, str]:
+    intruder = pki.leaf("intruder-peer", common_name="intruder")
+    reason = f"certificate CN 'intruder' is not --peer-cert-allowed-cn '{pki.peer.common_name}'"
+    return ["--peer-cert-allowed-cn", pki.peer.common_name], intruder, reason
+
+
+def _revoked(pki: PKI) -> tuple[list[str], CertPair, str]:
+    revoked = pki.leaf("revoked-peer")
+    crl = pki.crl([revoked.cert], name="revokes-peer.crl")
+    serial = x509.load_pem_x509_certificate(revoked.cert.read_bytes()).serial_number
+    return ["--peer-crl-file", str(crl)], revoked, f"certificate serial {serial:x} is revoked by {crl}"
+
+
+@pytest.mark.parametrize("refusal", [_cn_not_allowed, _revoked], ids=["cn-not-allowed", "revoked-by-crl"])
+def test_a_member_whose_certificate_the_guard_refuses_does_not_join_and_both_sides_say_why(
+    tmp_path: Path, pki: PKI, refusal: Callable[[PKI], tuple[list[str], CertPair, str]]
 ) -> None:
-    cluster = TLSCluster("etcdpy", tmp_path, 3, pki, ["--peer-cert-allowed-cn", pki.peer.common_name])
+    flags, intruder, reason = refusal(pki)
+    cluster = TLSCluster("etcdpy", tmp_path, 3, pki, flags)
     try:
-        cluster.start()  # the members' own certificates have the allowed CN
-        intruder = pki.leaf("intruder-peer", common_name="intruder")
+        cluster.start()  # the members' own certificates pass
         _new, stderr = _refused_join(cluster, tmp_path, intruder)
-        reason = f"certificate CN 'intruder' is not --peer-cert-allowed-cn '{pki.peer.common_name}'"
         assert reason in stderr, stderr
         assert "PERMISSION_DENIED" in stderr
         logs = "".join(m.read_log() for m in cluster.members)
