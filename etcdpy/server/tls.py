@@ -13,8 +13,9 @@ owns everything done with it:
   certificates replaced on disk serve the next connection without a restart;
 * `Dialer` opens channels to other members: plaintext for ``http://``, TLS for ``https://`` with the
   files read again for every new channel;
-* `CertificateGuard` is a server interceptor that checks a verified peer's certificate against
-  ``--peer-cert-allowed-cn``/``--peer-cert-allowed-hostname`` and a CRL, which grpcio cannot do;
+* `CertificateGuard` is a server interceptor that checks the verified certificate of each call
+  against ``--peer-cert-allowed-cn``/``--peer-cert-allowed-hostname`` and the CRLs, which grpcio
+  cannot do;
 * `cipher_suites_env` maps ``--cipher-suites`` (Go's names) to grpc's process-wide
   ``GRPC_SSL_CIPHER_SUITES`` (OpenSSL's names).
 
@@ -235,8 +236,8 @@ def make_self_signed(cert_path: Path, key_path: Path, hosts: Sequence[str]) -> N
     log.info("created self-signed certificate %s for %s", cert_path, ", ".join(hosts))
 
 
-def prepare(info: TLSInfo, urls: Sequence[str], flag_prefix: str = "") -> TLSInfo:
-    """Make the auto-tls files if they are missing, then `check` the files; returns `info`."""
+def prepare(info: TLSInfo, urls: Sequence[str], flag_prefix: str = "") -> None:
+    """Make the auto-tls files (for the hosts of `urls`) if they are missing, then `check` the files."""
     if info.auto_tls:
         cert_path, key_path = Path(info.cert_file), Path(info.key_file)
         if info.skip_verify and not (cert_path.exists() and key_path.exists()):
@@ -245,7 +246,6 @@ def prepare(info: TLSInfo, urls: Sequence[str], flag_prefix: str = "") -> TLSInf
         elif not info.skip_verify:
             log.warning("ignoring --%sauto-tls: certificate files were given", flag_prefix)
     check(info, flag_prefix)
-    return info
 
 
 # ----------------------------------------------------------------------------------- server credentials
@@ -270,7 +270,8 @@ class _Reloader:
     def __init__(self, info: TLSInfo) -> None:
         self.info = info
         self.paths = [p for p in (info.cert_file, info.key_file, info.trusted_ca_file) if p]
-        self.stamp = _stamp(self.paths)
+        self.stamp = _stamp(self.paths)  # of the files served now
+        self.refused: tuple[tuple[int, int, int], ...] | None = None  # of files refused (logged once)
 
     def configuration(self) -> Any:
         info = self.info
@@ -281,7 +282,7 @@ class _Reloader:
 
     def __call__(self) -> Any:
         stamp = _stamp(self.paths)
-        if stamp == self.stamp:
+        if stamp in (self.stamp, self.refused):
             return None
         try:
             check(self.info)
@@ -289,6 +290,7 @@ class _Reloader:
         except TLSError as exc:
             # A file half-written or replaced by a bad one: keep serving the last good certificate.
             log.warning("not reloading the TLS certificate: %s", exc)
+            self.refused = stamp
             return None
         self.stamp = stamp
         log.info("reloaded the TLS certificate %s", self.info.cert_file)

@@ -101,3 +101,23 @@ def test_auto_tls_files_are_made_once_for_the_urls_hosts(tmp_path: Path) -> None
     made = Path(info.cert_file).read_bytes()
     tls.prepare(info, ["https://127.0.0.1:2379"])
     assert Path(info.cert_file).read_bytes() == made
+
+
+def test_the_reloader_hands_grpc_new_files_only_when_they_changed_and_pass(
+    pki: PKI, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(pki.server.cert.read_bytes())
+    key.write_bytes(pki.server.key.read_bytes())
+    reloader = tls._Reloader(tls.TLSInfo(cert_file=str(cert), key_file=str(key)))
+    assert reloader() is None  # unchanged: grpc keeps what it has
+    renewed = pki.leaf("reloader-renewed")
+    (tmp_path / "new.pem").write_bytes(renewed.cert.read_bytes())
+    (tmp_path / "new.pem").replace(cert)  # the new certificate, the old key: refused, logged once
+    assert reloader() is None
+    assert reloader() is None
+    assert caplog.text.count("not reloading the TLS certificate: tls: private key does not match") == 1
+    (tmp_path / "new.key").write_bytes(renewed.key.read_bytes())
+    (tmp_path / "new.key").replace(key)
+    assert reloader() is not None  # both replaced: grpc gets the new pair
+    assert reloader() is None
