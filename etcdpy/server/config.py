@@ -151,6 +151,7 @@ class Config:
     trusted_ca_file: str = ""
     client_cert_auth: bool = False
     client_crl_file: str = ""
+    client_cert_allowed_hostname: str = ""
     auto_tls: bool = False
     cipher_suites: str = ""  # Go's names, comma-separated; both sides (grpc's setting is process-wide)
     tls_min_version: str = ""  # etcd 3.5's flags; only what grpcio negotiates anyway is accepted
@@ -219,9 +220,10 @@ class Config:
                 f"AllowedCN and AllowedHostname are mutually exclusive (cn={self.peer_cert_allowed_cn!r},"
                 f" hostname={self.peer_cert_allowed_hostname!r})"
             )
-        if self.client_crl_file and self.experimental_grpc_threads > 0:
+        if (self.client_crl_file or self.client_cert_allowed_hostname) and self.experimental_grpc_threads > 0:
             raise ConfigError(
-                "--client-crl-file is not checked by the threaded server (--experimental-grpc-threads)"
+                "--client-crl-file and --client-cert-allowed-hostname are not checked by the threaded server"
+                " (--experimental-grpc-threads)"
             )
         try:
             self.cipher_suites_env()
@@ -244,6 +246,7 @@ class Config:
                 client_cert_auth=self.client_cert_auth,
                 crl_file=self.client_crl_file,
                 auto_tls=self.auto_tls,
+                allowed_hostname=self.client_cert_allowed_hostname,
             ),
             "client",
         )

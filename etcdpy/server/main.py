@@ -181,6 +181,12 @@ FLAGS: list[tuple[str, str, Any, str]] = [
         "Enable client cert authentication (a verified certificate's common name is the user, no token).",
     ),
     ("--client-crl-file", "client_crl_file", str, "Path to the client certificate revocation list file."),
+    (
+        "--client-cert-allowed-hostname",
+        "client_cert_allowed_hostname",
+        str,
+        "Allowed TLS hostname for client cert authentication.",
+    ),
     ("--trusted-ca-file", "trusted_ca_file", str, "Path to the client server TLS trusted CA cert file."),
     ("--auto-tls", "auto_tls", click.BOOL, "Client TLS using generated certificates."),
     ("--peer-cert-file", "peer_cert_file", str, "Path to the peer server TLS cert file."),

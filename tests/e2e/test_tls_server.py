@@ -84,7 +84,9 @@ STARTUP_ERRORS: dict[str, tuple[Callable[[PKI], list[str]], Callable[[PKI], str]
     ),
     "client CRL with the threaded server": (
         lambda p: [*client_flags(p), "--client-crl-file", str(p.crl([])), "--experimental-grpc-threads", "4"],
-        lambda p: "--client-crl-file is not checked by the threaded server (--experimental-grpc-threads)",
+        lambda p: (
+            "--client-crl-file and --client-cert-allowed-hostname are not checked by the threaded server"
+        ),
     ),
     "TLS version grpcio cannot pin": (
         lambda p: [*client_flags(p), "--tls-min-version", "TLS1.3"],
@@ -318,5 +320,20 @@ def test_a_server_certificate_for_another_host_starts_but_clients_refuse_it(
     try:
         result = etcdctl(server.client_url, "--cacert", str(pki.ca), "put", "k", "v", check=False)
         assert (result.returncode, _last_line(result.stderr)) == (1, "Error: context deadline exceeded")
+    finally:
+        server.stop()
+
+
+def test_client_cert_allowed_hostname_admits_only_certificates_for_that_host(
+    tmp_path: Path, pki: PKI
+) -> None:
+    flags = [*client_flags(pki), "--client-cert-allowed-hostname", "node1.example"]
+    server = TLSServer("etcdpy", tmp_path / "s.data", peer_scheme="http", extra_args=flags).start()
+    try:
+        node1 = pki.leaf("client-node1", ("node1.example",), common_name="node1")
+        assert etcdctl_tls(server.client_url, pki, "put", "k", "v", client=node1).stdout == "OK\n"
+        other = etcdctl_tls(server.client_url, pki, "put", "k", "v", check=False)  # root's: no host names
+        assert other.returncode == 1
+        assert "is not valid for --client-cert-allowed-hostname 'node1.example'" in other.stderr
     finally:
         server.stop()
