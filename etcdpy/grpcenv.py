@@ -1,9 +1,11 @@
-"""gRPC settings for the server, which grpc reads once, from the environment, when it is first imported.
+"""gRPC settings, which grpc reads once, from the environment, when it is first imported.
 
-Only a process that runs a member sets them, before anything imports grpc: ``etcdpy
-server`` (`apply_for_command_line`, called by ``etcdpy.cli`` before its commands import
-grpc) and ``python -m etcdpy.server``.  Importing etcdpy as a library, or running a
-client command, leaves the process's grpc settings alone.  A value the user already
+A client command (any ``etcdpy`` command but ``server``) only silences grpc's log lines (`quiet_client`).
+
+The server's settings (`apply`) are set only by a process that runs a member, before anything
+imports grpc: ``etcdpy server`` (`apply_for_command_line`, called by ``etcdpy.cli`` before its
+commands import grpc) and ``python -m etcdpy.server``.  Importing etcdpy as a library leaves the
+process's grpc settings alone, and a client command changes only the log level.  A value the user already
 put in ``GRPC_EXPERIMENTS`` for the same experiment wins.
 
 ``-event_engine_listener``: a server accepts and reads its connections through gRPC
@@ -28,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 EXPERIMENTS_ENV = "GRPC_EXPERIMENTS"
+VERBOSITY_ENV = "GRPC_VERBOSITY"
 LISTENER_EXPERIMENT = "event_engine_listener"
 # grpcio releases known to have the experiment: the 1.60 wheel has it, and so does 1.85 (its default: on).
 KNOWN_RELEASES = ((1, 60), (1, 86))
@@ -82,16 +85,42 @@ def runs_server(argv: Sequence[str]) -> bool:
     one word (``--debug server``, ``--write-out=json server``): ``-w json server`` is not recognised,
     and that member runs on grpc's default listener (slower, not wrong).
     """
-    if not argv:
-        return False
-    program = Path(argv[0])
-    if program.name not in _PROGRAM_NAMES and program.resolve() != _MAIN_MODULE:
+    if not runs_etcdpy(argv):
         return False
     command = next((word for word in argv[1:] if not word.startswith("-")), None)
     return command == SERVER_COMMAND
 
 
+def runs_etcdpy(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` is the command line of etcdpy's entry point (the console script or
+    ``python -m etcdpy``)."""
+    if not argv:
+        return False
+    program = Path(argv[0])
+    return program.name in _PROGRAM_NAMES or program.resolve() == _MAIN_MODULE
+
+
+def quiet_client() -> None:
+    """Load grpc with its own log lines off, unless ``GRPC_VERBOSITY`` says otherwise.
+
+    A client command prints etcdctl's output and nothing else, but grpc logs a refused TLS handshake
+    (``ssl_transport_security_utils.cc ... BAD_CERTIFICATE``) on stderr at its default level.  grpc
+    reads the level once, as it loads, so the variable is set only for the import and removed after:
+    the programs a command starts (``lock -- cmd``) inherit the user's environment unchanged.
+    """
+    if VERBOSITY_ENV in os.environ or "grpc" in sys.modules:
+        return
+    os.environ[VERBOSITY_ENV] = "NONE"
+    try:
+        import grpc  # noqa: F401 (loaded for its side effect: the level is read now)
+    finally:
+        del os.environ[VERBOSITY_ENV]
+
+
 def apply_for_command_line(argv: Sequence[str]) -> None:
-    """`apply` if this process is ``etcdpy server``; any other command line changes nothing."""
+    """`apply` if this process is ``etcdpy server``, `quiet_client` for etcdpy's other commands; any
+    other program (etcdpy imported as a library) changes nothing."""
     if runs_server(argv):
         apply()
+    elif runs_etcdpy(argv):
+        quiet_client()

@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent / "unit"))
 sys.path.insert(0, str(Path(__file__).parent))
 
 from procs import ETCD_BIN, ETCDCTL_BIN, ServerProcess
+from tlscerts import PKI, make_pki
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -96,3 +97,10 @@ def etcd_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Serv
 def etcdpy_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ServerProcess]:
     """A one-member etcdpy server process on free ports."""
     yield from _serving(request, "etcdpy", tmp_path / "etcdpy.data")
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
+    """The test certificates of tlscerts.py (CA, server, peer, client, expired, wrong host...), written
+    once per session: tests that change files on disk make their own with `make_pki`."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

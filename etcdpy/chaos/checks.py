@@ -28,7 +28,7 @@ from etcdpy.checker import (
     history_from_writes,
 )
 from etcdpy.checker.watch import Put
-from etcdpy.client import Client
+from etcdpy.client import Client, TLSConfig
 
 LINEARIZABILITY_TIMEOUT = 120.0
 
@@ -84,7 +84,7 @@ def check_revision_order(history: RunHistory) -> Verdict:
 
 
 def read_all_events(
-    endpoint: str, final_revision: int, timeout: float = 30.0
+    endpoint: str, final_revision: int, timeout: float = 30.0, tls: TLSConfig | None = None
 ) -> tuple[int, list[kv_pb2.Event]] | None:
     """One member's events up to `final_revision`, from revision 2 or, if compacted, the compaction on.
 
@@ -96,7 +96,9 @@ def read_all_events(
     start = 2
     deadline = time.monotonic() + timeout
     while not done.is_set() and time.monotonic() < deadline:
-        watch = RawWatch(endpoint, pb.WatchCreateRequest(key=b"\0", range_end=b"\0", start_revision=start))
+        watch = RawWatch(
+            endpoint, pb.WatchCreateRequest(key=b"\0", range_end=b"\0", start_revision=start), tls
+        )
         compacted: list[int] = []
 
         def drain(watch: RawWatch = watch, compacted: list[int] = compacted) -> None:
@@ -147,11 +149,13 @@ def lost_writes(writes: Sequence[CommittedWrite], start: int, events: Sequence[k
     return problems
 
 
-def check_no_acked_write_lost(history: RunHistory, endpoints: Sequence[str], final_revision: int) -> Verdict:
+def check_no_acked_write_lost(
+    history: RunHistory, endpoints: Sequence[str], final_revision: int, tls: TLSConfig | None = None
+) -> Verdict:
     """Every member's history holds every acknowledged write at the revision it was acknowledged with."""
     problems: list[str] = []
     for endpoint in endpoints:
-        read = read_all_events(endpoint, final_revision)
+        read = read_all_events(endpoint, final_revision, tls=tls)
         if read is None:
             problems.append(f"{endpoint}: its history could not be read up to revision {final_revision}")
         else:
@@ -196,7 +200,9 @@ class RevisionPoller:
         self._thread.start()
 
     def _poll(self) -> None:
-        with Client(self.cluster.endpoints, command_timeout=1.0, dial_timeout=0.5) as client:
+        with Client(
+            self.cluster.endpoints, command_timeout=1.0, dial_timeout=0.5, tls=self.cluster.client_tls
+        ) as client:
             while not self._stop.wait(self.interval):
                 for member in self.cluster.members:
                     lifetime = (member.name, member.starts)

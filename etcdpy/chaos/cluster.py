@@ -6,6 +6,12 @@ Members keep their ports, names and data dirs across restarts; a replaced member
 comes back with the same name and URLs but a new member ID and an empty data dir.
 Every data dir and log lives under the cluster's root folder, and `stop` kills every
 process the cluster started (call it in a ``finally``).
+
+With ``tls=True`` every link uses TLS: client and peer URLs are ``https://``, client
+and peer certificates are required, and one self-signed certificate for 127.0.0.1
+(made in ``<root>/tls``) is every member's server, peer and client certificate and
+the CA that verifies them; the harness's clients present it too (`client_tls`).  The
+proxies pass the TLS bytes through unchanged.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from etcdpy.chaos.proxy import OPEN, LinkFault, LinkProxy, ProxyHub
-from etcdpy.client import Client
+from etcdpy.client import Client, TLSConfig
+from etcdpy.server.tls import make_self_signed
 
 HEARTBEAT_MS = 50
 ELECTION_MS = 500
@@ -86,11 +93,11 @@ class ServerLike(Protocol):
     def read_log(self) -> str: ...
 
 
-def serves(member: ServerLike, key: bytes) -> bool:
+def serves(member: ServerLike, key: bytes, tls: TLSConfig | None = None) -> bool:
     """Whether `member` answers a linearizable read of `key` (AssertionError once its process exits)."""
     assert member.proc is not None and member.proc.poll() is None, member.read_log()[-2000:]
     try:
-        with Client([member.endpoint], command_timeout=1.0) as client:
+        with Client([member.endpoint], command_timeout=1.0, tls=tls) as client:
             return bool(client.get(key).kvs)
     except Exception:
         return False
@@ -108,6 +115,11 @@ class MemberProcess:
     proc: subprocess.Popen[bytes] | None = None
     paused: bool = False
     starts: int = 0
+    scheme: str = "http"  # of the client and peer URLs
+
+    @property
+    def client_url(self) -> str:
+        return f"{self.scheme}://{self.endpoint}"
 
     @property
     def endpoint(self) -> str:
@@ -115,7 +127,7 @@ class MemberProcess:
 
     @property
     def peer_url(self) -> str:
-        return f"http://127.0.0.1:{self.peer_port}"
+        return f"{self.scheme}://127.0.0.1:{self.peer_port}"
 
     @property
     def data_dir(self) -> Path:
@@ -137,12 +149,30 @@ class ChaosCluster:
     """ChaosCluster starts, breaks and heals a cluster of `size` etcdpy members on loopback ports."""
 
     def __init__(
-        self, root: Path, size: int, *, extra_args: Sequence[str] = (), seed: int = 0, quiet: bool = True
+        self,
+        root: Path,
+        size: int,
+        *,
+        extra_args: Sequence[str] = (),
+        seed: int = 0,
+        quiet: bool = True,
+        tls: bool = False,
     ) -> None:
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
-        self.members = [MemberProcess(i, f"m{i}", root) for i in range(size)]
+        scheme = "https" if tls else "http"
+        self.members = [MemberProcess(i, f"m{i}", root, scheme=scheme) for i in range(size)]
         self.extra_args = list(extra_args)
+        self.client_tls: TLSConfig | None = None  # what the harness's clients present (None: plaintext)
+        if tls:
+            cert, key = root / "tls" / "cert.pem", root / "tls" / "key.pem"
+            make_self_signed(cert, key, ["127.0.0.1"])
+            self.client_tls = TLSConfig(cacert=cert, cert=cert, key=key, always=True)
+            files = {"cert-file": cert, "key-file": key, "trusted-ca-file": cert}
+            self.extra_args += [
+                f"--{prefix}{flag}={path}" for flag, path in files.items() for prefix in ("", "peer-")
+            ]
+            self.extra_args += ["--client-cert-auth", "--peer-client-cert-auth"]
         self.quiet = quiet
         self.hub = ProxyHub(seed)
         self.links: dict[tuple[int, int], LinkProxy] = {}
@@ -161,8 +191,8 @@ class ChaosCluster:
             sys.executable, "-m", "etcdpy", "server",
             "--name", member.name,
             "--data-dir", str(member.data_dir),
-            "--listen-client-urls", f"http://{member.endpoint}",
-            "--advertise-client-urls", f"http://{member.endpoint}",
+            "--listen-client-urls", member.client_url,
+            "--advertise-client-urls", member.client_url,
             "--listen-peer-urls", member.peer_url,
             "--initial-advertise-peer-urls", member.peer_url,
             "--initial-cluster", initial,
@@ -270,7 +300,7 @@ class ChaosCluster:
         """A client (owned by the cluster) over every member, for the harness's own calls."""
         if self._client is None:
             # Calls without a timeout of their own are the final reads: a loaded machine needs margin.
-            self._client = Client(self.endpoints, command_timeout=10.0, dial_timeout=1.0)
+            self._client = Client(self.endpoints, command_timeout=10.0, dial_timeout=1.0, tls=self.client_tls)
         return self._client
 
     def member_id(self, member: MemberProcess, timeout: float = 30.0) -> int:

@@ -60,6 +60,7 @@ class Scenario:
     nemeses: tuple[str, ...]
     workloads: tuple[str, ...] = ALL_WORKLOADS
     extra_args: tuple[str, ...] = ()
+    tls: bool = False  # TLS with client and peer certificates on every link
 
 
 SCENARIOS = {
@@ -88,6 +89,14 @@ SCENARIOS = {
             ("snapshot-catchup", "snapshot-crash"),
             ("register", "watch", "lease"),
             SNAPSHOT_ARGS,
+        ),
+        Scenario(
+            "tls",
+            3,
+            ("kill-leader", "partition-leader", "snapshot-catchup"),
+            ("register", "watch", "lease"),
+            SNAPSHOT_ARGS,
+            tls=True,
         ),
         Scenario("replace", 3, ("replace",), ("register", "kubernetes", "watch")),
         Scenario("restart-all", 3, ("restart-all",), ("register", "bank", "lock", "watch")),
@@ -120,9 +129,11 @@ def run_scenario(
         shutil.rmtree(folder)
     rerun = rerun or f"python -m etcdpy.chaos run {scenario.name} --seed {seed} --time {seconds:g}"
     started = time.monotonic()
-    cluster = ChaosCluster(folder / "members", scenario.size, extra_args=scenario.extra_args, seed=seed)
+    cluster = ChaosCluster(
+        folder / "members", scenario.size, extra_args=scenario.extra_args, seed=seed, tls=scenario.tls
+    )
     run = _Run(scenario, seed, cluster)
-    ctx = Context(cluster.endpoints, run.history, seed)
+    ctx = Context(cluster.endpoints, run.history, seed, tls=cluster.client_tls)
     errors: list[str] = []
     poller = checks.RevisionPoller(cluster)
     try:
@@ -219,7 +230,7 @@ def _heal_everything(run: _Run) -> None:
 def _serves(run: _Run, member: MemberProcess) -> bool:
     """A write and a linearizable read through the member's own endpoint succeed within the timeout."""
     key = HEALTH_PREFIX + member.name.encode()
-    with Client([member.endpoint], command_timeout=3.0) as client:
+    with Client([member.endpoint], command_timeout=3.0, tls=run.cluster.client_tls) as client:
 
         def answers() -> bool:
             try:
@@ -257,6 +268,6 @@ def _final_checks(run: _Run) -> None:
         checks.check_linearizable(run.history),
         checks.check_watch_guarantees(run.history, final),
         checks.check_revision_order(run.history),
-        checks.check_no_acked_write_lost(run.history, cluster.endpoints, final),
+        checks.check_no_acked_write_lost(run.history, cluster.endpoints, final, cluster.client_tls),
         checks.check_hashes_agree(client, cluster.endpoints, final),
     ]

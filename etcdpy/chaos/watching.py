@@ -20,7 +20,7 @@ from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
 from etcdpy.chaos.history import PREFIX
 from etcdpy.chaos.workload import Context
 from etcdpy.checker import WatcherRecord
-from etcdpy.client import Client, prefix_range_end
+from etcdpy.client import Client, TLSConfig, prefix_range_end
 
 PROGRESS_WATCH_ID = -1
 RESUME_PAUSE = 0.2  # seconds between a broken stream and the next attempt
@@ -33,8 +33,12 @@ class RawWatch:
     must see each server stream as it was, so the harness speaks gRPC directly.
     """
 
-    def __init__(self, endpoint: str, create: pb.WatchCreateRequest) -> None:
-        self._channel = grpc.insecure_channel(endpoint)
+    def __init__(self, endpoint: str, create: pb.WatchCreateRequest, tls: TLSConfig | None = None) -> None:
+        self._channel = (
+            grpc.insecure_channel(endpoint)
+            if tls is None
+            else grpc.secure_channel(endpoint, tls.credentials())
+        )
         self._requests: queue.Queue[pb.WatchRequest | None] = queue.Queue()
         self._requests.put(pb.WatchRequest(create_request=create))
         stub = rpc.WatchStub(self._channel)  # type: ignore[no-untyped-call]
@@ -96,7 +100,7 @@ class ResumableWatch:
             self.links.append(link)
             self._responses = []
             endpoints = self.ctx.endpoints
-            watch = self._watch = RawWatch(endpoints[self.endpoint % len(endpoints)], request)
+            watch = self._watch = RawWatch(endpoints[self.endpoint % len(endpoints)], request, self.ctx.tls)
             try:
                 if self._closed.is_set():
                     watch.close()

@@ -22,7 +22,16 @@ from etcdpy.api.mvccpb.kv_pb2 import KeyValue
 from etcdpy.chaos.history import RunHistory
 from etcdpy.checker import KvInput, KvOutput
 from etcdpy.checker.watch import Delete, Put
-from etcdpy.client import Client, CompareResult, CompareTarget, compare, op_delete, op_get, op_put
+from etcdpy.client import (
+    Client,
+    CompareResult,
+    CompareTarget,
+    TLSConfig,
+    compare,
+    op_delete,
+    op_get,
+    op_put,
+)
 from etcdpy.client import requests as rq
 
 COMMAND_TIMEOUT = 2.0  # short, so a request stuck on a dead member soon counts as unknown
@@ -38,6 +47,7 @@ class Context:
     endpoints: Sequence[str]
     history: RunHistory
     seed: int
+    tls: TLSConfig | None = None  # what every client presents (the cluster's `client_tls`)
     stop: threading.Event = field(default_factory=threading.Event)
     errors: list[str] = field(default_factory=list)  # harness failures (a bug in a workload, not in etcdpy)
     threads: list[threading.Thread] = field(default_factory=list)  # load: they end when `stop` is set
@@ -55,7 +65,12 @@ class Context:
             *self.endpoints[index % len(self.endpoints) :],
             *self.endpoints[: index % len(self.endpoints)],
         ]
-        client = Client(rotated[:1] if single else rotated, command_timeout=COMMAND_TIMEOUT, dial_timeout=1.0)
+        client = Client(
+            rotated[:1] if single else rotated,
+            command_timeout=COMMAND_TIMEOUT,
+            dial_timeout=1.0,
+            tls=self.tls,
+        )
         self._clients.append(client)
         return client
 

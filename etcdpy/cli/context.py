@@ -38,18 +38,16 @@ class CliState:
             if getattr(o, name) == "" and _given(name):
                 raise CliError(ExitCode.BAD_ARGS, f"empty string is passed to --{name} option")
         user, password = self._credentials()
+        # etcdctl: any TLS file, or --insecure-transport=false, makes every endpoint TLS, and only then
+        # does --insecure-skip-tls-verify apply (an https:// endpoint alone verifies regardless).
+        always = bool(o.cacert or o.cert or o.key) or not o.insecure_transport
         tls = TLSConfig(
             cacert=Path(o.cacert) if o.cacert else None,
             cert=Path(o.cert) if o.cert else None,
             key=Path(o.key) if o.key else None,
-            always=bool(o.cacert or o.cert or o.key) or not o.insecure_transport,
+            always=always,
+            insecure_skip_verify=always and o.insecure_skip_tls_verify,
         )
-        try:
-            if tls.always:
-                tls.credentials()  # read the files now: a missing one is a bad argument, as in etcdctl
-        except OSError as err:
-            reason = (err.strerror or str(err)).lower()
-            raise CliError(ExitCode.BAD_ARGS, f"open {err.filename}: {reason}") from None
         try:
             client = Client(
                 endpoints,
@@ -61,7 +59,7 @@ class CliState:
                 password=password,
                 tls=tls,
             )
-        except ValueError as err:
+        except ValueError as err:  # a bad endpoint, or a TLS file etcdctl refuses (TLSFileError)
             raise CliError(ExitCode.BAD_ARGS, str(err)) from None
         click.get_current_context().call_on_close(client.close)
         try:

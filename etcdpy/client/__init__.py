@@ -7,6 +7,8 @@
 
 Responses are the protobuf messages of `etcdpy.api.etcdserverpb.rpc_pb2`;
 failures raise `EtcdError` subclasses (`etcdpy.api.errors`, `etcdpy.client.errors`).
+TLS: ``Client("https://...", tls=TLSConfig(cacert=..., cert=..., key=...))``; unusable files raise
+`TLSFileError` when the client is made, a failed handshake `TLSHandshakeError` (`etcdpy.client.tls`).
 """
 
 from etcdpy.api.errors import EtcdError
@@ -26,7 +28,7 @@ from etcdpy.client.requests import (
     op_txn,
     prefix_range_end,
 )
-from etcdpy.client.transport import TLSConfig
+from etcdpy.client.tls import TLSConfig, TLSFileError, TLSHandshakeError
 
 __all__ = [
     "DEFAULT_ENDPOINT",
@@ -41,6 +43,8 @@ __all__ = [
     "SortOrder",
     "SortTarget",
     "TLSConfig",
+    "TLSFileError",
+    "TLSHandshakeError",
     "compare",
     "op_delete",
     "op_get",

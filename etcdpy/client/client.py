@@ -355,8 +355,14 @@ class Client(AuthMixin, LeaseMixin, WatchMixin):
     # -- plumbing
 
     def stream_channel(self) -> tuple[grpc.Channel, list[tuple[str, str]]]:
-        """The channel (to the first endpoint) and metadata for a streaming call (watch, keep-alive)."""
-        return self._transport.channel(self.endpoints[0]), self.stream_metadata()
+        """The channel (to the first endpoint) and metadata for a streaming call (watch, keep-alive).
+
+        A stream retries a failed connection for ever, so a TLS handshake that fails its checks on
+        every endpoint is raised here, at once (`TLSHandshakeError`).
+        """
+        metadata = self.stream_metadata()
+        self._transport.check_handshakes(self.command_timeout)
+        return self._transport.channel(self.endpoints[0]), metadata
 
     def stream_metadata(self) -> list[tuple[str, str]]:
         """The metadata a stream opens with now: the current token (fetched first if there is none)."""

@@ -26,6 +26,13 @@ sent at most `MAX_ATTEMPTS` times, to the next endpoint each time:
   when a proposal it queued or forwarded timed out, and the entry may still be
   committed; etcd's client never resends a write after such an answer either.
 
+TLS (see `etcdpy.client.tls`): before its first call a TLS endpoint is probed
+with one handshake of Python's `ssl`; an endpoint whose handshake fails a check
+is not tried again, and when no endpoint is left the call fails at once with
+that `TLSHandshakeError` rather than at its deadline.  A plaintext endpoint whose
+server hangs up is asked once whether it speaks TLS.  Skipping verification goes
+through a `TLSRelay`.
+
 (An endpoint that accepts no packets at all holds a READ or AT_MOST_ONCE call
 until its deadline: grpc cannot tell a slow connect from a slow answer without
 a connectivity watcher, whose polling thread costs 0.2 s per channel close.)
@@ -34,10 +41,9 @@ a connectivity watcher, whose polling thread costs 0.2 s per channel close.)
 from __future__ import annotations
 
 import enum
+import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 import grpc
@@ -46,6 +52,8 @@ from google.protobuf.message import Message
 from etcdpy.api.errors import ErrNotSupportedForLearner, EtcdError, UnknownEtcdError
 from etcdpy.client.endpoints import Endpoint
 from etcdpy.client.errors import ContextDeadlineExceeded, from_rpc_error
+from etcdpy.client.tls import TLSConfig, TLSHandshakeError, TLSMaterial, host_port, probe, speaks_tls
+from etcdpy.client.tlsrelay import TLSRelay
 
 __all__ = ["ATTEMPT_SHARE", "MAX_ATTEMPTS", "Retry", "TLSConfig", "Transport", "UnaryMethod", "may_resend"]
 
@@ -53,6 +61,8 @@ ResponseT = TypeVar("ResponseT", bound=Message)
 
 # grpc's texts for a connection that never came up (the request was not sent).
 _CONNECT_FAILURES = ("failed to connect", "Failed to connect", "DNS resolution failed", "Connection refused")
+# grpc's texts for a connection the server accepted, then closed without speaking HTTP/2.
+_HANG_UPS = ("Socket closed", "Connection reset", "End of TCP stream", "Broken pipe", "http1.x server")
 _FIRST_BACKOFF = 0.025
 MAX_ATTEMPTS = 100  # sends of one call, as etcd's client (defaultUnaryMaxRetries)
 # The share of a REPEATABLE call's time one attempt may take before it is sent again.
@@ -77,30 +87,6 @@ class UnaryMethod(Protocol):
     def __call__(
         self, request: Any, *, timeout: float, metadata: Sequence[tuple[str, str]] | None
     ) -> Any: ...
-
-
-@dataclass(frozen=True)
-class TLSConfig:
-    """Client TLS: PEM files (all optional), and whether every endpoint uses TLS.
-
-    Without ``always`` only ``https://`` endpoints use TLS; etcdctl sets it as
-    soon as a TLS file is given or ``--insecure-transport=false``.
-    """
-
-    cacert: Path | None = None
-    cert: Path | None = None
-    key: Path | None = None
-    always: bool = False
-
-    def credentials(self) -> grpc.ChannelCredentials:
-        """Channel credentials from the files (OSError when one cannot be read)."""
-
-        def read(path: Path | None) -> bytes | None:
-            return path.read_bytes() if path is not None else None
-
-        return grpc.ssl_channel_credentials(
-            root_certificates=read(self.cacert), private_key=read(self.key), certificate_chain=read(self.cert)
-        )
 
 
 class Transport:
@@ -128,7 +114,15 @@ class Transport:
             ("grpc.keepalive_timeout_ms", int(keepalive_timeout * 1000)),
         ]
         self._tls = tls or TLSConfig()
+        # The files are read and checked once, up front (TLSFileError), whenever TLS may be used.
+        uses_tls = self._tls.always or any(endpoint.secure for endpoint in self.endpoints)
+        self._material: TLSMaterial | None = self._tls.load() if uses_tls else None
+        self._relay: TLSRelay | None = None  # for insecure_skip_verify, made with the first channel
+        self._relay_lock = threading.Lock()
         self._channels: dict[str, grpc.Channel] = {}
+        # The pre-flight verdicts by target (see etcdpy.client.tls): None once a handshake passed, the
+        # error once one failed; a target without an entry has not been reached yet.
+        self._verdicts: dict[str, TLSHandshakeError | None] = {}
         # invariant: 0 <= _preferred < len(endpoints); the endpoint that answered last.
         self._preferred = 0
 
@@ -136,10 +130,15 @@ class Transport:
         """The (lazily created, cached) channel to one endpoint."""
         channel = self._channels.get(endpoint.target)
         if channel is None:
-            if endpoint.secure or self._tls.always:
-                channel = grpc.secure_channel(endpoint.target, self._tls.credentials(), options=self._options)
-            else:
+            if not self._secure(endpoint):
                 channel = grpc.insecure_channel(endpoint.target, options=self._options)
+            elif self._tls.insecure_skip_verify and not endpoint.target.startswith("unix:"):
+                channel = self._relayed_channel(endpoint)
+            else:
+                assert self._material is not None
+                channel = grpc.secure_channel(
+                    endpoint.target, self._material.credentials(), options=self._options
+                )
             self._channels[endpoint.target] = channel
         return channel
 
@@ -148,6 +147,64 @@ class Transport:
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
+        if self._relay is not None:
+            self._relay.close()
+            self._relay = None
+
+    def tls_verdict(self, endpoint: Endpoint, timeout: float) -> TLSHandshakeError | None:
+        """The pre-flight handshake's verdict on a TLS endpoint (probed once it answers; see
+        `etcdpy.client.tls`): the error if its handshake fails, else None."""
+        if not self._secure(endpoint) or endpoint.target.startswith("unix:"):
+            return None
+        if endpoint.target in self._verdicts:
+            return self._verdicts[endpoint.target]
+        assert self._material is not None
+        try:
+            reason = probe(endpoint, self._material, min(timeout, self.dial_timeout))
+        except (OSError, ValueError):
+            return None  # not reached: no verdict yet, grpc's own connection attempts go on
+        verdict = TLSHandshakeError(endpoint, reason) if reason is not None else None
+        self._verdicts[endpoint.target] = verdict
+        return verdict
+
+    def plaintext_verdict(self, endpoint: Endpoint, timeout: float) -> TLSHandshakeError | None:
+        """After the server at a plaintext ``endpoint`` hung up on a call: the error if it speaks TLS."""
+        if self._secure(endpoint) or endpoint.target.startswith("unix:"):
+            return None
+        if endpoint.target not in self._verdicts:
+            try:
+                tls = speaks_tls(endpoint, min(timeout, self.dial_timeout))
+            except (OSError, ValueError):
+                return None  # not reached: no verdict yet
+            reason = "the server expects TLS (use an https:// endpoint, or --cacert, --cert and --key)"
+            self._verdicts[endpoint.target] = TLSHandshakeError(endpoint, reason) if tls else None
+        return self._verdicts[endpoint.target]
+
+    def check_handshakes(self, timeout: float) -> None:
+        """Raise the first `TLSHandshakeError` if every endpoint fails its TLS handshake.
+
+        The endpoints are tried in a stream's order, up to the first that passes or cannot be reached
+        (a stream may still get through there): at most one probe per call once verdicts are known.
+        """
+        refused = []
+        for endpoint in self.stream_endpoints():
+            verdict = self.tls_verdict(endpoint, timeout)
+            if verdict is None:
+                return
+            refused.append(verdict)
+        raise refused[0]
+
+    def _secure(self, endpoint: Endpoint) -> bool:
+        return endpoint.secure or self._tls.always
+
+    def _relayed_channel(self, endpoint: Endpoint) -> grpc.Channel:
+        assert self._material is not None
+        with self._relay_lock:  # threads share a client: one relay per transport
+            if self._relay is None:
+                self._relay = TLSRelay(self._material.ssl_context(verify=False))
+        host, port = host_port(endpoint)
+        options = [*self._options, ("grpc.default_authority", endpoint.target)]
+        return grpc.insecure_channel(self._relay.listen(host, port), options=options)
 
     def call(
         self,
@@ -175,10 +232,17 @@ class Transport:
         attempts = 0
         while True:
             answered = False  # an endpoint answered in this round (it is reachable)
+            # Endpoints whose TLS handshake failed a check: tried no more; the call fails at once with
+            # the first one's error when no other endpoint is left (a certificate does not heal itself).
+            refused: list[TLSHandshakeError] = []
             for ep in candidates:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise ContextDeadlineExceeded()
+                    raise self._expired()
+                verdict = self.tls_verdict(ep, remaining)
+                if verdict is not None:
+                    refused.append(verdict)
+                    continue
                 attempt_timeout = min(remaining, attempt_limit)
                 try:
                     response = method(self.channel(ep))(
@@ -188,6 +252,11 @@ class Transport:
                     mapped = from_rpc_error(err)
                     attempts += 1
                     cut_short = attempt_timeout < remaining
+                    if _hung_up(mapped):
+                        verdict = self.plaintext_verdict(ep, deadline - time.monotonic())
+                        if verdict is not None:
+                            refused.append(verdict)
+                            continue
                     if attempts >= MAX_ATTEMPTS or not may_resend(retry, mapped, cut_short=cut_short):
                         raise mapped from None
                     answered = answered or not _transport_failure(mapped)
@@ -195,14 +264,21 @@ class Transport:
                 if endpoint is None:
                     self._preferred = self.endpoints.index(ep)
                 return response
+            if len(refused) == len(candidates):
+                raise refused[0]
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ContextDeadlineExceeded()
+                raise self._expired()
             # Wait a little before the next round rather than spinning until the deadline: longer
             # each round while nothing is reachable (grpc reports refused connections at once), the
             # first pause again after an answer (the cluster is there, electing or the like).
             time.sleep(min(backoff, remaining))
             backoff = _FIRST_BACKOFF if answered else min(backoff * 2, self.dial_timeout)
+
+    def _expired(self) -> ContextDeadlineExceeded:
+        """The error of a call whose time ran out: a failed handshake's, if an endpoint had one."""
+        refused = [verdict for verdict in self._verdicts.values() if verdict is not None]
+        return refused[0] if refused else ContextDeadlineExceeded()
 
     def stream_endpoints(self) -> list[Endpoint]:
         """Every endpoint, the one that answered last first: the order a stream fails over in."""
@@ -236,6 +312,12 @@ def _unavailable(err: EtcdError) -> bool:
     """UNAVAILABLE: a failed connection, or one of etcd's own (no leader, leader changed, learner, ...)."""
     code = err.status_code if isinstance(err, UnknownEtcdError) else err.code
     return code == grpc.StatusCode.UNAVAILABLE
+
+
+def _hung_up(err: EtcdError) -> bool:
+    """A transport failure where the server took the connection and closed it (a TLS server does so
+    with a plaintext client); not one that found nobody there (refused, timed out)."""
+    return _transport_failure(err) and any(marker in err.text for marker in _HANG_UPS)
 
 
 def _not_sent(err: EtcdError) -> bool:

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from etcdpy.server import tls
 from etcdpy.server.auth.tokens import AuthOptionError, token_provider
+from etcdpy.server.tls import TLSInfo
 
 DEFAULT_NAME = "default"
 DEFAULT_CLIENT_URL = "http://localhost:2379"
@@ -143,6 +146,26 @@ class Config:
     unsafe_no_fsync: bool = False
     experimental_grpc_threads: int = 0  # >0: serve gRPC from grpcio's thread pool of this size, not grpc.aio
     log_level: str = "info"
+    # TLS, client side (etcd's flags; see etcdpy/server/tls.py and docs/tls.md)
+    cert_file: str = ""
+    key_file: str = ""
+    trusted_ca_file: str = ""
+    client_cert_auth: bool = False
+    client_crl_file: str = ""
+    client_cert_allowed_hostname: str = ""
+    auto_tls: bool = False
+    cipher_suites: str = ""  # Go's names, comma-separated; both sides (grpc's setting is process-wide)
+    tls_min_version: str = ""  # etcd 3.5's flags; only what grpcio negotiates anyway is accepted
+    tls_max_version: str = ""
+    # TLS, peer side
+    peer_cert_file: str = ""
+    peer_key_file: str = ""
+    peer_trusted_ca_file: str = ""
+    peer_client_cert_auth: bool = False
+    peer_auto_tls: bool = False
+    peer_cert_allowed_cn: str = ""
+    peer_cert_allowed_hostname: str = ""
+    peer_crl_file: str = ""
 
     def validate(self) -> Config:
         """Return the config with derived defaults filled in, or raise `ConfigError`."""
@@ -181,7 +204,80 @@ class Config:
                 f"--initial-cluster has {self.name}={','.join(own) or '(missing)'} but missing from "
                 f"--initial-advertise-peer-urls={','.join(self.initial_advertise_peer_urls)}"
             )
+        self._validate_tls()
         return replace(self, data_dir=self.data_dir or f"{self.name}.etcd", initial_cluster=cluster)
+
+    def _validate_tls(self) -> None:
+        """etcd's checks of the TLS flags that need no file: an https URL needs a certificate or auto-tls."""
+        for urls, info, kind in (
+            (self.listen_client_urls, self.client_tls, "client"),
+            (self.listen_peer_urls, self.peer_tls, "peer"),
+        ):
+            prefix = "" if kind == "client" else "peer-"
+            for url in urls:
+                if url.startswith("https:") and not info.has_cert and not info.auto_tls:
+                    raise ConfigError(
+                        f"TLS key/cert (--{prefix}cert-file, --{prefix}key-file) must be provided for"
+                        f" {kind} url {url} with HTTPS scheme"
+                    )
+        if self.peer_cert_allowed_cn and self.peer_cert_allowed_hostname:
+            raise ConfigError(
+                f"AllowedCN and AllowedHostname are mutually exclusive (cn={self.peer_cert_allowed_cn!r},"
+                f" hostname={self.peer_cert_allowed_hostname!r})"
+            )
+        if (self.client_crl_file or self.client_cert_allowed_hostname) and self.experimental_grpc_threads > 0:
+            raise ConfigError(
+                "--client-crl-file and --client-cert-allowed-hostname are not checked by the threaded server"
+                " (--experimental-grpc-threads)"
+            )
+        try:
+            self.cipher_suites_env()
+            tls.check_versions(self.tls_min_version, self.tls_max_version)
+        except tls.TLSError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def cipher_suites_env(self) -> str:
+        """``GRPC_SSL_CIPHER_SUITES`` for --cipher-suites ("" when none is given)."""
+        return tls.cipher_suites_env([s.strip() for s in self.cipher_suites.split(",") if s.strip()])
+
+    @property
+    def client_tls(self) -> TLSInfo:
+        """The client listeners' TLS settings (`tls.prepare` makes the auto-tls files at startup)."""
+        return self._auto(
+            TLSInfo(
+                cert_file=self.cert_file,
+                key_file=self.key_file,
+                trusted_ca_file=self.trusted_ca_file,
+                client_cert_auth=self.client_cert_auth,
+                crl_file=self.client_crl_file,
+                auto_tls=self.auto_tls,
+                allowed_hostname=self.client_cert_allowed_hostname,
+            ),
+            "client",
+        )
+
+    @property
+    def peer_tls(self) -> TLSInfo:
+        """The peer listeners' and peer channels' TLS settings (auto-tls files: see `client_tls`)."""
+        return self._auto(
+            TLSInfo(
+                cert_file=self.peer_cert_file,
+                key_file=self.peer_key_file,
+                trusted_ca_file=self.peer_trusted_ca_file,
+                client_cert_auth=self.peer_client_cert_auth,
+                crl_file=self.peer_crl_file,
+                auto_tls=self.peer_auto_tls,
+                allowed_cn=self.peer_cert_allowed_cn,
+                allowed_hostname=self.peer_cert_allowed_hostname,
+            ),
+            "peer",
+        )
+
+    def _auto(self, info: TLSInfo, side: str) -> TLSInfo:
+        """With auto-tls and no files given: etcd's self-signed files under <data-dir>/fixtures/<side>."""
+        if not info.auto_tls or info.has_cert:
+            return info
+        return tls.self_signed_info(Path(self.data_dir or f"{self.name}.etcd") / "fixtures" / side, info)
 
     def auto_compaction_interval(self) -> float | int:
         """Retention as seconds (periodic mode) or revisions to keep (revision mode); 0 is off."""

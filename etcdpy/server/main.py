@@ -24,6 +24,7 @@ import grpc
 
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.server import config as cfg
+from etcdpy.server import tls
 from etcdpy.server.etcdserver import run_auto_compaction
 from etcdpy.server.member import Member, StartupError, open_member
 from etcdpy.server.services import register_services, register_threaded_services
@@ -171,6 +172,60 @@ FLAGS: list[tuple[str, str, Any, str]] = [
         " per call and lower tail latency under load; each call holds a thread while it runs.",
     ),
     ("--log-level", "log_level", click.Choice(cfg.LOG_LEVELS), "debug, info, warn, error, panic or fatal."),
+    ("--cert-file", "cert_file", str, "Path to the client server TLS cert file."),
+    ("--key-file", "key_file", str, "Path to the client server TLS key file."),
+    (
+        "--client-cert-auth",
+        "client_cert_auth",
+        click.BOOL,
+        "Enable client cert authentication (a verified certificate's common name is the user, no token).",
+    ),
+    ("--client-crl-file", "client_crl_file", str, "Path to the client certificate revocation list file."),
+    (
+        "--client-cert-allowed-hostname",
+        "client_cert_allowed_hostname",
+        str,
+        "Allowed TLS hostname for client cert authentication.",
+    ),
+    ("--trusted-ca-file", "trusted_ca_file", str, "Path to the client server TLS trusted CA cert file."),
+    ("--auto-tls", "auto_tls", click.BOOL, "Client TLS using generated certificates."),
+    ("--peer-cert-file", "peer_cert_file", str, "Path to the peer server TLS cert file."),
+    ("--peer-key-file", "peer_key_file", str, "Path to the peer server TLS key file."),
+    (
+        "--peer-client-cert-auth",
+        "peer_client_cert_auth",
+        click.BOOL,
+        "Enable peer client cert authentication.",
+    ),
+    ("--peer-trusted-ca-file", "peer_trusted_ca_file", str, "Path to the peer server TLS trusted CA file."),
+    ("--peer-auto-tls", "peer_auto_tls", click.BOOL, "Peer TLS using generated certificates."),
+    ("--peer-crl-file", "peer_crl_file", str, "Path to the peer certificate revocation list file."),
+    ("--peer-cert-allowed-cn", "peer_cert_allowed_cn", str, "Allowed CN for inter peer authentication."),
+    (
+        "--peer-cert-allowed-hostname",
+        "peer_cert_allowed_hostname",
+        str,
+        "Allowed TLS hostname for inter peer authentication.",
+    ),
+    (
+        "--cipher-suites",
+        "cipher_suites",
+        str,
+        "Comma-separated list of supported TLS cipher suites between client/server and peers (Go's names;"
+        " empty: grpc's defaults). TLS 1.3 suites are not configurable.",
+    ),
+    (
+        "--tls-min-version",
+        "tls_min_version",
+        str,
+        "Minimum TLS version (etcd 3.5). grpcio always negotiates TLS1.2 to TLS1.3: only TLS1.2 is accepted.",
+    ),
+    (
+        "--tls-max-version",
+        "tls_max_version",
+        str,
+        "Maximum TLS version (etcd 3.5). grpcio always negotiates TLS1.2 to TLS1.3: only TLS1.3 is accepted.",
+    ),
 ]
 
 
@@ -240,6 +295,13 @@ def serve(config: cfg.Config) -> int:
     logging.basicConfig(
         level=level.upper(), stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    _restart_for_cipher_suites(config.cipher_suites_env())
+    try:
+        tls.prepare(config.client_tls, config.listen_client_urls)
+        tls.prepare(config.peer_tls, config.listen_peer_urls, "peer-")
+    except tls.TLSError as exc:
+        click.echo(f"etcdpy: {exc}", err=True)
+        return 1
     try:
         return asyncio.run(_serve(config))
     except (BackendError, StartupError) as exc:
@@ -247,12 +309,30 @@ def serve(config: cfg.Config) -> int:
         return 1
 
 
-def _bind(grpc_server: grpc.aio.Server | grpc.Server, url: str) -> None:
-    if url.startswith("https:"):
-        raise StartupError(f"TLS listeners are not supported yet: {url}")
+def _restart_for_cipher_suites(wanted: str) -> None:
+    """Run this command again with grpc's cipher suite setting, which grpc reads once, when it starts."""
+    if wanted and os.environ.get(tls.CIPHER_SUITES_ENV) != wanted:
+        os.environ[tls.CIPHER_SUITES_ENV] = wanted
+        sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+def _credentials(config: cfg.Config, url: str, side: str) -> grpc.ServerCredentials | None:
+    """The TLS credentials for an https:// URL of `side` ("client" or "peer"); None for http://."""
+    if not url.startswith("https:"):
+        return None
+    return tls.server_credentials(config.client_tls if side == "client" else config.peer_tls)
+
+
+def _bind(
+    grpc_server: grpc.aio.Server | grpc.Server, url: str, credentials: grpc.ServerCredentials | None
+) -> None:
     address = cfg.listen_address(url)
     try:
-        grpc_server.add_insecure_port(address)
+        if credentials is None:
+            grpc_server.add_insecure_port(address)
+        else:
+            grpc_server.add_secure_port(address, credentials)
     except RuntimeError:
         raise StartupError(f"listen tcp {address}: bind: address already in use") from None
 
@@ -291,7 +371,7 @@ async def _start_grpc(config: cfg.Config, member: Member) -> GrpcStopper:
             extra=member.servicers(),
         )
         for url in config.listen_client_urls:
-            _bind(threaded, url)
+            _bind(threaded, url, _credentials(config, url, "client"))
         threaded.start()
 
         async def stop_threaded() -> None:
@@ -300,12 +380,13 @@ async def _start_grpc(config: cfg.Config, member: Member) -> GrpcStopper:
             pool.shutdown(wait=False)
 
         return stop_threaded
-    aio = grpc.aio.server(options=options)
+    guard = tls.CertificateGuard.for_info("client", config.client_tls)
+    aio = grpc.aio.server(options=options, interceptors=[guard] if guard is not None else None)
     await register_services(
         aio, member.server, quota=member.quota, max_txn_ops=config.max_txn_ops, extra=member.servicers()
     )
     for url in config.listen_client_urls:
-        _bind(aio, url)
+        _bind(aio, url, _credentials(config, url, "client"))
     await aio.start()
 
     async def stop_aio() -> None:
@@ -316,16 +397,18 @@ async def _start_grpc(config: cfg.Config, member: Member) -> GrpcStopper:
 
 async def _start_peer(config: cfg.Config, member: Member) -> grpc.aio.Server:
     """Serve the Peer service (raft messages, snapshots, members) on every peer URL."""
+    guard = tls.CertificateGuard.for_info("peer", config.peer_tls)
     peer = grpc.aio.server(
+        interceptors=[guard] if guard is not None else None,
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", 2**31 - 1),
             ("grpc.max_send_message_length", 2**31 - 1),
-        ]
+        ],
     )
     member.replication.register(peer, promote=member.member_ops.promote)
     for url in config.listen_peer_urls:
-        _bind(peer, url)
+        _bind(peer, url, _credentials(config, url, "peer"))
     await peer.start()
     return peer
 
@@ -338,7 +421,7 @@ async def _write_path_failed(config: cfg.Config, member: Member, exc: BaseExcept
         return 1
     log.critical("%s", known.message, exc_info=exc)
     name = rpc_pb2.AlarmType.Name(known.alarm)
-    url = await raise_alarm_through_peers(member.cluster, known.alarm)
+    url = await raise_alarm_through_peers(member.cluster, known.alarm, tls.client_dialer(config.client_tls))
     told = f"the {name} alarm was raised through {url}" if url else f"no other member raised the {name} alarm"
     click.echo(f"etcdpy: {known.message} ({told})", err=True)
     return 1

@@ -60,6 +60,7 @@ from etcdpy.server.consensus.replication import (
     finish_snapshot_install,
     write_joined_cluster,
 )
+from etcdpy.server.consensus.transport import peer_dialer
 from etcdpy.server.etcdserver import EtcdServer
 from etcdpy.server.headers import ResponseHeaders
 from etcdpy.server.lease import LeaseDriver, Lessor, min_lease_ttl
@@ -74,6 +75,7 @@ from etcdpy.server.services.lock import LockService
 from etcdpy.server.services.watch import WatchService, add_watch_servicer
 from etcdpy.server.storage.backend import Backend, BackendError, recovery_advice
 from etcdpy.server.storage.raftlog import RaftLogCorruptError, RaftLogStorage
+from etcdpy.server.tls import client_dialer
 from etcdpy.server.watch import WatchHub
 
 log = logging.getLogger("etcdpy.server")
@@ -225,7 +227,7 @@ async def join_cluster(config: cfg.Config) -> Cluster:
             "--initial-cluster-state=existing needs peers to join: --initial-cluster names no other member"
         )
     try:
-        remote = await fetch_cluster(peers)
+        remote = await fetch_cluster(peers, peer_dialer(config.peer_tls))
     except ConnectionError as exc:
         raise StartupError(f"cannot join the cluster: {exc}") from None
     for member in remote.members:
@@ -311,6 +313,7 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
         settings=raft_settings(config),
         membership=membership,
         apply_entries=commits.apply_entries,
+        dialer=peer_dialer(config.peer_tls),
     )
     member_ops = MemberOps(
         replication,
@@ -359,6 +362,6 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
         member_ops=member_ops,
         server=server,
         lease_driver=lease_driver,
-        forwarder=LeaderForwarder(leader_client_urls),
+        forwarder=LeaderForwarder(leader_client_urls, client_dialer(config.client_tls)),
         quota=BackendQuota(backend, config.quota_backend_bytes),
     )

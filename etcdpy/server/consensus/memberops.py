@@ -171,7 +171,11 @@ class MemberOps:
         leader = self.members.get(self.repl.leader_id)
         if leader is None:
             raise errors.ErrNoLeader()
-        async with peer_channel(leader.peerURLs) as channel:
+        try:
+            channel = await peer_channel(self.repl.transport.dialer, leader.peerURLs)
+        except OSError:  # a TLS file unreadable right now, or an auto-tls leader that showed no certificate
+            raise errors.ErrNoLeader() from None
+        async with channel:
             stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
             try:
                 await stub.Promote(peer_pb2.PromoteRequest(member_id=member_id), timeout=self.request_timeout)

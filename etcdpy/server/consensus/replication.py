@@ -38,6 +38,7 @@ from etcdpy.server.consensus.transport import PeerService, PeerTransport, peer_c
 from etcdpy.server.storage import schema, snapshot
 from etcdpy.server.storage.backend import Backend
 from etcdpy.server.storage.raftlog import PreparedWrite, RaftLogStorage
+from etcdpy.server.tls import PLAINTEXT, Dialer, explain_failure
 
 log = logging.getLogger("etcdpy.server.consensus.replication")
 
@@ -81,11 +82,18 @@ def finish_snapshot_install(backend: Backend, raftlog: RaftLogStorage) -> None:
         log.warning("finished installing snapshot %d (a crash interrupted it)", meta.index)
 
 
-async def fetch_cluster(peer_urls: Iterable[str], timeout: float = 5.0) -> peer_pb2.MembersResponse:
+async def fetch_cluster(
+    peer_urls: Iterable[str], dialer: Dialer, timeout: float = 5.0
+) -> peer_pb2.MembersResponse:
     """Ask the first peer that answers for the cluster ID and members (joining an existing cluster)."""
     last_error = "no peer URLs given"
     for url in peer_urls:
-        async with peer_channel([url]) as channel:
+        try:
+            channel = await peer_channel(dialer, [url])
+        except OSError as exc:  # an auto-tls dial could not fetch the peer's certificate
+            last_error = f"{url}: {exc}"
+            continue
+        async with channel:
             stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
             try:
                 response: peer_pb2.MembersResponse = await stub.Members(
@@ -93,7 +101,7 @@ async def fetch_cluster(peer_urls: Iterable[str], timeout: float = 5.0) -> peer_
                 )
                 return response
             except grpc.aio.AioRpcError as exc:
-                last_error = f"{url}: {exc.code().name} {exc.details()}"
+                last_error = f"{url}: {exc.code().name} {explain_failure(url, exc.details() or '')}"
     raise ConnectionError(f"cannot fetch the cluster from its members: {last_error}")
 
 
@@ -110,6 +118,7 @@ class Replication:
         settings: RaftSettings,
         membership: MembershipApplier,
         apply_entries: Callable[[list[pb.Entry]], None],
+        dialer: Dialer = PLAINTEXT,
     ) -> None:
         self.backend = backend
         self.applier = applier
@@ -129,6 +138,7 @@ class Replication:
             cluster_id=cluster.cluster_id,
             events=self,
             snapshot_dir=snapshot.spool_dir(backend.data_dir),
+            dialer=dialer,
         )
         self.node = RaftNode(
             node_id=cluster.local_id, storage=raftlog, settings=settings, state=self, send=self.transport.send

@@ -15,6 +15,8 @@ fails, ends early or mismatches leaves no file.  The sender reports FINISH or
 FAILURE to raft.
 
 Everything runs on the member's event loop (grpc.aio), as does the raft node.
+Channels are opened by the member's peer `Dialer` (etcdpy/server/tls.py): TLS for
+``https://`` peer URLs, with the certificate files read again for every new channel.
 
 Tests route each directed peer link through a proxy of their own with
 ``ETCDPY_PEER_PROXIES="<peer host:port>=<proxy host:port>,..."``: this member then
@@ -38,8 +40,8 @@ import grpc
 from etcdpy.api.raftpb import peer_pb2, peer_pb2_grpc
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.server import failpoints
-from etcdpy.server.config import listen_address
 from etcdpy.server.storage.snapshot import Spool, SpooledSnapshot
+from etcdpy.server.tls import PLAINTEXT, Dialer, TLSInfo, explain_failure
 
 log = logging.getLogger("etcdpy.server.consensus.transport")
 
@@ -49,6 +51,8 @@ BACKOFF_MAX = 1.0
 CONNECT_TIMEOUT = 1.0  # seconds to wait for a connection before backing off
 REMOVED_TEXT = "the member has been permanently removed from the cluster"
 MAX_MESSAGE_BYTES = 2**31 - 1
+# grpc's texts for a peer that is not there (not worth a log line: raft reports it unreachable).
+_PEER_DOWN = ("Connection refused", "Deadline Exceeded", "DEADLINE_EXCEEDED")
 
 
 class PeerEvents(Protocol):
@@ -85,14 +89,16 @@ def _parse_proxies(spec: str) -> dict[str, str]:
 _PROXIES = _parse_proxies(os.environ.get(PROXIES_ENV, ""))
 
 
-def _target(urls: Iterable[str]) -> str:
-    address = listen_address(sorted(urls)[0])
-    return _PROXIES.get(address, address)
+def peer_dialer(info: TLSInfo) -> Dialer:
+    """The dialer of peer channels: the peer TLS settings, test proxies in place of peers' addresses."""
+    return Dialer(info, map_address=lambda address: _PROXIES.get(address, address))
 
 
-def peer_channel(urls: Iterable[str]) -> grpc.aio.Channel:
-    """A channel to a peer's Peer service, at the first of its URLs (for one-off calls: join, promote)."""
-    return grpc.aio.insecure_channel(_target(urls))
+async def peer_channel(
+    dialer: Dialer, urls: Iterable[str], options: list[tuple[str, Any]] | None = None
+) -> grpc.aio.Channel:
+    """A channel to a peer's Peer service, at the first of its URLs."""
+    return await dialer.channel(sorted(urls)[0], options or [])
 
 
 class PeerSender:
@@ -106,7 +112,7 @@ class PeerSender:
         self.active = False  # a stream is open and has carried messages
         self.connected_since: float | None = None  # monotonic time the current connection came up
         self._task: asyncio.Task[None] | None = None
-        self._channel: grpc.aio.Channel | None = None
+        self._refusal: str | None = None  # the last TLS refusal logged, so that it is logged once
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-{self.peer_id:x}")
@@ -135,34 +141,20 @@ class PeerSender:
     async def _run(self) -> None:
         backoff = BACKOFF_MIN
         while True:
-            self._channel = grpc.aio.insecure_channel(
-                _target(self.urls),
-                options=[
-                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ],
-            )
             try:
-                await asyncio.wait_for(self._channel.channel_ready(), CONNECT_TIMEOUT)
-                self.connected_since = time.monotonic()
-                backoff = BACKOFF_MIN
-                stub = peer_pb2_grpc.PeerStub(self._channel)  # type: ignore[no-untyped-call]
-                await stub.Send(self._batches())
-            except TimeoutError:
-                pass  # the peer is down: retry after the backoff
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() is grpc.StatusCode.PERMISSION_DENIED and exc.details() == REMOVED_TEXT:
-                    self.transport.events.removed_by_peers()
-                elif exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
-                    log.error(
-                        "peer %x refused our messages: %s (check --initial-cluster, --initial-cluster-token)",
-                        self.peer_id,
-                        exc.details(),
-                    )
-                elif self.active:
-                    log.warning("lost the stream to peer %x: %s", self.peer_id, exc.code().name)
-            finally:
-                await self._channel.close(None)
+                channel = await peer_channel(
+                    self.transport.dialer,
+                    self.urls,
+                    [
+                        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                    ],
+                )
+            except OSError as exc:  # a TLS file unreadable right now, or an auto-tls peer that is down
+                log.debug("peer %x: %s", self.peer_id, exc)
+            else:
+                if await self._stream(channel):
+                    backoff = BACKOFF_MIN
             self.active = False
             self.connected_since = None
             # Messages queued for a dead stream are stale; raft resends what it still needs.
@@ -171,6 +163,30 @@ class PeerSender:
             self.transport.events.report_unreachable(self.peer_id)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _stream(self, channel: grpc.aio.Channel) -> bool:
+        """Connect, send batches until the stream breaks, close `channel`; whether a connection came up."""
+        try:
+            await asyncio.wait_for(channel.channel_ready(), CONNECT_TIMEOUT)
+            self.connected_since = time.monotonic()
+            stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
+            await stub.Send(self._batches())
+        except TimeoutError:
+            await self._log_refusal(channel)  # the peer is down, or refuses the TLS handshake: say which
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() is grpc.StatusCode.PERMISSION_DENIED and exc.details() == REMOVED_TEXT:
+                self.transport.events.removed_by_peers()
+            elif exc.code() is grpc.StatusCode.FAILED_PRECONDITION:
+                log.error(
+                    "peer %x refused our messages: %s (check --initial-cluster, --initial-cluster-token)",
+                    self.peer_id,
+                    exc.details(),
+                )
+            elif self.active:
+                log.warning("lost the stream to peer %x: %s", self.peer_id, exc.code().name)
+        finally:
+            await channel.close(None)
+        return self.connected_since is not None
 
     async def send_snapshot(self, message: pb.Message) -> None:
         """Stream one snapshot to the peer; raft hears FINISH or FAILURE."""
@@ -182,15 +198,34 @@ class PeerSender:
             return
         message, state = source
         try:
-            async with grpc.aio.insecure_channel(
-                _target(self.urls), options=[("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
-            ) as channel:
+            channel = await peer_channel(
+                t.dialer, self.urls, [("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+            )
+            async with channel:
                 stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
                 await stub.Snapshot(_snapshot_chunks(t.cluster_id, message, state))
                 ok = True
-        except grpc.aio.AioRpcError as exc:
-            log.warning("sending a snapshot to peer %x failed: %s", self.peer_id, exc.details())
+        except (grpc.aio.AioRpcError, OSError) as exc:
+            details = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+            log.warning("sending a snapshot to peer %x failed: %s", self.peer_id, details)
         t.events.report_snapshot(self.peer_id, ok)
+
+    async def _log_refusal(self, channel: grpc.aio.Channel) -> None:
+        """Log why a TLS connection to the peer fails (a refused certificate), once per distinct reason."""
+        if not any(url.startswith("https:") for url in self.urls):
+            return
+        stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
+        try:
+            await stub.Members(peer_pb2.MembersRequest(), timeout=CONNECT_TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            reason = exc.details() or exc.code().name
+            if not any(down in reason for down in _PEER_DOWN):
+                if reason != self._refusal:
+                    explained = explain_failure(sorted(self.urls)[0], reason)
+                    log.error("cannot connect to peer %x over TLS: %s", self.peer_id, explained)
+                self._refusal = reason
+                return
+        self._refusal = None
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -221,7 +256,9 @@ class PeerTransport:
         cluster_id: int,
         events: PeerEvents,
         snapshot_dir: Path,
+        dialer: Dialer = PLAINTEXT,
     ) -> None:
+        self.dialer = dialer  # opens the channels to peers (TLS for https:// peer URLs)
         self.local_id = local_id
         self.cluster_id = cluster_id
         self.events = events

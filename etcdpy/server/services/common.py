@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import grpc
 
@@ -17,20 +17,24 @@ Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], Awaitable[Resp]]
 
 
-def maps_etcd_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
+StreamHandler = Callable[[Any, Req, grpc.aio.ServicerContext[Req, Resp]], AsyncIterator[Resp]]
+
+
+@overload
+def maps_etcd_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]: ...
+@overload
+def maps_etcd_errors(handler: StreamHandler[Req, Resp]) -> StreamHandler[Req, Resp]: ...
+def maps_etcd_errors(handler: Any) -> Any:
     """Wrap a servicer method so an EtcdError aborts the call with its code and etcd's message.
 
     A response-streaming method (an async generator) stays one: its errors abort the stream.
     """
     if inspect.isasyncgenfunction(handler):
-        streaming: Callable[..., AsyncIterator[Any]] = handler
 
         @functools.wraps(handler)
-        async def stream_wrapper(
-            self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]
-        ) -> Any:
+        async def stream_wrapper(self: Any, request: Any, context: Context) -> Any:
             try:
-                async for response in streaming(self, request, context):
+                async for response in handler(self, request, context):
                     yield response
             except EtcdError as err:
                 await context.abort(err.code, err.text)
@@ -38,7 +42,7 @@ def maps_etcd_errors(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
         return stream_wrapper
 
     @functools.wraps(handler)
-    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext[Req, Resp]) -> Resp:
+    async def wrapper(self: Any, request: Any, context: Context) -> Any:
         try:
             return await handler(self, request, context)
         except EtcdError as err:

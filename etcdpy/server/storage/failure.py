@@ -27,9 +27,9 @@ import grpc
 import plyvel
 
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
-from etcdpy.server import config as cfg
 from etcdpy.server.consensus.membership import Cluster
 from etcdpy.server.storage.backend import recovery_advice
+from etcdpy.server.tls import Dialer
 
 log = logging.getLogger("etcdpy.server")
 
@@ -72,8 +72,8 @@ def classify(exc: BaseException, data_dir: str) -> StorageFailure | None:
     return None
 
 
-async def raise_alarm_through_peers(cluster: Cluster, alarm: rpc_pb2.AlarmType) -> str | None:
-    """Ask the other members, one client URL at a time, to raise `alarm` for this member.
+async def raise_alarm_through_peers(cluster: Cluster, alarm: rpc_pb2.AlarmType, dialer: Dialer) -> str | None:
+    """Ask the other members, one client URL at a time (dialed by `dialer`), to raise `alarm` for this member.
 
     Returns the URL that accepted it, or None if no member could (none reachable, or no quorum).
     """
@@ -84,7 +84,12 @@ async def raise_alarm_through_peers(cluster: Cluster, alarm: rpc_pb2.AlarmType) 
         if member_id == cluster.local_id:
             continue
         for url in member.clientURLs:
-            async with grpc.aio.insecure_channel(cfg.listen_address(url)) as channel:
+            try:
+                channel = await dialer.channel(url)
+            except OSError as exc:  # an auto-tls dial could not fetch the member's certificate
+                log.warning("member at %s could not raise the alarm: %s", url, exc)
+                continue
+            async with channel:
                 stub = rpc_pb2_grpc.MaintenanceStub(channel)  # type: ignore[no-untyped-call]
                 try:
                     await stub.Alarm(request, timeout=PEER_ALARM_TIMEOUT_SECONDS)
