@@ -114,10 +114,7 @@ def test_etcdpy_console_entry_point_matches_etcdctl(tmp_path: Path, etcd_server:
 # HashKV values (etcd hashes its bbolt key/value encoding), and Authenticate (no Auth service
 # yet: etcdctl with --user gets Unimplemented).  The strict xfail below turns into a failure
 # once they all match, so this list cannot go stale silently.
-KNOWN_SERVER_GAPS = frozenset(
-    [("endpoint", i) for i in (7, 8, 9, 10, 11)]
-    + [("flags and environment", 19), ("flags and environment", 20)]
-)
+KNOWN_SERVER_GAPS = frozenset([("endpoint", i) for i in (7, 8, 9, 10, 11)])
 
 
 def _split(results: list[Result]) -> tuple[list[Result], list[Result]]:
@@ -149,8 +146,7 @@ def test_etcdctl_against_etcdpy_server_known_gaps_still_differ(
 ) -> None:
     """Run (2), the known gaps only: each listed step must still differ from etcd.
 
-    The gaps: HashKV values (etcdpy hashes its own records, by design) and
-    Authenticate (no Auth service yet).  A step
+    The gaps: HashKV values (etcdpy hashes its own records, by design).  A step
     that now matches etcd fails this test, so the list never hides a fixed step.
     """
     expected, actual = _split(reference)[1], _split(against_etcdpy)[1]
