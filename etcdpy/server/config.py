@@ -30,6 +30,7 @@ MAX_QUOTA_BYTES = 8 * 1024 * 1024 * 1024  # etcd warns above this; we refuse, Le
 CLUSTER_STATES = ("new", "existing")
 COMPACTION_MODES = ("periodic", "revision")
 LOG_LEVELS = ("debug", "info", "warn", "error", "panic", "fatal")
+METRICS_LEVELS = ("basic", "extensive")  # extensive adds the gRPC handling-time histograms
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -141,6 +142,7 @@ class Config:
     unsafe_no_fsync: bool = False
     experimental_grpc_threads: int = 0  # >0: serve gRPC from grpcio's thread pool of this size, not grpc.aio
     log_level: str = "info"
+    metrics: str = "basic"
 
     def validate(self) -> Config:
         """Return the config with derived defaults filled in, or raise `ConfigError`."""
@@ -166,6 +168,8 @@ class Config:
             raise ConfigError("--max-txn-ops must be >0")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f'unknown log level "{self.log_level}", use one of {", ".join(LOG_LEVELS)}')
+        if self.metrics not in METRICS_LEVELS:
+            raise ConfigError(f'unknown --metrics "{self.metrics}", use basic or extensive')
         if not self.name:
             raise ConfigError("--name must not be empty")
         cluster = self.initial_cluster or tuple((self.name, u) for u in self.initial_advertise_peer_urls)

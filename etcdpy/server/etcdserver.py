@@ -33,6 +33,7 @@ from etcdpy.server.consensus.memberops import MemberOps
 from etcdpy.server.consensus.membership import Cluster
 from etcdpy.server.consensus.replication import Replication
 from etcdpy.server.headers import ResponseHeaders
+from etcdpy.server.metrics import NO_METRICS, Metrics
 from etcdpy.version import CLUSTER_VERSION, ETCD_RELEASE
 
 log = logging.getLogger("etcdpy.server")
@@ -55,6 +56,7 @@ class EtcdServer:
         member_ops: MemberOps,
         max_request_bytes: int,
         request_timeout: float = 7.0,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.cluster = cluster
         self.request_timeout = request_timeout  # seconds a proposal may take before ErrTimeout
@@ -64,6 +66,7 @@ class EtcdServer:
         self.max_request_bytes = max_request_bytes
         self.replication = replication
         self.members = member_ops
+        self.proposals_failed = metrics.proposals_failed
         # Request ids as etcd's idutil makes them: member bits, boot time, then a counter.
         self._next_id = ((cluster.local_id & 0xFFFF) << 48) | ((int(time.time() * 1000) & (2**40 - 1)) << 8)
         self._publish_task: asyncio.Task[None] | None = None
@@ -88,7 +91,12 @@ class EtcdServer:
                 response = await waiter
         except TimeoutError:
             # Like etcd: the outcome is unknown to the client; the entry may still be applied later.
+            self.proposals_failed.inc()
             raise self._timeout_error(leader_changes) from None
+        except BaseException:
+            if not waiter.done():  # not proposed, or the caller gave up: failed, as etcd counts it
+                self.proposals_failed.inc()
+            raise
         finally:
             self.commits.forget(request_id)
         self.fill_header(response.header)

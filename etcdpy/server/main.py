@@ -171,6 +171,12 @@ FLAGS: list[tuple[str, str, Any, str]] = [
         " per call and lower tail latency under load; each call holds a thread while it runs.",
     ),
     ("--log-level", "log_level", click.Choice(cfg.LOG_LEVELS), "debug, info, warn, error, panic or fatal."),
+    (
+        "--metrics",
+        "metrics",
+        str,
+        "Set level of detail for exported metrics, specify 'extensive' to include histogram metrics.",
+    ),
 ]
 
 

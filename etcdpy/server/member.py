@@ -24,6 +24,10 @@
       quota        BackendQuota(backend)                    this member's disk: checked before
                                                             proposing, never while applying
 
+The member's `Metrics` (its own Prometheus registry) is built first and handed to the parts
+that count as they work (the applier, replication, the server); what the member knows anyway
+(leader, indexes, sizes, watchers) is read at scrape time from the built parts (`figures`).
+
 Nothing is replaced after it is built.  `Member.start` starts the tasks (the
 Ready loop first, then publishing, the watch hub, the lease driver);
 `Member.stop` stops them in reverse: lease and watch tasks, then the Ready loop
@@ -37,11 +41,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc
 from etcdpy.api.v3electionpb import v3election_pb2_grpc
 from etcdpy.api.v3lockpb import v3lock_pb2_grpc
+from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.server import config as cfg
 from etcdpy.server import raft_requests as kinds
 from etcdpy.server.apply import Applier
@@ -60,6 +66,7 @@ from etcdpy.server.etcdserver import EtcdServer
 from etcdpy.server.headers import ResponseHeaders
 from etcdpy.server.lease import LeaseDriver, Lessor, min_lease_ttl
 from etcdpy.server.lease.forward import LeaderForwarder
+from etcdpy.server.metrics import Figures, MemberFigures, Metrics, StoreCounts
 from etcdpy.server.mvcc.kvstore import KVStore
 from etcdpy.server.quota import BackendQuota
 from etcdpy.server.recipes import Keyspace
@@ -101,6 +108,7 @@ class Member:
     lease_driver: LeaseDriver
     forwarder: LeaderForwarder
     quota: BackendQuota
+    metrics: Metrics
     _replicating: asyncio.Task[None] | None = field(default=None, init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
 
@@ -237,31 +245,49 @@ def raft_settings(config: cfg.Config) -> RaftSettings:
     )
 
 
-def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster: Cluster) -> Member:
-    """Build every part of the member, in dependency order (see the module docstring)."""
+def build(
+    config: cfg.Config,
+    backend: Backend,
+    raftlog: RaftLogStorage,
+    cluster: Cluster,
+    metrics: Metrics | None = None,
+) -> Member:
+    """Build every part of the member, in dependency order (see the module docstring).
+
+    `metrics` defaults to a registry of the member's own at the --metrics level.
+    """
+    if metrics is None:
+        metrics = Metrics(extensive=config.metrics == "extensive")
     lessor = Lessor(backend, min_ttl=min_lease_ttl(config.election_timeout_ms))
     store = KVStore(backend, leases=lessor)
     lessor.restore_keys(store.leased_keys())
     headers = ResponseHeaders(cluster, raftlog, store)
     hub = WatchHub(store, fill_header=headers.fill)
     membership = MembershipApplier(backend, cluster)
+    store_counts = StoreCounts(metrics, count_store=lambda: count_live_keys(store))
 
     def reload_beside_store() -> None:
         """A raft snapshot replaced the database: leases and watchers follow it."""
         lessor.reload()
         lessor.restore_keys(store.leased_keys())
         hub.restore(store.current_revision)
+        store_counts.reset()
+
+    def on_events(rev: int, events: Sequence[kv_pb2.Event]) -> None:
+        store_counts.on_events(events)
+        hub.on_events(rev, events)
 
     applier = Applier(
         backend,
         store=store,
-        on_events=hub.on_events,
+        on_events=on_events if metrics.enabled else hub.on_events,
         handlers={
             **lessor.handlers(),
             kinds.MEMBER_ATTRIBUTES: membership.apply_member_attributes,
             kinds.CLUSTER_VERSION_SET: membership.apply_cluster_version,
         },
         on_reload=[reload_beside_store],
+        commit_seconds=metrics.backend_commit_seconds,
     )
     log_end = max(raftlog.last_index(), raftlog.snapshot_meta.index)
     if applier.applied_index > log_end:
@@ -279,6 +305,7 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
         settings=raft_settings(config),
         membership=membership,
         apply_entries=commits.apply_entries,
+        metrics=metrics,
     )
     member_ops = MemberOps(
         replication,
@@ -296,6 +323,7 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
         member_ops=member_ops,
         max_request_bytes=config.max_request_bytes,
         request_timeout=config.request_timeout,
+        metrics=metrics,
     )
     lease_driver = LeaseDriver(lessor, server.propose, is_leader=replication.is_leader)
 
@@ -303,6 +331,29 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
         leader = cluster.members.get(replication.leader_id)
         return list(leader.clientURLs) if leader is not None else []
 
+    quota = BackendQuota(backend, config.quota_backend_bytes)
+    metrics.register(
+        MemberFigures(
+            Figures(
+                member_id=cluster.local_id,
+                leader_id=lambda: replication.leader_id,
+                is_leader=replication.is_leader,
+                is_learner=server.is_learner,
+                leaders_seen=lambda: replication.node.leaders_seen,
+                committed_index=lambda: replication.commit_index,
+                applied_index=lambda: applier.applied_index,
+                pending_proposals=lambda: commits.pending,
+                quota_bytes=lambda: quota.quota_bytes,
+                db_size_bytes=backend.size_bytes,
+                current_revision=lambda: store.current_revision,
+                compact_revision=lambda: store.compact_revision,
+                live_keys=store_counts.live_keys,
+                watchers=lambda: hub.watcher_count,
+                slow_watchers=lambda: hub.unsynced_count,
+                cluster_version=lambda: ".".join(replication.cluster_version.split(".")[:2]),
+            )
+        )
+    )
     return Member(
         config=config,
         backend=backend,
@@ -320,5 +371,12 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
         server=server,
         lease_driver=lease_driver,
         forwarder=LeaderForwarder(leader_client_urls),
-        quota=BackendQuota(backend, config.quota_backend_bytes),
+        quota=quota,
+        metrics=metrics,
     )
+
+
+def count_live_keys(store: KVStore) -> int:
+    """The keys alive in the store now (one walk of the live-key keyspace)."""
+    with store.read() as reader:
+        return reader.count(b"", b"", reader.rev)

@@ -35,6 +35,7 @@ from etcdpy.server.consensus import snapshots
 from etcdpy.server.consensus.membership import Cluster, MembershipApplier
 from etcdpy.server.consensus.node import RaftNode, RaftSettings
 from etcdpy.server.consensus.transport import PeerService, PeerTransport, peer_channel
+from etcdpy.server.metrics import NO_METRICS, Metrics
 from etcdpy.server.storage import schema, snapshot
 from etcdpy.server.storage.backend import Backend
 from etcdpy.server.storage.raftlog import PreparedWrite, RaftLogStorage
@@ -110,6 +111,7 @@ class Replication:
         settings: RaftSettings,
         membership: MembershipApplier,
         apply_entries: Callable[[list[pb.Entry]], None],
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.backend = backend
         self.applier = applier
@@ -129,9 +131,15 @@ class Replication:
             cluster_id=cluster.cluster_id,
             events=self,
             snapshot_dir=snapshot.spool_dir(backend.data_dir),
+            metrics=metrics,
         )
         self.node = RaftNode(
-            node_id=cluster.local_id, storage=raftlog, settings=settings, state=self, send=self.transport.send
+            node_id=cluster.local_id,
+            storage=raftlog,
+            settings=settings,
+            state=self,
+            send=self.transport.send,
+            metrics=metrics,
         )
         self._load_removed()
         self._cc_ids = itertools.count(1)
