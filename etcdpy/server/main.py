@@ -27,6 +27,7 @@ from etcdpy.server import config as cfg
 from etcdpy.server.etcdserver import run_auto_compaction
 from etcdpy.server.member import Member, StartupError, open_member
 from etcdpy.server.services import register_services, register_threaded_services
+from etcdpy.server.services.grpc_metrics import AioInterceptor, GrpcMetrics, ThreadedInterceptor
 from etcdpy.server.services.threaded import STREAM_HEADROOM
 from etcdpy.server.storage.backend import Backend, BackendError
 from etcdpy.server.storage.failure import classify, raise_alarm_through_peers
@@ -282,12 +283,13 @@ async def _start_grpc(config: cfg.Config, member: Member) -> GrpcStopper:
         ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_CALLS),
     ]
     loop = asyncio.get_running_loop()
+    grpc_metrics = GrpcMetrics(member.metrics)
     if config.experimental_grpc_threads > 0:
         # Every open stream (watch, keep-alive) holds a pool thread for its whole life: room for them.
         pool = ThreadPoolExecutor(
             config.experimental_grpc_threads + STREAM_HEADROOM, thread_name_prefix="etcdpy-grpc"
         )
-        threaded = grpc.server(pool, options=options)
+        threaded = grpc.server(pool, options=options, interceptors=[ThreadedInterceptor(grpc_metrics)])
         register_threaded_services(
             threaded,
             member.server,
@@ -306,7 +308,7 @@ async def _start_grpc(config: cfg.Config, member: Member) -> GrpcStopper:
             pool.shutdown(wait=False)
 
         return stop_threaded
-    aio = grpc.aio.server(options=options)
+    aio = grpc.aio.server(options=options, interceptors=[AioInterceptor(grpc_metrics)])
     await register_services(
         aio, member.server, quota=member.quota, max_txn_ops=config.max_txn_ops, extra=member.servicers()
     )
