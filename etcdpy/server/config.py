@@ -141,6 +141,8 @@ class Config:
     experimental_enable_lease_checkpoint: bool = False
     unsafe_no_fsync: bool = False
     experimental_grpc_threads: int = 0  # >0: serve gRPC from grpcio's thread pool of this size, not grpc.aio
+    # The front owns the client URLs (gRPC and HTTP/1.1 on one port); False: grpcio binds them (gRPC only).
+    experimental_client_front: bool = True
     log_level: str = "info"
     metrics: str = "basic"
 

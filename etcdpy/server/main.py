@@ -12,19 +12,28 @@ import asyncio
 import gc
 import logging
 import os
+import shutil
 import signal
+import socket
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import grpc
 
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.server import config as cfg
+from etcdpy.server import health
 from etcdpy.server.etcdserver import run_auto_compaction
+from etcdpy.server.http.front import Front, bind
+from etcdpy.server.http.gateway import Gateway
+from etcdpy.server.http.http11 import App
+from etcdpy.server.http.routes import client_routes, from_answers, metrics_routes
 from etcdpy.server.member import Member, StartupError, open_member
 from etcdpy.server.services import register_services, register_threaded_services
 from etcdpy.server.services.grpc_metrics import AioInterceptor, GrpcMetrics, ThreadedInterceptor
@@ -78,10 +87,10 @@ FLAGS: list[tuple[str, str, Any, str]] = [
         "--listen-client-http-urls",
         "listen_client_http_urls",
         URLS,
-        "URLs to listen on for HTTP only (JSON gateway, /health, /metrics): gRPC and HTTP/1.1 cannot share"
-        " a port in grpcio. Not served yet.",
+        "URLs to listen on for HTTP only (JSON gateway, /version, /health, /metrics); the client URLs"
+        " answer HTTP/1.1 too.",
     ),
-    ("--listen-metrics-urls", "listen_metrics_urls", URLS, "URLs for /metrics and /health. Not served yet."),
+    ("--listen-metrics-urls", "listen_metrics_urls", URLS, "URLs to serve /metrics and /health alone on."),
     ("--listen-peer-urls", "listen_peer_urls", URLS, "URLs to listen on for peer traffic."),
     (
         "--initial-advertise-peer-urls",
@@ -135,7 +144,12 @@ FLAGS: list[tuple[str, str, Any, str]] = [
     ("--auth-token", "auth_token", str, "Auth token type: simple or jwt,..."),
     ("--auth-token-ttl", "auth_token_ttl", NON_NEGATIVE, "Simple token lifetime in seconds."),
     ("--bcrypt-cost", "bcrypt_cost", NON_NEGATIVE, "bcrypt cost for password hashing."),
-    ("--enable-grpc-gateway", "enable_grpc_gateway", click.BOOL, "Serve the JSON gateway."),
+    (
+        "--enable-grpc-gateway",
+        "enable_grpc_gateway",
+        click.BOOL,
+        "Serve the JSON gateway (/v3/...) on the client URLs and --listen-client-http-urls.",
+    ),
     ("--pre-vote", "pre_vote", click.BOOL, "Raft pre-vote."),
     ("--strict-reconfig-check", "strict_reconfig_check", click.BOOL, "Reject unsafe reconfigurations."),
     ("--max-learners", "max_learners", NON_NEGATIVE, "Most learner members the cluster may have at once."),
@@ -170,6 +184,13 @@ FLAGS: list[tuple[str, str, Any, str]] = [
         NON_NEGATIVE,
         "Serve gRPC from grpcio's threaded server with this many threads instead of grpc.aio (0): less CPU"
         " per call and lower tail latency under load; each call holds a thread while it runs.",
+    ),
+    (
+        "--experimental-client-front",
+        "experimental_client_front",
+        click.BOOL,
+        "Serve the client URLs through etcdpy's front, which answers gRPC and HTTP/1.1 on one port (default"
+        " true); false: grpcio binds them itself, gRPC only, one loopback hop less per request.",
     ),
     ("--log-level", "log_level", click.Choice(cfg.LOG_LEVELS), "debug, info, warn, error, panic or fatal."),
     (
@@ -232,8 +253,8 @@ command = ServerCommand(
     help=(
         "Run an etcdpy member. With no flags: a one-member cluster serving gRPC on 127.0.0.1:2379, "
         "data in ./default.etcd. Every flag can also be set as ETCD_<FLAG> (e.g. ETCD_DATA_DIR); a flag "
-        "given on the command line wins. The JSON gateway and /health, /metrics use their own listener "
-        "(--listen-client-http-urls), because gRPC and HTTP/1.1 cannot share a port in grpcio."
+        "given on the command line wins. The client URLs answer gRPC and HTTP/1.1 (the JSON gateway, "
+        "/version, /health, /metrics) on the same port, as etcd's do."
     ),
     short_help="Run an etcdpy member.",
 )
@@ -254,24 +275,51 @@ def serve(config: cfg.Config) -> int:
         return 1
 
 
-def _bind(grpc_server: grpc.aio.Server | grpc.Server, url: str) -> None:
+def _tcp_address(url: str) -> str:
+    """The host:port grpcio binds for `url` (TLS listeners are not built yet)."""
     if url.startswith("https:"):
         raise StartupError(f"TLS listeners are not supported yet: {url}")
-    address = cfg.listen_address(url)
+    return cfg.listen_address(url)
+
+
+def _bind(grpc_server: grpc.aio.Server | grpc.Server, address: str) -> None:
     try:
         grpc_server.add_insecure_port(address)
     except RuntimeError:
         raise StartupError(f"listen tcp {address}: bind: address already in use") from None
 
 
-GrpcStopper = Callable[[], Awaitable[None]]
+def _bind_http(urls: tuple[str, ...]) -> list[socket.socket]:
+    """Listening sockets for the front on `urls`, with etcd's error when a port is taken."""
+    listeners: list[socket.socket] = []
+    try:
+        for url in urls:
+            if url.startswith("https:"):
+                raise StartupError(f"TLS listeners are not supported yet: {url}")
+            parts = urlsplit(url)
+            host = "127.0.0.1" if parts.hostname == "localhost" else parts.hostname or ""
+            assert parts.port is not None  # parse_urls checked it
+            try:
+                listeners.append(bind((host, parts.port)))
+            except OSError as exc:
+                raise StartupError(
+                    f"listen tcp {cfg.listen_address(url)}: bind: {(exc.strerror or str(exc)).lower()}"
+                ) from None
+    except StartupError:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
+
+
+Stopper = Callable[[], Awaitable[None]]
 
 
 MAX_PENDING_CALLS = 100_000  # calls received but not yet taken up by a handler, before grpc refuses
 
 
-async def _start_grpc(config: cfg.Config, member: Member) -> GrpcStopper:
-    """Serve the services on every client URL; return the coroutine function that stops serving."""
+async def _start_grpc(config: cfg.Config, member: Member, addresses: list[str]) -> Stopper:
+    """Serve the services with grpcio on `addresses`; return the coroutine function that stops serving."""
     options = [
         ("grpc.so_reuseport", 0),  # a port in use must fail, not be shared with another server
         ("grpc.max_receive_message_length", config.grpc_max_receive_bytes),
@@ -290,16 +338,9 @@ async def _start_grpc(config: cfg.Config, member: Member) -> GrpcStopper:
             config.experimental_grpc_threads + STREAM_HEADROOM, thread_name_prefix="etcdpy-grpc"
         )
         threaded = grpc.server(pool, options=options, interceptors=[ThreadedInterceptor(grpc_metrics)])
-        register_threaded_services(
-            threaded,
-            member.server,
-            loop,
-            quota=member.quota,
-            max_txn_ops=config.max_txn_ops,
-            extra=member.servicers(),
-        )
-        for url in config.listen_client_urls:
-            _bind(threaded, url)
+        register_threaded_services(threaded, member.services, loop)
+        for address in addresses:
+            _bind(threaded, address)
         threaded.start()
 
         async def stop_threaded() -> None:
@@ -309,17 +350,80 @@ async def _start_grpc(config: cfg.Config, member: Member) -> GrpcStopper:
 
         return stop_threaded
     aio = grpc.aio.server(options=options, interceptors=[AioInterceptor(grpc_metrics)])
-    await register_services(
-        aio, member.server, quota=member.quota, max_txn_ops=config.max_txn_ops, extra=member.servicers()
-    )
-    for url in config.listen_client_urls:
-        _bind(aio, url)
+    await register_services(aio, member.services)
+    for address in addresses:
+        _bind(aio, address)
     await aio.start()
 
     async def stop_aio() -> None:
         await aio.stop(SHUTDOWN_GRACE_SECONDS)
 
     return stop_aio
+
+
+def http_paths(member: Member) -> dict[str, App]:
+    """The HTTP paths served beside /version and the gateway: /health, /livez, /readyz, /metrics."""
+    return from_answers(health.endpoints(member.server, member.metrics))
+
+
+async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
+    """Serve clients: the front on the client URLs (gRPC spliced to grpcio on a private Unix socket,
+    HTTP/1.1 itself), HTTP-only fronts, metrics fronts; return the coroutine function that stops them.
+
+    Without the front (--experimental-client-front=false) grpcio binds the client URLs itself.
+    """
+    loop = asyncio.get_running_loop()
+    gateway = (
+        Gateway(member.services, max_receive_bytes=config.grpc_max_receive_bytes)
+        if config.enable_grpc_gateway
+        else None
+    )
+    paths = http_paths(member)
+    client_app = client_routes(paths, gateway, lambda: member.replication.cluster_version)
+    metrics_paths = {path: app for path, app in paths.items() if path in ("/metrics", "/health")}
+    fronts: list[Front] = []
+    private_dir: str | None = None
+    stop_grpc: Stopper | None = None
+    try:
+        if config.experimental_client_front:
+            # A short path of its own: a Unix socket's path must fit in 108 bytes, a data dir's may not.
+            private_dir = tempfile.mkdtemp(prefix="etcdpy-grpc-")
+            grpc_path = os.path.join(private_dir, "grpc.sock")
+            public = _bind_http(config.listen_client_urls)
+            fronts.append(Front(public, app=client_app, loop=loop, grpc_path=grpc_path))
+            grpc_addresses = [f"unix:{grpc_path}"]
+        else:
+            grpc_addresses = [_tcp_address(url) for url in config.listen_client_urls]
+        if config.listen_client_http_urls:
+            http_only = _bind_http(config.listen_client_http_urls)
+            fronts.append(Front(http_only, app=client_app, loop=loop, grpc_path=None))
+        if config.listen_metrics_urls:
+            metrics = metrics_routes(metrics_paths)
+            fronts.append(
+                Front(_bind_http(config.listen_metrics_urls), app=metrics, loop=loop, grpc_path=None)
+            )
+        stop_grpc = await _start_grpc(config, member, grpc_addresses)
+    except BaseException:
+        for front in fronts:
+            await front.stop()
+        if private_dir is not None:
+            shutil.rmtree(private_dir, ignore_errors=True)
+        raise
+    for front in fronts:
+        front.start()
+
+    async def stop_clients() -> None:
+        # New connections first, then grpcio's grace for calls in flight, then what is still spliced.
+        for front in fronts:
+            front.stop_accepting()
+        assert stop_grpc is not None
+        await stop_grpc()
+        for front in fronts:
+            await front.stop()
+        if private_dir is not None:
+            shutil.rmtree(private_dir, ignore_errors=True)
+
+    return stop_clients
 
 
 async def _start_peer(config: cfg.Config, member: Member) -> grpc.aio.Server:
@@ -333,7 +437,7 @@ async def _start_peer(config: cfg.Config, member: Member) -> grpc.aio.Server:
     )
     member.replication.register(peer, promote=member.member_ops.promote)
     for url in config.listen_peer_urls:
-        _bind(peer, url)
+        _bind(peer, _tcp_address(url))
     await peer.start()
     return peer
 
@@ -381,9 +485,9 @@ async def _serve(config: cfg.Config) -> int:
         published_task = asyncio.create_task(server.published.wait())
         await asyncio.wait([published_task, *stopping], return_when=asyncio.FIRST_COMPLETED)
         published_task.cancel()
-        stop_grpc: GrpcStopper | None = None
+        stop_clients: Stopper | None = None
         if server.published.is_set() and not any(t.done() for t in stopping):
-            stop_grpc = await _start_grpc(config, member)
+            stop_clients = await _start_clients(config, member)
             cluster = member.cluster
             click.echo(
                 f"etcdpy: member {cluster.local_id:x} ({config.name}) of cluster {cluster.cluster_id:x}"
@@ -396,8 +500,8 @@ async def _serve(config: cfg.Config) -> int:
         signal_task.cancel()
         removed_task.cancel()
         compactor.cancel()
-        if stop_grpc is not None:
-            await stop_grpc()
+        if stop_clients is not None:
+            await stop_clients()
         await member.stop()
         await peer.stop(0)
         if member.replication.removed:

@@ -39,14 +39,11 @@ itself, and stop being served before the member stops.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Callable
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from etcdpy.api.etcdserverpb import rpc_pb2_grpc
-from etcdpy.api.v3electionpb import v3election_pb2_grpc
-from etcdpy.api.v3lockpb import v3lock_pb2_grpc
 from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.server import config as cfg
 from etcdpy.server import raft_requests as kinds
@@ -69,18 +66,12 @@ from etcdpy.server.lease.forward import LeaderForwarder
 from etcdpy.server.metrics import Figures, MemberFigures, Metrics, StoreCounts
 from etcdpy.server.mvcc.kvstore import KVStore
 from etcdpy.server.quota import BackendQuota
-from etcdpy.server.recipes import Keyspace
-from etcdpy.server.services.election import ElectionService
-from etcdpy.server.services.lease import LeaseService
-from etcdpy.server.services.lock import LockService
-from etcdpy.server.services.watch import WatchService, add_watch_servicer
+from etcdpy.server.services import Service, ServiceParts, build_services
 from etcdpy.server.storage.backend import Backend, BackendError, recovery_advice
 from etcdpy.server.storage.raftlog import RaftLogCorruptError, RaftLogStorage
 from etcdpy.server.watch import WatchHub
 
 log = logging.getLogger("etcdpy.server")
-
-Servicer = tuple[Callable[..., None], type, object]  # (generated add_*_to_server, generated base, servicer)
 
 
 class StartupError(Exception):
@@ -143,27 +134,21 @@ class Member:
             await asyncio.wait([self._replicating])
         await self.server.stop()
 
-    def servicers(self) -> list[Servicer]:
-        """Watch, Lease, and the Lock and Election services that wait on this member's watch hub."""
-        keyspace = Keyspace(self.server, self.hub, self.lessor)
-        return [
-            (
-                add_watch_servicer,
-                rpc_pb2_grpc.WatchServicer,
-                WatchService(self.hub, max_response_bytes=self.config.max_request_bytes),
-            ),
-            (
-                rpc_pb2_grpc.add_LeaseServicer_to_server,
-                rpc_pb2_grpc.LeaseServicer,
-                LeaseService(self.server, self.lessor, self.lease_driver, self.forwarder, quota=self.quota),
-            ),
-            (v3lock_pb2_grpc.add_LockServicer_to_server, v3lock_pb2_grpc.LockServicer, LockService(keyspace)),
-            (
-                v3election_pb2_grpc.add_ElectionServicer_to_server,
-                v3election_pb2_grpc.ElectionServicer,
-                ElectionService(keyspace),
-            ),
-        ]
+    @functools.cached_property
+    def services(self) -> tuple[Service, ...]:
+        """Every etcd service of this member, built once: grpcio and the JSON gateway serve these objects."""
+        return build_services(
+            ServiceParts(
+                server=self.server,
+                hub=self.hub,
+                lessor=self.lessor,
+                lease_driver=self.lease_driver,
+                forwarder=self.forwarder,
+                quota=self.quota,
+                max_txn_ops=self.config.max_txn_ops,
+                max_request_bytes=self.config.max_request_bytes,
+            )
+        )
 
 
 async def open_member(config: cfg.Config, backend: Backend) -> Member:
