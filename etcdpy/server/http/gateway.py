@@ -307,7 +307,8 @@ class Gateway:
             raise ValueError(f"a JSON object was expected, not {type(value).__name__}")
         call_request = route.request_class()
         try:
-            json_format.ParseDict(value or {}, call_request, ignore_unknown_fields=True)
+            known = _known_fields(value or {}, route.method.input_type)
+            json_format.ParseDict(known, call_request)
         except json_format.ParseError as exc:
             raise ValueError(str(exc)) from None
         return call_request
@@ -335,6 +336,31 @@ class Gateway:
                 log.info("gateway stream %s: the client's requests ended: %s", route.method.full_name, exc)
 
         return _stream_reply(route.handler(incoming(), GatewayContext(request)))
+
+
+def _known_fields(value: Any, message_type: descriptor.Descriptor) -> Any:
+    """`value` without the keys `message_type` has no field for, at every depth (grpc-gateway ignores them).
+
+    json_format's ignore_unknown_fields would also accept an unknown enum name, which etcd refuses.
+    """
+    if not isinstance(value, dict):
+        return value
+    known: dict[str, Any] = {}
+    for key, item in value.items():
+        field = message_type.fields_by_name.get(key) or message_type.fields_by_camelcase_name.get(key)
+        if field is None:
+            continue
+        if (
+            field.message_type is not None
+            and item is not None
+            and not field.message_type.GetOptions().map_entry
+        ):
+            if isinstance(item, list):
+                item = [_known_fields(element, field.message_type) for element in item]
+            else:
+                item = _known_fields(item, field.message_type)
+        known[key] = item
+    return known
 
 
 def _unary_error(code: grpc.StatusCode, text: str, *, trailer: bool = True) -> Reply:
