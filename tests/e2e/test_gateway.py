@@ -181,10 +181,9 @@ def test_a_chunked_body_adds_watches_to_an_open_stream(etcdpy_server: ServerProc
         data = json.dumps(obj).encode() + b"\n"
         return b"%x\r\n%s\r\n" % (len(data), data)
 
-    with raw(etcdpy_server) as sock:
+    with raw(etcdpy_server) as sock, sock.makefile("rb") as reader:
         sock.sendall(b"POST /v3/watch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
         sock.sendall(chunk({"create_request": {"key": b64(b"one")}}))
-        reader = sock.makefile("rb")
         assert reader.readline().startswith(b"HTTP/1.1 200 OK")
         while reader.readline() != b"\r\n":
             pass

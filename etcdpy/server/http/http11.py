@@ -102,12 +102,15 @@ class Body:
         """The whole body, refused with `BodyTooLarge` beyond `limit` bytes."""
         parts: list[bytes] = []
         size = 0
-        async with asyncio.timeout(BODY_SECONDS):
-            async for part in self.parts():
-                size += len(part)
-                if size > limit:
-                    raise BodyTooLarge(limit)
-                parts.append(part)
+        try:
+            async with asyncio.timeout(BODY_SECONDS):
+                async for part in self.parts():
+                    size += len(part)
+                    if size > limit:
+                        raise BodyTooLarge(limit)
+                    parts.append(part)
+        except TimeoutError:
+            raise HTTPError(408, "request body not received in time") from None
         return b"".join(parts)
 
     async def parts(self) -> AsyncIterator[bytes]:
