@@ -188,9 +188,10 @@ FLAGS: list[tuple[str, str, Any, str]] = [
     (
         "--experimental-client-front",
         "experimental_client_front",
-        click.BOOL,
-        "Serve the client URLs through etcdpy's front, which answers gRPC and HTTP/1.1 on one port (default"
-        " true); false: grpcio binds them itself, gRPC only, one loopback hop less per request.",
+        click.Choice(cfg.CLIENT_FRONT_MODES),
+        "Who owns the client URLs: the front, which answers gRPC and HTTP/1.1 on one port, as a process of"
+        " its own (process, the default) or as threads of the member (thread); off: grpcio binds them"
+        " itself, gRPC only, one loopback hop less per request.",
     ),
     ("--log-level", "log_level", click.Choice(cfg.LOG_LEVELS), "debug, info, warn, error, panic or fatal."),
     (
@@ -370,7 +371,7 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
     """Serve clients: the front on the client URLs (gRPC spliced to grpcio on a private Unix socket,
     HTTP/1.1 itself), HTTP-only fronts, metrics fronts; return the coroutine function that stops them.
 
-    Without the front (--experimental-client-front=false) grpcio binds the client URLs itself.
+    With --experimental-client-front=off grpcio binds the client URLs itself.
     """
     loop = asyncio.get_running_loop()
     gateway = (
@@ -385,12 +386,13 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
     private_dir: str | None = None
     stop_grpc: Stopper | None = None
     try:
-        if config.experimental_client_front:
+        if config.experimental_client_front != "off":
             # A short path of its own: a Unix socket's path must fit in 108 bytes, a data dir's may not.
             private_dir = tempfile.mkdtemp(prefix="etcdpy-grpc-")
             grpc_path = os.path.join(private_dir, "grpc.sock")
             public = _bind_http(config.listen_client_urls)
-            fronts.append(Front(public, app=client_app, loop=loop, grpc_path=grpc_path))
+            mode = config.experimental_client_front
+            fronts.append(Front(public, app=client_app, loop=loop, grpc_path=grpc_path, mode=mode))
             grpc_addresses = [f"unix:{grpc_path}"]
         else:
             grpc_addresses = [_tcp_address(url) for url in config.listen_client_urls]

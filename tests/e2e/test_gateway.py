@@ -219,7 +219,7 @@ def test_without_the_gateway_only_v3_paths_go(server: ServerProcess) -> None:
     assert grpc_round_trip(server, b"k") == b"grpc:k"
 
 
-@pytest.mark.server_flags("--experimental-client-front=false")
+@pytest.mark.server_flags("--experimental-client-front=off")
 def test_without_the_front_grpcio_owns_the_port(server: ServerProcess) -> None:
     assert grpc_round_trip(server, b"direct") == b"grpc:direct"
     with pytest.raises(requests.exceptions.RequestException):

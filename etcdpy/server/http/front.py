@@ -1,51 +1,40 @@
-"""Front: the listener that owns a public client URL and tells gRPC from HTTP/1.1 on each connection.
+"""Front: the member's side of a public client listener, gRPC and HTTP/1.1 on one port.
 
 grpcio cannot adopt an accepted socket, so grpcio listens on a private Unix socket and the front
-owns the public ones (docs/client-port.md).  For each connection a thread peeks at the first bytes:
+owns the public ones (docs/client-port.md).  The `Splicer` (splicer.py) accepts, tells the
+protocols apart and splices gRPC connections to grpcio; it runs
 
-* plain: ``PRI`` (the HTTP/2 client preface, ``PRI * HTTP/2.0``) means gRPC; anything else HTTP/1.1;
-* TLS (the first byte a handshake record's): the ClientHello's ALPN extension, read in the clear
-  (`clienthello.offered_alpn`): ``h2`` means gRPC, the TLS bytes going on to grpcio untouched (it
-  listens with the same certificates, so the session and client certificate stay end to end);
-  anything else is HTTP/1.1 over TLS, terminated by the front's `ssl_context`.
+* ``process`` (the default for client URLs): as a process of its own, which inherits the listening
+  sockets and sends each HTTP/1.1 connection's descriptor back over a Unix socket pair; its threads
+  never wait for the member's GIL, and it ends when the member closes the pair or dies;
+* ``thread``: as threads of the member (HTTP-only listeners always run so: they splice nothing).
 
-A gRPC connection is joined to a fresh connection to grpcio's socket and its bytes move with
-`os.splice` through a pipe each way, one thread per direction blocked in the kernel (the GIL is
-released while they wait and copy): no Python code touches a frame.  grpcio's peer is then the
-front's Unix socket, not the client's address.  An HTTP/1.1 connection goes to the member's event
-loop (`http11.serve_connection` with the listener's application).  A listener with no gRPC socket
-(``--listen-client-http-urls``, ``--listen-metrics-urls``) serves HTTP/1.1 alone.
-
-Bounds: the first bytes must arrive within `HEAD_SECONDS`; past `MAX_HTTP_CONNECTIONS` open HTTP
-connections a new one gets 503 and is closed; a full descriptor table pauses accepting briefly
-instead of spinning.
+Either way an HTTP/1.1 connection is served on the member's event loop by `http11.serve_connection`
+with the listener's application, TLS terminated there with `ssl_context` when the listener has one.
+Past `MAX_HTTP_CONNECTIONS` open HTTP connections a new one gets 503 and is closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import logging
-import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
-import time
 from collections.abc import Sequence
 
-from etcdpy.server.http import clienthello
 from etcdpy.server.http.http11 import HEAD_SECONDS, MAX_HEAD_BYTES, App, serve_connection
+from etcdpy.server.http.splicer import Splicer
 
 log = logging.getLogger("etcdpy.server.http")
 
-H2_PREFACE_START = b"PRI"  # no HTTP/1.1 method starts so; three bytes tell them apart
 MAX_HTTP_CONNECTIONS = 4096
-SPLICE_CHUNK = 1 << 16
-ACCEPT_BACKOFF_SECONDS = 0.05  # out of descriptors: wait for some to be freed, do not spin
 SERVICE_UNAVAILABLE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-    b"Connection: close\r\nContent-Length: 28\r\n\r\ntoo many open connections\r\n\r\n"
+    b"Connection: close\r\nContent-Length: 26\r\n\r\ntoo many open connections\n"
 )
 
 
@@ -66,9 +55,9 @@ def peer_name(sock: socket.socket) -> str:
 
 
 class Front:
-    """Accepts on `listeners`; gRPC connections spliced to `grpc_path`, HTTP/1.1 served by `app` on `loop`.
+    """Serves `listeners`: gRPC spliced to `grpc_path` (None: HTTP only), HTTP/1.1 by `app` on `loop`.
 
-    `grpc_path` None: HTTP/1.1 only.  `ssl_context`: the listeners speak TLS (server side).
+    `mode` is "process" or "thread" (see the module docstring); `ssl_context`: the listeners speak TLS.
     """
 
     def __init__(
@@ -78,31 +67,56 @@ class Front:
         app: App,
         loop: asyncio.AbstractEventLoop,
         grpc_path: str | None,
+        mode: str = "thread",
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        assert mode in ("process", "thread"), mode
         self.listeners = list(listeners)
         self.app = app
         self.loop = loop
         self.grpc_path = grpc_path
+        self.mode = mode if grpc_path is not None else "thread"
         self.ssl_context = ssl_context
-        self._lock = threading.Lock()
-        self._open: set[socket.socket] = set()  # every accepted socket and grpc leg still open
         self._http_tasks: set[asyncio.Task[None]] = set()  # touched on the loop only
         self._http_count = 0  # open HTTP connections, under _lock
+        self._lock = threading.Lock()
         self._stopped = False
+        self._splicer: Splicer | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._handoff: socket.socket | None = None
 
     def start(self) -> None:
+        """Start accepting: the splicer's threads, or its process (the member's listener copies closed)."""
+        tls = self.ssl_context is not None
+        if self.mode == "thread":
+            self._splicer = Splicer(
+                self.listeners, grpc_path=self.grpc_path, hand_http=self._from_thread, tls=tls
+            )
+            self._splicer.start()
+            return
+        assert self.grpc_path is not None
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        fds = [listener.fileno() for listener in self.listeners]
+        command = [sys.executable, "-m", "etcdpy.server.http.splicer", "--grpc", self.grpc_path]
+        command += ["--handoff", str(theirs.fileno()), "--listeners", ",".join(map(str, fds))]
+        if tls:
+            command.append("--tls")
+        self._process = subprocess.Popen(command, pass_fds=[theirs.fileno(), *fds])
+        theirs.close()
         for listener in self.listeners:
-            name = f"etcdpy-front-{listener.getsockname()[1]}"
-            threading.Thread(target=self._accept, args=(listener,), name=name, daemon=True).start()
+            listener.close()  # the splicer accepts on its copies
+        mine.setblocking(False)
+        self._handoff = mine
+        self.loop.add_reader(mine.fileno(), self._from_process)
 
     def stop_accepting(self) -> None:
-        """Close the listeners and end the HTTP connections; spliced gRPC ones go on (grpcio's grace)."""
+        """No new connections; the HTTP ones end. Spliced gRPC ones go on (grpcio's grace)."""
         self._stopped = True
-        for listener in self.listeners:
-            with contextlib.suppress(OSError):
-                listener.shutdown(socket.SHUT_RDWR)  # wakes the accept thread (Linux)
-            listener.close()
+        if self._splicer is not None:
+            self._splicer.stop_accepting()
+        else:
+            for listener in self.listeners:
+                listener.close()
         for task in list(self._http_tasks):
             task.cancel()
 
@@ -111,116 +125,70 @@ class Front:
         self.stop_accepting()
         if self._http_tasks:
             await asyncio.wait(self._http_tasks)
-        with self._lock:
-            still_open, self._open = self._open, set()
-        for sock in still_open:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)  # the splice threads see the end and close
-
-    def _accept(self, listener: socket.socket) -> None:
-        while not self._stopped:
+        if self._splicer is not None:
+            self._splicer.close_spliced()
+        if self._handoff is not None:
+            self.loop.remove_reader(self._handoff.fileno())
+            self._handoff.close()  # the splicer process sees the end and exits
+            self._handoff = None
+        if self._process is not None:
             try:
-                conn, _ = listener.accept()
+                await asyncio.wait_for(asyncio.to_thread(self._process.wait), 5.0)
+            except TimeoutError:
+                self._process.kill()
+                await asyncio.to_thread(self._process.wait)
+
+    def _from_process(self) -> None:
+        """Descriptors of HTTP connections the splicer process accepted (one message each)."""
+        assert self._handoff is not None
+        while True:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self._handoff, 16, 16)
+            except BlockingIOError:
+                return
             except OSError as exc:
-                if self._stopped or exc.errno in (errno.EINVAL, errno.EBADF):
-                    return
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    log.warning("client listener: %s; accepting again shortly", exc)
-                    time.sleep(ACCEPT_BACKOFF_SECONDS)
-                continue
-            threading.Thread(target=self._serve, args=(conn,), name="etcdpy-front-conn", daemon=True).start()
+                self._splicer_gone(str(exc))
+                return
+            if not data and not fds:
+                self._splicer_gone("it closed its end")
+                return
+            for fd in fds:
+                self._admit(socket.socket(fileno=fd))
 
-    def _serve(self, conn: socket.socket) -> None:
-        """Classify one connection; splice it (gRPC: this thread pumps one direction) or hand it on."""
+    def _splicer_gone(self, why: str) -> None:
+        if self._handoff is not None:
+            self.loop.remove_reader(self._handoff.fileno())
+        if not self._stopped:
+            code = self._process.poll() if self._process is not None else None
+            log.critical(
+                "the client port's splicer process ended (%s, exit %s): clients are not served", why, code
+            )
+
+    def _from_thread(self, conn: socket.socket) -> None:
         try:
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.settimeout(HEAD_SECONDS)
-            grpc = self._is_grpc(conn)
-        except (OSError, clienthello.NotClientHello) as exc:
-            log.debug("client connection dropped before it said what it speaks: %s", exc)
-            conn.close()
-            return
-        if grpc is None:
-            conn.close()
-        elif grpc:
-            self._splice(conn)
-        else:
-            self._hand_to_loop(conn)
-
-    def _is_grpc(self, conn: socket.socket) -> bool | None:
-        """True for gRPC, False for HTTP/1.1, None for a connection closed before its first bytes."""
-        first = conn.recv(len(H2_PREFACE_START), socket.MSG_PEEK | socket.MSG_WAITALL)
-        if not first:
-            return None
-        if self.ssl_context is None:
-            return self.grpc_path is not None and first == H2_PREFACE_START
-        if not clienthello.looks_like_tls(first):
-            raise clienthello.NotClientHello("plain bytes on a TLS listener")
-        return self.grpc_path is not None and "h2" in _peek_alpn(conn)
-
-    def _track(self, sock: socket.socket) -> bool:
-        with self._lock:
-            if self._stopped:
-                return False
-            self._open.add(sock)
-            return True
-
-    def _untrack(self, *socks: socket.socket) -> None:
-        with self._lock:
-            for sock in socks:
-                self._open.discard(sock)
-                sock.close()
-
-    def _splice(self, conn: socket.socket) -> None:
-        assert self.grpc_path is not None
-        conn.settimeout(None)
-        backend = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            backend.connect(self.grpc_path)
-        except OSError as exc:
-            log.warning("cannot reach grpc at %s: %s", self.grpc_path, exc)
-            backend.close()
-            conn.close()
-            return
-        if not (self._track(conn) and self._track(backend)):
-            self._untrack(conn, backend)
-            return
-        back = threading.Thread(target=_pump, args=(backend, conn), name="etcdpy-front-splice", daemon=True)
-        back.start()
-        _pump(conn, backend)
-        back.join()
-        self._untrack(conn, backend)
-
-    def _hand_to_loop(self, conn: socket.socket) -> None:
-        with self._lock:
-            full = self._http_count >= MAX_HTTP_CONNECTIONS
-            if not full:
-                self._http_count += 1
-        if full:
-            with contextlib.suppress(OSError):
-                conn.sendall(SERVICE_UNAVAILABLE)
-            conn.close()
-            return
-        conn.settimeout(None)
-        conn.setblocking(False)
-        try:
-            self.loop.call_soon_threadsafe(self._start_http, conn)
+            self.loop.call_soon_threadsafe(self._admit, conn)
         except RuntimeError:  # the loop is closed: the member is gone
-            self._http_done()
             conn.close()
 
-    def _http_done(self) -> None:
-        with self._lock:
-            self._http_count -= 1
-
-    def _start_http(self, conn: socket.socket) -> None:
-        if self._stopped:
-            self._http_done()
+    def _admit(self, conn: socket.socket) -> None:
+        """Serve an HTTP connection on the loop, or refuse it when too many are open."""
+        if self._stopped or self._http_count >= MAX_HTTP_CONNECTIONS:
+            if not self._stopped:
+                with contextlib.suppress(OSError):
+                    conn.setblocking(True)
+                    conn.settimeout(1.0)
+                    conn.send(SERVICE_UNAVAILABLE)
             conn.close()
             return
+        conn.setblocking(False)
+        self._http_count += 1
         task = self.loop.create_task(self._serve_http(conn))
         self._http_tasks.add(task)
-        task.add_done_callback(self._http_tasks.discard)
+        task.add_done_callback(self._http_done)
+
+    def _http_done(self, task: asyncio.Task[None]) -> None:
+        self._http_tasks.discard(task)
+        self._http_count -= 1
 
     async def _serve_http(self, conn: socket.socket) -> None:
         peer = peer_name(conn)
@@ -238,48 +206,3 @@ class Front:
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             log.debug("HTTP connection from %s ended: %s", peer, exc)
             conn.close()
-        finally:
-            self._http_done()
-
-
-def _peek_alpn(conn: socket.socket) -> tuple[str, ...]:
-    """The ALPN protocols of the ClientHello the connection starts with, peeked (left in the socket)."""
-    wanted = clienthello.RECORD_HEADER
-    while True:
-        data = conn.recv(wanted, socket.MSG_PEEK | socket.MSG_WAITALL)
-        if len(data) < wanted:
-            raise clienthello.NotClientHello("the connection closed inside its ClientHello")
-        offered = clienthello.offered_alpn(data)
-        if offered is not None:
-            return offered
-        wanted = _next_record_end(data)
-
-
-def _next_record_end(data: bytes) -> int:
-    """How many bytes hold the records `data` has begun (a record's header tells its length)."""
-    pos = 0
-    while pos + clienthello.RECORD_HEADER <= len(data):
-        pos += clienthello.RECORD_HEADER + int.from_bytes(data[pos + 3 : pos + 5], "big")
-    if pos > clienthello.MAX_CLIENT_HELLO:
-        raise clienthello.NotClientHello("ClientHello too large")
-    return pos if pos > len(data) else pos + clienthello.RECORD_HEADER
-
-
-def _pump(src: socket.socket, dst: socket.socket) -> None:
-    """Move bytes src -> dst through a pipe with os.splice until src ends, then half-close dst."""
-    read_end, write_end = os.pipe()
-    try:
-        src_fd, dst_fd = src.fileno(), dst.fileno()
-        while True:
-            moved = os.splice(src_fd, write_end, SPLICE_CHUNK)
-            if moved == 0:
-                break
-            while moved:
-                moved -= os.splice(read_end, dst_fd, moved)
-    except OSError:
-        pass  # either side reset or closed: the other direction sees it too
-    finally:
-        os.close(read_end)
-        os.close(write_end)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
