@@ -238,6 +238,8 @@ class EtcdServer:
                 try:
                     await self.propose(raft_internal_pb2.InternalRaftRequest(cluster_version_set=version))
                 except errors.EtcdError as exc:
+                    if isinstance(exc, errors.ErrStopped):
+                        return  # raised before any await: retrying would spin without yielding
                     log.warning("setting the cluster version failed (%s); retrying", exc.text)
                 continue
             await self.replication.wait_leader_change()
