@@ -38,11 +38,22 @@ SERVICE_UNAVAILABLE = (
 )
 
 
+LISTEN_BACKLOG = 1024
+
+
 def bind(address: tuple[str, int]) -> socket.socket:
-    """A listening TCP socket on `address` (host, port); OSError if the port is in use."""
+    """A TCP socket bound to `address` (host, port), OSError if the port is in use; it listens once
+    its `Front` starts, so the port answers only when everything behind it serves."""
     host, port = address
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=1024, reuse_port=False)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as create_server: TIME_WAIT is no use
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def peer_name(sock: socket.socket) -> str:
@@ -88,6 +99,8 @@ class Front:
     def start(self) -> None:
         """Start accepting: the splicer's threads, or its process (the member's listener copies closed)."""
         tls = self.ssl_context is not None
+        for listener in self.listeners:
+            listener.listen(LISTEN_BACKLOG)
         if self.mode == "thread":
             self._splicer = Splicer(
                 self.listeners, grpc_path=self.grpc_path, hand_http=self._from_thread, tls=tls
