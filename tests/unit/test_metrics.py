@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from test_etcdserver import hold_writes
@@ -217,7 +218,7 @@ def test_extensive_adds_the_grpc_handling_histogram_and_every_method_starts_at_z
         basic = m.Metrics()
         GrpcMetrics(basic)
         extensive = m.Metrics(extensive=True)
-        GrpcMetrics(extensive)
+        grpc_metrics = GrpcMetrics(extensive)
         basic_names = {f.name for f in text_string_to_metric_families(m.render(basic).decode())}
         families = {f.name: f for f in text_string_to_metric_families(m.render(extensive).decode())}
         assert "grpc_server_handling_seconds" not in basic_names
@@ -227,13 +228,27 @@ def test_extensive_adds_the_grpc_handling_histogram_and_every_method_starts_at_z
         assert labels[("etcdserverpb.KV", "Range")] == "unary"
         assert labels[("etcdserverpb.Watch", "Watch")] == "bidi_stream"
         assert labels[("etcdserverpb.Lease", "LeaseKeepAlive")] == "bidi_stream"
-        assert labels[("v3electionpb.Election", "Observe")] == "server_stream"
         assert labels[("grpc.health.v1.Health", "Check")] == "unary"
         assert {service for service, _ in labels} == set(ETCD_SERVICES)
         assert all(s.value == 0 for s in started)
         handled = families["grpc_server_handled"].samples
         assert len(handled) == len(started) * len(GO_CODES)
         assert {s.labels["grpc_code"] for s in handled} >= {"OK", "Canceled", "OutOfRange", "Unavailable"}
+        # Election (registered after the metrics in etcd) gets its series at its first call, a code at a time.
+        assert grpc_metrics.method("/nosuch.Service/Call") is None
+        observe = grpc_metrics.method("/v3electionpb.Election/Observe")
+        assert observe is not None and grpc_metrics.method("/v3electionpb.Election/Observe") is observe
+        observe.started.inc()
+        observe.ended(grpc.StatusCode.CANCELLED, 0.0)
+        after = {f.name: f for f in text_string_to_metric_families(m.render(extensive).decode())}
+        lazily = [
+            s
+            for s in after["grpc_server_handled"].samples
+            if s.labels["grpc_service"] == "v3electionpb.Election"
+        ]
+        assert [(s.labels["grpc_type"], s.labels["grpc_code"], s.value) for s in lazily] == [
+            ("server_stream", "Canceled", 1.0)
+        ]
 
     run(tmp_path, scenario)
 

@@ -9,11 +9,14 @@ spelling: ``OK``, ``Canceled``, ``InvalidArgument``...):
     grpc_server_msg_sent_total       messages sent (one for a unary response)
     grpc_server_handling_seconds     with --metrics extensive: a histogram of call durations
 
-Like go-grpc-prometheus, every method of the served services exists from the start with
-zeros (every code of handled_total too), so a dashboard sees the series before the first
-call.  `AioInterceptor` serves grpc.aio, `ThreadedInterceptor` grpcio's thread-pool server;
-both wrap a method's handler once and reuse the wrapped one for every call.  Handlers that
-are neither coroutines nor async generators (none of etcdpy's) are left uncounted.
+Like go-grpc-prometheus on etcd's server, every method of the services etcd registers before
+it (KV, Watch, Lease, Cluster, Maintenance, Health) exists from the start with zeros, every
+code of handled_total too, so a dashboard sees the series before the first call; Lock and
+Election, which etcd registers later, get their series at their first call.
+
+`AioInterceptor` serves grpc.aio, `ThreadedInterceptor` grpcio's thread-pool server; both
+wrap a method's handler once and reuse the wrapped one for every call.  Handlers that are
+neither coroutines nor async generators (none of etcdpy's) are left uncounted.
 """
 
 from __future__ import annotations
@@ -33,15 +36,13 @@ from etcdpy.server.metrics import DEFAULT_BUCKETS, Metrics
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 
-# Every service etcd 3.4 registers on its gRPC server that etcdpy serves.
+# The services etcd 3.4 registers before go-grpc-prometheus initialises their series (that etcdpy serves).
 ETCD_SERVICES = (
     "etcdserverpb.KV",
     "etcdserverpb.Watch",
     "etcdserverpb.Lease",
     "etcdserverpb.Cluster",
     "etcdserverpb.Maintenance",
-    "v3lockpb.Lock",
-    "v3electionpb.Election",
     "grpc.health.v1.Health",
 )
 
@@ -82,11 +83,15 @@ class MethodMetrics:
     started: Any
     received: Any
     sent: Any
-    handled: dict[grpc.StatusCode, Any]
+    handled: dict[grpc.StatusCode, Any]  # the codes seen (all of them for the initialised methods)
+    handled_family: Any  # grpc_server_handled_total with this method's labels but the code
     seconds: Any | None  # with --metrics extensive
 
     def ended(self, code: grpc.StatusCode, began: float) -> None:
-        self.handled[code].inc()
+        child = self.handled.get(code)
+        if child is None:
+            child = self.handled[code] = self.handled_family.labels(grpc_code=GO_CODES[code])
+        child.inc()
         if self.seconds is not None:
             self.seconds.observe(time.perf_counter() - began)
 
@@ -130,24 +135,49 @@ class GrpcMetrics:
             if metrics.extensive
             else None
         )
-        self.methods: dict[str, MethodMetrics] = {}  # "/etcdserverpb.KV/Range" -> its series
-        pool = descriptor_pool.Default()
+        self._methods: dict[str, MethodMetrics | None] = {}  # "/etcdserverpb.KV/Range" -> its series
         for service_name in services:
-            service = pool.FindServiceByName(service_name)
-            for method in service.methods:
-                kind = grpc_type(method.client_streaming, method.server_streaming)
-                self.methods[f"/{service_name}/{method.name}"] = self._children(
-                    kind, service_name, method.name
+            for method in descriptor_pool.Default().FindServiceByName(service_name).methods:
+                self._methods[f"/{service_name}/{method.name}"] = self._children(
+                    service_name, method, all_codes=True
                 )
 
-    def _children(self, *labels: str) -> MethodMetrics:
+    def method(self, path: str) -> MethodMetrics | None:
+        """The series of the method at `path` ("/etcdserverpb.KV/Range"); None if no proto declares it."""
+        if path not in self._methods:
+            service_name, _, name = path.lstrip("/").rpartition("/")
+            try:
+                service = descriptor_pool.Default().FindServiceByName(service_name)
+            except KeyError:
+                service = None
+            method = service.methods_by_name.get(name) if service is not None else None
+            self._methods[path] = self._children(service_name, method) if method is not None else None
+        return self._methods[path]
+
+    def _children(self, service_name: str, method: Any, *, all_codes: bool = False) -> MethodMetrics:
+        labels = (grpc_type(method.client_streaming, method.server_streaming), service_name, method.name)
+        handled_family = self._handled.labels
         return MethodMetrics(
             started=self._started.labels(*labels),
             received=self._received.labels(*labels),
             sent=self._sent.labels(*labels),
-            handled={code: self._handled.labels(*labels, name) for code, name in GO_CODES.items()},
+            handled={code: handled_family(*labels, name) for code, name in GO_CODES.items()}
+            if all_codes
+            else {},
+            handled_family=_Curried(handled_family, labels),
             seconds=self._seconds.labels(*labels) if self._seconds is not None else None,
         )
+
+
+class _Curried:
+    """`labels(grpc_code=...)` of a family whose other labels are already given."""
+
+    def __init__(self, labels: Callable[..., Any], given: tuple[str, ...]) -> None:
+        self._labels = labels
+        self._given = given
+
+    def labels(self, *, grpc_code: str) -> Any:
+        return self._labels(*self._given, grpc_code)
 
 
 def _behaviour(handler: Handler) -> tuple[str, Callable[..., Any]]:
@@ -237,7 +267,7 @@ class AioInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # g
         known = self._wrapped.get(method)
         if known is not None and known[0] is handler:
             return known[1]
-        m = self.g.methods.get(method)
+        m = self.g.method(method)
         if handler is None or m is None:
             return handler
         wrapped = _wrap_aio(handler, m)
@@ -317,7 +347,7 @@ class ThreadedInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]  # 
         known = self._wrapped.get(method)  # several pool threads may wrap at once: harmless, same result
         if known is not None and known[0] is handler:
             return known[1]
-        m = self.g.methods.get(method)
+        m = self.g.method(method)
         if handler is None or m is None:
             return handler
         wrapped = _wrap_threaded(handler, m)
