@@ -167,8 +167,12 @@ def test_a_watch_ends_when_its_client_goes_away(etcdpy_server: ServerProcess) ->
         sock.sendall(
             b"POST /v3/watch HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
         )
-        head = sock.recv(65536)
-        assert head.startswith(b"HTTP/1.1 200 OK") and b'"created":true' in head
+        answer = b""
+        while b'"created":true' not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 200 OK")
         assert watchers() == before + 1
     for _attempt in range(300):  # polled: the member notices the close on its own schedule
         if watchers() == before:

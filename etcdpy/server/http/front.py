@@ -97,7 +97,7 @@ class Front:
         self._handoff: socket.socket | None = None
 
     def start(self) -> None:
-        """Start accepting: the splicer's threads, or its process (the member's listener copies closed)."""
+        """Start accepting: the splicer's threads, or its process (which inherits the listening sockets)."""
         tls = self.ssl_context is not None
         for listener in self.listeners:
             listener.listen(LISTEN_BACKLOG)
@@ -115,9 +115,7 @@ class Front:
         if tls:
             command.append("--tls")
         self._process = subprocess.Popen(command, pass_fds=[theirs.fileno(), *fds])
-        theirs.close()
-        for listener in self.listeners:
-            listener.close()  # the splicer accepts on its copies
+        theirs.close()  # the listeners stay open here too: shutting them down ends the splicer's accepts
         mine.setblocking(False)
         self._handoff = mine
         self.loop.add_reader(mine.fileno(), self._from_process)
@@ -129,6 +127,8 @@ class Front:
             self._splicer.stop_accepting()
         else:
             for listener in self.listeners:
+                with contextlib.suppress(OSError):
+                    listener.shutdown(socket.SHUT_RDWR)  # the same socket as the splicer's: its accept ends
                 listener.close()
         for task in list(self._http_tasks):
             task.cancel()

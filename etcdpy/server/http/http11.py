@@ -307,12 +307,13 @@ async def _write_stream(
     started = False
     try:
         async for chunk in reply.chunks:
-            if not started:
-                started = True
-                writer.write(_head(reply.status, reply.headers, extra))
-            if chunk:
-                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            head = b"" if started else _head(reply.status, reply.headers, extra)
+            started = True
+            if chunk:  # the head goes out with the first chunk: one segment, not two
+                writer.write(head + b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 await writer.drain()
+            elif head:
+                writer.write(head)
         if not started:
             writer.write(_head(reply.status, reply.headers, extra))
         trailers = b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in reply.trailers)
