@@ -390,8 +390,9 @@ def main() -> None:
                     members.append(member)
                     member.start()
                     assert member.proc is not None
-                    targets[mode] = Target(member.client_port, member.proc.pid, splicer_pid(member.proc.pid))
                     print(f"{mode}: HTTP/1.1 answered: {check_http_answer(member.client_port)}")
+                    # Read after an answer: the splicer process (if any) runs by now.
+                    targets[mode] = Target(member.client_port, member.proc.pid, splicer_pid(member.proc.pid))
             for mode in modes:
                 if mode in PROCESS_MODES:
                     proc, port = fronts[mode] = start_front(mode, direct.client_port)
