@@ -411,7 +411,7 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
         if private_dir is not None:
             shutil.rmtree(private_dir, ignore_errors=True)
         raise
-    for front in fronts:
+    for front in reversed(fronts):  # the client URLs last: once they answer, every listener does
         front.start()
 
     async def stop_clients() -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
+import signal
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from e2e_support import connect
 from procs import ServerProcess, free_port
 
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from etcdpy.chaos.cluster import wait_until
 
 HEAD_SECONDS = 10.0  # etcdpy.server.http.http11's bound on a request head
 MAX_REQUEST_BYTES = 4096
@@ -174,10 +177,7 @@ def test_a_watch_ends_when_its_client_goes_away(etcdpy_server: ServerProcess) ->
             answer += chunk
         assert answer.startswith(b"HTTP/1.1 200 OK")
         assert watchers() == before + 1
-    for _attempt in range(300):  # polled: the member notices the close on its own schedule
-        if watchers() == before:
-            break
-    assert watchers() == before
+    wait_until(lambda: watchers() == before, 30, "the watch outlived its connection")
 
 
 def test_a_chunked_body_adds_watches_to_an_open_stream(etcdpy_server: ServerProcess) -> None:
@@ -266,3 +266,22 @@ def test_http_only_and_metrics_listeners(http_listeners: tuple[ServerProcess, in
     assert requests.get(f"{metrics_url}/version", timeout=30).status_code == 404
     assert requests.post(f"{metrics_url}/v3/kv/range", data="{}", timeout=30).status_code == 404
     assert grpc_round_trip(member, b"k") == b"grpc:k"
+
+
+def test_a_splicer_process_that_dies_is_replaced(etcdpy_server: ServerProcess) -> None:
+    assert etcdpy_server.proc is not None
+    member = etcdpy_server.proc.pid
+
+    def splicer() -> int | None:
+        for child in Path(f"/proc/{member}/task/{member}/children").read_text().split():
+            if b"etcdpy.server.http.splicer" in Path(f"/proc/{child}/cmdline").read_bytes():
+                return int(child)
+        return None
+
+    first = splicer()
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    # The member sees its hand-off socket end and starts another splicer on the same listening sockets.
+    wait_until(lambda: splicer() not in (None, first), 30, "no new splicer process")
+    assert grpc_round_trip(etcdpy_server, b"again") == b"grpc:again"
+    assert post(etcdpy_server, "/v3/kv/range", {"key": b64(b"again")}).status_code == 200

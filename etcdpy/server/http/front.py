@@ -6,7 +6,8 @@ protocols apart and splices gRPC connections to grpcio; it runs
 
 * ``process`` (the default for client URLs): as a process of its own, which inherits the listening
   sockets and sends each HTTP/1.1 connection's descriptor back over a Unix socket pair; its threads
-  never wait for the member's GIL, and it ends when the member closes the pair or dies;
+  never wait for the member's GIL, and it ends when the member closes the pair or dies (one that dies
+  on its own is started again);
 * ``thread``: as threads of the member (HTTP-only listeners always run so: they splice nothing).
 
 Either way an HTTP/1.1 connection is served on the member's event loop by `http11.serve_connection`
@@ -32,6 +33,7 @@ from etcdpy.server.http.splicer import Splicer
 log = logging.getLogger("etcdpy.server.http")
 
 MAX_HTTP_CONNECTIONS = 4096
+MAX_SPLICER_RESTARTS = 100  # a splicer that keeps dying is a bug to see, not a loop to spin in
 SERVICE_UNAVAILABLE = (
     b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
     b"Connection: close\r\nContent-Length: 26\r\n\r\ntoo many open connections\n"
@@ -95,6 +97,7 @@ class Front:
         self._splicer: Splicer | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._handoff: socket.socket | None = None
+        self._restarts = 0
 
     def start(self) -> None:
         """Start accepting: the splicer's threads, or its process (which inherits the listening sockets)."""
@@ -107,12 +110,16 @@ class Front:
             )
             self._splicer.start()
             return
+        self._spawn_splicer()
+
+    def _spawn_splicer(self) -> None:
+        """Start the splicer process on (inherited copies of) the listening sockets."""
         assert self.grpc_path is not None
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         fds = [listener.fileno() for listener in self.listeners]
         command = [sys.executable, "-m", "etcdpy.server.http.splicer", "--grpc", self.grpc_path]
         command += ["--handoff", str(theirs.fileno()), "--listeners", ",".join(map(str, fds))]
-        if tls:
+        if self.ssl_context is not None:
             command.append("--tls")
         self._process = subprocess.Popen(command, pass_fds=[theirs.fileno(), *fds])
         theirs.close()  # the listeners stay open here too: shutting them down ends the splicer's accepts
@@ -169,13 +176,22 @@ class Front:
                 self._admit(socket.socket(fileno=fd))
 
     def _splicer_gone(self, why: str) -> None:
+        """The splicer process ended: unless the member stops, start another (its connections are gone)."""
         if self._handoff is not None:
             self.loop.remove_reader(self._handoff.fileno())
-        if not self._stopped:
-            code = self._process.poll() if self._process is not None else None
+            self._handoff.close()
+            self._handoff = None
+        if self._stopped:
+            return
+        code = self._process.poll() if self._process is not None else None
+        self._restarts += 1
+        if self._restarts > MAX_SPLICER_RESTARTS:
             log.critical(
-                "the client port's splicer process ended (%s, exit %s): clients are not served", why, code
+                "the client port's splicer process ended (%s, exit %s) too often: not restarted", why, code
             )
+            return
+        log.error("the client port's splicer process ended (%s, exit %s): starting another", why, code)
+        self._spawn_splicer()
 
     def _from_thread(self, conn: socket.socket) -> None:
         try:
