@@ -222,11 +222,7 @@ async def _read_head(reader: asyncio.StreamReader, first_request: bool) -> bytes
 
 def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str], bool]:
     """(method, path, query, headers, keep_alive) of a request head."""
-    try:
-        text = head.decode("latin-1")
-    except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-        raise HTTPError(400, "malformed request") from None
-    lines = text.split("\r\n")
+    lines = head.decode("latin-1").split("\r\n")  # latin-1 decodes any byte: bad heads fail below
     parts = lines[0].split(" ")
     if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
         raise HTTPError(400, "malformed request line")
