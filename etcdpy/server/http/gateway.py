@@ -26,7 +26,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 import grpc
 from google.protobuf import descriptor, descriptor_pool, json_format, message, message_factory
@@ -140,6 +140,13 @@ class Aborted(Exception):
         self.details = details
 
 
+class Metadatum(NamedTuple):
+    """One metadata pair, as grpc hands them to servicers (``.key`` and ``.value``, or unpacked)."""
+
+    key: str
+    value: str
+
+
 class GatewayContext:
     """What the servicers use of grpc's ServicerContext, for a call that arrived over HTTP.
 
@@ -148,23 +155,17 @@ class GatewayContext:
     """
 
     def __init__(self, request: Request) -> None:
-        pairs = (
-            [("authorization", request.headers["authorization"])]
-            if "authorization" in request.headers
-            else []
-        )
-        pairs += [
-            (k[len("grpc-metadata-") :], v)
-            for k, v in request.headers.items()
-            if k.startswith("grpc-metadata-")
-        ]
+        headers = request.headers
+        pairs = [Metadatum("authorization", headers["authorization"])] if "authorization" in headers else []
+        prefix = "grpc-metadata-"
+        pairs += [Metadatum(k[len(prefix) :], v) for k, v in headers.items() if k.startswith(prefix)]
         self._metadata = tuple(pairs)
         self._peer = request.peer
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
         raise Aborted(code, details)
 
-    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+    def invocation_metadata(self) -> tuple[Metadatum, ...]:
         return self._metadata
 
     def peer(self) -> str:
