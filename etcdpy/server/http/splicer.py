@@ -44,6 +44,7 @@ H2_PREFACE_START = b"PRI"  # no HTTP/1.1 method starts so; three bytes tell them
 FIRST_BYTES_SECONDS = 10.0  # a connection that says nothing for this long is closed
 SPLICE_CHUNK = 1 << 16
 ACCEPT_BACKOFF_SECONDS = 0.05  # out of descriptors: wait for some to be freed, do not spin
+THREAD_STACK_BYTES = 256 * 1024  # the splicer process's threads only loop over splice calls
 
 
 class Splicer:
@@ -217,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--tls", action="store_true", help="the listeners speak TLS")
     args = parser.parse_args(argv)
+    threading.stack_size(THREAD_STACK_BYTES)  # a thread per connection: small stacks, many connections
     handoff = socket.socket(fileno=args.handoff)
     listeners = [socket.socket(fileno=int(fd)) for fd in args.listeners.split(",")]
     sending = threading.Lock()
