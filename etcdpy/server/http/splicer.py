@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import errno
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -44,6 +46,7 @@ H2_PREFACE_START = b"PRI"  # no HTTP/1.1 method starts so; three bytes tell them
 FIRST_BYTES_SECONDS = 10.0  # a connection that says nothing for this long is closed
 SPLICE_CHUNK = 1 << 16
 ACCEPT_BACKOFF_SECONDS = 0.05  # out of descriptors: wait for some to be freed, do not spin
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 THREAD_STACK_BYTES = 256 * 1024  # the splicer process's threads only loop over splice calls
 
 
@@ -206,6 +209,18 @@ def pump(src: socket.socket, dst: socket.socket) -> None:
             dst.shutdown(socket.SHUT_WR)
 
 
+def _die_with_parent() -> None:
+    """Ask the kernel to kill this process when the member dies (Linux's PR_SET_PDEATHSIG).
+
+    The end of the hand-off socket tells the same, but only once this process is scheduled to read
+    it; a member restarted at once must find its port free, so the kernel ends the splicer as part
+    of the member's own exit.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """The splicer as a process of its own: serve until the member closes the hand-off socket."""
     parser = argparse.ArgumentParser(prog="etcdpy-splicer", description=__doc__.split("\n\n")[0])
@@ -218,6 +233,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--tls", action="store_true", help="the listeners speak TLS")
     args = parser.parse_args(argv)
+    member = os.getppid()
+    _die_with_parent()
+    if os.getppid() != member:
+        os._exit(0)  # the member died before the death signal was armed
     threading.stack_size(THREAD_STACK_BYTES)  # a thread per connection: small stacks, many connections
     handoff = socket.socket(fileno=args.handoff)
     listeners = [socket.socket(fileno=int(fd)) for fd in args.listeners.split(",")]
