@@ -20,6 +20,7 @@ from test_etcdserver import hold_writes
 
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
+from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.server import metrics as m
 from etcdpy.server.config import Config
 from etcdpy.server.member import Member, open_member
@@ -264,3 +265,19 @@ def test_no_metrics_counts_nothing_and_exports_nothing() -> None:
     m.NO_METRICS.proposals_failed.inc()
     m.NO_METRICS.wal_fsync_seconds.observe(1.0)
     assert m.render(m.NO_METRICS) == b""
+
+
+def test_live_keys_are_counted_once_then_moved_by_events_and_recounted_after_a_reset() -> None:
+    stored = [5]
+    counts = m.StoreCounts(m.Metrics(), count_store=lambda: stored[0])
+    created = kv_pb2.Event(type=kv_pb2.Event.PUT, kv=kv_pb2.KeyValue(key=b"n", version=1))
+    overwritten = kv_pb2.Event(type=kv_pb2.Event.PUT, kv=kv_pb2.KeyValue(key=b"o", version=3))
+    deleted = kv_pb2.Event(type=kv_pb2.Event.DELETE, kv=kv_pb2.KeyValue(key=b"d"))
+    counts.on_events([created])  # before the first read: the count will include it
+    stored[0] = 6
+    assert counts.live_keys() == 6
+    counts.on_events([created, created, overwritten, deleted])
+    assert counts.live_keys() == 7
+    stored[0] = 40  # a snapshot installed another store
+    counts.reset()
+    assert counts.live_keys() == 40
