@@ -32,8 +32,10 @@ Nothing is replaced after it is built.  `Member.start` starts the tasks (the
 Ready loop first, then publishing, the watch hub, the lease driver);
 `Member.stop` stops them in reverse: lease and watch tasks, then the Ready loop
 (what it had queued is persisted and applied), then the waiters still left fail.
-The gRPC listeners are `main`'s: clients are served once the member published
-itself, and stop being served before the member stops.
+The client listeners are `main`'s: clients are served once the member published
+itself, and stop being served before the member stops.  What they serve is
+`Member.services`, built once from the parts above: grpcio and the JSON gateway
+call the same servicer objects.
 """
 
 from __future__ import annotations
