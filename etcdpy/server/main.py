@@ -9,6 +9,7 @@ dir, port in use), 0 after a clean shutdown on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -20,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -316,6 +318,7 @@ def _bind_http(urls: tuple[str, ...]) -> list[socket.socket]:
 Stopper = Callable[[], Awaitable[None]]
 
 
+MAX_UNIX_PATH_BYTES = 108  # sockaddr_un's sun_path, its NUL included
 MAX_PENDING_CALLS = 100_000  # calls received but not yet taken up by a handler, before grpc refuses
 
 
@@ -362,6 +365,32 @@ async def _start_grpc(config: cfg.Config, member: Member, addresses: list[str]) 
     return stop_aio
 
 
+@dataclass(frozen=True)
+class PrivateSocket:
+    """Where grpcio listens behind the front: ``<data-dir>/grpc.sock``, or a temp dir of its own when
+    that path is longer than a Unix socket's may be (108 bytes with its terminating NUL)."""
+
+    path: str
+    own_dir: str | None  # the temp dir to remove, if the socket is not in the data dir
+
+    @classmethod
+    def for_data_dir(cls, data_dir: str) -> PrivateSocket:
+        path = os.path.abspath(os.path.join(data_dir, "grpc.sock"))
+        if len(os.fsencode(path)) < MAX_UNIX_PATH_BYTES:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # a member that was killed left it; the data dir's lock is ours now
+            return cls(path, None)
+        own_dir = tempfile.mkdtemp(prefix="etcdpy-grpc-")
+        return cls(os.path.join(own_dir, "grpc.sock"), own_dir)
+
+    def remove(self) -> None:
+        if self.own_dir is not None:
+            shutil.rmtree(self.own_dir, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+
 def http_paths(member: Member) -> dict[str, App]:
     """The HTTP paths served beside /version and the gateway: /health, /livez, /readyz, /metrics."""
     return from_answers(health.endpoints(member.server, member.metrics))
@@ -383,13 +412,12 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
     client_app = client_routes(paths, gateway, lambda: member.replication.cluster_version)
     metrics_paths = {path: app for path, app in paths.items() if path in ("/metrics", "/health")}
     fronts: list[Front] = []
-    private_dir: str | None = None
+    socket_path: PrivateSocket | None = None
     stop_grpc: Stopper | None = None
     try:
         if config.experimental_client_front != "off":
-            # A short path of its own: a Unix socket's path must fit in 108 bytes, a data dir's may not.
-            private_dir = tempfile.mkdtemp(prefix="etcdpy-grpc-")
-            grpc_path = os.path.join(private_dir, "grpc.sock")
+            socket_path = PrivateSocket.for_data_dir(config.data_dir)
+            grpc_path = socket_path.path
             public = _bind_http(config.listen_client_urls)
             mode = config.experimental_client_front
             fronts.append(Front(public, app=client_app, loop=loop, grpc_path=grpc_path, mode=mode))
@@ -408,8 +436,8 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
     except BaseException:
         for front in fronts:
             await front.stop()
-        if private_dir is not None:
-            shutil.rmtree(private_dir, ignore_errors=True)
+        if socket_path is not None:
+            socket_path.remove()
         raise
     for front in reversed(fronts):  # the client URLs last: once they answer, every listener does
         front.start()
@@ -422,8 +450,8 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
         await stop_grpc()
         for front in fronts:
             await front.stop()
-        if private_dir is not None:
-            shutil.rmtree(private_dir, ignore_errors=True)
+        if socket_path is not None:
+            socket_path.remove()
 
     return stop_clients
 
