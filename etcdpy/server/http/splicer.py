@@ -234,6 +234,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--tls", action="store_true", help="the listeners speak TLS")
     args = parser.parse_args(argv)
     member = os.getppid()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # sent to the whole group (Ctrl-C, systemd): the member
+        signal.signal(sig, signal.SIG_IGN)  # stops gracefully and then closes the hand-off socket
     _die_with_parent()
     if os.getppid() != member:
         os._exit(0)  # the member died before the death signal was armed
