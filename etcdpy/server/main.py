@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import click
 import grpc
@@ -297,16 +296,13 @@ def _bind_http(urls: tuple[str, ...]) -> list[socket.socket]:
     listeners: list[socket.socket] = []
     try:
         for url in urls:
-            if url.startswith("https:"):
-                raise StartupError(f"TLS listeners are not supported yet: {url}")
-            parts = urlsplit(url)
-            host = "127.0.0.1" if parts.hostname == "localhost" else parts.hostname or ""
-            assert parts.port is not None  # parse_urls checked it
+            address = _tcp_address(url)
+            host, _, port = address.rpartition(":")
             try:
-                listeners.append(bind((host, parts.port)))
+                listeners.append(bind((host.strip("[]"), int(port))))
             except OSError as exc:
                 raise StartupError(
-                    f"listen tcp {cfg.listen_address(url)}: bind: {(exc.strerror or str(exc)).lower()}"
+                    f"listen tcp {address}: bind: {(exc.strerror or str(exc)).lower()}"
                 ) from None
     except StartupError:
         for listener in listeners:
