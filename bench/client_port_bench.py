@@ -6,10 +6,18 @@ etcdpy's own that owns the public client port, peeks at each connection's first 
 connections to grpcio listening on a private loopback port, the kernel moving the bytes. This bench
 measures that hand-off before anything is built into etcdpy.
 
-One etcdpy member (``python -m etcdpy server``, temp data dir, free loopback ports) serves on its private
-client port; the bench starts one front process per copy mode, each listening on its own public port:
+etcdpy members (``python -m etcdpy server``, temp data dirs, free loopback ports): one with
+``--experimental-client-front=off`` (grpcio binds its client port itself), and one per front mode
+etcdpy ships (the front owns the client port, grpcio listens on a private Unix socket). The bench
+also starts one front process per prototype copy mode in front of the first member, each listening
+on its own public port:
 
-* ``direct``: the clients connect to the member's port itself (the reference);
+* ``direct``: the clients connect to the first member's port itself, grpcio's (the reference);
+* ``member-process``: a member with ``--experimental-client-front=process`` (the default): its
+  splicer is a process of its own (a thread pair per connection splicing to grpcio's Unix socket,
+  HTTP connections sent back to the member); the splicer's CPU is read from its own /proc entry;
+* ``member-thread``: a member with ``--experimental-client-front=thread``: the same splicer as
+  threads of the member process (its CPU is the member's: the front column stays empty);
 * ``splice``: a front process accepts each connection, peeks its first 24 bytes with
   ``recv(MSG_PEEK | MSG_WAITALL)``: the HTTP/2 client preface (``PRI * HTTP/2.0``...) means gRPC,
   anything else gets a fixed ``501`` and is closed (where the HTTP/1.1 gateway would go). For gRPC it
@@ -33,8 +41,8 @@ reverse, S/2 seconds each (S seconds per mode in all), so that drift weighs on e
 mode: requests/s, p50/p99 ms, the ratio to direct's, the front's CPU µs per request and the member's
 CPU µs per request, and whether the ratio meets the issue's bound (front req/s >= 0.95 x direct's).
 
-Usage: ``python bench/client_port_bench.py [--seconds S] [--clients 1,32] [--modes splice,splice-loop,copy]``.
-A run with the defaults takes about 50 s. On the shared two-core machine the client process, the member
+Usage: ``python bench/client_port_bench.py [--seconds S] [--clients 1,4,32] [--modes member-front,...]``.
+A run with the defaults takes about 70 s. On the shared two-core machine the client process, the member
 and the front compete for two cores: compare figures within one run, and run it more than once.
 """
 
@@ -51,6 +59,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from benchlib import Figures, LoadResult, drive, report
@@ -60,7 +69,9 @@ H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 HTTP_501 = b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 CHUNK = 1 << 16
 BOUND = 0.95  # issue 16: answering both on one port costs gRPC at most 5 % of its throughput
-MODES = ("splice", "splice-loop", "copy")
+PROCESS_MODES = ("splice", "splice-loop", "copy")
+MEMBER_MODES = {"member-process": "process", "member-thread": "thread"}
+MODES = (*MEMBER_MODES, *PROCESS_MODES)
 
 
 # --- the front (runs in its own process: `client_port_bench.py --front MODE PUBLIC_PORT PRIVATE_PORT`) ---
@@ -278,6 +289,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def splicer_pid(member_pid: int) -> int | None:
+    """The member's splicer process (--experimental-client-front=process), if it has one."""
+    children = Path(f"/proc/{member_pid}/task/{member_pid}/children").read_text().split()
+    for child in children:
+        if b"etcdpy.server.http.splicer" in Path(f"/proc/{child}/cmdline").read_bytes():
+            return int(child)
+    return None
+
+
 def start_front(mode: str, private_port: int) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     proc = subprocess.Popen(
@@ -288,39 +308,41 @@ def start_front(mode: str, private_port: int) -> tuple[subprocess.Popen[bytes], 
 
 
 def check_http_answer(port: int) -> bool:
-    """An HTTP/1.1 request on the front's port gets the fixed 501 (the protocols are told apart)."""
+    """An HTTP/1.1 request on the port gets an HTTP/1.1 answer (the protocols are told apart)."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        return s.recv(100).startswith(b"HTTP/1.1 501")
+        s.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        return s.recv(100).startswith(b"HTTP/1.1 ")
 
 
 def loadavg() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def measure(
-    member: ServerProcess,
-    fronts: dict[str, tuple[subprocess.Popen[bytes], int]],
-    clients: int,
-    seconds: float,
-) -> dict[str, Figures]:
-    """direct and each front at `clients` clients, in A B C C B A order; figures per mode."""
-    assert member.proc is not None
+@dataclass(frozen=True)
+class Target:
+    """Where one mode's clients connect, the member serving them, and the front process (if any)."""
+
+    port: int
+    member_pid: int
+    front_pid: int | None
+
+
+def measure(targets: dict[str, Target], warm_port: int, clients: int, seconds: float) -> dict[str, Figures]:
+    """Every mode at `clients` clients, in A B C C B A order; figures per mode."""
     columns: dict[str, Figures] = {}
-    targets: dict[str, tuple[int, int | None]] = {"direct": (member.client_port, None)}
-    targets.update({mode: (port, proc.pid) for mode, (proc, port) in fronts.items()})
-    drive(f"127.0.0.1:{member.client_port}", "srange", clients, min(1.0, seconds))  # warm-up, not counted
+    for port in {warm_port, *(t.port for t in targets.values())}:
+        drive(f"127.0.0.1:{port}", "srange", clients, min(1.0, seconds))  # warm-up, not counted
     results = {mode: LoadResult(0, 0.0, []) for mode in targets}
     member_cpu = dict.fromkeys(targets, 0.0)
     front_cpu = dict.fromkeys(targets, 0.0)
     order = list(targets)
     for mode in order + order[::-1]:  # A B C C B A: drift over the run weighs on every mode alike
-        port, front_pid = targets[mode]
-        member_before = cpu_seconds(member.proc.pid)
-        front_before = cpu_seconds(front_pid) if front_pid else 0.0
-        result = drive(f"127.0.0.1:{port}", "srange", clients, seconds / 2)
-        member_cpu[mode] += cpu_seconds(member.proc.pid) - member_before
-        front_cpu[mode] += cpu_seconds(front_pid) - front_before if front_pid else 0.0
+        target = targets[mode]
+        member_before = cpu_seconds(target.member_pid)
+        front_before = cpu_seconds(target.front_pid) if target.front_pid else 0.0
+        result = drive(f"127.0.0.1:{target.port}", "srange", clients, seconds / 2)
+        member_cpu[mode] += cpu_seconds(target.member_pid) - member_before
+        front_cpu[mode] += cpu_seconds(target.front_pid) - front_before if target.front_pid else 0.0
         total = results[mode]
         results[mode] = LoadResult(
             total.requests + result.requests,
@@ -338,14 +360,16 @@ def measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per load (default 5)")
-    parser.add_argument("--clients", default="1,32", help="client counts, comma-separated (default 1,32)")
-    parser.add_argument("--modes", default="splice,splice-loop,copy", help="front modes (default all three)")
+    parser.add_argument("--clients", default="1,4,32", help="client counts, comma-separated (default 1,4,32)")
+    parser.add_argument(
+        "--modes", default="member-process,member-thread", help=f"modes besides direct, of {', '.join(MODES)}"
+    )
     parser.add_argument("--front", nargs=3, metavar=("MODE", "PUBLIC", "PRIVATE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.front:
         run_front(args.front[0], int(args.front[1]), int(args.front[2]))
         return
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: kill member and fronts
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: kill members and fronts
     modes = [m for m in args.modes.split(",") if m]
     if any(m not in MODES for m in modes):
         parser.error(f"modes are {', '.join(MODES)}")
@@ -353,21 +377,36 @@ def main() -> None:
     print(f"load average before: {loadavg()}  ({time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime())} UTC)")
     fronts: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
     with tempfile.TemporaryDirectory(prefix="client-port-bench-") as tmp:
-        member = ServerProcess("etcdpy", Path(tmp) / "data")
+        direct = ServerProcess("etcdpy", Path(tmp) / "direct", extra_args=["--experimental-client-front=off"])
+        members = [direct]
         try:
-            member.start()
+            direct.start()
+            assert direct.proc is not None
+            targets = {"direct": Target(direct.client_port, direct.proc.pid, None)}
+            for mode, flag in MEMBER_MODES.items():
+                if mode in modes:
+                    front_flag = f"--experimental-client-front={flag}"
+                    member = ServerProcess("etcdpy", Path(tmp) / mode, extra_args=[front_flag])
+                    members.append(member)
+                    member.start()
+                    assert member.proc is not None
+                    print(f"{mode}: HTTP/1.1 answered: {check_http_answer(member.client_port)}")
+                    # Read after an answer: the splicer process (if any) runs by now.
+                    targets[mode] = Target(member.client_port, member.proc.pid, splicer_pid(member.proc.pid))
             for mode in modes:
-                fronts[mode] = start_front(mode, member.client_port)
-                print(f"front {mode}: HTTP/1.1 answered 501: {check_http_answer(fronts[mode][1])}")
+                if mode in PROCESS_MODES:
+                    proc, port = fronts[mode] = start_front(mode, direct.client_port)
+                    targets[mode] = Target(port, direct.proc.pid, proc.pid)
+                    print(f"front {mode}: HTTP/1.1 answered 501: {check_http_answer(port)}")
             for clients in client_counts:
-                columns = measure(member, fronts, clients, args.seconds)
+                columns = measure(targets, direct.client_port, clients, args.seconds)
                 print(f"\n{clients} client(s), serializable Range of one key, {args.seconds:g} s per load:")
                 print(report(columns))
-                direct = columns["direct"]["req/s"]
+                reference = columns["direct"]["req/s"]
                 for mode in modes:
                     mine = columns[mode]["req/s"]
-                    assert isinstance(mine, float) and isinstance(direct, float)
-                    ratio = mine / direct
+                    assert isinstance(mine, float) and isinstance(reference, float)
+                    ratio = mine / reference
                     ok = ratio >= BOUND
                     print(
                         f"{mode} x{clients}: {ratio:.3f} of direct's req/s: "
@@ -379,7 +418,8 @@ def main() -> None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
-            member.stop()
+            for member in members:
+                member.stop()
 
 
 if __name__ == "__main__":

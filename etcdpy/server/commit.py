@@ -36,6 +36,11 @@ class CommitApplier:
         self._waiters[request_id] = waiter
         return waiter
 
+    @property
+    def pending(self) -> int:
+        """Proposals of this member waiting for their entry to apply (etcd_server_proposals_pending)."""
+        return len(self._waiters)
+
     def forget(self, request_id: int) -> None:
         """Stop waiting for `request_id` (its proposer gave up); its entry may still be applied."""
         self._waiters.pop(request_id, None)

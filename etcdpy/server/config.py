@@ -35,6 +35,8 @@ MAX_QUOTA_BYTES = 8 * 1024 * 1024 * 1024  # etcd warns above this; we refuse, Le
 CLUSTER_STATES = ("new", "existing")
 COMPACTION_MODES = ("periodic", "revision")
 LOG_LEVELS = ("debug", "info", "warn", "error", "panic", "fatal")
+CLIENT_FRONT_MODES = ("process", "thread", "off")
+METRICS_LEVELS = ("basic", "extensive")  # extensive adds the gRPC handling-time histograms
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _DURATION_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -145,6 +147,9 @@ class Config:
     experimental_enable_lease_checkpoint: bool = False
     unsafe_no_fsync: bool = False
     experimental_grpc_threads: int = 0  # >0: serve gRPC from grpcio's thread pool of this size, not grpc.aio
+    # Who owns the client URLs: the front's splicer as a process or as threads of the member (gRPC and
+    # HTTP/1.1 on one port), or "off": grpcio binds them itself (gRPC only).
+    experimental_client_front: str = "process"
     log_level: str = "info"
     # TLS, client side (etcd's flags; see etcdpy/server/tls.py and docs/tls.md)
     cert_file: str = ""
@@ -166,6 +171,7 @@ class Config:
     peer_cert_allowed_cn: str = ""
     peer_cert_allowed_hostname: str = ""
     peer_crl_file: str = ""
+    metrics: str = "basic"
 
     def validate(self) -> Config:
         """Return the config with derived defaults filled in, or raise `ConfigError`."""
@@ -189,8 +195,15 @@ class Config:
             raise ConfigError("--max-request-bytes must be >0")
         if self.max_txn_ops <= 0:
             raise ConfigError("--max-txn-ops must be >0")
+        if self.experimental_client_front not in CLIENT_FRONT_MODES:
+            raise ConfigError(
+                f'unknown --experimental-client-front "{self.experimental_client_front}",'
+                f" use one of {', '.join(CLIENT_FRONT_MODES)}"
+            )
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f'unknown log level "{self.log_level}", use one of {", ".join(LOG_LEVELS)}')
+        if self.metrics not in METRICS_LEVELS:
+            raise ConfigError(f'unknown --metrics "{self.metrics}", use basic or extensive')
         if not self.name:
             raise ConfigError("--name must not be empty")
         try:  # before anything is written: a token provider that cannot be built fails the start

@@ -34,6 +34,7 @@ from etcdpy.server.consensus.memberops import MemberOps
 from etcdpy.server.consensus.membership import Cluster
 from etcdpy.server.consensus.replication import Replication
 from etcdpy.server.headers import ResponseHeaders
+from etcdpy.server.metrics import NO_METRICS, Metrics
 from etcdpy.version import CLUSTER_VERSION, ETCD_RELEASE
 
 log = logging.getLogger("etcdpy.server")
@@ -57,6 +58,7 @@ class EtcdServer:
         max_request_bytes: int,
         request_timeout: float = 7.0,
         auth: AuthGate | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.cluster = cluster
         self.auth = auth  # who asks, checked before reading or proposing (None: a test's server, no auth)
@@ -67,6 +69,7 @@ class EtcdServer:
         self.max_request_bytes = max_request_bytes
         self.replication = replication
         self.members = member_ops
+        self.proposals_failed = metrics.proposals_failed
         # Request ids as etcd's idutil makes them: member bits, boot time, then a counter.
         self._next_id = ((cluster.local_id & 0xFFFF) << 48) | ((int(time.time() * 1000) & (2**40 - 1)) << 8)
         self._publish_task: asyncio.Task[None] | None = None
@@ -93,7 +96,12 @@ class EtcdServer:
                 response = await waiter
         except TimeoutError:
             # Like etcd: the outcome is unknown to the client; the entry may still be applied later.
+            self.proposals_failed.inc()
             raise self._timeout_error(leader_changes) from None
+        except BaseException:
+            if not waiter.done():  # not proposed, or the caller gave up: failed, as etcd counts it
+                self.proposals_failed.inc()
+            raise
         finally:
             self.commits.forget(request_id)
         self.fill_header(response.header)
@@ -246,6 +254,8 @@ class EtcdServer:
                 try:
                     await self.propose(raft_internal_pb2.InternalRaftRequest(cluster_version_set=version))
                 except errors.EtcdError as exc:
+                    if isinstance(exc, errors.ErrStopped):
+                        return  # raised before any await: retrying would spin without yielding
                     log.warning("setting the cluster version failed (%s); retrying", exc.text)
                 continue
             await self.replication.wait_leader_change()

@@ -9,14 +9,19 @@ dir, port in use), 0 after a clean shutdown on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
+import shutil
 import signal
+import socket
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -24,10 +29,15 @@ import grpc
 
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.server import config as cfg
-from etcdpy.server import tls
+from etcdpy.server import health, tls
 from etcdpy.server.etcdserver import run_auto_compaction
+from etcdpy.server.http.front import Front, bind
+from etcdpy.server.http.gateway import Gateway
+from etcdpy.server.http.http11 import App
+from etcdpy.server.http.routes import client_routes, from_answers, metrics_routes
 from etcdpy.server.member import Member, StartupError, open_member
 from etcdpy.server.services import register_services, register_threaded_services
+from etcdpy.server.services.grpc_metrics import AioInterceptor, GrpcMetrics, ThreadedInterceptor
 from etcdpy.server.services.threaded import STREAM_HEADROOM
 from etcdpy.server.storage.backend import Backend, BackendError
 from etcdpy.server.storage.failure import classify, raise_alarm_through_peers
@@ -78,10 +88,10 @@ FLAGS: list[tuple[str, str, Any, str]] = [
         "--listen-client-http-urls",
         "listen_client_http_urls",
         URLS,
-        "URLs to listen on for HTTP only (JSON gateway, /health, /metrics): gRPC and HTTP/1.1 cannot share"
-        " a port in grpcio. Not served yet.",
+        "URLs to listen on for HTTP only (JSON gateway, /version, /health, /metrics); the client URLs"
+        " answer HTTP/1.1 too.",
     ),
-    ("--listen-metrics-urls", "listen_metrics_urls", URLS, "URLs for /metrics and /health. Not served yet."),
+    ("--listen-metrics-urls", "listen_metrics_urls", URLS, "URLs to serve /metrics and /health alone on."),
     ("--listen-peer-urls", "listen_peer_urls", URLS, "URLs to listen on for peer traffic."),
     (
         "--initial-advertise-peer-urls",
@@ -135,7 +145,12 @@ FLAGS: list[tuple[str, str, Any, str]] = [
     ("--auth-token", "auth_token", str, "Auth token type: simple or jwt,..."),
     ("--auth-token-ttl", "auth_token_ttl", NON_NEGATIVE, "Simple token lifetime in seconds."),
     ("--bcrypt-cost", "bcrypt_cost", NON_NEGATIVE, "bcrypt cost for password hashing."),
-    ("--enable-grpc-gateway", "enable_grpc_gateway", click.BOOL, "Serve the JSON gateway."),
+    (
+        "--enable-grpc-gateway",
+        "enable_grpc_gateway",
+        click.BOOL,
+        "Serve the JSON gateway (/v3/...) on the client URLs and --listen-client-http-urls.",
+    ),
     ("--pre-vote", "pre_vote", click.BOOL, "Raft pre-vote."),
     ("--strict-reconfig-check", "strict_reconfig_check", click.BOOL, "Reject unsafe reconfigurations."),
     ("--max-learners", "max_learners", NON_NEGATIVE, "Most learner members the cluster may have at once."),
@@ -170,6 +185,14 @@ FLAGS: list[tuple[str, str, Any, str]] = [
         NON_NEGATIVE,
         "Serve gRPC from grpcio's threaded server with this many threads instead of grpc.aio (0): less CPU"
         " per call and lower tail latency under load; each call holds a thread while it runs.",
+    ),
+    (
+        "--experimental-client-front",
+        "experimental_client_front",
+        click.Choice(cfg.CLIENT_FRONT_MODES),
+        "Who owns the client URLs: the front, which answers gRPC and HTTP/1.1 on one port, as a process of"
+        " its own (process, the default) or as threads of the member (thread); off: grpcio binds them"
+        " itself, gRPC only, one loopback hop less per request.",
     ),
     ("--log-level", "log_level", click.Choice(cfg.LOG_LEVELS), "debug, info, warn, error, panic or fatal."),
     ("--cert-file", "cert_file", str, "Path to the client server TLS cert file."),
@@ -226,6 +249,12 @@ FLAGS: list[tuple[str, str, Any, str]] = [
         str,
         "Maximum TLS version (etcd 3.5). grpcio always negotiates TLS1.2 to TLS1.3: only TLS1.3 is accepted.",
     ),
+    (
+        "--metrics",
+        "metrics",
+        str,
+        "Set level of detail for exported metrics, specify 'extensive' to include histogram metrics.",
+    ),
 ]
 
 
@@ -280,8 +309,8 @@ command = ServerCommand(
     help=(
         "Run an etcdpy member. With no flags: a one-member cluster serving gRPC on 127.0.0.1:2379, "
         "data in ./default.etcd. Every flag can also be set as ETCD_<FLAG> (e.g. ETCD_DATA_DIR); a flag "
-        "given on the command line wins. The JSON gateway and /health, /metrics use their own listener "
-        "(--listen-client-http-urls), because gRPC and HTTP/1.1 cannot share a port in grpcio."
+        "given on the command line wins. The client URLs answer gRPC and HTTP/1.1 (the JSON gateway, "
+        "/version, /health, /metrics) on the same port, as etcd's do."
     ),
     short_help="Run an etcdpy member.",
 )
@@ -324,10 +353,11 @@ def _credentials(config: cfg.Config, url: str, side: str) -> grpc.ServerCredenti
     return tls.server_credentials(config.client_tls if side == "client" else config.peer_tls)
 
 
-def _bind(
-    grpc_server: grpc.aio.Server | grpc.Server, url: str, credentials: grpc.ServerCredentials | None
-) -> None:
-    address = cfg.listen_address(url)
+Address = tuple[str, "grpc.ServerCredentials | None"]  # what grpcio binds, and its TLS credentials
+
+
+def _bind(grpc_server: grpc.aio.Server | grpc.Server, bound: Address) -> None:
+    address, credentials = bound
     try:
         if credentials is None:
             grpc_server.add_insecure_port(address)
@@ -337,14 +367,35 @@ def _bind(
         raise StartupError(f"listen tcp {address}: bind: address already in use") from None
 
 
-GrpcStopper = Callable[[], Awaitable[None]]
+def _bind_http(urls: tuple[str, ...]) -> list[socket.socket]:
+    """Listening sockets for the front on `urls`, with etcd's error when a port is taken."""
+    listeners: list[socket.socket] = []
+    try:
+        for url in urls:
+            address = cfg.listen_address(url)
+            host, _, port = address.rpartition(":")
+            try:
+                listeners.append(bind((host.strip("[]"), int(port))))
+            except OSError as exc:
+                raise StartupError(
+                    f"listen tcp {address}: bind: {(exc.strerror or str(exc)).lower()}"
+                ) from None
+    except StartupError:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners
 
 
+Stopper = Callable[[], Awaitable[None]]
+
+
+MAX_UNIX_PATH_BYTES = 108  # sockaddr_un's sun_path, its NUL included
 MAX_PENDING_CALLS = 100_000  # calls received but not yet taken up by a handler, before grpc refuses
 
 
-async def _start_grpc(config: cfg.Config, member: Member) -> GrpcStopper:
-    """Serve the services on every client URL; return the coroutine function that stops serving."""
+async def _start_grpc(config: cfg.Config, member: Member, addresses: list[Address]) -> Stopper:
+    """Serve the services with grpcio on `addresses`; return the coroutine function that stops serving."""
     options = [
         ("grpc.so_reuseport", 0),  # a port in use must fail, not be shared with another server
         ("grpc.max_receive_message_length", config.grpc_max_receive_bytes),
@@ -356,22 +407,16 @@ async def _start_grpc(config: cfg.Config, member: Member) -> GrpcStopper:
         ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_CALLS),
     ]
     loop = asyncio.get_running_loop()
+    grpc_metrics = GrpcMetrics(member.metrics)
     if config.experimental_grpc_threads > 0:
         # Every open stream (watch, keep-alive) holds a pool thread for its whole life: room for them.
         pool = ThreadPoolExecutor(
             config.experimental_grpc_threads + STREAM_HEADROOM, thread_name_prefix="etcdpy-grpc"
         )
-        threaded = grpc.server(pool, options=options)
-        register_threaded_services(
-            threaded,
-            member.server,
-            loop,
-            quota=member.quota,
-            max_txn_ops=config.max_txn_ops,
-            extra=member.servicers(),
-        )
-        for url in config.listen_client_urls:
-            _bind(threaded, url, _credentials(config, url, "client"))
+        threaded = grpc.server(pool, options=options, interceptors=[ThreadedInterceptor(grpc_metrics)])
+        register_threaded_services(threaded, member.services, loop)
+        for address in addresses:
+            _bind(threaded, address)
         threaded.start()
 
         async def stop_threaded() -> None:
@@ -381,18 +426,141 @@ async def _start_grpc(config: cfg.Config, member: Member) -> GrpcStopper:
 
         return stop_threaded
     guard = tls.CertificateGuard.for_info("client", config.client_tls)
-    aio = grpc.aio.server(options=options, interceptors=[guard] if guard is not None else None)
-    await register_services(
-        aio, member.server, quota=member.quota, max_txn_ops=config.max_txn_ops, extra=member.servicers()
-    )
-    for url in config.listen_client_urls:
-        _bind(aio, url, _credentials(config, url, "client"))
+    interceptors: list[grpc.aio.ServerInterceptor] = [AioInterceptor(grpc_metrics)]  # type: ignore[type-arg]
+    if guard is not None:
+        interceptors.append(guard)
+    aio = grpc.aio.server(options=options, interceptors=interceptors)
+    await register_services(aio, member.services)
+    for address in addresses:
+        _bind(aio, address)
     await aio.start()
 
     async def stop_aio() -> None:
         await aio.stop(SHUTDOWN_GRACE_SECONDS)
 
     return stop_aio
+
+
+@dataclass(frozen=True)
+class PrivateSocket:
+    """Where grpcio listens behind the front: ``<data-dir>/grpc.sock``, or a temp dir of its own when
+    that path is longer than a Unix socket's may be (108 bytes with its terminating NUL)."""
+
+    path: str
+    own_dir: str | None  # the temp dir to remove, if the socket is not in the data dir
+
+    @classmethod
+    def for_data_dir(cls, data_dir: str, name: str = "grpc.sock") -> PrivateSocket:
+        path = os.path.abspath(os.path.join(data_dir, name))
+        if len(os.fsencode(path)) < MAX_UNIX_PATH_BYTES:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # a member that was killed left it; the data dir's lock is ours now
+            return cls(path, None)
+        own_dir = tempfile.mkdtemp(prefix="etcdpy-grpc-")
+        return cls(os.path.join(own_dir, name), own_dir)
+
+    def remove(self) -> None:
+        if self.own_dir is not None:
+            shutil.rmtree(self.own_dir, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+
+def http_paths(member: Member) -> dict[str, App]:
+    """The HTTP paths served beside /version and the gateway: /health, /livez, /readyz, /metrics."""
+    return from_answers(health.endpoints(member.server, member.metrics))
+
+
+async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
+    """Serve clients: the front on the client URLs (gRPC spliced to grpcio on a private Unix socket,
+    HTTP/1.1 itself), HTTP-only fronts, metrics fronts; return the coroutine function that stops them.
+
+    With --experimental-client-front=off grpcio binds the client URLs itself.
+    """
+    loop = asyncio.get_running_loop()
+    gateway = (
+        Gateway(member.services, max_receive_bytes=config.grpc_max_receive_bytes)
+        if config.enable_grpc_gateway
+        else None
+    )
+    paths = http_paths(member)
+    client_app = client_routes(paths, gateway, lambda: member.replication.cluster_version)
+    metrics_paths = {path: app for path, app in paths.items() if path in ("/metrics", "/health")}
+    fronts: list[Front] = []
+    sockets: list[PrivateSocket] = []
+    stop_grpc: Stopper | None = None
+    client_tls = config.client_tls
+    # One front per scheme: https listeners peek ALPN and splice to a grpcio socket that speaks TLS
+    # with the same certificates (the TLS session stays end to end); HTTP/1.1 over TLS ends in the front.
+    plain = tuple(url for url in config.listen_client_urls if not url.startswith("https:"))
+    secure = tuple(url for url in config.listen_client_urls if url.startswith("https:"))
+    try:
+        grpc_addresses: list[Address] = []
+        if config.experimental_client_front != "off":
+            mode = config.experimental_client_front
+            for urls, name in ((plain, "grpc.sock"), (secure, "grpcs.sock")):
+                if not urls:
+                    continue
+                private = PrivateSocket.for_data_dir(config.data_dir, name)
+                sockets.append(private)
+                credentials = _credentials(config, urls[0], "client")
+                grpc_addresses.append((f"unix:{private.path}", credentials))
+                context = tls.server_ssl_context(client_tls) if credentials is not None else None
+                fronts.append(
+                    Front(
+                        _bind_http(urls),
+                        app=client_app,
+                        loop=loop,
+                        grpc_path=private.path,
+                        mode=mode,
+                        ssl_context=context,
+                    )
+                )
+        else:
+            grpc_addresses = [
+                (cfg.listen_address(url), _credentials(config, url, "client"))
+                for url in config.listen_client_urls
+            ]
+        for urls, app in ((config.listen_client_http_urls, client_app), (config.listen_metrics_urls, None)):
+            for scheme_urls in (
+                tuple(u for u in urls if not u.startswith("https:")),
+                tuple(u for u in urls if u.startswith("https:")),
+            ):
+                if not scheme_urls:
+                    continue
+                context = tls.server_ssl_context(client_tls) if scheme_urls[0].startswith("https:") else None
+                fronts.append(
+                    Front(
+                        _bind_http(scheme_urls),
+                        app=app if app is not None else metrics_routes(metrics_paths),
+                        loop=loop,
+                        grpc_path=None,
+                        ssl_context=context,
+                    )
+                )
+        stop_grpc = await _start_grpc(config, member, grpc_addresses)
+    except BaseException:
+        for front in fronts:
+            await front.stop()
+        for private in sockets:
+            private.remove()
+        raise
+    for front in reversed(fronts):  # the client URLs last: once they answer, every listener does
+        front.start()
+
+    async def stop_clients() -> None:
+        # New connections first, then grpcio's grace for calls in flight, then what is still spliced.
+        for front in fronts:
+            front.stop_accepting()
+        assert stop_grpc is not None
+        await stop_grpc()
+        for front in fronts:
+            await front.stop()
+        for private in sockets:
+            private.remove()
+
+    return stop_clients
 
 
 async def _start_peer(config: cfg.Config, member: Member) -> grpc.aio.Server:
@@ -408,7 +576,7 @@ async def _start_peer(config: cfg.Config, member: Member) -> grpc.aio.Server:
     )
     member.replication.register(peer, promote=member.member_ops.promote)
     for url in config.listen_peer_urls:
-        _bind(peer, url, _credentials(config, url, "peer"))
+        _bind(peer, (cfg.listen_address(url), _credentials(config, url, "peer")))
     await peer.start()
     return peer
 
@@ -456,9 +624,9 @@ async def _serve(config: cfg.Config) -> int:
         published_task = asyncio.create_task(server.published.wait())
         await asyncio.wait([published_task, *stopping], return_when=asyncio.FIRST_COMPLETED)
         published_task.cancel()
-        stop_grpc: GrpcStopper | None = None
+        stop_clients: Stopper | None = None
         if server.published.is_set() and not any(t.done() for t in stopping):
-            stop_grpc = await _start_grpc(config, member)
+            stop_clients = await _start_clients(config, member)
             cluster = member.cluster
             click.echo(
                 f"etcdpy: member {cluster.local_id:x} ({config.name}) of cluster {cluster.cluster_id:x}"
@@ -471,8 +639,8 @@ async def _serve(config: cfg.Config) -> int:
         signal_task.cancel()
         removed_task.cancel()
         compactor.cancel()
-        if stop_grpc is not None:
-            await stop_grpc()
+        if stop_clients is not None:
+            await stop_clients()
         await member.stop()
         await peer.stop(0)
         if member.replication.removed:

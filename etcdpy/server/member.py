@@ -26,25 +26,31 @@
       quota        BackendQuota(backend)                    this member's disk: checked before
                                                             proposing, never while applying
 
+The member's `Metrics` (its own Prometheus registry) is built first and handed to the parts
+that count as they work (the applier, replication, the server); what the member knows anyway
+(leader, indexes, sizes, watchers) is read at scrape time from the built parts (`figures`).
+
 Nothing is replaced after it is built.  `Member.start` starts the tasks (the
 Ready loop first, then publishing, the watch hub, the lease driver);
 `Member.stop` stops them in reverse: lease and watch tasks, then the Ready loop
 (what it had queued is persisted and applied), then the waiters still left fail.
-The gRPC listeners are `main`'s: clients are served once the member published
-itself, and stop being served before the member stops.
+The client listeners are `main`'s: clients are served once the member published
+itself, and stop being served before the member stops.  What they serve is
+`Member.services`, built once from the parts above: grpcio and the JSON gateway
+call the same servicer objects.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2_grpc
-from etcdpy.api.v3electionpb import v3election_pb2_grpc
-from etcdpy.api.v3lockpb import v3lock_pb2_grpc
+from etcdpy.api.etcdserverpb import raft_internal_pb2
+from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.server import config as cfg
 from etcdpy.server import raft_requests as kinds
 from etcdpy.server.apply import Applier
@@ -65,22 +71,16 @@ from etcdpy.server.etcdserver import EtcdServer
 from etcdpy.server.headers import ResponseHeaders
 from etcdpy.server.lease import LeaseDriver, Lessor, min_lease_ttl
 from etcdpy.server.lease.forward import LeaderForwarder
+from etcdpy.server.metrics import Figures, MemberFigures, Metrics, StoreCounts
 from etcdpy.server.mvcc.kvstore import KVStore
 from etcdpy.server.quota import BackendQuota
-from etcdpy.server.recipes import Keyspace
-from etcdpy.server.services.auth import AuthService
-from etcdpy.server.services.election import ElectionService
-from etcdpy.server.services.lease import LeaseService
-from etcdpy.server.services.lock import LockService
-from etcdpy.server.services.watch import WatchService, add_watch_servicer
+from etcdpy.server.services import Service, ServiceParts, build_services
 from etcdpy.server.storage.backend import Backend, BackendError, recovery_advice
 from etcdpy.server.storage.raftlog import RaftLogCorruptError, RaftLogStorage
 from etcdpy.server.tls import client_dialer
 from etcdpy.server.watch import WatchHub
 
 log = logging.getLogger("etcdpy.server")
-
-Servicer = tuple[Callable[..., None], type, object]  # (generated add_*_to_server, generated base, servicer)
 
 
 class StartupError(Exception):
@@ -110,6 +110,7 @@ class Member:
     lease_driver: LeaseDriver
     forwarder: LeaderForwarder
     quota: BackendQuota
+    metrics: Metrics
     _replicating: asyncio.Task[None] | None = field(default=None, init=False)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list, init=False)
 
@@ -145,32 +146,22 @@ class Member:
         await self.server.stop()
         self.gate.close()
 
-    def servicers(self) -> list[Servicer]:
-        """Watch, Lease, Auth, and the Lock and Election services that wait on this member's watch hub."""
-        keyspace = Keyspace(self.server, self.hub, self.lessor)
-        return [
-            (
-                add_watch_servicer,
-                rpc_pb2_grpc.WatchServicer,
-                WatchService(self.hub, max_response_bytes=self.config.max_request_bytes, auth=self.gate),
-            ),
-            (
-                rpc_pb2_grpc.add_AuthServicer_to_server,
-                rpc_pb2_grpc.AuthServicer,
-                AuthService(self.server, self.gate),
-            ),
-            (
-                rpc_pb2_grpc.add_LeaseServicer_to_server,
-                rpc_pb2_grpc.LeaseServicer,
-                LeaseService(self.server, self.lessor, self.lease_driver, self.forwarder, quota=self.quota),
-            ),
-            (v3lock_pb2_grpc.add_LockServicer_to_server, v3lock_pb2_grpc.LockServicer, LockService(keyspace)),
-            (
-                v3election_pb2_grpc.add_ElectionServicer_to_server,
-                v3election_pb2_grpc.ElectionServicer,
-                ElectionService(keyspace),
-            ),
-        ]
+    @functools.cached_property
+    def services(self) -> tuple[Service, ...]:
+        """Every etcd service of this member, built once: grpcio and the JSON gateway serve these objects."""
+        return build_services(
+            ServiceParts(
+                server=self.server,
+                hub=self.hub,
+                lessor=self.lessor,
+                lease_driver=self.lease_driver,
+                forwarder=self.forwarder,
+                quota=self.quota,
+                max_txn_ops=self.config.max_txn_ops,
+                max_request_bytes=self.config.max_request_bytes,
+                auth=self.gate,
+            )
+        )
 
 
 async def open_member(config: cfg.Config, backend: Backend) -> Member:
@@ -262,8 +253,19 @@ def lease_keys_of(lessor: Lessor) -> Callable[[int], Iterable[bytes]]:
     return keys
 
 
-def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster: Cluster) -> Member:
-    """Build every part of the member, in dependency order (see the module docstring)."""
+def build(
+    config: cfg.Config,
+    backend: Backend,
+    raftlog: RaftLogStorage,
+    cluster: Cluster,
+    metrics: Metrics | None = None,
+) -> Member:
+    """Build every part of the member, in dependency order (see the module docstring).
+
+    `metrics` defaults to a registry of the member's own at the --metrics level.
+    """
+    if metrics is None:
+        metrics = Metrics(extensive=config.metrics == "extensive")
     lessor = Lessor(backend, min_ttl=min_lease_ttl(config.election_timeout_ms))
     store = KVStore(backend, leases=lessor)
     lessor.restore_keys(store.leased_keys())
@@ -276,6 +278,7 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
         raise StartupError(f"--auth-token {config.auth_token}: {exc}") from None
     auth = AuthStore(backend, tokens, lease_keys=lease_keys_of(lessor))
     gate = AuthGate(auth, bcrypt_cost=config.bcrypt_cost)
+    store_counts = StoreCounts(metrics, count_store=lambda: count_live_keys(store))
 
     def reload_beside_store() -> None:
         """A raft snapshot replaced the database: leases, watchers and auth follow it."""
@@ -283,11 +286,16 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
         lessor.restore_keys(store.leased_keys())
         hub.restore(store.current_revision)
         auth.reload()
+        store_counts.reset()
+
+    def on_events(rev: int, events: Sequence[kv_pb2.Event]) -> None:
+        store_counts.on_events(events)
+        hub.on_events(rev, events)
 
     applier = Applier(
         backend,
         store=store,
-        on_events=hub.on_events,
+        on_events=on_events if metrics.enabled else hub.on_events,
         handlers={
             **lessor.handlers(),
             kinds.MEMBER_ATTRIBUTES: membership.apply_member_attributes,
@@ -296,6 +304,7 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
         },
         layers=[auth.layer],
         on_reload=[reload_beside_store],
+        commit_seconds=metrics.backend_commit_seconds,
     )
     log_end = max(raftlog.last_index(), raftlog.snapshot_meta.index)
     if applier.applied_index > log_end:
@@ -314,6 +323,7 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
         membership=membership,
         apply_entries=commits.apply_entries,
         dialer=peer_dialer(config.peer_tls),
+        metrics=metrics,
     )
     member_ops = MemberOps(
         replication,
@@ -332,6 +342,7 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
         max_request_bytes=config.max_request_bytes,
         request_timeout=config.request_timeout,
         auth=gate,
+        metrics=metrics,
     )
 
     def propose_as_root(request: raft_internal_pb2.InternalRaftRequest) -> Awaitable[Any]:
@@ -344,6 +355,29 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
         leader = cluster.members.get(replication.leader_id)
         return list(leader.clientURLs) if leader is not None else []
 
+    quota = BackendQuota(backend, config.quota_backend_bytes)
+    metrics.register(
+        MemberFigures(
+            Figures(
+                member_id=cluster.local_id,
+                leader_id=lambda: replication.leader_id,
+                is_leader=replication.is_leader,
+                is_learner=server.is_learner,
+                leaders_seen=lambda: replication.node.leaders_seen,
+                committed_index=lambda: replication.commit_index,
+                applied_index=lambda: applier.applied_index,
+                pending_proposals=lambda: commits.pending,
+                quota_bytes=lambda: quota.quota_bytes,
+                db_size_bytes=backend.size_bytes,
+                current_revision=lambda: store.current_revision,
+                compact_revision=lambda: store.compact_revision,
+                live_keys=store_counts.live_keys,
+                watchers=lambda: hub.watcher_count,
+                slow_watchers=lambda: hub.unsynced_count,
+                cluster_version=lambda: ".".join(replication.cluster_version.split(".")[:2]),
+            )
+        )
+    )
     return Member(
         config=config,
         backend=backend,
@@ -363,5 +397,12 @@ def build(config: cfg.Config, backend: Backend, raftlog: RaftLogStorage, cluster
         server=server,
         lease_driver=lease_driver,
         forwarder=LeaderForwarder(leader_client_urls, client_dialer(config.client_tls)),
-        quota=BackendQuota(backend, config.quota_backend_bytes),
+        quota=quota,
+        metrics=metrics,
     )
+
+
+def count_live_keys(store: KVStore) -> int:
+    """The keys alive in the store now (one walk of the live-key keyspace)."""
+    with store.read() as reader:
+        return reader.count(b"", b"", reader.rev)

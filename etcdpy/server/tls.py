@@ -305,6 +305,54 @@ def server_credentials(info: TLSInfo) -> grpc.ServerCredentials:
     )
 
 
+def _ssl_context(info: TLSInfo) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(info.cert_file, info.key_file)
+    if info.trusted_ca_file:
+        context.load_verify_locations(info.trusted_ca_file)
+    if info.crl_file:
+        context.load_verify_locations(info.crl_file)
+        context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF
+    context.verify_mode = ssl.CERT_REQUIRED if info.requires_client_cert else ssl.CERT_NONE
+    context.set_alpn_protocols(["http/1.1"])
+    suites = os.environ.get(CIPHER_SUITES_ENV)  # --cipher-suites, set for grpc before it started
+    if suites:
+        context.set_ciphers(suites)
+    return context
+
+
+def server_ssl_context(info: TLSInfo) -> ssl.SSLContext:
+    """The context HTTP/1.1 over TLS is served with (the front ends TLS for HTTP; grpcio does for gRPC).
+
+    Like `server_credentials`, it follows the files on disk: at each handshake (OpenSSL's server name
+    callback runs for every ClientHello) files that changed are checked and loaded into a new context
+    the connection then uses; files that do not check keep the last good ones (logged once).
+    """
+    reloader = _Reloader(info)
+    current = [_ssl_context(info)]
+
+    def follow_files(conn: ssl.SSLObject | ssl.SSLSocket, server_name: str | None, _: ssl.SSLContext) -> None:
+        stamp = _stamp(reloader.paths)
+        if stamp not in (reloader.stamp, reloader.refused):
+            try:
+                check(info)
+                fresh = _ssl_context(info)
+            except (TLSError, ssl.SSLError, OSError) as exc:
+                log.warning("not reloading the TLS certificate: %s", exc)
+                reloader.refused = stamp
+            else:
+                fresh.sni_callback = follow_files
+                current[0] = fresh
+                reloader.stamp = stamp
+                log.info("reloaded the TLS certificate %s", info.cert_file)
+        if conn.context is not current[0]:
+            conn.context = current[0]
+
+    current[0].sni_callback = follow_files
+    return current[0]
+
+
 # ------------------------------------------------------------------------------------------- dialing
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import ssl
 import subprocess
 from collections.abc import Callable, Iterator
@@ -178,10 +179,21 @@ def test_plaintext_and_tls_clients_on_the_wrong_port_end_with_an_error(
         server.stop()
 
 
-def _served_serial(port: int) -> int:
-    """The serial of the certificate a new connection to `port` is shown."""
-    pem = ssl.get_server_certificate(("127.0.0.1", port), timeout=5)
-    return x509.load_pem_x509_certificate(pem.encode()).serial_number
+def _served_serial(port: int, alpn: str | None = None) -> int:
+    """The serial of the certificate a new connection to `port` is shown (offering `alpn`: h2 is gRPC,
+    which the client port's front hands to grpcio; without it the front ends TLS itself, for HTTP)."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if alpn is not None:
+        context.set_alpn_protocols([alpn])
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+        context.wrap_socket(raw) as tls_socket,
+    ):
+        der = tls_socket.getpeercert(binary_form=True)
+    assert der is not None
+    return x509.load_der_x509_certificate(der).serial_number
 
 
 def _serial(path: Path) -> int:
@@ -206,6 +218,7 @@ def test_certificates_replaced_on_disk_serve_new_connections_without_a_restart(
     server = TLSServer("etcdpy", tmp_path / "s.data", extra_args=flags).start()
     try:
         assert _served_serial(server.client_port) == _serial(pki.server.cert)
+        assert _served_serial(server.client_port, "h2") == _serial(pki.server.cert)
         assert _served_serial(server.peer_port) == _serial(pki.peer.cert)
         for side in ("", "peer-"):
             renewed = pki.leaf(f"renewed-{side}server")
@@ -217,9 +230,13 @@ def test_certificates_replaced_on_disk_serve_new_connections_without_a_restart(
                 os.replace(target.with_suffix(".new"), target)
             port = server.peer_port if side else server.client_port
             assert _served_serial(port) == _serial(renewed.cert)
+            assert _served_serial(port, "h2") == _serial(renewed.cert)
         assert etcdctl(server.client_url, "--cacert", str(pki.ca), "put", "k", "v").stdout == "OK\n"
         assert server.proc is not None and server.proc.poll() is None
-        assert server.read_log().count("reloaded the TLS certificate") == 2
+        log = server.read_log()
+        # The client port reloads twice (the front's HTTP side and grpcio), the peer port once.
+        assert log.count(f"reloaded the TLS certificate {served / 'cert.pem'}") == 2
+        assert log.count(f"reloaded the TLS certificate {served / 'peer-cert.pem'}") == 1
     finally:
         server.stop()
 

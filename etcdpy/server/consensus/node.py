@@ -38,6 +38,7 @@ from etcdpy.api import errors
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import NONE, ProposalDropped, ReadState, StateType, Status
 from etcdpy.server.consensus.ready import RaftSettings, ReadyHandler, ReadyWrite, StateMachine
+from etcdpy.server.metrics import NO_METRICS, Metrics, Observe
 from etcdpy.server.storage.raftlog import PreparedWrite, RaftLogStorage
 
 __all__ = ["MAX_FORWARDED_READS", "RaftNode", "RaftSettings"]
@@ -56,10 +57,15 @@ _READ_CTX = struct.Struct(">QQ")  # member ID, then a counter started at the boo
 
 
 class RaftLogDisk:
-    """RaftLogDisk is the LevelDB raft log as the handler's `RaftDisk`: one batch per Ready."""
+    """RaftLogDisk is the LevelDB raft log as the handler's `RaftDisk`: one batch per Ready.
 
-    def __init__(self, storage: RaftLogStorage) -> None:
+    A synced write's duration (LevelDB's log write and its fsync) goes to `fsync_seconds`
+    (etcd_disk_wal_fsync_duration_seconds).
+    """
+
+    def __init__(self, storage: RaftLogStorage, fsync_seconds: Observe) -> None:
         self.storage = storage
+        self.fsync_seconds = fsync_seconds
 
     def first_index(self) -> int:
         return self.storage.first_index()
@@ -83,7 +89,12 @@ class RaftLogDisk:
         )
 
     def write(self, prepared: PreparedWrite) -> None:
+        if not prepared.synced:
+            prepared.batch.write()
+            return
+        started = time.perf_counter()
         prepared.batch.write()  # plyvel releases the GIL for the write and fsync
+        self.fsync_seconds.observe(time.perf_counter() - started)
 
     def written(self, prepared: PreparedWrite) -> None:
         self.storage.apply_prepared(prepared)
@@ -134,6 +145,7 @@ class RaftNode:
         settings: RaftSettings,
         state: StateMachine[PreparedWrite],
         send: Callable[[Iterable[pb.Message]], None],
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.id = node_id
         self.settings = settings
@@ -142,7 +154,7 @@ class RaftNode:
         self.core = ReadyHandler(
             node_id=node_id,
             storage=storage,
-            disk=RaftLogDisk(storage),
+            disk=RaftLogDisk(storage, metrics.wal_fsync_seconds),
             state=state,
             host=self,
             settings=settings,
@@ -158,6 +170,7 @@ class RaftNode:
         self._read_issued_at = 0.0  # loop time the last round was issued
         self._read_timer: asyncio.TimerHandle | None = None  # issues a spaced round when it is due
         self._leader_known = asyncio.Event()
+        self.leaders_seen = 0  # changes to a new leader (not to none): etcd_server_leader_changes_seen_total
         self._leader_waiters: list[asyncio.Future[None]] = []  # resolved at the next leader change
         self._applied_waiters: list[tuple[int, asyncio.Future[None]]] = []
         # One worker: writes must reach LevelDB in order, one at a time.
@@ -307,6 +320,7 @@ class RaftNode:
         if lead == NONE:
             self._leader_known.clear()
         else:
+            self.leaders_seen += 1
             self._leader_known.set()
 
     # ---- the loop ----

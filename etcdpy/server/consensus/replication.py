@@ -35,6 +35,7 @@ from etcdpy.server.consensus import snapshots
 from etcdpy.server.consensus.membership import Cluster, MembershipApplier
 from etcdpy.server.consensus.node import RaftNode, RaftSettings
 from etcdpy.server.consensus.transport import PeerService, PeerTransport, peer_channel
+from etcdpy.server.metrics import NO_METRICS, Metrics
 from etcdpy.server.storage import schema, snapshot
 from etcdpy.server.storage.backend import Backend
 from etcdpy.server.storage.raftlog import PreparedWrite, RaftLogStorage
@@ -119,6 +120,7 @@ class Replication:
         membership: MembershipApplier,
         apply_entries: Callable[[list[pb.Entry]], None],
         dialer: Dialer = PLAINTEXT,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.backend = backend
         self.applier = applier
@@ -139,9 +141,15 @@ class Replication:
             events=self,
             snapshot_dir=snapshot.spool_dir(backend.data_dir),
             dialer=dialer,
+            metrics=metrics,
         )
         self.node = RaftNode(
-            node_id=cluster.local_id, storage=raftlog, settings=settings, state=self, send=self.transport.send
+            node_id=cluster.local_id,
+            storage=raftlog,
+            settings=settings,
+            state=self,
+            send=self.transport.send,
+            metrics=metrics,
         )
         self._load_removed()
         self._cc_ids = itertools.count(1)

@@ -18,6 +18,10 @@ Everything runs on the member's event loop (grpc.aio), as does the raft node.
 Channels are opened by the member's peer `Dialer` (etcdpy/server/tls.py): TLS for
 ``https://`` peer URLs, with the certificate files read again for every new channel.
 
+Metrics (etcd's rafthttp names): the bytes of every batch sent and received, per peer, and
+the round trip of the leader's heartbeats: a heartbeat sent to a peer with none outstanding
+is timed until that peer's answer arrives (etcd times a probe of its own instead).
+
 Tests route each directed peer link through a proxy of their own with
 ``ETCDPY_PEER_PROXIES="<peer host:port>=<proxy host:port>,..."``: this member then
 dials the proxy wherever it would dial that peer (the peer's URL stays the same in
@@ -40,6 +44,7 @@ import grpc
 from etcdpy.api.raftpb import peer_pb2, peer_pb2_grpc
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.server import failpoints
+from etcdpy.server.metrics import NO_METRICS, Count, Metrics
 from etcdpy.server.storage.snapshot import Spool, SpooledSnapshot
 from etcdpy.server.tls import PLAINTEXT, Dialer, TLSInfo, explain_failure
 
@@ -113,6 +118,10 @@ class PeerSender:
         self.connected_since: float | None = None  # monotonic time the current connection came up
         self._task: asyncio.Task[None] | None = None
         self._refusal: str | None = None  # the last TLS refusal logged, so that it is logged once
+        label = f"{peer_id:x}"
+        self._sent_bytes = transport.metrics.peer_sent_bytes.labels(label)
+        self.round_trip_seconds = transport.metrics.peer_round_trip_seconds.labels(label)
+        self.heartbeat_sent_at: float | None = None  # a heartbeat being timed (until the peer answers)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-{self.peer_id:x}")
@@ -133,9 +142,11 @@ class PeerSender:
             messages = await self.queue.get()
             while not self.queue.empty() and len(messages) < 4096:
                 messages.extend(self.queue.get_nowait())
-            yield peer_pb2.MessageBatch(
+            batch = peer_pb2.MessageBatch(
                 cluster_id=t.cluster_id, to=self.peer_id, messages=messages, **{"from": t.local_id}
             )
+            self._sent_bytes.inc(batch.ByteSize())
+            yield batch
             self.active = True
 
     async def _run(self) -> None:
@@ -157,6 +168,7 @@ class PeerSender:
                     backoff = BACKOFF_MIN
             self.active = False
             self.connected_since = None
+            self.heartbeat_sent_at = None  # its answer will not come on this stream
             # Messages queued for a dead stream are stale; raft resends what it still needs.
             while not self.queue.empty():
                 self.queue.get_nowait()
@@ -257,12 +269,15 @@ class PeerTransport:
         events: PeerEvents,
         snapshot_dir: Path,
         dialer: Dialer = PLAINTEXT,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.dialer = dialer  # opens the channels to peers (TLS for https:// peer URLs)
         self.local_id = local_id
         self.cluster_id = cluster_id
         self.events = events
         self.snapshot_dir = snapshot_dir  # where received snapshots are spooled
+        self.metrics = metrics
+        self._received_bytes: dict[int, Count] = {}  # per sending member: its counter's child
         self.removed: set[int] = set()  # members removed from the cluster: their messages are refused
         self.peers: dict[int, PeerSender] = {}
         self._snapshot_tasks: set[asyncio.Task[None]] = set()
@@ -292,11 +307,36 @@ class PeerTransport:
             if m.type == pb.MsgSnap:
                 self._start_snapshot(m)
                 continue
+            if m.type == pb.MsgHeartbeat:
+                self._time_heartbeat(m.to)
             by_peer.setdefault(m.to, []).append(m)
         for peer_id, batch in by_peer.items():
             sender = self.peers.get(peer_id)
             if sender is not None:
                 sender.send(batch)
+
+    def _time_heartbeat(self, peer_id: int) -> None:
+        sender = self.peers.get(peer_id)
+        if sender is not None and sender.heartbeat_sent_at is None:
+            sender.heartbeat_sent_at = time.perf_counter()
+
+    def received(self, batch: peer_pb2.MessageBatch) -> None:
+        """Count a batch that arrived; a heartbeat's answer ends the round trip being timed."""
+        sender_id = getattr(batch, "from")
+        received = self._received_bytes.get(sender_id)
+        if received is None:
+            received = self._received_bytes[sender_id] = self.metrics.peer_received_bytes.labels(
+                f"{sender_id:x}"
+            )
+        received.inc(batch.ByteSize())
+        sender = self.peers.get(sender_id)
+        if sender is None or sender.heartbeat_sent_at is None:
+            return
+        for m in batch.messages:
+            if m.type == pb.MsgHeartbeatResp:
+                sender.round_trip_seconds.observe(time.perf_counter() - sender.heartbeat_sent_at)
+                sender.heartbeat_sent_at = None
+                return
 
     def _start_snapshot(self, message: pb.Message) -> None:
         sender = self.peers.get(message.to)
@@ -337,6 +377,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
                 )
             if getattr(batch, "from") in self.t.removed:
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, REMOVED_TEXT)
+            self.t.received(batch)
             for m in batch.messages:
                 self.t.events.step(m)
         return peer_pb2.SendResponse(cluster_id=self.t.cluster_id)

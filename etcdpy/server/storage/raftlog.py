@@ -83,6 +83,7 @@ class PreparedWrite:
     entries: tuple[pb.Entry, ...]
     hard_state: pb.HardState | None
     compact_to: int  # entries <= this are dropped (0: none)
+    synced: bool = True  # the write waits for an fsync (a commit index alone does not)
 
 
 class RaftLogStorage(EntryWindow):
@@ -198,7 +199,7 @@ class RaftLogStorage(EntryWindow):
                 for index in range(self.first_index(), upto + 1):
                     batch.delete(entry_key(index))
                 batch.put(COMPACTED_KEY, _POINT.pack(upto, self.term(upto)))
-        return PreparedWrite(batch, snapshot, tuple(entries), hard_state, compact_to)
+        return PreparedWrite(batch, snapshot, tuple(entries), hard_state, compact_to, self.sync and sync)
 
     def write(self, prepared: PreparedWrite) -> None:
         """Write a prepared batch atomically (blocking: waits for the fsync), then update the view."""

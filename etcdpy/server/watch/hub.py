@@ -123,6 +123,11 @@ class WatchHub:
     def watcher_count(self) -> int:
         return sum(len(ws) for ws in self._by_key.values()) + len(self._ranges) + len(self._unsynced)
 
+    @property
+    def unsynced_count(self) -> int:
+        """Watchers catching up from history (etcd_debugging_mvcc_slow_watcher_total)."""
+        return len(self._unsynced)
+
     def _synced(self) -> list[Watcher]:
         return [*self._ranges, *(w for ws in self._by_key.values() for w in ws)]
 

@@ -1,0 +1,332 @@
+"""Metrics: one member's Prometheus metrics, with etcd 3.4's names, types, help texts and labels.
+
+Each member has its own `CollectorRegistry` (two members in one process never share a
+figure) holding three kinds of metric:
+
+* instruments updated where the work happens: the raft log's fsync and the apply batch's
+  commit (histograms), failed proposals, puts, peer bytes and round trips (counters and
+  histograms).  `Metrics` owns them; the member hands it by constructor to the parts that
+  update them (`RaftNode`, `Applier`, `EtcdServer`, `PeerTransport`, the gRPC interceptors).
+* figures the member knows anyway (leader, indexes, sizes, watchers, the quota): read at
+  scrape time by `MemberFigures`, a custom collector, so the write path never keeps them.
+* the process collector (CPU, memory, descriptors: the same `process_*` names as Go's).
+
+`NO_METRICS` is a Metrics whose instruments do nothing: parts built without a member (unit
+tests, the simulator, the bench's baseline) take it by default.
+
+`render` writes the text format as etcd's /metrics does.  prometheus-client adds a
+``<name>_created`` series to every counter and histogram (an OpenMetrics idea); Go's client,
+and so etcd, has none, so `render` leaves them out rather than switching them off for the
+whole process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from etcdpy.api.mvccpb import kv_pb2
+from etcdpy.version import ETCD_RELEASE
+
+__all__ = ["CONTENT_TYPE", "NO_METRICS", "MemberFigures", "Metrics", "StoreCounts", "render"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what etcd's promhttp answers a plain scrape
+METRICS_MODES = ("basic", "extensive")
+
+
+def exponential_buckets(start: float, factor: float, count: int) -> list[float]:
+    """Upper bounds start, start*factor, ... (`count` of them), as Go's prometheus.ExponentialBuckets."""
+    assert start > 0 and factor > 1 and count >= 1
+    return [start * factor**i for i in range(count)]
+
+
+# Go's prometheus.DefBuckets: go-grpc-prometheus's handling-time histogram uses them.
+DEFAULT_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+
+
+class Count(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+class Observe(Protocol):
+    def observe(self, amount: float) -> None: ...
+
+
+class Labelled(Protocol):
+    """A metric with labels: `labels(...)` is the child to update."""
+
+    def labels(self, *values: str) -> Any: ...
+
+
+class _Null:
+    """An instrument that does nothing (the instruments of `NO_METRICS`)."""
+
+    def inc(self, amount: float = 1) -> None:
+        pass
+
+    def observe(self, amount: float) -> None:
+        pass
+
+    def labels(self, *values: str) -> _Null:
+        return self
+
+
+_NULL = _Null()
+
+
+class Metrics:
+    """Metrics holds one member's registry and the instruments its parts update.
+
+    `extensive` is etcd's ``--metrics extensive``: the gRPC handling-time histograms too.
+    """
+
+    def __init__(self, *, extensive: bool = False, enabled: bool = True) -> None:
+        self.extensive = extensive
+        self.enabled = enabled
+        self.registry = CollectorRegistry(auto_describe=True)
+        if not enabled:
+            self.wal_fsync_seconds: Observe = _NULL
+            self.backend_commit_seconds: Observe = _NULL
+            self.proposals_failed: Count = _NULL
+            self.puts: Sequence[Count] = ()
+            self.peer_sent_bytes: Labelled = _NULL
+            self.peer_received_bytes: Labelled = _NULL
+            self.peer_round_trip_seconds: Labelled = _NULL
+            return
+        r = self.registry
+        ProcessCollector(registry=r)
+        # Buckets from 1 ms to 8.192 s, as etcd's wal/metrics.go and mvcc/backend/metrics.go.
+        self.wal_fsync_seconds = Histogram(
+            "etcd_disk_wal_fsync_duration_seconds",
+            "The latency distributions of fsync called by WAL.",
+            buckets=exponential_buckets(0.001, 2, 14),
+            registry=r,
+        )
+        self.backend_commit_seconds = Histogram(
+            "etcd_disk_backend_commit_duration_seconds",
+            "The latency distributions of commit called by backend.",
+            buckets=exponential_buckets(0.001, 2, 14),
+            registry=r,
+        )
+        self.proposals_failed = Counter(
+            "etcd_server_proposals_failed_total", "The total number of failed proposals seen.", registry=r
+        )
+        # etcd 3.4 counts each under etcd_ and (until 3.5) etcd_debugging_ alike.
+        self.puts = (
+            Counter("etcd_mvcc_put_total", "Total number of puts seen by this member.", registry=r),
+            Counter("etcd_debugging_mvcc_put_total", "Total number of puts seen by this member.", registry=r),
+        )
+        self.peer_sent_bytes = Counter(
+            "etcd_network_peer_sent_bytes_total",
+            "The total number of bytes sent to peers.",
+            ["To"],
+            registry=r,
+        )
+        self.peer_received_bytes = Counter(
+            "etcd_network_peer_received_bytes_total",
+            "The total number of bytes received from peers.",
+            ["From"],
+            registry=r,
+        )
+        # From 0.1 ms to 3.2768 s, as etcd's rafthttp/metrics.go.
+        self.peer_round_trip_seconds = Histogram(
+            "etcd_network_peer_round_trip_time_seconds",
+            "Round-Trip-Time histogram between peers",
+            ["To"],
+            buckets=exponential_buckets(0.0001, 2, 16),
+            registry=r,
+        )
+
+    def register(self, collector: Collector) -> None:
+        """Add a collector read at every scrape (`MemberFigures`, the gRPC metrics)."""
+        if self.enabled:
+            self.registry.register(collector)
+
+
+NO_METRICS = Metrics(enabled=False)
+
+
+class _WithoutCreated:
+    """The registry's metrics without prometheus-client's ``_created`` series (etcd has none)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in self.registry.collect():
+            metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
+            yield metric
+
+
+def render(metrics: Metrics) -> bytes:
+    """The member's metrics in Prometheus' text format (version 0.0.4), as etcd's /metrics serves them."""
+    return generate_latest(_WithoutCreated(metrics.registry))
+
+
+class StoreCounts:
+    """StoreCounts counts the applied puts and the keys alive in the store, from the applied events.
+
+    Every put makes one PUT event (etcd_mvcc_put_total counts puts).  The live keys
+    (etcd_debugging_mvcc_keys_total) are not scanned at every scrape: the first read counts
+    the store once, and afterwards the events move the figure, a put that creates a key
+    (version 1) adding one and a delete removing one.  A snapshot install replaces the
+    store: `reset` makes the next read count it again.
+    """
+
+    def __init__(self, metrics: Metrics, count_store: Callable[[], int]) -> None:
+        self._puts = metrics.puts
+        self._count_store = count_store
+        self._keys: int | None = None  # None: not counted since the start or the last reset
+
+    def on_events(self, events: Iterable[kv_pb2.Event]) -> None:
+        puts = created = deleted = 0
+        for event in events:
+            if event.type == kv_pb2.Event.DELETE:
+                deleted += 1
+            else:
+                puts += 1
+                created += event.kv.version == 1
+        for counter in self._puts if puts else ():
+            counter.inc(puts)
+        if self._keys is not None:
+            self._keys += created - deleted
+
+    def reset(self) -> None:
+        self._keys = None
+
+    def live_keys(self) -> int:
+        # Below zero only if a count raced an apply batch (a scrape off the member's loop): count again
+        # rather than fail the apply path over a figure.
+        if self._keys is None or self._keys < 0:
+            self._keys = self._count_store()
+        return self._keys
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What `MemberFigures` reads at scrape time, each a cheap call on the member's parts."""
+
+    member_id: int
+    leader_id: Callable[[], int]
+    is_leader: Callable[[], bool]
+    is_learner: Callable[[], bool]
+    leaders_seen: Callable[[], int]
+    committed_index: Callable[[], int]
+    applied_index: Callable[[], int]
+    pending_proposals: Callable[[], int]
+    quota_bytes: Callable[[], int]
+    db_size_bytes: Callable[[], int]
+    current_revision: Callable[[], int]
+    compact_revision: Callable[[], int]
+    live_keys: Callable[[], int]
+    watchers: Callable[[], int]
+    slow_watchers: Callable[[], int]
+    cluster_version: Callable[[], str]
+
+
+def _gauge(name: str, help_text: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_text, value=value)
+
+
+def _one(name: str, help_text: str, label: str, label_value: str) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help_text, labels=[label])
+    family.add_metric([label_value], 1)
+    return family
+
+
+class MemberFigures:
+    """MemberFigures is the collector of what the member already knows, read at each scrape."""
+
+    def __init__(self, figures: Figures) -> None:
+        self.f = figures
+
+    def collect(self) -> Iterator[Metric]:
+        f = self.f
+        yield _gauge(
+            "etcd_server_has_leader",
+            "Whether or not a leader exists. 1 is existence, 0 is not.",
+            f.leader_id() != 0,
+        )
+        yield _gauge(
+            "etcd_server_is_leader",
+            "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+            f.is_leader(),
+        )
+        yield _gauge(
+            "etcd_server_is_learner",
+            "Whether or not this member is a learner. 1 if is, 0 otherwise.",
+            f.is_learner(),
+        )
+        yield CounterMetricFamily(
+            "etcd_server_leader_changes_seen_total",
+            "The number of leader changes seen.",
+            value=f.leaders_seen(),
+        )
+        # Gauges in etcd despite the _total (set to the raft indexes).
+        yield _gauge(
+            "etcd_server_proposals_committed_total",
+            "The total number of consensus proposals committed.",
+            f.committed_index(),
+        )
+        yield _gauge(
+            "etcd_server_proposals_applied_total",
+            "The total number of consensus proposals applied.",
+            f.applied_index(),
+        )
+        yield _gauge(
+            "etcd_server_proposals_pending",
+            "The current number of pending proposals to commit.",
+            f.pending_proposals(),
+        )
+        yield _gauge(
+            "etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", f.quota_bytes()
+        )
+        yield _one(
+            "etcd_server_version",
+            "Which version is running. 1 for 'server_version' label with current version.",
+            "server_version",
+            ETCD_RELEASE,
+        )
+        yield _one(
+            "etcd_server_id",
+            "Server or member ID in hexadecimal format. 1 for 'server_id' label with current ID.",
+            "server_id",
+            f"{f.member_id:x}",
+        )
+        version = f.cluster_version()
+        if version:
+            yield _one(
+                "etcd_cluster_version",
+                "Which version is running. 1 for 'cluster_version' label with current cluster version",
+                "cluster_version",
+                version,
+            )
+        size = f.db_size_bytes()
+        for name in ("etcd_mvcc_db_total_size_in_bytes", "etcd_debugging_mvcc_db_total_size_in_bytes"):
+            yield _gauge(name, "Total size of the underlying database physically allocated in bytes.", size)
+        # LevelDB keeps no free-page list: until compaction reclaims it, every byte on disk is in use.
+        yield _gauge(
+            "etcd_mvcc_db_total_size_in_use_in_bytes",
+            "Total size of the underlying database logically in use in bytes.",
+            size,
+        )
+        yield _gauge("etcd_debugging_mvcc_keys_total", "Total number of keys.", f.live_keys())
+        yield _gauge("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", f.watchers())
+        yield _gauge(
+            "etcd_debugging_mvcc_slow_watcher_total",
+            "Total number of unsynced slow watchers.",
+            f.slow_watchers(),
+        )
+        yield _gauge(
+            "etcd_debugging_mvcc_current_revision", "The current revision of store.", f.current_revision()
+        )
+        yield _gauge(
+            "etcd_debugging_mvcc_compact_revision",
+            "The revision of the last compaction in store.",
+            f.compact_revision(),
+        )
