@@ -2,10 +2,11 @@
 
 As etcdctl 3.4 restores (clientv3/snapshot): the file's sha256 is checked (unless
 ``--skip-hash-check``, needed for a bbolt file copied out of a data dir), its pages
-too; the keys with their history, the leases, alarms and cluster version are kept;
-the members are dropped and replaced by the new cluster the flags describe (a new
-cluster ID, member IDs from ``--initial-cluster`` and its token), whose first log
-is bootstrapped as `etcdpy server` bootstraps a new cluster.
+too; the keys with their history, the leases, alarms, auth (users with their
+password hashes, roles, the enabled flag and auth revision) and cluster version are
+kept; the members are dropped and replaced by the new cluster the flags describe (a
+new cluster ID, member IDs from ``--initial-cluster`` and its token), whose first
+log is bootstrapped as `etcdpy server` bootstraps a new cluster.
 
 Nothing half-written is left behind: the member is written into a temporary
 directory beside ``--data-dir`` and renamed into place once complete (fsynced); any

@@ -5,18 +5,24 @@ Real etcd reading these files and etcdpy reading real etcd's are tested in tests
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lease_support import Member
 
-from etcdpy.api.etcdserverpb import rpc_pb2
+from etcdpy.api.authpb import auth_pb2
+from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.mvccpb import kv_pb2
+from etcdpy.server.apply import Applier
+from etcdpy.server.auth import AuthStore, SimpleTokens
 from etcdpy.server.mvcc import layout
 from etcdpy.server.mvcc.kvstore import KVStore
 from etcdpy.server.storage import bbolt, etcddb, schema
@@ -207,13 +213,104 @@ def test_a_bbolt_file_that_is_not_etcds_is_refused(tmp_path: Path) -> None:
         etcddb.load_state(reader, target.db)
 
 
-def test_a_snapshot_with_auth_enabled_is_refused(tmp_path: Path) -> None:
-    path = _bolt(
-        tmp_path / "auth.db",
-        {b"key": {}, b"meta": {}, b"auth": {b"authEnabled": b"\x01", b"authRevision": b"\x00" * 7 + b"\x03"}},
-    )
+# the auth buckets a real etcd 3.4.23 wrote: root (role root) and alice (role r1: readwrite on the
+# prefix foo/, read on bar), auth enabled after 9 auth changes
+ETCD_AUTH = {
+    b"auth": {b"authEnabled": b"\x01", b"authRevision": b"\x00\x00\x00\x00\x00\x00\x00\t"},
+    b"authUsers": {
+        b"alice": b"\n\x05alice\x12<$2a$10$BCGKHnre70RY9XmvJY8mC.DFExVrxhaXhJ7vJTNQ87CXsdqgaNwem"
+        b'\x1a\x02r1"\x00',
+        b"root": b"\n\x04root\x12<$2a$10$NBRDHenGoH7vxNbCaJASDORZK1vYAIKPlPUQmg7W.Le4xiPSWUUaW"
+        b'\x1a\x04root"\x00',
+    },
+    b"authRoles": {
+        b"r1": b"\n\x02r1\x12\x05\x12\x03bar\x12\x0e\x08\x02\x12\x04foo/\x1a\x04foo0",
+        b"root": b"\n\x04root",
+    },
+}
+
+
+def _auth_store(backend: Backend) -> AuthStore:
+    return AuthStore(backend, SimpleTokens(ttl=60), lease_keys=lambda lease: ())
+
+
+def test_etcds_auth_buckets_load_and_write_back_unchanged(tmp_path: Path) -> None:
+    path = _bolt(tmp_path / "auth.db", {b"key": {}, b"meta": {}, **ETCD_AUTH})
     target = Backend(tmp_path / "dst")
-    with etcddb.open_snapshot(path) as reader, pytest.raises(etcddb.SnapshotError, match="auth enabled"):
+    with etcddb.open_snapshot(path) as reader:
+        etcddb.load_state(reader, target.db)
+    auth = _auth_store(target)
+    assert (auth.enabled, auth.revision) == (True, 9)
+    assert sorted(auth.users) == ["alice", "root"] and sorted(auth.roles) == ["r1", "root"]
+    assert list(auth.users["alice"].roles) == ["r1"]
+    assert bcrypt.checkpw(b"alicepw", auth.users["alice"].password)  # etcd's hash keeps working
+    assert auth.index.allowed("alice", b"foo/x", b"", write=True)
+    assert auth.index.allowed("alice", b"bar", b"", write=False)
+    assert not auth.index.allowed("alice", b"bar", b"", write=True)
+    assert not auth.index.allowed("alice", b"secret", b"", write=False)
+
+    save(target, tmp_path / "again.db")
+    with etcddb.open_snapshot(tmp_path / "again.db") as reader:
+        written = {name: dict(reader.items(name)) for name in ETCD_AUTH}
+    assert written == ETCD_AUTH
+
+
+def test_auth_as_the_store_applies_it_round_trips(tmp_path: Path) -> None:
+    source = Backend(tmp_path / "src")
+    auth = _auth_store(source)
+    applier = Applier(source, handlers=auth.handlers(), layers=[auth.layer])
+    hashed = base64.b64encode(bcrypt.hashpw(b"pw", bcrypt.gensalt(4))).decode()
+    nopw = auth_pb2.UserAddOptions(no_password=True)
+    write = auth_pb2.Permission(permType=auth_pb2.Permission.WRITE, key=b"k", range_end=b"l")
+    requests: list[dict[str, Any]] = [
+        {"auth_role_add": rpc_pb2.AuthRoleAddRequest(name="r")},
+        {"auth_user_add": rpc_pb2.AuthUserAddRequest(name="u", hashedPassword=hashed)},
+        {"auth_user_add": rpc_pb2.AuthUserAddRequest(name="nopw", options=nopw)},
+        {"auth_user_add": rpc_pb2.AuthUserAddRequest(name="root", hashedPassword=hashed)},
+        {"auth_user_grant_role": rpc_pb2.AuthUserGrantRoleRequest(user="root", role="root")},
+        {"auth_user_grant_role": rpc_pb2.AuthUserGrantRoleRequest(user="u", role="r")},
+        {"auth_role_grant_permission": rpc_pb2.AuthRoleGrantPermissionRequest(name="r", perm=write)},
+        {"auth_enable": rpc_pb2.AuthEnableRequest()},
+        {"auth_disable": rpc_pb2.AuthDisableRequest()},
+    ]
+    for index, request in enumerate(requests, start=1):
+        entry = raft_internal_pb2.InternalRaftRequest(**request)
+        entry.header.ID = index
+        if index == len(requests):
+            entry.header.username, entry.header.auth_revision = "root", auth.revision
+        (result,) = applier.apply([(index, entry.SerializeToString())])
+        assert not isinstance(result.response, Exception), (request, result.response)
+    save(source, tmp_path / "snap.db")
+    with etcddb.open_snapshot(tmp_path / "snap.db") as reader:
+        buckets = {name: dict(reader.items(name)) for name in ETCD_AUTH}
+    assert buckets[b"auth"] == {b"authEnabled": b"\x00", b"authRevision": (9).to_bytes(8, "big")}
+    assert sorted(buckets[b"authUsers"]) == [b"nopw", b"root", b"u"]
+    assert auth_pb2.User.FromString(buckets[b"authUsers"][b"nopw"]).options.no_password
+
+    target = Backend(tmp_path / "dst")
+    with etcddb.open_snapshot(tmp_path / "snap.db") as reader:
+        etcddb.load_state(reader, target.db)
+    restored = _auth_store(target)
+    assert (restored.enabled, restored.revision) == (False, 9)
+    assert restored.users == auth.users and restored.roles == auth.roles
+    assert restored.index.allowed("u", b"k", b"", write=True)
+
+
+@pytest.mark.parametrize(
+    ("bucket", "pairs", "message"),
+    [
+        (b"auth", {b"authEnabled": b"\x02"}, "authEnabled is"),
+        (b"auth", {b"authRevision": b"\x01"}, "authRevision has 1 bytes"),
+        (b"authUsers", {b"u": b"\xff\xff"}, "authUsers holds a bad record under b'u'"),
+        (b"authRoles", {b"r": auth_pb2.Role(name=b"other").SerializeToString()}, "authRoles holds a bad"),
+    ],
+)
+def test_damaged_auth_records_are_refused(
+    tmp_path: Path, bucket: bytes, pairs: dict[bytes, bytes], message: str
+) -> None:
+    path = _bolt(tmp_path / "auth.db", {b"key": {}, b"meta": {}, bucket: pairs})
+    target = Backend(tmp_path / "dst")
+    with etcddb.open_snapshot(path) as reader, pytest.raises(etcddb.SnapshotError, match=re.escape(message)):
         etcddb.load_state(reader, target.db)
 
 

@@ -19,9 +19,11 @@ bucket               etcd's key -> value                             etcdpy (`st
 ``members_removed``  member ID in hex -> ``removed``                  meta ``removed/``
 ``cluster``          ``clusterVersion`` -> ``3.4.0``                  meta ``cluster_version``
 ``alarm``            etcdserverpb.AlarmMember -> empty                alarms ``x``
-``auth``,            ``authRevision`` -> u64 BE (1); users and        nothing yet (auth is not
-``authUsers``,       roles                                           built): written empty, as a
-``authRoles``                                                        fresh etcd has them
+``auth``             ``authEnabled`` -> 1 byte (1 on, 0 off; absent  auth ``a e``, ``a v``
+                     until first enabled); ``authRevision`` -> u64
+                     BE
+``authUsers``        user name -> authpb.User (bcrypt hash, roles)   auth ``a u <name>``
+``authRoles``        role name -> authpb.Role (key permissions)      auth ``a r <name>``
 ===================  ==============================================  ==============================
 
 `write_snapshot` streams a LevelDB snapshot (a consistent view) into a bbolt file,
@@ -42,7 +44,9 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from crc32c import crc32c as crc32c_update
+from google.protobuf.message import DecodeError
 
+from etcdpy.api.authpb import auth_pb2
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.server.mvcc import layout
@@ -78,6 +82,10 @@ _BATCH_BYTES = 4 << 20
 CLUSTER_VERSION_KEY = schema.META + b"cluster_version"  # consensus.membership
 REMOVED_PREFIX = schema.META + b"removed/"  # consensus.replication
 APPLIED_INDEX_KEY = schema.META + schema.META_APPLIED_INDEX
+AUTH_ENABLED_KEY = schema.AUTH + b"e"  # server.auth.store: 1 byte, as etcd's authEnabled
+AUTH_REVISION_KEY = schema.AUTH + b"v"  # server.auth.store: u64 BE, as etcd's authRevision
+AUTH_USERS_PREFIX = schema.AUTH + b"u"  # server.auth.store: + name -> authpb.User
+AUTH_ROLES_PREFIX = schema.AUTH + b"r"  # server.auth.store: + name -> authpb.Role
 _ALARM_KEY = struct.Struct(">Qi")  # server.alarm: member ID, alarm type
 _LEASE_RECORD = struct.Struct(">qq")  # server.lease.lessor: TTL, remaining TTL
 
@@ -214,9 +222,7 @@ def write_snapshot(view: Any, out: BinaryIO) -> Written:
     for entry in sorted(entries):
         alarm.put(entry, b"")
 
-    writer.bucket(AUTH).put(AUTH_REVISION, _U64.pack(1))
-    writer.bucket(AUTH_ROLES)
-    writer.bucket(AUTH_USERS)
+    _write_auth(view, writer)
 
     cluster = writer.bucket(CLUSTER)
     version = view.get(CLUSTER_VERSION_KEY)
@@ -260,6 +266,21 @@ def write_snapshot(view: Any, out: BinaryIO) -> Written:
         meta.put(SCHEDULED_COMPACT, rev_bytes(scheduled))
     size = writer.close()
     return Written(applied, revision, size)
+
+
+def _write_auth(view: Any, writer: bbolt.BoltWriter) -> None:
+    """etcd's three auth buckets from the ``a`` keyspace: the same authpb records under the same names."""
+    auth = writer.bucket(AUTH)
+    enabled = view.get(AUTH_ENABLED_KEY)
+    if enabled is not None:  # etcd writes the flag only once auth was first enabled
+        auth.put(AUTH_ENABLED, enabled)
+    auth.put(AUTH_REVISION, view.get(AUTH_REVISION_KEY) or _U64.pack(1))
+    roles = writer.bucket(AUTH_ROLES)
+    for key, value in view.iterator(prefix=AUTH_ROLES_PREFIX):
+        roles.put(key[len(AUTH_ROLES_PREFIX) :], value)
+    users = writer.bucket(AUTH_USERS)
+    for key, value in view.iterator(prefix=AUTH_USERS_PREFIX):
+        users.put(key[len(AUTH_USERS_PREFIX) :], value)
 
 
 def _write_keys(view: Any, bucket: bbolt.BucketWriter) -> int:
@@ -410,11 +431,12 @@ class _Batches:
 
 
 def load_state(reader: bbolt.BoltReader, db: Any) -> Loaded:
-    """Fill an empty etcdpy LevelDB with the snapshot's keys, leases, alarms, version and compaction.
+    """Fill an empty etcdpy LevelDB with the snapshot's keys, leases, alarms, auth, version and compaction.
 
-    Members are not loaded: a restored member gets the membership of its new cluster.  The
-    applied index is left out (the new cluster's log starts over).  SnapshotError for a file
-    that is bbolt but not etcd's, or whose auth is enabled (etcdpy would serve it without).
+    Users, roles, the auth flag and revision are loaded as etcd stored them.  Members are not
+    loaded: a restored member gets the membership of its new cluster.  The applied index is
+    left out (the new cluster's log starts over).  SnapshotError for a file that is bbolt but
+    not etcd's, or whose records are damaged.
     """
     buckets = set(reader.buckets())
     if KEY not in buckets or META not in buckets:
@@ -422,12 +444,8 @@ def load_state(reader: bbolt.BoltReader, db: Any) -> Loaded:
             f"{reader.path}: a bbolt database without etcd's key and meta buckets (not an etcd snapshot)"
         )
     try:
-        if AUTH in buckets and any(k == AUTH_ENABLED and v == b"\x01" for k, v in reader.items(AUTH)):
-            raise SnapshotError(
-                "the snapshot has auth enabled and etcdpy does not implement auth yet: "
-                "disable auth (`auth disable`) on the source cluster and take the snapshot again"
-            )
         batches = _Batches(db)
+        _load_auth(reader, buckets, batches)
         revision = _load_history(reader, batches)
         meta = dict(reader.items(META))
         scheduled = _compact_rev(meta.get(SCHEDULED_COMPACT))
@@ -461,6 +479,38 @@ def load_state(reader: bbolt.BoltReader, db: Any) -> Loaded:
     except bbolt.BoltFormatError as exc:
         raise SnapshotError(str(exc)) from None
     return Loaded(revision, scheduled, keys, leases)
+
+
+def _load_auth(reader: bbolt.BoltReader, buckets: set[bytes], batches: _Batches) -> None:
+    """The auth buckets into the ``a`` keyspace (records checked: a damaged one is refused, not served)."""
+    if AUTH in buckets:
+        for key, value in reader.items(AUTH):
+            if key == AUTH_ENABLED:
+                if value not in (b"\x00", b"\x01"):
+                    raise SnapshotError(f"the snapshot is damaged: authEnabled is {value!r}, not 0 or 1")
+                batches.put(AUTH_ENABLED_KEY, value)
+            elif key == AUTH_REVISION:
+                if len(value) != _U64.size:
+                    raise SnapshotError(
+                        f"the snapshot is damaged: authRevision has {len(value)} bytes, not 8"
+                    )
+                batches.put(AUTH_REVISION_KEY, value)
+    for bucket, prefix, record in (
+        (AUTH_USERS, AUTH_USERS_PREFIX, auth_pb2.User),
+        (AUTH_ROLES, AUTH_ROLES_PREFIX, auth_pb2.Role),
+    ):
+        if bucket not in buckets:
+            continue
+        for name, value in reader.items(bucket):
+            try:
+                parsed = record.FromString(value)
+            except DecodeError:
+                parsed = None
+            if parsed is None or parsed.name != name:
+                raise SnapshotError(
+                    f"the snapshot is damaged: {bucket.decode()} holds a bad record under {name!r}"
+                )
+            batches.put(prefix + name, value)
 
 
 def _compact_rev(raw: bytes | None) -> int:
