@@ -28,7 +28,7 @@ from etcdpy.cli.context import CliState, pass_state
 from etcdpy.cli.errors import CliError, ExitCode
 from etcdpy.cli.options import command_options
 from etcdpy.cli.signals import Interrupted, Stopper, interruptible, run_until_signal
-from etcdpy.client import Client, TLSConfig
+from etcdpy.client import Client, TLSConfig, TLSFileError
 from etcdpy.client import requests as rq
 from etcdpy.client.watch import watch_create_request
 
@@ -85,11 +85,9 @@ def make_mirror(
     )
     try:
         if tls.always:
-            tls.credentials()
-    except OSError as err:
-        raise CliError(
-            ExitCode.BAD_ARGS, f"open {err.filename}: {(err.strerror or str(err)).lower()}"
-        ) from None
+            tls.credentials()  # read the files now: a missing one is a bad argument, as in etcdctl
+    except TLSFileError as err:
+        raise CliError(ExitCode.BAD_ARGS, str(err)) from None
     source = state.client()
     if no_dest_prefix and dest_prefix:
         raise CliError(

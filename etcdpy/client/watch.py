@@ -75,6 +75,7 @@ class _Tokens(Protocol):
 
 class _Streams(_Tokens, Protocol):
     _transport: Transport
+    command_timeout: float
 
     def stream_metadata(self) -> list[tuple[str, str]]: ...
 
@@ -145,6 +146,8 @@ class WatchMixin:
         """
         transport = self._transport
         self.stream_metadata()  # authenticate now: a wrong password fails here, not in the iteration
+        # A stream retries its connection for ever: a TLS handshake failing on every endpoint fails here.
+        transport.check_handshakes(self.command_timeout)
 
         def open_call(endpoint: Endpoint, requests: Iterator[pb.WatchRequest]) -> WatchCall:
             stub = _WatchStub(transport.channel(endpoint))

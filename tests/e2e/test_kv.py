@@ -187,7 +187,7 @@ def test_member_list_shows_the_one_member(etcdpy_server: ServerProcess, stubs: S
 
 def test_unserved_rpcs_answer_unimplemented(stubs: Stubs) -> None:
     with pytest.raises(grpc.RpcError) as info:
-        stubs.maintenance.Defragment(rpc_pb2.DefragmentRequest())
+        stubs.maintenance.Downgrade(rpc_pb2.DowngradeRequest())  # etcd 3.5's, not served
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 

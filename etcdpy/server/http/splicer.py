@@ -127,6 +127,10 @@ class Splicer:
         if not first:
             return None
         if not self.tls:
+            if clienthello.looks_like_tls(first):
+                # A TLS client on a plaintext listener: neither protocol here; closed at once, as etcd's
+                # listener (cmux) does with what it cannot match, so the client learns it quickly.
+                raise clienthello.NotClientHello("a TLS handshake on a plaintext listener")
             return self.grpc_path is not None and first == H2_PREFACE_START
         if not clienthello.looks_like_tls(first):
             raise clienthello.NotClientHello("plain bytes on a TLS listener")
