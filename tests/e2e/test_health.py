@@ -50,6 +50,19 @@ def test_health_is_false_under_nospace_unless_excluded(server: ServerProcess) ->
 
 
 @pytest.mark.server_kinds("etcd", "etcdpy")
+def test_health_is_true_with_auth_enabled(server: ServerProcess) -> None:
+    # The member's own health read passes auth (a probe has no user): etcd 3.4 answers true.
+    with grpc.insecure_channel(server.endpoint) as channel:
+        auth = rpc.AuthStub(channel)  # type: ignore[no-untyped-call]
+        auth.UserAdd(pb.AuthUserAddRequest(name="root", password="pw"), timeout=10)
+        auth.UserGrantRole(pb.AuthUserGrantRoleRequest(user="root", role="root"), timeout=10)
+        auth.AuthEnable(pb.AuthEnableRequest(), timeout=10)
+    assert ask(f"{server.client_url}/health") == (200, TEXT, b'{"health":"true"}')
+    if server.kind == "etcdpy":  # etcd 3.4 has no /readyz
+        assert ask(f"{server.client_url}/readyz") == (200, TEXT, b"ok\n")
+
+
+@pytest.mark.server_kinds("etcd", "etcdpy")
 def test_health_takes_only_get(server: ServerProcess) -> None:
     assert ask(f"{server.client_url}/health", method="POST") == (405, TEXT, b"Method Not Allowed\n")
 
