@@ -32,6 +32,7 @@ from etcdpy.server.storage import etcddb
 from etcdpy.server.storage.backend import Backend, BackendError
 from etcdpy.server.storage.bbolt import BoltReader
 from etcdpy.server.storage.raftlog import RaftLogStorage
+from etcdpy.server.storage.snapshot import fsync_dir
 
 DEFAULT_NAME = "default"
 DEFAULT_PEER_URL = "http://localhost:2380"
@@ -85,7 +86,7 @@ def restore(
         if target.exists():
             target.rmdir()  # empty (checked above)
         os.rename(staging, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
     except etcddb.SnapshotError as exc:
         raise RestoreError(str(exc)) from None
     except (OSError, plyvel.Error, BackendError) as exc:
@@ -113,14 +114,6 @@ def _text(exc: BaseException) -> str:
     return arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(root: Path) -> None:
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
@@ -129,7 +122,7 @@ def _fsync_tree(root: Path) -> None:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        _fsync_dir(Path(dirpath))
+        fsync_dir(Path(dirpath))
 
 
 @click.command(

@@ -385,11 +385,7 @@ class AuthStore:
             raise errors.ErrUserNotFound()
         if req.role not in user.roles:
             raise errors.ErrRoleNotGranted()
-        updated = auth_pb2.User()
-        updated.CopyFrom(user)
-        del updated.roles[:]
-        updated.roles.extend(r for r in user.roles if r != req.role)
-        self._put_user(batch, updated)
+        self._put_user(batch, _without_role(user, req.role))
         self._commit(batch)
         return rpc_pb2.AuthUserRevokeRoleResponse()
 
@@ -425,11 +421,7 @@ class AuthStore:
         batch.wb.delete(_ROLES + req.role.encode())
         for user in list(self.users.values()):
             if req.role in user.roles:
-                updated = auth_pb2.User()
-                updated.CopyFrom(user)
-                del updated.roles[:]
-                updated.roles.extend(r for r in user.roles if r != req.role)
-                self._put_user(batch, updated)
+                self._put_user(batch, _without_role(user, req.role))
         self._commit(batch)
         return rpc_pb2.AuthRoleDeleteResponse()
 
@@ -474,3 +466,12 @@ class AuthStore:
         self._put_role(batch, auth_pb2.Role(name=role.name, keyPermission=kept))
         self._commit(batch)
         return rpc_pb2.AuthRoleRevokePermissionResponse()
+
+
+def _without_role(user: auth_pb2.User, role: str) -> auth_pb2.User:
+    """A copy of `user` that no longer has `role`."""
+    updated = auth_pb2.User()
+    updated.CopyFrom(user)
+    del updated.roles[:]
+    updated.roles.extend(r for r in user.roles if r != role)
+    return updated

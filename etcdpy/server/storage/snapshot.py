@@ -143,7 +143,7 @@ class Spool:
         self._file.close()
         final = self.directory / f"{self._name}{SPOOLED_SUFFIX}"
         os.replace(self.path, final)
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         return SpooledSnapshot(final, self.crc, self.size)
 
     def discard(self) -> None:
@@ -151,7 +151,8 @@ class Spool:
         self.path.unlink(missing_ok=True)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a directory's entries (files created, renamed or removed in it) durable."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
