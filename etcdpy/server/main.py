@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import tempfile
 import time
@@ -472,6 +473,14 @@ def http_paths(member: Member) -> dict[str, App]:
     return from_answers(health.endpoints(member.server, member.metrics))
 
 
+def _by_scheme(urls: tuple[str, ...]) -> list[tuple[tuple[str, ...], bool]]:
+    """`urls` as (the http ones, False) and (the https ones, True), leaving out an empty group."""
+    groups = [
+        (tuple(u for u in urls if u.startswith("https:") == secure), secure) for secure in (False, True)
+    ]
+    return [(group, secure) for group, secure in groups if group]
+
+
 async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
     """Serve clients: the front on the client URLs (gRPC spliced to grpcio on a private Unix socket,
     HTTP/1.1 itself), HTTP-only fronts, metrics fronts; return the coroutine function that stops them.
@@ -486,35 +495,33 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
     )
     paths = http_paths(member)
     client_app = client_routes(paths, gateway, lambda: member.replication.cluster_version)
-    metrics_paths = {path: app for path, app in paths.items() if path in ("/metrics", "/health")}
+    metrics_app = metrics_routes(
+        {path: app for path, app in paths.items() if path in ("/metrics", "/health")}
+    )
     fronts: list[Front] = []
     sockets: list[PrivateSocket] = []
     stop_grpc: Stopper | None = None
-    client_tls = config.client_tls
-    # One front per scheme: https listeners peek ALPN and splice to a grpcio socket that speaks TLS
-    # with the same certificates (the TLS session stays end to end); HTTP/1.1 over TLS ends in the front.
-    plain = tuple(url for url in config.listen_client_urls if not url.startswith("https:"))
-    secure = tuple(url for url in config.listen_client_urls if url.startswith("https:"))
+
+    def ssl_context(secure: bool) -> ssl.SSLContext | None:
+        return tls.server_ssl_context(config.client_tls) if secure else None
+
     try:
         grpc_addresses: list[Address] = []
         if config.experimental_client_front != "off":
-            mode = config.experimental_client_front
-            for urls, name in ((plain, "grpc.sock"), (secure, "grpcs.sock")):
-                if not urls:
-                    continue
-                private = PrivateSocket.for_data_dir(config.data_dir, name)
+            # One front per scheme: an https front peeks ALPN and splices h2 to a grpcio socket speaking
+            # TLS with the same certificates (the session stays end to end), and ends TLS for HTTP/1.1.
+            for urls, secure in _by_scheme(config.listen_client_urls):
+                private = PrivateSocket.for_data_dir(config.data_dir, "grpcs.sock" if secure else "grpc.sock")
                 sockets.append(private)
-                credentials = _credentials(config, urls[0], "client")
-                grpc_addresses.append((f"unix:{private.path}", credentials))
-                context = tls.server_ssl_context(client_tls) if credentials is not None else None
+                grpc_addresses.append((f"unix:{private.path}", _credentials(config, urls[0], "client")))
                 fronts.append(
                     Front(
                         _bind_http(urls),
                         app=client_app,
                         loop=loop,
                         grpc_path=private.path,
-                        mode=mode,
-                        ssl_context=context,
+                        mode=config.experimental_client_front,
+                        ssl_context=ssl_context(secure),
                     )
                 )
         else:
@@ -522,21 +529,14 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
                 (cfg.listen_address(url), _credentials(config, url, "client"))
                 for url in config.listen_client_urls
             ]
-        for urls, app in ((config.listen_client_http_urls, client_app), (config.listen_metrics_urls, None)):
-            for scheme_urls in (
-                tuple(u for u in urls if not u.startswith("https:")),
-                tuple(u for u in urls if u.startswith("https:")),
-            ):
-                if not scheme_urls:
-                    continue
-                context = tls.server_ssl_context(client_tls) if scheme_urls[0].startswith("https:") else None
+        for http_urls, app in (
+            (config.listen_client_http_urls, client_app),
+            (config.listen_metrics_urls, metrics_app),
+        ):
+            for urls, secure in _by_scheme(http_urls):
                 fronts.append(
                     Front(
-                        _bind_http(scheme_urls),
-                        app=app if app is not None else metrics_routes(metrics_paths),
-                        loop=loop,
-                        grpc_path=None,
-                        ssl_context=context,
+                        _bind_http(urls), app=app, loop=loop, grpc_path=None, ssl_context=ssl_context(secure)
                     )
                 )
         stop_grpc = await _start_grpc(config, member, grpc_addresses)

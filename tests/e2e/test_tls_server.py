@@ -5,11 +5,14 @@ cipher suites, and plaintext meeting TLS ending quickly on both sides.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import ssl
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -354,3 +357,25 @@ def test_client_cert_allowed_hostname_admits_only_certificates_for_that_host(
         assert "is not valid for --client-cert-allowed-hostname 'node1.example'" in other.stderr
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("tls_server", KINDS, indirect=True)
+def test_the_json_gateway_answers_over_https_on_the_client_url(tls_server: ServerProcess, pki: PKI) -> None:
+    # The client URL's HTTP/1.1 side speaks TLS too, client certificate required, as etcd's does.
+    context = ssl.create_default_context(cafile=str(pki.ca))
+    context.load_cert_chain(str(pki.client_root.cert), str(pki.client_root.key))
+
+    def post(path: str, body: bytes) -> dict[str, object]:
+        request = urllib.request.Request(f"{tls_server.client_url}{path}", data=body, method="POST")
+        with urllib.request.urlopen(request, timeout=15, context=context) as reply:
+            answer: dict[str, object] = json.load(reply)
+            return answer
+
+    with urllib.request.urlopen(f"{tls_server.client_url}/version", timeout=15, context=context) as reply:
+        assert json.load(reply) == {"etcdserver": "3.4.23", "etcdcluster": "3.4.0"}
+    assert "header" in post("/v3/kv/put", b'{"key": "aHR0cHM=", "value": "b2s="}')
+    kvs = post("/v3/kv/range", b'{"key": "aHR0cHM="}')["kvs"]
+    assert isinstance(kvs, list) and [(kv["key"], kv["value"]) for kv in kvs] == [("aHR0cHM=", "b2s=")]
+    anonymous = ssl.create_default_context(cafile=str(pki.ca))  # no client certificate: refused
+    with pytest.raises((ssl.SSLError, urllib.error.URLError, ConnectionError)):
+        urllib.request.urlopen(f"{tls_server.client_url}/version", timeout=15, context=anonymous).read()
