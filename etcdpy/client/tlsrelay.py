@@ -37,6 +37,7 @@ class TLSRelay:
         self._loop = asyncio.new_event_loop()
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False  # set by close(): connections end at once, without TLS's goodbye
         self._thread = threading.Thread(target=self._loop.run_forever, name="etcdpy-tls-relay", daemon=True)
         self._thread.start()
 
@@ -86,9 +87,15 @@ class TLSRelay:
             await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
         finally:
             for end in (writer, up_writer):
-                end.close()
+                if self._closing:
+                    # The loop stops right after: a TLS close that waits for the server's answer
+                    # would never finish and leave its socket open.
+                    end.transport.abort()
+                else:
+                    end.close()
 
     async def _shutdown(self) -> None:
+        self._closing = True
         for server in self._servers:
             server.close()
         for task in list(self._tasks):

@@ -10,7 +10,7 @@ spelling: ``OK``, ``Canceled``, ``InvalidArgument``...):
     grpc_server_handling_seconds     with --metrics extensive: a histogram of call durations
 
 Like go-grpc-prometheus on etcd's server, every method of the services etcd registers before
-it (KV, Watch, Lease, Cluster, Maintenance, Health) exists from the start with zeros, every
+it (KV, Watch, Lease, Cluster, Maintenance, Auth, Health) exists from the start with zeros, every
 code of handled_total too, so a dashboard sees the series before the first call; Lock and
 Election, which etcd registers later, get their series at their first call.
 
@@ -43,6 +43,7 @@ ETCD_SERVICES = (
     "etcdserverpb.Lease",
     "etcdserverpb.Cluster",
     "etcdserverpb.Maintenance",
+    "etcdserverpb.Auth",
     "grpc.health.v1.Health",
 )
 
