@@ -8,8 +8,9 @@ which call back into ``etcdpy`` for the candidates, so they follow the command
 tree) and OUT_DIR/man/etcdpy[-<command>...].1, one roff page per command and
 subcommand.  OUT_DIR defaults to the repository root.
 tests/tooling/test_docs.py regenerates into a temporary directory and fails when the
-committed files are stale.  Lazily loaded commands (``etcdpy server``) are
-documented by their own owners and left out, so this script never imports them.
+committed files are stale.  The tree is walked through click's ``list_commands`` and
+``get_command``, so the commands the CLI mounts lazily (``etcdpy server``, ``snapshot
+restore``: server code imported only when run) get their pages like every other.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ sys.path.insert(0, str(ROOT))
 
 from etcdpy import __version__  # noqa: E402
 from etcdpy.cli import cli  # noqa: E402
-from etcdpy.cli.app import LAZY_COMMANDS  # noqa: E402
 
 PROG = "etcdpy"
 COMPLETE_VAR = "_ETCDPY_COMPLETE"
@@ -50,12 +50,20 @@ def _roff(text: str) -> str:
     return "\n".join(lines)
 
 
+def _subcommands(group: click.Group, path: tuple[str, ...]) -> list[tuple[str, click.Command]]:
+    """The group's commands by name, lazily mounted ones included (loaded as running them would)."""
+    ctx = click.Context(group, info_name=" ".join((PROG, *path)))
+    found = []
+    for name in sorted(group.list_commands(ctx)):
+        command = group.get_command(ctx, name)
+        assert command is not None, (path, name)
+        found.append((name, command))
+    return found
+
+
 def _commands(group: click.Group, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], click.Command]]:
     found: list[tuple[tuple[str, ...], click.Command]] = []
-    for name in sorted(group.commands):
-        if not path and name in LAZY_COMMANDS:
-            continue
-        command = group.commands[name]
+    for name, command in _subcommands(group, path):
         found.append(((*path, name), command))
         if isinstance(command, click.Group):
             found.extend(_commands(command, (*path, name)))
@@ -87,12 +95,8 @@ def man_page(path: tuple[str, ...], command: click.Command) -> str:
             out += [".TP", f"\\fB{_roff(record[0])}\\fR", _roff(record[1])]
     if isinstance(command, click.Group):
         out.append(".SH COMMANDS")
-        for name in sorted(command.commands):
-            sub = command.commands[name]
+        for name, sub in _subcommands(command, path):
             out += [".TP", f"\\fB{name}\\fR", _roff(sub.get_short_help_str(200))]
-        if not path:
-            for name, (_, _, short_help) in sorted(LAZY_COMMANDS.items()):
-                out += [".TP", f"\\fB{name}\\fR", _roff(short_help)]
     if path:
         out += [
             ".SH GLOBAL OPTIONS",

@@ -26,7 +26,7 @@ from etcdpy.chaos.cluster import ChaosCluster, MemberProcess, wait_until
 from etcdpy.chaos.history import HEALTH_PREFIX, RunHistory
 from etcdpy.chaos.nemesis import NEMESES, Nemesis
 from etcdpy.chaos.report import RunResult, discard_folder, write_folder
-from etcdpy.chaos.watching import Watchers
+from etcdpy.chaos.watching import HttpWatchers, Watchers
 from etcdpy.chaos.workload import Context, Workload
 from etcdpy.chaos.workloads_k8s import Kubernetes
 from etcdpy.chaos.workloads_kv import Bank, Compactor, Registers
@@ -41,6 +41,7 @@ WORKLOADS: dict[str, Callable[[], Workload]] = {
     "bank": Bank,
     "kubernetes": Kubernetes,
     "watch": Watchers,
+    "http-watch": HttpWatchers,
     "lock": FencedLock,
     "lease": Leases,
     "compact": Compactor,
@@ -102,6 +103,12 @@ SCENARIOS = {
         Scenario("restart-all", 3, ("restart-all",), ("register", "bank", "lock", "watch")),
         Scenario(
             "five", 5, ("partition-minority", "kill-leader", "pause"), ("register", "kubernetes", "watch")
+        ),
+        Scenario(
+            "gateway-watch",
+            3,
+            ("kill-leader", "partition-leader"),
+            ("register", "watch", "http-watch", "lease"),
         ),
     ]
 }

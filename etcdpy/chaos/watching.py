@@ -4,7 +4,8 @@ A `ResumableWatch` is one logical watch: when its stream breaks (member killed,
 link cut) it opens a new one on the next member, starting right after the last
 revision it was told about, as a client should.  Every stream is one
 `WatcherRecord`; the streams of one logical watch form a chain that the checker
-reads as one stream (nothing skipped, nothing repeated).
+reads as one stream (nothing skipped, nothing repeated).  A stream is a gRPC
+`RawWatch` or, for `HttpWatchers`, a gateway `HttpRawWatch` (`etcdpy.chaos.httpwatch`).
 """
 
 from __future__ import annotations
@@ -12,18 +13,36 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 import grpc
 
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
 from etcdpy.chaos.history import PREFIX
+from etcdpy.chaos.httpwatch import HttpRawWatch
 from etcdpy.chaos.workload import Context
 from etcdpy.checker import WatcherRecord
 from etcdpy.client import Client, TLSConfig, prefix_range_end
 
 PROGRESS_WATCH_ID = -1
 RESUME_PAUSE = 0.2  # seconds between a broken stream and the next attempt
+
+
+class WatchStream(Protocol):
+    """One watch stream on one member: `RawWatch` (gRPC) or `HttpRawWatch` (the JSON gateway).
+
+    Iterating gives the responses until the server cancels the watch; a broken stream raises
+    `grpc.RpcError` or `OSError` (opening one may raise `OSError` too).
+    """
+
+    def request_progress(self) -> None: ...
+    def __iter__(self) -> Iterator[pb.WatchResponse]: ...
+    def close(self) -> None: ...
+
+
+Transport = Callable[[str, pb.WatchCreateRequest, TLSConfig | None], WatchStream]
+"""Transport opens a `WatchStream` on an endpoint: `RawWatch` or `HttpRawWatch`."""
 
 
 class RawWatch:
@@ -70,8 +89,10 @@ class ResumableWatch:
         first_endpoint: int,
         request: pb.WatchCreateRequest,
         on_response: Callable[[pb.WatchResponse], None] | None = None,
+        transport: Transport = RawWatch,
     ) -> None:
         self.ctx = ctx
+        self.transport = transport
         self.name = name
         self.endpoint = first_endpoint
         self.request = request
@@ -82,7 +103,7 @@ class ResumableWatch:
         self.links: list[str] = []
         self.compacted = False
         self._responses: list[pb.WatchResponse] = []
-        self._watch: RawWatch | None = None
+        self._watch: WatchStream | None = None
         self._closed = threading.Event()
         self._final: int | None = None  # set by `close`: the revision the last stream was current up to
         self._progress = threading.Condition()
@@ -100,16 +121,22 @@ class ResumableWatch:
             self.links.append(link)
             self._responses = []
             endpoints = self.ctx.endpoints
-            watch = self._watch = RawWatch(endpoints[self.endpoint % len(endpoints)], request, self.ctx.tls)
             try:
-                if self._closed.is_set():
+                watch = self._watch = self.transport(
+                    endpoints[self.endpoint % len(endpoints)], request, self.ctx.tls
+                )
+            except OSError:
+                watch = None  # the member does not answer: no stream was opened, resume on the next one
+            try:
+                if self._closed.is_set() and watch is not None:
                     watch.close()
-                for response in watch:
+                for response in watch or ():
                     self._receive(response)
-            except grpc.RpcError:
+            except (grpc.RpcError, OSError):
                 pass  # the stream broke: resume on the next member
             finally:
-                watch.close()
+                if watch is not None:
+                    watch.close()
             if self._closed.is_set():
                 # `close` ended this stream: it counts as current up to where the harness saw it get.
                 self._record(link, request, ended_early=self._final is None, current=self._final)
@@ -188,6 +215,8 @@ class Watchers:
     """
 
     name = "watch"
+    transport: Transport = RawWatch
+    stagger = True  # every watcher but the first opens 0.5-4 s into the run
 
     def __init__(self, watchers: int = 4) -> None:
         self.count = watchers
@@ -198,8 +227,8 @@ class Watchers:
             ctx.spawn(f"watch-opener-{w}", lambda w=w: self._open(ctx, w))  # type: ignore[misc]
 
     def _open(self, ctx: Context, index: int) -> None:
-        rng = ctx.rng(f"watch-{index}")
-        if index and ctx.stop.wait(rng.uniform(0.5, 4.0)):
+        rng = ctx.rng(f"{self.name}-{index}")
+        if index and self.stagger and ctx.stop.wait(rng.uniform(0.5, 4.0)):
             return
         try:
             current = ctx.client(index).get(PREFIX, prefix=True, count_only=True).header.revision
@@ -210,7 +239,7 @@ class Watchers:
         if rng.random() < 0.25:
             filters = (rng.choice([pb.WatchCreateRequest.NOPUT, pb.WatchCreateRequest.NODELETE]),)
         request = prefix_watch(PREFIX, start, prev_kv=rng.random() < 0.5, filters=filters)
-        watch = ResumableWatch(ctx, f"watch-{index}", index, request)
+        watch = ResumableWatch(ctx, f"{self.name}-{index}", index, request, transport=type(self).transport)
         self.watches.append(watch)
         ctx.history.count(self.name)
         watch.start()
@@ -226,3 +255,19 @@ class Watchers:
                     f"{watch.name} never delivered up to revision {final} after the faults healed",
                 )
             watch.close(final if caught_up else None)
+
+
+class HttpWatchers(Watchers):
+    """HttpWatchers: the same watches over the HTTP/JSON gateway (`POST /v3/watch` on the client URL).
+
+    Their streams are recorded and checked exactly as the gRPC watchers' are.  They open at once,
+    one on each member (of a 3-member cluster), so the first fault that kills or cuts a member
+    breaks a stream that has delivered events, and that watch resumes on the next member.
+    """
+
+    name = "http-watch"
+    transport: Transport = HttpRawWatch
+    stagger = False
+
+    def __init__(self, watchers: int = 3) -> None:
+        super().__init__(watchers)

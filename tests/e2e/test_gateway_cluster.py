@@ -1,6 +1,7 @@
 """An HTTP watcher across a leader kill on 3 members: it resumes on another member and misses nothing.
 
-The watcher starts on the leader, reads `/v3/watch` as newline-separated JSON, and when its stream
+The watcher starts on the leader, reads `/v3/watch` as newline-separated JSON (the chaos harness's
+`HttpRawWatch`, which its gateway-watch scenario runs under faults too), and when its stream
 breaks it resumes on another member from the revision after the last event it received (what etcd3gw
 users and etcd's own clients do).  A writer puts keys through whichever member answers, and the
 leader is killed with SIGKILL halfway.  What the watcher saw must be the prefix's history exactly (as
@@ -13,16 +14,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import socket
 import threading
-from base64 import b64decode
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 import requests
 from cluster_support import ProcCluster, running_cluster
 from procs import ServerProcess
+
+from etcdpy.chaos.httpwatch import HttpRawWatch
+from etcdpy.chaos.watching import prefix_watch
 
 PREFIX = b"hw/"
 WRITES = 40
@@ -33,48 +34,21 @@ def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def watch_body(start_revision: int) -> bytes:
-    create = {"key": b64(PREFIX), "range_end": b64(PREFIX[:-1] + bytes([PREFIX[-1] + 1]))}
-    create["start_revision"] = str(start_revision)
-    return json.dumps({"create_request": create}).encode()
+def read_watch(
+    member: ServerProcess, start_revision: int, seen: list[Event], until: Callable[[], int]
+) -> None:
+    """Append the events of one HTTP watch stream from `start_revision` until it reaches `until()`.
 
-
-def chunks(reader: BinaryIO) -> Iterator[bytes]:
-    """The newline-separated objects of a chunked response body, until the stream breaks."""
-    pending = b""
-    while True:
-        size_line = reader.readline()
-        if not size_line.strip():
-            return
-        size = int(size_line.strip(), 16)
-        if size == 0:
-            return
-        pending += reader.read(size + 2)[:-2]
-        while b"\n" in pending:
-            line, pending = pending.split(b"\n", 1)
-            yield line
-
-
-def read_watch(member: ServerProcess, start_revision: int, seen: list[Event], until: int) -> None:
-    """Append the events of one HTTP watch stream from `start_revision` until it breaks or reaches `until`."""
-    body = watch_body(start_revision)
-    with socket.create_connection(("127.0.0.1", member.client_port), timeout=30) as sock:
-        sock.sendall(
-            b"POST /v3/watch HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
-        )
-        with sock.makefile("rb") as reader:
-            if not reader.readline().startswith(b"HTTP/1.1 200"):
+    A stream that breaks first raises `WatchBroken` (an OSError).
+    """
+    watch = HttpRawWatch(member.endpoint, prefix_watch(PREFIX, start_revision))
+    try:
+        for response in watch:
+            seen.extend((e.kv.mod_revision, e.kv.key, e.kv.value) for e in response.events)
+            if seen and seen[-1][0] >= until():
                 return
-            while reader.readline() not in (b"\r\n", b""):
-                pass
-            for line in chunks(reader):
-                for event in json.loads(line).get("result", {}).get("events", []):
-                    kv = event["kv"]  # a zero value (an empty one) is left out of the JSON
-                    seen.append(
-                        (int(kv["mod_revision"]), b64decode(kv["key"]), b64decode(kv.get("value", "")))
-                    )
-                if seen and seen[-1][0] >= until:
-                    return
+    finally:
+        watch.close()
 
 
 class HttpWatcher(threading.Thread):
@@ -96,7 +70,7 @@ class HttpWatcher(threading.Thread):
             for _attempt in range(200):
                 start = self.seen[-1][0] + 1 if self.seen else self.start_revision
                 with contextlib.suppress(OSError):  # the member died under the stream: resume elsewhere
-                    read_watch(member, start, self.seen, self.until)
+                    read_watch(member, start, self.seen, lambda: self.until)
                 if self.seen and self.seen[-1][0] >= self.until:
                     return
                 self.resumes += 1
@@ -125,7 +99,7 @@ def put_anywhere(cluster: ProcCluster, key: bytes, value: bytes) -> int | None:
 
 def replay(member: ServerProcess, start_revision: int, until: int) -> list[Event]:
     seen: list[Event] = []
-    read_watch(member, start_revision, seen, until)
+    read_watch(member, start_revision, seen, lambda: until)
     return seen
 
 
