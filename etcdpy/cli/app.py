@@ -31,7 +31,7 @@ from etcdpy.cli.printers import Output
 from etcdpy.version import __version__
 
 # name -> (module path, attribute, short help shown without importing it)
-LAZY_COMMANDS = {"server": ("etcdpy.server.main", "command", "Run an etcdpy server member")}
+LAZY_COMMANDS = {"server": ("etcdpy.server.main", "command", "Run an etcdpy member.")}
 
 _GO_BOOL = re.compile(r"^--([a-z][a-z0-9-]*)=(1|t|T|TRUE|true|True|0|f|F|FALSE|false|False)$")
 

@@ -68,7 +68,7 @@ def test_help_does_not_import_the_server() -> None:
         "print(any(m.startswith('etcdpy.server') for m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert re.search(r"\bserver +Run an etcdpy server member", out)
+    assert re.search(r"\bserver +Run an etcdpy member\.", out)
     assert out.strip().endswith("False")
 
 
