@@ -291,6 +291,10 @@ async def _write_stream(
     streaming = asyncio.current_task()
     assert streaming is not None
     extra = [("Date", _Date.now()), ("Transfer-Encoding", "chunked")]
+    if reply.long_lived:
+        # The connection ends with the stream: say so, or a client's pool would send its next
+        # request on a connection this side is closing (and get a reset).
+        extra.append(("Connection", "close"))
 
     async def watch_for_close() -> None:
         await body.finished.wait()
