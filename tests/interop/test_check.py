@@ -41,9 +41,24 @@ def run(tool: str, endpoint: str, *args: str, timeout: float = 300) -> subproces
     return subprocess.CompletedProcess(done.args, done.returncode, done.stdout.decode(), done.stderr.decode())
 
 
+BAR_FRAME = re.compile(r"\s*\d+ / \d+\s+\d+\.\d+%(?: \S+)?")
+
+
 def lines(stdout: str) -> list[str]:
-    """The output's lines without the progress bar's carriage-return frames."""
-    return [line for line in stdout.split("\n") if "\r" not in line]
+    """The output's lines without the progress bar's carriage-return frames.
+
+    etcdctl's bar may not end its last frame with a newline before the report (its redraw races the
+    end), so a frame is cut from the front of the line that follows it.
+    """
+    shown = []
+    for line in stdout.split("\n"):
+        if "\r" not in line:
+            shown.append(line)
+            continue
+        rest = BAR_FRAME.sub("", line.rpartition("\r")[2], count=1)
+        if rest:
+            shown.append(rest)
+    return shown
 
 
 def masked(stdout: str) -> list[str]:
