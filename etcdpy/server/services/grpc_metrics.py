@@ -26,7 +26,7 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 from google.protobuf import descriptor_pool
@@ -35,6 +35,7 @@ from prometheus_client import Counter, Histogram
 from etcdpy.server.metrics import DEFAULT_BUCKETS, Metrics
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+MaybeHandler = TypeVar("MaybeHandler", Handler, "Handler | None")  # None: a method no service declares
 
 # The services etcd 3.4 registers before go-grpc-prometheus initialises their series (that etcdpy serves).
 ETCD_SERVICES = (
@@ -251,12 +252,35 @@ def _wrap_aio(handler: Handler, m: MethodMetrics) -> Handler:
     return handler
 
 
+class _CountedHandlers:
+    """Each known method's handler wrapped once by `wrap` (with its series), then the same wrapper reused.
+
+    A handler grpc hands over again (the same object) gets the wrapper made for it; several pool threads
+    of the threaded server may wrap one method at once: harmless, the result is the same.
+    """
+
+    def __init__(self, grpc_metrics: GrpcMetrics, wrap: Callable[[Handler, MethodMetrics], Handler]) -> None:
+        self._metrics = grpc_metrics
+        self._wrap = wrap
+        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+
+    def __call__(self, method: str, handler: MaybeHandler) -> MaybeHandler:
+        known = self._wrapped.get(method)
+        if known is not None and known[0] is handler:
+            return known[1]
+        m = self._metrics.method(method)
+        if handler is None or m is None:
+            return handler
+        wrapped = self._wrap(handler, m)
+        self._wrapped[method] = (handler, wrapped)
+        return wrapped
+
+
 class AioInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # generic in grpc-stubs only
     """Counts every call of a known method on a grpc.aio server."""
 
     def __init__(self, grpc_metrics: GrpcMetrics) -> None:
-        self.g = grpc_metrics
-        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+        self._counted = _CountedHandlers(grpc_metrics, _wrap_aio)
 
     async def intercept_service(
         self,
@@ -264,16 +288,7 @@ class AioInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]  # g
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler:
         handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        known = self._wrapped.get(method)
-        if known is not None and known[0] is handler:
-            return known[1]
-        m = self.g.method(method)
-        if handler is None or m is None:
-            return handler
-        wrapped = _wrap_aio(handler, m)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+        return self._counted(handler_call_details.method, handler)
 
 
 def _threaded_code(context: grpc.ServicerContext, exc: BaseException | None) -> grpc.StatusCode:
@@ -335,22 +350,11 @@ class ThreadedInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]  # 
     """Counts every call of a known method on grpcio's thread-pool server."""
 
     def __init__(self, grpc_metrics: GrpcMetrics) -> None:
-        self.g = grpc_metrics
-        self._wrapped: dict[str, tuple[Handler, Handler]] = {}
+        self._counted = _CountedHandlers(grpc_metrics, _wrap_threaded)
 
     def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler | None:
-        handler = continuation(handler_call_details)
-        method = handler_call_details.method
-        known = self._wrapped.get(method)  # several pool threads may wrap at once: harmless, same result
-        if known is not None and known[0] is handler:
-            return known[1]
-        m = self.g.method(method)
-        if handler is None or m is None:
-            return handler
-        wrapped = _wrap_threaded(handler, m)
-        self._wrapped[method] = (handler, wrapped)
-        return wrapped
+        return self._counted(handler_call_details.method, continuation(handler_call_details))
