@@ -65,6 +65,8 @@ from pathlib import Path
 from benchlib import Figures, LoadResult, drive, report
 from procs import ServerProcess, free_port, wait_for_port
 
+from etcdpy.server.http.splicer import pump as splice_pump  # the member's own, measured as shipped
+
 H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 HTTP_501 = b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 CHUNK = 1 << 16
@@ -75,26 +77,6 @@ MODES = (*MEMBER_MODES, *PROCESS_MODES)
 
 
 # --- the front (runs in its own process: `client_port_bench.py --front MODE PUBLIC_PORT PRIVATE_PORT`) ---
-
-
-def _pump_splice(src: socket.socket, dst: socket.socket) -> None:
-    """Move bytes src -> dst through a pipe with os.splice until src's EOF, then half-close dst."""
-    read_end, write_end = os.pipe()
-    try:
-        src_fd, dst_fd = src.fileno(), dst.fileno()
-        while True:
-            n = os.splice(src_fd, write_end, CHUNK)
-            if n == 0:
-                break
-            while n:
-                n -= os.splice(read_end, dst_fd, n)
-    except OSError:
-        pass
-    finally:
-        os.close(read_end)
-        os.close(write_end)
-        with contextlib.suppress(OSError):
-            dst.shutdown(socket.SHUT_WR)
 
 
 def _pump_copy(src: socket.socket, dst: socket.socket) -> None:
@@ -262,7 +244,7 @@ def _serve_connection(conn: socket.socket, private_port: int, mode: str, loop: _
         loop.add(conn, backend)
         return
     with conn, backend:
-        pump = _pump_splice if mode == "splice" else _pump_copy
+        pump = splice_pump if mode == "splice" else _pump_copy
         back = threading.Thread(target=pump, args=(backend, conn), daemon=True)
         back.start()
         pump(conn, backend)
