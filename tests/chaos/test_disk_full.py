@@ -16,6 +16,7 @@ import grpc
 import pytest
 from e2e.cluster_support import ProcCluster, running_cluster
 from procs import ServerProcess
+from tmpfs import tiny_filesystem
 
 from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
@@ -130,24 +131,10 @@ def test_enospc_on_a_follower_raises_nospace_through_the_others_and_loses_nothin
         assert not local.get(b"before/0000", serializable=True).kvs
 
 
-@contextlib.contextmanager
-def _tiny_filesystem(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
 def test_a_real_full_filesystem_stops_the_member_with_a_clear_message_and_keeps_acked_writes(
     tmp_path: Path,
 ) -> None:
-    with _tiny_filesystem(tmp_path / "small", "3m") as small:
+    with tiny_filesystem(tmp_path / "small", "3m") as small:
         server = ServerProcess(
             "etcdpy",
             small / "data",

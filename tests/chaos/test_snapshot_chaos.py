@@ -16,11 +16,11 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from procs import ServerProcess
+from tmpfs import tiny_filesystem
 
 from etcdpy.chaos.cluster import ChaosCluster
 from etcdpy.chaos.proxy import OPEN, LinkFault
@@ -125,20 +125,6 @@ def test_snapshots_saved_under_faults_each_restore(
                 assert c.hash_kv(revision).hash == source_hash, (path, seed)
         finally:
             member.stop()
-
-
-@contextlib.contextmanager
-def tiny_filesystem(path: Path, size: str) -> Iterator[Path]:
-    path.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def test_a_full_disk_while_saving_or_restoring_leaves_nothing_behind(
