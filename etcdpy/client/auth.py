@@ -20,7 +20,7 @@ from etcdpy.api.authpb import auth_pb2
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
 from etcdpy.client.requests import Bytes, _key_range
-from etcdpy.client.transport import Retry, UnaryMethod
+from etcdpy.client.transport import Retry, UnaryMethod, stub_method
 
 
 class PermissionType(enum.IntEnum):
@@ -42,17 +42,9 @@ class PermissionType(enum.IntEnum):
             raise ValueError(f"invalid permission type: {text}") from None
 
 
-_AuthStub: Any = rpc.AuthStub  # the generated stubs are untyped
-
-
 def auth_method(name: str) -> Callable[[grpc.Channel], UnaryMethod]:
-    """The bound Auth stub method ``name`` for a channel (the generated stubs are untyped)."""
-
-    def bind(channel: grpc.Channel) -> UnaryMethod:
-        bound: UnaryMethod = getattr(_AuthStub(channel), name)
-        return bound
-
-    return bind
+    """The Auth stub method ``name``, bound to a channel when called with one."""
+    return stub_method(rpc.AuthStub, name)
 
 
 class _Calls(Protocol):

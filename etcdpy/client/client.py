@@ -30,32 +30,22 @@ from etcdpy.client.endpoints import Endpoint
 from etcdpy.client.errors import from_rpc_error
 from etcdpy.client.lease import LeaseMixin
 from etcdpy.client.requests import Bytes, SortOrder, SortTarget
-from etcdpy.client.transport import Retry, TLSConfig, Transport, UnaryMethod
+from etcdpy.client.transport import Retry, TLSConfig, Transport, UnaryMethod, stub_method
 from etcdpy.client.watch import WatchMixin
 
 DEFAULT_ENDPOINT = "127.0.0.1:2379"
 
 
-def _stub(service: str, method: str) -> Callable[[grpc.Channel], UnaryMethod]:
-    """The bound stub method ``service.method`` for a channel (the generated stubs are untyped)."""
-
-    def bind(channel: grpc.Channel) -> UnaryMethod:
-        bound: UnaryMethod = getattr(getattr(rpc, service)(channel), method)
-        return bound
-
-    return bind
-
-
 def _kv(name: str) -> Callable[[grpc.Channel], UnaryMethod]:
-    return _stub("KVStub", name)
+    return stub_method(rpc.KVStub, name)
 
 
 def _maintenance(name: str) -> Callable[[grpc.Channel], UnaryMethod]:
-    return _stub("MaintenanceStub", name)
+    return stub_method(rpc.MaintenanceStub, name)
 
 
 def _cluster(name: str) -> Callable[[grpc.Channel], UnaryMethod]:
-    return _stub("ClusterStub", name)
+    return stub_method(rpc.ClusterStub, name)
 
 
 class Client(AuthMixin, LeaseMixin, WatchMixin):

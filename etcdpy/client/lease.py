@@ -17,18 +17,14 @@ from etcdpy.api.errors import ErrLeaseNotFound, EtcdError, UnknownEtcdError
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
 from etcdpy.client.errors import from_rpc_error
-from etcdpy.client.transport import Retry, UnaryMethod
+from etcdpy.client.transport import Retry, UnaryMethod, stub_method
 from etcdpy.client.watch import Reauthenticator, stream_reauthenticator
 
 _LeaseStub: Any = rpc.LeaseStub  # the generated stubs are untyped
 
 
 def _lease(name: str) -> Callable[[grpc.Channel], UnaryMethod]:
-    def bind(channel: grpc.Channel) -> UnaryMethod:
-        bound: UnaryMethod = getattr(_LeaseStub(channel), name)
-        return bound
-
-    return bind
+    return stub_method(rpc.LeaseStub, name)
 
 
 def _keep_alive_once(channel: grpc.Channel) -> UnaryMethod:

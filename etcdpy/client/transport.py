@@ -89,6 +89,17 @@ class UnaryMethod(Protocol):
     ) -> Any: ...
 
 
+def stub_method(stub: Callable[[grpc.Channel], Any], method: str) -> Callable[[grpc.Channel], UnaryMethod]:
+    """``method`` of the generated ``stub`` class, bound to a channel when called with one (the generated
+    stubs are untyped)."""
+
+    def bind(channel: grpc.Channel) -> UnaryMethod:
+        bound: UnaryMethod = getattr(stub(channel), method)
+        return bound
+
+    return bind
+
+
 class Transport:
     """Channels to a fixed list of endpoints and the failover loop over them."""
 
