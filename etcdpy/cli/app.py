@@ -7,8 +7,10 @@ imported only when invoked, so the client tool never loads the server.
 
 from __future__ import annotations
 
+import faulthandler
 import importlib
 import re
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -193,7 +195,13 @@ def cli(ctx: click.Context, /, **params: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Console-script entry point (``etcdpy``, ``python -m etcdpy``)."""
+    """Console-script entry point (``etcdpy``, ``python -m etcdpy``).
+
+    SIGQUIT prints every thread's stack to stderr and then ends the process,
+    as a Go program (etcdctl, etcd) dumps its goroutines: the way to see
+    where a command that does not end is waiting.
+    """
+    faulthandler.register(signal.SIGQUIT, all_threads=True, chain=True)
     cli.main(args=argv, prog_name="etcdpy")
 
 

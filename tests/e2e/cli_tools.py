@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -93,7 +94,21 @@ class Running:
         self.proc.send_signal(sig)
 
     def wait(self, timeout: float = 30.0) -> int:
-        code = self.proc.wait(timeout)
+        """The exit code; a process still running after ``timeout`` fails the test with its threads' stacks.
+
+        etcdpy's CLI prints every thread's stack on SIGQUIT (as etcdctl, a Go
+        program, prints its goroutines) and dies of it.
+        """
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGQUIT)
+            self.proc.wait(10)
+            for reader in self._readers:
+                reader.join(10)
+            raise AssertionError(
+                f"still running {timeout} s later; its stacks on SIGQUIT:\n{self.stderr()}"
+            ) from None
         for reader in self._readers:
             reader.join(timeout)
         return code
@@ -111,9 +126,9 @@ class Running:
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.wait(10)
+                self.proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.kill()
+                self.proc.kill()
         self.wait(10)
 
 
