@@ -5,42 +5,26 @@ as a library change nothing.  Each case runs in a fresh interpreter (grpc reads 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
+from grpcprobe import NOT_LOADED, seen_by_grpc
 
-# Records GRPC_VERBOSITY as grpc's module begins to run, imports the CLI as the program argv names it,
-# then prints what grpc saw and what the environment holds afterwards ("-": unset / grpc not loaded).
-_PROBE = """
-import importlib.abc, importlib.machinery, os, sys
-seen = []
-class Watch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name != "grpc":
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        run = spec.loader.exec_module
-        def exec_module(module):
-            seen.append(os.environ.get("GRPC_VERBOSITY", "-"))
-            run(module)
-        spec.loader.exec_module = exec_module
-        return spec
-sys.meta_path.insert(0, Watch())
+# Imports the CLI as the program argv names it, then prints what the environment holds afterwards.
+_IMPORT_CLI = """
+import os, sys
 sys.argv = sys.argv[1:]
 import etcdpy.cli
-print(seen[0] if seen else "-", os.environ.get("GRPC_VERBOSITY", "-"))
+print(os.environ.get("GRPC_VERBOSITY", "-"))
 """
 
 
 def _seen(argv: list[str], verbosity: str | None = None) -> str:
+    """GRPC_VERBOSITY as grpc saw it and as the environment holds it afterwards ("-": unset / not loaded)."""
     env = {k: v for k, v in os.environ.items() if k != "GRPC_VERBOSITY"}
     if verbosity is not None:
         env["GRPC_VERBOSITY"] = verbosity
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE, *argv], env=env, capture_output=True, text=True, check=True, timeout=60
-    )
-    return done.stdout.strip()
+    seen, after = seen_by_grpc("GRPC_VERBOSITY", _IMPORT_CLI, *argv, unset="-", env=env)
+    return f"{'-' if seen == NOT_LOADED else seen} {after}"
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import grpc
+from grpcprobe import NOT_LOADED, seen_by_grpc
 
 import etcdpy
 from etcdpy import grpcenv
@@ -40,37 +41,11 @@ def _run(code: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-# Prints GRPC_EXPERIMENTS as it was when grpc's module began to run ("-" if it never did), whatever the
-# code after it does (click exits).  Looking grpc up (grpcenv reads its version so) does not count.
-_SEEN_BY_GRPC = """
-import atexit, importlib.abc, importlib.machinery, os, sys
-seen = []
-class Watch(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if name != "grpc":
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(name, path)
-        run = spec.loader.exec_module
-        def exec_module(module):
-            seen.append(os.environ.get("GRPC_EXPERIMENTS", ""))
-            run(module)
-        spec.loader.exec_module = exec_module
-        return spec
-sys.meta_path.insert(0, Watch())
-atexit.register(lambda: print("grpc saw:", seen[0] if seen else "-", file=sys.stderr))
-"""
-
-
 def _seen_by_grpc(code: str, *args: str, **env: str) -> str:
+    """GRPC_EXPERIMENTS as grpc's module saw it when it began to run ("" unset)."""
     clean = {k: v for k, v in os.environ.items() if k != grpcenv.EXPERIMENTS_ENV}
-    result = subprocess.run(
-        [sys.executable, "-c", _SEEN_BY_GRPC + code, *args],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    return result.stderr.strip().splitlines()[-1].removeprefix("grpc saw:").strip()
+    seen, _ = seen_by_grpc(grpcenv.EXPERIMENTS_ENV, code, *args, env={**clean, **env})
+    return "-" if seen == NOT_LOADED else seen
 
 
 def test_importing_etcdpy_as_a_library_leaves_grpcs_settings_alone() -> None:
