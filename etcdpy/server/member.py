@@ -266,7 +266,7 @@ def build(
     """
     if metrics is None:
         metrics = Metrics(extensive=config.metrics == "extensive")
-    lessor = Lessor(backend, min_ttl=min_lease_ttl(config.election_timeout_ms))
+    lessor = Lessor(backend, min_ttl=min_lease_ttl(config.election_timeout_ms), counts=metrics.lease)
     store = KVStore(backend, leases=lessor)
     lessor.restore_keys(store.leased_keys())
     headers = ResponseHeaders(cluster, raftlog, store)
@@ -305,6 +305,7 @@ def build(
         layers=[auth.layer],
         on_reload=[reload_beside_store],
         commit_seconds=metrics.backend_commit_seconds,
+        kv_counts=metrics.kv,
     )
     log_end = max(raftlog.last_index(), raftlog.snapshot_meta.index)
     if applier.applied_index > log_end:

@@ -22,6 +22,9 @@ whole process.
 
 from __future__ import annotations
 
+import os
+import resource
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,10 +33,21 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.version import ETCD_RELEASE
 
-__all__ = ["CONTENT_TYPE", "NO_METRICS", "MemberFigures", "Metrics", "StoreCounts", "render"]
+__all__ = [
+    "CONTENT_TYPE",
+    "NO_METRICS",
+    "GoNamedCounter",
+    "KvCounts",
+    "LeaseCounts",
+    "MemberFigures",
+    "Metrics",
+    "StoreCounts",
+    "render",
+]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what etcd's promhttp answers a plain scrape
 METRICS_MODES = ("basic", "extensive")
@@ -79,6 +93,164 @@ class _Null:
 _NULL = _Null()
 
 
+class GoNamedCounter:
+    """A counter exposed under exactly its name, as Go's client does, without the ``_total`` suffix.
+
+    prometheus-client names every counter's sample and HELP/TYPE lines ``<name>_total``; etcd 3.4
+    has two counters without it (``etcd_server_health_success`` and ``_failures``).  `render`
+    writes these after the registry's text, in the same format Go writes them.
+    """
+
+    def __init__(self, name: str, help_text: str) -> None:
+        self.name = name
+        self.help_text = help_text
+        self._value = 0.0
+        self._lock = threading.Lock()
+
+    def inc(self, amount: float = 1) -> None:
+        with self._lock:
+            self._value += amount
+
+    @property
+    def value(self) -> float:
+        return self._value
+
+    def text(self) -> str:
+        return (
+            f"# HELP {self.name} {self.help_text}\n# TYPE {self.name} counter\n"
+            f"{self.name} {self._value!r}\n"  # as prometheus-client prints its values
+        )
+
+
+class KvCounts:
+    """KvCounts moves etcd_mvcc_range_total, _delete_total and _txn_total (and their etcd_debugging_ twins).
+
+    etcd counts per mvcc transaction: each Range, Put and DeleteRange done in it, and one txn when a
+    transaction did more than one of them.  Its applier reads the previous value of a put with
+    prev_kv, ignore_value or ignore_lease and of a delete with prev_kv (a range more, hence a txn);
+    a Txn request evaluates its compares (and checks its ignore_* puts) in a read transaction, then
+    runs the ops of the branches it took in a write transaction (one transaction when it only reads).
+    The methods replay that from the request (and, for a txn, the branches its response took), so
+    the counts follow etcd's without touching the store.  Puts are counted from the applied events
+    (`StoreCounts`).
+    """
+
+    def __init__(self, ranges: Sequence[Count], deletes: Sequence[Count], txns: Sequence[Count]) -> None:
+        self._ranges = ranges
+        self._deletes = deletes
+        self._txns = txns
+
+    def _add(self, counters: Sequence[Count], amount: int) -> None:
+        if amount:
+            for counter in counters:
+                counter.inc(amount)
+
+    def range(self) -> None:
+        """A Range request served (or applied) on its own."""
+        self._add(self._ranges, 1)
+
+    def put(self, req: rpc_pb2.PutRequest) -> None:
+        """A Put request applied on its own (the put itself is counted from its event)."""
+        if req.prev_kv or req.ignore_value or req.ignore_lease:
+            self._add(self._ranges, 1)
+            self._add(self._txns, 1)
+
+    def delete(self, req: rpc_pb2.DeleteRangeRequest) -> None:
+        """A DeleteRange request applied on its own."""
+        self._add(self._deletes, 1)
+        if req.prev_kv:
+            self._add(self._ranges, 1)
+            self._add(self._txns, 1)
+
+    def deletes(self, keys: int) -> None:
+        """A lease revoke: one delete per attached key, in one transaction."""
+        self._add(self._deletes, keys)
+        self._add(self._txns, keys > 1)
+
+    def txn(self, req: rpc_pb2.TxnRequest, resp: rpc_pb2.TxnResponse, *, writes: bool) -> rpc_pb2.TxnResponse:
+        """A Txn request done (`writes`: applied through the log; else served as a read); returns `resp`."""
+        if not self._txns:
+            return resp
+        work = TxnWork()
+        work.add(req, resp)
+        self._add(self._ranges, work.checks + work.ranges)
+        self._add(self._deletes, work.deletes)
+        if writes:  # the compares' read transaction, then the write transaction
+            self._add(self._txns, (work.checks > 1) + (work.ranges + work.puts + work.deletes > 1))
+        else:
+            self._add(self._txns, work.checks + work.ranges > 1)
+        return resp
+
+
+class TxnWork:
+    """What etcd's applier does in its mvcc transactions for a txn, along the branches the txn took.
+
+    `checks`: ranges of the compares and of the puts' ignore_value/ignore_lease checks (etcd reads
+    them in a transaction before the one that writes).  etcd stops at the first false compare; the
+    response does not say which one it was, so a txn whose compares failed counts one (exact when
+    it has one compare, or its first one failed).
+    """
+
+    def __init__(self) -> None:
+        self.checks = self.ranges = self.puts = self.deletes = 0
+
+    def add(self, req: rpc_pb2.TxnRequest, resp: rpc_pb2.TxnResponse) -> None:
+        self.checks += len(req.compare) if resp.succeeded else min(len(req.compare), 1)
+        for op, out in zip(req.success if resp.succeeded else req.failure, resp.responses, strict=False):
+            kind = op.WhichOneof("request")
+            if kind == "request_range":
+                self.ranges += 1
+            elif kind == "request_put":
+                put = op.request_put
+                self.puts += 1
+                self.checks += put.ignore_value or put.ignore_lease
+                self.ranges += put.prev_kv or put.ignore_value or put.ignore_lease
+            elif kind == "request_delete_range":
+                self.deletes += 1
+                self.ranges += op.request_delete_range.prev_kv
+            elif kind == "request_txn":
+                self.add(op.request_txn, out.response_txn)
+
+
+class LeaseCounts:
+    """LeaseCounts moves the etcd_debugging_lease_* metrics and etcd_debugging_server_lease_expired_total.
+
+    Grants and revokes are counted where they are applied (every member), renewals on the leader
+    that renews, expiries on the leader whose revoke of an expired lease was applied.
+    """
+
+    def __init__(
+        self,
+        granted: Count,
+        revoked: Count,
+        renewed_: Count,
+        expired_: Count,
+        ttls: Observe,
+        kv: KvCounts,
+    ) -> None:
+        self._granted = granted
+        self._revoked = revoked
+        self._renewed = renewed_
+        self._expired = expired_
+        self._ttls = ttls
+        self._kv = kv
+
+    def granted(self, ttl: int) -> None:
+        self._ttls.observe(ttl)
+        self._granted.inc()
+
+    def revoked(self, keys: int) -> None:
+        """A lease revoked with its `keys` attached keys (deleted in one mvcc transaction, as etcd)."""
+        self._revoked.inc()
+        self._kv.deletes(keys)
+
+    def renewed(self) -> None:
+        self._renewed.inc()
+
+    def expired(self) -> None:
+        self._expired.inc()
+
+
 class Metrics:
     """Metrics holds one member's registry and the instruments its parts update.
 
@@ -97,6 +269,16 @@ class Metrics:
             self.peer_sent_bytes: Labelled = _NULL
             self.peer_received_bytes: Labelled = _NULL
             self.peer_round_trip_seconds: Labelled = _NULL
+            self.peer_sent_failures: Labelled = _NULL
+            self.peer_received_failures: Labelled = _NULL
+            self.read_indexes_failed: Count = _NULL
+            self.slow_applies: Count = _NULL
+            self.snapshot_seconds: Observe = _NULL
+            self.defrag_seconds: Observe = _NULL
+            self.kv = KvCounts((), (), ())
+            self.lease = LeaseCounts(_NULL, _NULL, _NULL, _NULL, _NULL, self.kv)
+            self.health_success = self.health_failures = GoNamedCounter("", "")
+            self.go_named: tuple[GoNamedCounter, ...] = ()
             return
         r = self.registry
         ProcessCollector(registry=r)
@@ -141,6 +323,81 @@ class Metrics:
             buckets=exponential_buckets(0.0001, 2, 16),
             registry=r,
         )
+        self.peer_sent_failures = Counter(
+            "etcd_network_peer_sent_failures_total",
+            "The total number of send failures from peers.",
+            ["To"],
+            registry=r,
+        )
+        self.peer_received_failures = Counter(
+            "etcd_network_peer_received_failures_total",
+            "The total number of receive failures from peers.",
+            ["From"],
+            registry=r,
+        )
+        self.read_indexes_failed = Counter(
+            "etcd_server_read_indexes_failed_total",
+            "The total number of failed read indexes seen.",
+            registry=r,
+        )
+        self.slow_applies = Counter(
+            "etcd_server_slow_apply_total",
+            "The total number of slow apply requests (likely overloaded from slow disk).",
+            registry=r,
+        )
+        # From 10 ms to 655.36 s and from 100 ms to 409.6 s, as etcd's mvcc/backend/metrics.go.
+        self.snapshot_seconds = Histogram(
+            "etcd_disk_backend_snapshot_duration_seconds",
+            "The latency distribution of backend snapshots.",
+            buckets=exponential_buckets(0.01, 2, 17),
+            registry=r,
+        )
+        self.defrag_seconds = Histogram(
+            "etcd_disk_backend_defrag_duration_seconds",
+            "The latency distribution of backend defragmentation.",
+            buckets=exponential_buckets(0.1, 2, 13),
+            registry=r,
+        )
+
+        def twins(name: str, help_text: str) -> tuple[Counter, Counter]:
+            """etcd 3.4 counts each mvcc operation under etcd_ and (until 3.5) etcd_debugging_ alike."""
+            return (
+                Counter(f"etcd_mvcc_{name}", help_text, registry=r),
+                Counter(f"etcd_debugging_mvcc_{name}", help_text, registry=r),
+            )
+
+        self.kv = KvCounts(
+            twins("range_total", "Total number of ranges seen by this member."),
+            twins("delete_total", "Total number of deletes seen by this member."),
+            twins("txn_total", "Total number of txns seen by this member."),
+        )
+        self.lease = LeaseCounts(
+            Counter("etcd_debugging_lease_granted_total", "The total number of granted leases.", registry=r),
+            Counter("etcd_debugging_lease_revoked_total", "The total number of revoked leases.", registry=r),
+            Counter(
+                "etcd_debugging_lease_renewed_total",
+                "The number of renewed leases seen by the leader.",
+                registry=r,
+            ),
+            Counter(
+                "etcd_debugging_server_lease_expired_total", "The total number of expired leases.", registry=r
+            ),
+            Histogram(
+                "etcd_debugging_lease_ttl_total",
+                "Bucketed histogram of lease TTLs.",
+                buckets=exponential_buckets(1, 2, 24),
+                registry=r,
+            ),
+            self.kv,
+        )
+        self.health_success = GoNamedCounter(
+            "etcd_server_health_success", "The total number of successful health checks"
+        )
+        self.health_failures = GoNamedCounter(
+            "etcd_server_health_failures", "The total number of failed health checks"
+        )
+        self.go_named = (self.health_success, self.health_failures)
+        r.register(OsFds())
 
     def register(self, collector: Collector) -> None:
         """Add a collector read at every scrape (`MemberFigures`, the gRPC metrics)."""
@@ -165,7 +422,22 @@ class _WithoutCreated:
 
 def render(metrics: Metrics) -> bytes:
     """The member's metrics in Prometheus' text format (version 0.0.4), as etcd's /metrics serves them."""
-    return generate_latest(_WithoutCreated(metrics.registry))
+    exact = "".join(counter.text() for counter in metrics.go_named).encode()
+    return generate_latest(_WithoutCreated(metrics.registry)) + exact
+
+
+class OsFds:
+    """os_fd_used and os_fd_limit, read at each scrape (etcd samples them every ten minutes)."""
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            used = len(os.listdir("/proc/self/fd"))
+        except OSError:
+            return  # not Linux: etcd gives up on them likewise
+        yield _gauge("os_fd_used", "The number of used file descriptors.", used)
+        yield _gauge(
+            "os_fd_limit", "The file descriptor limit.", resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        )
 
 
 class StoreCounts:
