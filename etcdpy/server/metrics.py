@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import resource
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -51,6 +52,7 @@ __all__ = [
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what etcd's promhttp answers a plain scrape
 METRICS_MODES = ("basic", "extensive")
+SLOW_APPLY_SECONDS = 0.1  # etcd's warnApplyDuration: an apply slower than this is counted slow
 
 
 def exponential_buckets(start: float, factor: float, count: int) -> list[float]:
@@ -135,10 +137,39 @@ class KvCounts:
     (`StoreCounts`).
     """
 
-    def __init__(self, ranges: Sequence[Count], deletes: Sequence[Count], txns: Sequence[Count]) -> None:
+    def __init__(
+        self,
+        ranges: Sequence[Count],
+        deletes: Sequence[Count],
+        txns: Sequence[Count],
+        slow: Count = _NULL,
+        compaction_ms: tuple[Observe, Observe] = (_NULL, _NULL),
+    ) -> None:
         self._ranges = ranges
         self._deletes = deletes
         self._txns = txns
+        self._slow = slow
+        self._compaction_pause_ms, self._compaction_total_ms = compaction_ms
+
+    def compaction_step(self, step: Callable[[int], bool], records: int) -> bool:
+        """Run one physical compaction step `step(records)` and return whether the compaction is done.
+
+        As etcd, a step that leaves more to do is timed (the pause), the last one is not.
+        """
+        started = time.perf_counter()
+        done = step(records)
+        if not done:
+            self._compaction_pause_ms.observe(int((time.perf_counter() - started) * 1000))  # whole ms, as Go
+        return done
+
+    def compacted(self, seconds: float) -> None:
+        """A physical compaction ran to its end in `seconds` (its steps and the pauses between them)."""
+        self._compaction_total_ms.observe(int(seconds * 1000))
+
+    def applied(self, seconds: float) -> None:
+        """An apply batch took `seconds`: over etcd's 100 ms it counts in etcd_server_slow_apply_total."""
+        if seconds > SLOW_APPLY_SECONDS:
+            self._slow.inc()
 
     def _add(self, counters: Sequence[Count], amount: int) -> None:
         if amount:
@@ -271,6 +302,8 @@ class Metrics:
             self.peer_round_trip_seconds: Labelled = _NULL
             self.peer_sent_failures: Labelled = _NULL
             self.peer_received_failures: Labelled = _NULL
+            self.snapshot_sends: tuple[Labelled, Labelled, Labelled] = (_NULL, _NULL, _NULL)
+            self.snapshot_receives: tuple[Labelled, Labelled, Labelled] = (_NULL, _NULL, _NULL)
             self.read_indexes_failed: Count = _NULL
             self.slow_applies: Count = _NULL
             self.snapshot_seconds: Observe = _NULL
@@ -335,6 +368,49 @@ class Metrics:
             ["From"],
             registry=r,
         )
+        # (successes, failures, seconds of the successful ones) per peer, as etcd's rafthttp counts them.
+        self.snapshot_sends = (
+            Counter(
+                "etcd_network_snapshot_send_success",
+                "Total number of successful snapshot sends",
+                ["To"],
+                registry=r,
+            ),
+            Counter(
+                "etcd_network_snapshot_send_failures",
+                "Total number of snapshot send failures",
+                ["To"],
+                registry=r,
+            ),
+            Histogram(
+                "etcd_network_snapshot_send_total_duration_seconds",
+                "Total latency distributions of v3 snapshot sends",
+                ["To"],
+                buckets=exponential_buckets(0.1, 2, 10),
+                registry=r,
+            ),
+        )
+        self.snapshot_receives = (
+            Counter(
+                "etcd_network_snapshot_receive_success",
+                "Total number of successful snapshot receives",
+                ["From"],
+                registry=r,
+            ),
+            Counter(
+                "etcd_network_snapshot_receive_failures",
+                "Total number of snapshot receive failures",
+                ["From"],
+                registry=r,
+            ),
+            Histogram(
+                "etcd_network_snapshot_receive_total_duration_seconds",
+                "Total latency distributions of v3 snapshot receives",
+                ["From"],
+                buckets=exponential_buckets(0.1, 2, 10),
+                registry=r,
+            ),
+        )
         self.read_indexes_failed = Counter(
             "etcd_server_read_indexes_failed_total",
             "The total number of failed read indexes seen.",
@@ -370,6 +446,22 @@ class Metrics:
             twins("range_total", "Total number of ranges seen by this member."),
             twins("delete_total", "Total number of deletes seen by this member."),
             twins("txn_total", "Total number of txns seen by this member."),
+            self.slow_applies,
+            (
+                # From 1 ms to 4.096 s and from 100 ms to 819.2 s, as etcd's mvcc/metrics.go.
+                Histogram(
+                    "etcd_debugging_mvcc_db_compaction_pause_duration_milliseconds",
+                    "Bucketed histogram of db compaction pause duration.",
+                    buckets=exponential_buckets(1, 2, 13),
+                    registry=r,
+                ),
+                Histogram(
+                    "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds",
+                    "Bucketed histogram of db compaction total duration.",
+                    buckets=exponential_buckets(100, 2, 14),
+                    registry=r,
+                ),
+            ),
         )
         self.lease = LeaseCounts(
             Counter("etcd_debugging_lease_granted_total", "The total number of granted leases.", registry=r),
@@ -398,6 +490,27 @@ class Metrics:
         )
         self.go_named = (self.health_success, self.health_failures)
         r.register(OsFds())
+
+    def snapshot_sent(self, peer_id: int, ok: bool, seconds: float) -> None:
+        """A snapshot stream to `peer_id` ended: delivered in `seconds`, or failed (a sent failure too)."""
+        self._snapshot_done(self.snapshot_sends, f"{peer_id:x}", ok, seconds)
+        if not ok:
+            self.peer_sent_failures.labels(f"{peer_id:x}").inc()
+
+    def snapshot_received(self, peer_id: int, ok: bool, seconds: float) -> None:
+        """A raft snapshot stream from `peer_id` ended: received and checked in `seconds`, or failed."""
+        self._snapshot_done(self.snapshot_receives, f"{peer_id:x}", ok, seconds)
+
+    @staticmethod
+    def _snapshot_done(
+        instruments: tuple[Labelled, Labelled, Labelled], peer: str, ok: bool, seconds: float
+    ) -> None:
+        success, failures, durations = instruments
+        if ok:
+            success.labels(peer).inc()
+            durations.labels(peer).observe(seconds)
+        else:
+            failures.labels(peer).inc()
 
     def register(self, collector: Collector) -> None:
         """Add a collector read at every scrape (`MemberFigures`, the gRPC metrics)."""

@@ -36,6 +36,7 @@ COUNTED = [
     "etcd_debugging_server_lease_expired_total",
     "etcd_disk_backend_snapshot_duration_seconds_count",
     "etcd_disk_backend_defrag_duration_seconds_count",
+    "etcd_debugging_mvcc_db_compaction_total_duration_milliseconds_count",
 ]
 
 
