@@ -375,6 +375,8 @@ def build(
                 live_keys=store_counts.live_keys,
                 watchers=lambda: hub.watcher_count,
                 slow_watchers=lambda: hub.unsynced_count,
+                events_sent=lambda: hub.events_sent,
+                pending_events=lambda: hub.pending_events,
                 cluster_version=lambda: ".".join(replication.cluster_version.split(".")[:2]),
             )
         )

@@ -611,6 +611,8 @@ class Figures:
     live_keys: Callable[[], int]
     watchers: Callable[[], int]
     slow_watchers: Callable[[], int]
+    events_sent: Callable[[], int]
+    pending_events: Callable[[], int]
     cluster_version: Callable[[], str]
 
 
@@ -706,6 +708,16 @@ class MemberFigures:
             "etcd_debugging_mvcc_slow_watcher_total",
             "Total number of unsynced slow watchers.",
             f.slow_watchers(),
+        )
+        yield CounterMetricFamily(
+            "etcd_debugging_mvcc_events_total",
+            "Total number of events sent by this member.",
+            value=f.events_sent(),
+        )
+        yield _gauge(
+            "etcd_debugging_mvcc_pending_events_total",
+            "Total number of pending events to be sent.",
+            f.pending_events(),
         )
         yield _gauge(
             "etcd_debugging_mvcc_current_revision", "The current revision of store.", f.current_revision()
