@@ -204,6 +204,10 @@ class KvCounts:
             return resp
         work = TxnWork()
         work.add(req, resp)
+        # etcd takes a txn for a write unless every op of both branches is a range (a nested txn is not).
+        writes = writes or any(
+            op.WhichOneof("request") != "request_range" for op in (*req.success, *req.failure)
+        )
         self._add(self._ranges, work.checks + work.ranges)
         self._add(self._deletes, work.deletes)
         if writes:  # the compares' read transaction, then the write transaction

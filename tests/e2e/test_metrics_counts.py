@@ -13,10 +13,12 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
+import grpc
 from cluster_support import etcdctl
 from procs import ETCDCTL_BIN, ServerProcess
 from test_metrics import get, scrape
 
+from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.chaos.cluster import wait_until
 
 # Samples whose change the script below must reproduce (full sample names, as the text format has them).
@@ -155,3 +157,56 @@ def test_health_checks_are_counted_under_etcds_exact_names(
         assert after["# TYPE etcd_server_health_failures"] == "counter"
         assert float(after["etcd_server_health_success"]) - float(before["etcd_server_health_success"]) == 2
         assert after["etcd_server_health_failures"] == before["etcd_server_health_failures"]
+
+
+def op(**request: Any) -> rpc_pb2.RequestOp:
+    return rpc_pb2.RequestOp(**request)
+
+
+def grpc_work(server: ServerProcess) -> None:
+    """Requests etcdctl cannot make: nested txns, ignore_value, a txn with ranges only on one branch."""
+    Put, Range, Delete, Txn = (
+        rpc_pb2.PutRequest,
+        rpc_pb2.RangeRequest,
+        rpc_pb2.DeleteRangeRequest,
+        rpc_pb2.TxnRequest,
+    )
+    with grpc.insecure_channel(server.endpoint) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)  # type: ignore[no-untyped-call]
+        kv.Put(Put(key=b"g1", value=b"1"))
+        kv.Put(Put(key=b"g1", ignore_value=True))  # reads the old value first: a range and a txn
+        exists = rpc_pb2.Compare(
+            key=b"g1", target=rpc_pb2.Compare.VERSION, result=rpc_pb2.Compare.GREATER, version=0
+        )
+        missing = rpc_pb2.Compare(
+            key=b"g1", target=rpc_pb2.Compare.VERSION, result=rpc_pb2.Compare.EQUAL, version=0
+        )
+        inner = Txn(
+            compare=[exists, exists],
+            success=[
+                op(request_put=Put(key=b"g2", value=b"2", prev_kv=True)),
+                op(request_range=Range(key=b"g1")),
+            ],
+            failure=[op(request_delete_range=Delete(key=b"g1"))],
+        )
+        kv.Txn(
+            Txn(compare=[exists], success=[op(request_txn=inner), op(request_delete_range=Delete(key=b"g9"))])
+        )
+        failing_inner = Txn(
+            compare=[missing], failure=[op(request_delete_range=Delete(key=b"g2", prev_kv=True))]
+        )
+        kv.Txn(Txn(compare=[missing, exists], failure=[op(request_txn=failing_inner)]))
+        kv.Txn(Txn(success=[op(request_range=Range(key=b"g1", serializable=True))]))  # no compare, one read
+        kv.Txn(
+            Txn(compare=[exists], success=[op(request_txn=Txn(success=[op(request_range=Range(key=b"g"))]))])
+        )
+
+
+def test_txns_nested_and_with_checks_count_as_on_etcd(
+    etcd_server: ServerProcess, etcdpy_server: ServerProcess
+) -> None:
+    theirs = moves(etcd_server, lambda: grpc_work(etcd_server))
+    ours = moves(etcdpy_server, lambda: grpc_work(etcdpy_server))
+    mvcc = [name for name in COUNTED if re.search("_mvcc_(range|put|delete|txn)_total$", name)]
+    assert all(theirs[name] > 0 for name in mvcc), theirs
+    assert {name: ours[name] for name in mvcc} == {name: theirs[name] for name in mvcc}
