@@ -265,7 +265,9 @@ def build(
     `metrics` defaults to a registry of the member's own at the --metrics level.
     """
     if metrics is None:
-        metrics = Metrics(extensive=config.metrics == "extensive")
+        metrics = Metrics(
+            extensive=config.metrics == "extensive", heartbeat_seconds=config.heartbeat_interval_ms / 1000
+        )
     lessor = Lessor(backend, min_ttl=min_lease_ttl(config.election_timeout_ms), counts=metrics.lease)
     store = KVStore(backend, leases=lessor)
     lessor.restore_keys(store.leased_keys())

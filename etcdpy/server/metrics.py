@@ -286,13 +286,38 @@ class LeaseCounts:
         self._expired.inc()
 
 
+class LateHeartbeats:
+    """etcd's heartbeat timeout detector: etcd_server_heartbeat_send_failures_total.
+
+    The leader sends each follower a heartbeat every heartbeat interval; one sent more than twice
+    the interval after the previous one to the same peer, in the same term, is counted: the leader
+    was too busy (slow disk, overload) to send it on time.  A new term (a new leadership) starts over.
+    """
+
+    def __init__(self, failures: Count, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._failures = failures
+        self._clock = clock
+        self._longest = 2 * interval
+        self._last: dict[int, tuple[int, float]] = {}  # peer -> (term, time of its last heartbeat)
+
+    def sent(self, peer_id: int, term: int) -> None:
+        now = self._clock()
+        last = self._last.get(peer_id)
+        self._last[peer_id] = (term, now)
+        if last is not None and last[0] == term and now - last[1] > self._longest:
+            self._failures.inc()
+
+
 class Metrics:
     """Metrics holds one member's registry and the instruments its parts update.
 
-    `extensive` is etcd's ``--metrics extensive``: the gRPC handling-time histograms too.
+    `extensive` is etcd's ``--metrics extensive``: the gRPC handling-time histograms too;
+    `heartbeat_seconds` is the member's heartbeat interval (late heartbeats are counted against it).
     """
 
-    def __init__(self, *, extensive: bool = False, enabled: bool = True) -> None:
+    def __init__(
+        self, *, extensive: bool = False, enabled: bool = True, heartbeat_seconds: float = 0.1
+    ) -> None:
         self.extensive = extensive
         self.enabled = enabled
         self.registry = CollectorRegistry(auto_describe=True)
@@ -316,6 +341,7 @@ class Metrics:
             self.lease = LeaseCounts(_NULL, _NULL, _NULL, _NULL, _NULL, self.kv)
             self.health_success = self.health_failures = GoNamedCounter("", "")
             self.go_named: tuple[GoNamedCounter, ...] = ()
+            self.heartbeats = LateHeartbeats(_NULL, heartbeat_seconds)
             return
         r = self.registry
         ProcessCollector(registry=r)
@@ -493,6 +519,14 @@ class Metrics:
             "etcd_server_health_failures", "The total number of failed health checks"
         )
         self.go_named = (self.health_success, self.health_failures)
+        self.heartbeats = LateHeartbeats(
+            Counter(
+                "etcd_server_heartbeat_send_failures_total",
+                "The total number of leader heartbeat send failures (likely overloaded from slow disk).",
+                registry=r,
+            ),
+            heartbeat_seconds,
+        )
         r.register(OsFds())
 
     def snapshot_sent(self, peer_id: int, ok: bool, seconds: float) -> None:

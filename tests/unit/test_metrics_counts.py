@@ -97,3 +97,30 @@ def test_watch_events_are_pending_until_sent_then_counted(tmp_path: Path) -> Non
         stream.close()
 
     run(tmp_path, scenario)
+
+
+class Tally:
+    """A counter that only counts."""
+
+    def __init__(self) -> None:
+        self.count = 0.0
+
+    def inc(self, amount: float = 1) -> None:
+        self.count += amount
+
+
+def test_a_heartbeat_later_than_two_intervals_in_the_same_term_is_a_send_failure() -> None:
+    now = [0.0]
+    failures = Tally()
+    late = m.LateHeartbeats(failures, 0.1, clock=lambda: now[0])
+    for at, peer, term in [
+        (0.0, 1, 5),
+        (0.15, 1, 5),  # on time (within two intervals)
+        (0.2, 2, 5),  # another peer's first
+        (0.5, 1, 5),  # 0.35 s after the last one to peer 1: late
+        (2.0, 1, 6),  # a new term starts over
+        (2.1, 1, 6),
+    ]:
+        now[0] = at
+        late.sent(peer, term)
+    assert failures.count == 1

@@ -313,6 +313,7 @@ class PeerTransport:
                 continue
             if m.type == pb.MsgHeartbeat:
                 self._time_heartbeat(m.to)
+                self.metrics.heartbeats.sent(m.to, m.term)
             by_peer.setdefault(m.to, []).append(m)
         for peer_id, batch in by_peer.items():
             sender = self.peers.get(peer_id)
