@@ -334,6 +334,7 @@ class Metrics:
             self.snapshot_sends: tuple[Labelled, Labelled, Labelled] = (_NULL, _NULL, _NULL)
             self.snapshot_receives: tuple[Labelled, Labelled, Labelled] = (_NULL, _NULL, _NULL)
             self.read_indexes_failed: Count = _NULL
+            self.slow_read_indexes: Count = _NULL
             self.slow_applies: Count = _NULL
             self.snapshot_seconds: Observe = _NULL
             self.defrag_seconds: Observe = _NULL
@@ -444,6 +445,12 @@ class Metrics:
         self.read_indexes_failed = Counter(
             "etcd_server_read_indexes_failed_total",
             "The total number of failed read indexes seen.",
+            registry=r,
+        )
+        self.slow_read_indexes = Counter(
+            "etcd_server_slow_read_indexes_total",
+            "The total number of pending read indexes not in sync with leader's "
+            "or timed out read index requests.",
             registry=r,
         )
         self.slow_applies = Counter(
