@@ -14,12 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from cluster_support import etcdctl
+from cluster_support import etcdctl, running_cluster
 from procs import ETCDCTL_BIN, ServerProcess
-from test_metrics import get, scrape
+from test_metrics import get, scrape, value
 
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.chaos.cluster import wait_until
+from etcdpy.client import Client
 
 # Samples whose change the script below must reproduce (full sample names, as the text format has them).
 COUNTED = [
@@ -210,3 +211,36 @@ def test_txns_nested_and_with_checks_count_as_on_etcd(
     mvcc = [name for name in COUNTED if re.search("_mvcc_(range|put|delete|txn)_total$", name)]
     assert all(theirs[name] > 0 for name in mvcc), theirs
     assert {name: ours[name] for name in mvcc} == {name: theirs[name] for name in mvcc}
+
+
+def test_a_follower_caught_up_by_a_raft_snapshot_moves_the_snapshot_transfer_counters(tmp_path: Any) -> None:
+    """The leader's log no longer reaches a follower that was down: it sends the state as a snapshot."""
+    with running_cluster(
+        "etcdpy", tmp_path, 3, extra_args=["--snapshot-count", "20", "--snapshot-catchup-entries", "5"]
+    ) as cluster:
+        leader = cluster.wait_leader()
+        behind = next(m for m in cluster.members if m is not leader)
+        leader_id = scrape(leader)["etcd_server_id"].samples[0].labels["server_id"]
+        behind_id = scrape(behind)["etcd_server_id"].samples[0].labels["server_id"]
+        behind.stop()
+        with Client([leader.endpoint], command_timeout=30.0) as client:
+            for i in range(60):
+                client.put(f"/snap/{i:02d}".encode(), b"v")
+        # Messages to a member that is down are dropped, and counted.
+        assert value(scrape(leader), "etcd_network_peer_sent_failures_total", To=behind_id) > 0
+        behind.start()
+        wait_until(
+            lambda: (
+                "etcd_network_snapshot_receive_success" in scrape(behind)
+                and "etcd_network_snapshot_send_success" in scrape(leader)
+            ),
+            60,
+            "the follower receives a snapshot, and the leader hears it did",
+        )
+        received = scrape(behind)
+        assert value(received, "etcd_network_snapshot_receive_success_total", From=leader_id) == 1
+        seconds = "etcd_network_snapshot_receive_total_duration_seconds_count"
+        assert value(received, seconds, From=leader_id) == 1
+        sent = scrape(leader)
+        assert value(sent, "etcd_network_snapshot_send_success_total", To=behind_id) == 1
+        assert value(sent, "etcd_network_snapshot_send_total_duration_seconds_count", To=behind_id) == 1
