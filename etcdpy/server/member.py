@@ -370,6 +370,7 @@ def build(
                 committed_index=lambda: replication.commit_index,
                 applied_index=lambda: applier.applied_index,
                 pending_proposals=lambda: commits.pending,
+                snapshot_installing=lambda: replication.received_snapshots.installing,
                 quota_bytes=lambda: quota.quota_bytes,
                 db_size_bytes=backend.size_bytes,
                 current_revision=lambda: store.current_revision,

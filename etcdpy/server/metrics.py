@@ -649,6 +649,7 @@ class Figures:
     committed_index: Callable[[], int]
     applied_index: Callable[[], int]
     pending_proposals: Callable[[], int]
+    snapshot_installing: Callable[[], bool]
     quota_bytes: Callable[[], int]
     db_size_bytes: Callable[[], int]
     current_revision: Callable[[], int]
@@ -714,6 +715,11 @@ class MemberFigures:
             "etcd_server_proposals_pending",
             "The current number of pending proposals to commit.",
             f.pending_proposals(),
+        )
+        yield _gauge(
+            "etcd_server_snapshot_apply_in_progress_total",
+            "1 if the server is applying the incoming snapshot. 0 if none.",
+            f.snapshot_installing(),
         )
         yield _gauge(
             "etcd_server_quota_backend_bytes", "Current backend storage quota size in bytes.", f.quota_bytes()

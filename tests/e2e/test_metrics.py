@@ -75,6 +75,7 @@ LISTED = [
     "etcd_server_read_indexes_failed",
     "etcd_server_heartbeat_send_failures",
     "etcd_server_slow_read_indexes",
+    "etcd_server_snapshot_apply_in_progress_total",
     "etcd_server_is_learner",
     "etcd_server_id",
     "etcd_disk_backend_snapshot_duration_seconds",

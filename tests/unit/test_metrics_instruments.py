@@ -9,12 +9,16 @@ from __future__ import annotations
 import resource
 from pathlib import Path
 
+from lease_support import Member as LeaseMember
 from prometheus_client.parser import text_string_to_metric_families
 from test_metrics_registry import put, run, scrape, value
+from test_snapshot_spool import META, spool
 
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.server import metrics as m
+from etcdpy.server.consensus import snapshots
 from etcdpy.server.member import Member
+from etcdpy.server.storage import snapshot
 
 
 def test_go_named_counters_keep_their_name_in_the_text() -> None:
@@ -124,3 +128,27 @@ def test_a_heartbeat_later_than_two_intervals_in_the_same_term_is_a_send_failure
         now[0] = at
         late.sent(peer, term)
     assert failures.count == 1
+
+
+def test_a_snapshot_install_is_in_progress_from_its_start_until_installed(tmp_path: Path) -> None:
+    """etcd_server_snapshot_apply_in_progress_total reads `installing`: true across the install's batches."""
+    source, target = LeaseMember(tmp_path / "source"), LeaseMember(tmp_path / "target")
+    try:
+        for i in range(30):
+            source.put(b"k%02d" % i, b"v")
+        spooled = spool(snapshot.spool_dir(target.backend.data_dir), source.backend, META.index)
+        during: list[bool] = []
+        received = snapshots.ReceivedSnapshots(
+            target.applier, batch_bytes=200, after_batch=lambda n: during.append(received.installing)
+        )
+        assert received.keep(META.index, spooled)
+        assert not received.installing
+        with target.backend.batch(sync=True) as batch:
+            received.install(META, batch)
+        assert len(during) > 1 and all(during)
+        assert received.installing  # written, not yet installed
+        received.installed(META.index)
+        assert not received.installing
+    finally:
+        source.close()
+        target.close()
