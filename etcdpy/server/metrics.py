@@ -27,10 +27,11 @@ import resource
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -73,6 +74,10 @@ class Observe(Protocol):
     def observe(self, amount: float) -> None: ...
 
 
+class Setting(Protocol):
+    def set(self, value: float) -> None: ...
+
+
 class Labelled(Protocol):
     """A metric with labels: `labels(...)` is the child to update."""
 
@@ -90,6 +95,9 @@ class _Null:
 
     def labels(self, *values: str) -> _Null:
         return self
+
+    def set(self, value: float) -> None:
+        pass
 
 
 _NULL = _Null()
@@ -338,6 +346,8 @@ class Metrics:
             self.slow_applies: Count = _NULL
             self.snapshot_seconds: Observe = _NULL
             self.defrag_seconds: Observe = _NULL
+            self.defrag_inflight: Setting = _NULL
+            self._defrags = 0
             self.kv = KvCounts((), (), ())
             self.lease = LeaseCounts(_NULL, _NULL, _NULL, _NULL, _NULL, self.kv)
             self.health_success = self.health_failures = GoNamedCounter("", "")
@@ -465,6 +475,12 @@ class Metrics:
             buckets=exponential_buckets(0.01, 2, 17),
             registry=r,
         )
+        self.defrag_inflight = Gauge(
+            "etcd_disk_defrag_inflight",
+            "Whether or not defrag is active on the member. 1 means active, 0 means not.",
+            registry=r,
+        )
+        self._defrags = 0  # Defragment calls running or waiting for the running one
         self.defrag_seconds = Histogram(
             "etcd_disk_backend_defrag_duration_seconds",
             "The latency distribution of backend defragmentation.",
@@ -535,6 +551,19 @@ class Metrics:
             heartbeat_seconds,
         )
         r.register(OsFds())
+
+    @contextmanager
+    def defragmenting(self) -> Iterator[None]:
+        """A Defragment call (on the event loop): etcd_disk_defrag_inflight meanwhile, then its duration."""
+        self._defrags += 1
+        self.defrag_inflight.set(1)
+        started = time.perf_counter()
+        try:
+            yield
+            self.defrag_seconds.observe(time.perf_counter() - started)
+        finally:
+            self._defrags -= 1
+            self.defrag_inflight.set(1 if self._defrags else 0)
 
     def snapshot_sent(self, peer_id: int, ok: bool, seconds: float) -> None:
         """A snapshot stream to `peer_id` ended: delivered in `seconds`, or failed (a sent failure too)."""

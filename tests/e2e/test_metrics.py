@@ -80,6 +80,7 @@ LISTED = [
     "etcd_server_id",
     "etcd_disk_backend_snapshot_duration_seconds",
     "etcd_disk_backend_defrag_duration_seconds",
+    "etcd_disk_defrag_inflight",
     "etcd_network_peer_received_bytes",
     "os_fd_used",
     "os_fd_limit",

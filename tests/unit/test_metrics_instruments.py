@@ -9,6 +9,7 @@ from __future__ import annotations
 import resource
 from pathlib import Path
 
+import pytest
 from lease_support import Member as LeaseMember
 from prometheus_client.parser import text_string_to_metric_families
 from test_metrics_registry import put, run, scrape, value
@@ -152,3 +153,21 @@ def test_a_snapshot_install_is_in_progress_from_its_start_until_installed(tmp_pa
     finally:
         source.close()
         target.close()
+
+
+def test_defrag_is_in_flight_while_it_runs_and_timed_when_it_ends() -> None:
+    metrics = m.Metrics()
+
+    def figures() -> tuple[float, float]:
+        families = {f.name: f for f in text_string_to_metric_families(m.render(metrics).decode())}
+        seconds = "etcd_disk_backend_defrag_duration_seconds"
+        return value(families, "etcd_disk_defrag_inflight"), value(families, seconds, seconds + "_count")
+
+    with metrics.defragmenting():
+        with metrics.defragmenting():  # a second call waiting for the first
+            assert figures() == (1, 0)
+        assert figures() == (1, 1)
+    assert figures() == (0, 2)
+    with pytest.raises(OSError), metrics.defragmenting():
+        raise OSError("disk gone")
+    assert figures() == (0, 2)  # a failed defrag is not timed, as in etcd
