@@ -4,12 +4,19 @@ Each member has its own `CollectorRegistry` (two members in one process never sh
 figure) holding three kinds of metric:
 
 * instruments updated where the work happens: the raft log's fsync and the apply batch's
-  commit (histograms), failed proposals, puts, peer bytes and round trips (counters and
-  histograms).  `Metrics` owns them; the member hands it by constructor to the parts that
-  update them (`RaftNode`, `Applier`, `EtcdServer`, `PeerTransport`, the gRPC interceptors).
-* figures the member knows anyway (leader, indexes, sizes, watchers, the quota): read at
-  scrape time by `MemberFigures`, a custom collector, so the write path never keeps them.
+  commit (histograms), failed proposals, puts, ranges, deletes and txns (`KvCounts`), leases
+  (`LeaseCounts`), read indexes, late heartbeats, snapshots and defrags, compactions, peer
+  bytes, failures, snapshot transfers and round trips.  `Metrics` owns them; the member hands
+  it by constructor to the parts that update them (`RaftNode`, `Applier`, `Lessor`,
+  `EtcdServer`, `PeerTransport`, the gRPC interceptors), each update one call.
+* figures the member knows anyway (leader, indexes, sizes, watchers and their events, the
+  quota, a snapshot install): read at scrape time by `MemberFigures`, a custom collector, so
+  the write path never keeps them; `OsFds` likewise.
 * the process collector (CPU, memory, descriptors: the same `process_*` names as Go's).
+
+Two of etcd's counters have no ``_total`` (`etcd_server_health_success`, `_failures`), which
+prometheus-client cannot name: they are `GoNamedCounter`s outside the registry, which `render`
+writes after it.
 
 `NO_METRICS` is a Metrics whose instruments do nothing: parts built without a member (unit
 tests, the simulator, the bench's baseline) take it by default.
