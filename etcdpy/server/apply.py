@@ -50,7 +50,7 @@ from etcdpy.api.etcdserverpb import raft_internal_pb2, rpc_pb2
 from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.server import raft_requests as kinds
 from etcdpy.server.alarm import Alarms
-from etcdpy.server.metrics import NO_METRICS, Observe
+from etcdpy.server.metrics import NO_METRICS, KvCounts, Observe
 from etcdpy.server.mvcc import ops, txn
 from etcdpy.server.mvcc.kvstore import KVStore
 from etcdpy.server.mvcc.leases import LeaseLookup
@@ -115,6 +115,7 @@ class Applier:
         on_events: EventSink | None = None,
         on_reload: Sequence[Callable[[], None]] = (),
         commit_seconds: Observe = NO_METRICS.backend_commit_seconds,
+        kv_counts: KvCounts = NO_METRICS.kv,
     ) -> None:
         """Apply to `backend`'s store; `handlers` apply the kinds beyond the KV ones (leases, membership).
 
@@ -127,6 +128,7 @@ class Applier:
         assert store is None or (store.backend is backend and lease_lookup is None), "one store, one backend"
         self.on_events = on_events
         self.commit_seconds = commit_seconds
+        self.kv_counts = kv_counts  # etcd_mvcc_range_total, _delete_total, _txn_total
         # Called after `reload`: state kept beside the store (leases, watchers) must follow a new database.
         self.on_reload = tuple(on_reload)
         self.alarms = Alarms(backend)  # applied state too: its layers refuse requests under NOSPACE/CORRUPT
@@ -192,6 +194,7 @@ class Applier:
         new_index = self._applied_index
         if all(index <= new_index for index, _ in entries):
             return results  # a pure replay: nothing to write
+        started = time.perf_counter()  # etcd_server_slow_apply_total
         with self.backend.batch(sync=False) as wb:
             batch = self.store.begin(wb)
             for index, data in entries:
@@ -206,6 +209,7 @@ class Applier:
             # Measured, never applied: the clock only times the write that ends the block.
             writing = time.perf_counter()
         self.commit_seconds.observe(time.perf_counter() - writing)
+        self.kv_counts.applied(time.perf_counter() - started)
         self.store.published(batch)
         self._applied_index = new_index
         if self.on_events is not None:
@@ -239,21 +243,25 @@ class Applier:
     def _put(self, batch: Batch, req: rpc_pb2.PutRequest) -> rpc_pb2.PutResponse:
         with batch.writing() as w:
             ops.check_put(w, req, self.store.leases, lease_first=True)
+            self.kv_counts.put(req)
             return ops.put_request(w, req)
 
     def _delete_range(self, batch: Batch, req: rpc_pb2.DeleteRangeRequest) -> rpc_pb2.DeleteRangeResponse:
         with batch.writing() as w:
+            self.kv_counts.delete(req)
             return ops.delete_request(w, req)
 
     def _txn(self, batch: Batch, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
         with batch.writing() as w:
-            return txn.txn_request(w, req, self.store.leases)
+            return self.kv_counts.txn(req, txn.txn_request(w, req, self.store.leases), writes=True)
 
     def _range(self, batch: Batch, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
+        self.kv_counts.range()
         return ops.range_request(batch.reader(), req)
 
     def _compaction(self, batch: Batch, req: rpc_pb2.CompactionRequest) -> rpc_pb2.CompactionResponse:
         batch.compact(req.revision)
+        self.kv_counts.range()  # etcd reads its "compaction" key back through a range
         resp = rpc_pb2.CompactionResponse()
         resp.header.revision = batch.rev
         return resp
@@ -262,13 +270,14 @@ class Applier:
 
     def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:
         """Serve a range from the local store; header.revision is the store's current revision."""
+        self.kv_counts.range()
         with self.store.read() as reader:
             return ops.range_request(reader, req)
 
     def read_only_txn(self, req: rpc_pb2.TxnRequest) -> rpc_pb2.TxnResponse:
         """Serve a txn that only reads from the local store, as `range` serves a range."""
         with self.store.read() as reader:
-            return txn.read_only_txn(reader, req, self.store.leases)
+            return self.kv_counts.txn(req, txn.read_only_txn(reader, req, self.store.leases), writes=False)
 
     def hash(self) -> int:
         return self.store.hash()

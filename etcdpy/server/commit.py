@@ -10,6 +10,7 @@ bounded size, yielding between them so applying never waits long for it.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from etcdpy.api.raftpb import raft_pb2 as raftpb
@@ -73,8 +74,10 @@ class CommitApplier:
             )
 
     async def _compact(self) -> None:
-        while not self.applier.compact_step(COMPACTION_BATCH_RECORDS):
+        started = time.perf_counter()  # etcd_debugging_mvcc_db_compaction_*_duration_milliseconds
+        while not self.applier.kv_counts.compaction_step(self.applier.compact_step, COMPACTION_BATCH_RECORDS):
             await asyncio.sleep(COMPACTION_SLEEP_SECONDS)
+        self.applier.kv_counts.compacted(time.perf_counter() - started)
 
     async def wait_physical_compaction(self) -> None:
         """Return once every scheduled compaction has been carried out on disk."""

@@ -69,6 +69,7 @@ class EtcdServer:
         self.max_request_bytes = max_request_bytes
         self.replication = replication
         self.members = member_ops
+        self.metrics = metrics  # for the parts that serve clients through the server (health, maintenance)
         self.proposals_failed = metrics.proposals_failed
         # Request ids as etcd's idutil makes them: member bits, boot time, then a counter.
         self._next_id = ((cluster.local_id & 0xFFFF) << 48) | ((int(time.time() * 1000) & (2**40 - 1)) << 8)
@@ -123,6 +124,7 @@ class EtcdServer:
                 index = await self.replication.read_index()
                 await self.replication.wait_applied(index)
         except TimeoutError:
+            self.metrics.read_indexes_failed.inc()
             raise self._timeout_error(leader_changes) from None
 
     async def range(self, req: rpc_pb2.RangeRequest) -> rpc_pb2.RangeResponse:

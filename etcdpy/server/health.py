@@ -72,6 +72,7 @@ async def health(server: EtcdServer, query: str = "") -> Answer:
     """/health as etcd 3.4: alarms (except ``?exclude=``), a leader, a linearizable read within 1 s."""
     excluded = _excluded(_query(query))
     healthy = not any(rpc_pb2.AlarmType.Name(a.alarm) not in excluded for a in server.alarms())
+    alarmed = not healthy  # etcd 3.4 answers an alarm before counting: neither counter moves
     if healthy and server.replication.leader_id == NONE:
         healthy = False
     if healthy:
@@ -80,6 +81,8 @@ async def health(server: EtcdServer, query: str = "") -> Answer:
                 await _linearizable_read(server)
         except (TimeoutError, errors.EtcdError):
             healthy = False
+    if not alarmed:
+        (server.metrics.health_success if healthy else server.metrics.health_failures).inc()
     if healthy:
         return Answer(200, TEXT, b'{"health":"true"}')
     # Go's http.Error adds a newline to the body.

@@ -265,8 +265,10 @@ def build(
     `metrics` defaults to a registry of the member's own at the --metrics level.
     """
     if metrics is None:
-        metrics = Metrics(extensive=config.metrics == "extensive")
-    lessor = Lessor(backend, min_ttl=min_lease_ttl(config.election_timeout_ms))
+        metrics = Metrics(
+            extensive=config.metrics == "extensive", heartbeat_seconds=config.heartbeat_interval_ms / 1000
+        )
+    lessor = Lessor(backend, min_ttl=min_lease_ttl(config.election_timeout_ms), counts=metrics.lease)
     store = KVStore(backend, leases=lessor)
     lessor.restore_keys(store.leased_keys())
     headers = ResponseHeaders(cluster, raftlog, store)
@@ -305,6 +307,7 @@ def build(
         layers=[auth.layer],
         on_reload=[reload_beside_store],
         commit_seconds=metrics.backend_commit_seconds,
+        kv_counts=metrics.kv,
     )
     log_end = max(raftlog.last_index(), raftlog.snapshot_meta.index)
     if applier.applied_index > log_end:
@@ -367,6 +370,7 @@ def build(
                 committed_index=lambda: replication.commit_index,
                 applied_index=lambda: applier.applied_index,
                 pending_proposals=lambda: commits.pending,
+                snapshot_installing=lambda: replication.received_snapshots.installing,
                 quota_bytes=lambda: quota.quota_bytes,
                 db_size_bytes=backend.size_bytes,
                 current_revision=lambda: store.current_revision,
@@ -374,6 +378,8 @@ def build(
                 live_keys=store_counts.live_keys,
                 watchers=lambda: hub.watcher_count,
                 slow_watchers=lambda: hub.unsynced_count,
+                events_sent=lambda: hub.events_sent,
+                pending_events=lambda: hub.pending_events,
                 cluster_version=lambda: ".".join(replication.cluster_version.split(".")[:2]),
             )
         )

@@ -151,6 +151,7 @@ class RaftNode:
         self.settings = settings
         self.state = state
         self.send = send  # the peer transport's: queues messages to their peers, never blocks
+        self._slow_reads, self._reads_failed = metrics.slow_read_indexes, metrics.read_indexes_failed
         self.core = ReadyHandler(
             node_id=node_id,
             storage=storage,
@@ -306,6 +307,8 @@ class RaftNode:
             round_ = self._issued_reads.pop(rs.request_ctx, None)
             if round_ is not None:
                 round_.answer(rs.index)
+            else:
+                self._slow_reads.inc()  # the answer to a round no longer waited for: out of date
 
     def leader_changed(self, lead: int, term: int) -> None:
         log.info("member %x: leader is now %x (term %d)", self.id, lead, term)
@@ -314,6 +317,7 @@ class RaftNode:
             if not waiter.done():
                 waiter.set_result(None)
         # Reads issued to the old leader may never be answered: fail them so callers retry.
+        self._reads_failed.inc(len(self._issued_reads))
         for round_ in self._issued_reads.values():
             round_.fail(errors.ErrLeaderChanged())
         self._issued_reads.clear()
@@ -334,6 +338,7 @@ class RaftNode:
                 if round_.ticks_waiting >= self.settings.election_tick:
                     # The request or its answer was lost: ask again (same ctx, so one answer serves all).
                     round_.ticks_waiting = 0
+                    self._slow_reads.inc()
                     with contextlib.suppress(ProposalDropped):
                         self.core.read_index(round_.ctx)
             self._wakeup.set()

@@ -72,6 +72,7 @@ class ReceivedSnapshots:
         self._lock = threading.Lock()
         self._kept: dict[int, snapshot.SpooledSnapshot] = {}  # guarded by _lock
         self._claimed: tuple[int, snapshot.SpooledSnapshot] | None = None  # the install's, until installed
+        self.installing = False  # from an install's start until installed (snapshot_apply_in_progress)
 
     def keep(self, index: int, spooled: snapshot.SpooledSnapshot) -> bool:
         """Keep a received state for the install of snapshot `index`; False: deleted (raft refuses it)."""
@@ -100,6 +101,7 @@ class ReceivedSnapshots:
             spooled = self._kept.pop(meta.index, None)
         if spooled is None:
             raise RuntimeError(f"raft installs snapshot {meta.index} but its state was not received")
+        self.installing = True
         self._applier.pin_reads()
         written = snapshot.install_file(
             self._applier.backend,
@@ -125,6 +127,7 @@ class ReceivedSnapshots:
         for spooled in (*stale, claimed[1]):  # later ones keep theirs: each file has a name of its own
             spooled.path.unlink(missing_ok=True)
         self._applier.reload()
+        self.installing = False
 
 
 class Delivered(Protocol):

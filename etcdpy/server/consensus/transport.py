@@ -130,11 +130,13 @@ class PeerSender:
         if self.connected_since is None:
             # Not connected: drop rather than deliver stale messages later (raft resends what it needs).
             self.transport.events.report_unreachable(self.peer_id)
+            self.transport.metrics.peer_sent_failures.labels(f"{self.peer_id:x}").inc(len(messages))
             return
         try:
             self.queue.put_nowait(messages)
         except asyncio.QueueFull:
             self.transport.events.report_unreachable(self.peer_id)
+            self.transport.metrics.peer_sent_failures.labels(f"{self.peer_id:x}").inc(len(messages))
 
     async def _batches(self) -> AsyncIterator[peer_pb2.MessageBatch]:
         t = self.transport
@@ -209,6 +211,7 @@ class PeerSender:
             t.events.report_snapshot(self.peer_id, False)
             return
         message, state = source
+        started = time.monotonic()
         try:
             channel = await peer_channel(
                 t.dialer, self.urls, [("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
@@ -220,6 +223,7 @@ class PeerSender:
         except (grpc.aio.AioRpcError, OSError) as exc:
             details = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
             log.warning("sending a snapshot to peer %x failed: %s", self.peer_id, details)
+        t.metrics.snapshot_sent(self.peer_id, ok, time.monotonic() - started)
         t.events.report_snapshot(self.peer_id, ok)
 
     async def _log_refusal(self, channel: grpc.aio.Channel) -> None:
@@ -309,6 +313,7 @@ class PeerTransport:
                 continue
             if m.type == pb.MsgHeartbeat:
                 self._time_heartbeat(m.to)
+                self.metrics.heartbeats.sent(m.to, m.term)
             by_peer.setdefault(m.to, []).append(m)
         for peer_id, batch in by_peer.items():
             sender = self.peers.get(peer_id)
@@ -371,11 +376,13 @@ class PeerService(peer_pb2_grpc.PeerServicer):
     ) -> peer_pb2.SendResponse:
         async for batch in request_iterator:
             if batch.cluster_id != self.t.cluster_id:
+                self.t.metrics.peer_received_failures.labels(f"{getattr(batch, 'from'):x}").inc()
                 await context.abort(
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"cluster ID mismatch: local {self.t.cluster_id:x}, remote {batch.cluster_id:x}",
                 )
             if getattr(batch, "from") in self.t.removed:
+                self.t.metrics.peer_received_failures.labels(f"{getattr(batch, 'from'):x}").inc()
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, REMOVED_TEXT)
             self.t.received(batch)
             for m in batch.messages:
@@ -387,6 +394,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
     ) -> peer_pb2.SnapshotResponse:
         message: pb.Message | None = None
         spool: Spool | None = None  # the stream's file until handed on; deleted if the stream fails
+        started = time.monotonic()
         try:
             async for chunk in request_iterator:
                 if chunk.cluster_id != self.t.cluster_id:
@@ -408,9 +416,13 @@ class PeerService(peer_pb2_grpc.PeerServicer):
                     spooled = await asyncio.to_thread(spool.finish)  # fsyncs
                     spool = None
                     await self.t.events.snapshot_received(message, spooled)
+                    self.t.metrics.snapshot_received(
+                        getattr(message, "from"), True, time.monotonic() - started
+                    )
                     return peer_pb2.SnapshotResponse(cluster_id=self.t.cluster_id)
             await context.abort(grpc.StatusCode.DATA_LOSS, "snapshot stream ended early")
             raise AssertionError("unreachable")
         finally:
             if spool is not None:
                 spool.discard()
+                self.t.metrics.snapshot_received(getattr(message, "from"), False, 0.0)

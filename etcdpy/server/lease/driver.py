@@ -92,6 +92,7 @@ class LeaseDriver:
         request = raft_internal_pb2.InternalRaftRequest(lease_revoke=rpc_pb2.LeaseRevokeRequest(ID=lease_id))
         try:
             await self.propose(request)
+            self.lessor.counts.expired()
         except errors.ErrLeaseNotFound:
             pass  # revoked by a client meanwhile
         except errors.EtcdError as exc:  # retried after REVOKE_RETRY_SECONDS
@@ -117,6 +118,7 @@ class LeaseDriver:
         """
         self.follow_leadership()  # a keep-alive may arrive before the loop noticed a new leadership
         self.lessor.renew(lease_id)
+        self.lessor.counts.renewed()
         if self.checkpoint and self.lessor.needs_checkpoint_clear(lease_id):
             await self.propose(
                 raft_internal_pb2.InternalRaftRequest(

@@ -31,6 +31,7 @@ from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.server import raft_requests as kinds
 from etcdpy.server.apply import RequestHandler
+from etcdpy.server.metrics import NO_METRICS, LeaseCounts
 from etcdpy.server.mvcc.writer import Batch
 from etcdpy.server.raft_requests import RequestKind
 from etcdpy.server.storage import schema
@@ -70,8 +71,16 @@ class Lease:
 class Lessor:
     """Lessor holds every lease and the keys attached to it; the applier's LeaseLookup."""
 
-    def __init__(self, backend: Backend, *, min_ttl: int, clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        min_ttl: int,
+        clock: Clock = time.monotonic,
+        counts: LeaseCounts = NO_METRICS.lease,
+    ) -> None:
         self.backend = backend
+        self.counts = counts  # etcd_debugging_lease_* (renewals and expiries: the LeaseDriver's)
         self.min_ttl = min_ttl
         self.clock = clock
         self._leases: dict[int, Lease] = {}
@@ -136,6 +145,7 @@ class Lessor:
         self._store(batch, lease)
         if self._primary:
             lease.expiry = self.clock() + lease.ttl
+        self.counts.granted(req.TTL)
         resp = rpc_pb2.LeaseGrantResponse(ID=req.ID, TTL=req.TTL)
         resp.header.revision = batch.rev
         return resp
@@ -145,6 +155,7 @@ class Lessor:
         lease = self._leases.get(req.ID)
         if lease is None:
             raise errors.ErrLeaseNotFound()
+        self.counts.revoked(len(lease.keys))  # before the deletes detach them
         with batch.writing() as w:
             for key in sorted(lease.keys):  # sorted: every member deletes in the same sub-revision order
                 w.delete_range(key, None)

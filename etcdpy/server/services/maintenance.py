@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import BinaryIO
 
@@ -76,6 +77,7 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
         # etcd's stream: the bbolt file of one point in time (here a LevelDB snapshot, taken at once,
         # so writes go on) in 32 KiB blobs counting down remaining_bytes, then its sha256 alone.
         backend = self.server.applier.backend
+        started = time.perf_counter()  # etcd_disk_backend_snapshot_duration_seconds: until the last blob
         # The worker thread owns the view once started: a client that goes away meanwhile must not
         # release it under the thread's feet, so the wait is shielded and the file closed when done.
         job = asyncio.ensure_future(
@@ -103,6 +105,7 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
                     remaining -= len(blob)
                     yield rpc_pb2.SnapshotResponse(remaining_bytes=remaining, blob=blob)
             yield rpc_pb2.SnapshotResponse(remaining_bytes=0, blob=digest.digest())
+            self.server.metrics.snapshot_seconds.observe(time.perf_counter() - started)
         finally:
             spooled.close()
 
@@ -123,7 +126,8 @@ class MaintenanceService(rpc_pb2_grpc.MaintenanceServicer):
         backend = self.server.applier.backend
         log.info("starting defragment")
         before = backend.size_bytes()
-        await asyncio.to_thread(backend.defragment)
+        with self.server.metrics.defragmenting():  # etcd_disk_defrag_inflight, then the duration
+            await asyncio.to_thread(backend.defragment)
         log.info("finished defragment: %d -> %d bytes on disk", before, backend.size_bytes())
         return rpc_pb2.DefragmentResponse()  # etcd 3.4 answers without a header
 

@@ -72,6 +72,7 @@ class WatchHub:
         self._by_key: dict[bytes, set[Watcher]] = {}  # synced single-key watchers
         self._ranges: RangeIndex[Watcher] = RangeIndex()  # synced range watchers, found by key
         self._unsynced: set[Watcher] = set()
+        self.events_sent = 0  # taken off the streams' queues to send (etcd_debugging_mvcc_events_total)
         self._wakeup = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etcdpy-watch")
 
@@ -122,6 +123,12 @@ class WatchHub:
     @property
     def watcher_count(self) -> int:
         return sum(len(ws) for ws in self._by_key.values()) + len(self._ranges) + len(self._unsynced)
+
+    @property
+    def pending_events(self) -> int:
+        """Events queued on the watchers' streams, not sent yet (etcd_debugging_mvcc_pending_events_total)."""
+        streams = {w.stream for w in self._synced()} | {w.stream for w in self._unsynced}
+        return sum(stream._pending_events for stream in streams)
 
     @property
     def unsynced_count(self) -> int:

@@ -209,6 +209,7 @@ class WatchStream:
                 if watcher is not None and self._open.get(watcher) is queued:
                     del self._open[watcher]  # being sent: no longer mergeable
                 self._pending_events -= len(queued.frames)
+                self.hub.events_sent += len(queued.frames)  # etcd_debugging_mvcc_events_total
                 self._pending_bytes -= queued.size
                 assert self._queue or self._pending_events == self._pending_bytes == 0, "pending drifted"
                 if (
