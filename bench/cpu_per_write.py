@@ -8,7 +8,8 @@ member's process group, threads included, before and after.  It prints, per
 server, the CPU per write of each member and their sum, the CPU of the members'
 threads grouped by name (``main`` is the first thread, etcdpy's event loop;
 grpc's threads have their own names; Python's worker threads and LevelDB's
-background compaction thread are all ``python``), and the ratio etcdpy/etcd.
+background compaction thread are all ``python``), each member's peak resident
+memory, and the ratio etcdpy/etcd.
 CPU per write is far less sensitive to the machine's load than throughput, but
 not immune: the load average before and after each measurement is printed.
 
@@ -113,10 +114,19 @@ class CpuPerWrite:
     writes_per_second: float
     members: list[float]
     threads: dict[str, float]
+    peak_rss_mib: list[float]  # each member's peak resident memory
 
     @property
     def total(self) -> float:
         return sum(self.members)
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident memory (VmHWM) in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def measure(kind: str, members: int, writes: int, clients: int, extra: list[str]) -> CpuPerWrite:
@@ -141,6 +151,7 @@ def measure(kind: str, members: int, writes: int, clients: int, extra: list[str]
             before = [threads_cpu(pid) for pid in pids]
             seconds = put_many(leader.endpoint, writes, clients)
             after = [threads_cpu(pid) for pid in pids]
+            rss = [peak_rss_mib(pid) for pid in pids]
         finally:
             stop()
     per_member = []
@@ -153,6 +164,7 @@ def measure(kind: str, members: int, writes: int, clients: int, extra: list[str]
         writes / seconds,
         [1e6 * cpu / writes for cpu in per_member],
         {name: 1e6 * cpu / writes for name, cpu in sorted(threads.items(), key=lambda kv: -kv[1])},
+        rss,
     )
 
 
@@ -185,6 +197,7 @@ def main() -> None:
             )
             top = list(result.threads.items())[:6]
             print("        threads: " + ", ".join(f"{n} {v:.0f}" for n, v in top))
+            print("        peak RSS MiB: " + " + ".join(f"{m:.0f}" for m in result.peak_rss_mib))
     if len(totals) == 2:
         best = {k: min(v) for k, v in totals.items()}
         print(f"best CPU/write etcd {best['etcd']:.0f} µs, etcdpy {best['etcdpy']:.0f} µs, "
