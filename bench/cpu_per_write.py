@@ -14,7 +14,8 @@ CPU per write is far less sensitive to the machine's load than throughput, but
 not immune: the load average before and after each measurement is printed.
 
 Usage: ``python bench/cpu_per_write.py [--members 1|3] [--writes N] [--clients N] [--kind K]
-[--repeat N] [--extra ARG]``; ``--extra`` passes an argument to etcdpy members (repeatable).
+[--repeat N] [--extra ARG] [--op put|srange]``; ``--extra`` passes an argument to etcdpy members
+(repeatable); ``--op srange`` sends serializable ranges instead (no raft: the cost of a unary call).
 """
 
 from __future__ import annotations
@@ -45,17 +46,21 @@ DEFAULT_TIMES = ["--heartbeat-interval", "100", "--election-timeout", "1000"]  #
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-async def _put_many(endpoint: str, writes: int, clients: int) -> float:
+async def _put_many(endpoint: str, writes: int, clients: int, op: str) -> float:
     channels = [grpc.aio.insecure_channel(endpoint) for _ in range(min(clients, CHANNELS))]
     stubs = [rpc_pb2_grpc.KVStub(c) for c in channels]
     left = writes
+    serializable = rpc_pb2.RangeRequest(key=b"bench/1", serializable=True)
 
     async def client(n: int) -> None:
         nonlocal left
         stub = stubs[n % len(stubs)]
         while left > 0:
             left -= 1
-            await stub.Put(rpc_pb2.PutRequest(key=b"bench/%d" % (left % 10_000), value=VALUE))
+            if op == "put":
+                await stub.Put(rpc_pb2.PutRequest(key=b"bench/%d" % (left % 10_000), value=VALUE))
+            else:
+                await stub.Range(serializable)
 
     began = time.perf_counter()
     await asyncio.gather(*(client(n) for n in range(clients)))
@@ -65,14 +70,15 @@ async def _put_many(endpoint: str, writes: int, clients: int) -> float:
     return elapsed
 
 
-def _put_in_process(endpoint: str, writes: int, clients: int) -> float:
-    return asyncio.run(_put_many(endpoint, writes, clients))
+def _put_in_process(endpoint: str, writes: int, clients: int, op: str) -> float:
+    return asyncio.run(_put_many(endpoint, writes, clients, op))
 
 
-def put_many(endpoint: str, writes: int, clients: int) -> float:
-    """Send `writes` puts from `clients` clients in a separate process; return the seconds it took."""
+def put_many(endpoint: str, writes: int, clients: int, op: str = "put") -> float:
+    """Send `writes` puts (or serializable ranges: `op` "srange") from `clients` clients in a separate
+    process; return the seconds it took."""
     with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_put_in_process, (endpoint, writes, clients))
+        return pool.apply(_put_in_process, (endpoint, writes, clients, op))
 
 
 def _stat_fields(path: Path) -> list[str] | None:
@@ -129,7 +135,9 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def measure(kind: str, members: int, writes: int, clients: int, extra: list[str]) -> CpuPerWrite:
+def measure(
+    kind: str, members: int, writes: int, clients: int, extra: list[str], op: str = "put"
+) -> CpuPerWrite:
     """Start fresh member(s) of `kind`, warm up, then CPU per write over `writes` puts."""
     with tempfile.TemporaryDirectory(prefix=f"cpu-{kind}-") as tmp:
         args = extra if kind == "etcdpy" else []
@@ -149,7 +157,7 @@ def measure(kind: str, members: int, writes: int, clients: int, extra: list[str]
             put_many(leader.endpoint, min(2000, writes), clients)  # warm up: connections, memtable
             pids = [s.proc.pid for s in servers if s.proc is not None]
             before = [threads_cpu(pid) for pid in pids]
-            seconds = put_many(leader.endpoint, writes, clients)
+            seconds = put_many(leader.endpoint, writes, clients, op)
             after = [threads_cpu(pid) for pid in pids]
             rss = [peak_rss_mib(pid) for pid in pids]
         finally:
@@ -178,17 +186,23 @@ def main() -> None:
         "--repeat", type=int, default=1, help="measure each kind this many times, alternating"
     )
     parser.add_argument("--extra", action="append", default=[], help="an argument for etcdpy members")
+    parser.add_argument(
+        "--op",
+        choices=("put", "srange"),
+        default="put",
+        help="srange: serializable ranges, no raft (gRPC cost)",
+    )
     args = parser.parse_args()
     kinds = args.kind or ["etcd", "etcdpy"]
     print(
         f"# {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; {args.members} member(s), "
-        f"{args.writes} puts of 1 KiB from {args.clients} clients; etcdpy extra {args.extra}"
+        f"{args.writes} {args.op} of 1 KiB from {args.clients} clients; etcdpy extra {args.extra}"
     )
     totals: dict[str, list[float]] = defaultdict(list)
     for _ in range(args.repeat):
         for kind in kinds:
             load = os.getloadavg()[0]
-            result = measure(kind, args.members, args.writes, args.clients, args.extra)
+            result = measure(kind, args.members, args.writes, args.clients, args.extra, args.op)
             members = " + ".join(f"{m:.0f}" for m in result.members)
             totals[kind].append(result.total)
             print(
