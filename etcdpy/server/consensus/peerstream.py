@@ -96,11 +96,11 @@ class FrameDecoder:
         self.max_bytes = max_bytes
         self._buffer = bytearray()
 
-    def feed(self, data: bytes) -> list[bytes]:
-        """The payloads of the frames `data` completes; `FrameError` on a length over the limit."""
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        """The payloads of the frames `data` completes, in order; `FrameError` where a length is over
+        the limit (after the frames before it).  Consume it whole before feeding more."""
         buffer = self._buffer
         buffer += data
-        payloads = []
         position = 0
         end = len(buffer)
         while end - position >= LENGTH_BYTES:
@@ -110,10 +110,9 @@ class FrameDecoder:
             start = position + LENGTH_BYTES
             if end - start < length:
                 break
-            payloads.append(bytes(buffer[start : start + length]))
+            yield bytes(buffer[start : start + length])
             position = start + length
         del buffer[:position]
-        return payloads
 
     def finish(self) -> None:
         """The stream ended: `FrameError` if it ended inside a frame."""
@@ -276,7 +275,8 @@ async def dial(
     """Connect to `url` (through the dialer's test proxies), handshake; the open stream.
 
     OSError/TimeoutError: the peer is not reachable (or closed the connection without a word);
-    `NotAStreamPeer`: it answers, but not in HTTP/1.1 (grpcio answers an HTTP/2 SETTINGS frame);
+    `NotAStreamPeer`: it answers, but not in HTTP/1.1 (grpcio answers an HTTP/2 SETTINGS frame, and
+    under TLS selects no ALPN protocol);
     `HandshakeRefused`: it refuses this stream (the status says why).
     """
     parts = urlsplit(url)
@@ -293,6 +293,10 @@ async def dial(
     reader, writer = await asyncio.open_connection(
         t_host.strip("[]"), int(t_port), ssl=context, server_hostname=host if context else None
     )
+    if context is not None and writer.get_extra_info("ssl_object").selected_alpn_protocol() != "http/1.1":
+        # A peer port's front selects http/1.1; grpcio (an older etcdpy, or one on grpc) selects none.
+        writer.close()
+        raise NotAStreamPeer("the peer's TLS handshake did not select ALPN http/1.1")
     try:
         writer.write(
             (
