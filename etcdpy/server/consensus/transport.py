@@ -126,6 +126,7 @@ class PeerSender:
         self._task: asyncio.Task[None] | None = None
         self._refusal: str | None = None  # the last TLS refusal logged, so that it is logged once
         self.carried_by = ""  # the protocol the last connection to the peer used ("stream", "grpc")
+        self.secure = any(url.startswith("https:") for url in self.urls)
         label = f"{peer_id:x}"
         self._sent_bytes = transport.metrics.peer_sent_bytes.labels(label)
         self.round_trip_seconds = transport.metrics.peer_round_trip_seconds.labels(label)
@@ -210,9 +211,10 @@ class PeerSender:
             self._carried_by("grpc", f"it does not answer the peer stream: {exc}")
             return None
         except ssl.SSLError as exc:
-            # An older peer's grpcio may refuse a handshake without h2; a refused certificate is
-            # reported by the gRPC path, which explains it.
-            self._carried_by("grpc", f"the TLS handshake of the peer stream failed: {exc}")
+            # A certificate refused, by either side: the gRPC path finds out and explains it.
+            log.debug(
+                "peer %x: the TLS handshake of the peer stream failed (%s): trying gRPC", self.peer_id, exc
+            )
             return None
         except peerstream.HandshakeRefused as exc:
             if exc.status == 410:
@@ -224,6 +226,14 @@ class PeerSender:
                 hint = " (check --initial-cluster, --initial-cluster-token)" if exc.status == 412 else ""
                 log.error("peer %x refused our messages: %s%s", self.peer_id, exc.text, hint)
             self._refusal = exc.text
+            return False
+        except ConnectionResetError as exc:
+            if self.secure:
+                # A TLS peer that refuses this member's certificate closes the connection after the
+                # handshake: the gRPC path finds out whether that is it, and explains it (_log_refusal).
+                log.debug("peer %x: %s: trying gRPC", self.peer_id, exc)
+                return None
+            log.debug("peer %x: %s", self.peer_id, exc)
             return False
         except (OSError, TimeoutError) as exc:
             log.debug("peer %x: %s", self.peer_id, exc)
@@ -323,7 +333,7 @@ class PeerSender:
 
     async def _log_refusal(self, channel: grpc.aio.Channel) -> None:
         """Log why a TLS connection to the peer fails (a refused certificate), once per distinct reason."""
-        if not any(url.startswith("https:") for url in self.urls):
+        if not self.secure:
             return
         stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
         try:
