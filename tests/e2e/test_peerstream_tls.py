@@ -12,6 +12,7 @@ from tls_support import TLSCluster, etcdctl_tls
 from tlscerts import PKI
 
 from etcdpy.server.consensus import peerstream
+from etcdpy.server.consensus.replication import fetch_cluster
 from etcdpy.server.tls import Dialer, TLSInfo
 
 STREAM = ["--experimental-peer-protocol=stream"]
@@ -55,6 +56,12 @@ def test_the_stream_refuses_a_certificate_the_allowed_cn_refuses_and_checks_ids_
         assert dial.text == f"peer {reason}"  # type: ignore[attr-defined]
         assert "refused a peer stream from ipv4:127.0.0.1:" in member.read_log()
         assert reason in member.read_log()
+
+        # gRPC through the peer port's front: the guard refuses it too, naming the client's address.
+        info = TLSInfo(cert_file=str(intruder.cert), key_file=str(intruder.key), trusted_ca_file=str(pki.ca))
+        with pytest.raises(ConnectionError, match="PERMISSION_DENIED"):
+            asyncio.run(fetch_cluster([member.peer_url], Dialer(info)))
+        assert "refused a peer connection from ipv4:127.0.0.1:" in member.read_log()
 
         # The members' own certificate passes the check: the handshake goes on to the cluster ID.
         assert dial(member.peer_url, pki, pki.peer.cert, pki.peer.key, cluster_id + 1) == 412
