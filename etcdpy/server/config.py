@@ -151,9 +151,10 @@ class Config:
     # Who owns the client URLs: the front's splicer as a process or as threads of the member (gRPC and
     # HTTP/1.1 on one port), or "off": grpcio binds them itself (gRPC only).
     experimental_client_front: str = "process"
-    # What raft messages travel on between members: etcdpy's own peer stream or the gRPC Send stream
-    # (consensus/peerstream.py); a stream member falls back to gRPC for peers that do not answer it.
-    experimental_peer_protocol: str = "grpc"
+    # What raft messages travel on between members: etcdpy's own peer stream (the peer URLs then answer
+    # both) or the gRPC Send stream (grpcio owns the peer URLs); a stream member falls back to gRPC for
+    # peers that do not answer the stream (docs/peer-protocol.md).
+    experimental_peer_protocol: str = "stream"
     log_level: str = "info"
     # TLS, client side (etcd's flags; see etcdpy/server/tls.py and docs/tls.md)
     cert_file: str = ""

@@ -199,9 +199,10 @@ FLAGS: list[tuple[str, str, Any, str]] = [
         "--experimental-peer-protocol",
         "experimental_peer_protocol",
         click.Choice(cfg.PEER_PROTOCOLS),
-        "What raft messages travel on between members: grpc (the Peer service's Send stream, grpcio owning"
-        " the peer URLs) or stream (etcdpy's own length-prefixed frames over HTTP/1.1 on the peer URLs,"
-        " which then answer gRPC too); a stream member uses gRPC to peers that do not answer the stream.",
+        "What raft messages travel on between members: stream (the default: etcdpy's own length-prefixed"
+        " frames over HTTP/1.1 on the peer URLs, which then answer gRPC too) or grpc (the Peer service's"
+        " Send stream, grpcio owning the peer URLs); a stream member uses gRPC to peers that do not answer"
+        " the stream.",
     ),
     ("--log-level", "log_level", click.Choice(cfg.LOG_LEVELS), "debug, info, warn, error, panic or fatal."),
     ("--cert-file", "cert_file", str, "Path to the client server TLS cert file."),
