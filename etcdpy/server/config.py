@@ -36,6 +36,7 @@ CLUSTER_STATES = ("new", "existing")
 COMPACTION_MODES = ("periodic", "revision")
 LOG_LEVELS = ("debug", "info", "warn", "error", "panic", "fatal")
 CLIENT_FRONT_MODES = ("process", "thread", "off")
+PEER_PROTOCOLS = ("grpc", "stream")  # --experimental-peer-protocol: what raft messages travel on
 METRICS_LEVELS = ("basic", "extensive")  # extensive adds the gRPC handling-time histograms
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -150,6 +151,10 @@ class Config:
     # Who owns the client URLs: the front's splicer as a process or as threads of the member (gRPC and
     # HTTP/1.1 on one port), or "off": grpcio binds them itself (gRPC only).
     experimental_client_front: str = "process"
+    # What raft messages travel on between members: etcdpy's own peer stream (the peer URLs then answer
+    # both) or the gRPC Send stream (grpcio owns the peer URLs); a stream member falls back to gRPC for
+    # peers that do not answer the stream (docs/peer-protocol.md).
+    experimental_peer_protocol: str = "stream"
     log_level: str = "info"
     # TLS, client side (etcd's flags; see etcdpy/server/tls.py and docs/tls.md)
     cert_file: str = ""
@@ -199,6 +204,11 @@ class Config:
             raise ConfigError(
                 f'unknown --experimental-client-front "{self.experimental_client_front}",'
                 f" use one of {', '.join(CLIENT_FRONT_MODES)}"
+            )
+        if self.experimental_peer_protocol not in PEER_PROTOCOLS:
+            raise ConfigError(
+                f'unknown --experimental-peer-protocol "{self.experimental_peer_protocol}",'
+                f" use one of {', '.join(PEER_PROTOCOLS)}"
             )
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f'unknown log level "{self.log_level}", use one of {", ".join(LOG_LEVELS)}')

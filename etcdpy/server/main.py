@@ -195,6 +195,15 @@ FLAGS: list[tuple[str, str, Any, str]] = [
         " its own (process, the default) or as threads of the member (thread); off: grpcio binds them"
         " itself, gRPC only, one loopback hop less per request.",
     ),
+    (
+        "--experimental-peer-protocol",
+        "experimental_peer_protocol",
+        click.Choice(cfg.PEER_PROTOCOLS),
+        "What raft messages travel on between members: stream (the default: etcdpy's own length-prefixed"
+        " frames over HTTP/1.1 on the peer URLs, which then answer gRPC too) or grpc (the Peer service's"
+        " Send stream, grpcio owning the peer URLs); a stream member uses gRPC to peers that do not answer"
+        " the stream.",
+    ),
     ("--log-level", "log_level", click.Choice(cfg.LOG_LEVELS), "debug, info, warn, error, panic or fatal."),
     ("--cert-file", "cert_file", str, "Path to the client server TLS cert file."),
     ("--key-file", "key_file", str, "Path to the client server TLS key file."),
@@ -563,8 +572,13 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
     return stop_clients
 
 
-async def _start_peer(config: cfg.Config, member: Member) -> grpc.aio.Server:
-    """Serve the Peer service (raft messages, snapshots, members) on every peer URL."""
+async def _start_peer(config: cfg.Config, member: Member) -> Stopper:
+    """Serve the Peer service (raft messages, snapshots, members) on every peer URL; return its stopper.
+
+    With --experimental-peer-protocol=stream a front owns the peer URLs: gRPC (HTTP/2, or ALPN h2) is
+    spliced to grpcio on a private Unix socket, and anything else is a peer stream (peerstream.py),
+    served on the member's loop.  With grpc, grpcio binds the peer URLs itself.
+    """
     guard = tls.CertificateGuard.for_info("peer", config.peer_tls)
     peer = grpc.aio.server(
         interceptors=[guard] if guard is not None else None,
@@ -575,10 +589,48 @@ async def _start_peer(config: cfg.Config, member: Member) -> grpc.aio.Server:
         ],
     )
     member.replication.register(peer, promote=member.member_ops.promote)
-    for url in config.listen_peer_urls:
-        _bind(peer, (cfg.listen_address(url), _credentials(config, url, "peer")))
-    await peer.start()
-    return peer
+    fronts: list[Front] = []
+    sockets: list[PrivateSocket] = []
+    try:
+        if config.experimental_peer_protocol == "stream":
+            loop = asyncio.get_running_loop()
+            for urls, secure in _by_scheme(config.listen_peer_urls):
+                private = PrivateSocket.for_data_dir(config.data_dir, "peers.sock" if secure else "peer.sock")
+                sockets.append(private)
+                _bind(peer, (f"unix:{private.path}", _credentials(config, urls[0], "peer")))
+                fronts.append(
+                    Front(
+                        _bind_http(urls),
+                        handler=member.replication.transport.serve_stream,
+                        loop=loop,
+                        grpc_path=private.path,
+                        mode="thread",
+                        ssl_context=tls.server_ssl_context(config.peer_tls) if secure else None,
+                    )
+                )
+        else:
+            for url in config.listen_peer_urls:
+                _bind(peer, (cfg.listen_address(url), _credentials(config, url, "peer")))
+        await peer.start()
+    except BaseException:
+        for front in fronts:
+            await front.stop()
+        for private in sockets:
+            private.remove()
+        raise
+    for front in fronts:
+        front.start()
+
+    async def stop_peer() -> None:
+        for front in fronts:
+            front.stop_accepting()
+        await peer.stop(0)
+        for front in fronts:
+            await front.stop()
+        for private in sockets:
+            private.remove()
+
+    return stop_peer
 
 
 async def _write_path_failed(config: cfg.Config, member: Member, exc: BaseException) -> int:
@@ -604,7 +656,7 @@ async def _serve(config: cfg.Config) -> int:
             records = backend.verify()  # a damaged table file refuses to start, before anything is served
             log.info("checked the checksums of %d records in %.2fs", records, time.monotonic() - started)
         member = await open_member(config, backend)
-        peer = await _start_peer(config, member)
+        stop_peer = await _start_peer(config, member)
         # Everything allocated so far (modules, descriptors, the store's caches) lives as long as the
         # process: keeping it out of the collector shortens every full collection under load.
         gc.freeze()
@@ -642,7 +694,7 @@ async def _serve(config: cfg.Config) -> int:
         if stop_clients is not None:
             await stop_clients()
         await member.stop()
-        await peer.stop(0)
+        await stop_peer()
         if member.replication.removed:
             click.echo("etcdpy: the member has been permanently removed from the cluster", err=True)
             return 0

@@ -327,6 +327,7 @@ def build(
         apply_entries=commits.apply_entries,
         dialer=peer_dialer(config.peer_tls),
         metrics=metrics,
+        peer_protocol=config.experimental_peer_protocol,
     )
     member_ops = MemberOps(
         replication,

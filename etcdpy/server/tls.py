@@ -45,6 +45,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from etcdpy.server.http.splicer import client_peer
+
 log = logging.getLogger("etcdpy.server.tls")
 
 CERT_NAME, KEY_NAME = "cert.pem", "key.pem"  # etcd's file names under fixtures/client and fixtures/peer
@@ -504,7 +506,8 @@ class CertificateGuard(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
     async def _check(self, context: Any) -> None:
         reason = self.refusal(context.auth_context())
         if reason is not None:
-            log.warning("refused a %s connection from %s: %s", self.side, context.peer(), reason)
+            peer = client_peer(context.peer())  # behind the front, grpcio's peer names the client
+            log.warning("refused a %s connection from %s: %s", self.side, peer, reason)
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"{self.side} {reason}")
 
     async def intercept_service(

@@ -121,6 +121,7 @@ class Replication:
         apply_entries: Callable[[list[pb.Entry]], None],
         dialer: Dialer = PLAINTEXT,
         metrics: Metrics = NO_METRICS,
+        peer_protocol: str = "grpc",
     ) -> None:
         self.backend = backend
         self.applier = applier
@@ -142,6 +143,7 @@ class Replication:
             snapshot_dir=snapshot.spool_dir(backend.data_dir),
             dialer=dialer,
             metrics=metrics,
+            protocol=peer_protocol,
         )
         self.node = RaftNode(
             node_id=cluster.local_id,

@@ -1,7 +1,11 @@
-"""PeerTransport: raft messages and snapshots between members, over the gRPC Peer service.
+"""PeerTransport: raft messages and snapshots between members, on the peer stream or the gRPC Peer service.
 
 Sending: one `PeerSender` per remote member owns a bounded queue and one long
-Send stream; batches go out in the order raft produced them.  A peer that is
+stream; batches go out in the order raft produced them.  The stream is the peer
+stream of `peerstream.py` (etcdpy's own framing, ``protocol="stream"``) or the gRPC
+Send stream (``protocol="grpc"``); a stream sender whose peer does not answer the
+peer stream's handshake (an older etcdpy, or one on grpc) uses the Send stream for
+that connection, and tries the peer stream again at the next.  A peer that is
 down or slow only fills its own queue: when full, or while the peer is not
 connected, its messages are dropped and raft is told the peer is unreachable
 (raft retransmits what matters).  A broken stream is reopened with exponential
@@ -33,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import ssl
 import time
 import zlib
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -44,9 +49,10 @@ import grpc
 from etcdpy.api.raftpb import peer_pb2, peer_pb2_grpc
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.server import failpoints
+from etcdpy.server.consensus import peerstream
 from etcdpy.server.metrics import NO_METRICS, Count, Metrics
 from etcdpy.server.storage.snapshot import Spool, SpooledSnapshot
-from etcdpy.server.tls import PLAINTEXT, Dialer, TLSInfo, explain_failure
+from etcdpy.server.tls import PLAINTEXT, CertificateGuard, Dialer, TLSInfo, explain_failure
 
 log = logging.getLogger("etcdpy.server.consensus.transport")
 
@@ -54,7 +60,8 @@ QUEUE_BATCHES = 1024  # batches queued per peer before messages to it are droppe
 BACKOFF_MIN = 0.05
 BACKOFF_MAX = 1.0
 CONNECT_TIMEOUT = 1.0  # seconds to wait for a connection before backing off
-REMOVED_TEXT = "the member has been permanently removed from the cluster"
+REMOVED_TEXT = peerstream.REMOVED_TEXT
+PROTOCOLS = ("grpc", "stream")  # what raft messages are sent on (--experimental-peer-protocol)
 MAX_MESSAGE_BYTES = 2**31 - 1
 # grpc's texts for a peer that is not there (not worth a log line: raft reports it unreachable).
 _PEER_DOWN = ("Connection refused", "Deadline Exceeded", "DEADLINE_EXCEEDED")
@@ -118,6 +125,8 @@ class PeerSender:
         self.connected_since: float | None = None  # monotonic time the current connection came up
         self._task: asyncio.Task[None] | None = None
         self._refusal: str | None = None  # the last TLS refusal logged, so that it is logged once
+        self.carried_by = ""  # the protocol the last connection to the peer used ("stream", "grpc")
+        self.secure = any(url.startswith("https:") for url in self.urls)
         label = f"{peer_id:x}"
         self._sent_bytes = transport.metrics.peer_sent_bytes.labels(label)
         self.round_trip_seconds = transport.metrics.peer_round_trip_seconds.labels(label)
@@ -154,20 +163,13 @@ class PeerSender:
     async def _run(self) -> None:
         backoff = BACKOFF_MIN
         while True:
-            try:
-                channel = await peer_channel(
-                    self.transport.dialer,
-                    self.urls,
-                    [
-                        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                    ],
-                )
-            except OSError as exc:  # a TLS file unreadable right now, or an auto-tls peer that is down
-                log.debug("peer %x: %s", self.peer_id, exc)
-            else:
-                if await self._stream(channel):
-                    backoff = BACKOFF_MIN
+            connected: bool | None = None  # None: the peer does not speak the peer stream
+            if self.transport.protocol == "stream":
+                connected = await self._peer_stream()
+            if connected is None:
+                connected = await self._grpc_stream()
+            if connected:
+                backoff = BACKOFF_MIN
             self.active = False
             self.connected_since = None
             self.heartbeat_sent_at = None  # its answer will not come on this stream
@@ -177,6 +179,113 @@ class PeerSender:
             self.transport.events.report_unreachable(self.peer_id)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX)
+
+    async def _grpc_stream(self) -> bool:
+        """One gRPC Send stream, until it breaks; whether a connection came up."""
+        try:
+            channel = await peer_channel(
+                self.transport.dialer,
+                self.urls,
+                [
+                    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ],
+            )
+        except OSError as exc:  # a TLS file unreadable right now, or an auto-tls peer that is down
+            log.debug("peer %x: %s", self.peer_id, exc)
+            return False
+        return await self._stream(channel)
+
+    async def _peer_stream(self) -> bool | None:
+        """One peer stream (peerstream.py), until it breaks; whether a connection came up, None when
+        the peer does not answer the handshake (an older etcdpy, or one on grpc: use the Send stream)."""
+        t = self.transport
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT + peerstream.HANDSHAKE_SECONDS):
+                reader, writer = await peerstream.dial(
+                    t.dialer,
+                    sorted(self.urls)[0],
+                    cluster_id=t.cluster_id,
+                    local_id=t.local_id,
+                    peer_id=self.peer_id,
+                )
+        except peerstream.NotAStreamPeer as exc:
+            self._carried_by("grpc", f"it does not answer the peer stream: {exc}")
+            return None
+        except ssl.SSLError as exc:
+            # A certificate refused, by either side: the gRPC path finds out and explains it.
+            log.debug(
+                "peer %x: the TLS handshake of the peer stream failed (%s): trying gRPC", self.peer_id, exc
+            )
+            return None
+        except peerstream.HandshakeRefused as exc:
+            if exc.status == 410:
+                t.events.removed_by_peers()
+            elif exc.status in (404, 405):
+                self._carried_by("grpc", f"it does not serve the peer stream: {exc}")
+                return None
+            elif exc.text != self._refusal:
+                hint = " (check --initial-cluster, --initial-cluster-token)" if exc.status == 412 else ""
+                log.error("peer %x refused our messages: %s%s", self.peer_id, exc.text, hint)
+            self._refusal = exc.text
+            return False
+        except ConnectionResetError as exc:
+            if self.secure:
+                # A TLS peer that refuses this member's certificate closes the connection after the
+                # handshake: the gRPC path finds out whether that is it, and explains it (_log_refusal).
+                log.debug("peer %x: %s: trying gRPC", self.peer_id, exc)
+                return None
+            log.debug("peer %x: %s", self.peer_id, exc)
+            return False
+        except (OSError, TimeoutError) as exc:
+            log.debug("peer %x: %s", self.peer_id, exc)
+            return False
+        self._refusal = None
+        self._carried_by("stream", "")
+        self.connected_since = time.monotonic()
+        pump = asyncio.create_task(self._pump(writer))
+        closed = asyncio.create_task(reader.read(1))  # the receiver never writes: any answer ends it
+        try:
+            await asyncio.wait((pump, closed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (pump, closed):
+                task.cancel()
+            await asyncio.gather(pump, closed, return_exceptions=True)
+            writer.close()
+        if pump.done() and not pump.cancelled() and pump.exception() is not None:
+            error = pump.exception()
+            if self.active:
+                log.warning("lost the stream to peer %x: %s", self.peer_id, error)
+        elif self.active:
+            log.warning("lost the stream to peer %x: it closed the connection", self.peer_id)
+        return True
+
+    def _carried_by(self, protocol: str, why: str) -> None:
+        """Log which protocol carries messages to the peer, when it changes (as etcd logs its streams)."""
+        if protocol != self.carried_by:
+            self.carried_by = protocol
+            if protocol == "stream":
+                log.info("established the peer stream to peer %x", self.peer_id)
+            else:
+                log.info("sending to peer %x on gRPC: %s", self.peer_id, why)
+
+    async def _pump(self, writer: asyncio.StreamWriter) -> None:
+        """Write queued batches to the peer stream as frames, coalescing what is queued."""
+        while True:
+            messages = await self.queue.get()
+            while not self.queue.empty() and len(messages) < 4096:
+                messages.extend(self.queue.get_nowait())
+            try:
+                frames = list(peerstream.encode_frames(messages))
+            except peerstream.FrameError as exc:
+                log.error("peer %x: %s: dropped", self.peer_id, exc)
+                self.transport.events.report_unreachable(self.peer_id)
+                continue
+            for frame in frames:
+                self._sent_bytes.inc(len(frame))
+                writer.write(frame)
+            self.active = True
+            await writer.drain()
 
     async def _stream(self, channel: grpc.aio.Channel) -> bool:
         """Connect, send batches until the stream breaks, close `channel`; whether a connection came up."""
@@ -228,7 +337,7 @@ class PeerSender:
 
     async def _log_refusal(self, channel: grpc.aio.Channel) -> None:
         """Log why a TLS connection to the peer fails (a refused certificate), once per distinct reason."""
-        if not any(url.startswith("https:") for url in self.urls):
+        if not self.secure:
             return
         stub = peer_pb2_grpc.PeerStub(channel)  # type: ignore[no-untyped-call]
         try:
@@ -274,7 +383,10 @@ class PeerTransport:
         snapshot_dir: Path,
         dialer: Dialer = PLAINTEXT,
         metrics: Metrics = NO_METRICS,
+        protocol: str = "grpc",
     ) -> None:
+        assert protocol in PROTOCOLS, protocol
+        self.protocol = protocol  # what this member sends raft messages on (see PeerSender)
         self.dialer = dialer  # opens the channels to peers (TLS for https:// peer URLs)
         self.local_id = local_id
         self.cluster_id = cluster_id
@@ -285,6 +397,8 @@ class PeerTransport:
         self.removed: set[int] = set()  # members removed from the cluster: their messages are refused
         self.peers: dict[int, PeerSender] = {}
         self._snapshot_tasks: set[asyncio.Task[None]] = set()
+        # The receiving side of peer streams, with the peer certificate checks the gRPC path's guard does.
+        self.stream_server = peerstream.StreamServer(self, CertificateGuard.for_info("peer", dialer.info))
 
     def set_peer(self, peer_id: int, urls: Iterable[str]) -> None:
         """Add a peer, or point an existing one at new URLs; must run on the loop."""
@@ -325,23 +439,31 @@ class PeerTransport:
         if sender is not None and sender.heartbeat_sent_at is None:
             sender.heartbeat_sent_at = time.perf_counter()
 
-    def received(self, batch: peer_pb2.MessageBatch) -> None:
-        """Count a batch that arrived; a heartbeat's answer ends the round trip being timed."""
-        sender_id = getattr(batch, "from")
+    def received(self, sender_id: int, size: int, messages: Iterable[pb.Message]) -> None:
+        """Count a batch of `size` bytes that arrived and step its messages into raft; a heartbeat's
+        answer ends the round trip being timed."""
         received = self._received_bytes.get(sender_id)
         if received is None:
             received = self._received_bytes[sender_id] = self.metrics.peer_received_bytes.labels(
                 f"{sender_id:x}"
             )
-        received.inc(batch.ByteSize())
+        received.inc(size)
         sender = self.peers.get(sender_id)
-        if sender is None or sender.heartbeat_sent_at is None:
-            return
-        for m in batch.messages:
-            if m.type == pb.MsgHeartbeatResp:
+        timing = sender is not None and sender.heartbeat_sent_at is not None
+        step = self.events.step
+        for m in messages:
+            if timing and m.type == pb.MsgHeartbeatResp:
+                assert sender is not None and sender.heartbeat_sent_at is not None
                 sender.round_trip_seconds.observe(time.perf_counter() - sender.heartbeat_sent_at)
                 sender.heartbeat_sent_at = None
-                return
+                timing = False
+            step(m)
+
+    async def serve_stream(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str
+    ) -> None:
+        """Serve one peer stream connection the peer port's front handed over (peerstream.py)."""
+        await self.stream_server.serve(reader, writer, peer)
 
     def _start_snapshot(self, message: pb.Message) -> None:
         sender = self.peers.get(message.to)
@@ -384,9 +506,7 @@ class PeerService(peer_pb2_grpc.PeerServicer):
             if getattr(batch, "from") in self.t.removed:
                 self.t.metrics.peer_received_failures.labels(f"{getattr(batch, 'from'):x}").inc()
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, REMOVED_TEXT)
-            self.t.received(batch)
-            for m in batch.messages:
-                self.t.events.step(m)
+            self.t.received(getattr(batch, "from"), batch.ByteSize(), batch.messages)
         return peer_pb2.SendResponse(cluster_id=self.t.cluster_id)
 
     async def Snapshot(

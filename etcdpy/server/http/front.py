@@ -11,7 +11,8 @@ protocols apart and splices gRPC connections to grpcio; it runs
 * ``thread``: as threads of the member (HTTP-only listeners always run so: they splice nothing).
 
 Either way an HTTP/1.1 connection is served on the member's event loop by `http11.serve_connection`
-with the listener's application, TLS terminated there with `ssl_context` when the listener has one.
+with the listener's application (or by the listener's own `handler`, as the peer port's streams are),
+TLS terminated there with `ssl_context` when the listener has one.
 Past `MAX_HTTP_CONNECTIONS` open HTTP connections a new one gets 503 and is closed.
 """
 
@@ -25,7 +26,7 @@ import ssl
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from etcdpy.server.http.http11 import HEAD_SECONDS, MAX_HEAD_BYTES, App, serve_connection
 from etcdpy.server.http.splicer import Splicer
@@ -41,6 +42,8 @@ SERVICE_UNAVAILABLE = (
 
 
 LISTEN_BACKLOG = 1024
+# Serves one non-gRPC connection in place of HTTP/1.1 with an App: (reader, writer, peer name).
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str], Awaitable[None]]
 
 
 def bind(address: tuple[str, int]) -> socket.socket:
@@ -70,14 +73,16 @@ def peer_name(sock: socket.socket) -> str:
 class Front:
     """Serves `listeners`: gRPC spliced to `grpc_path` (None: HTTP only), HTTP/1.1 by `app` on `loop`.
 
-    `mode` is "process" or "thread" (see the module docstring); `ssl_context`: the listeners speak TLS.
+    `mode` is "process" or "thread" (see the module docstring); `ssl_context`: the listeners speak TLS;
+    `handler`, given instead of `app`, serves the non-gRPC connections itself.
     """
 
     def __init__(
         self,
         listeners: Sequence[socket.socket],
         *,
-        app: App,
+        app: App | None = None,
+        handler: Handler | None = None,
         loop: asyncio.AbstractEventLoop,
         grpc_path: str | None,
         mode: str = "thread",
@@ -85,7 +90,9 @@ class Front:
     ) -> None:
         assert mode in ("process", "thread"), mode
         self.listeners = list(listeners)
+        assert (app is None) != (handler is None), "an app or a handler"
         self.app = app
+        self.handler = handler
         self.loop = loop
         self.grpc_path = grpc_path
         self.mode = mode if grpc_path is not None else "thread"
@@ -231,7 +238,11 @@ class Front:
                 ssl_handshake_timeout=HEAD_SECONDS if self.ssl_context else None,
             )
             writer = asyncio.StreamWriter(transport, protocol, reader, self.loop)
-            await serve_connection(reader, writer, self.app, peer)
+            if self.handler is not None:
+                await self.handler(reader, writer, peer)
+            else:
+                assert self.app is not None
+                await serve_connection(reader, writer, self.app, peer)
         except (OSError, ssl.SSLError, TimeoutError) as exc:
             log.debug("HTTP connection from %s ended: %s", peer, exc)
             conn.close()

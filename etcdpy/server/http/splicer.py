@@ -12,7 +12,8 @@ for the member's GIL.  For each accepted connection a thread peeks at the first 
 
 A gRPC connection is joined to a fresh connection to grpcio's Unix socket and its bytes move with
 `os.splice` through a pipe each way, one thread per direction blocked in the kernel: no Python code
-touches a frame.  grpcio's peer is then this Unix socket, not the client's address.  An HTTP/1.1
+touches a frame.  grpcio's peer is then this Unix socket, which is bound to an abstract name that
+carries the client's address: `client_peer` reads it back from grpcio's peer.  An HTTP/1.1
 connection is handed to `hand_http` (the member's event loop, directly or over a Unix socket).
 
 Bounds: the first bytes must arrive within `FIRST_BYTES_SECONDS`; a full descriptor table pauses
@@ -30,12 +31,14 @@ import argparse
 import contextlib
 import ctypes
 import errno
+import itertools
 import logging
 import os
 import signal
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 
 from etcdpy.server.http import clienthello
@@ -48,6 +51,28 @@ SPLICE_CHUNK = 1 << 16
 ACCEPT_BACKOFF_SECONDS = 0.05  # out of descriptors: wait for some to be freed, do not spin
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 THREAD_STACK_BYTES = 256 * 1024  # the splicer process's threads only loop over splice calls
+SPLICED_PEER = "unix-abstract:etcdpy/"  # grpcio's peer of a spliced connection: see `client_peer`
+_spliced = itertools.count()
+
+
+def _name_backend(backend: socket.socket, conn: socket.socket) -> None:
+    """Bind the Unix socket to grpcio to an abstract name ending in the client's address, as grpc
+    writes a TCP peer (unique: this process's ID and a counter before it); unnamed if it cannot be."""
+    try:
+        host, port = conn.getpeername()[:2]
+    except OSError:
+        return
+    address = f"ipv6:[{host}]:{port}" if conn.family == socket.AF_INET6 else f"ipv4:{host}:{port}"
+    with contextlib.suppress(OSError):
+        backend.bind(f"\0etcdpy/{os.getpid()}/{next(_spliced)}/{address}")
+
+
+def client_peer(peer: str) -> str:
+    """The client's address (``ipv4:127.0.0.1:5555``) for grpcio's peer of a spliced connection; any
+    other peer as it is."""
+    if not peer.startswith(SPLICED_PEER):
+        return peer
+    return urllib.parse.unquote(peer).rsplit("/", 1)[1]
 
 
 class Splicer:
@@ -153,6 +178,7 @@ class Splicer:
         assert self.grpc_path is not None
         conn.settimeout(None)
         backend = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        _name_backend(backend, conn)
         try:
             backend.connect(self.grpc_path)
         except OSError as exc:
