@@ -389,12 +389,34 @@ class Dialer:
         except TLSError as exc:  # e.g. a certificate being replaced on disk: the caller retries later
             raise OSError(str(exc)) from None
 
-    async def _channel(self, url: str, options: Sequence[tuple[str, Any]]) -> grpc.aio.Channel:
+    def target(self, url: str) -> tuple[str, str]:
+        """(the host `url` names, the ``host:port`` to dial for it: a test proxy's, if one is mapped)."""
         parts = urlsplit(url)
         host = parts.hostname or ""
         address = f"[{host}]" if ":" in host else host
-        target = self.map_address(f"{'127.0.0.1' if host == 'localhost' else address}:{parts.port}")
-        if parts.scheme != "https":
+        return host, self.map_address(f"{'127.0.0.1' if host == 'localhost' else address}:{parts.port}")
+
+    def ssl_context(self, alpn: Sequence[str]) -> ssl.SSLContext:
+        """A client TLS context with this side's files (read now) offering `alpn`, for streams not on grpcio.
+
+        auto-tls trusts whatever the peer shows, as `channel` does; TLSError when a file cannot be read.
+        """
+        info = self.info
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if info.skip_verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        elif info.trusted_ca_file:
+            context.load_verify_locations(cadata=_read(info.trusted_ca_file).decode())
+        if info.cert_file and info.key_file:
+            context.load_cert_chain(info.cert_file, info.key_file)
+        context.set_alpn_protocols(list(alpn))
+        return context
+
+    async def _channel(self, url: str, options: Sequence[tuple[str, Any]]) -> grpc.aio.Channel:
+        host, target = self.target(url)
+        if urlsplit(url).scheme != "https":
             return grpc.aio.insecure_channel(target, options=list(options))
         info = self.info
         root: bytes | None = _read(info.trusted_ca_file) if info.trusted_ca_file else None

@@ -40,8 +40,8 @@ from google.protobuf.message import DecodeError
 
 from etcdpy.api.raftpb import peer_pb2
 from etcdpy.api.raftpb import raft_pb2 as pb
-from etcdpy.server.http.http11 import HTTPError, _parse_head, _read_head, status_line
-from etcdpy.server.tls import CertificateGuard, Dialer, TLSError, _read
+from etcdpy.server.http.http11 import HTTPError, parse_head, read_head, status_line
+from etcdpy.server.tls import CertificateGuard, Dialer, TLSError
 
 log = logging.getLogger("etcdpy.server.consensus.peerstream")
 
@@ -209,10 +209,10 @@ class StreamServer:
         """One connection: the handshake, then frames until it ends or breaks."""
         try:
             try:
-                head = await _read_head(reader, True)
+                head = await read_head(reader, True)
                 if head is None:
                     return
-                method, path, _query, headers, _keep_alive = _parse_head(head)
+                method, path, _query, headers, _keep_alive = parse_head(head)
                 if path != PATH:
                     raise HTTPError(404, "404 page not found")
                 if method != "POST":
@@ -253,22 +253,6 @@ class StreamServer:
 # ------------------------------------------------------------------------------------------- sending
 
 
-def client_ssl_context(dialer: Dialer) -> ssl.SSLContext:
-    """The TLS context a stream to an ``https://`` peer URL is opened with (files read again each time)."""
-    info = dialer.info
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if info.skip_verify:  # auto-tls: trust what the peer shows, as the gRPC dialer does
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    elif info.trusted_ca_file:
-        context.load_verify_locations(cadata=_read(info.trusted_ca_file).decode())
-    if info.cert_file and info.key_file:
-        context.load_cert_chain(info.cert_file, info.key_file)
-    context.set_alpn_protocols(["http/1.1"])  # not h2: the peer port's front hands it to the stream
-    return context
-
-
 async def dial(
     dialer: Dialer, url: str, *, cluster_id: int, local_id: int, peer_id: int
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -279,15 +263,13 @@ async def dial(
     under TLS selects no ALPN protocol);
     `HandshakeRefused`: it refuses this stream (the status says why).
     """
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    address = f"[{host}]" if ":" in host else host
-    target = dialer.map_address(f"{'127.0.0.1' if host == 'localhost' else address}:{parts.port}")
+    host, target = dialer.target(url)
     t_host, _, t_port = target.rpartition(":")
     context = None
-    if parts.scheme == "https":
+    if urlsplit(url).scheme == "https":
         try:
-            context = client_ssl_context(dialer)
+            # not h2: the peer port's front hands http/1.1 to the stream
+            context = dialer.ssl_context(["http/1.1"])
         except (TLSError, ssl.SSLError) as exc:
             raise OSError(f"cannot read the peer TLS files: {exc}") from None
     reader, writer = await asyncio.open_connection(
@@ -300,7 +282,7 @@ async def dial(
     try:
         writer.write(
             (
-                f"POST {PATH} HTTP/1.1\r\nHost: {address}:{parts.port}\r\n"
+                f"POST {PATH} HTTP/1.1\r\nHost: {urlsplit(url).netloc}\r\n"
                 f"X-Etcd-Cluster-ID: {cluster_id:x}\r\nX-Server-From: {local_id:x}\r\n"
                 f"X-Raft-To: {peer_id:x}\r\nContent-Type: application/octet-stream\r\n\r\n"
             ).encode()

@@ -199,7 +199,7 @@ def plain_error(status: int, text: str) -> Response:
     return Response(status, headers, (text + "\n").encode())
 
 
-async def _read_head(reader: asyncio.StreamReader, first_request: bool) -> bytes | None:
+async def read_head(reader: asyncio.StreamReader, first_request: bool) -> bytes | None:
     """The next request's head (without the blank line), or None when the client closed or idled out."""
     try:
         async with asyncio.timeout(HEAD_SECONDS if first_request else IDLE_SECONDS):
@@ -220,7 +220,7 @@ async def _read_head(reader: asyncio.StreamReader, first_request: bool) -> bytes
     return first + rest[:-4]
 
 
-def _parse_head(head: bytes) -> tuple[str, str, str, dict[str, str], bool]:
+def parse_head(head: bytes) -> tuple[str, str, str, dict[str, str], bool]:
     """(method, path, query, headers, keep_alive) of a request head."""
     lines = head.decode("latin-1").split("\r\n")  # latin-1 decodes any byte: bad heads fail below
     parts = lines[0].split(" ")
@@ -248,11 +248,11 @@ async def serve_connection(
     try:
         while True:
             try:
-                head = await _read_head(reader, first_request)
+                head = await read_head(reader, first_request)
                 if head is None:
                     return
                 first_request = False
-                method, path, query, headers, keep_alive = _parse_head(head)
+                method, path, query, headers, keep_alive = parse_head(head)
                 body = Body(reader, writer, headers)
                 reply = await app(Request(method, path, query, headers, body, peer))
                 if not body.finished.is_set():
