@@ -550,10 +550,7 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
                 )
         stop_grpc = await _start_grpc(config, member, grpc_addresses)
     except BaseException:
-        for front in fronts:
-            await front.stop()
-        for private in sockets:
-            private.remove()
+        await _stop_fronts(fronts, sockets)
         raise
     for front in reversed(fronts):  # the client URLs last: once they answer, every listener does
         front.start()
@@ -564,10 +561,7 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
             front.stop_accepting()
         assert stop_grpc is not None
         await stop_grpc()
-        for front in fronts:
-            await front.stop()
-        for private in sockets:
-            private.remove()
+        await _stop_fronts(fronts, sockets)
 
     return stop_clients
 
@@ -613,10 +607,7 @@ async def _start_peer(config: cfg.Config, member: Member) -> Stopper:
                 _bind(peer, (cfg.listen_address(url), _credentials(config, url, "peer")))
         await peer.start()
     except BaseException:
-        for front in fronts:
-            await front.stop()
-        for private in sockets:
-            private.remove()
+        await _stop_fronts(fronts, sockets)
         raise
     for front in fronts:
         front.start()
@@ -625,12 +616,17 @@ async def _start_peer(config: cfg.Config, member: Member) -> Stopper:
         for front in fronts:
             front.stop_accepting()
         await peer.stop(0)
-        for front in fronts:
-            await front.stop()
-        for private in sockets:
-            private.remove()
+        await _stop_fronts(fronts, sockets)
 
     return stop_peer
+
+
+async def _stop_fronts(fronts: list[Front], sockets: list[PrivateSocket]) -> None:
+    """Stop the fronts (what they still splice ends) and remove grpcio's private sockets behind them."""
+    for front in fronts:
+        await front.stop()
+    for private in sockets:
+        private.remove()
 
 
 async def _write_path_failed(config: cfg.Config, member: Member, exc: BaseException) -> int:

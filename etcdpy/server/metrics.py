@@ -417,48 +417,8 @@ class Metrics:
             registry=r,
         )
         # (successes, failures, seconds of the successful ones) per peer, as etcd's rafthttp counts them.
-        self.snapshot_sends = (
-            Counter(
-                "etcd_network_snapshot_send_success",
-                "Total number of successful snapshot sends",
-                ["To"],
-                registry=r,
-            ),
-            Counter(
-                "etcd_network_snapshot_send_failures",
-                "Total number of snapshot send failures",
-                ["To"],
-                registry=r,
-            ),
-            Histogram(
-                "etcd_network_snapshot_send_total_duration_seconds",
-                "Total latency distributions of v3 snapshot sends",
-                ["To"],
-                buckets=exponential_buckets(0.1, 2, 10),
-                registry=r,
-            ),
-        )
-        self.snapshot_receives = (
-            Counter(
-                "etcd_network_snapshot_receive_success",
-                "Total number of successful snapshot receives",
-                ["From"],
-                registry=r,
-            ),
-            Counter(
-                "etcd_network_snapshot_receive_failures",
-                "Total number of snapshot receive failures",
-                ["From"],
-                registry=r,
-            ),
-            Histogram(
-                "etcd_network_snapshot_receive_total_duration_seconds",
-                "Total latency distributions of v3 snapshot receives",
-                ["From"],
-                buckets=exponential_buckets(0.1, 2, 10),
-                registry=r,
-            ),
-        )
+        self.snapshot_sends = _snapshot_transfers(r, "send", "To")
+        self.snapshot_receives = _snapshot_transfers(r, "receive", "From")
         self.read_indexes_failed = Counter(
             "etcd_server_read_indexes_failed_total",
             "The total number of failed read indexes seen.",
@@ -814,3 +774,28 @@ class MemberFigures:
             "The revision of the last compaction in store.",
             f.compact_revision(),
         )
+
+
+def _snapshot_transfers(r: CollectorRegistry, verb: str, label: str) -> tuple[Counter, Counter, Histogram]:
+    """etcd's rafthttp counters of raft snapshot sends or receives per peer: successes, failures, seconds."""
+    return (
+        Counter(
+            f"etcd_network_snapshot_{verb}_success",
+            f"Total number of successful snapshot {verb}s",
+            [label],
+            registry=r,
+        ),
+        Counter(
+            f"etcd_network_snapshot_{verb}_failures",
+            f"Total number of snapshot {verb} failures",
+            [label],
+            registry=r,
+        ),
+        Histogram(
+            f"etcd_network_snapshot_{verb}_total_duration_seconds",
+            f"Total latency distributions of v3 snapshot {verb}s",
+            [label],
+            buckets=exponential_buckets(0.1, 2, 10),
+            registry=r,
+        ),
+    )
