@@ -21,8 +21,10 @@ import base64
 import re
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from cryptography import x509
@@ -31,6 +33,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from etcdpy.client.endpoints import Endpoint
 from etcdpy.client.errors import ContextDeadlineExceeded
+
+T = TypeVar("T")
 
 __all__ = [
     "TLSConfig",
@@ -177,27 +181,27 @@ def probe(endpoint: Endpoint, material: TLSMaterial, timeout: float) -> str | No
     host, port = host_port(endpoint)
     context = material.ssl_context(verify=verify)
     with socket.create_connection((host, port), timeout=timeout) as raw:
+        conn = _TLSOver(raw, context, host)
         try:
-            conn = context.wrap_socket(raw, server_hostname=host)
+            conn.handshake()
         except ssl.SSLCertVerificationError as err:
             return _verification_failure(err, host, config)
         except ssl.SSLError as err:
             return _handshake_failure(err, config)
         except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
             return _NOT_TLS_REASON  # it hung up on the client's hello
-        with conn:
-            # The handshake passed: a server that hangs up now (however abruptly) refused the client.
-            try:
-                conn.sendall(_H2_PREFACE)
-                answer = conn.recv(9)
-            except ssl.SSLEOFError:
-                answer = b""
-            except ssl.SSLError as err:
-                return _handshake_failure(err, config)
-            except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
-                answer = b""
-            if not answer:
-                return _refused_client_certificate(config, "the connection was closed")
+        # The handshake passed: a server that hangs up now (however abruptly) refused the client.
+        try:
+            conn.sendall(_H2_PREFACE)
+            answer = conn.recv(9)
+        except ssl.SSLEOFError:
+            answer = b""
+        except ssl.SSLError as err:
+            return _handshake_failure(err, config)
+        except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
+            answer = b""
+        if not answer:
+            return _refused_client_certificate(config, "the connection was closed")
     return None
 
 
@@ -210,7 +214,7 @@ def speaks_tls(endpoint: Endpoint, timeout: float) -> bool:
     context.verify_mode = ssl.CERT_NONE
     with socket.create_connection((host, port), timeout=timeout) as raw:
         try:
-            context.wrap_socket(raw).close()
+            _TLSOver(raw, context, None).handshake()
         except ssl.SSLError as err:
             # A server that demands a client certificate may refuse the handshake with an alert: it
             # still speaks TLS.  Anything else (a plaintext server's answer, a hang-up) does not.
@@ -218,6 +222,52 @@ def speaks_tls(endpoint: Endpoint, timeout: float) -> bool:
         except (ConnectionResetError, ConnectionAbortedError, BrokenPipeError):
             return False
     return True
+
+
+class _TLSOver:
+    """A TLS client conversation over a connected socket, through memory BIOs.
+
+    The probes do not use `ssl.SSLContext.wrap_socket`: when the server resets the connection before
+    the handshake, the SSLSocket it builds raises before returning and is left unclosed, holding the
+    descriptor until the garbage collector finds it.  Here the socket stays the caller's.  Errors are
+    those of an SSLSocket (SSLError and its kinds; OSError from the socket; `recv` gives b"" at a
+    clean end).
+    """
+
+    def __init__(self, raw: socket.socket, context: ssl.SSLContext, host: str | None) -> None:
+        self._raw = raw
+        self._incoming, self._outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._incoming, self._outgoing, server_hostname=host)
+
+    def handshake(self) -> None:
+        self._run(self._tls.do_handshake)
+
+    def sendall(self, data: bytes) -> None:
+        self._run(lambda: self._tls.write(data))
+
+    def recv(self, size: int) -> bytes:
+        return self._run(lambda: self._tls.read(size))
+
+    def _run(self, step: Callable[[], T]) -> T:
+        """``step`` until it needs no more bytes from the server, sending what TLS has to say meanwhile."""
+        while True:
+            try:
+                result = step()
+            except ssl.SSLWantReadError:
+                self._flush()
+                data = self._raw.recv(65536)
+                if data:
+                    self._incoming.write(data)
+                else:
+                    self._incoming.write_eof()
+                continue
+            self._flush()
+            return result
+
+    def _flush(self) -> None:
+        pending = self._outgoing.read()
+        if pending:
+            self._raw.sendall(pending)
 
 
 def host_port(endpoint: Endpoint) -> tuple[str, int]:
