@@ -25,6 +25,7 @@ from pathlib import Path
 __all__ = ["TLSRelay"]
 
 _CHUNK = 256 * 1024
+_GOODBYE_SECONDS = 5.0  # for the server's answer to a TLS close_notify before the connection is reset
 
 
 class TLSRelay:
@@ -93,6 +94,15 @@ class TLSRelay:
                     end.transport.abort()
                 else:
                     end.close()
+        # TLS's goodbye waits for the server's answer; this task waits with it, so that a relay closing
+        # meanwhile (which cancels its tasks) aborts the connection instead of leaving its socket open.
+        try:
+            await asyncio.wait_for(up_writer.wait_closed(), _GOODBYE_SECONDS)
+        except (OSError, ssl.SSLError, TimeoutError):
+            up_writer.transport.abort()
+        except asyncio.CancelledError:
+            up_writer.transport.abort()
+            raise
 
     async def _shutdown(self) -> None:
         self._closing = True
