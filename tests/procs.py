@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from etcdpy.chaos.cluster import free_port as chaos_free_port
+from etcdpy.chaos.cluster import wait_group_gone
 
 ETCD_BIN = shutil.which("etcd")
 ETCDCTL_BIN = shutil.which("etcdctl")
@@ -126,6 +127,8 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
+            if sig == signal.SIGKILL:
+                wait_group_gone(self.proc.pid)  # the splicer too: a restart must not meet its port
 
     def stop(self) -> None:
         self.kill(signal.SIGKILL)

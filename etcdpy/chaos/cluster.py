@@ -72,6 +72,31 @@ def free_port() -> int:
     raise RuntimeError("no free port below the ephemeral range")
 
 
+def wait_group_gone(pgid: int, timeout: float = 30.0) -> None:
+    """Until no live process of the process group ``pgid`` is left (Linux's /proc).
+
+    SIGKILL to a member's group reaches its splicer process too, but only the member is reaped by
+    its parent: a splicer still dying keeps accepting on the client port for a moment, so a member
+    restarted on the same ports would seem to answer before it does.  Zombies hold no sockets.
+    """
+    wait_until(lambda: not _live_in_group(pgid), timeout, f"process group {pgid} outlived SIGKILL", 0.02)
+
+
+def _live_in_group(pgid: int) -> bool:
+    with os.scandir("/proc") as entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = Path(entry.path, "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+            if int(pgrp) == pgid and state not in ("Z", "X"):
+                return True
+    return False
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float, message: str, interval: float = 0.1) -> None:
     """Poll a condition that lives in other processes (there is no event to await across processes)."""
     deadline = time.monotonic() + timeout
@@ -245,6 +270,7 @@ class ChaosCluster:
         self.signal(member, signal.SIGKILL)
         if member.proc is not None:
             member.proc.wait(timeout=30)
+            wait_group_gone(member.proc.pid)
         member.paused = False
 
     def pause(self, member: MemberProcess) -> None:

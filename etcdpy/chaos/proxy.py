@@ -71,6 +71,9 @@ class ProxyHub:
         self._thread = threading.Thread(target=self.loop.run_forever, name="chaos-proxies", daemon=True)
         self._thread.start()
         self.proxies: list[LinkProxy] = []
+        # Both ends of every connection the proxies hold (only touched on the loop thread): `close`
+        # resets whatever is still open, whichever path left it, before the loop stops.
+        self.writers: set[asyncio.StreamWriter] = set()
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
         """Run `coro` on the hub's loop and wait for its result."""
@@ -101,6 +104,12 @@ class ProxyHub:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for writer in list(self.writers):
+            _abort(writer)
+        self.writers.clear()
+        # An abort closes its socket in a callback of the loop's next turn: let those run before it stops.
+        for _ in range(3):
+            await asyncio.sleep(0)
 
 
 class LinkProxy:
@@ -146,21 +155,28 @@ class LinkProxy:
             conn.reset()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.fault.cut:
-            _abort(writer)
-            return
+        writers = self.hub.writers
+        writers.add(writer)
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            _abort(writer)
-            return
-        conn = _Connection(self, writer, up_writer)
-        self._conns.add(conn)
-        try:
-            await asyncio.gather(conn.pump(reader, up_writer), conn.pump(up_reader, writer))
+            if self.fault.cut:
+                _abort(writer)
+                return
+            try:
+                up_reader, up_writer = await asyncio.open_connection(*self.target)
+            except OSError:
+                _abort(writer)
+                return
+            writers.add(up_writer)
+            conn = _Connection(self, writer, up_writer)
+            self._conns.add(conn)
+            try:
+                await asyncio.gather(conn.pump(reader, up_writer), conn.pump(up_reader, writer))
+            finally:
+                conn.reset()
+                self._conns.discard(conn)
+                writers.discard(up_writer)
         finally:
-            conn.reset()
-            self._conns.discard(conn)
+            writers.discard(writer)
 
 
 class _Connection:
