@@ -277,7 +277,7 @@ async def dial(
     )
     if context is not None and writer.get_extra_info("ssl_object").selected_alpn_protocol() != "http/1.1":
         # A peer port's front selects http/1.1; grpcio (an older etcdpy, or one on grpc) selects none.
-        writer.close()
+        writer.transport.abort()
         raise NotAStreamPeer("the peer's TLS handshake did not select ALPN http/1.1")
     try:
         writer.write(
@@ -309,9 +309,11 @@ async def dial(
                 text = (await reader.readexactly(length)).decode(errors="replace").strip()
                 raise HandshakeRefused(status, text)
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-        writer.close()
+        writer.transport.abort()
         raise ConnectionResetError(f"the peer closed the connection during the handshake ({exc})") from None
     except BaseException:
-        writer.close()
+        # Reset, not closed: a TLS close waits for the peer's answer, which a failed handshake does not
+        # need, and which a loop stopping right after (a caller giving up) would leave half done.
+        writer.transport.abort()
         raise
     return reader, writer
