@@ -129,6 +129,7 @@ class PeerSender:
         self.secure = any(url.startswith("https:") for url in self.urls)
         label = f"{peer_id:x}"
         self._sent_bytes = transport.metrics.peer_sent_bytes.labels(label)
+        self._sent_failures = transport.metrics.peer_sent_failures.labels(label)
         self.round_trip_seconds = transport.metrics.peer_round_trip_seconds.labels(label)
         self.heartbeat_sent_at: float | None = None  # a heartbeat being timed (until the peer answers)
 
@@ -138,14 +139,17 @@ class PeerSender:
     def send(self, messages: list[pb.Message]) -> None:
         if self.connected_since is None:
             # Not connected: drop rather than deliver stale messages later (raft resends what it needs).
-            self.transport.events.report_unreachable(self.peer_id)
-            self.transport.metrics.peer_sent_failures.labels(f"{self.peer_id:x}").inc(len(messages))
+            self._drop(messages)
             return
         try:
             self.queue.put_nowait(messages)
         except asyncio.QueueFull:
-            self.transport.events.report_unreachable(self.peer_id)
-            self.transport.metrics.peer_sent_failures.labels(f"{self.peer_id:x}").inc(len(messages))
+            self._drop(messages)
+
+    def _drop(self, messages: list[pb.Message]) -> None:
+        """Messages not sent: raft is told the peer is unreachable, and each counts as a sent failure."""
+        self.transport.events.report_unreachable(self.peer_id)
+        self._sent_failures.inc(len(messages))
 
     async def _batches(self) -> AsyncIterator[peer_pb2.MessageBatch]:
         t = self.transport
