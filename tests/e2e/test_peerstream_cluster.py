@@ -118,4 +118,7 @@ def test_a_mixed_cluster_replicates_and_the_stream_members_fall_back_to_grpc(tmp
         assert "peer stream" not in grpc_member.read_log()
         cluster.kill(grpc_member)
         cluster.launch(grpc_member)
+        # The killed member may have led: a put sent into the election can time out with its outcome
+        # unknown (etcd's "possibly due to previous leader failure"), so write once a leader serves.
+        cluster.wait_writable()
         put_everywhere(cluster, b"after", b"restart")
