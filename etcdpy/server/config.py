@@ -151,6 +151,9 @@ class Config:
     # Who owns the client URLs: the front's splicer as a process or as threads of the member (gRPC and
     # HTTP/1.1 on one port), or "off": grpcio binds them itself (gRPC only).
     experimental_client_front: str = "process"
+    # Client gRPC served by this many worker processes beside the member (0: by the member itself); the
+    # front spreads the plaintext client URLs' gRPC connections over them (etcdpy/server/workers).
+    experimental_client_workers: int = 0
     # What raft messages travel on between members: etcdpy's own peer stream (the peer URLs then answer
     # both) or the gRPC Send stream (grpcio owns the peer URLs); a stream member falls back to gRPC for
     # peers that do not answer the stream (docs/peer-protocol.md).
@@ -204,6 +207,11 @@ class Config:
             raise ConfigError(
                 f'unknown --experimental-client-front "{self.experimental_client_front}",'
                 f" use one of {', '.join(CLIENT_FRONT_MODES)}"
+            )
+        if self.experimental_client_workers > 0 and self.experimental_client_front == "off":
+            raise ConfigError(
+                "--experimental-client-workers needs the front on the client URLs"
+                " (--experimental-client-front=process or thread)"
             )
         if self.experimental_peer_protocol not in PEER_PROTOCOLS:
             raise ConfigError(

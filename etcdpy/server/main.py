@@ -32,6 +32,7 @@ from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.server import config as cfg
 from etcdpy.server import health, tls
 from etcdpy.server.etcdserver import run_auto_compaction
+from etcdpy.server.grpc_options import grpc_server_options
 from etcdpy.server.http.front import Front, bind
 from etcdpy.server.http.gateway import Gateway
 from etcdpy.server.http.http11 import App
@@ -42,6 +43,7 @@ from etcdpy.server.services.grpc_metrics import AioInterceptor, GrpcMetrics, Thr
 from etcdpy.server.services.threaded import STREAM_HEADROOM
 from etcdpy.server.storage.backend import Backend, BackendError
 from etcdpy.server.storage.failure import classify, raise_alarm_through_peers
+from etcdpy.server.workers.core import CallServer, WorkerPool, WorkerSettings
 
 log = logging.getLogger("etcdpy.server")
 SHUTDOWN_GRACE_SECONDS = 2.0  # in-flight requests may finish this long after SIGTERM
@@ -194,6 +196,14 @@ FLAGS: list[tuple[str, str, Any, str]] = [
         "Who owns the client URLs: the front, which answers gRPC and HTTP/1.1 on one port, as a process of"
         " its own (process, the default) or as threads of the member (thread); off: grpcio binds them"
         " itself, gRPC only, one loopback hop less per request.",
+    ),
+    (
+        "--experimental-client-workers",
+        "experimental_client_workers",
+        NON_NEGATIVE,
+        "Serve client gRPC from this many worker processes beside the member (0: the member serves it):"
+        " the workers do gRPC's own work and forward each unary call to the member, so serving grows past"
+        " one core. Plaintext client URLs only.",
     ),
     (
         "--experimental-peer-protocol",
@@ -401,23 +411,14 @@ Stopper = Callable[[], Awaitable[None]]
 
 
 MAX_UNIX_PATH_BYTES = 108  # sockaddr_un's sun_path, its NUL included
-MAX_PENDING_CALLS = 100_000  # calls received but not yet taken up by a handler, before grpc refuses
 
 
-async def _start_grpc(config: cfg.Config, member: Member, addresses: list[Address]) -> Stopper:
+async def _start_grpc(
+    config: cfg.Config, member: Member, addresses: list[Address], grpc_metrics: GrpcMetrics
+) -> Stopper:
     """Serve the services with grpcio on `addresses`; return the coroutine function that stops serving."""
-    options = [
-        ("grpc.so_reuseport", 0),  # a port in use must fail, not be shared with another server
-        ("grpc.max_receive_message_length", config.grpc_max_receive_bytes),
-        ("grpc.max_send_message_length", 2**31 - 1),
-        ("grpc.max_concurrent_streams", min(config.max_concurrent_streams, 2**31 - 1)),
-        # grpc cancels calls at random once more than 1,000 wait for the server to take them up (a
-        # busy loop falls behind a burst): queue them instead, as etcd does (see bench/RESULTS.md).
-        ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
-        ("grpc.server.max_pending_requests_hard_limit", 2 * MAX_PENDING_CALLS),
-    ]
+    options = grpc_server_options(config.grpc_max_receive_bytes, config.max_concurrent_streams)
     loop = asyncio.get_running_loop()
-    grpc_metrics = GrpcMetrics(member.metrics)
     if config.experimental_grpc_threads > 0:
         # Every open stream (watch, keep-alive) holds a pool thread for its whole life: room for them.
         pool = ThreadPoolExecutor(
@@ -494,7 +495,9 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
     """Serve clients: the front on the client URLs (gRPC spliced to grpcio on a private Unix socket,
     HTTP/1.1 itself), HTTP-only fronts, metrics fronts; return the coroutine function that stops them.
 
-    With --experimental-client-front=off grpcio binds the client URLs itself.
+    With --experimental-client-front=off grpcio binds the client URLs itself.  With
+    --experimental-client-workers the plaintext front spreads gRPC connections over worker processes,
+    which forward unary calls to the member's calls channel (etcdpy/server/workers).
     """
     loop = asyncio.get_running_loop()
     gateway = (
@@ -510,6 +513,9 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
     fronts: list[Front] = []
     sockets: list[PrivateSocket] = []
     stop_grpc: Stopper | None = None
+    grpc_metrics = GrpcMetrics(member.metrics)
+    calls: CallServer | None = None
+    workers: WorkerPool | None = None
 
     def ssl_context(secure: bool) -> ssl.SSLContext | None:
         return tls.server_ssl_context(config.client_tls) if secure else None
@@ -523,6 +529,10 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
                 private = PrivateSocket.for_data_dir(config.data_dir, "grpcs.sock" if secure else "grpc.sock")
                 sockets.append(private)
                 grpc_addresses.append((f"unix:{private.path}", _credentials(config, urls[0], "client")))
+                worker_paths: list[str] = []
+                if config.experimental_client_workers > 0 and not secure:
+                    calls, workers = await _start_call_server(config, member, grpc_metrics, private, sockets)
+                    worker_paths = workers.socket_paths
                 fronts.append(
                     Front(
                         _bind_http(urls),
@@ -531,6 +541,7 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
                         grpc_path=private.path,
                         mode=config.experimental_client_front,
                         ssl_context=ssl_context(secure),
+                        worker_paths=worker_paths,
                     )
                 )
         else:
@@ -548,22 +559,59 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
                         _bind_http(urls), app=app, loop=loop, grpc_path=None, ssl_context=ssl_context(secure)
                     )
                 )
-        stop_grpc = await _start_grpc(config, member, grpc_addresses)
+        stop_grpc = await _start_grpc(config, member, grpc_addresses, grpc_metrics)
     except BaseException:
+        if calls is not None:
+            await calls.close()
         await _stop_fronts(fronts, sockets)
         raise
+    if workers is not None:
+        workers.start()  # they proxy streams to grpcio, which serves now
     for front in reversed(fronts):  # the client URLs last: once they answer, every listener does
         front.start()
 
     async def stop_clients() -> None:
-        # New connections first, then grpcio's grace for calls in flight, then what is still spliced.
+        # New connections first, then the workers and grpcio with their grace for calls in flight (a
+        # worker's forwarded calls need the core's channel until it has stopped), then what is still
+        # spliced.
         for front in fronts:
             front.stop_accepting()
+        if workers is not None:
+            await workers.stop(SHUTDOWN_GRACE_SECONDS)
         assert stop_grpc is not None
         await stop_grpc()
+        if calls is not None:
+            await calls.close()
         await _stop_fronts(fronts, sockets)
 
     return stop_clients
+
+
+async def _start_call_server(
+    config: cfg.Config,
+    member: Member,
+    grpc_metrics: GrpcMetrics,
+    grpc_socket: PrivateSocket,
+    sockets: list[PrivateSocket],
+) -> tuple[CallServer, WorkerPool]:
+    """The calls channel on `<data-dir>/workers.sock` and the pool of client workers that will use it
+    (not started yet); their sockets join `sockets`, removed with the front's."""
+    channel = PrivateSocket.for_data_dir(config.data_dir, "workers.sock")
+    sockets.append(channel)
+    worker_sockets = [
+        PrivateSocket.for_data_dir(config.data_dir, f"grpc-worker-{index}.sock")
+        for index in range(config.experimental_client_workers)
+    ]
+    sockets.extend(worker_sockets)
+    calls = CallServer(member.services, grpc_metrics)
+    await calls.start(channel.path)
+    settings = WorkerSettings(
+        channel_path=channel.path,
+        grpc_path=grpc_socket.path,
+        max_receive_bytes=config.grpc_max_receive_bytes,
+        max_concurrent_streams=config.max_concurrent_streams,
+    )
+    return calls, WorkerPool(settings, [s.path for s in worker_sockets])
 
 
 async def _start_peer(config: cfg.Config, member: Member) -> Stopper:

@@ -73,6 +73,9 @@ def peer_name(sock: socket.socket) -> str:
 class Front:
     """Serves `listeners`: gRPC spliced to `grpc_path` (None: HTTP only), HTTP/1.1 by `app` on `loop`.
 
+    With `worker_paths` (client workers' sockets) gRPC connections go to them in turn, `grpc_path` when
+    none answers.
+
     `mode` is "process" or "thread" (see the module docstring); `ssl_context`: the listeners speak TLS;
     `handler`, given instead of `app`, serves the non-gRPC connections itself.
     """
@@ -87,6 +90,7 @@ class Front:
         grpc_path: str | None,
         mode: str = "thread",
         ssl_context: ssl.SSLContext | None = None,
+        worker_paths: Sequence[str] = (),
     ) -> None:
         assert mode in ("process", "thread"), mode
         self.listeners = list(listeners)
@@ -97,6 +101,7 @@ class Front:
         self.grpc_path = grpc_path
         self.mode = mode if grpc_path is not None else "thread"
         self.ssl_context = ssl_context
+        self.worker_paths = list(worker_paths)  # client workers' grpcio sockets, ahead of `grpc_path`
         self._http_tasks: set[asyncio.Task[None]] = set()  # touched on the loop only
         self._http_count = 0  # open HTTP connections, under _lock
         self._lock = threading.Lock()
@@ -113,7 +118,11 @@ class Front:
             listener.listen(LISTEN_BACKLOG)
         if self.mode == "thread":
             self._splicer = Splicer(
-                self.listeners, grpc_path=self.grpc_path, hand_http=self._from_thread, tls=tls
+                self.listeners,
+                grpc_path=self.grpc_path,
+                hand_http=self._from_thread,
+                tls=tls,
+                worker_paths=self.worker_paths,
             )
             self._splicer.start()
             return
@@ -128,6 +137,8 @@ class Front:
         command += ["--handoff", str(theirs.fileno()), "--listeners", ",".join(map(str, fds))]
         if self.ssl_context is not None:
             command.append("--tls")
+        if self.worker_paths:
+            command += ["--workers", ",".join(self.worker_paths)]
         self._process = subprocess.Popen(command, pass_fds=[theirs.fileno(), *fds])
         theirs.close()  # the listeners stay open here too: shutting them down ends the splicer's accepts
         mine.setblocking(False)

@@ -26,7 +26,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, NamedTuple, NoReturn
+from typing import Any
 
 import grpc
 from google.protobuf import descriptor, descriptor_pool, json_format, message, message_factory
@@ -36,6 +36,7 @@ from etcdpy.api.v3electionpb import v3election_pb2
 from etcdpy.api.v3lockpb import v3lock_pb2
 from etcdpy.server.http.http11 import HTTPError, Reply, Request, Response, StreamResponse, plain_error
 from etcdpy.server.services import Service
+from etcdpy.server.services.context import Aborted, CallContext, Metadatum, unexpected
 
 log = logging.getLogger("etcdpy.server.http")
 
@@ -131,24 +132,8 @@ _GO_ESCAPES = str.maketrans(
 )
 
 
-class Aborted(Exception):
-    """A handler aborted its call (`GatewayContext.abort`): the status to answer."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
-
-
-class Metadatum(NamedTuple):
-    """One metadata pair, as grpc hands them to servicers (``.key`` and ``.value``, or unpacked)."""
-
-    key: str
-    value: str
-
-
-class GatewayContext:
-    """What the servicers use of grpc's ServicerContext, for a call that arrived over HTTP.
+class GatewayContext(CallContext):
+    """The servicer context of a call that arrived over HTTP.
 
     Metadata as grpc-gateway forwards it: ``Authorization`` as ``authorization`` (etcd reads the
     auth token there), ``Grpc-Metadata-<Key>`` headers as ``<key>``.
@@ -159,29 +144,7 @@ class GatewayContext:
         pairs = [Metadatum("authorization", headers["authorization"])] if "authorization" in headers else []
         prefix = "grpc-metadata-"
         pairs += [Metadatum(k[len(prefix) :], v) for k, v in headers.items() if k.startswith(prefix)]
-        self._metadata = tuple(pairs)
-        self._peer = request.peer
-
-    async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
-        raise Aborted(code, details)
-
-    def invocation_metadata(self) -> tuple[Metadatum, ...]:
-        return self._metadata
-
-    def peer(self) -> str:
-        return self._peer
-
-    def time_remaining(self) -> float | None:
-        return None  # HTTP requests carry no deadline
-
-    def auth_context(self) -> dict[str, list[bytes]]:
-        return {}
-
-    def cancelled(self) -> bool:
-        return False
-
-    def done(self) -> bool:
-        return False
+        super().__init__(tuple(pairs), request.peer)
 
 
 @dataclass(frozen=True)
@@ -217,9 +180,7 @@ def _status_text(status: int) -> str:
 
 
 def _unexpected(exc: BaseException) -> Aborted:
-    """What grpc answers for an exception a handler did not expect (UNKNOWN, grpc.aio's wording)."""
-    log.error("gateway call failed", exc_info=exc)
-    return Aborted(grpc.StatusCode.UNKNOWN, f"Unexpected {type(exc)}: {exc}")
+    return unexpected(exc, "gateway call")
 
 
 class Gateway:

@@ -19,8 +19,11 @@ connection is handed to `hand_http` (the member's event loop, directly or over a
 Bounds: the first bytes must arrive within `FIRST_BYTES_SECONDS`; a full descriptor table pauses
 accepting briefly instead of spinning.
 
-As a process: ``splicer --grpc PATH --handoff FD --listeners FD[,FD...] [--tls]``; the listening
-sockets and one end of a Unix socket pair are inherited from the member.  Each HTTP connection's
+With client workers (`etcdpy.server.workers`), gRPC connections go to the workers' sockets in turn,
+skipping one that does not answer (being replaced), and to grpcio's own when none does.
+
+As a process: ``splicer --grpc PATH --handoff FD --listeners FD[,FD...] [--tls] [--workers P,...]``;
+the listening sockets and one end of a Unix socket pair are inherited from the member.  Each HTTP connection's
 descriptor goes back over the pair (SCM_RIGHTS); the process exits when the member closes its end
 (or dies), taking its spliced connections with it.
 """
@@ -85,9 +88,12 @@ class Splicer:
         grpc_path: str | None,
         hand_http: Callable[[socket.socket], None],
         tls: bool = False,
+        worker_paths: Sequence[str] = (),
     ) -> None:
         self.listeners = list(listeners)
         self.grpc_path = grpc_path
+        self.worker_paths = list(worker_paths)
+        self._turns = itertools.count()
         self.hand_http = hand_http
         self.tls = tls
         self._lock = threading.Lock()
@@ -174,16 +180,35 @@ class Splicer:
                 self._open.discard(sock)
                 sock.close()
 
-    def _splice(self, conn: socket.socket) -> None:
+    def _backends(self) -> list[str]:
+        """Where a gRPC connection may go, in order: the workers from the next one's turn on, then grpcio."""
         assert self.grpc_path is not None
+        workers = self.worker_paths
+        if not workers:
+            return [self.grpc_path]
+        turn = next(self._turns) % len(workers)
+        return [*workers[turn:], *workers[:turn], self.grpc_path]
+
+    def _connect(self, conn: socket.socket) -> socket.socket | None:
+        """A connection to the first backend that takes it (a worker being replaced does not)."""
+        failure: OSError | None = None
+        for path in self._backends():
+            backend = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            _name_backend(backend, conn)
+            try:
+                backend.connect(path)
+            except OSError as exc:
+                backend.close()
+                failure = exc
+                continue
+            return backend
+        log.warning("cannot reach grpc at %s: %s", self.grpc_path, failure)
+        return None
+
+    def _splice(self, conn: socket.socket) -> None:
         conn.settimeout(None)
-        backend = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        _name_backend(backend, conn)
-        try:
-            backend.connect(self.grpc_path)
-        except OSError as exc:
-            log.warning("cannot reach grpc at %s: %s", self.grpc_path, exc)
-            backend.close()
+        backend = self._connect(conn)
+        if backend is None:
             conn.close()
             return
         if not self._track(conn, backend):
@@ -239,12 +264,12 @@ def pump(src: socket.socket, dst: socket.socket) -> None:
             dst.shutdown(socket.SHUT_WR)
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Ask the kernel to kill this process when the member dies (Linux's PR_SET_PDEATHSIG).
 
-    The end of the hand-off socket tells the same, but only once this process is scheduled to read
-    it; a member restarted at once must find its port free, so the kernel ends the splicer as part
-    of the member's own exit.
+    For the splicer, the end of the hand-off socket tells the same, but only once this process is
+    scheduled to read it; a member restarted at once must find its port free, so the kernel ends the
+    splicer as part of the member's own exit.
     """
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
@@ -262,11 +287,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--listeners", required=True, help="descriptors of the listening sockets, comma-separated"
     )
     parser.add_argument("--tls", action="store_true", help="the listeners speak TLS")
+    parser.add_argument("--workers", default="", help="the client workers' grpcio sockets, comma-separated")
     args = parser.parse_args(argv)
     member = os.getppid()
     for sig in (signal.SIGINT, signal.SIGTERM):  # sent to the whole group (Ctrl-C, systemd): the member
         signal.signal(sig, signal.SIG_IGN)  # stops gracefully and then closes the hand-off socket
-    _die_with_parent()
+    die_with_parent()
     if os.getppid() != member:
         os._exit(0)  # the member died before the death signal was armed
     threading.stack_size(THREAD_STACK_BYTES)  # a thread per connection: small stacks, many connections
@@ -283,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         finally:
             conn.close()  # the member holds its own copy now
 
-    splicer = Splicer(listeners, grpc_path=args.grpc, hand_http=hand_http, tls=args.tls)
+    workers = [path for path in args.workers.split(",") if path]
+    splicer = Splicer(listeners, grpc_path=args.grpc, hand_http=hand_http, tls=args.tls, worker_paths=workers)
     splicer.start()
     with contextlib.suppress(OSError):
         while handoff.recv(1):

@@ -1,0 +1,223 @@
+"""A client worker: a process that serves gRPC for the member and forwards the calls to its core.
+
+``python -m etcdpy.server.workers.worker --socket PATH --channel PATH --grpc PATH ...`` (started by
+`core.WorkerPool`, never by hand).  It connects to the core's calls channel, then serves grpcio on its
+own Unix socket, where the client port's splicer sends some of the gRPC connections.  grpcio's
+HTTP/2 work (framing, flow control, the call objects: most of what a call costs) is done here, on
+another core than the member's.
+
+* A unary call of etcd's services is forwarded as its raw request bytes, with its metadata (the auth
+  token) and the client's address; the core's reply is returned as raw bytes or aborts the call with
+  the core's status.  Nothing is decoded here.
+* Any other call (the streams: Watch, LeaseKeepAlive, Snapshot, Observe; grpc.health.v1) is proxied
+  to the core's own grpcio on its private socket, message by message.
+
+The worker ends when the core's channel closes (the member stopped or died: the kernel also ends it
+with the member, PR_SET_PDEATHSIG), and on SIGTERM after grpcio's grace for the calls in flight.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, TypeAlias
+
+import grpc
+
+from etcdpy.server.grpc_options import grpc_server_options
+from etcdpy.server.http.splicer import client_peer, die_with_parent
+from etcdpy.server.workers.calls import METHODS, FrameBuffer, decode_reply, encode_call, encode_metadata
+
+log = logging.getLogger("etcdpy.server.workers")
+
+GRACE_SECONDS = 2.0  # as the member's grpcio gets for the calls in flight when it stops
+STATUS = {code.value[0]: code for code in grpc.StatusCode}
+CORE_GONE = "the member's core is gone"
+EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # grpc-stubs lacks it
+Reply = tuple[int, str, bytes]  # status code, details, response
+Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+def forwarded_metadata(context: Any) -> list[tuple[str, str | bytes]]:
+    """The call's metadata without grpc's own headers (the core and the proxied call get the rest)."""
+    return [
+        (key, value)
+        for key, value in context.invocation_metadata() or ()
+        if not (key.startswith((":", "grpc-")) or key == "user-agent")
+    ]
+
+
+class CoreChannel(asyncio.Protocol):
+    """The worker's connection to the core: calls out, replies back to the futures waiting for them."""
+
+    def __init__(self, closed: asyncio.Future[None]) -> None:
+        self.closed = closed
+        self.frames = FrameBuffer()
+        self.transport: asyncio.Transport | None = None
+        self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._ids = itertools.count(1)
+        self._out: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError(CORE_GONE))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        for frame in self.frames.feed(data):
+            call_id, code, details, response = decode_reply(frame)
+            future = self._pending.pop(call_id, None)
+            if future is not None and not future.done():  # done: the client gave up on it
+                future.set_result((code, details, response))
+
+    def call(self, method: int, peer: bytes, metadata: bytes, request: bytes) -> asyncio.Future[Reply]:
+        if self.transport is None:
+            raise ConnectionError(CORE_GONE)
+        call_id = next(self._ids) & 0xFFFFFFFF
+        future = asyncio.get_running_loop().create_future()
+        self._pending[call_id] = future
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(encode_call(call_id, method, peer, metadata, request))
+        return future
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.transport is not None and out:
+            self.transport.write(b"".join(out))
+
+
+class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in grpc-stubs only
+    """Every method: the unary ones over the core channel, the rest proxied to the core's grpcio."""
+
+    def __init__(self, core: CoreChannel, proxy: Any) -> None:  # grpc.aio.Channel (grpc-stubs: a sync one)
+        self.core = core
+        self.proxy = proxy
+        self._handlers: dict[str, Handler] = {
+            method.path: grpc.unary_unary_rpc_method_handler(self._forward(method.number))
+            for method in METHODS
+            if method.unary
+        }
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
+        path = handler_call_details.method
+        handler = self._handlers.get(path)
+        if handler is None:
+            handler = grpc.stream_stream_rpc_method_handler(self._proxied(path))
+            if len(self._handlers) < 1000:  # unknown paths too, but never without bound
+                self._handlers[path] = handler
+        return handler
+
+    def _forward(self, number: int) -> Any:
+        core = self.core
+
+        async def forward(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            metadata = encode_metadata(forwarded_metadata(context))
+            try:
+                code, details, response = await core.call(
+                    number, client_peer(context.peer()).encode(), metadata, request
+                )
+            except ConnectionError as exc:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            if code:
+                await context.abort(STATUS.get(code, grpc.StatusCode.UNKNOWN), details)
+            return response
+
+        return forward
+
+    def _proxied(self, path: str) -> Any:
+        proxy = self.proxy
+
+        async def proxied(
+            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]
+        ) -> AsyncIterator[bytes]:
+            call = proxy.stream_stream(path)(
+                metadata=forwarded_metadata(context), timeout=context.time_remaining()
+            )
+
+            async def send() -> None:
+                async for request in requests:
+                    await call.write(request)
+                await call.done_writing()
+
+            sending = asyncio.get_running_loop().create_task(send())
+            try:
+                while True:
+                    response = await call.read()
+                    if response is EOF:
+                        break
+                    yield response
+                code = await call.code()
+                if code != grpc.StatusCode.OK:
+                    await context.abort(code, await call.details() or "")
+            except grpc.aio.AioRpcError as exc:
+                await context.abort(exc.code(), exc.details() or "")
+            finally:
+                sending.cancel()
+                call.cancel()
+
+        return proxied
+
+
+async def serve(args: argparse.Namespace) -> None:
+    loop = asyncio.get_running_loop()
+    closed: asyncio.Future[None] = loop.create_future()
+    transport, core = await loop.create_unix_connection(lambda: CoreChannel(closed), args.channel)
+    unlimited = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+    proxy: Any = grpc.aio.insecure_channel(f"unix:{args.grpc}", options=unlimited)
+    server = grpc.aio.server(options=grpc_server_options(args.max_receive_bytes, args.max_concurrent_streams))
+    server.add_generic_rpc_handlers([Forwarder(core, proxy)])
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(args.socket)
+    server.add_insecure_port(f"unix:{args.socket}")
+    await server.start()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    stopping: asyncio.Future[Any] = loop.create_task(stop.wait())
+    await asyncio.wait([closed, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    await server.stop(GRACE_SECONDS if not closed.done() else 0)
+    transport.close()
+    await proxy.close()
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(args.socket)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="etcdpy-worker", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--index", type=int, default=0, help="which worker (for logs)")
+    parser.add_argument("--socket", required=True, help="the Unix socket to serve grpcio on")
+    parser.add_argument("--channel", required=True, help="the core's calls channel")
+    parser.add_argument("--grpc", required=True, help="the core's grpcio socket (proxied calls)")
+    parser.add_argument("--max-receive-bytes", type=int, required=True)
+    parser.add_argument("--max-concurrent-streams", type=int, required=True)
+    args = parser.parse_args(argv)
+    member = os.getppid()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the member stops us
+    die_with_parent()
+    if os.getppid() != member:
+        return  # the member died before the death signal was armed
+    logging.basicConfig(level=logging.WARNING, format=f"etcdpy worker {args.index}: %(message)s")
+    try:
+        asyncio.run(serve(args))
+    except ConnectionError as exc:
+        log.error("cannot reach the member's core at %s: %s", args.channel, exc)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":
+    main()
