@@ -18,6 +18,10 @@ on its own public port:
   HTTP connections sent back to the member); the splicer's CPU is read from its own /proc entry;
 * ``member-thread``: a member with ``--experimental-client-front=thread``: the same splicer as
   threads of the member process (its CPU is the member's: the front column stays empty);
+* ``member-workers``: ``member-process`` with ``--experimental-client-workers=2``: the splicer sends
+  the gRPC connections to two client worker processes, which forward each call to the member (the
+  member column is the member process alone, the front column the splicer; the workers' CPU is in
+  neither);
 * ``splice``: a front process accepts each connection, peeks its first 24 bytes with
   ``recv(MSG_PEEK | MSG_WAITALL)``: the HTTP/2 client preface (``PRI * HTTP/2.0``...) means gRPC,
   anything else gets a fixed ``501`` and is closed (where the HTTP/1.1 gateway would go). For gRPC it
@@ -72,7 +76,13 @@ HTTP_501 = b"HTTP/1.1 501 Not Implemented\r\nContent-Length: 0\r\nConnection: cl
 CHUNK = 1 << 16
 BOUND = 0.95  # issue 16: answering both on one port costs gRPC at most 5 % of its throughput
 PROCESS_MODES = ("splice", "splice-loop", "copy")
-MEMBER_MODES = {"member-process": "process", "member-thread": "thread"}
+WORKERS = 2
+MEMBER_MODES = {
+    "member-process": ["--experimental-client-front=process"],
+    "member-thread": ["--experimental-client-front=thread"],
+    # the splicer process spreading gRPC connections over client worker processes (issue 18)
+    "member-workers": ["--experimental-client-front=process", f"--experimental-client-workers={WORKERS}"],
+}
 MODES = (*MEMBER_MODES, *PROCESS_MODES)
 
 
@@ -271,6 +281,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wait_for_workers(data_dir: Path, count: int, timeout: float = 20.0) -> None:
+    """Until `count` client workers serve their sockets (the splicer skips those that do not yet)."""
+    deadline = time.monotonic() + timeout
+    while len(list(data_dir.glob("grpc-worker-*.sock"))) < count:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{count} client workers did not start in {timeout:g} s")
+        time.sleep(0.1)
+
+
 def splicer_pid(member_pid: int) -> int | None:
     """The member's splicer process (--experimental-client-front=process), if it has one."""
     children = Path(f"/proc/{member_pid}/task/{member_pid}/children").read_text().split()
@@ -365,13 +384,13 @@ def main() -> None:
             direct.start()
             assert direct.proc is not None
             targets = {"direct": Target(direct.client_port, direct.proc.pid, None)}
-            for mode, flag in MEMBER_MODES.items():
+            for mode, flags in MEMBER_MODES.items():
                 if mode in modes:
-                    front_flag = f"--experimental-client-front={flag}"
-                    member = ServerProcess("etcdpy", Path(tmp) / mode, extra_args=[front_flag])
+                    member = ServerProcess("etcdpy", Path(tmp) / mode, extra_args=flags)
                     members.append(member)
                     member.start()
                     assert member.proc is not None
+                    wait_for_workers(member.data_dir, WORKERS if mode == "member-workers" else 0)
                     print(f"{mode}: HTTP/1.1 answered: {check_http_answer(member.client_port)}")
                     # Read after an answer: the splicer process (if any) runs by now.
                     targets[mode] = Target(member.client_port, member.proc.pid, splicer_pid(member.proc.pid))

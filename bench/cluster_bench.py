@@ -90,6 +90,9 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=0, help="also measure etcdpy --experimental-grpc-threads N"
     )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="also measure etcdpy --experimental-client-workers N"
+    )
     args = parser.parse_args()
     seconds = args.seconds or (1.0 if args.quick else 5.0)
     perf = not (args.quick or args.no_check_perf)
@@ -100,6 +103,8 @@ def main() -> None:
     }
     if args.threads:
         variants["etcdpy-threads"] = ("etcdpy", ["--experimental-grpc-threads", str(args.threads)])
+    if args.workers:
+        variants["etcdpy-workers"] = ("etcdpy", ["--experimental-client-workers", str(args.workers)])
     columns = {
         name: measure(kind, extra, perf=perf, loads=not args.perf_only, seconds=seconds)
         for name, (kind, extra) in variants.items()

@@ -16,8 +16,8 @@ A watch stream that breaks is reported with its status, not taken for a crash of
 connection: past grpc's pending-call limit, which etcdpy's server now raises, grpc cancelled
 Puts and once dropped every connection, watch streams included.  See bench/RESULTS.md.)
 
-Memory: the server's resident set before and after opening ``--idle-watchers`` watchers
-(100 per stream), divided by their number.
+Memory: the server's resident set (every process of its group: etcdpy's splicer and client workers
+too) before and after opening ``--idle-watchers`` watchers (100 per stream), divided by their number.
 """
 
 from __future__ import annotations
@@ -46,10 +46,23 @@ PREFIX_END = b"bench0"  # "/" + 1
 
 
 def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
+    """The resident memory of every process in `pid`'s process group (etcdpy's splicer and client
+    workers count with the member)."""
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            if int(stat[stat.rindex(")") + 2 :].split()[2]) != pid:  # the process group
+                continue
+            status = (proc / "status").read_text()
+        except (OSError, ValueError):
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total
 
 
 async def _watchers(
@@ -207,25 +220,30 @@ def main() -> None:
     parser.add_argument("--client-procs", type=int, default=4)
     parser.add_argument("--max-inflight", type=int, default=200)
     parser.add_argument("--only", choices=("etcd", "etcdpy"))
+    parser.add_argument(
+        "--etcdpy-args", default="", help='more flags for etcdpy, e.g. "--experimental-client-workers 2"'
+    )
     args = parser.parse_args()
     kinds = [args.only] if args.only else ["etcd", "etcdpy"]
+    extra = {"etcd": [], "etcdpy": args.etcdpy_args.split()}
     for kind in kinds:
         label = f"{kind:<7} latency ({args.watchers} watchers, {args.rate:.0f} puts/s): "
         _measure(
             kind,
+            extra[kind],
             label,
             lambda s: latency(
                 s, args.rate, args.watchers, args.seconds, args.client_procs, args.max_inflight
             ),
         )
         label = f"{kind:<7} memory ({args.idle_watchers} idle watchers): "
-        _measure(kind, label, lambda s: memory(s, args.idle_watchers))
+        _measure(kind, extra[kind], label, lambda s: memory(s, args.idle_watchers))
 
 
-def _measure(kind: str, label: str, measure: Callable[[ServerProcess], str]) -> None:
+def _measure(kind: str, extra: list[str], label: str, measure: Callable[[ServerProcess], str]) -> None:
     """Run one measurement on a fresh server; if it fails, say so with the server's last log lines."""
     with tempfile.TemporaryDirectory() as tmp:
-        server = ServerProcess(kind, Path(tmp) / "data").start()
+        server = ServerProcess(kind, Path(tmp) / "data", extra_args=extra).start()
         try:
             print(label + measure(server), flush=True)
         except Exception as exc:  # a benchmark reports, it does not stop the other measurements

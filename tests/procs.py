@@ -57,6 +57,7 @@ class ServerProcess:
     extra_args: list[str] = field(default_factory=list)
     log_path: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    cpus: str | None = None  # run on these CPUs only (taskset's list, "0" or "0,1"), children included
 
     @property
     def endpoint(self) -> str:
@@ -77,6 +78,8 @@ class ServerProcess:
             base = [ETCD_BIN]
         else:
             base = [sys.executable, "-m", "etcdpy", "server"]
+        if self.cpus is not None:
+            base = ["taskset", "-c", self.cpus, *base]
         return [
             *base,
             "--name", self.name,
