@@ -10,6 +10,10 @@ loop iteration produced in one write.
     reply  (core -> worker): u32 call id | u8 status code | u16 details length |
                              details (utf-8) | response (protobuf bytes; empty unless the code is OK)
 
+A call frame whose method is `CANCEL` (and nothing after its header) tells the core that the client
+gave up on the call with that id (it cancelled, its deadline passed, its connection ended): the core
+cancels the handler, as grpcio does for the calls it serves (a Lock or Campaign waiting stops waiting).
+
 Metadata is the call's pairs, each ``u8 key length | u16 value length | key | value``.  `METHODS`
 numbers the methods; both sides build it from the same generated descriptors, so the numbers agree
 within one installation (workers are always the member's own children).
@@ -44,6 +48,7 @@ _CALL = struct.Struct("!IHHH")
 _REPLY = struct.Struct("!IBH")
 _PAIR = struct.Struct("!BH")
 MAX_FRAME_BYTES = 2**31 - 1
+CANCEL = 0xFFFF  # the method number of a cancel frame
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,10 @@ def encode_call(call_id: int, method: int, peer: bytes, metadata: bytes, request
     body_length = _CALL.size + len(peer) + len(metadata) + len(request)
     head = _LENGTH.pack(body_length) + _CALL.pack(call_id, method, len(peer), len(metadata))
     return b"".join((head, peer, metadata, request))
+
+
+def encode_cancel(call_id: int) -> bytes:
+    return encode_call(call_id, CANCEL, b"", b"", b"")
 
 
 def decode_call(frame: bytes) -> tuple[int, int, str, bytes, bytes]:

@@ -32,7 +32,14 @@ from google.protobuf import descriptor_pool, message, message_factory
 from etcdpy.server.services import Service
 from etcdpy.server.services.context import Aborted, CallContext, Metadatum, unexpected
 from etcdpy.server.services.grpc_metrics import GrpcMetrics, MethodMetrics
-from etcdpy.server.workers.calls import METHODS, FrameBuffer, decode_call, decode_metadata, encode_reply
+from etcdpy.server.workers.calls import (
+    CANCEL,
+    METHODS,
+    FrameBuffer,
+    decode_call,
+    decode_metadata,
+    encode_reply,
+)
 
 log = logging.getLogger("etcdpy.server.workers")
 
@@ -93,6 +100,11 @@ class CallServer:
 
     def dispatch(self, connection: _WorkerConnection, frame: bytes) -> None:
         call_id, number, peer, metadata, payload = decode_call(frame)
+        if number == CANCEL:
+            running = connection.calls.get(call_id)
+            if running is not None:
+                running.cancel()  # answered by no one: the worker has dropped the call already
+            return
         route = self.routes[number] if number < len(self.routes) else None
         if route is None:
             connection.send(encode_reply(call_id, grpc.StatusCode.UNIMPLEMENTED.value[0], "", b""))
@@ -110,7 +122,14 @@ class CallServer:
         serving = self._serve(connection, call_id, route, request, context)
         task = asyncio.get_running_loop().create_task(serving)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        connection.calls[call_id] = task
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._tasks.discard(task)
+            if connection.calls.get(call_id) is task:
+                del connection.calls[call_id]
+
+        task.add_done_callback(done)
 
     async def _serve(
         self, connection: _WorkerConnection, call_id: int, route: Route, request: Any, context: CallContext
@@ -121,6 +140,10 @@ class CallServer:
         except Aborted as aborted:
             self._answer(connection, call_id, route.metrics, began, aborted.code, aborted.details)
             return
+        except asyncio.CancelledError:  # the worker's client gave up on the call
+            if route.metrics is not None:
+                route.metrics.ended(grpc.StatusCode.CANCELLED, began)
+            raise
         except Exception as exc:  # grpc answers UNKNOWN for any exception; so does the channel
             failed = unexpected(exc, route.path)
             self._answer(connection, call_id, route.metrics, began, failed.code, failed.details)
@@ -152,6 +175,7 @@ class _WorkerConnection(asyncio.Protocol):
         self.server = server
         self.frames = FrameBuffer()
         self.transport: asyncio.Transport | None = None
+        self.calls: dict[int, asyncio.Task[None]] = {}  # call id -> its handler, while it runs
         self._out: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -160,9 +184,12 @@ class _WorkerConnection(asyncio.Protocol):
         self.server._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """The worker is gone, and its clients' connections with it: their calls are cancelled."""
         self.server._connections.discard(self)
         self.transport = None
         self._out.clear()
+        for task in list(self.calls.values()):
+            task.cancel()
 
     def data_received(self, data: bytes) -> None:
         try:

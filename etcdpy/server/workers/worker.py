@@ -32,7 +32,14 @@ import grpc
 
 from etcdpy.server.grpc_options import grpc_server_options
 from etcdpy.server.http.splicer import client_peer, die_with_parent
-from etcdpy.server.workers.calls import METHODS, FrameBuffer, decode_reply, encode_call, encode_metadata
+from etcdpy.server.workers.calls import (
+    METHODS,
+    FrameBuffer,
+    decode_reply,
+    encode_call,
+    encode_cancel,
+    encode_metadata,
+)
 
 log = logging.getLogger("etcdpy.server.workers")
 
@@ -84,16 +91,25 @@ class CoreChannel(asyncio.Protocol):
             if future is not None and not future.done():  # done: the client gave up on it
                 future.set_result((code, details, response))
 
-    def call(self, method: int, peer: bytes, metadata: bytes, request: bytes) -> asyncio.Future[Reply]:
+    async def call(self, method: int, peer: bytes, metadata: bytes, request: bytes) -> Reply:
+        """The core's reply to one call; cancelled (the client gave up), the core is told to cancel it."""
         if self.transport is None:
             raise ConnectionError(CORE_GONE)
         call_id = next(self._ids) & 0xFFFFFFFF
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = future
+        self._send(encode_call(call_id, method, peer, metadata, request))
+        try:
+            return await future
+        except asyncio.CancelledError:
+            if self._pending.pop(call_id, None) is not None and self.transport is not None:
+                self._send(encode_cancel(call_id))
+            raise
+
+    def _send(self, frame: bytes) -> None:
         if not self._out:
             asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(encode_call(call_id, method, peer, metadata, request))
-        return future
+        self._out.append(frame)
 
     def _flush(self) -> None:
         out, self._out = self._out, []
