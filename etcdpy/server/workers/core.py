@@ -47,7 +47,7 @@ RESTART_DELAY_SECONDS = (0.1, 0.5, 1.0, 2.0)  # after the 1st, 2nd... death in a
 MAX_QUICK_DEATHS = 20  # in a row: a worker that cannot start is a bug to see, not a loop to spin in
 STEADY_SECONDS = 10.0  # a worker that served this long before it died starts the delays over
 STOP_SECONDS = 5.0  # beyond the workers' grace: then they are killed
-UNDECODABLE = "Exception deserializing request!"  # grpcio's answer to a request it cannot parse
+UNDECODABLE = "grpc: error unmarshalling request: "  # etcd's (Go grpc's) answer, INTERNAL, then why
 
 
 @dataclass(frozen=True)
@@ -115,8 +115,9 @@ class CallServer:
             m.received.inc()
         try:
             request = route.request_class.FromString(payload)
-        except message.DecodeError:
-            self._answer(connection, call_id, m, time.perf_counter(), grpc.StatusCode.INTERNAL, UNDECODABLE)
+        except message.DecodeError as exc:
+            text = UNDECODABLE + str(exc)
+            self._answer(connection, call_id, m, time.perf_counter(), grpc.StatusCode.INTERNAL, text)
             return
         context = CallContext(tuple(Metadatum(k, v) for k, v in decode_metadata(metadata)), peer)
         serving = self._serve(connection, call_id, route, request, context)
