@@ -1,18 +1,30 @@
 """The calls channel between a client worker and the member's core: its methods and its frames.
 
-A worker forwards every unary call of etcd's services as one frame on a Unix stream socket; the core
-answers each with one frame.  Frames are length-prefixed (a 4-byte big-endian length, then the body),
-so either side parses what one read returned, however many frames that is, and writes the frames a
-loop iteration produced in one write.
+A worker forwards every call of etcd's services over one Unix stream socket to the core, unary calls
+and streams alike.  Frames are length-prefixed (a 4-byte big-endian length, then the body), so either
+side parses what one read returned, however many frames that is, and writes the frames a loop turn
+produced in one write.
 
     call   (worker -> core): u32 call id | u16 method | u16 peer length | u16 metadata length |
-                             peer (utf-8) | metadata | request (the protobuf bytes the client sent)
-    reply  (core -> worker): u32 call id | u8 status code | u16 details length |
-                             details (utf-8) | response (protobuf bytes; empty unless the code is OK)
+                             peer (utf-8) | metadata | payload
+    reply  (core -> worker): u32 call id | u8 code | u16 details length | details (utf-8) | payload
 
-A call frame whose method is `CANCEL` (and nothing after its header) tells the core that the client
-gave up on the call with that id (it cancelled, its deadline passed, its connection ended): the core
-cancels the handler, as grpcio does for the calls it serves (a Lock or Campaign waiting stops waiting).
+A call frame's method is a number of `METHODS`, or one of the stream controls:
+
+    (a method)   a new call: a unary one carries its request (the protobuf bytes the client sent); a
+                 stream's requests follow as MESSAGE frames
+    MESSAGE      one request of the stream `call id`
+    HALF_CLOSE   the client sent its last request on the stream
+    CREDIT       payload u32: the worker has written that many more response bytes of the stream to
+                 its client; the core sends a stream's responses only within `WINDOW` bytes not yet
+                 credited, so a slow client slows its own stream (as grpc's flow control does), never
+                 the channel
+    CANCEL       the client gave up on the call (it cancelled, its deadline passed, its connection
+                 ended): the core cancels the handler, as grpcio does (a Lock or Campaign waiting
+                 stops waiting; a watch stream closes)
+
+A reply's code is a gRPC status code (the call's end: a unary call's response is the payload when
+the code is OK), or `STREAM_MESSAGE`: one response of the stream, the payload.
 
 Metadata is the call's pairs, each ``u8 key length | u16 value length | key | value``.  `METHODS`
 numbers the methods; both sides build it from the same generated descriptors, so the numbers agree
@@ -31,7 +43,7 @@ from etcdpy.api.etcdserverpb import rpc_pb2  # noqa: F401  (registers the descri
 from etcdpy.api.v3electionpb import v3election_pb2  # noqa: F401
 from etcdpy.api.v3lockpb import v3lock_pb2  # noqa: F401
 
-# The services whose unary calls the core serves over the channel (the member's `Service` names).
+# The services whose calls the core serves over the channel (the member's `Service` names).
 SERVICES = (
     "etcdserverpb.KV",
     "etcdserverpb.Watch",
@@ -48,7 +60,13 @@ _CALL = struct.Struct("!IHHH")
 _REPLY = struct.Struct("!IBH")
 _PAIR = struct.Struct("!BH")
 MAX_FRAME_BYTES = 2**31 - 1
-CANCEL = 0xFFFF  # the method number of a cancel frame
+CANCEL = 0xFFFF  # the stream controls' method numbers (see the module docstring)
+MESSAGE = 0xFFFE
+HALF_CLOSE = 0xFFFD
+CREDIT = 0xFFFC
+FIRST_CONTROL = CREDIT
+STREAM_MESSAGE = 0xFF  # a reply's code: one response of a stream
+WINDOW = 256 * 1024  # response bytes of one stream in flight between the core and the client
 
 
 @dataclass(frozen=True)
@@ -59,7 +77,12 @@ class Method:
     path: str  # /etcdserverpb.KV/Range
     service: str
     name: str
-    unary: bool  # neither side streams: served over the channel; the others are proxied by the worker
+    client_streaming: bool
+    server_streaming: bool
+
+    @property
+    def unary(self) -> bool:
+        return not (self.client_streaming or self.server_streaming)
 
 
 def _methods() -> tuple[Method, ...]:
@@ -67,9 +90,9 @@ def _methods() -> tuple[Method, ...]:
     found: list[Method] = []
     for service_name in SERVICES:
         for method in pool.FindServiceByName(service_name).methods:
-            unary = not (method.client_streaming or method.server_streaming)
             path = f"/{service_name}/{method.name}"
-            found.append(Method(len(found), path, service_name, method.name, unary))
+            streams = (method.client_streaming, method.server_streaming)
+            found.append(Method(len(found), path, service_name, method.name, *streams))
     return tuple(found)
 
 
@@ -104,8 +127,17 @@ def encode_call(call_id: int, method: int, peer: bytes, metadata: bytes, request
     return b"".join((head, peer, metadata, request))
 
 
-def encode_cancel(call_id: int) -> bytes:
-    return encode_call(call_id, CANCEL, b"", b"", b"")
+def encode_control(call_id: int, control: int, payload: bytes = b"") -> bytes:
+    """A MESSAGE, HALF_CLOSE, CREDIT or CANCEL frame of the call `call_id`."""
+    return encode_call(call_id, control, b"", b"", payload)
+
+
+def encode_credit(call_id: int, granted: int) -> bytes:
+    return encode_control(call_id, CREDIT, _LENGTH.pack(granted))
+
+
+def decode_credit(payload: bytes) -> int:
+    return int(_LENGTH.unpack(payload)[0])
 
 
 def decode_call(frame: bytes) -> tuple[int, int, str, bytes, bytes]:

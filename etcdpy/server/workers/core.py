@@ -1,12 +1,13 @@
 """The core's side of the client workers: the calls channel server and the workers' supervisor.
 
 `CallServer` listens on a Unix socket of the data dir; each worker holds one connection to it and
-forwards the unary calls its clients make (`calls.py` has the frames).  The core decodes each request
-once, calls the member's own servicer (the very handler object grpcio and the JSON gateway call, with
-a `CallContext` carrying the call's metadata and client address), and writes back the encoded
-response or the status the handler aborted with.  Replies produced in one turn of the event loop leave
-in one write.  The grpc_server_* metrics of these calls are counted here, as grpcio's interceptor
-counts the calls it serves.
+forwards the calls its clients make, unary ones and streams (`calls.py` has the frames).  The core
+decodes each request once, calls the member's own servicer (the very handler object grpcio and the
+JSON gateway call, with a `CallContext` carrying the call's metadata and client address), and writes
+back the encoded response (or a stream's responses, within the stream's window: watch responses the
+hub encoded once go out as they are) or the status the handler aborted with.  Replies produced in
+one turn of the event loop leave in one write.  The grpc_server_* metrics of these calls are counted
+here, as grpcio's interceptor counts the calls it serves.
 
 `WorkerPool` starts the worker processes (``python -m etcdpy.server.workers.worker``), starts a new one
 when one dies (a worker holds no state: its clients reconnect, and what it had forwarded is answered
@@ -22,7 +23,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,9 +35,17 @@ from etcdpy.server.services.context import Aborted, CallContext, Metadatum, unex
 from etcdpy.server.services.grpc_metrics import GrpcMetrics, MethodMetrics
 from etcdpy.server.workers.calls import (
     CANCEL,
+    CREDIT,
+    FIRST_CONTROL,
+    HALF_CLOSE,
+    MESSAGE,
     METHODS,
+    STREAM_MESSAGE,
+    WINDOW,
     FrameBuffer,
+    Method,
     decode_call,
+    decode_credit,
     decode_metadata,
     encode_reply,
 )
@@ -54,10 +63,30 @@ UNDECODABLE = "grpc: error unmarshalling request: "  # etcd's (Go grpc's) answer
 class Route:
     """What serves one method number: the member's handler, the request class, the method's series."""
 
-    path: str
+    method: Method
     handler: Any
     request_class: type[message.Message]
     metrics: MethodMetrics | None
+
+
+class _Stream:
+    """The core's end of one forwarded stream: the requests the worker sent, the response credit left."""
+
+    def __init__(self) -> None:
+        self.requests: asyncio.Queue[bytes | None] = asyncio.Queue()  # None: the client half-closed
+        self.credit = WINDOW
+        self.credited = asyncio.Event()
+
+    def grant(self, granted: int) -> None:
+        self.credit += granted
+        self.credited.set()
+
+    async def spend(self, size: int) -> None:
+        """Wait until `size` response bytes fit in the window (a larger one waits for a full window)."""
+        while self.credit < min(size, WINDOW):
+            self.credited.clear()
+            await self.credited.wait()
+        self.credit -= size
 
 
 class CallServer:
@@ -69,13 +98,13 @@ class CallServer:
         self.routes: list[Route | None] = []
         for method in METHODS:
             handlers = served.get(method.service)
-            if not method.unary or handlers is None:
+            if handlers is None:
                 self.routes.append(None)
                 continue
             input_type = pool.FindMethodByName(f"{method.service}.{method.name}").input_type
             self.routes.append(
                 Route(
-                    method.path,
+                    method,
                     getattr(handlers, method.name),
                     message_factory.GetMessageClass(input_type),
                     grpc_metrics.method(method.path) if grpc_metrics is not None else None,
@@ -90,7 +119,7 @@ class CallServer:
         self._server = await loop.create_unix_server(lambda: _WorkerConnection(self), path)
 
     async def close(self) -> None:
-        """Stop listening, drop the workers' connections; calls still running finish unanswered."""
+        """Stop listening, drop the workers' connections; their calls still running are cancelled."""
         if self._server is not None:
             self._server.close()
         for connection in list(self._connections):
@@ -100,27 +129,22 @@ class CallServer:
 
     def dispatch(self, connection: _WorkerConnection, frame: bytes) -> None:
         call_id, number, peer, metadata, payload = decode_call(frame)
-        if number == CANCEL:
-            running = connection.calls.get(call_id)
-            if running is not None:
-                running.cancel()  # answered by no one: the worker has dropped the call already
+        if number >= FIRST_CONTROL:
+            self._control(connection, call_id, number, payload)
             return
         route = self.routes[number] if number < len(self.routes) else None
         if route is None:
             connection.send(encode_reply(call_id, grpc.StatusCode.UNIMPLEMENTED.value[0], "", b""))
             return
-        m = route.metrics
-        if m is not None:
-            m.started.inc()
-            m.received.inc()
-        try:
-            request = route.request_class.FromString(payload)
-        except message.DecodeError as exc:
-            text = UNDECODABLE + str(exc)
-            self._answer(connection, call_id, m, time.perf_counter(), grpc.StatusCode.INTERNAL, text)
-            return
+        if route.metrics is not None:
+            route.metrics.started.inc()
         context = CallContext(tuple(Metadatum(k, v) for k, v in decode_metadata(metadata)), peer)
-        serving = self._serve(connection, call_id, route, request, context)
+        serving: Coroutine[Any, Any, None]
+        if route.method.unary:
+            serving = self._serve(connection, call_id, route, payload, context)
+        else:
+            stream = connection.streams[call_id] = _Stream()
+            serving = self._serve_stream(connection, call_id, route, stream, context)
         task = asyncio.get_running_loop().create_task(serving)
         self._tasks.add(task)
         connection.calls[call_id] = task
@@ -129,33 +153,107 @@ class CallServer:
             self._tasks.discard(task)
             if connection.calls.get(call_id) is task:
                 del connection.calls[call_id]
+                connection.streams.pop(call_id, None)
 
         task.add_done_callback(done)
 
+    @staticmethod
+    def _control(connection: _WorkerConnection, call_id: int, control: int, payload: bytes) -> None:
+        if control == CANCEL:
+            running = connection.calls.get(call_id)
+            if running is not None:
+                running.cancel()  # answered by no one: the worker has dropped the call already
+            return
+        stream = connection.streams.get(call_id)
+        if stream is None:
+            return  # the stream ended meanwhile
+        if control == MESSAGE:
+            stream.requests.put_nowait(payload)
+        elif control == HALF_CLOSE:
+            stream.requests.put_nowait(None)
+        elif control == CREDIT:
+            stream.grant(decode_credit(payload))
+
     async def _serve(
-        self, connection: _WorkerConnection, call_id: int, route: Route, request: Any, context: CallContext
+        self, connection: _WorkerConnection, call_id: int, route: Route, payload: bytes, context: CallContext
     ) -> None:
         began = time.perf_counter()
+        m = route.metrics
         try:
+            request = self._decode(route, payload)
             response = await route.handler(request, context)
         except Aborted as aborted:
-            self._answer(connection, call_id, route.metrics, began, aborted.code, aborted.details)
+            self._end(connection, call_id, m, began, aborted.code, aborted.details)
             return
         except asyncio.CancelledError:  # the worker's client gave up on the call
-            if route.metrics is not None:
-                route.metrics.ended(grpc.StatusCode.CANCELLED, began)
+            if m is not None:
+                m.ended(grpc.StatusCode.CANCELLED, began)
             raise
         except Exception as exc:  # grpc answers UNKNOWN for any exception; so does the channel
-            failed = unexpected(exc, route.path)
-            self._answer(connection, call_id, route.metrics, began, failed.code, failed.details)
+            failed = unexpected(exc, route.method.path)
+            self._end(connection, call_id, m, began, failed.code, failed.details)
             return
-        if route.metrics is not None:
-            route.metrics.sent.inc()
-        encoded = response.SerializeToString()
-        self._answer(connection, call_id, route.metrics, began, grpc.StatusCode.OK, "", encoded)
+        if m is not None:
+            m.sent.inc()
+        self._end(connection, call_id, m, began, grpc.StatusCode.OK, "", response.SerializeToString())
+
+    async def _serve_stream(
+        self, connection: _WorkerConnection, call_id: int, route: Route, stream: _Stream, context: CallContext
+    ) -> None:
+        """A stream: requests from the worker's frames, responses sent within the stream's window."""
+        began = time.perf_counter()
+        m = route.metrics
+        responses: Any = None
+        try:
+            if route.method.client_streaming:
+                responses = route.handler(self._requests(route, stream), context)
+            else:
+                first = await stream.requests.get()
+                if first is None:
+                    raise Aborted(grpc.StatusCode.INTERNAL, "the stream ended before its request")
+                responses = route.handler(self._decode(route, first), context)
+            if not hasattr(responses, "__aiter__"):
+                await responses  # a method the servicer does not stream (UNIMPLEMENTED): it aborts
+                responses = None
+            else:
+                async for response in responses:
+                    encoded = response if isinstance(response, bytes) else response.SerializeToString()
+                    await stream.spend(len(encoded))
+                    if m is not None:
+                        m.sent.inc()
+                    connection.send(encode_reply(call_id, STREAM_MESSAGE, "", encoded))
+        except Aborted as aborted:
+            self._end(connection, call_id, m, began, aborted.code, aborted.details)
+            return
+        except asyncio.CancelledError:
+            if m is not None:
+                m.ended(grpc.StatusCode.CANCELLED, began)
+            raise
+        except Exception as exc:
+            failed = unexpected(exc, route.method.path)
+            self._end(connection, call_id, m, began, failed.code, failed.details)
+            return
+        finally:
+            closing = getattr(responses, "aclose", None)
+            if closing is not None:
+                await closing()
+        self._end(connection, call_id, m, began, grpc.StatusCode.OK, "")
 
     @staticmethod
-    def _answer(
+    def _decode(route: Route, payload: bytes) -> Any:
+        if route.metrics is not None:
+            route.metrics.received.inc()
+        try:
+            return route.request_class.FromString(payload)
+        except message.DecodeError as exc:
+            raise Aborted(grpc.StatusCode.INTERNAL, UNDECODABLE + str(exc)) from None
+
+    async def _requests(self, route: Route, stream: _Stream) -> AsyncIterator[Any]:
+        while (payload := await stream.requests.get()) is not None:
+            yield self._decode(route, payload)
+
+    @staticmethod
+    def _end(
         connection: _WorkerConnection,
         call_id: int,
         m: MethodMetrics | None,
@@ -177,6 +275,7 @@ class _WorkerConnection(asyncio.Protocol):
         self.frames = FrameBuffer()
         self.transport: asyncio.Transport | None = None
         self.calls: dict[int, asyncio.Task[None]] = {}  # call id -> its handler, while it runs
+        self.streams: dict[int, _Stream] = {}  # call id -> the stream's state, while it runs
         self._out: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

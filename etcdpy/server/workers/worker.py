@@ -6,11 +6,11 @@ own Unix socket, where the client port's splicer sends some of the gRPC connecti
 HTTP/2 work (framing, flow control, the call objects: most of what a call costs) is done here, on
 another core than the member's.
 
-* A unary call of etcd's services is forwarded as its raw request bytes, with its metadata (the auth
-  token) and the client's address; the core's reply is returned as raw bytes or aborts the call with
-  the core's status.  Nothing is decoded here.
-* Any other call (the streams: Watch, LeaseKeepAlive, Snapshot, Observe; grpc.health.v1) is proxied
-  to the core's own grpcio on its private socket, message by message.
+* A call of etcd's services is forwarded as its raw request bytes, with its metadata (the auth token)
+  and the client's address; the core's reply is returned as raw bytes or aborts the call with the
+  core's status.  A stream (Watch, LeaseKeepAlive, Snapshot, Observe) goes the same way, one frame per
+  message each way, its responses flow-controlled by credit (`calls.py`).  Nothing is decoded here.
+* Any other call (grpc.health.v1) is proxied to the core's own grpcio on its private socket.
 
 The worker ends when the core's channel closes (the member stopped or died: the kernel also ends it
 with the member, PR_SET_PDEATHSIG), and on SIGTERM after grpcio's grace for the calls in flight.
@@ -33,11 +33,18 @@ import grpc
 from etcdpy.server.grpc_options import grpc_server_options
 from etcdpy.server.http.splicer import client_peer, die_with_parent
 from etcdpy.server.workers.calls import (
+    CANCEL,
+    HALF_CLOSE,
+    MESSAGE,
     METHODS,
+    STREAM_MESSAGE,
+    WINDOW,
     FrameBuffer,
+    Method,
     decode_reply,
     encode_call,
-    encode_cancel,
+    encode_control,
+    encode_credit,
     encode_metadata,
 )
 
@@ -60,14 +67,23 @@ def forwarded_metadata(context: Any) -> list[tuple[str, str | bytes]]:
     ]
 
 
+class WorkerStream:
+    """The worker's end of one stream forwarded to the core: the responses that came, the credit owed."""
+
+    def __init__(self) -> None:
+        self.responses: asyncio.Queue[bytes | tuple[int, str]] = asyncio.Queue()  # a tuple: the end
+        self.uncredited = 0  # response bytes written to the client, not yet credited to the core
+
+
 class CoreChannel(asyncio.Protocol):
-    """The worker's connection to the core: calls out, replies back to the futures waiting for them."""
+    """The worker's connection to the core: calls out, replies back to the calls and streams waiting."""
 
     def __init__(self, closed: asyncio.Future[None]) -> None:
         self.closed = closed
         self.frames = FrameBuffer()
         self.transport: asyncio.Transport | None = None
         self._pending: dict[int, asyncio.Future[Reply]] = {}
+        self._streams: dict[int, WorkerStream] = {}
         self._ids = itertools.count(1)
         self._out: list[bytes] = []
 
@@ -81,32 +97,75 @@ class CoreChannel(asyncio.Protocol):
         for future in pending.values():
             if not future.done():
                 future.set_exception(ConnectionError(CORE_GONE))
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            stream.responses.put_nowait((grpc.StatusCode.UNAVAILABLE.value[0], CORE_GONE))
         if not self.closed.done():
             self.closed.set_result(None)
 
     def data_received(self, data: bytes) -> None:
         for frame in self.frames.feed(data):
             call_id, code, details, response = decode_reply(frame)
+            stream = self._streams.get(call_id)
+            if stream is not None:
+                if code == STREAM_MESSAGE:
+                    stream.responses.put_nowait(response)
+                else:
+                    del self._streams[call_id]
+                    stream.responses.put_nowait((code, details))
+                continue
             future = self._pending.pop(call_id, None)
             if future is not None and not future.done():  # done: the client gave up on it
                 future.set_result((code, details, response))
+
+    def _next_id(self) -> int:
+        return next(self._ids) & 0xFFFFFFFF
 
     async def call(self, method: int, peer: bytes, metadata: bytes, request: bytes) -> Reply:
         """The core's reply to one call; cancelled (the client gave up), the core is told to cancel it."""
         if self.transport is None:
             raise ConnectionError(CORE_GONE)
-        call_id = next(self._ids) & 0xFFFFFFFF
+        call_id = self._next_id()
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[call_id] = future
         self._send(encode_call(call_id, method, peer, metadata, request))
         try:
             return await future
         except asyncio.CancelledError:
-            if self._pending.pop(call_id, None) is not None and self.transport is not None:
-                self._send(encode_cancel(call_id))
+            if self._pending.pop(call_id, None) is not None:
+                self._send(encode_control(call_id, CANCEL))
             raise
 
+    def open(self, method: int, peer: bytes, metadata: bytes) -> tuple[int, WorkerStream]:
+        """A new stream of `method` in the core: its call id and its end here."""
+        if self.transport is None:
+            raise ConnectionError(CORE_GONE)
+        call_id = self._next_id()
+        stream = self._streams[call_id] = WorkerStream()
+        self._send(encode_call(call_id, method, peer, metadata, b""))
+        return call_id, stream
+
+    def message(self, call_id: int, request: bytes) -> None:
+        self._send(encode_control(call_id, MESSAGE, request))
+
+    def half_close(self, call_id: int) -> None:
+        self._send(encode_control(call_id, HALF_CLOSE))
+
+    def written(self, call_id: int, stream: WorkerStream, size: int) -> None:
+        """`size` response bytes went to the client: credit them, in bunches or once nothing waits."""
+        stream.uncredited += size
+        if stream.uncredited >= WINDOW // 4 or stream.responses.empty():
+            self._send(encode_credit(call_id, stream.uncredited))
+            stream.uncredited = 0
+
+    def close_stream(self, call_id: int) -> None:
+        """The client's side ended first (it cancelled, or its connection went): the core cancels."""
+        if self._streams.pop(call_id, None) is not None:
+            self._send(encode_control(call_id, CANCEL))
+
     def _send(self, frame: bytes) -> None:
+        if self.transport is None:
+            return  # the core is gone: every call and stream hears it from connection_lost
         if not self._out:
             asyncio.get_running_loop().call_soon(self._flush)
         self._out.append(frame)
@@ -118,16 +177,12 @@ class CoreChannel(asyncio.Protocol):
 
 
 class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in grpc-stubs only
-    """Every method: the unary ones over the core channel, the rest proxied to the core's grpcio."""
+    """Every method of etcd's services over the core channel; any other proxied to the core's grpcio."""
 
     def __init__(self, core: CoreChannel, proxy: Any) -> None:  # grpc.aio.Channel (grpc-stubs: a sync one)
         self.core = core
         self.proxy = proxy
-        self._handlers: dict[str, Handler] = {
-            method.path: grpc.unary_unary_rpc_method_handler(self._forward(method.number))
-            for method in METHODS
-            if method.unary
-        }
+        self._handlers: dict[str, Handler] = {method.path: self._handler(method) for method in METHODS}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
         path = handler_call_details.method
@@ -137,6 +192,16 @@ class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in
             if len(self._handlers) < 1000:  # unknown paths too, but never without bound
                 self._handlers[path] = handler
         return handler
+
+    def _handler(self, method: Method) -> Handler:
+        if method.unary:
+            return grpc.unary_unary_rpc_method_handler(self._forward(method.number))
+        streaming = self._stream(method.number)
+        if method.client_streaming and method.server_streaming:
+            return grpc.stream_stream_rpc_method_handler(streaming)
+        if method.server_streaming:
+            return grpc.unary_stream_rpc_method_handler(streaming)
+        return grpc.stream_stream_rpc_method_handler(streaming)  # client streaming only: none in etcd's API
 
     def _forward(self, number: int) -> Any:
         core = self.core
@@ -154,6 +219,43 @@ class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in
             return response
 
         return forward
+
+    def _stream(self, number: int) -> Any:
+        core = self.core
+
+        async def stream(
+            requests: AsyncIterator[bytes] | bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+        ) -> AsyncIterator[bytes]:
+            metadata = encode_metadata(forwarded_metadata(context))
+            try:
+                call_id, forwarded = core.open(number, client_peer(context.peer()).encode(), metadata)
+            except ConnectionError as exc:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
+            sending: asyncio.Task[None] | None = None
+            if isinstance(requests, bytes):  # server streaming: its one request
+                core.message(call_id, requests)
+                core.half_close(call_id)
+            else:
+
+                async def send(requests: AsyncIterator[bytes]) -> None:
+                    async for request in requests:
+                        core.message(call_id, request)
+                    core.half_close(call_id)
+
+                sending = asyncio.get_running_loop().create_task(send(requests))
+            try:
+                while not isinstance(item := await forwarded.responses.get(), tuple):
+                    yield item
+                    core.written(call_id, forwarded, len(item))
+                code, details = item
+                if code:
+                    await context.abort(STATUS.get(code, grpc.StatusCode.UNKNOWN), details)
+            finally:
+                if sending is not None:
+                    sending.cancel()
+                core.close_stream(call_id)  # a no-op when the core ended the stream
+
+        return stream
 
     def _proxied(self, path: str) -> Any:
         proxy = self.proxy
