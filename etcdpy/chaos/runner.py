@@ -105,6 +105,13 @@ SCENARIOS = {
             "five", 5, ("partition-minority", "kill-leader", "pause"), ("register", "kubernetes", "watch")
         ),
         Scenario(
+            "client-workers",
+            3,
+            ("kill-worker", "kill-leader"),
+            ("register", "bank", "watch", "lease"),
+            ("--experimental-client-workers", "2"),
+        ),
+        Scenario(
             "gateway-watch",
             3,
             ("kill-leader", "partition-leader"),
