@@ -8,7 +8,9 @@ the workers end with their member.
 
 from __future__ import annotations
 
+import json
 import os
+import queue
 import signal
 import subprocess
 import threading
@@ -168,6 +170,7 @@ def error_answers(endpoint: str) -> list[tuple[grpc.StatusCode, str]]:
             call_error(lambda: kv.Put(rpc_pb2.PutRequest(key=b""))),
             call_error(lambda: kv.Range(rpc_pb2.RangeRequest(key=b""))),
             call_error(lambda: kv.Put(rpc_pb2.PutRequest(key=b"big", value=b"x" * (1024 * 1024 + 10)))),
+            call_error(lambda: kv.Put(rpc_pb2.PutRequest(key=b"huge", value=b"x" * (4 * 1024 * 1024)))),
             call_error(lambda: maintenance.Downgrade(rpc_pb2.DowngradeRequest())),
             call_error(lambda: unknown(b"")),
             call_error(lambda: list(kv.RangeStream(rpc_pb2.RangeRequest(key=b"k")))),  # a stream: proxied
@@ -182,7 +185,7 @@ def test_errors_keep_etcds_code_and_text(tmp_path: Path, etcdpy_server: ServerPr
     try:
         wait_until(lambda: len(worker_pids(server)) == WORKER_COUNT, 20, "the workers did not start")
         got = error_answers(server.endpoint)
-        assert got[:6] == error_answers(plain.endpoint)[:6]
+        assert got[:7] == error_answers(plain.endpoint)[:7]
     finally:
         server.stop()
         plain.stop()
@@ -191,9 +194,10 @@ def test_errors_keep_etcds_code_and_text(tmp_path: Path, etcdpy_server: ServerPr
         (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: key is not provided"),
         (grpc.StatusCode.INVALID_ARGUMENT, "etcdserver: request is too large"),
     ]
-    assert {code for code, _ in got[3:6]} == {grpc.StatusCode.UNIMPLEMENTED}
+    assert got[3][0] == grpc.StatusCode.RESOURCE_EXHAUSTED  # past grpc's limit (the limit + 2 MiB)
+    assert {code for code, _ in got[4:7]} == {grpc.StatusCode.UNIMPLEMENTED}
     # grpcio's answer to bytes that are no protobuf (etcd's code too; the asyncio member answers UNKNOWN)
-    assert got[6] == (grpc.StatusCode.INTERNAL, "Exception deserializing request!")
+    assert got[7] == (grpc.StatusCode.INTERNAL, "Exception deserializing request!")
 
 
 def test_auth_token_in_metadata_reaches_the_member(workers: ServerProcess) -> None:
@@ -256,6 +260,32 @@ def test_watch_and_lease_keep_alive_stream_through_a_worker(workers: ServerProce
         client.lease_revoke(lease.ID)
         with pytest.raises(errors.ErrLeaseNotFound):
             client.lease_keep_alive_once(lease.ID)
+
+
+def test_a_watch_the_client_abandons_ends_on_the_member(workers: ServerProcess) -> None:
+    """Cancelling the client's call cancels the worker's proxied stream: the member's watcher goes away."""
+
+    def watchers() -> float:
+        return value(scrape(workers), "etcd_debugging_mvcc_watcher_total")
+
+    idle = watchers()
+    requests: queue.Queue[rpc_pb2.WatchRequest | None] = queue.Queue()
+    requests.put(rpc_pb2.WatchRequest(create_request=rpc_pb2.WatchCreateRequest(key=b"gone/")))
+    with grpc.insecure_channel(workers.endpoint) as channel:
+        call = rpc_pb2_grpc.WatchStub(channel).Watch(iter(requests.get, None))
+        assert next(call).created
+        assert watchers() == idle + 1
+        call.cancel()
+        wait_until(lambda: watchers() == idle, 20, "the member still serves the abandoned watch")
+
+
+def test_a_snapshot_streams_through_a_worker(workers: ServerProcess, tmp_path: Path) -> None:
+    with Client([workers.endpoint]) as client:
+        revision = client.put("snap", "x" * 1000).header.revision
+    saved = run_tool("etcdctl", workers.endpoint, "snapshot", "save", str(tmp_path / "s.db"))
+    assert (saved.returncode, saved.stdout) == (0, f"Snapshot saved at {tmp_path / 's.db'}\n"), saved.stderr
+    status = run_tool("etcdctl", workers.endpoint, "snapshot", "status", str(tmp_path / "s.db"), "-w", "json")
+    assert json.loads(status.stdout)["revision"] == revision
 
 
 def test_connections_are_spread_over_the_workers(workers: ServerProcess) -> None:
@@ -336,8 +366,6 @@ def cli_transcript(server: ServerProcess) -> list[tuple[int, str, str]]:
 
 
 def mask_json_ids(text: str) -> str:
-    import json
-
     document = json.loads(text)
     document["header"].pop("cluster_id")
     document["header"].pop("member_id")
