@@ -31,7 +31,7 @@ from etcdpy.api.authpb import auth_pb2
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.api.v3electionpb import v3election_pb2, v3election_pb2_grpc
 from etcdpy.api.v3lockpb import v3lock_pb2, v3lock_pb2_grpc
-from etcdpy.chaos.cluster import wait_until
+from etcdpy.chaos.cluster import wait_group_gone, wait_until
 from etcdpy.client import Client
 from etcdpy.client.watch import watch_create_request
 
@@ -468,8 +468,13 @@ def test_workers_end_with_a_killed_member(workers: ServerProcess) -> None:
     os.kill(workers.proc.pid, signal.SIGKILL)
     workers.proc.wait(10)
     wait_until(lambda: not any(alive(pid) for pid in pids), 20, "workers outlived their member")
-    workers.stop()  # the group (the splicer too) is gone: wait_group_gone
-    assert not any(alive(pid) for pid in pids)
+    wait_group_gone(workers.proc.pid)  # the splicer too dies with the member
+
+
+def test_sigkill_of_the_members_group_leaves_nothing(workers: ServerProcess) -> None:
+    pids = worker_pids(workers)
+    workers.kill()  # SIGKILL to the group, then wait_group_gone
+    assert pids and not any(alive(pid) for pid in pids)
 
 
 def test_sigterm_stops_the_member_and_its_workers(workers: ServerProcess) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from etcdpy.server.workers.calls import (
@@ -35,6 +35,7 @@ def body(frame: bytes) -> bytes:
     return frame[4:]
 
 
+@settings(deadline=None)  # a busy machine is no failure
 @given(calls)
 def test_a_call_round_trips_with_its_metadata(
     call: tuple[int, int, str, list[tuple[str, str | bytes]], bytes],
@@ -46,6 +47,7 @@ def test_a_call_round_trips_with_its_metadata(
     assert list(decode_metadata(got_metadata)) == pairs
 
 
+@settings(deadline=None)  # a busy machine is no failure
 @given(replies)
 def test_a_reply_round_trips(reply: tuple[int, int, str, bytes]) -> None:
     assert decode_reply(body(encode_reply(*reply))) == reply
@@ -56,6 +58,7 @@ def test_binary_metadata_stays_bytes_and_text_metadata_becomes_str() -> None:
     assert list(decode_metadata(encode_metadata(pairs))) == pairs
 
 
+@settings(deadline=None)  # a busy machine is no failure
 @given(
     st.lists(
         st.one_of(
