@@ -7,12 +7,13 @@ loop iteration produced in one write.
 
     call   (worker -> core): u32 call id | u16 method | u16 peer length | u16 metadata length |
                              peer (utf-8) | metadata | request (the protobuf bytes the client sent)
-    reply  (core -> worker): u32 call id | u8 status code | u16 details length |
+    reply  (core -> worker): u32 call id | u8 status code | u32 details length |
                              details (utf-8) | response (protobuf bytes; empty unless the code is OK)
 
-Metadata is the call's pairs, each ``u8 key length | u16 value length | key | value``.  `METHODS`
-numbers the methods; both sides build it from the same generated descriptors, so the numbers agree
-within one installation (workers are always the member's own children).
+Metadata is the call's pairs, each ``u16 key length | u16 value length | key | value`` (grpc holds a
+call's metadata to 16 KiB).  `METHODS` numbers the methods; both sides build it from the same
+generated descriptors, so the numbers agree within one installation (workers are always the member's
+own children).
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ SERVICES = (
 
 _LENGTH = struct.Struct("!I")
 _CALL = struct.Struct("!IHHH")
-_REPLY = struct.Struct("!IBH")
-_PAIR = struct.Struct("!BH")
+_REPLY = struct.Struct("!IBI")  # details: a handler's exception text may be long
+_PAIR = struct.Struct("!HH")  # a client's metadata key may be longer than 255 bytes
 MAX_FRAME_BYTES = 2**31 - 1
 
 
