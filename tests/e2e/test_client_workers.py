@@ -216,7 +216,7 @@ def test_auth_token_in_metadata_reaches_the_member(workers: ServerProcess) -> No
         auth.UserGrantRole(rpc_pb2.AuthUserGrantRoleRequest(user="alice", role="app"))
         auth.AuthEnable(rpc_pb2.AuthEnableRequest())
         token = auth.Authenticate(rpc_pb2.AuthenticateRequest(name="alice", password="apw")).token
-        metadata = [("token", token)]
+        metadata = [("token", token), ("x-" + "long" * 80, "any")]  # a key past 255 bytes, passed on
         assert kv.Put(rpc_pb2.PutRequest(key=b"app/a", value=b"1"), metadata=metadata).header.revision > 1
         got = kv.Range(rpc_pb2.RangeRequest(key=b"app/a"), metadata=metadata)
         assert [(item.key, item.value) for item in got.kvs] == [(b"app/a", b"1")]

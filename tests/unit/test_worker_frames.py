@@ -21,7 +21,7 @@ from etcdpy.server.workers.calls import (
 u32 = st.integers(0, 2**32 - 1)
 u16 = st.integers(0, 2**16 - 1)
 # gRPC metadata keys are lowercase ASCII; a "-bin" key carries any bytes, any other key printable text.
-key_text = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=40)
+key_text = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=300)
 text_pair = st.tuples(key_text.filter(lambda k: not k.endswith("-bin")), st.text(max_size=200))
 binary_pair = st.tuples(key_text.map(lambda k: k + "-bin"), st.binary(max_size=200))
 metadata = st.lists(st.one_of(text_pair, binary_pair), max_size=6)
@@ -51,6 +51,13 @@ def test_a_call_round_trips_with_its_metadata(
 @given(replies)
 def test_a_reply_round_trips(reply: tuple[int, int, str, bytes]) -> None:
     assert decode_reply(body(encode_reply(*reply))) == reply
+
+
+def test_long_keys_and_long_details_fit() -> None:
+    """Keys past 255 bytes (grpc takes them) and details past 64 KiB (a handler's exception text)."""
+    pairs: list[tuple[str, str | bytes]] = [("k" * 300, "v" * 16000)]
+    assert list(decode_metadata(encode_metadata(pairs))) == pairs
+    assert decode_reply(body(encode_reply(3, 2, "d" * 70000, b""))) == (3, 2, "d" * 70000, b"")
 
 
 def test_binary_metadata_stays_bytes_and_text_metadata_becomes_str() -> None:
