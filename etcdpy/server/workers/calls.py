@@ -10,6 +10,10 @@ loop iteration produced in one write.
     reply  (core -> worker): u32 call id | u8 status code | u32 details length |
                              details (utf-8) | response (protobuf bytes; empty unless the code is OK)
 
+A call frame whose method is `CANCEL` (no peer, metadata or request) tells the core that the client
+gave up on call id (cancelled, or past its deadline): the core cancels that call's handler, as grpcio
+does for the calls it serves, so a Lock or Campaign nobody waits for stops waiting.
+
 Metadata is the call's pairs, each ``u16 key length | u16 value length | key | value`` (grpc holds a
 call's metadata to 16 KiB).  `METHODS` numbers the methods; both sides build it from the same
 generated descriptors, so the numbers agree within one installation (workers are always the member's
@@ -45,6 +49,7 @@ _CALL = struct.Struct("!IHHH")
 _REPLY = struct.Struct("!IBI")  # details: a handler's exception text may be long
 _PAIR = struct.Struct("!HH")  # a client's metadata key may be longer than 255 bytes
 MAX_FRAME_BYTES = 2**31 - 1
+CANCEL = 0xFFFF  # the method number of a cancel frame (no method has it)
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,14 @@ from google.protobuf import descriptor_pool, message, message_factory
 from etcdpy.server.services import Service
 from etcdpy.server.services.context import Aborted, CallContext, Metadatum, unexpected
 from etcdpy.server.services.grpc_metrics import GrpcMetrics, MethodMetrics
-from etcdpy.server.workers.calls import METHODS, FrameBuffer, decode_call, decode_metadata, encode_reply
+from etcdpy.server.workers.calls import (
+    CANCEL,
+    METHODS,
+    FrameBuffer,
+    decode_call,
+    decode_metadata,
+    encode_reply,
+)
 
 log = logging.getLogger("etcdpy.server.workers")
 
@@ -93,6 +100,11 @@ class CallServer:
 
     def dispatch(self, connection: _WorkerConnection, frame: bytes) -> None:
         call_id, number, peer, metadata, payload = decode_call(frame)
+        if number == CANCEL:  # the client gave up: stop its handler, as grpcio does
+            running = connection.calls.pop(call_id, None)
+            if running is not None:
+                running.cancel()
+            return
         route = self.routes[number] if number < len(self.routes) else None
         if route is None:
             connection.send(encode_reply(call_id, grpc.StatusCode.UNIMPLEMENTED.value[0], "", b""))
@@ -111,6 +123,8 @@ class CallServer:
         task = asyncio.get_running_loop().create_task(serving)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        connection.calls[call_id] = task
+        task.add_done_callback(lambda _: connection.calls.pop(call_id, None))
 
     async def _serve(
         self, connection: _WorkerConnection, call_id: int, route: Route, request: Any, context: CallContext
@@ -118,6 +132,9 @@ class CallServer:
         began = time.perf_counter()
         try:
             response = await route.handler(request, context)
+        except asyncio.CancelledError:
+            self._answer(connection, call_id, route.metrics, began, grpc.StatusCode.CANCELLED, "")
+            raise
         except Aborted as aborted:
             self._answer(connection, call_id, route.metrics, began, aborted.code, aborted.details)
             return
@@ -153,6 +170,7 @@ class _WorkerConnection(asyncio.Protocol):
         self.frames = FrameBuffer()
         self.transport: asyncio.Transport | None = None
         self._out: list[bytes] = []
+        self.calls: dict[int, asyncio.Task[None]] = {}  # by call id, while its handler runs
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -163,6 +181,8 @@ class _WorkerConnection(asyncio.Protocol):
         self.server._connections.discard(self)
         self.transport = None
         self._out.clear()
+        for running in list(self.calls.values()):  # the worker is gone, and its clients' calls with it
+            running.cancel()
 
     def data_received(self, data: bytes) -> None:
         try:

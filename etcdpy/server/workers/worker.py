@@ -32,7 +32,14 @@ import grpc
 
 from etcdpy.server.grpc_options import grpc_server_options
 from etcdpy.server.http.splicer import client_peer, die_with_parent
-from etcdpy.server.workers.calls import METHODS, FrameBuffer, decode_reply, encode_call, encode_metadata
+from etcdpy.server.workers.calls import (
+    CANCEL,
+    METHODS,
+    FrameBuffer,
+    decode_reply,
+    encode_call,
+    encode_metadata,
+)
 
 log = logging.getLogger("etcdpy.server.workers")
 
@@ -95,6 +102,17 @@ class CoreChannel(asyncio.Protocol):
         self._out.append(encode_call(call_id, method, peer, metadata, request))
         return future
 
+    def cancel(self, future: asyncio.Future[Reply]) -> None:
+        """The client gave up on the call `future` waits for: the core stops its handler."""
+        for call_id, pending in self._pending.items():
+            if pending is future:
+                del self._pending[call_id]
+                if self.transport is not None:
+                    if not self._out:
+                        asyncio.get_running_loop().call_soon(self._flush)
+                    self._out.append(encode_call(call_id, CANCEL, b"", b"", b""))
+                return
+
     def _flush(self) -> None:
         out, self._out = self._out, []
         if self.transport is not None and out:
@@ -128,9 +146,12 @@ class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in
         async def forward(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
             metadata = encode_metadata(forwarded_metadata(context))
             try:
-                code, details, response = await core.call(
-                    number, client_peer(context.peer()).encode(), metadata, request
-                )
+                reply = core.call(number, client_peer(context.peer()).encode(), metadata, request)
+                try:
+                    code, details, response = await reply
+                except asyncio.CancelledError:  # grpcio cancels the handler when the client gives up
+                    core.cancel(reply)
+                    raise
             except ConnectionError as exc:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
             if code:
