@@ -45,10 +45,23 @@ OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]  # else grpc shares one
 def workers(tmp_path: Path) -> Iterator[ServerProcess]:
     """A one-member etcdpy server with two client workers, killed (whole group) when the test ends."""
     server = ServerProcess("etcdpy", tmp_path / "workers.data", extra_args=WORKER_FLAGS).start()
-    wait_until(lambda: len(worker_pids(server)) == WORKER_COUNT, 20, "the workers did not start")
-    wait_until(lambda: all(p.exists() for p in worker_sockets(server)), 20, "no worker sockets")
+    wait_workers_listen(server)
     yield server
     server.stop()
+
+
+def wait_workers_listen(server: ServerProcess) -> None:
+    """Until every worker listens on its socket (before, the splicer sends connections to the member)."""
+    wait_until(lambda: len(worker_pids(server)) == WORKER_COUNT, 20, "the workers did not start")
+    wait_until(lambda: listening(worker_sockets(server)), 20, "the workers do not listen")
+
+
+def listening(paths: list[Path]) -> bool:
+    """Every Unix socket of `paths` listens (/proc/net/unix flags __SO_ACCEPTCON): seen without connecting."""
+    with open("/proc/net/unix") as table:
+        rows = [line.split() for line in table.readlines()[1:]]
+    listeners = {row[7] for row in rows if len(row) == 8 and row[3] == "00010000"}
+    return all(str(path) in listeners for path in paths)
 
 
 def worker_pids(server: ServerProcess) -> list[int]:
@@ -183,7 +196,7 @@ def test_errors_keep_etcds_code_and_text(tmp_path: Path, etcdpy_server: ServerPr
     server = ServerProcess("etcdpy", tmp_path / "limited", extra_args=[*WORKER_FLAGS, *limit]).start()
     plain = ServerProcess("etcdpy", tmp_path / "plain", extra_args=limit).start()
     try:
-        wait_until(lambda: len(worker_pids(server)) == WORKER_COUNT, 20, "the workers did not start")
+        wait_workers_listen(server)
         got = error_answers(server.endpoint)
         assert got[:7] == error_answers(plain.endpoint)[:7]
     finally:
@@ -235,6 +248,39 @@ def test_auth_token_in_metadata_reaches_the_member(workers: ServerProcess) -> No
             grpc.StatusCode.UNAUTHENTICATED,
             "etcdserver: invalid auth token",
         )
+
+
+def abandoned_lock_waiters(server: ServerProcess) -> tuple[list[bytes], list[bytes]]:
+    """The lock's keys while a Lock whose client gave up (deadline) would wait; then after the unlock."""
+    with grpc.insecure_channel(server.endpoint) as channel:
+        kv = rpc_pb2_grpc.KVStub(channel)
+        lease = rpc_pb2_grpc.LeaseStub(channel)
+        lock = v3lock_pb2_grpc.LockStub(channel)
+        for lease_id in (1, 2):
+            lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60, ID=lease_id))
+        held = lock.Lock(v3lock_pb2.LockRequest(name=b"m", lease=1)).key
+        code, _ = call_error(lambda: lock.Lock(v3lock_pb2.LockRequest(name=b"m", lease=2), timeout=1))
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+
+        def keys() -> list[bytes]:
+            return [item.key for item in kv.Range(rpc_pb2.RangeRequest(key=b"m/", range_end=b"m0")).kvs]
+
+        wait_until(lambda: keys() == [b"m/1"], 20, f"the abandoned waiter stays: {keys()}")
+        waiting = keys()
+        lock.Unlock(v3lock_pb2.UnlockRequest(key=held))
+        unlocked = keys()
+        # the one that gave up must not take the lock later: nothing happens, so a probe lock shows it
+        probe = lock.Lock(v3lock_pb2.LockRequest(name=b"m", lease=1), timeout=10).key
+        return waiting, [*unlocked, probe]
+
+
+def test_a_lock_the_client_gave_up_on_stops_waiting(
+    workers: ServerProcess, etcdpy_server: ServerProcess
+) -> None:
+    """grpcio cancels the handler of a call past its deadline; the worker passes that on to the member."""
+    through_workers = abandoned_lock_waiters(workers)
+    assert through_workers == abandoned_lock_waiters(etcdpy_server)
+    assert through_workers == ([b"m/1"], [b"m/1"])
 
 
 def test_watch_and_lease_keep_alive_stream_through_a_worker(workers: ServerProcess) -> None:
