@@ -283,6 +283,30 @@ def test_a_lock_the_client_gave_up_on_stops_waiting(
     assert through_workers == ([b"m/1"], [b"m/1"])
 
 
+def test_a_lock_waiting_through_a_killed_worker_stops_waiting(workers: ServerProcess) -> None:
+    """The worker's clients are gone with it: the member cancels their calls, as on a closed connection."""
+    with grpc.insecure_channel(f"unix:{workers.data_dir / 'grpc.sock'}") as channel:  # the member's own
+        kv = rpc_pb2_grpc.KVStub(channel)
+        lease = rpc_pb2_grpc.LeaseStub(channel)
+        lock = v3lock_pb2_grpc.LockStub(channel)
+        for lease_id in (1, 2):
+            lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60, ID=lease_id))
+        held = lock.Lock(v3lock_pb2.LockRequest(name=b"m", lease=1)).key
+
+        def keys() -> list[bytes]:
+            return [item.key for item in kv.Range(rpc_pb2.RangeRequest(key=b"m/", range_end=b"m0")).kvs]
+
+        with grpc.insecure_channel(workers.endpoint, options=OWN_CONNECTION) as waiter:
+            waiting = v3lock_pb2_grpc.LockStub(waiter).Lock.future(v3lock_pb2.LockRequest(name=b"m", lease=2))
+            wait_until(lambda: keys() == [b"m/1", b"m/2"], 20, "the second Lock does not wait")
+            for pid in worker_pids(workers):  # whichever serves the waiter
+                os.kill(pid, signal.SIGKILL)
+            assert waiting.exception(timeout=20).code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[union-attr]
+        wait_until(lambda: keys() == [b"m/1"], 20, f"the dead worker's waiter stays: {keys()}")
+        lock.Unlock(v3lock_pb2.UnlockRequest(key=held))
+        assert lock.Lock(v3lock_pb2.LockRequest(name=b"m", lease=1), timeout=20).key == held
+
+
 def test_watch_and_lease_keep_alive_stream_through_a_worker(workers: ServerProcess) -> None:
     with Client([workers.endpoint]) as client:
         first = client.put("w/a", "1").header.revision

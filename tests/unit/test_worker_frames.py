@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from etcdpy.server.workers.calls import (
     BY_PATH,
+    CANCEL,
     METHODS,
     FrameBuffer,
     decode_call,
@@ -109,6 +110,7 @@ def test_a_length_no_frame_has_is_refused() -> None:
 
 def test_methods_number_etcds_services_and_mark_the_streams() -> None:
     assert [method.number for method in METHODS] == list(range(len(METHODS)))
+    assert CANCEL not in {method.number for method in METHODS}
     assert all(BY_PATH[method.path] is method for method in METHODS)
     assert BY_PATH["/etcdserverpb.KV/Range"].unary and BY_PATH["/v3lockpb.Lock/Lock"].unary
     streams = {method.path for method in METHODS if not method.unary}
