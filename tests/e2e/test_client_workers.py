@@ -515,6 +515,7 @@ def test_a_killed_worker_is_replaced_and_no_acknowledged_write_is_lost(workers: 
         for thread in threads:
             thread.join(30)
     assert not failures, failures
+    assert unavailable[0] >= 1  # the writers on the killed worker saw it go, reconnected and went on
     assert workers.proc.poll() is None  # the member served throughout
     new = worker_pids(workers)
     assert set(new) - set(old) and victim not in new
