@@ -105,17 +105,17 @@ SCENARIOS = {
             "five", 5, ("partition-minority", "kill-leader", "pause"), ("register", "kubernetes", "watch")
         ),
         Scenario(
+            "gateway-watch",
+            3,
+            ("kill-leader", "partition-leader"),
+            ("register", "watch", "http-watch", "lease"),
+        ),
+        Scenario(
             "client-workers",
             3,
             ("kill-worker", "kill-leader"),
             ("register", "bank", "watch", "lease"),
             ("--experimental-client-workers", "2"),
-        ),
-        Scenario(
-            "gateway-watch",
-            3,
-            ("kill-leader", "partition-leader"),
-            ("register", "watch", "http-watch", "lease"),
         ),
     ]
 }
