@@ -8,8 +8,12 @@ rounds so faults do not pile up into a permanent outage.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import os
 import random
 import signal
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -300,6 +304,65 @@ class RestartAll(Nemesis):
         return "kill -9 every member, then restart them all"
 
 
+WORKER_MODULE = "etcdpy.server.workers.worker"
+WORKER_WAIT = 10.0  # seconds a member gets to (re)start its client workers
+
+
+def client_workers(member: MemberProcess) -> list[int]:
+    """The pids of the member's client worker processes (its children running the worker module)."""
+    if not member.running or member.proc is None:
+        return []
+    found = subprocess.run(
+        ["pgrep", "-P", str(member.proc.pid), "-f", WORKER_MODULE],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return sorted(int(pid) for pid in found.stdout.split())
+
+
+@dataclass
+class KillWorker(Nemesis):
+    """Kill -9 one client worker of a random member (``--experimental-client-workers``); its pool starts
+    another.  Heal waits until the member runs as many workers as before, the killed one replaced."""
+
+    victims: list[tuple[MemberProcess, int, int]] = field(default_factory=list)  # member, pid, count
+
+    name = "kill-worker"
+
+    def inject(self, cluster: ChaosCluster, rng: random.Random) -> str:
+        member = pick(cluster, rng, leader=False)
+        try:  # a member just restarted by another fault may not have started its workers yet
+            wait_until(lambda: bool(client_workers(member)), WORKER_WAIT, "", interval=0.05)
+        except TimeoutError:
+            return f"{member.name} runs no client worker"
+        pids = client_workers(member)
+        victim = rng.choice(pids)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+        self.victims.append((member, victim, len(pids)))
+        return f"kill -9 client worker {victim} of {member.name} ({len(pids)} running)"
+
+    def heal(self, cluster: ChaosCluster) -> str:
+        notes = []
+        while self.victims:
+            member, victim, count = self.victims.pop()
+            try:
+                wait_until(
+                    functools.partial(_replaced, member, victim, count), WORKER_WAIT, "", interval=0.05
+                )
+                notes.append(f"{member.name} runs {client_workers(member)}")
+            except TimeoutError:
+                notes.append(f"{member.name} did not replace worker {victim} within {WORKER_WAIT:.0f}s")
+        return "; ".join(notes) or "nothing"
+
+
+def _replaced(member: MemberProcess, victim: int, count: int) -> bool:
+    """The member runs `count` workers again, `victim` not among them (or it is down: nothing to wait for)."""
+    pids = client_workers(member)
+    return not member.running or (len(pids) >= count and victim not in pids)
+
+
 RAFT_POINTS = ("raftBeforeSave", "raftAfterSave", "beforeApply", "afterApply", "beforeSendWatchResponse")
 COMPACTION_POINTS = ("compactBeforeCommitBatch", "compactAfterCommitBatch")
 SNAPSHOT_POINTS = ("raftBeforeApplySnap", "raftAfterApplySnap", "snapshotDuringReceive")
@@ -322,5 +385,6 @@ NEMESES: dict[str, Callable[[], Nemesis]] = {
     "snapshot-crash": lambda: SnapshotCatchUp(points=SNAPSHOT_POINTS),
     "replace": lambda: ReplaceMember(),
     "restart-all": lambda: RestartAll(),
+    "kill-worker": lambda: KillWorker(),
 }
 """NEMESES names every nemesis a scenario can use."""

@@ -110,6 +110,13 @@ SCENARIOS = {
             ("kill-leader", "partition-leader"),
             ("register", "watch", "http-watch", "lease"),
         ),
+        Scenario(
+            "client-workers",
+            3,
+            ("kill-worker", "kill-leader"),
+            ("register", "bank", "watch", "lease"),
+            ("--experimental-client-workers", "2"),
+        ),
     ]
 }
 """SCENARIOS are the named scenarios the test matrix and ``python -m etcdpy.chaos`` run."""

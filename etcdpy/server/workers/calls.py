@@ -7,7 +7,7 @@ produced in one write.
 
     call   (worker -> core): u32 call id | u16 method | u16 peer length | u16 metadata length |
                              peer (utf-8) | metadata | payload
-    reply  (core -> worker): u32 call id | u8 code | u16 details length | details (utf-8) | payload
+    reply  (core -> worker): u32 call id | u8 code | u32 details length | details (utf-8) | payload
 
 A call frame's method is a number of `METHODS`, or one of the stream controls:
 
@@ -26,7 +26,8 @@ A call frame's method is a number of `METHODS`, or one of the stream controls:
 A reply's code is a gRPC status code (the call's end: a unary call's response is the payload when
 the code is OK), or `STREAM_MESSAGE`: one response of the stream, the payload.
 
-Metadata is the call's pairs, each ``u8 key length | u16 value length | key | value``.  `METHODS`
+Metadata is the call's pairs, each ``u16 key length | u16 value length | key | value`` (grpc holds a
+call's metadata to 16 KiB).  `METHODS`
 numbers the methods; both sides build it from the same generated descriptors, so the numbers agree
 within one installation (workers are always the member's own children).
 """
@@ -57,8 +58,8 @@ SERVICES = (
 
 _LENGTH = struct.Struct("!I")
 _CALL = struct.Struct("!IHHH")
-_REPLY = struct.Struct("!IBH")
-_PAIR = struct.Struct("!BH")
+_REPLY = struct.Struct("!IBI")  # details: a handler's exception text may be long
+_PAIR = struct.Struct("!HH")  # a client's metadata key may be longer than 255 bytes
 MAX_FRAME_BYTES = 2**31 - 1
 CANCEL = 0xFFFF  # the stream controls' method numbers (see the module docstring)
 MESSAGE = 0xFFFE
