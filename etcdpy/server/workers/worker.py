@@ -243,6 +243,7 @@ class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in
                     core.half_close(call_id)
 
                 sending = asyncio.get_running_loop().create_task(send(requests))
+                sending.add_done_callback(_retrieved)  # a client that breaks its side: the call ends anyway
             try:
                 while not isinstance(item := await forwarded.responses.get(), tuple):
                     yield item
@@ -273,6 +274,7 @@ class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in
                 await call.done_writing()
 
             sending = asyncio.get_running_loop().create_task(send())
+            sending.add_done_callback(_retrieved)
             try:
                 while True:
                     response = await call.read()
@@ -289,6 +291,11 @@ class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in
                 call.cancel()
 
         return proxied
+
+
+def _retrieved(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 async def serve(args: argparse.Namespace) -> None:
