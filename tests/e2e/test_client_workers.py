@@ -516,7 +516,9 @@ def test_a_killed_worker_is_replaced_and_no_acknowledged_write_is_lost(workers: 
         for thread in threads:
             thread.join(30)
     assert not failures, failures
-    assert unavailable[0] >= 1  # the writers on the killed worker saw it go, reconnected and went on
+    # The writers on the killed worker go on (after_kill above); whether one of them saw UNAVAILABLE
+    # depends on where its call was when the worker died (grpc retries a call that never left on its
+    # own), so `unavailable` is not asserted.
     assert workers.proc.poll() is None  # the member served throughout
     new = worker_pids(workers)
     assert set(new) - set(old) and victim not in new

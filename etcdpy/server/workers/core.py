@@ -61,12 +61,11 @@ UNDECODABLE = "grpc: error unmarshalling request: "  # etcd's (Go grpc's) answer
 
 @dataclass(frozen=True)
 class Route:
-    """What serves one method number: the member's handler, the request class, the method's series."""
+    """What serves one method number: the member's handler and the request class."""
 
     method: Method
     handler: Any
     request_class: type[message.Message]
-    metrics: MethodMetrics | None
 
 
 class _Stream:
@@ -103,13 +102,11 @@ class CallServer:
                 continue
             input_type = pool.FindMethodByName(f"{method.service}.{method.name}").input_type
             self.routes.append(
-                Route(
-                    method,
-                    getattr(handlers, method.name),
-                    message_factory.GetMessageClass(input_type),
-                    grpc_metrics.method(method.path) if grpc_metrics is not None else None,
-                )
+                Route(method, getattr(handlers, method.name), message_factory.GetMessageClass(input_type))
             )
+        # Each method's series are made at its first call, as grpcio's interceptor makes them (etcd
+        # lists Lock's and Election's only once called).
+        self._grpc_metrics = grpc_metrics
         self._server: asyncio.AbstractServer | None = None
         self._connections: set[_WorkerConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -136,15 +133,16 @@ class CallServer:
         if route is None:
             connection.send(encode_reply(call_id, grpc.StatusCode.UNIMPLEMENTED.value[0], "", b""))
             return
-        if route.metrics is not None:
-            route.metrics.started.inc()
+        m = self._grpc_metrics.method(route.method.path) if self._grpc_metrics is not None else None
+        if m is not None:
+            m.started.inc()
         context = CallContext(tuple(Metadatum(k, v) for k, v in decode_metadata(metadata)), peer)
         serving: Coroutine[Any, Any, None]
         if route.method.unary:
-            serving = self._serve(connection, call_id, route, payload, context)
+            serving = self._serve(connection, call_id, route, m, payload, context)
         else:
             stream = connection.streams[call_id] = _Stream()
-            serving = self._serve_stream(connection, call_id, route, stream, context)
+            serving = self._serve_stream(connection, call_id, route, m, stream, context)
         task = asyncio.get_running_loop().create_task(serving)
         self._tasks.add(task)
         connection.calls[call_id] = task
@@ -175,12 +173,17 @@ class CallServer:
             stream.grant(decode_credit(payload))
 
     async def _serve(
-        self, connection: _WorkerConnection, call_id: int, route: Route, payload: bytes, context: CallContext
+        self,
+        connection: _WorkerConnection,
+        call_id: int,
+        route: Route,
+        m: MethodMetrics | None,
+        payload: bytes,
+        context: CallContext,
     ) -> None:
         began = time.perf_counter()
-        m = route.metrics
         try:
-            request = self._decode(route, payload)
+            request = self._decode(route, m, payload)
             response = await route.handler(request, context)
         except Aborted as aborted:
             self._end(connection, call_id, m, began, aborted.code, aborted.details)
@@ -198,20 +201,25 @@ class CallServer:
         self._end(connection, call_id, m, began, grpc.StatusCode.OK, "", response.SerializeToString())
 
     async def _serve_stream(
-        self, connection: _WorkerConnection, call_id: int, route: Route, stream: _Stream, context: CallContext
+        self,
+        connection: _WorkerConnection,
+        call_id: int,
+        route: Route,
+        m: MethodMetrics | None,
+        stream: _Stream,
+        context: CallContext,
     ) -> None:
         """A stream: requests from the worker's frames, responses sent within the stream's window."""
         began = time.perf_counter()
-        m = route.metrics
         responses: Any = None
         try:
             if route.method.client_streaming:
-                responses = route.handler(self._requests(route, stream), context)
+                responses = route.handler(self._requests(route, m, stream), context)
             else:
                 first = await stream.requests.get()
                 if first is None:
                     raise Aborted(grpc.StatusCode.INTERNAL, "the stream ended before its request")
-                responses = route.handler(self._decode(route, first), context)
+                responses = route.handler(self._decode(route, m, first), context)
             if not hasattr(responses, "__aiter__"):
                 await responses  # a method the servicer does not stream (UNIMPLEMENTED): it aborts
                 responses = None
@@ -240,17 +248,17 @@ class CallServer:
         self._end(connection, call_id, m, began, grpc.StatusCode.OK, "")
 
     @staticmethod
-    def _decode(route: Route, payload: bytes) -> Any:
-        if route.metrics is not None:
-            route.metrics.received.inc()
+    def _decode(route: Route, m: MethodMetrics | None, payload: bytes) -> Any:
+        if m is not None:
+            m.received.inc()
         try:
             return route.request_class.FromString(payload)
         except message.DecodeError as exc:
             raise Aborted(grpc.StatusCode.INTERNAL, UNDECODABLE + str(exc)) from None
 
-    async def _requests(self, route: Route, stream: _Stream) -> AsyncIterator[Any]:
+    async def _requests(self, route: Route, m: MethodMetrics | None, stream: _Stream) -> AsyncIterator[Any]:
         while (payload := await stream.requests.get()) is not None:
-            yield self._decode(route, payload)
+            yield self._decode(route, m, payload)
 
     @staticmethod
     def _end(
