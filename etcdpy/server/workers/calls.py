@@ -34,6 +34,7 @@ within one installation (workers are always the member's own children).
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -191,3 +192,32 @@ class FrameBuffer:
         if pos:
             del buffer[:pos]
         return frames
+
+
+class FrameWriter:
+    """One side's outgoing frames: those queued in one turn of the event loop leave in one write."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._out: list[bytes] = []
+
+    def attach(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def detach(self) -> None:
+        """The connection is gone: what is queued is dropped, and so is what is sent from now on."""
+        self.transport = None
+        self._out.clear()
+
+    def send(self, frame: bytes) -> None:
+        if self.transport is None:
+            return
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(frame)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if self.transport is not None and out:
+            self.transport.write(b"".join(out))

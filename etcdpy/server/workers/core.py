@@ -43,6 +43,7 @@ from etcdpy.server.workers.calls import (
     STREAM_MESSAGE,
     WINDOW,
     FrameBuffer,
+    FrameWriter,
     Method,
     decode_call,
     decode_credit,
@@ -281,21 +282,19 @@ class _WorkerConnection(asyncio.Protocol):
     def __init__(self, server: CallServer) -> None:
         self.server = server
         self.frames = FrameBuffer()
-        self.transport: asyncio.Transport | None = None
+        self.writer = FrameWriter()  # replies; after the worker is gone, dropped (its clients saw it go)
         self.calls: dict[int, asyncio.Task[None]] = {}  # call id -> its handler, while it runs
         self.streams: dict[int, _Stream] = {}  # call id -> the stream's state, while it runs
-        self._out: list[bytes] = []
+        self.send = self.writer.send
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.writer.attach(transport)
         self.server._connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The worker is gone, and its clients' connections with it: their calls are cancelled."""
         self.server._connections.discard(self)
-        self.transport = None
-        self._out.clear()
+        self.writer.detach()
         for task in list(self.calls.values()):
             task.cancel()
 
@@ -309,21 +308,9 @@ class _WorkerConnection(asyncio.Protocol):
         for frame in frames:
             self.server.dispatch(self, frame)
 
-    def send(self, frame: bytes) -> None:
-        if self.transport is None:
-            return  # the worker is gone: its client sees its connection end
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(frame)
-
-    def _flush(self) -> None:
-        out, self._out = self._out, []
-        if self.transport is not None and out:
-            self.transport.write(b"".join(out))
-
     def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+        if self.writer.transport is not None:
+            self.writer.transport.close()
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from etcdpy.server.workers.calls import (
     STREAM_MESSAGE,
     WINDOW,
     FrameBuffer,
+    FrameWriter,
     Method,
     decode_reply,
     encode_call,
@@ -81,18 +82,17 @@ class CoreChannel(asyncio.Protocol):
     def __init__(self, closed: asyncio.Future[None]) -> None:
         self.closed = closed
         self.frames = FrameBuffer()
-        self.transport: asyncio.Transport | None = None
+        self.writer = FrameWriter()  # after the core is gone, every call and stream hears it here
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._streams: dict[int, WorkerStream] = {}
         self._ids = itertools.count(1)
-        self._out: list[bytes] = []
+        self._send = self.writer.send
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.writer.attach(transport)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
+        self.writer.detach()
         pending, self._pending = self._pending, {}
         for future in pending.values():
             if not future.done():
@@ -123,7 +123,7 @@ class CoreChannel(asyncio.Protocol):
 
     async def call(self, method: int, peer: bytes, metadata: bytes, request: bytes) -> Reply:
         """The core's reply to one call; cancelled (the client gave up), the core is told to cancel it."""
-        if self.transport is None:
+        if self.writer.transport is None:
             raise ConnectionError(CORE_GONE)
         call_id = self._next_id()
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
@@ -138,7 +138,7 @@ class CoreChannel(asyncio.Protocol):
 
     def open(self, method: int, peer: bytes, metadata: bytes) -> tuple[int, WorkerStream]:
         """A new stream of `method` in the core: its call id and its end here."""
-        if self.transport is None:
+        if self.writer.transport is None:
             raise ConnectionError(CORE_GONE)
         call_id = self._next_id()
         stream = self._streams[call_id] = WorkerStream()
@@ -162,18 +162,6 @@ class CoreChannel(asyncio.Protocol):
         """The client's side ended first (it cancelled, or its connection went): the core cancels."""
         if self._streams.pop(call_id, None) is not None:
             self._send(encode_control(call_id, CANCEL))
-
-    def _send(self, frame: bytes) -> None:
-        if self.transport is None:
-            return  # the core is gone: every call and stream hears it from connection_lost
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(frame)
-
-    def _flush(self) -> None:
-        out, self._out = self._out, []
-        if self.transport is not None and out:
-            self.transport.write(b"".join(out))
 
 
 class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in grpc-stubs only
