@@ -202,8 +202,8 @@ FLAGS: list[tuple[str, str, Any, str]] = [
         "experimental_client_workers",
         NON_NEGATIVE,
         "Serve client gRPC from this many worker processes beside the member (0: the member serves it):"
-        " the workers do gRPC's own work and forward each unary call to the member, so serving grows past"
-        " one core. Plaintext client URLs only.",
+        " the workers do gRPC's own work and forward each call to the member, so serving grows past"
+        " one core (https client URLs too: the workers serve TLS with the same certificates).",
     ),
     (
         "--experimental-peer-protocol",
@@ -496,8 +496,8 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
     HTTP/1.1 itself), HTTP-only fronts, metrics fronts; return the coroutine function that stops them.
 
     With --experimental-client-front=off grpcio binds the client URLs itself.  With
-    --experimental-client-workers the plaintext front spreads gRPC connections over worker processes,
-    which forward unary calls to the member's calls channel (etcdpy/server/workers).
+    --experimental-client-workers each front spreads gRPC connections over its worker processes,
+    which forward every call to the member's calls channel (etcdpy/server/workers).
     """
     loop = asyncio.get_running_loop()
     gateway = (
@@ -515,7 +515,7 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
     stop_grpc: Stopper | None = None
     grpc_metrics = GrpcMetrics(member.metrics)
     calls: CallServer | None = None
-    workers: WorkerPool | None = None
+    pools: list[WorkerPool] = []
 
     def ssl_context(secure: bool) -> ssl.SSLContext | None:
         return tls.server_ssl_context(config.client_tls) if secure else None
@@ -530,9 +530,12 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
                 sockets.append(private)
                 grpc_addresses.append((f"unix:{private.path}", _credentials(config, urls[0], "client")))
                 worker_paths: list[str] = []
-                if config.experimental_client_workers > 0 and not secure:
-                    calls, workers = await _start_call_server(config, member, grpc_metrics, private, sockets)
-                    worker_paths = workers.socket_paths
+                if config.experimental_client_workers > 0:
+                    if calls is None:
+                        calls = await _start_call_server(config, member, grpc_metrics, sockets)
+                    pool = _worker_pool(config, calls, private, secure, sockets)
+                    pools.append(pool)
+                    worker_paths = pool.socket_paths
                 fronts.append(
                     Front(
                         _bind_http(urls),
@@ -565,8 +568,8 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
             await calls.close()
         await _stop_fronts(fronts, sockets)
         raise
-    if workers is not None:
-        workers.start()  # they proxy streams to grpcio, which serves now
+    for pool in pools:
+        pool.start()  # they proxy grpc.health.v1 to grpcio, which serves now
     for front in reversed(fronts):  # the client URLs last: once they answer, every listener does
         front.start()
 
@@ -576,8 +579,7 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
         # spliced.
         for front in fronts:
             front.stop_accepting()
-        if workers is not None:
-            await workers.stop(SHUTDOWN_GRACE_SECONDS)
+        await asyncio.gather(*(pool.stop(SHUTDOWN_GRACE_SECONDS) for pool in pools))
         assert stop_grpc is not None
         await stop_grpc()
         if calls is not None:
@@ -588,30 +590,39 @@ async def _start_clients(config: cfg.Config, member: Member) -> Stopper:
 
 
 async def _start_call_server(
-    config: cfg.Config,
-    member: Member,
-    grpc_metrics: GrpcMetrics,
-    grpc_socket: PrivateSocket,
-    sockets: list[PrivateSocket],
-) -> tuple[CallServer, WorkerPool]:
-    """The calls channel on `<data-dir>/workers.sock` and the pool of client workers that will use it
-    (not started yet); their sockets join `sockets`, removed with the front's."""
+    config: cfg.Config, member: Member, grpc_metrics: GrpcMetrics, sockets: list[PrivateSocket]
+) -> CallServer:
+    """The calls channel of the client workers, on `<data-dir>/workers.sock` (removed with `sockets`)."""
     channel = PrivateSocket.for_data_dir(config.data_dir, "workers.sock")
     sockets.append(channel)
+    calls = CallServer(member.services, grpc_metrics)
+    await calls.start(channel.path)
+    return calls
+
+
+def _worker_pool(
+    config: cfg.Config,
+    calls: CallServer,
+    grpc_socket: PrivateSocket,
+    secure: bool,
+    sockets: list[PrivateSocket],
+) -> WorkerPool:
+    """The client workers of one front (not started yet): `grpc-worker-<i>.sock`, or `grpcs-` for https
+    (those serve TLS with the client certificates); their sockets join `sockets`."""
+    prefix = "grpcs" if secure else "grpc"
     worker_sockets = [
-        PrivateSocket.for_data_dir(config.data_dir, f"grpc-worker-{index}.sock")
+        PrivateSocket.for_data_dir(config.data_dir, f"{prefix}-worker-{index}.sock")
         for index in range(config.experimental_client_workers)
     ]
     sockets.extend(worker_sockets)
-    calls = CallServer(member.services, grpc_metrics)
-    await calls.start(channel.path)
     settings = WorkerSettings(
-        channel_path=channel.path,
+        channel_path=calls.path,
         grpc_path=grpc_socket.path,
         max_receive_bytes=config.grpc_max_receive_bytes,
         max_concurrent_streams=config.max_concurrent_streams,
+        tls=config.client_tls if secure else None,
     )
-    return calls, WorkerPool(settings, [s.path for s in worker_sockets])
+    return WorkerPool(settings, [s.path for s in worker_sockets])
 
 
 async def _start_peer(config: cfg.Config, member: Member) -> Stopper:

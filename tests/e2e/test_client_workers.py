@@ -25,6 +25,8 @@ from google.protobuf import message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from procs import ServerProcess
 from test_metrics import scrape, value
+from tls_procs import HttpsServer, server_tls_flags
+from tlscerts import make_pki
 
 from etcdpy.api import errors
 from etcdpy.api.authpb import auth_pb2
@@ -73,8 +75,8 @@ def worker_pids(server: ServerProcess) -> list[int]:
     return sorted(int(pid) for pid in found.stdout.split())
 
 
-def worker_sockets(server: ServerProcess) -> list[Path]:
-    return [server.data_dir / f"grpc-worker-{i}.sock" for i in range(WORKER_COUNT)]
+def worker_sockets(server: ServerProcess, prefix: str = "grpc") -> list[Path]:
+    return [server.data_dir / f"{prefix}-worker-{i}.sock" for i in range(WORKER_COUNT)]
 
 
 def socket_count(pid: int) -> int:
@@ -558,3 +560,54 @@ def test_sigterm_stops_the_member_and_its_workers(workers: ServerProcess) -> Non
     assert workers.proc.wait(30) == 0
     assert not any(alive(pid) for pid in pids)
     assert not any(path.exists() for path in worker_sockets(workers))
+
+
+# --- TLS: an https client URL's workers serve TLS and pass on the certificate's common name -------
+
+
+def test_https_workers_serve_tls_and_the_certificates_common_name_is_the_user(tmp_path: Path) -> None:
+    """With --client-cert-auth the user of a call without a token is its certificate's CN, through a
+    worker as through the member's grpcio (alice may write a/ only; root may list users)."""
+    pki = make_pki(tmp_path / "pki")
+    server = HttpsServer(
+        "etcdpy", tmp_path / "tls.data", extra_args=[*server_tls_flags(pki), *WORKER_FLAGS]
+    ).start()
+    try:
+        wait_until(lambda: len(worker_pids(server)) == WORKER_COUNT, 20, "the workers did not start")
+        wait_until(lambda: listening(worker_sockets(server, "grpcs")), 20, "the workers do not listen")
+        idle = {pid: socket_count(pid) for pid in worker_pids(server)}
+
+        def channel(name: str) -> grpc.Channel:
+            pair = pki.client_root if name == "root" else pki.client(name)
+            credentials = grpc.ssl_channel_credentials(
+                pki.ca.read_bytes(), pair.key.read_bytes(), pair.cert.read_bytes()
+            )
+            return grpc.secure_channel(server.endpoint, credentials, options=OWN_CONNECTION)
+
+        with channel("root") as root:
+            auth = rpc_pb2_grpc.AuthStub(root)
+            auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="root", password="rootpw"))
+            auth.RoleAdd(rpc_pb2.AuthRoleAddRequest(name="root"))
+            auth.UserGrantRole(rpc_pb2.AuthUserGrantRoleRequest(user="root", role="root"))
+            auth.RoleAdd(rpc_pb2.AuthRoleAddRequest(name="a"))
+            readwrite = auth_pb2.Permission.READWRITE
+            permission = auth_pb2.Permission(permType=readwrite, key=b"a/", range_end=b"a0")
+            auth.RoleGrantPermission(rpc_pb2.AuthRoleGrantPermissionRequest(name="a", perm=permission))
+            auth.UserAdd(rpc_pb2.AuthUserAddRequest(name="alice", password="apw"))
+            auth.UserGrantRole(rpc_pb2.AuthUserGrantRoleRequest(user="alice", role="a"))
+            auth.AuthEnable(rpc_pb2.AuthEnableRequest())
+            assert list(auth.UserList(rpc_pb2.AuthUserListRequest()).users) == ["alice", "root"]
+        with channel("alice") as alice:
+            kv = rpc_pb2_grpc.KVStub(alice)
+            kv.Put(rpc_pb2.PutRequest(key=b"a/1", value=b"x"))
+            with pytest.raises(grpc.RpcError) as refused:
+                kv.Put(rpc_pb2.PutRequest(key=b"b/1", value=b"x"))
+            assert (refused.value.code(), refused.value.details()) == (
+                grpc.StatusCode.PERMISSION_DENIED,
+                "etcdserver: permission denied",
+            )
+            # the connection is a worker's, not the member's grpcio
+            assert any(socket_count(pid) > idle[pid] for pid in worker_pids(server))
+            assert [kv.key for kv in kv.Range(rpc_pb2.RangeRequest(key=b"a/1")).kvs] == [b"a/1"]
+    finally:
+        server.stop()

@@ -3,8 +3,8 @@
 The JSON gateway (an HTTP request) and the client workers' channel (a call a worker process received and
 forwarded: `etcdpy.server.workers`) call the member's servicers with one of these.  The servicers use
 little of grpc's context: `abort` (here it raises `Aborted`, which the caller turns into its answer),
-`invocation_metadata` (the auth token), `peer`, and `auth_context` (a client certificate's common name:
-none here, these calls carry no TLS session).
+`invocation_metadata` (the auth token), `peer`, and `auth_context` (a client certificate's common name,
+when the caller verified one: a worker serving TLS does).
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ class Metadatum(NamedTuple):
 class CallContext:
     """A servicer context with the call's metadata and the client's address, and nothing else."""
 
-    def __init__(self, metadata: tuple[Metadatum, ...], peer: str) -> None:
+    def __init__(self, metadata: tuple[Metadatum, ...], peer: str, common_name: str | None = None) -> None:
         self._metadata = metadata
         self._peer = peer
+        self._auth = {"x509_common_name": [common_name.encode()]} if common_name is not None else {}
 
     async def abort(self, code: grpc.StatusCode, details: str = "") -> NoReturn:
         raise Aborted(code, details)
@@ -53,7 +54,7 @@ class CallContext:
         return None  # the caller keeps the deadline (the HTTP client has none; a worker enforces grpc's)
 
     def auth_context(self) -> dict[str, list[bytes]]:
-        return {}
+        return self._auth  # a verified client certificate's common name, as grpc gives it
 
     def cancelled(self) -> bool:
         return False

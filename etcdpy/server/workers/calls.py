@@ -26,6 +26,10 @@ A call frame's method is a number of `METHODS`, or one of the stream controls:
 A reply's code is a gRPC status code (the call's end: a unary call's response is the payload when
 the code is OK), or `STREAM_MESSAGE`: one response of the stream, the payload.
 
+A worker serving TLS adds the client certificate's common name to a call's metadata under
+`COMMON_NAME_KEY`; a client cannot send that key (grpc refuses metadata keys that start with a colon,
+and the worker drops them), so the core takes it for the certificate's.
+
 Metadata is the call's pairs, each ``u16 key length | u16 value length | key | value`` (grpc holds a
 call's metadata to 16 KiB).  `METHODS`
 numbers the methods; both sides build it from the same generated descriptors, so the numbers agree
@@ -62,6 +66,7 @@ _CALL = struct.Struct("!IHHH")
 _REPLY = struct.Struct("!IBI")  # details: a handler's exception text may be long
 _PAIR = struct.Struct("!HH")  # a client's metadata key may be longer than 255 bytes
 MAX_FRAME_BYTES = 2**31 - 1
+COMMON_NAME_KEY = ":x509-common-name"
 CANCEL = 0xFFFF  # the stream controls' method numbers (see the module docstring)
 MESSAGE = 0xFFFE
 HALF_CLOSE = 0xFFFD

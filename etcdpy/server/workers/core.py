@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import signal
@@ -33,8 +35,10 @@ from google.protobuf import descriptor_pool, message, message_factory
 from etcdpy.server.services import Service
 from etcdpy.server.services.context import Aborted, CallContext, Metadatum, unexpected
 from etcdpy.server.services.grpc_metrics import GrpcMetrics, MethodMetrics
+from etcdpy.server.tls import TLSInfo
 from etcdpy.server.workers.calls import (
     CANCEL,
+    COMMON_NAME_KEY,
     CREDIT,
     FIRST_CONTROL,
     HALF_CLOSE,
@@ -109,12 +113,14 @@ class CallServer:
         # lists Lock's and Election's only once called).
         self._grpc_metrics = grpc_metrics
         self._server: asyncio.AbstractServer | None = None
+        self.path = ""  # the socket it listens on, once started
         self._connections: set[_WorkerConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, path: str) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_unix_server(lambda: _WorkerConnection(self), path)
+        self.path = path
 
     async def close(self) -> None:
         """Stop listening, drop the workers' connections; their calls still running are cancelled."""
@@ -137,7 +143,7 @@ class CallServer:
         m = self._grpc_metrics.method(route.method.path) if self._grpc_metrics is not None else None
         if m is not None:
             m.started.inc()
-        context = CallContext(tuple(Metadatum(k, v) for k, v in decode_metadata(metadata)), peer)
+        context = _context(metadata, peer)
         serving: Coroutine[Any, Any, None]
         if route.method.unary:
             serving = self._serve(connection, call_id, route, m, payload, context)
@@ -276,6 +282,18 @@ class CallServer:
         connection.send(encode_reply(call_id, code.value[0], details, response))
 
 
+def _context(metadata: bytes, peer: str) -> CallContext:
+    """The call's context: its metadata, its client, the common name its worker verified (if any)."""
+    pairs = []
+    common_name: str | None = None
+    for key, value in decode_metadata(metadata):
+        if key == COMMON_NAME_KEY:
+            common_name = value if isinstance(value, str) else value.decode()
+        else:
+            pairs.append(Metadatum(key, value))
+    return CallContext(tuple(pairs), peer, common_name)
+
+
 class _WorkerConnection(asyncio.Protocol):
     """One worker's connection: frames in, replies out (those of one loop turn in one write)."""
 
@@ -318,9 +336,10 @@ class WorkerSettings:
     """What every worker is started with."""
 
     channel_path: str  # the CallServer's socket
-    grpc_path: str  # the core's grpcio, for the calls a worker proxies (streams, grpc.health.v1)
+    grpc_path: str  # the core's grpcio, for the calls a worker proxies (grpc.health.v1)
     max_receive_bytes: int
     max_concurrent_streams: int
+    tls: TLSInfo | None = None  # the client URLs' TLS: the worker's grpcio serves it, checks included
 
 
 class WorkerPool:
@@ -362,6 +381,7 @@ class WorkerPool:
             str(s.max_receive_bytes),
             "--max-concurrent-streams",
             str(s.max_concurrent_streams),
+            *(["--tls", json.dumps(dataclasses.asdict(s.tls))] if s.tls is not None else []),
         ]
 
     async def _keep(self, index: int) -> None:

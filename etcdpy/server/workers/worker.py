@@ -11,6 +11,9 @@ another core than the member's.
   core's status.  A stream (Watch, LeaseKeepAlive, Snapshot, Observe) goes the same way, one frame per
   message each way, its responses flow-controlled by credit (`calls.py`).  Nothing is decoded here.
 * Any other call (grpc.health.v1) is proxied to the core's own grpcio on its private socket.
+* On an https client URL the worker's grpcio serves TLS with the member's certificates (reloaded as
+  they change), refuses what the member's certificate guard refuses (CRL, allowed host name), and
+  sends each call's verified client certificate common name with it (auth's user without a token).
 
 The worker ends when the core's channel closes (the member stopped or died: the kernel also ends it
 with the member, PR_SET_PDEATHSIG), and on SIGTERM after grpcio's grace for the calls in flight.
@@ -22,6 +25,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import os
 import signal
@@ -32,8 +36,10 @@ import grpc
 
 from etcdpy.server.grpc_options import grpc_server_options
 from etcdpy.server.http.splicer import client_peer, die_with_parent
+from etcdpy.server.tls import CertificateGuard, TLSInfo, client_common_name, server_credentials
 from etcdpy.server.workers.calls import (
     CANCEL,
+    COMMON_NAME_KEY,
     HALF_CLOSE,
     MESSAGE,
     METHODS,
@@ -66,6 +72,15 @@ def forwarded_metadata(context: Any) -> list[tuple[str, str | bytes]]:
         for key, value in context.invocation_metadata() or ()
         if not (key.startswith((":", "grpc-")) or key == "user-agent")
     ]
+
+
+def with_common_name(context: Any) -> list[tuple[str, str | bytes]]:
+    """`forwarded_metadata` and the verified client certificate's common name (TLS with client certs)."""
+    pairs = forwarded_metadata(context)
+    common_name = client_common_name(context)
+    if common_name is not None:
+        pairs.append((COMMON_NAME_KEY, common_name))
+    return pairs
 
 
 class WorkerStream:
@@ -167,9 +182,11 @@ class CoreChannel(asyncio.Protocol):
 class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in grpc-stubs only
     """Every method of etcd's services over the core channel; any other proxied to the core's grpcio."""
 
-    def __init__(self, core: CoreChannel, proxy: Any) -> None:  # grpc.aio.Channel (grpc-stubs: a sync one)
+    def __init__(self, core: CoreChannel, proxy: Any, *, client_certs: bool = False) -> None:
         self.core = core
-        self.proxy = proxy
+        self.proxy = proxy  # a grpc.aio.Channel (grpc-stubs types it as a sync one)
+        # With TLS client certificates, each call's common name goes to the core with its metadata.
+        self.metadata = with_common_name if client_certs else forwarded_metadata
         self._handlers: dict[str, Handler] = {method.path: self._handler(method) for method in METHODS}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
@@ -192,10 +209,10 @@ class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in
         return grpc.stream_stream_rpc_method_handler(streaming)  # client streaming only: none in etcd's API
 
     def _forward(self, number: int) -> Any:
-        core = self.core
+        core, metadata_of = self.core, self.metadata
 
         async def forward(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-            metadata = encode_metadata(forwarded_metadata(context))
+            metadata = encode_metadata(metadata_of(context))
             try:
                 code, details, response = await core.call(
                     number, client_peer(context.peer()).encode(), metadata, request
@@ -209,12 +226,12 @@ class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in
         return forward
 
     def _stream(self, number: int) -> Any:
-        core = self.core
+        core, metadata_of = self.core, self.metadata
 
         async def stream(
             requests: AsyncIterator[bytes] | bytes, context: grpc.aio.ServicerContext[bytes, bytes]
         ) -> AsyncIterator[bytes]:
-            metadata = encode_metadata(forwarded_metadata(context))
+            metadata = encode_metadata(metadata_of(context))
             try:
                 call_id, forwarded = core.open(number, client_peer(context.peer()).encode(), metadata)
             except ConnectionError as exc:
@@ -292,11 +309,20 @@ async def serve(args: argparse.Namespace) -> None:
     transport, core = await loop.create_unix_connection(lambda: CoreChannel(closed), args.channel)
     unlimited = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
     proxy: Any = grpc.aio.insecure_channel(f"unix:{args.grpc}", options=unlimited)
-    server = grpc.aio.server(options=grpc_server_options(args.max_receive_bytes, args.max_concurrent_streams))
-    server.add_generic_rpc_handlers([Forwarder(core, proxy)])
+    info = TLSInfo(**json.loads(args.tls)) if args.tls else None
+    guard = CertificateGuard.for_info("client", info) if info is not None else None
+    server = grpc.aio.server(
+        options=grpc_server_options(args.max_receive_bytes, args.max_concurrent_streams),
+        interceptors=[guard] if guard is not None else None,
+    )
+    client_certs = info is not None and info.requires_client_cert
+    server.add_generic_rpc_handlers([Forwarder(core, proxy, client_certs=client_certs)])
     with contextlib.suppress(FileNotFoundError):
         os.unlink(args.socket)
-    server.add_insecure_port(f"unix:{args.socket}")
+    if info is not None:  # the same certificates as the member's grpcio, reloaded as they change
+        server.add_secure_port(f"unix:{args.socket}", server_credentials(info))
+    else:
+        server.add_insecure_port(f"unix:{args.socket}")
     await server.start()
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
@@ -318,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--grpc", required=True, help="the core's grpcio socket (proxied calls)")
     parser.add_argument("--max-receive-bytes", type=int, required=True)
     parser.add_argument("--max-concurrent-streams", type=int, required=True)
+    parser.add_argument("--tls", default="", help="the client URLs' TLS settings (TLSInfo as JSON)")
     args = parser.parse_args(argv)
     member = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the member stops us
