@@ -21,8 +21,11 @@ from cluster_support import etcdctl
 from cryptography import x509
 from e2e_support import run_to_exit
 from procs import ServerProcess, free_port
+from test_client_workers import listening
 from tls_support import TLSServer, client_flags, etcdctl_tls, peer_flags
 from tlscerts import PKI
+
+from etcdpy.chaos.cluster import wait_until
 
 KINDS = ["etcdpy", pytest.param("etcd", marks=pytest.mark.interop)]
 # etcdctl 3.4 skips verification only with both flags (with the first alone it still verifies).
@@ -261,13 +264,17 @@ def test_auto_tls_makes_a_certificate_in_the_data_dir_and_keeps_it(tmp_path: Pat
         server.stop()
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["member", "client-workers"])
 def test_a_client_certificate_the_crl_revokes_is_refused_and_others_are_served(
-    tmp_path: Path, pki: PKI
+    tmp_path: Path, pki: PKI, workers: int
 ) -> None:
+    """The member's grpcio checks the CRL; so does every client worker's (they serve TLS themselves)."""
     crl = pki.crl([pki.client_root.cert], name="revokes-root.crl")
-    flags = [*client_flags(pki), "--client-crl-file", str(crl)]
+    flags = [*client_flags(pki), "--client-crl-file", str(crl), "--experimental-client-workers", str(workers)]
     server = TLSServer("etcdpy", tmp_path / "s.data", peer_scheme="http", extra_args=flags).start()
     try:
+        sockets = [server.data_dir / f"grpcs-worker-{i}.sock" for i in range(workers)]
+        wait_until(lambda: listening(sockets), 20, "the workers did not start")
         revoked = etcdctl_tls(server.client_url, pki, "put", "k", "v", check=False)
         assert revoked.returncode == 1
         assert f"is revoked by {crl}" in revoked.stderr
@@ -280,6 +287,9 @@ def test_a_client_certificate_the_crl_revokes_is_refused_and_others_are_served(
         ).stdout
         assert kept == f"lease {lease} keepalived with TTL(30)\n"
         assert "refused a client connection" in server.read_log()
+        if workers:  # refused by a worker's own guard, not passed to the member's grpcio
+            lines = server.read_log().splitlines()
+            assert any(line.startswith("etcdpy worker") and "refused a client" in line for line in lines)
     finally:
         server.stop()
 
