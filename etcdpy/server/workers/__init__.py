@@ -6,6 +6,6 @@
     worker.py  a worker process: grpcio on its own Unix socket; unary calls forwarded to the core,
                streams proxied to the core's grpcio
 
-`--experimental-client-workers N` turns them on; the client port's splicer then spreads the plaintext
-gRPC connections over the workers.  The design and its measurements: docs/client-port.md ("Workers").
+`--experimental-client-workers N` turns them on; each client front's splicer then spreads its gRPC
+connections over N workers of its own (an https front's serve TLS with the member's certificates).  The design and its measurements: docs/client-port.md ("Workers").
 """
