@@ -351,7 +351,6 @@ class WorkerPool:
         self._stopping = False
         self._processes: dict[int, asyncio.subprocess.Process] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self.started = 0  # processes started, restarts included
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -359,9 +358,6 @@ class WorkerPool:
             loop.create_task(self._keep(index), name=f"etcdpy-worker-{index}")
             for index in range(len(self.socket_paths))
         ]
-
-    def pids(self) -> list[int]:
-        return [process.pid for process in self._processes.values() if process.returncode is None]
 
     def _command(self, index: int) -> list[str]:
         s = self.settings
@@ -391,7 +387,6 @@ class WorkerPool:
                 os.unlink(self.socket_paths[index])  # a killed worker's: the splicer skips it until then
             began = time.monotonic()
             process = await asyncio.create_subprocess_exec(*self._command(index))
-            self.started += 1
             self._processes[index] = process
             code = await process.wait()
             if self._stopping:
