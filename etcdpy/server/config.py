@@ -151,8 +151,8 @@ class Config:
     # Who owns the client URLs: the front's splicer as a process or as threads of the member (gRPC and
     # HTTP/1.1 on one port), or "off": grpcio binds them itself (gRPC only).
     experimental_client_front: str = "process"
-    # Client gRPC served by this many worker processes beside the member (0: by the member itself); the
-    # front spreads the plaintext client URLs' gRPC connections over them (etcdpy/server/workers).
+    # Client gRPC served by this many worker processes beside the member (0: by the member itself); each
+    # client front spreads its gRPC connections over workers of its own (etcdpy/server/workers).
     experimental_client_workers: int = 0
     # What raft messages travel on between members: etcdpy's own peer stream (the peer URLs then answer
     # both) or the gRPC Send stream (grpcio owns the peer URLs); a stream member falls back to gRPC for

@@ -25,7 +25,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,12 +144,10 @@ class CallServer:
         if m is not None:
             m.started.inc()
         context = _context(metadata, peer)
-        serving: Coroutine[Any, Any, None]
-        if route.method.unary:
-            serving = self._serve(connection, call_id, route, m, payload, context)
-        else:
+        stream: _Stream | None = None
+        if not route.method.unary:
             stream = connection.streams[call_id] = _Stream()
-            serving = self._serve_stream(connection, call_id, route, m, stream, context)
+        serving = self._serve(connection, call_id, route, m, payload, stream, context)
         task = asyncio.get_running_loop().create_task(serving)
         self._tasks.add(task)
         connection.calls[call_id] = task
@@ -186,12 +184,20 @@ class CallServer:
         route: Route,
         m: MethodMetrics | None,
         payload: bytes,
+        stream: _Stream | None,
         context: CallContext,
     ) -> None:
+        """Serve one call (a unary one from `payload`, else the `stream`) and answer how it ended: OK
+        with its response (a stream's carries none), or the status it ended with."""
         began = time.perf_counter()
         try:
-            request = self._decode(route, m, payload)
-            response = await route.handler(request, context)
+            if stream is None:
+                response = await route.handler(self._decode(route, m, payload), context)
+                if m is not None:
+                    m.sent.inc()
+                encoded: bytes = response.SerializeToString()
+            else:
+                encoded = await self._stream(connection, call_id, route, m, stream, context)
         except Aborted as aborted:
             self._end(connection, call_id, m, began, aborted.code, aborted.details)
             return
@@ -203,11 +209,9 @@ class CallServer:
             failed = unexpected(exc, route.method.path)
             self._end(connection, call_id, m, began, failed.code, failed.details)
             return
-        if m is not None:
-            m.sent.inc()
-        self._end(connection, call_id, m, began, grpc.StatusCode.OK, "", response.SerializeToString())
+        self._end(connection, call_id, m, began, grpc.StatusCode.OK, "", encoded)
 
-    async def _serve_stream(
+    async def _stream(
         self,
         connection: _WorkerConnection,
         call_id: int,
@@ -215,9 +219,9 @@ class CallServer:
         m: MethodMetrics | None,
         stream: _Stream,
         context: CallContext,
-    ) -> None:
-        """A stream: requests from the worker's frames, responses sent within the stream's window."""
-        began = time.perf_counter()
+    ) -> bytes:
+        """A stream's responses, sent within its window as its requests come in frames; the end carries
+        no response (b"")."""
         responses: Any = None
         try:
             if route.method.client_streaming:
@@ -237,22 +241,11 @@ class CallServer:
                     if m is not None:
                         m.sent.inc()
                     connection.send(encode_reply(call_id, STREAM_MESSAGE, "", encoded))
-        except Aborted as aborted:
-            self._end(connection, call_id, m, began, aborted.code, aborted.details)
-            return
-        except asyncio.CancelledError:
-            if m is not None:
-                m.ended(grpc.StatusCode.CANCELLED, began)
-            raise
-        except Exception as exc:
-            failed = unexpected(exc, route.method.path)
-            self._end(connection, call_id, m, began, failed.code, failed.details)
-            return
         finally:
             closing = getattr(responses, "aclose", None)
             if closing is not None:
                 await closing()
-        self._end(connection, call_id, m, began, grpc.StatusCode.OK, "")
+        return b""
 
     @staticmethod
     def _decode(route: Route, m: MethodMetrics | None, payload: bytes) -> Any:
