@@ -308,17 +308,19 @@ WORKER_MODULE = "etcdpy.server.workers.worker"
 WORKER_WAIT = 10.0  # seconds a member gets to (re)start its client workers
 
 
-def client_workers(member: MemberProcess) -> list[int]:
-    """The pids of the member's client worker processes (its children running the worker module)."""
-    if not member.running or member.proc is None:
-        return []
+def worker_pids(member_pid: int) -> list[int]:
+    """The pids of a member process's client workers (its children running the worker module)."""
     found = subprocess.run(
-        ["pgrep", "-P", str(member.proc.pid), "-f", WORKER_MODULE],
-        capture_output=True,
-        text=True,
-        check=False,
+        ["pgrep", "-P", str(member_pid), "-f", WORKER_MODULE], capture_output=True, text=True, check=False
     )
     return sorted(int(pid) for pid in found.stdout.split())
+
+
+def client_workers(member: MemberProcess) -> list[int]:
+    """The pids of the member's client worker processes; none while it is down."""
+    if not member.running or member.proc is None:
+        return []
+    return worker_pids(member.proc.pid)
 
 
 @dataclass

@@ -12,7 +12,6 @@ import json
 import os
 import queue
 import signal
-import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,13 +32,13 @@ from etcdpy.api.authpb import auth_pb2
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 from etcdpy.api.v3electionpb import v3election_pb2, v3election_pb2_grpc
 from etcdpy.api.v3lockpb import v3lock_pb2, v3lock_pb2_grpc
+from etcdpy.chaos import nemesis
 from etcdpy.chaos.cluster import wait_group_gone, wait_until
 from etcdpy.client import Client
 from etcdpy.client.watch import watch_create_request
 
 WORKER_COUNT = 2
 WORKER_FLAGS = ["--experimental-client-workers", str(WORKER_COUNT)]
-WORKER_COMMAND = "etcdpy.server.workers.worker"
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]  # else grpc shares one connection between channels
 
 
@@ -69,10 +68,7 @@ def listening(paths: list[Path]) -> bool:
 def worker_pids(server: ServerProcess) -> list[int]:
     """The pids of the member's running client workers (its children running the worker module)."""
     assert server.proc is not None
-    found = subprocess.run(
-        ["pgrep", "-P", str(server.proc.pid), "-f", WORKER_COMMAND], capture_output=True, text=True
-    )
-    return sorted(int(pid) for pid in found.stdout.split())
+    return nemesis.worker_pids(server.proc.pid)
 
 
 def worker_sockets(server: ServerProcess, prefix: str = "grpc") -> list[Path]:
@@ -253,21 +249,28 @@ def test_auth_token_in_metadata_reaches_the_member(workers: ServerProcess) -> No
         )
 
 
+def hold_lock(channel: grpc.Channel) -> tuple[v3lock_pb2_grpc.LockStub, bytes, Callable[[], list[bytes]]]:
+    """Leases 1 and 2 granted and lock ``m`` held with lease 1: the Lock stub, the held key, and a
+    function reading the lock's keys (``m/<lease hex>``)."""
+    kv = rpc_pb2_grpc.KVStub(channel)
+    lease = rpc_pb2_grpc.LeaseStub(channel)
+    lock = v3lock_pb2_grpc.LockStub(channel)
+    for lease_id in (1, 2):
+        lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60, ID=lease_id))
+    held = lock.Lock(v3lock_pb2.LockRequest(name=b"m", lease=1)).key
+
+    def keys() -> list[bytes]:
+        return [item.key for item in kv.Range(rpc_pb2.RangeRequest(key=b"m/", range_end=b"m0")).kvs]
+
+    return lock, held, keys
+
+
 def abandoned_lock_waiters(server: ServerProcess) -> tuple[list[bytes], list[bytes]]:
     """The lock's keys while a Lock whose client gave up (deadline) would wait; then after the unlock."""
     with grpc.insecure_channel(server.endpoint) as channel:
-        kv = rpc_pb2_grpc.KVStub(channel)
-        lease = rpc_pb2_grpc.LeaseStub(channel)
-        lock = v3lock_pb2_grpc.LockStub(channel)
-        for lease_id in (1, 2):
-            lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60, ID=lease_id))
-        held = lock.Lock(v3lock_pb2.LockRequest(name=b"m", lease=1)).key
+        lock, held, keys = hold_lock(channel)
         code, _ = call_error(lambda: lock.Lock(v3lock_pb2.LockRequest(name=b"m", lease=2), timeout=1))
         assert code == grpc.StatusCode.DEADLINE_EXCEEDED
-
-        def keys() -> list[bytes]:
-            return [item.key for item in kv.Range(rpc_pb2.RangeRequest(key=b"m/", range_end=b"m0")).kvs]
-
         wait_until(lambda: keys() == [b"m/1"], 20, f"the abandoned waiter stays: {keys()}")
         waiting = keys()
         lock.Unlock(v3lock_pb2.UnlockRequest(key=held))
@@ -289,16 +292,7 @@ def test_a_lock_the_client_gave_up_on_stops_waiting(
 def test_a_lock_waiting_through_a_killed_worker_stops_waiting(workers: ServerProcess) -> None:
     """The worker's clients are gone with it: the member cancels their calls, as on a closed connection."""
     with grpc.insecure_channel(f"unix:{workers.data_dir / 'grpc.sock'}") as channel:  # the member's own
-        kv = rpc_pb2_grpc.KVStub(channel)
-        lease = rpc_pb2_grpc.LeaseStub(channel)
-        lock = v3lock_pb2_grpc.LockStub(channel)
-        for lease_id in (1, 2):
-            lease.LeaseGrant(rpc_pb2.LeaseGrantRequest(TTL=60, ID=lease_id))
-        held = lock.Lock(v3lock_pb2.LockRequest(name=b"m", lease=1)).key
-
-        def keys() -> list[bytes]:
-            return [item.key for item in kv.Range(rpc_pb2.RangeRequest(key=b"m/", range_end=b"m0")).kvs]
-
+        lock, held, keys = hold_lock(channel)
         with grpc.insecure_channel(workers.endpoint, options=OWN_CONNECTION) as waiter:
             waiting = v3lock_pb2_grpc.LockStub(waiter).Lock.future(v3lock_pb2.LockRequest(name=b"m", lease=2))
             wait_until(lambda: keys() == [b"m/1", b"m/2"], 20, "the second Lock does not wait")
