@@ -4,13 +4,16 @@
   range or serializable range of one key, N concurrent clients over a few HTTP/2
   connections, for a fixed time; it returns every latency;
 * ``etcdctl check perf`` and the figures it prints (`check_perf`);
-* a table of figures, one column per server, with ratios to the first (`report`).
+* a table of figures, one column per server, with ratios to the first (`report`);
+* a large keyspace written fast, in txns (`load_keys`), and the memory of a server's process group
+  (`group_memory_kib`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import re
 import subprocess
 import sys
@@ -175,3 +178,47 @@ def report(columns: dict[str, Figures], ratios: dict[str, tuple[str, str]] | Non
         rows.append((metric, *cells))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows)
+
+
+TXN_OPS = 100  # puts per txn when loading a keyspace (etcd's --max-txn-ops is 128)
+
+
+def load_keys(endpoint: str, keys: int, value_size: int, prefix: str = "bench/") -> None:
+    """Write `keys` keys ``<prefix><9-digit index>`` of `value_size` random bytes, TXN_OPS per txn,
+    eight txns in flight."""
+    value = os.urandom(value_size)
+    with grpc.insecure_channel(endpoint, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
+        stub = rpc_pb2_grpc.KVStub(channel)  # type: ignore[no-untyped-call]
+        pending = []
+        for start in range(0, keys, TXN_OPS):
+            ops = [
+                rpc_pb2.RequestOp(
+                    request_put=rpc_pb2.PutRequest(key=f"{prefix}{i:09d}".encode(), value=value)
+                )
+                for i in range(start, min(keys, start + TXN_OPS))
+            ]
+            pending.append(stub.Txn.future(rpc_pb2.TxnRequest(success=ops), timeout=120))
+            if len(pending) >= 8:
+                pending.pop(0).result()
+        for future in pending:
+            future.result()
+
+
+def group_memory_kib(pgid: int, field: str = "VmRSS") -> int:
+    """A /proc/<pid>/status memory field (VmRSS, RssAnon: the heap, RssFile: mapped files) summed over
+    every process of process group `pgid` (etcdpy's splicer and client workers count with the member)."""
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            stat = (proc / "stat").read_text()
+            if int(stat[stat.rindex(")") + 2 :].split()[2]) != pgid:
+                continue
+            status = (proc / "status").read_text()
+        except (OSError, ValueError):
+            continue
+        for line in status.splitlines():
+            if line.startswith(field + ":"):
+                total += int(line.split()[1])
+    return total

@@ -29,53 +29,10 @@ import threading
 import time
 from pathlib import Path
 
-from benchlib import REPO, report
-
-from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+from benchlib import REPO, group_memory_kib, load_keys, report
 
 sys.path.insert(0, str(REPO / "tests"))
-import grpc
 from procs import ETCDCTL_BIN, ServerProcess
-
-TXN_OPS = 100
-
-
-def load_keys(endpoint: str, keys: int, value_size: int) -> None:
-    """Write `keys` keys of `value_size` bytes, TXN_OPS per txn, a few txns in flight."""
-    value = os.urandom(value_size)
-    with grpc.insecure_channel(endpoint, options=[("grpc.max_send_message_length", 64 << 20)]) as channel:
-        stub = rpc_pb2_grpc.KVStub(channel)  # type: ignore[no-untyped-call]
-        pending = []
-        for start in range(0, keys, TXN_OPS):
-            ops = [
-                rpc_pb2.RequestOp(request_put=rpc_pb2.PutRequest(key=f"bench/{i:09d}".encode(), value=value))
-                for i in range(start, min(keys, start + TXN_OPS))
-            ]
-            pending.append(stub.Txn.future(rpc_pb2.TxnRequest(success=ops), timeout=120))
-            if len(pending) >= 8:
-                pending.pop(0).result()
-        for future in pending:
-            future.result()
-
-
-def rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("RssAnon:"):  # heap, not the mmapped LevelDB/bbolt files (page cache)
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def tree_rss_kb(pid: int) -> int:
-    """RSS of a process and its children (etcdpy's server runs in the `python -m` process)."""
-    total = rss_kb(pid)
-    try:
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-    except OSError:
-        children = []
-    return total + sum(tree_rss_kb(int(c)) for c in children)
 
 
 def timed(argv: list[str], cwd: Path) -> tuple[float, int]:
@@ -100,14 +57,14 @@ def measure(kind: str, keys: int, value_size: int, root: Path) -> dict[str, floa
         load_keys(server.endpoint, keys, value_size)
         figures["load s"] = time.monotonic() - started
         assert server.proc is not None
-        baseline = tree_rss_kb(server.proc.pid)
+        baseline = group_memory_kib(server.proc.pid, "RssAnon")
         peak = baseline
         done = threading.Event()
 
         def sample() -> None:
             nonlocal peak
             while not done.wait(0.02):
-                peak = max(peak, tree_rss_kb(server.proc.pid))  # type: ignore[union-attr]
+                peak = max(peak, group_memory_kib(server.proc.pid, "RssAnon"))  # type: ignore[union-attr]
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()

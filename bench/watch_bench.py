@@ -37,32 +37,13 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # reuse the test suite's process launcher
 sys.path.insert(0, str(REPO))
 
+from benchlib import group_memory_kib  # noqa: E402
 from procs import ServerProcess  # noqa: E402
 
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc  # noqa: E402
 
 PREFIX = b"bench/"
 PREFIX_END = b"bench0"  # "/" + 1
-
-
-def _rss_kib(pid: int) -> int:
-    """The resident memory of every process in `pid`'s process group (etcdpy's splicer and client
-    workers count with the member)."""
-    total = 0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            stat = (proc / "stat").read_text()
-            if int(stat[stat.rindex(")") + 2 :].split()[2]) != pid:  # the process group
-                continue
-            status = (proc / "status").read_text()
-        except (OSError, ValueError):
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total
 
 
 async def _watchers(
@@ -195,10 +176,10 @@ def memory(server: ServerProcess, count: int) -> str:
 
     async def run() -> tuple[int, int]:
         await asyncio.sleep(1)
-        before = _rss_kib(pid)
+        before = group_memory_kib(pid)
         held = await _idle(server.endpoint, count, 100)
         await asyncio.sleep(2)
-        after = _rss_kib(pid)
+        after = group_memory_kib(pid)
         for call in held[1:]:
             call.cancel()  # type: ignore[attr-defined]
         await held[0].close()  # type: ignore[attr-defined]

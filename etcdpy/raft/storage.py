@@ -22,17 +22,28 @@ _MAX_ENTRY_OVERHEAD = 32
 
 
 def limit_size(entries: list[pb.Entry], max_size: int) -> list[pb.Entry]:
-    """Limit_size returns the longest prefix of entries within max_size bytes, but at least one entry."""
+    """Limit_size returns the longest prefix of entries within max_size bytes, but at least one entry.
+
+    Its cost follows the prefix it returns, not the list it is given (a restarted member's log offers
+    thousands of committed entries at a time): it counts payloads plus the largest overhead an entry
+    can have, which is cheap, until that bound passes max_size; from there it counts exact encodings.
+    """
     if max_size >= NO_LIMIT or len(entries) <= 1:
         return entries
-    # Fast path (the common case): everything fits even counting the worst-case overhead.
-    if sum([len(e.data) for e in entries]) + _MAX_ENTRY_OVERHEAD * len(entries) <= max_size:
-        return entries
-    size = entries[0].ByteSize()
-    for limit in range(1, len(entries)):
+    bound = 0
+    fits = 0  # entries[:fits] fit: their exact size is at most the bound
+    for entry in entries:
+        bound += len(entry.data) + _MAX_ENTRY_OVERHEAD
+        if bound > max_size:
+            break
+        fits += 1
+    else:
+        return entries  # the common case: everything fits even counting the largest overhead
+    size = sum(e.ByteSize() for e in entries[:fits])
+    for limit in range(fits, len(entries)):
         size += entries[limit].ByteSize()
         if size > max_size:
-            return entries[:limit]
+            return entries[: max(limit, 1)]
     return entries
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from etcdpy.api.raftpb import raft_pb2 as pb
 from etcdpy.raft import MemoryStorage
 from etcdpy.raft.errors import ErrCompacted
 from etcdpy.raft.log import RaftLog
 from etcdpy.raft.log_unstable import Unstable
+from etcdpy.raft.storage import limit_size
 
 
 def ents(*pairs: tuple[int, int]) -> list[pb.Entry]:
@@ -115,6 +120,48 @@ def test_next_committed_entries_follow_applied_and_size_limit() -> None:
     assert ids(log.next_committed_ents()) == [(2, 1)]  # at least one, at most the limit
     log.applied_to(3)
     assert not log.has_next_committed_ents()
+
+
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=300), max_size=12),
+    max_size=st.integers(min_value=0, max_value=2000),
+)
+def test_limit_size_keeps_the_longest_prefix_within_the_limit_but_at_least_one(
+    sizes: list[int], max_size: int
+) -> None:
+    entries = [pb.Entry(term=1 + n % 3, index=(n + 1) ** 3, data=b"d" * size) for n, size in enumerate(sizes)]
+    want, total = 0, 0
+    for entry in entries:
+        total += entry.ByteSize()
+        if total > max_size and want > 0:
+            break
+        want += 1
+    assert limit_size(entries, max_size) == entries[:want]
+
+
+class CountingList(list[pb.Entry]):
+    """A list that counts the entries read from it, by iteration or by index."""
+
+    read = 0
+
+    def __iter__(self) -> Iterator[pb.Entry]:
+        for entry in super().__iter__():
+            self.read += 1
+            yield entry
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        got = super().__getitem__(index)
+        self.read += len(got) if isinstance(index, slice) else 1
+        return got
+
+
+def test_limit_size_reads_no_further_than_the_first_entry_past_the_limit() -> None:
+    # A restarted member offers raft thousands of committed entries per Ready; the cut must not cost
+    # a pass over all of them each time (that made a restart quadratic in the entries to replay).
+    entries = CountingList(pb.Entry(term=1, index=i, data=b"d" * 1000) for i in range(1, 10_001))
+    got = limit_size(entries, 10_000)
+    assert [e.index for e in got] == list(range(1, 10))  # nine of 1,000-odd bytes fit in 10,000
+    assert entries.read <= 4 * len(got)
 
 
 def test_stable_and_unstable_parts_stitch_together() -> None:

@@ -1,0 +1,182 @@
+"""datascale_bench: a large keyspace on one member, etcd 3.4 and etcdpy in one run.
+
+``python bench/datascale_bench.py [--keys N] [--value-size B] [--gets G] [--kind etcd|etcdpy]
+[--etcdpy-args "..."]``
+
+For each server (a fresh one-member etcd, then a fresh one-member etcdpy, loopback ports, temp
+data dirs, an 8 GiB quota): load N keys of B bytes (default a million of 1 KiB, about 1 GB, written
+as txns of 100 puts, eight in flight), then
+
+- memory of the server's process group once loaded and idle: resident (VmRSS) and the heap alone
+  (RssAnon: etcd's mmapped bbolt file and LevelDB's page cache do not count in it), and the data
+  dir's size on disk;
+- get latency: G gets of random keys, one at a time from one client, linearizable then
+  serializable (p50 and p99);
+- a count of every key (a count-only range over the prefix), a scan of the whole index;
+- restart: SIGTERM, then a fresh process on the same data dir; the time from its launch to the
+  first answered linearizable get, and its memory once idle; then G gets of keys the new process
+  has not read yet (p50, p99), and its memory after them;
+- crash restart: kill -9 of the group, and the same time to the first answered get.
+
+Figures go in one table with the ratio etcdpy/etcd (`benchlib.report`); the header gives the load
+average before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shlex
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+import grpc
+from benchlib import Figures, group_memory_kib, load_keys, report
+from procs import ServerProcess, wait_group_gone
+
+from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
+
+PREFIX = "bench/"
+
+
+def key(i: int) -> bytes:
+    return f"{PREFIX}{i:09d}".encode()
+
+
+def memory(server: ServerProcess, name: str) -> Figures:
+    assert server.proc is not None
+    pgid = server.proc.pid
+    return {
+        f"{name}: RSS MiB": group_memory_kib(pgid) / 1024,
+        f"{name}: heap (RssAnon) MiB": group_memory_kib(pgid, "RssAnon") / 1024,
+    }
+
+
+def gets(endpoint: str, indexes: list[int], serializable: bool, name: str) -> Figures:
+    """One client, one get at a time; each answer must hold the key."""
+    latencies = []
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = rpc_pb2_grpc.KVStub(channel)  # type: ignore[no-untyped-call]
+        stub.Range(rpc_pb2.RangeRequest(key=b"warm-up"), timeout=30)
+        for i in indexes:
+            started = time.perf_counter()
+            response = stub.Range(rpc_pb2.RangeRequest(key=key(i), serializable=serializable), timeout=30)
+            latencies.append(time.perf_counter() - started)
+            assert response.count == 1, f"{key(i)!r} missing"
+    latencies.sort()
+    return {
+        f"{name} p50 ms": latencies[len(latencies) // 2] * 1000,
+        f"{name} p99 ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000,
+    }
+
+
+def first_answer(server: ServerProcess, timeout: float = 300.0) -> float:
+    """Launch `server` and return the seconds until it answers a linearizable get of a loaded key."""
+    started = time.monotonic()
+    server.start(wait=False)
+    deadline = started + timeout
+    with grpc.insecure_channel(server.endpoint) as channel:
+        stub = rpc_pb2_grpc.KVStub(channel)  # type: ignore[no-untyped-call]
+        while True:
+            assert server.proc is not None
+            if server.proc.poll() is not None:
+                raise RuntimeError(f"{server.kind} exited on restart; log:\n{server.read_log()[-3000:]}")
+            try:
+                if stub.Range(rpc_pb2.RangeRequest(key=key(0)), timeout=1).count == 1:
+                    return time.monotonic() - started
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{server.kind} did not answer within {timeout} s of its restart")
+            time.sleep(0.01)
+
+
+def count_all(endpoint: str, keys: int) -> float:
+    """Seconds for a count-only range over every loaded key (etcdctl 3.4 has no --count-only)."""
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = rpc_pb2_grpc.KVStub(channel)  # type: ignore[no-untyped-call]
+        started = time.monotonic()
+        response = stub.Range(
+            rpc_pb2.RangeRequest(key=PREFIX.encode(), range_end=b"bench0", count_only=True), timeout=300
+        )
+        seconds = time.monotonic() - started
+    assert response.count == keys, f"counted {response.count} of {keys}"
+    return seconds
+
+
+def settle(seconds: float = 3.0) -> None:
+    time.sleep(seconds)
+
+
+def du_mib(path: Path) -> float:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / (1 << 20)
+
+
+def measure(kind: str, args: argparse.Namespace, root: Path) -> Figures:
+    extra = ["--quota-backend-bytes", str(8 << 30)]
+    if kind == "etcdpy":
+        extra += shlex.split(args.etcdpy_args)
+    data_dir = root / f"{kind}.data"
+    server = ServerProcess(kind, data_dir, extra_args=extra)
+    figures: Figures = {}
+    rng = random.Random(7)
+
+    def sample() -> list[int]:
+        return rng.sample(range(args.keys), args.gets)
+
+    try:
+        server.start(timeout=60)
+        started = time.monotonic()
+        load_keys(server.endpoint, args.keys, args.value_size, PREFIX)
+        figures["load: puts/s"] = args.keys / (time.monotonic() - started)
+        settle()
+        figures.update(memory(server, "loaded, idle"))
+        figures["data dir MiB"] = du_mib(data_dir)
+        figures.update(gets(server.endpoint, sample(), False, "get"))
+        figures.update(gets(server.endpoint, sample(), True, "serializable get"))
+        figures["count every key, s"] = count_all(server.endpoint, args.keys)
+
+        server.kill(signal.SIGTERM)
+        assert server.proc is not None
+        wait_group_gone(server.proc.pid)  # its splicer too: the new process binds the same port
+        figures["restart: to first answer, s"] = first_answer(server)
+        settle()
+        figures.update(memory(server, "restarted, idle"))
+        figures.update(gets(server.endpoint, sample(), False, "get after restart"))
+        figures.update(memory(server, "restarted, after gets"))
+
+        server.kill(signal.SIGKILL)
+        figures["crash restart (kill -9): to first answer, s"] = first_answer(server)
+    finally:
+        server.stop()
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--value-size", type=int, default=1024)
+    parser.add_argument("--gets", type=int, default=2000)
+    parser.add_argument("--kind", choices=("etcd", "etcdpy"), action="append")
+    parser.add_argument("--etcdpy-args", default="", help="extra flags for etcdpy's server")
+    args = parser.parse_args()
+    kinds = args.kind or ["etcd", "etcdpy"]
+    before = os.getloadavg()[0]
+    columns = {}
+    for kind in kinds:
+        with tempfile.TemporaryDirectory(prefix=f"datascale-{kind}-") as tmp:
+            columns[kind] = measure(kind, args, Path(tmp))
+    after = os.getloadavg()[0]
+    print(
+        f"datascale_bench: {args.keys} keys of {args.value_size} B; load average {before:.1f} -> {after:.1f}"
+    )
+    print(report(columns))
+
+
+if __name__ == "__main__":
+    main()
