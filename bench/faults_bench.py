@@ -47,6 +47,7 @@ CALL_SECONDS = 2.0
 class Outcome:
     acknowledged: int
     unknown: int
+    races_lost: int
     final: int
     kills: int
 
@@ -58,7 +59,8 @@ class Outcome:
 def client(
     endpoints: list[str], first: int, stop: threading.Event, counts: list[int], lock: threading.Lock
 ) -> None:
-    """Increment the counter until `stop`; counts[0] acknowledged, counts[1] unknown."""
+    """Increment the counter until `stop`; counts[0] acknowledged, counts[1] unknown, counts[2] lost races
+    (the Txn answered, but another client's increment came first)."""
     which = first
     while not stop.is_set():
         channel = grpc.insecure_channel(endpoints[which % len(endpoints)])
@@ -87,9 +89,8 @@ def client(
                     with lock:
                         counts[1] += 1
                     raise
-                if answer.succeeded:
-                    with lock:
-                        counts[0] += 1
+                with lock:
+                    counts[0 if answer.succeeded else 2] += 1
         except grpc.RpcError:
             which += 1  # the member may be down: the next one
             time.sleep(0.05)
@@ -120,7 +121,7 @@ def measure(kind: str, extra: list[str], seconds: float, interval: float, client
             cluster.start()
             endpoints = [m.endpoint for m in cluster.members]
             stop = threading.Event()
-            counts = [0, 0]
+            counts = [0, 0, 0]
             lock = threading.Lock()
             threads = [
                 threading.Thread(target=client, args=(endpoints, i, stop, counts, lock))
@@ -147,7 +148,7 @@ def measure(kind: str, extra: list[str], seconds: float, interval: float, client
             final = final_value(endpoints)
         finally:
             cluster.stop()
-    return Outcome(counts[0], counts[1], final, kills)
+    return Outcome(counts[0], counts[1], counts[2], final, kills)
 
 
 def main() -> None:
@@ -174,7 +175,8 @@ def main() -> None:
             verdict = "LOST ACKNOWLEDGED WRITES" if outcome.lost else "none lost"
             print(
                 f"run {run + 1} {name:15} acknowledged {outcome.acknowledged:6}  "
-                f"unknown {outcome.unknown:4}  final {outcome.final:6}  kills {outcome.kills}  {verdict}",
+                f"unknown {outcome.unknown:4}  races lost {outcome.races_lost:6}  final {outcome.final:6}  "
+                f"kills {outcome.kills}  {verdict}",
                 flush=True,
             )
     reference = statistics.median(acked["etcd"])
