@@ -9,9 +9,10 @@ For each server (fresh data dir, loopback ports) it measures
   latency at 1 and 100 concurrent clients, driven by a grpc.aio client in a
   separate process so it does not share the server's interpreter.
 
-Usage: ``python bench/perf_compare.py [--quick] [--seconds N] [--threads N]``.
+Usage: ``python bench/perf_compare.py [--quick] [--seconds N] [--threads N] [--workers N]``.
 Ratios are etcdpy / etcd (throughput: higher is better; latency: lower is better);
-``--threads N`` adds a column for ``etcdpy --experimental-grpc-threads N``.
+``--threads N`` adds a column for ``etcdpy --experimental-grpc-threads N``, ``--workers N`` one for
+``etcdpy --experimental-client-workers N``.
 """
 
 from __future__ import annotations
@@ -47,11 +48,16 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=0, help="also measure etcdpy --experimental-grpc-threads N"
     )
+    parser.add_argument(
+        "--workers", type=int, default=0, help="also measure etcdpy --experimental-client-workers N"
+    )
     args = parser.parse_args()
     seconds = args.seconds or (2.0 if args.quick else 10.0)
     variants = {"etcd": ("etcd", []), "etcdpy": ("etcdpy", [])}
     if args.threads:
         variants["etcdpy-threads"] = ("etcdpy", ["--experimental-grpc-threads", str(args.threads)])
+    if args.workers:
+        variants["etcdpy-workers"] = ("etcdpy", ["--experimental-client-workers", str(args.workers)])
     columns = {name: measure(kind, args.quick, seconds, extra) for name, (kind, extra) in variants.items()}
     print(report(columns))
 
