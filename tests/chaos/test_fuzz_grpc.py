@@ -315,9 +315,8 @@ METHODS = [
 # Answers gRPC itself gives, whose text is grpc's and differs between Go and Python: compare the code only.
 GRPC_OWN = {
     grpc.StatusCode.RESOURCE_EXHAUSTED: ("message larger than max",),
-    grpc.StatusCode.INTERNAL: ("deserializ", "unmarshal"),
-    # grpcio (Python) answers bytes that do not parse with UNKNOWN where Go's grpc says INTERNAL.
-    grpc.StatusCode.UNKNOWN: ("error parsing message",),
+    # Bytes that do not parse: Go's grpc says why in its words, etcdpy in protobuf's (same code and prefix).
+    grpc.StatusCode.INTERNAL: ("grpc: error unmarshalling request: ",),
 }
 
 Outcome = tuple[str, str]  # ("OK", "") or (status code name, details)

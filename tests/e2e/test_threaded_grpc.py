@@ -59,6 +59,10 @@ def test_errors_keep_etcds_code_and_text(threaded: Stubs) -> None:
     with pytest.raises(grpc.RpcError) as info:
         list(threaded.kv.RangeStream(rpc_pb2.RangeRequest(key=b"k")))  # a server stream, unimplemented
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    with pytest.raises(grpc.RpcError) as info:
+        threaded.channel.unary_unary("/etcdserverpb.KV/Range")(b"\xff\xff\xff")  # bytes that are no request
+    assert info.value.code() == grpc.StatusCode.INTERNAL  # etcd's code and text, not grpcio's UNKNOWN
+    assert (info.value.details() or "").startswith("grpc: error unmarshalling request: ")
 
 
 def test_more_concurrent_calls_than_threads_all_complete(threaded: Stubs) -> None:

@@ -16,6 +16,8 @@ import grpc
 
 log = logging.getLogger("etcdpy.server")
 
+UNDECODABLE = "grpc: error unmarshalling request: "  # etcd's (Go grpc's) answer, INTERNAL, then why
+
 
 class Aborted(Exception):
     """A handler aborted its call (`CallContext.abort`): the status to answer."""

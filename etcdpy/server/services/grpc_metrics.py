@@ -17,6 +17,10 @@ Election, which etcd registers later, get their series at their first call.
 `AioInterceptor` serves grpc.aio, `ThreadedInterceptor` grpcio's thread-pool server; both
 wrap a method's handler once and reuse the wrapped one for every call.  Handlers that are
 neither coroutines nor async generators (none of etcdpy's) are left uncounted.
+
+The wrapped handler also answers a unary request whose bytes do not parse as etcd does: INTERNAL
+"grpc: error unmarshalling request: ...", uncounted (Go grpc decodes before its interceptors run);
+grpcio would answer UNKNOWN "Unexpected <DecodeError>".
 """
 
 from __future__ import annotations
@@ -29,10 +33,11 @@ from dataclasses import dataclass
 from typing import Any, TypeAlias, TypeVar
 
 import grpc
-from google.protobuf import descriptor_pool
+from google.protobuf import descriptor_pool, message
 from prometheus_client import Counter, Histogram
 
 from etcdpy.server.metrics import DEFAULT_BUCKETS, Metrics
+from etcdpy.server.services.context import UNDECODABLE
 
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
 MaybeHandler = TypeVar("MaybeHandler", Handler, "Handler | None")  # None: a method no service declares
@@ -190,6 +195,32 @@ def _behaviour(handler: Handler) -> tuple[str, Callable[..., Any]]:
     return name, getattr(handler, name)
 
 
+class _Undecodable:
+    """What a tolerant deserializer returns for bytes that are no request: why they are not."""
+
+    __slots__ = ("why",)
+
+    def __init__(self, why: str) -> None:
+        self.why = why
+
+
+def _tolerant(handler: Handler) -> Handler:
+    """The handler with a deserializer that returns `_Undecodable` where grpcio's would raise, so the
+    call can answer etcd's status (unary requests; a stream's messages are left to grpcio)."""
+    deserialize = handler.request_deserializer
+    if handler.request_streaming or deserialize is None:
+        return handler
+
+    def parse(data: bytes) -> Any:
+        try:
+            return deserialize(data)
+        except message.DecodeError as exc:
+            return _Undecodable(str(exc))
+
+    tolerant: Handler = handler._replace(request_deserializer=parse)  # type: ignore[attr-defined]
+    return tolerant
+
+
 def _aio_code(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException | None) -> grpc.StatusCode:
     code = context.code()
     if isinstance(code, grpc.StatusCode):
@@ -219,6 +250,8 @@ def _wrap_aio(handler: Handler, m: MethodMetrics) -> Handler:
     if inspect.isasyncgenfunction(inner):
 
         async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            if type(request) is _Undecodable:
+                await context.abort(grpc.StatusCode.INTERNAL, UNDECODABLE + request.why)
             m.started.inc()
             began = time.perf_counter()
             try:
@@ -231,10 +264,12 @@ def _wrap_aio(handler: Handler, m: MethodMetrics) -> Handler:
             m.ended(_aio_code(context, None), began)
 
         counted: Handler = handler._replace(**{name: streaming})  # type: ignore[attr-defined]  # a namedtuple
-        return counted
+        return _tolerant(counted)
     if inspect.iscoroutinefunction(inner):
 
         async def unary(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            if type(request) is _Undecodable:
+                await context.abort(grpc.StatusCode.INTERNAL, UNDECODABLE + request.why)
             m.started.inc()
             began = time.perf_counter()
             try:
@@ -248,7 +283,7 @@ def _wrap_aio(handler: Handler, m: MethodMetrics) -> Handler:
             return response
 
         counted = handler._replace(**{name: unary})  # type: ignore[attr-defined]
-        return counted
+        return _tolerant(counted)
     return handler
 
 
@@ -310,6 +345,8 @@ def _wrap_threaded(handler: Handler, m: MethodMetrics) -> Handler:
     name, inner = _behaviour(handler)
 
     def call(request: Any, context: grpc.ServicerContext) -> Any:
+        if type(request) is _Undecodable:
+            context.abort(grpc.StatusCode.INTERNAL, UNDECODABLE + request.why)
         m.started.inc()
         began = time.perf_counter()
         if client_streaming:
@@ -328,7 +365,7 @@ def _wrap_threaded(handler: Handler, m: MethodMetrics) -> Handler:
         return result
 
     counted: Handler = handler._replace(**{name: call})  # type: ignore[attr-defined]  # a namedtuple
-    return counted
+    return _tolerant(counted)
 
 
 def _sent(

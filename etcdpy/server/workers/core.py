@@ -33,7 +33,7 @@ import grpc
 from google.protobuf import descriptor_pool, message, message_factory
 
 from etcdpy.server.services import Service
-from etcdpy.server.services.context import Aborted, CallContext, Metadatum, unexpected
+from etcdpy.server.services.context import UNDECODABLE, Aborted, CallContext, Metadatum, unexpected
 from etcdpy.server.services.grpc_metrics import GrpcMetrics, MethodMetrics
 from etcdpy.server.tls import TLSInfo
 from etcdpy.server.workers.calls import (
@@ -61,7 +61,6 @@ RESTART_DELAY_SECONDS = (0.1, 0.5, 1.0, 2.0)  # after the 1st, 2nd... death in a
 MAX_QUICK_DEATHS = 20  # in a row: a worker that cannot start is a bug to see, not a loop to spin in
 STEADY_SECONDS = 10.0  # a worker that served this long before it died starts the delays over
 STOP_SECONDS = 5.0  # beyond the workers' grace: then they are killed
-UNDECODABLE = "grpc: error unmarshalling request: "  # etcd's (Go grpc's) answer, INTERNAL, then why
 
 
 @dataclass(frozen=True)
