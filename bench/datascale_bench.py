@@ -1,7 +1,7 @@
 """datascale_bench: a large keyspace on one member, etcd 3.4 and etcdpy in one run.
 
 ``python bench/datascale_bench.py [--keys N] [--value-size B] [--gets G] [--kind etcd|etcdpy]
-[--etcdpy-args "..."]``
+[--compact] [--etcdpy-args "..."]``
 
 For each server (a fresh one-member etcd, then a fresh one-member etcdpy, loopback ports, temp
 data dirs, an 8 GiB quota): load N keys of B bytes (default a million of 1 KiB, about 1 GB, written
@@ -16,7 +16,10 @@ as txns of 100 puts, eight in flight), then
 - restart: SIGTERM, then a fresh process on the same data dir; the time from its launch to the
   first answered linearizable get, and its memory once idle; then G gets of keys the new process
   has not read yet (p50, p99), and its memory after them;
-- crash restart: kill -9 of the group, and the same time to the first answered get.
+- crash restart: kill -9 of the group, and the same time to the first answered get;
+- with ``--compact``: every key written once more, then a compaction at the head revision with
+  ``physical`` set (the call returns once the old versions are deleted), timed, while one client puts
+  a key in a loop: that client's p99 and slowest put during the compaction.
 
 Figures go in one table with the ratio etcdpy/etcd (`benchlib.report`); the header gives the load
 average before and after.
@@ -30,6 +33,7 @@ import random
 import shlex
 import signal
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -107,6 +111,40 @@ def count_all(endpoint: str, keys: int) -> float:
     return seconds
 
 
+def compaction(endpoint: str) -> Figures:
+    """Compact at the head revision (physical), timed, with one client's put latencies meanwhile."""
+    latencies: list[float] = []
+    done = threading.Event()
+
+    def probe() -> None:
+        with grpc.insecure_channel(endpoint) as channel:
+            stub = rpc_pb2_grpc.KVStub(channel)  # type: ignore[no-untyped-call]
+            while not done.is_set():
+                started = time.perf_counter()
+                stub.Put(rpc_pb2.PutRequest(key=b"probe", value=b"v"), timeout=60)
+                latencies.append(time.perf_counter() - started)
+
+    with grpc.insecure_channel(endpoint) as channel:
+        stub = rpc_pb2_grpc.KVStub(channel)  # type: ignore[no-untyped-call]
+        head = stub.Range(rpc_pb2.RangeRequest(key=b"probe"), timeout=30).header.revision
+        prober = threading.Thread(target=probe)
+        prober.start()
+        time.sleep(1)
+        started = time.monotonic()
+        try:
+            stub.Compact(rpc_pb2.CompactionRequest(revision=head, physical=True), timeout=600)
+        finally:
+            seconds = time.monotonic() - started
+            done.set()
+            prober.join()
+    latencies.sort()
+    return {
+        "compaction (physical), s": seconds,
+        "a put meanwhile: p99 ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000,
+        "a put meanwhile: slowest ms": latencies[-1] * 1000,
+    }
+
+
 def settle(seconds: float = 3.0) -> None:
     time.sleep(seconds)
 
@@ -150,6 +188,12 @@ def measure(kind: str, args: argparse.Namespace, root: Path) -> Figures:
 
         server.kill(signal.SIGKILL)
         figures["crash restart (kill -9): to first answer, s"] = first_answer(server)
+
+        if args.compact:
+            load_keys(server.endpoint, args.keys, args.value_size, PREFIX)  # a second version of each key
+            figures.update(compaction(server.endpoint))
+            settle()
+            figures.update(memory(server, "compacted"))
     finally:
         server.stop()
     return figures
@@ -163,6 +207,7 @@ def main() -> None:
     parser.add_argument("--value-size", type=int, default=1024)
     parser.add_argument("--gets", type=int, default=2000)
     parser.add_argument("--kind", choices=("etcd", "etcdpy"), action="append")
+    parser.add_argument("--compact", action="store_true", help="also time a compaction of a version per key")
     parser.add_argument("--etcdpy-args", default="", help="extra flags for etcdpy's server")
     args = parser.parse_args()
     kinds = args.kind or ["etcd", "etcdpy"]

@@ -141,7 +141,8 @@ def mask(text: str, facts: ServerFacts, step: Step) -> str:
     for number, name in ((facts.cluster_id, "<CLUSTER_ID>"), (facts.member_id, "<MEMBER_ID>")):
         text = text.replace(str(number), name).replace(f"{number:x}", name)
     for port in facts.ports:
-        text = re.sub(rf"(?<=:){port}\b", "<PORT>", text)
+        # after a host only ("127.0.0.1:", "[::1]:"): a JSON figure such as "dbSize":20480 may equal a port
+        text = re.sub(rf"(?<=[\w\]]:){port}\b", "<PORT>", text)
     text = re.sub(r'"(raft_term|raftTerm)":\d+', r'"\1":<TERM>', text)
     text = re.sub(r'"(dbSize|dbSizeInUse)":\d+', r'"\1":<SIZE>', text)
     text = re.sub(r'"(RaftTerm|DBSize)" : \d+', r'"\1" : <N>', text)
