@@ -57,13 +57,17 @@ class Harness:
 
     def _open(self) -> None:
         self.backend = Backend(self.path)
-        self.applier = Applier(
-            self.backend,
-            lease_lookup=self.leases,
-            handlers=self.handlers,
-            layers=self.layers,
-            on_events=self._on_events,
-        )
+        try:
+            self.applier = Applier(
+                self.backend,
+                lease_lookup=self.leases,
+                handlers=self.handlers,
+                layers=self.layers,
+                on_events=self._on_events,
+            )
+        except BaseException:
+            self.backend.close()  # a refused Applier must not leave the LevelDB locked behind it
+            raise
         self.next_id = 1
 
     def _on_events(self, rev: int, events: Any) -> None:
