@@ -1,7 +1,7 @@
 """datascale_bench: a large keyspace on one member, etcd 3.4 and etcdpy in one run.
 
 ``python bench/datascale_bench.py [--keys N] [--value-size B] [--gets G] [--kind etcd|etcdpy]
-[--compact] [--etcdpy-args "..."]``
+[--compact] [--join] [--etcdpy-args "..."]``
 
 For each server (a fresh one-member etcd, then a fresh one-member etcdpy, loopback ports, temp
 data dirs, an 8 GiB quota): load N keys of B bytes (default a million of 1 KiB, about 1 GB, written
@@ -19,7 +19,9 @@ as txns of 100 puts, eight in flight), then
 - crash restart: kill -9 of the group, and the same time to the first answered get;
 - with ``--compact``: every key written once more, then a compaction at the head revision with
   ``physical`` set (the call returns once the old versions are deleted), timed, while one client puts
-  a key in a loop: that client's p99 and slowest put during the compaction.
+  a key in a loop: that client's p99 and slowest put during the compaction;
+- with ``--join``: a learner added (``etcdctl member add --learner``) and started on an empty data dir;
+  the time until it has applied the index the member had when it was added, and its memory then.
 
 Figures go in one table with the ratio etcdpy/etcd (`benchlib.report`); the header gives the load
 average before and after.
@@ -28,17 +30,19 @@ average before and after.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shlex
 import signal
+import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
 
 import grpc
-from benchlib import Figures, group_memory_kib, load_keys, report
+from benchlib import ETCDCTL_BIN, Figures, group_memory_kib, load_keys, report
 from procs import ServerProcess, wait_group_gone
 
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
@@ -145,6 +149,53 @@ def compaction(endpoint: str) -> Figures:
     }
 
 
+def applied_index(endpoint: str) -> int | None:
+    """The member's raftAppliedIndex as ``etcdctl endpoint status`` gives it (None: no answer)."""
+    assert ETCDCTL_BIN is not None, "the reference etcdctl is not installed"
+    out = subprocess.run(
+        [ETCDCTL_BIN, "--endpoints", endpoint, "--command-timeout=5s", "endpoint", "status", "-w", "json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if out.returncode != 0:
+        return None
+    return int(json.loads(out.stdout)[0]["Status"]["raftAppliedIndex"])
+
+
+def join_learner(server: ServerProcess, extra: list[str], root: Path) -> Figures:
+    """Add a learner to `server`'s cluster and time its catching up from an empty data dir."""
+    assert ETCDCTL_BIN is not None, "the reference etcdctl is not installed"
+    learner = ServerProcess(server.kind, root / f"{server.kind}.learner", name="learner")
+    learner.extra_args = [
+        *extra,
+        "--initial-cluster",
+        f"{server.name}={server.peer_url},learner={learner.peer_url}",
+        "--initial-cluster-state",
+        "existing",
+    ]  # fmt: skip  (after the launcher's own --initial-cluster: the last one counts)
+    subprocess.run(
+        [ETCDCTL_BIN, "--endpoints", server.endpoint, "member", "add", "learner", "--learner",
+         f"--peer-urls={learner.peer_url}"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    target = applied_index(server.endpoint)
+    assert target is not None
+    started = time.monotonic()
+    learner.start(wait=False)
+    try:
+        while (index := applied_index(learner.endpoint)) is None or index < target:
+            assert learner.proc is not None
+            if learner.proc.poll() is not None:
+                raise RuntimeError(f"the learner exited; log:\n{learner.read_log()[-3000:]}")
+            if time.monotonic() - started > 900:
+                raise TimeoutError(f"the learner applied {index} of {target} in 900 s")
+            time.sleep(0.2)
+        figures: Figures = {"learner: caught up, s": time.monotonic() - started}
+        figures.update(memory(learner, "learner, caught up"))
+    finally:
+        learner.stop()
+    return figures
+
+
 def settle(seconds: float = 3.0) -> None:
     time.sleep(seconds)
 
@@ -194,6 +245,8 @@ def measure(kind: str, args: argparse.Namespace, root: Path) -> Figures:
             figures.update(compaction(server.endpoint))
             settle()
             figures.update(memory(server, "compacted"))
+        if args.join:
+            figures.update(join_learner(server, extra, root))
     finally:
         server.stop()
     return figures
@@ -208,6 +261,7 @@ def main() -> None:
     parser.add_argument("--gets", type=int, default=2000)
     parser.add_argument("--kind", choices=("etcd", "etcdpy"), action="append")
     parser.add_argument("--compact", action="store_true", help="also time a compaction of a version per key")
+    parser.add_argument("--join", action="store_true", help="also time a learner catching up")
     parser.add_argument("--etcdpy-args", default="", help="extra flags for etcdpy's server")
     args = parser.parse_args()
     kinds = args.kind or ["etcd", "etcdpy"]
