@@ -11,13 +11,16 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import multiprocessing
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -222,3 +225,25 @@ def group_memory_kib(pgid: int, field: str = "VmRSS") -> int:
             if line.startswith(field + ":"):
                 total += int(line.split()[1])
     return total
+
+
+def keyspace_arguments(doc: str) -> argparse.ArgumentParser:
+    """The options of a benchmark over a loaded keyspace: --keys, --value-size, --kind (repeatable)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--value-size", type=int, default=1024)
+    parser.add_argument("--kind", choices=("etcd", "etcdpy"), action="append")
+    return parser
+
+
+def compare_kinds(name: str, args: argparse.Namespace, measure: Callable[[str, Path], Figures]) -> None:
+    """Measure each kind of server in args.kind (default etcd, then etcdpy) in a temp dir of its own, then
+    print one table with the load average before and after (the machine is shared)."""
+    before = os.getloadavg()[0]
+    columns = {}
+    for kind in args.kind or ["etcd", "etcdpy"]:
+        with tempfile.TemporaryDirectory(prefix=f"{name}-{kind}-") as tmp:
+            columns[kind] = measure(kind, Path(tmp))
+    after = os.getloadavg()[0]
+    print(f"{name}: {args.keys} keys of {args.value_size} B; load average {before:.1f} -> {after:.1f}")
+    print(report(columns))

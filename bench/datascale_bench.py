@@ -31,18 +31,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import shlex
 import signal
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 import grpc
-from benchlib import ETCDCTL_BIN, Figures, group_memory_kib, load_keys, report
+from benchlib import ETCDCTL_BIN, Figures, compare_kinds, group_memory_kib, keyspace_arguments, load_keys
 from procs import ServerProcess, wait_group_gone
 
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
@@ -253,28 +251,13 @@ def measure(kind: str, args: argparse.Namespace, root: Path) -> Figures:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--keys", type=int, default=1_000_000)
-    parser.add_argument("--value-size", type=int, default=1024)
+    parser = keyspace_arguments(__doc__)
     parser.add_argument("--gets", type=int, default=2000)
-    parser.add_argument("--kind", choices=("etcd", "etcdpy"), action="append")
     parser.add_argument("--compact", action="store_true", help="also time a compaction of a version per key")
     parser.add_argument("--join", action="store_true", help="also time a learner catching up")
     parser.add_argument("--etcdpy-args", default="", help="extra flags for etcdpy's server")
     args = parser.parse_args()
-    kinds = args.kind or ["etcd", "etcdpy"]
-    before = os.getloadavg()[0]
-    columns = {}
-    for kind in kinds:
-        with tempfile.TemporaryDirectory(prefix=f"datascale-{kind}-") as tmp:
-            columns[kind] = measure(kind, args, Path(tmp))
-    after = os.getloadavg()[0]
-    print(
-        f"datascale_bench: {args.keys} keys of {args.value_size} B; load average {before:.1f} -> {after:.1f}"
-    )
-    print(report(columns))
+    compare_kinds("datascale_bench", args, lambda kind, root: measure(kind, args, root))
 
 
 if __name__ == "__main__":

@@ -20,16 +20,14 @@ and after (the two-core machine is shared: figures move with it).
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from benchlib import REPO, group_memory_kib, load_keys, report
+from benchlib import REPO, compare_kinds, group_memory_kib, keyspace_arguments, load_keys
 
 sys.path.insert(0, str(REPO / "tests"))
 from procs import ETCDCTL_BIN, ServerProcess
@@ -91,24 +89,8 @@ def measure(kind: str, keys: int, value_size: int, root: Path) -> dict[str, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--keys", type=int, default=1_000_000)
-    parser.add_argument("--value-size", type=int, default=1024)
-    parser.add_argument("--kind", choices=("etcd", "etcdpy"), action="append")
-    args = parser.parse_args()
-    kinds = args.kind or ["etcd", "etcdpy"]
-    before = os.getloadavg()[0]
-    columns = {}
-    for kind in kinds:
-        with tempfile.TemporaryDirectory(prefix=f"snapbench-{kind}-") as tmp:
-            columns[kind] = measure(kind, args.keys, args.value_size, Path(tmp))
-    after = os.getloadavg()[0]
-    print(
-        f"snapshot_bench: {args.keys} keys of {args.value_size} B; load average {before:.1f} -> {after:.1f}"
-    )
-    print(report(columns))
+    args = keyspace_arguments(__doc__).parse_args()
+    compare_kinds("snapshot_bench", args, lambda kind, root: measure(kind, args.keys, args.value_size, root))
 
 
 if __name__ == "__main__":
