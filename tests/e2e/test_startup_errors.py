@@ -16,6 +16,7 @@ from procs import ServerProcess, free_port, wait_for_port
 
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.api.raftpb import raft_pb2 as raftpb
+from etcdpy.chaos.cluster import wait_until
 from etcdpy.server.consensus.membership import member_id
 from etcdpy.server.storage.backend import Backend
 from etcdpy.server.storage.raftlog import RaftLogStorage
@@ -23,7 +24,9 @@ from etcdpy.server.storage.raftlog import RaftLogStorage
 
 def test_startup_line_names_the_client_url_and_member_id(etcdpy_server: ServerProcess) -> None:
     mid = member_id([etcdpy_server.peer_url], "etcd-cluster")
-    assert f"etcdpy: member {mid:x} (default)" in etcdpy_server.read_log()
+    line = f"etcdpy: member {mid:x} (default) of cluster"
+    # The port answers (the front listens) a moment before the member prints its line.
+    wait_until(lambda: line in etcdpy_server.read_log(), 20, "no startup line")
     assert f"serving client requests on {etcdpy_server.client_url}" in etcdpy_server.read_log()
 
 
