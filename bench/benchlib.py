@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -207,19 +207,32 @@ def load_keys(endpoint: str, keys: int, value_size: int, prefix: str = "bench/")
             future.result()
 
 
+def stat_fields(path: Path) -> list[str] | None:
+    """The fields of a /proc stat file after "pid (comm) " (so [2] is the process group); None if gone."""
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2 :].split()
+
+
+def group_processes(pgid: int) -> Iterator[Path]:
+    """The /proc directory of every process in process group `pgid`."""
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            fields = stat_fields(proc / "stat")
+            if fields is not None and int(fields[2]) == pgid:
+                yield proc
+
+
 def group_memory_kib(pgid: int, field: str = "VmRSS") -> int:
     """A /proc/<pid>/status memory field (VmRSS, RssAnon: the heap, RssFile: mapped files) summed over
     every process of process group `pgid` (etcdpy's splicer and client workers count with the member)."""
     total = 0
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
+    for proc in group_processes(pgid):
         try:
-            stat = (proc / "stat").read_text()
-            if int(stat[stat.rindex(")") + 2 :].split()[2]) != pgid:
-                continue
             status = (proc / "status").read_text()
-        except (OSError, ValueError):
+        except OSError:
             continue
         for line in status.splitlines():
             if line.startswith(field + ":"):

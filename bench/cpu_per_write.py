@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
-from benchlib import CHANNELS, REPO
+from benchlib import CHANNELS, REPO, group_processes, stat_fields
 
 sys.path.insert(0, str(REPO / "tests" / "e2e"))
 
@@ -81,25 +81,12 @@ def put_many(endpoint: str, writes: int, clients: int, op: str = "put") -> float
         return pool.apply(_put_in_process, (endpoint, writes, clients, op))
 
 
-def _stat_fields(path: Path) -> list[str] | None:
-    try:
-        text = path.read_text()
-    except OSError:
-        return None
-    return text[text.rindex(")") + 2 :].split()  # after "pid (comm) "
-
-
 def threads_cpu(pgid: int) -> dict[str, float]:
     """CPU seconds (user+system) per thread name of every process in process group `pgid`."""
     per_name: dict[str, float] = defaultdict(float)
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        fields = _stat_fields(proc / "stat")
-        if fields is None or int(fields[2]) != pgid:  # fields[2]: pgrp
-            continue
+    for proc in group_processes(pgid):
         for task in (proc / "task").iterdir():
-            tfields = _stat_fields(task / "stat")
+            tfields = stat_fields(task / "stat")
             if tfields is None:
                 continue
             try:

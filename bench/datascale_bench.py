@@ -30,18 +30,29 @@ average before and after.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shlex
 import signal
-import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import grpc
-from benchlib import ETCDCTL_BIN, Figures, compare_kinds, group_memory_kib, keyspace_arguments, load_keys
+from benchlib import (
+    REPO,
+    Figures,
+    LoadResult,
+    compare_kinds,
+    group_memory_kib,
+    keyspace_arguments,
+    load_keys,
+)
 from procs import ServerProcess, wait_group_gone
+
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+
+from cluster_support import endpoint_status, etcdctl
 
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc
 
@@ -72,10 +83,10 @@ def gets(endpoint: str, indexes: list[int], serializable: bool, name: str) -> Fi
             response = stub.Range(rpc_pb2.RangeRequest(key=key(i), serializable=serializable), timeout=30)
             latencies.append(time.perf_counter() - started)
             assert response.count == 1, f"{key(i)!r} missing"
-    latencies.sort()
+    result = LoadResult(len(latencies), sum(latencies), latencies)
     return {
-        f"{name} p50 ms": latencies[len(latencies) // 2] * 1000,
-        f"{name} p99 ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000,
+        f"{name} p50 ms": result.percentile(0.50) * 1000,
+        f"{name} p99 ms": result.percentile(0.99) * 1000,
     }
 
 
@@ -139,29 +150,22 @@ def compaction(endpoint: str) -> Figures:
             seconds = time.monotonic() - started
             done.set()
             prober.join()
-    latencies.sort()
+    puts = LoadResult(len(latencies), seconds, latencies)
     return {
         "compaction (physical), s": seconds,
-        "a put meanwhile: p99 ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000,
-        "a put meanwhile: slowest ms": latencies[-1] * 1000,
+        "a put meanwhile: p99 ms": puts.percentile(0.99) * 1000,
+        "a put meanwhile: slowest ms": max(latencies) * 1000,
     }
 
 
 def applied_index(endpoint: str) -> int | None:
     """The member's raftAppliedIndex as ``etcdctl endpoint status`` gives it (None: no answer)."""
-    assert ETCDCTL_BIN is not None, "the reference etcdctl is not installed"
-    out = subprocess.run(
-        [ETCDCTL_BIN, "--endpoints", endpoint, "--command-timeout=5s", "endpoint", "status", "-w", "json"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if out.returncode != 0:
-        return None
-    return int(json.loads(out.stdout)[0]["Status"]["raftAppliedIndex"])
+    status = endpoint_status(endpoint)
+    return None if status is None else int(status["raftAppliedIndex"])
 
 
 def join_learner(server: ServerProcess, extra: list[str], root: Path) -> Figures:
     """Add a learner to `server`'s cluster and time its catching up from an empty data dir."""
-    assert ETCDCTL_BIN is not None, "the reference etcdctl is not installed"
     learner = ServerProcess(server.kind, root / f"{server.kind}.learner", name="learner")
     learner.extra_args = [
         *extra,
@@ -170,11 +174,7 @@ def join_learner(server: ServerProcess, extra: list[str], root: Path) -> Figures
         "--initial-cluster-state",
         "existing",
     ]  # fmt: skip  (after the launcher's own --initial-cluster: the last one counts)
-    subprocess.run(
-        [ETCDCTL_BIN, "--endpoints", server.endpoint, "member", "add", "learner", "--learner",
-         f"--peer-urls={learner.peer_url}"],
-        capture_output=True, check=True,
-    )  # fmt: skip
+    etcdctl(server.endpoint, "member", "add", "learner", "--learner", f"--peer-urls={learner.peer_url}")
     target = applied_index(server.endpoint)
     assert target is not None
     started = time.monotonic()

@@ -68,11 +68,7 @@ class ProcCluster:
 
     def status(self, member: ServerProcess) -> dict[str, Any] | None:
         """`endpoint status -w json` of one member, or None if it does not answer."""
-        result = etcdctl(member.endpoint, "endpoint", "status", "-w", "json", check=False)
-        if result.returncode != 0:
-            return None
-        statuses: list[dict[str, Any]] = json.loads(result.stdout)
-        return statuses[0]["Status"] if statuses else None
+        return endpoint_status(member.endpoint)
 
     def wait_leader(self, timeout: float = 20.0) -> ServerProcess:
         """The member all live members agree leads (waits for agreement)."""
@@ -110,6 +106,15 @@ def etcdctl(
     if check and result.returncode != 0:
         raise AssertionError(f"etcdctl {' '.join(args)} failed: {result.stderr}")
     return result
+
+
+def endpoint_status(endpoint: str) -> dict[str, Any] | None:
+    """`etcdctl endpoint status -w json` of one endpoint (its "Status"), or None if it does not answer."""
+    result = etcdctl(endpoint, "endpoint", "status", "-w", "json", check=False)
+    if result.returncode != 0:
+        return None
+    statuses: list[dict[str, Any]] = json.loads(result.stdout)
+    return statuses[0]["Status"] if statuses else None
 
 
 def etcdctl_until_ok(endpoints: str, *args: str, timeout: float = 15.0) -> subprocess.CompletedProcess[str]:
