@@ -135,3 +135,23 @@ class ServerProcess:
 
     def stop(self) -> None:
         self.kill(signal.SIGKILL)
+
+
+def communicate_or_stacks(proc: subprocess.Popen[str], timeout: float = 30.0) -> tuple[str, str]:
+    """``proc.communicate(timeout)``; a CLI still running then fails the test with its threads' stacks.
+
+    etcdpy's CLI prints every thread's stack on SIGQUIT (etcdctl, a Go program,
+    its goroutines) and dies of it: the failure then says where it was stuck.
+    """
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGQUIT)
+        try:
+            out, err = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        raise AssertionError(
+            f"{proc.args} still running {timeout} s later; printed {out!r}; stacks on SIGQUIT:\n{err}"
+        ) from None

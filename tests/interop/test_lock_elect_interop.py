@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from interop_runner import ETCDPY_CLI, ServerFacts, Transcript, assert_same_transcripts, transcript_on
-from procs import ETCDCTL_BIN, ServerProcess
+from procs import ETCDCTL_BIN, ServerProcess, communicate_or_stacks
 
 pytestmark = pytest.mark.interop
 
@@ -66,7 +66,7 @@ def _hold(tool: Sequence[str], endpoint: str, fmt: str, *argv: str) -> tuple[str
     try:
         assert done.wait(30), f"{argv} printed only {''.join(printed)!r}"
         proc.send_signal(signal.SIGINT)
-        _, errors = proc.communicate(timeout=30)
+        _, errors = communicate_or_stacks(proc)
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -14,7 +14,7 @@ import sys
 import threading
 
 import pytest
-from procs import ETCDCTL_BIN, ServerProcess, free_port
+from procs import ETCDCTL_BIN, ServerProcess, communicate_or_stacks, free_port
 
 from etcdpy.cli import cli
 from etcdpy.cli.app import normalize_bool_flags
@@ -105,7 +105,7 @@ def test_mirror_carries_existing_keys_and_every_change_made_while_it_runs(
             assert dst.get("app/", prefix=True, count_only=True).count == 0
         finally:
             mirror.send_signal(signal.SIGINT)
-            out, err = mirror.communicate(timeout=30)
+            out, err = communicate_or_stacks(mirror)
     # etcdctl dies of the signal; etcdpy prints the keys it mirrored: the base, then 6 changes.
     if tool == "etcdctl":
         assert (mirror.returncode, out) == (-signal.SIGINT, "")
@@ -139,7 +139,7 @@ def test_no_dest_prefix_strips_the_prefix_and_sigterm_ends_the_mirror(
             assert contents(dst, "") == {b"a": b"1", b"b": b"2"}
         finally:
             mirror.send_signal(signal.SIGTERM)
-            out, _ = mirror.communicate(timeout=30)
+            out, _ = communicate_or_stacks(mirror)
     # SIGTERM as SIGINT: etcdctl dies of it, etcdpy prints what it mirrored and exits 128+15.
     assert (mirror.returncode, out) == ((-signal.SIGTERM, "") if tool == "etcdctl" else (143, "2\n"))
 

@@ -10,7 +10,8 @@ another core than the member's.
   and the client's address; the core's reply is returned as raw bytes or aborts the call with the
   core's status.  A stream (Watch, LeaseKeepAlive, Snapshot, Observe) goes the same way, one frame per
   message each way, its responses flow-controlled by credit (`calls.py`).  Nothing is decoded here.
-* Any other call (grpc.health.v1) is proxied to the core's own grpcio on its private socket.
+* A call of grpc.health.v1 is proxied to the core's own grpcio on its private socket; a method no
+  service has gets grpcio's UNIMPLEMENTED here, as the member's grpcio answers it.
 * On an https client URL the worker's grpcio serves TLS with the member's certificates (reloaded as
   they change), refuses what the member's certificate guard refuses (CRL, allowed host name), and
   sends each call's verified client certificate common name with it (auth's user without a token).
@@ -33,6 +34,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any, TypeAlias
 
 import grpc
+from grpc_health.v1 import health_pb2
 
 from etcdpy.server.grpc_options import grpc_server_options
 from etcdpy.server.http.splicer import client_peer, die_with_parent
@@ -60,9 +62,20 @@ log = logging.getLogger("etcdpy.server.workers")
 GRACE_SECONDS = 2.0  # as the member's grpcio gets for the calls in flight when it stops
 STATUS = {code.value[0]: code for code in grpc.StatusCode}
 CORE_GONE = "the member's core is gone"
-EOF: Any = grpc.aio.EOF  # type: ignore[attr-defined]  # grpc-stubs lacks it
 Reply = tuple[int, str, bytes]  # status code, details, response
 Handler: TypeAlias = "grpc.RpcMethodHandler[Any, Any]"
+
+
+def _proxied_methods() -> tuple[tuple[str, bool], ...]:
+    """(path, server streaming) of each method of the core's grpcio outside `METHODS`: grpc.health.v1's."""
+    service = health_pb2.DESCRIPTOR.services_by_name["Health"]
+    assert not any(method.client_streaming for method in service.methods)
+    return tuple(
+        (f"/{service.full_name}/{method.name}", method.server_streaming) for method in service.methods
+    )
+
+
+PROXIED = _proxied_methods()
 
 
 def forwarded_metadata(context: Any) -> list[tuple[str, str | bytes]]:
@@ -180,7 +193,7 @@ class CoreChannel(asyncio.Protocol):
 
 
 class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in grpc-stubs only
-    """Every method of etcd's services over the core channel; any other proxied to the core's grpcio."""
+    """Each method of etcd's services over the core channel; grpc.health.v1's proxied to the core's grpcio."""
 
     def __init__(self, core: CoreChannel, proxy: Any, *, client_certs: bool = False) -> None:
         self.core = core
@@ -188,15 +201,14 @@ class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in
         # With TLS client certificates, each call's common name goes to the core with its metadata.
         self.metadata = with_common_name if client_certs else forwarded_metadata
         self._handlers: dict[str, Handler] = {method.path: self._handler(method) for method in METHODS}
+        self._handlers.update((path, self._proxied(path, streams)) for path, streams in PROXIED)
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> Handler | None:
-        path = handler_call_details.method
-        handler = self._handlers.get(path)
-        if handler is None:
-            handler = grpc.stream_stream_rpc_method_handler(self._proxied(path))
-            if len(self._handlers) < 1000:  # unknown paths too, but never without bound
-                self._handlers[path] = handler
-        return handler
+        # None for a path no service of the member has: grpcio answers UNIMPLEMENTED "Method not found!",
+        # as the member's own grpcio does.  (Proxying such a call instead raced: the member refuses it at
+        # once, and the worker's proxy client, still sending the request, could report INTERNAL "Internal
+        # error from Core" in place of the member's status.)
+        return self._handlers.get(handler_call_details.method)
 
     def _handler(self, method: Method) -> Handler:
         if method.unary:
@@ -263,39 +275,37 @@ class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in
 
         return stream
 
-    def _proxied(self, path: str) -> Any:
+    def _proxied(self, path: str, server_streaming: bool) -> Handler:
+        """A call of the core's grpcio (grpc.health.v1), made there with the same shape."""
         proxy = self.proxy
 
-        async def proxied(
-            requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext[bytes, bytes]
-        ) -> AsyncIterator[bytes]:
-            call = proxy.stream_stream(path)(
-                metadata=forwarded_metadata(context), timeout=context.time_remaining()
+        async def unary(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
+            call = proxy.unary_unary(path)(
+                request, metadata=forwarded_metadata(context), timeout=context.time_remaining()
             )
-
-            async def send() -> None:
-                async for request in requests:
-                    await call.write(request)
-                await call.done_writing()
-
-            sending = asyncio.get_running_loop().create_task(send())
-            sending.add_done_callback(_retrieved)
             try:
-                while True:
-                    response = await call.read()
-                    if response is EOF:
-                        break
+                response: bytes = await call
+            except grpc.aio.AioRpcError as exc:
+                await context.abort(exc.code(), exc.details() or "")
+            return response
+
+        async def streaming(
+            request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
+        ) -> AsyncIterator[bytes]:
+            call = proxy.unary_stream(path)(
+                request, metadata=forwarded_metadata(context), timeout=context.time_remaining()
+            )
+            try:
+                async for response in call:
                     yield response
-                code = await call.code()
-                if code != grpc.StatusCode.OK:
-                    await context.abort(code, await call.details() or "")
             except grpc.aio.AioRpcError as exc:
                 await context.abort(exc.code(), exc.details() or "")
             finally:
-                sending.cancel()
                 call.cancel()
 
-        return proxied
+        if server_streaming:
+            return grpc.unary_stream_rpc_method_handler(streaming)
+        return grpc.unary_unary_rpc_method_handler(unary)
 
 
 def _retrieved(task: asyncio.Task[None]) -> None:
