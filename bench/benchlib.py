@@ -228,16 +228,27 @@ def group_processes(pgid: int) -> Iterator[Path]:
 def group_memory_kib(pgid: int, field: str = "VmRSS") -> int:
     """A /proc/<pid>/status memory field (VmRSS, RssAnon: the heap, RssFile: mapped files) summed over
     every process of process group `pgid` (etcdpy's splicer and client workers count with the member)."""
-    total = 0
+    return sum(memory_by_role(pgid, field).values())
+
+
+ROLES = {"etcdpy.server.http.splicer": "splicer", "etcdpy.server.workers.worker": "workers"}
+
+
+def memory_by_role(pgid: int, field: str = "VmRSS") -> dict[str, int]:
+    """`group_memory_kib` per role in the group: "splicer", "workers" (all of them) and "member" (the rest:
+    the member itself, or etcd)."""
+    kib: dict[str, int] = {}
     for proc in group_processes(pgid):
         try:
             status = (proc / "status").read_text()
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
+        role = next((ROLES[arg] for arg in map(bytes.decode, argv) if arg in ROLES), "member")
         for line in status.splitlines():
             if line.startswith(field + ":"):
-                total += int(line.split()[1])
-    return total
+                kib[role] = kib.get(role, 0) + int(line.split()[1])
+    return kib
 
 
 def keyspace_arguments(doc: str) -> argparse.ArgumentParser:

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # reuse the test suite's process launcher
 sys.path.insert(0, str(REPO))
 
-from benchlib import group_memory_kib  # noqa: E402
+from benchlib import group_memory_kib, memory_by_role  # noqa: E402
 from procs import ServerProcess  # noqa: E402
 
 from etcdpy.api.etcdserverpb import rpc_pb2, rpc_pb2_grpc  # noqa: E402
@@ -174,20 +174,28 @@ def memory(server: ServerProcess, count: int) -> str:
     assert server.proc is not None
     pid = server.proc.pid
 
-    async def run() -> tuple[int, int]:
+    async def run() -> tuple[int, int, dict[str, int], dict[str, int]]:
         await asyncio.sleep(1)
-        before = group_memory_kib(pid)
+        before, heap_before = group_memory_kib(pid), memory_by_role(pid, "RssAnon")
         held = await _idle(server.endpoint, count, 100)
         await asyncio.sleep(2)
-        after = group_memory_kib(pid)
+        after, heap_after = group_memory_kib(pid), memory_by_role(pid, "RssAnon")
         for call in held[1:]:
             call.cancel()  # type: ignore[attr-defined]
         await held[0].close()  # type: ignore[attr-defined]
-        return before, after
+        return before, after, heap_before, heap_after
 
-    before, after = asyncio.run(run())
+    before, after, heap_before, heap_after = asyncio.run(run())
     per_watcher = (after - before) * 1024 / count
-    return f"rss {before / 1024:7.1f} MiB -> {after / 1024:7.1f} MiB  = {per_watcher:7.0f} B/watcher"
+    # The heap's share of each role (a worker holds a second copy of each stream's gRPC state).
+    roles = "  ".join(
+        f"{role} {(heap_after[role] - heap_before.get(role, 0)) * 1024 / count:.0f}"
+        for role in sorted(heap_after)
+    )
+    return (
+        f"rss {before / 1024:7.1f} MiB -> {after / 1024:7.1f} MiB  = {per_watcher:7.0f} B/watcher"
+        f"  (heap B/watcher: {roles})"
+    )
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ mirror etcd's two exit codes:
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -37,6 +38,10 @@ COMPACTION_MODES = ("periodic", "revision")
 LOG_LEVELS = ("debug", "info", "warn", "error", "panic", "fatal")
 CLIENT_FRONT_MODES = ("process", "thread", "off")
 PEER_PROTOCOLS = ("grpc", "stream")  # --experimental-peer-protocol: what raft messages travel on
+# --experimental-client-workers auto: one worker per CPU this process may run on, at most
+# MAX_AUTO_WORKERS; none on one CPU, where the member and its workers would only take turns.
+AUTO_WORKERS = -1
+MAX_AUTO_WORKERS = 4
 METRICS_LEVELS = ("basic", "extensive")  # extensive adds the gRPC handling-time histograms
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
@@ -81,6 +86,21 @@ def parse_initial_cluster(text: str) -> tuple[tuple[str, str], ...]:
     if not pairs:
         raise ValueError("--initial-cluster is empty")
     return tuple(pairs)
+
+
+def parse_worker_count(text: str) -> int:
+    """A count of client workers: a number, or "auto" (`AUTO_WORKERS`, resolved by `Config.validate`)."""
+    text = text.strip()
+    if text == "auto":
+        return AUTO_WORKERS
+    if not re.fullmatch(r"\d+", text):
+        raise ValueError(f'{text!r} is neither "auto" nor a count of workers')
+    return int(text)
+
+
+def auto_client_workers(cpus: int) -> int:
+    """What --experimental-client-workers auto gives on ``cpus`` CPUs."""
+    return 0 if cpus < 2 else min(cpus, MAX_AUTO_WORKERS)
 
 
 def parse_duration(text: str) -> float:
@@ -153,6 +173,10 @@ class Config:
     experimental_client_front: str = "process"
     # Client gRPC served by this many worker processes beside the member (0: by the member itself); each
     # client front spreads its gRPC connections over workers of its own (etcdpy/server/workers).
+    # AUTO_WORKERS ("auto") until `validate` resolves it: `auto_client_workers` of the CPUs this process
+    # may use, none when the front is off or the member's grpcio runs threaded.  Off by default: a worker
+    # is one more local hop per call (a lone client's linearizable read takes about a fifth longer) and
+    # holds a second copy of each stream's gRPC state (docs/speed.md).
     experimental_client_workers: int = 0
     # What raft messages travel on between members: etcdpy's own peer stream (the peer URLs then answer
     # both) or the gRPC Send stream (grpcio owns the peer URLs); a stream member falls back to gRPC for
@@ -236,7 +260,16 @@ class Config:
                 f"--initial-advertise-peer-urls={','.join(self.initial_advertise_peer_urls)}"
             )
         self._validate_tls()
-        return replace(self, data_dir=self.data_dir or f"{self.name}.etcd", initial_cluster=cluster)
+        workers = self.experimental_client_workers
+        if workers == AUTO_WORKERS:
+            serving_elsewhere = self.experimental_client_front == "off" or self.experimental_grpc_threads > 0
+            workers = 0 if serving_elsewhere else auto_client_workers(len(os.sched_getaffinity(0)))
+        return replace(
+            self,
+            data_dir=self.data_dir or f"{self.name}.etcd",
+            initial_cluster=cluster,
+            experimental_client_workers=workers,
+        )
 
     def _validate_tls(self) -> None:
         """etcd's checks of the TLS flags that need no file: an https URL needs a certificate or auto-tls."""

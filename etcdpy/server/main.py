@@ -80,6 +80,18 @@ class InitialCluster(click.ParamType[tuple[tuple[str, str], ...]]):
             self.fail(str(exc), param, ctx)
 
 
+class WorkerCount(click.ParamType[int]):
+    name = "auto|N"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return cfg.parse_worker_count(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
 URLS = UrlList()
 # (flag, Config field, click type, help); defaults come from Config itself.
 FLAGS: list[tuple[str, str, Any, str]] = [
@@ -200,10 +212,12 @@ FLAGS: list[tuple[str, str, Any, str]] = [
     (
         "--experimental-client-workers",
         "experimental_client_workers",
-        NON_NEGATIVE,
+        WorkerCount(),
         "Serve client gRPC from this many worker processes beside the member (0: the member serves it):"
         " the workers do gRPC's own work and forward each call to the member, so serving grows past"
-        " one core (https client URLs too: the workers serve TLS with the same certificates).",
+        " one core (https client URLs too: the workers serve TLS with the same certificates); each call"
+        " takes one local hop more. auto: one per CPU the member may run on, at most 4; none on one CPU,"
+        " with the front off or with --experimental-grpc-threads.",
     ),
     (
         "--experimental-peer-protocol",
@@ -621,6 +635,7 @@ def _worker_pool(
         max_receive_bytes=config.grpc_max_receive_bytes,
         max_concurrent_streams=config.max_concurrent_streams,
         tls=config.client_tls if secure else None,
+        log_level=logging.getLevelName(logging.getLogger().getEffectiveLevel()),
     )
     return WorkerPool(settings, [s.path for s in worker_sockets])
 
@@ -735,9 +750,12 @@ async def _serve(config: cfg.Config) -> int:
         if server.published.is_set() and not any(t.done() for t in stopping):
             stop_clients = await _start_clients(config, member)
             cluster = member.cluster
+            # Each URL scheme's front has a pool of its own (see _start_clients).
+            workers = config.experimental_client_workers * len(_by_scheme(config.listen_client_urls))
             click.echo(
                 f"etcdpy: member {cluster.local_id:x} ({config.name}) of cluster {cluster.cluster_id:x}"
-                f" serving client requests on {', '.join(config.listen_client_urls)}",
+                f" serving client requests on {', '.join(config.listen_client_urls)}"
+                + (f" (gRPC served by {workers} client worker processes)" if workers else ""),
                 err=True,
             )
             await asyncio.wait(stopping, return_when=asyncio.FIRST_COMPLETED)

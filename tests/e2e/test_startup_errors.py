@@ -17,6 +17,7 @@ from procs import ServerProcess, free_port, wait_for_port
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.api.raftpb import raft_pb2 as raftpb
 from etcdpy.chaos.cluster import wait_until
+from etcdpy.server.config import auto_client_workers
 from etcdpy.server.consensus.membership import member_id
 from etcdpy.server.storage.backend import Backend
 from etcdpy.server.storage.raftlog import RaftLogStorage
@@ -28,6 +29,20 @@ def test_startup_line_names_the_client_url_and_member_id(etcdpy_server: ServerPr
     # The port answers (the front listens) a moment before the member prints its line.
     wait_until(lambda: line in etcdpy_server.read_log(), 20, "no startup line")
     assert f"serving client requests on {etcdpy_server.client_url}" in etcdpy_server.read_log()
+    assert "client worker" not in etcdpy_server.read_log()  # none unless asked for
+
+
+def test_startup_line_counts_the_client_workers(tmp_path: Path) -> None:
+    # auto: one per CPU the member may use (at most 4), none on one CPU; a pool for each URL scheme.
+    workers = auto_client_workers(len(os.sched_getaffinity(0)))
+    server = ServerProcess("etcdpy", tmp_path / "data", extra_args=["--experimental-client-workers", "auto"])
+    server.start()
+    try:
+        wait_until(lambda: "etcdpy: member" in server.read_log(), 20, "no startup line")
+        said = f"on {server.client_url} (gRPC served by {workers} client worker processes)\n"
+        assert (said in server.read_log()) == (workers > 0)
+    finally:
+        server.stop()
 
 
 def test_a_data_dir_held_by_a_running_server_is_refused(etcdpy_server: ServerProcess) -> None:

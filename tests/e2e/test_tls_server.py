@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -206,8 +207,9 @@ def _serial(path: Path) -> int:
     return x509.load_pem_x509_certificate(path.read_bytes()).serial_number
 
 
+@pytest.mark.parametrize("workers", [0, 2], ids=["member", "client-workers"])
 def test_certificates_replaced_on_disk_serve_new_connections_without_a_restart(
-    tmp_path: Path, pki: PKI
+    tmp_path: Path, pki: PKI, workers: int
 ) -> None:
     served = tmp_path / "served"
     served.mkdir()
@@ -221,8 +223,11 @@ def test_certificates_replaced_on_disk_serve_new_connections_without_a_restart(
             f"--{side}key-file",
             str(served / f"{side}key.pem"),
         ]
+    flags += ["--experimental-client-workers", str(workers)]
     server = TLSServer("etcdpy", tmp_path / "s.data", extra_args=flags).start()
     try:
+        sockets = [server.data_dir / f"grpcs-worker-{i}.sock" for i in range(workers)]
+        wait_until(lambda: listening(sockets), 20, "the workers did not start")
         assert _served_serial(server.client_port) == _serial(pki.server.cert)
         assert _served_serial(server.client_port, "h2") == _serial(pki.server.cert)
         assert _served_serial(server.peer_port) == _serial(pki.peer.cert)
@@ -240,9 +245,21 @@ def test_certificates_replaced_on_disk_serve_new_connections_without_a_restart(
         assert etcdctl(server.client_url, "--cacert", str(pki.ca), "put", "k", "v").stdout == "OK\n"
         assert server.proc is not None and server.proc.poll() is None
         log = server.read_log()
-        # Each port reloads twice: its front's HTTP/1.1 side (the peer stream's, on the peer port) and grpcio.
-        assert log.count(f"reloaded the TLS certificate {served / 'cert.pem'}") == 2
-        assert log.count(f"reloaded the TLS certificate {served / 'peer-cert.pem'}") == 2
+
+        # Each TLS server that shook hands after the renewal reloads once: the front's HTTP/1.1 side (the
+        # peer stream's, on the peer port) and the grpcio that h2 went to: the member's, or with client
+        # workers, taken in turn, the two workers after the one of the first h2 connection.
+        def reloads(cert: str) -> list[str]:
+            said = re.findall(
+                r"etcdpy\.server\.tls(?: \((\S+)\))?: reloaded the TLS certificate (\S+)\n", log
+            )
+            return sorted(who or "member" for who, path in said if path == str(served / cert))
+
+        assert reloads("peer-cert.pem") == ["member", "member"]
+        if workers:
+            assert reloads("cert.pem") == ["grpcs-worker-0", "grpcs-worker-1", "member"]
+        else:
+            assert reloads("cert.pem") == ["member", "member"]
     finally:
         server.stop()
 

@@ -13,7 +13,13 @@ import pytest
 from click.testing import CliRunner, Result
 
 from etcdpy.server import main
-from etcdpy.server.config import Config, ConfigError, listen_address, parse_duration
+from etcdpy.server.config import (
+    Config,
+    ConfigError,
+    auto_client_workers,
+    listen_address,
+    parse_duration,
+)
 
 
 @dataclass
@@ -119,6 +125,8 @@ def test_a_flag_wins_over_its_environment_variable_with_a_warning(run: Run) -> N
         ["--max-request-bytes", "-5"],
         ["--max-txn-ops", "-5"],
         ["--log-level", "loud"],
+        ["--experimental-client-workers", "-1"],
+        ["--experimental-client-workers", "many"],
         ["--no-such-flag"],
     ],
 )
@@ -147,6 +155,10 @@ def test_unparsable_environment_value_exits_2(run: Run) -> None:
         (["--max-txn-ops", "0"], "--max-txn-ops must be >0"),
         (["--quota-backend-bytes", str(9 * 1024**3)], "exceeds"),
         (
+            ["--experimental-client-workers", "2", "--experimental-client-front", "off"],
+            "--experimental-client-workers needs the front on the client URLs",
+        ),
+        (
             ["--name", "a", "--initial-cluster", "b=http://127.0.0.1:1"],
             "--initial-cluster has a=(missing)",
         ),
@@ -167,6 +179,27 @@ def test_values_that_do_not_fit_together_exit_1(run: Run, args: list[str], messa
     assert inv.configs == []
     assert "error verifying flags" in inv.result.stderr
     assert message in inv.result.stderr
+
+
+@pytest.mark.parametrize(("cpus", "workers"), [(1, 0), (2, 2), (3, 3), (4, 4), (64, 4)])
+def test_auto_workers_are_one_per_cpu_up_to_four_and_none_on_one_cpu(cpus: int, workers: int) -> None:
+    assert auto_client_workers(cpus) == workers
+
+
+def test_auto_client_workers_follow_the_cpus_the_member_may_use(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    auto = ["--experimental-client-workers", "auto"]
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2})
+    assert run([]).config.experimental_client_workers == 0  # off unless asked for
+    assert run(auto).config.experimental_client_workers == 3
+    assert run([], {"ETCD_EXPERIMENTAL_CLIENT_WORKERS": "auto"}).config.experimental_client_workers == 3
+    assert run(["--experimental-client-workers", "1"]).config.experimental_client_workers == 1
+    # auto leaves client gRPC to the member where it was set up to serve it itself
+    for serving in (["--experimental-client-front", "off"], ["--experimental-grpc-threads", "4"]):
+        assert run([*auto, *serving]).config.experimental_client_workers == 0
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {1})  # taskset -c 1
+    assert run(auto).config.experimental_client_workers == 0
 
 
 def test_validate_raises_config_error_directly() -> None:

@@ -332,6 +332,7 @@ class WorkerSettings:
     max_receive_bytes: int
     max_concurrent_streams: int
     tls: TLSInfo | None = None  # the client URLs' TLS: the worker's grpcio serves it, checks included
+    log_level: str = "WARNING"  # the member's (a logging level name): workers log to its stderr
 
 
 class WorkerPool:
@@ -369,6 +370,8 @@ class WorkerPool:
             str(s.max_receive_bytes),
             "--max-concurrent-streams",
             str(s.max_concurrent_streams),
+            "--log-level",
+            s.log_level,
             *(["--tls", json.dumps(dataclasses.asdict(s.tls))] if s.tls is not None else []),
         ]
 

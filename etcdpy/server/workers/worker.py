@@ -31,6 +31,7 @@ import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 from typing import Any, TypeAlias
 
 import grpc
@@ -355,13 +356,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--max-receive-bytes", type=int, required=True)
     parser.add_argument("--max-concurrent-streams", type=int, required=True)
     parser.add_argument("--tls", default="", help="the client URLs' TLS settings (TLSInfo as JSON)")
+    parser.add_argument("--log-level", default="WARNING", help="the member's, as a logging level name")
     args = parser.parse_args(argv)
     member = os.getppid()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the member stops us
     die_with_parent()
     if os.getppid() != member:
         return  # the member died before the death signal was armed
-    logging.basicConfig(level=logging.WARNING, format=f"etcdpy worker {args.index}: %(message)s")
+    # The member's format, each line naming the worker (its socket's name: one pool per front).
+    logging.basicConfig(
+        level=args.log_level,
+        format=f"%(asctime)s %(levelname)s %(name)s ({Path(args.socket).stem}): %(message)s",
+    )
     try:
         asyncio.run(serve(args))
     except ConnectionError as exc:
