@@ -23,7 +23,7 @@ import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import click
 import grpc
@@ -48,51 +48,29 @@ from etcdpy.server.workers.core import CallServer, WorkerPool, WorkerSettings
 log = logging.getLogger("etcdpy.server")
 SHUTDOWN_GRACE_SECONDS = 2.0  # in-flight requests may finish this long after SIGTERM
 
+T = TypeVar("T")
+
 # What does not parse exits 2 here (click's usage error), as etcd's flag parser does.
 NON_NEGATIVE = click.IntRange(min=0)
 
 
-class UrlList(click.ParamType[tuple[str, ...]]):
-    name = "urls"
+class Parsed(click.ParamType[T]):
+    """A flag value one of config's parsers reads; its ValueError is click's usage error (exit 2)."""
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> tuple[str, ...]:
-        if isinstance(value, tuple):
-            return value
+    def __init__(self, name: str, parse: Callable[[str], T]) -> None:
+        self.name = name
+        self.parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> T:
+        if not isinstance(value, str):
+            return cast(T, value)  # parsed already
         try:
-            return cfg.parse_urls(str(value))
+            return self.parse(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
 
 
-class InitialCluster(click.ParamType[tuple[tuple[str, str], ...]]):
-    name = "name=url,..."
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> tuple[tuple[str, str], ...]:
-        if isinstance(value, tuple):
-            return value
-        try:
-            return cfg.parse_initial_cluster(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class WorkerCount(click.ParamType[int]):
-    name = "auto|N"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return cfg.parse_worker_count(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-URLS = UrlList()
+URLS = Parsed("urls", cfg.parse_urls)
 # (flag, Config field, click type, help); defaults come from Config itself.
 FLAGS: list[tuple[str, str, Any, str]] = [
     ("--name", "name", str, "Human-readable name for this member."),
@@ -117,7 +95,7 @@ FLAGS: list[tuple[str, str, Any, str]] = [
     (
         "--initial-cluster",
         "initial_cluster",
-        InitialCluster(),
+        Parsed("name=url,...", cfg.parse_initial_cluster),
         "Initial cluster configuration (name=url,...).",
     ),
     (
@@ -212,7 +190,7 @@ FLAGS: list[tuple[str, str, Any, str]] = [
     (
         "--experimental-client-workers",
         "experimental_client_workers",
-        WorkerCount(),
+        Parsed("auto|N", cfg.parse_worker_count),
         "Serve client gRPC from this many worker processes beside the member (0: the member serves it):"
         " the workers do gRPC's own work and forward each call to the member, so serving grows past"
         " one core (https client URLs too: the workers serve TLS with the same certificates); each call"
