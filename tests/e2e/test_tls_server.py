@@ -247,8 +247,8 @@ def test_certificates_replaced_on_disk_serve_new_connections_without_a_restart(
         log = server.read_log()
 
         # Each TLS server that shook hands after the renewal reloads once: the front's HTTP/1.1 side (the
-        # peer stream's, on the peer port) and the grpcio that h2 went to: the member's, or with client
-        # workers, taken in turn, the two workers after the one of the first h2 connection.
+        # peer stream's, on the peer port) and each grpcio h2 went to: the member's, or with client
+        # workers (taken in turn) both of them, as the h2 probe and etcdctl's connection go to different ones.
         def reloads(cert: str) -> list[str]:
             said = re.findall(
                 r"etcdpy\.server\.tls(?: \((\S+)\))?: reloaded the TLS certificate (\S+)\n", log
