@@ -51,10 +51,11 @@ def workers(tmp_path: Path) -> Iterator[ServerProcess]:
     server.stop()
 
 
-def wait_workers_listen(server: ServerProcess) -> None:
-    """Until every worker listens on its socket (before, the splicer sends connections to the member)."""
-    wait_until(lambda: len(worker_pids(server)) == WORKER_COUNT, 20, "the workers did not start")
-    wait_until(lambda: listening(worker_sockets(server)), 20, "the workers do not listen")
+def wait_workers_listen(server: ServerProcess, count: int = WORKER_COUNT, prefix: str = "grpc") -> None:
+    """Until each of `count` workers listens on its socket (before, the splicer sends connections to the
+    member); `prefix` "grpcs" for an https front's."""
+    wait_until(lambda: len(worker_pids(server)) == count, 20, "the workers did not start")
+    wait_until(lambda: listening(worker_sockets(server, prefix, count)), 20, "the workers do not listen")
 
 
 def listening(paths: list[Path]) -> bool:
@@ -71,8 +72,8 @@ def worker_pids(server: ServerProcess) -> list[int]:
     return nemesis.worker_pids(server.proc.pid)
 
 
-def worker_sockets(server: ServerProcess, prefix: str = "grpc") -> list[Path]:
-    return [server.data_dir / f"{prefix}-worker-{i}.sock" for i in range(WORKER_COUNT)]
+def worker_sockets(server: ServerProcess, prefix: str = "grpc", count: int = WORKER_COUNT) -> list[Path]:
+    return [server.data_dir / f"{prefix}-worker-{i}.sock" for i in range(count)]
 
 
 def socket_count(pid: int) -> int:
@@ -614,8 +615,7 @@ def test_https_workers_serve_tls_and_the_certificates_common_name_is_the_user(tm
         "etcdpy", tmp_path / "tls.data", extra_args=[*server_tls_flags(pki), *WORKER_FLAGS]
     ).start()
     try:
-        wait_until(lambda: len(worker_pids(server)) == WORKER_COUNT, 20, "the workers did not start")
-        wait_until(lambda: listening(worker_sockets(server, "grpcs")), 20, "the workers do not listen")
+        wait_workers_listen(server, prefix="grpcs")
         idle = {pid: socket_count(pid) for pid in worker_pids(server)}
 
         def channel(name: str) -> grpc.Channel:

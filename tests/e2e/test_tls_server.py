@@ -22,7 +22,7 @@ from cluster_support import etcdctl
 from cryptography import x509
 from e2e_support import run_to_exit
 from procs import ServerProcess, free_port
-from test_client_workers import listening
+from test_client_workers import wait_workers_listen
 from tls_support import TLSServer, client_flags, etcdctl_tls, peer_flags
 from tlscerts import PKI
 
@@ -226,8 +226,7 @@ def test_certificates_replaced_on_disk_serve_new_connections_without_a_restart(
     flags += ["--experimental-client-workers", str(workers)]
     server = TLSServer("etcdpy", tmp_path / "s.data", extra_args=flags).start()
     try:
-        sockets = [server.data_dir / f"grpcs-worker-{i}.sock" for i in range(workers)]
-        wait_until(lambda: listening(sockets), 20, "the workers did not start")
+        wait_workers_listen(server, workers, "grpcs")
         assert _served_serial(server.client_port) == _serial(pki.server.cert)
         assert _served_serial(server.client_port, "h2") == _serial(pki.server.cert)
         assert _served_serial(server.peer_port) == _serial(pki.peer.cert)
@@ -290,8 +289,7 @@ def test_a_client_certificate_the_crl_revokes_is_refused_and_others_are_served(
     flags = [*client_flags(pki), "--client-crl-file", str(crl), "--experimental-client-workers", str(workers)]
     server = TLSServer("etcdpy", tmp_path / "s.data", peer_scheme="http", extra_args=flags).start()
     try:
-        sockets = [server.data_dir / f"grpcs-worker-{i}.sock" for i in range(workers)]
-        wait_until(lambda: listening(sockets), 20, "the workers did not start")
+        wait_workers_listen(server, workers, "grpcs")
         revoked = etcdctl_tls(server.client_url, pki, "put", "k", "v", check=False)
         assert revoked.returncode == 1
         assert f"is revoked by {crl}" in revoked.stderr

@@ -278,12 +278,11 @@ class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in
 
     def _proxied(self, path: str, server_streaming: bool) -> Handler:
         """A call of the core's grpcio (grpc.health.v1), made there with the same shape."""
-        proxy = self.proxy
+        # The proxy's callable for the path, made once: unary_stream or unary_unary as the method is.
+        proxied = (self.proxy.unary_stream if server_streaming else self.proxy.unary_unary)(path)
 
         async def unary(request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
-            call = proxy.unary_unary(path)(
-                request, metadata=forwarded_metadata(context), timeout=context.time_remaining()
-            )
+            call = proxied(request, metadata=forwarded_metadata(context), timeout=context.time_remaining())
             try:
                 response: bytes = await call
             except grpc.aio.AioRpcError as exc:
@@ -293,9 +292,7 @@ class Forwarder(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic in
         async def streaming(
             request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]
         ) -> AsyncIterator[bytes]:
-            call = proxy.unary_stream(path)(
-                request, metadata=forwarded_metadata(context), timeout=context.time_remaining()
-            )
+            call = proxied(request, metadata=forwarded_metadata(context), timeout=context.time_remaining())
             try:
                 async for response in call:
                     yield response
