@@ -17,6 +17,7 @@ proxies pass the TLS bytes through unchanged.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import random
 import shutil
@@ -24,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +51,23 @@ def _ephemeral_start() -> int:
 _EPHEMERAL_START = _ephemeral_start()
 _ports = random.Random()  # ports, not test behaviour: deliberately not seeded
 _taken: set[int] = set()
+# Ports handed out by any process on this machine: a POSIX lock on byte <port> of this file, which the
+# kernel drops when the process holding it ends.  Without it two processes (pytest's workers, a bench
+# beside them) could pick the same port while the member it belongs to is down for a restart.
+# One file per user (another user's would not open for writing).
+PORT_REGISTRY = Path(tempfile.gettempdir()) / f"etcdpy-ports-{os.getuid()}.lock"
+_registry: list[int] = []  # the open descriptor the locks are held through (closing any would drop them)
+
+
+def claim_port(port: int) -> bool:
+    """Claim ``port`` for this process among every process on the machine; False if another holds it."""
+    if not _registry:
+        _registry.append(os.open(PORT_REGISTRY, os.O_RDWR | os.O_CREAT, 0o600))
+    try:
+        fcntl.lockf(_registry[0], fcntl.LOCK_EX | fcntl.LOCK_NB, 1, port)
+    except OSError:
+        return False
+    return True
 
 
 def free_port() -> int:
@@ -56,7 +75,8 @@ def free_port() -> int:
 
     A member's ports must stay free until it binds them, and again at every restart:
     ports handed out by the kernel for port 0 or as the source port of an outgoing
-    connection (the proxies', the clients') never come from below that range.
+    connection (the proxies', the clients') never come from below that range, and a port
+    is handed out once per machine while the process it went to lives (`claim_port`).
     """
     for _ in range(1000):
         port = _ports.randrange(max(_EPHEMERAL_START - 12000, 1024), _EPHEMERAL_START)
@@ -67,6 +87,8 @@ def free_port() -> int:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+        if not claim_port(port):
+            continue
         _taken.add(port)
         return port
     raise RuntimeError("no free port below the ephemeral range")
