@@ -155,3 +155,10 @@ def communicate_or_stacks(proc: subprocess.Popen[str], timeout: float = 30.0) ->
         raise AssertionError(
             f"{proc.args} still running {timeout} s later; printed {out!r}; stacks on SIGQUIT:\n{err}"
         ) from None
+
+
+def without_zap_lines(text: str) -> str:
+    """Output of the reference etcdctl without the JSON log lines (zap) its client library writes, such as
+    a warning for each failed attempt of its retry interceptor; etcdpy writes none, and tests compare
+    what is left."""
+    return "".join(line for line in text.splitlines(keepends=True) if not line.startswith('{"level"'))

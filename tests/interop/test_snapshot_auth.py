@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from procs import ETCDCTL_BIN, ServerProcess
+from procs import ETCDCTL_BIN, ServerProcess, without_zap_lines
 
 from etcdpy.client import Client
 from etcdpy.server.storage import etcddb
@@ -69,12 +69,6 @@ def etcdpy(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _text(result: subprocess.CompletedProcess[str]) -> str:
-    """stdout and stderr without etcdctl's zap log lines (JSON, with timestamps)."""
-    lines = (result.stdout + result.stderr).splitlines(keepends=True)
-    return "".join(line for line in lines if not line.startswith('{"level"'))
-
-
 def set_up(endpoint: str) -> None:
     for args in SETUP:
         result = etcdctl("--endpoints", endpoint, *args)
@@ -86,7 +80,7 @@ def transcript(endpoint: str) -> list[tuple[int, str]]:
     out = []
     for args, code, expected in CHECKS:
         result = etcdctl("--endpoints", endpoint, *args)
-        text = _text(result)
+        text = without_zap_lines(result.stdout + result.stderr)
         assert (result.returncode, expected in text) == (code, True), (args, text)
         out.append((result.returncode, text))
     return out

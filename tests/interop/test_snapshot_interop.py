@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from e2e.cluster_support import TOKEN, ProcCluster
-from procs import ETCDCTL_BIN, ServerProcess
+from procs import ETCDCTL_BIN, ServerProcess, without_zap_lines
 
 from etcdpy.api.etcdserverpb import rpc_pb2
 from etcdpy.client import Client
@@ -173,11 +173,6 @@ def test_an_etcdpy_snapshot_restores_into_etcd(etcdpy_server: ServerProcess, tmp
         etcd.stop()
 
 
-def _error_lines(stderr: str) -> str:
-    """etcdctl's stderr without its zap log lines (JSON), which etcdpy does not write."""
-    return "".join(line for line in stderr.splitlines(keepends=True) if not line.startswith('{"level"'))
-
-
 def test_restore_errors_as_etcdctl(etcd_server: ServerProcess, tmp_path: Path) -> None:
     saved = tmp_path / "saved.db"
     assert etcdctl("--endpoints", etcd_server.endpoint, "snapshot", "save", str(saved)).returncode == 0
@@ -203,7 +198,7 @@ def test_restore_errors_as_etcdctl(etcd_server: ServerProcess, tmp_path: Path) -
         want = etcdctl("snapshot", "restore", *args, cwd=dirs["etcdctl"])
         got = etcdpy("snapshot", "restore", *args, cwd=dirs["etcdpy"])
         assert (got.returncode, got.stdout, got.stderr) == (
-            want.returncode, want.stdout, _error_lines(want.stderr),
+            want.returncode, want.stdout, without_zap_lines(want.stderr),
         ), args  # fmt: skip
         shutil.rmtree(dirs["etcdctl"] / "out", ignore_errors=True)  # etcdctl may leave a partial one
         assert not (dirs["etcdpy"] / "out").exists()
@@ -211,5 +206,5 @@ def test_restore_errors_as_etcdctl(etcd_server: ServerProcess, tmp_path: Path) -
     want = etcdctl("snapshot", "restore", "damaged.db", "--data-dir", "out", cwd=dirs["etcdctl"])
     got = etcdpy("snapshot", "restore", "damaged.db", "--data-dir", "out", cwd=dirs["etcdpy"])
     assert want.returncode == got.returncode == 1
-    assert _error_lines(want.stderr) == got.stderr
+    assert without_zap_lines(want.stderr) == got.stderr
     assert not (dirs["etcdpy"] / "out").exists()

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from interop_cases import Step
 from interop_runner import ServerFacts, mask
-from procs import ETCDCTL_BIN, ServerProcess
+from procs import ETCDCTL_BIN, ServerProcess, without_zap_lines
 from tls_procs import HttpsServer, client_tls_args, tls_server
 from tlscerts import PKI
 
@@ -62,11 +62,6 @@ def etcdctl(*argv: str, stdin: bytes = b"", env: dict[str, str] | None = None) -
 
 def etcdpy(*argv: str, stdin: bytes = b"", env: dict[str, str] | None = None) -> Run:
     return run(ETCDPY, "--command-timeout=1h", *argv, stdin=stdin, env=env)
-
-
-def human_lines(stderr: str) -> str:
-    """stderr without etcdctl's JSON log lines (zap's warnings of failed attempts)."""
-    return "".join(line for line in stderr.splitlines(keepends=True) if not line.startswith('{"level"'))
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -128,7 +123,7 @@ def transcript(tool: Callable[..., Run], server: HttpsServer, pki: PKI) -> Trans
                 _mask_more(mask(result.stdout, facts, step)),
                 # etcdctl's stderr without its JSON log lines; for etcdpy all of it (a grpc log line
                 # would show here): health reports go there too.
-                mask(human_lines(result.stderr), facts, step),
+                mask(without_zap_lines(result.stderr), facts, step),
                 result.code,
             )
         )
@@ -413,4 +408,4 @@ def test_every_command_names_the_failed_check_where_etcdctl_says_it_timed_out(
     assert (ours.stdout, ours.code) == (reference.stdout, reference.code) != ("", 0)
     reason = _UNKNOWN_CA.format(ep=_https(good), other_ca=pki.other_ca)
     assert "context deadline exceeded" in reference.stderr
-    assert ours.stderr == human_lines(reference.stderr).replace("context deadline exceeded", reason)
+    assert ours.stderr == without_zap_lines(reference.stderr).replace("context deadline exceeded", reason)
