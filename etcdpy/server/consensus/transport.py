@@ -132,6 +132,9 @@ class PeerSender:
         self._sent_failures = transport.metrics.peer_sent_failures.labels(label)
         self.round_trip_seconds = transport.metrics.peer_round_trip_seconds.labels(label)
         self.heartbeat_sent_at: float | None = None  # a heartbeat being timed (until the peer answers)
+        # The peer stream's writer while the pump waits for batches with none queued: `send` then writes
+        # at once, in its caller's turn, without waking the pump (a loop turn per peer per Ready).
+        self._idle_writer: asyncio.StreamWriter | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"peer-{self.peer_id:x}")
@@ -140,6 +143,14 @@ class PeerSender:
         if self.connected_since is None:
             # Not connected: drop rather than deliver stale messages later (raft resends what it needs).
             self._drop(messages)
+            return
+        writer = self._idle_writer
+        if writer is not None and self.queue.empty() and not writer.transport.is_closing():
+            self._write(writer, messages)
+            if writer.transport.get_write_buffer_size() > 0:
+                # The socket took part of it: the pump waits for the rest to drain before writing more.
+                self._idle_writer = None
+                self.queue.put_nowait([])
             return
         try:
             self.queue.put_nowait(messages)
@@ -274,22 +285,34 @@ class PeerSender:
                 log.info("sending to peer %x on gRPC: %s", self.peer_id, why)
 
     async def _pump(self, writer: asyncio.StreamWriter) -> None:
-        """Write queued batches to the peer stream as frames, coalescing what is queued."""
-        while True:
-            messages = await self.queue.get()
-            while not self.queue.empty() and len(messages) < 4096:
-                messages.extend(self.queue.get_nowait())
-            try:
-                frames = list(peerstream.encode_frames(messages))
-            except peerstream.FrameError as exc:
-                log.error("peer %x: %s: dropped", self.peer_id, exc)
-                self.transport.events.report_unreachable(self.peer_id)
-                continue
-            for frame in frames:
-                self._sent_bytes.inc(len(frame))
-                writer.write(frame)
-            self.active = True
-            await writer.drain()
+        """Write queued batches to the peer stream as frames, coalescing what is queued; while none is
+        queued and the socket has taken everything, `send` writes itself (`_idle_writer`)."""
+        try:
+            while True:
+                if self.queue.empty() and writer.transport.get_write_buffer_size() == 0:
+                    self._idle_writer = writer
+                messages = await self.queue.get()
+                self._idle_writer = None
+                while not self.queue.empty() and len(messages) < 4096:
+                    messages.extend(self.queue.get_nowait())
+                self._write(writer, messages)
+                await writer.drain()
+        finally:
+            self._idle_writer = None
+
+    def _write(self, writer: asyncio.StreamWriter, messages: list[pb.Message]) -> None:
+        if not messages:
+            return
+        try:
+            frames = list(peerstream.encode_frames(messages))
+        except peerstream.FrameError as exc:
+            log.error("peer %x: %s: dropped", self.peer_id, exc)
+            self.transport.events.report_unreachable(self.peer_id)
+            return
+        for frame in frames:
+            self._sent_bytes.inc(len(frame))
+            writer.write(frame)
+        self.active = True
 
     async def _stream(self, channel: grpc.aio.Channel) -> bool:
         """Connect, send batches until the stream breaks, close `channel`; whether a connection came up."""
