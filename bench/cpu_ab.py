@@ -27,15 +27,19 @@ from procs import ServerProcess
 def start(tree: Path, data_dir: Path) -> ServerProcess:
     """A fresh one-member etcdpy running the code of `tree`."""
     server = ServerProcess("etcdpy", data_dir)
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(tree)  # the child inherits it when it starts
+    # The child inherits these when it starts.  PYTHONSAFEPATH: `python -m etcdpy` would otherwise put
+    # the working directory first on its path, and started from a checkout it would run that checkout.
+    wanted = {"PYTHONPATH": str(tree), "PYTHONSAFEPATH": "1"}
+    saved = {name: os.environ.get(name) for name in wanted}
+    os.environ.update(wanted)
     try:
         return server.start()
     finally:
-        if saved is None:
-            del os.environ["PYTHONPATH"]
-        else:
-            os.environ["PYTHONPATH"] = saved
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 def main() -> None:
