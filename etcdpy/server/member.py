@@ -49,6 +49,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from etcdpy.api import errors
 from etcdpy.api.etcdserverpb import raft_internal_pb2
 from etcdpy.api.mvccpb import kv_pb2
 from etcdpy.server import config as cfg
@@ -353,7 +354,18 @@ def build(
         """Expiry revokes are the member's own: they pass auth as root (etcd's WithRoot)."""
         return gate.as_root(server.propose(request))
 
-    lease_driver = LeaseDriver(lessor, propose_as_root, is_leader=replication.is_leader)
+    async def ensure_leadership() -> None:
+        """etcd's ensureLeadership: after this member's loop stalled (a pause, a stuck disk) it may have
+        been deposed without knowing it yet, so a ReadIndex round confirms a quorum still follows it
+        (on a deposed leader the round fails: leader changed) before it renews a lease."""
+        if replication.stalled_lately():
+            await server.linearizable_barrier()
+            if not replication.is_leader():
+                raise errors.ErrLeaderChanged()
+
+    lease_driver = LeaseDriver(
+        lessor, propose_as_root, is_leader=replication.is_leader, ensure_leadership=ensure_leadership
+    )
 
     def leader_client_urls() -> list[str]:
         leader = cluster.members.get(replication.leader_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 
@@ -409,5 +410,25 @@ def test_a_later_copy_of_a_received_snapshot_supersedes_the_earlier_file(tmp_pat
             first, second = copies
             assert not first.path.exists(), "the superseded copy is left on disk"
             assert second.path.read_bytes() == b"second copy"
+
+    asyncio.run(scenario())
+
+
+def test_a_member_whose_loop_stopped_says_so_for_an_election_timeout(tmp_path: Path) -> None:
+    settings = RaftSettings(tick_seconds=0.05, election_tick=20, heartbeat_tick=1)  # a 1 s election timeout
+    tick = settings.tick_seconds
+
+    async def scenario() -> None:
+        async with cluster_of(tmp_path, 1, settings) as members:
+            (m,) = members
+            await until(lambda: m.repl.leader_id == m.id)
+            await until(lambda: not m.repl.stalled_lately())  # ticking on time
+            time.sleep(5 * tick)  # the loop stops, as under SIGSTOP or a stuck write
+            assert m.repl.stalled_lately(), "ticks missing now"
+            await asyncio.sleep(2 * tick)
+            assert m.repl.stalled_lately(), "ticking again, but within an election timeout of the stall"
+            stalled = time.monotonic()
+            await until(lambda: not m.repl.stalled_lately())
+            assert time.monotonic() - stalled > (settings.election_tick - 8) * tick
 
     asyncio.run(scenario())

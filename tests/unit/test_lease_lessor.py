@@ -149,6 +149,23 @@ def test_keep_alive_restarts_the_countdown(member: Member) -> None:
     assert member.lessor.expired(3.0, 10) == [7]
 
 
+def test_keep_alive_renews_only_after_leadership_is_ensured(member: Member) -> None:
+    member.grant(7, 5)
+    asked: list[int] = []
+
+    async def deposed() -> None:  # a ReadIndex round on a leader that was deposed while it stalled
+        asked.append(7)
+        raise errors.ErrLeaderChanged()
+
+    d = LeaseDriver(member.lessor, member.propose, is_leader=lambda: True, ensure_leadership=deposed)
+    member.clock.advance(4)
+    with pytest.raises(errors.ErrLeaderChanged):
+        asyncio.run(d.keep_alive(7))
+    assert asked == [7]
+    member.clock.advance(1.5)
+    assert member.lessor.expired(3.0, 10) == [7], "the refused keep-alive renewed nothing"
+
+
 def test_keep_alive_of_expired_or_unknown_lease_is_not_found(member: Member) -> None:
     member.grant(7, 5)
     member.clock.advance(6)

@@ -53,6 +53,7 @@ MAX_FORWARDED_READS = 8  # ReadIndex rounds a follower has in flight to the lead
 # The leader's round is a heartbeat round trip; a follower's, one message to the leader and back.
 LEADER_READ_SPACING = 0.002
 FOLLOWER_READ_SPACING = 0.001
+STALL_TICKS = 3  # a tick this many tick intervals late means the loop stopped for a while (etcd's isActive)
 _READ_CTX = struct.Struct(">QQ")  # member ID, then a counter started at the boot time in nanoseconds
 
 
@@ -170,6 +171,8 @@ class RaftNode:
         self._issued_reads: dict[bytes, _ReadRound] = {}
         self._read_issued_at = 0.0  # loop time the last round was issued
         self._read_timer: asyncio.TimerHandle | None = None  # issues a spaced round when it is due
+        self._ticked_at = time.monotonic()  # the last tick
+        self._stalled_at: float | None = None  # the last tick that came STALL_TICKS or more late
         self._leader_known = asyncio.Event()
         self.leaders_seen = 0  # changes to a new leader (not to none): etcd_server_leader_changes_seen_total
         self._leader_waiters: list[asyncio.Future[None]] = []  # resolved at the next leader change
@@ -213,6 +216,19 @@ class RaftNode:
     def is_leader(self) -> bool:
         """Whether raft believes this member leads right now."""
         return self.core.is_leader()
+
+    def stalled_lately(self) -> bool:
+        """Whether the loop is missing ticks now, or missed some within the last election timeout.
+
+        A member whose loop stopped (SIGSTOP, a VM paused, a disk write stuck) may have been deposed
+        meanwhile and not heard of it yet: what only a leader may do must be confirmed by a quorum
+        first (etcd's isActive and ensureLeadership, for lease renewals).
+        """
+        now = time.monotonic()
+        tick = self.settings.tick_seconds
+        if now - self._ticked_at > STALL_TICKS * tick:
+            return True
+        return self._stalled_at is not None and now - self._stalled_at < self.settings.election_tick * tick
 
     def status(self) -> Status:
         """Raft's state now; on the leader, every peer's progress."""
@@ -332,6 +348,10 @@ class RaftNode:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.settings.tick_seconds)
+            now = time.monotonic()
+            if now - self._ticked_at > STALL_TICKS * self.settings.tick_seconds:
+                self._stalled_at = now
+            self._ticked_at = now
             self.core.tick()
             for round_ in self._issued_reads.values():
                 round_.ticks_waiting += 1

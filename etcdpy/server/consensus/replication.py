@@ -184,6 +184,10 @@ class Replication:
         """Whether this member leads (as far as it knows: a partitioned leader learns it last)."""
         return self.node.is_leader()
 
+    def stalled_lately(self) -> bool:
+        """Whether this member's loop stopped for a while lately (see RaftNode.stalled_lately)."""
+        return self.node.stalled_lately()
+
     async def wait_leader_change(self) -> None:
         """Return at the next change of the leader this member knows."""
         await self.node.wait_leader_change()

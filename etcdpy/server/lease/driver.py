@@ -38,6 +38,7 @@ class LeaseDriver:
         propose: Propose,
         *,
         is_leader: Callable[[], bool],
+        ensure_leadership: Callable[[], Awaitable[None]] | None = None,
         checkpoint: bool = True,
         checkpoint_interval: float = CHECKPOINT_SECONDS,
         poll_interval: float = POLL_SECONDS,
@@ -45,6 +46,7 @@ class LeaseDriver:
         self.lessor = lessor
         self.propose = propose
         self.is_leader = is_leader
+        self.ensure_leadership = ensure_leadership  # raises if a quorum no longer follows this member
         self.checkpoint = checkpoint
         self.checkpoint_interval = checkpoint_interval
         self.poll_interval = poll_interval
@@ -114,8 +116,12 @@ class LeaseDriver:
         """Renew a lease on the leader; returns its TTL (ErrLeaseNotFound if gone or expired).
 
         A checkpointed remaining TTL is cleared through the log first, so a new
-        leader would not count down from a value older than this renewal.
+        leader would not count down from a value older than this renewal.  Leadership
+        is confirmed first when `ensure_leadership` asks for it: a deposed leader that
+        does not know it yet would renew a lease the new leader is counting down.
         """
+        if self.ensure_leadership is not None:
+            await self.ensure_leadership()
         self.follow_leadership()  # a keep-alive may arrive before the loop noticed a new leadership
         self.lessor.renew(lease_id)
         self.lessor.counts.renewed()
