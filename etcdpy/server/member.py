@@ -21,7 +21,8 @@
                      -> RaftNode and PeerTransport, built inside it
       member_ops   MemberOps(replication)
       server       EtcdServer(applier, commits, headers, replication, member_ops, gate)
-      lease_driver LeaseDriver(lessor, server.propose as root, replication.is_leader)
+      lease_driver LeaseDriver(lessor, server.propose as root, replication.is_leader,
+                               ensure_leadership: a ReadIndex round after the loop stalled)
       forwarder    LeaderForwarder(leader's client URLs)
       quota        BackendQuota(backend)                    this member's disk: checked before
                                                             proposing, never while applying
