@@ -7,6 +7,7 @@ shared file, which the kernel drops when the claiming process ends.
 
 from __future__ import annotations
 
+import fcntl
 import subprocess
 import sys
 
@@ -28,7 +29,11 @@ def hold(port: int) -> subprocess.Popen[str]:
         [sys.executable, "-c", HOLDER, str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
     assert holder.stdout is not None
-    assert holder.stdout.readline() == "True\n"
+    answer = holder.stdout.readline()
+    if answer != "True\n":
+        holder.kill()
+        holder.communicate()  # its pipes closed here, not left to the collector
+        raise AssertionError(f"the holder could not claim port {port}: {answer!r}")
     return holder
 
 
@@ -38,10 +43,12 @@ def release(holder: subprocess.Popen[str]) -> None:
 
 
 def unclaimed_port() -> int:
-    """A port of free_port's range this process has not handed out (and, at this moment, nobody has)."""
+    """A port of free_port's range that no process claims at this moment (the other pytest workers hold
+    claims on every port they handed out): claimed here to be sure, then let go at once."""
     while True:
         port = cluster._ports.randrange(max(cluster._EPHEMERAL_START - 12000, 1024), cluster._EPHEMERAL_START)
-        if port not in cluster._taken:
+        if port not in cluster._taken and cluster.claim_port(port):
+            fcntl.lockf(cluster._registry[0], fcntl.LOCK_UN, 1, port)
             return port
 
 
