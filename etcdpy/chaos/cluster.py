@@ -70,6 +70,12 @@ def claim_port(port: int) -> bool:
     return True
 
 
+def release_port(port: int) -> None:
+    """Let go of this process's claim on ``port`` (ports free_port handed out stay claimed)."""
+    if _registry:
+        fcntl.lockf(_registry[0], fcntl.LOCK_UN, 1, port)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on now, below the kernel's ephemeral range.
 

@@ -7,7 +7,6 @@ shared file, which the kernel drops when the claiming process ends.
 
 from __future__ import annotations
 
-import fcntl
 import subprocess
 import sys
 
@@ -48,7 +47,7 @@ def unclaimed_port() -> int:
     while True:
         port = cluster._ports.randrange(max(cluster._EPHEMERAL_START - 12000, 1024), cluster._EPHEMERAL_START)
         if port not in cluster._taken and cluster.claim_port(port):
-            fcntl.lockf(cluster._registry[0], fcntl.LOCK_UN, 1, port)
+            cluster.release_port(port)
             return port
 
 

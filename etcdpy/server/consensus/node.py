@@ -225,10 +225,14 @@ class RaftNode:
         first (etcd's isActive and ensureLeadership, for lease renewals).
         """
         now = time.monotonic()
-        tick = self.settings.tick_seconds
-        if now - self._ticked_at > STALL_TICKS * tick:
+        if self._ticks_late(now):
             return True
-        return self._stalled_at is not None and now - self._stalled_at < self.settings.election_tick * tick
+        election = self.settings.election_tick * self.settings.tick_seconds
+        return self._stalled_at is not None and now - self._stalled_at < election
+
+    def _ticks_late(self, now: float) -> bool:
+        """Whether the tick due by `now` is STALL_TICKS intervals late."""
+        return now - self._ticked_at > STALL_TICKS * self.settings.tick_seconds
 
     def status(self) -> Status:
         """Raft's state now; on the leader, every peer's progress."""
@@ -349,7 +353,7 @@ class RaftNode:
         while True:
             await asyncio.sleep(self.settings.tick_seconds)
             now = time.monotonic()
-            if now - self._ticked_at > STALL_TICKS * self.settings.tick_seconds:
+            if self._ticks_late(now):
                 self._stalled_at = now
             self._ticked_at = now
             self.core.tick()

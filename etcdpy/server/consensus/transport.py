@@ -157,6 +157,12 @@ class PeerSender:
         except asyncio.QueueFull:
             self._drop(messages)
 
+    def _with_queued(self, messages: list[pb.Message]) -> list[pb.Message]:
+        """`messages` and the batches queued behind them, up to 4,096 messages: one write for them all."""
+        while not self.queue.empty() and len(messages) < 4096:
+            messages.extend(self.queue.get_nowait())
+        return messages
+
     def _drop(self, messages: list[pb.Message]) -> None:
         """Messages not sent: raft is told the peer is unreachable, and each counts as a sent failure."""
         self.transport.events.report_unreachable(self.peer_id)
@@ -165,9 +171,7 @@ class PeerSender:
     async def _batches(self) -> AsyncIterator[peer_pb2.MessageBatch]:
         t = self.transport
         while True:
-            messages = await self.queue.get()
-            while not self.queue.empty() and len(messages) < 4096:
-                messages.extend(self.queue.get_nowait())
+            messages = self._with_queued(await self.queue.get())
             batch = peer_pb2.MessageBatch(
                 cluster_id=t.cluster_id, to=self.peer_id, messages=messages, **{"from": t.local_id}
             )
@@ -293,9 +297,7 @@ class PeerSender:
                     self._idle_writer = writer
                 messages = await self.queue.get()
                 self._idle_writer = None
-                while not self.queue.empty() and len(messages) < 4096:
-                    messages.extend(self.queue.get_nowait())
-                self._write(writer, messages)
+                self._write(writer, self._with_queued(messages))
                 await writer.drain()
         finally:
             self._idle_writer = None
