@@ -19,7 +19,7 @@ import grpc
 import plyvel
 import pytest
 from e2e.cluster_support import ProcCluster, etcdctl, etcdctl_until_ok, running_cluster
-from procs import ServerProcess
+from procs import OWN_CONNECTION, ServerProcess
 
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
 from etcdpy.api.etcdserverpb import rpc_pb2_grpc as rpc
@@ -145,13 +145,13 @@ def test_a_damaged_raft_entry_followed_by_others_refuses_to_start(member: Server
 
 
 def _status(endpoint: str) -> pb.StatusResponse:
-    with grpc.insecure_channel(endpoint) as channel:
+    with grpc.insecure_channel(endpoint, options=OWN_CONNECTION) as channel:
         response: pb.StatusResponse = rpc.MaintenanceStub(channel).Status(pb.StatusRequest(), timeout=5)  # type: ignore[no-untyped-call]
         return response
 
 
 def _hash_kv(endpoint: str, revision: int) -> int:
-    with grpc.insecure_channel(endpoint) as channel:
+    with grpc.insecure_channel(endpoint, options=OWN_CONNECTION) as channel:
         stub = rpc.MaintenanceStub(channel)  # type: ignore[no-untyped-call]
         response: pb.HashKVResponse = stub.HashKV(pb.HashKVRequest(revision=revision), timeout=10)
         return response.hash

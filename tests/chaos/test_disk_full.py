@@ -15,7 +15,7 @@ from pathlib import Path
 import grpc
 import pytest
 from e2e.cluster_support import ProcCluster, running_cluster
-from procs import ServerProcess
+from procs import OWN_CONNECTION, ServerProcess
 from tmpfs import tiny_filesystem
 
 from etcdpy.api import errors
@@ -29,13 +29,13 @@ pytestmark = pytest.mark.timeout(240)
 
 
 def _status(member: ServerProcess) -> pb.StatusResponse:
-    with grpc.insecure_channel(member.endpoint) as channel:
+    with grpc.insecure_channel(member.endpoint, options=OWN_CONNECTION) as channel:
         response: pb.StatusResponse = rpc.MaintenanceStub(channel).Status(pb.StatusRequest(), timeout=5)  # type: ignore[no-untyped-call]
         return response
 
 
 def _alarms(endpoint: str) -> list[tuple[int, int]]:
-    with grpc.insecure_channel(endpoint) as channel:
+    with grpc.insecure_channel(endpoint, options=OWN_CONNECTION) as channel:
         stub = rpc.MaintenanceStub(channel)  # type: ignore[no-untyped-call]
         response = stub.Alarm(pb.AlarmRequest(action=pb.AlarmRequest.GET), timeout=10)
         return sorted((a.memberID, a.alarm) for a in response.alarms)

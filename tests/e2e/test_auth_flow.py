@@ -18,7 +18,7 @@ import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from procs import ServerProcess
+from procs import OWN_CONNECTION, ServerProcess
 
 from etcdpy.api.authpb import auth_pb2
 from etcdpy.api.etcdserverpb import rpc_pb2 as pb
@@ -27,7 +27,7 @@ from etcdpy.api.etcdserverpb import rpc_pb2_grpc
 
 class Stubs:
     def __init__(self, server: ServerProcess) -> None:
-        self.channel = grpc.insecure_channel(server.endpoint)
+        self.channel = grpc.insecure_channel(server.endpoint, options=OWN_CONNECTION)
         self.kv = rpc_pb2_grpc.KVStub(self.channel)
         self.auth = rpc_pb2_grpc.AuthStub(self.channel)
 

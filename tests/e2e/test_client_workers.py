@@ -22,7 +22,7 @@ import pytest
 from cli_tools import Running, run_tool
 from google.protobuf import message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from procs import ServerProcess
+from procs import OWN_CONNECTION, ServerProcess
 from test_metrics import scrape, value
 from tls_procs import HttpsServer, server_tls_flags
 from tlscerts import make_pki
@@ -39,7 +39,6 @@ from etcdpy.client.watch import watch_create_request
 
 WORKER_COUNT = 2
 WORKER_FLAGS = ["--experimental-client-workers", str(WORKER_COUNT)]
-OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]  # else grpc shares one connection between channels
 
 
 @pytest.fixture
