@@ -162,6 +162,7 @@ class Member:
                 max_txn_ops=self.config.max_txn_ops,
                 max_request_bytes=self.config.max_request_bytes,
                 auth=self.gate,
+                client_certs=self.config.client_tls.requires_client_cert,
             )
         )
 

@@ -44,8 +44,8 @@ def gate(tmp_path: Path) -> Any:
     backend.close()
 
 
-def resolve(gate: AuthGate, context: FakeContext) -> AuthInfo | None:
-    token = CREDENTIALS.set(credentials_of(context))
+def resolve(gate: AuthGate, context: FakeContext, client_certs: bool = True) -> AuthInfo | None:
+    token = CREDENTIALS.set(credentials_of(context, client_certs))
     try:
         return gate.info()
     finally:
@@ -71,6 +71,18 @@ def test_with_no_token_the_client_certificates_common_name_is_the_user(gate: Aut
     finally:
         CREDENTIALS.reset(token)
     assert (header.username, header.auth_revision) == ("alice", gate.store.revision)
+
+
+def test_where_no_certificate_is_asked_for_none_is_looked_up(gate: AuthGate) -> None:
+    # A listener that asks clients for no certificate has no common name to offer: grpc's auth context
+    # (built anew for each call asked) is not consulted, and the caller is nobody, as with no certificate.
+    context = FakeContext(common_name=b"alice")
+    assert resolve(gate, context, client_certs=False) is None
+    assert context.auth_context_calls == 0
+    token = gate.store.tokens.assign("alice", 1, "abc", 5)
+    assert resolve(gate, FakeContext((("token", token),)), client_certs=False) == AuthInfo(
+        "alice", gate.store.revision
+    )
 
 
 def test_the_members_own_proposals_run_as_root_and_only_inside_as_root(gate: AuthGate) -> None:

@@ -70,6 +70,7 @@ class ServiceParts:
     max_txn_ops: int
     max_request_bytes: int  # the largest watch response a stream sends in one piece
     auth: AuthGate  # the member's auth checks (watch creation checks the range; the Auth service)
+    client_certs: bool  # whether the client listeners ask for certificates (whose common name auth may use)
 
 
 def build_services(parts: ServiceParts) -> tuple[Service, ...]:
@@ -127,7 +128,12 @@ def build_services(parts: ServiceParts) -> tuple[Service, ...]:
         ),
     ]
     return tuple(
-        Service(name, add, base, gated(with_credentials(servicer, base), base, server.is_learner))
+        Service(
+            name,
+            add,
+            base,
+            gated(with_credentials(servicer, base, client_certs=parts.client_certs), base, server.is_learner),
+        )
         for name, add, base, servicer in plain
     )
 

@@ -25,19 +25,25 @@ from etcdpy.server.services.common import Context, answers_unimplemented, maps_e
 
 TOKEN_METADATA_KEYS = ("token", "authorization")  # etcd's TokenFieldNameGRPC, TokenFieldNameSwagger
 COMMON_NAME = "x509_common_name"
+NO_CREDENTIALS = Credentials()  # neither a token nor a certificate
 
 
-def credentials_of(context: Any) -> Credentials:
-    """The token in the call's metadata, else (looked up when needed) its client certificate's common name."""
+def credentials_of(context: Any, client_certs: bool = True) -> Credentials:
+    """The token in the call's metadata, else (looked up when needed) its client certificate's common name.
+
+    `client_certs`: whether the listener asks clients for a certificate at all. Without one there is
+    no name to find, and grpc's auth context, which every proposal and read would otherwise build
+    just to learn so, is not asked.
+    """
     metadata = getattr(context, "invocation_metadata", None)
     pairs = tuple((metadata() if metadata is not None else None) or ())
     for key in TOKEN_METADATA_KEYS:
         for name, value in pairs:
             if name == key:
                 return Credentials(token=value if isinstance(value, str) else value.decode())
-    auth_context = getattr(context, "auth_context", None)
+    auth_context = getattr(context, "auth_context", None) if client_certs else None
     if auth_context is None:
-        return Credentials()
+        return NO_CREDENTIALS
 
     def common_name() -> str | None:
         names = auth_context().get(COMMON_NAME)
@@ -46,18 +52,24 @@ def credentials_of(context: Any) -> Credentials:
     return Credentials(common_name=common_name)
 
 
-def with_credentials(servicer: object, base: type) -> Any:
-    """`servicer`'s RPCs of the generated `base`, each run with its call's credentials in `CREDENTIALS`."""
+def with_credentials(servicer: object, base: type, *, client_certs: bool) -> Any:
+    """`servicer`'s RPCs of the generated `base`, each run with its call's credentials in `CREDENTIALS`.
+
+    `client_certs`: whether clients are asked for certificates (`credentials_of`).
+    """
     methods: dict[str, Any] = {}
     for name, _generated in rpc_methods(base):
         handler = getattr(servicer, name)
-        methods[name] = _streaming(handler) if inspect.isasyncgenfunction(handler) else _unary(handler)
+        if inspect.isasyncgenfunction(handler):
+            methods[name] = _streaming(handler, client_certs)
+        else:
+            methods[name] = _unary(handler, client_certs)
     return types.SimpleNamespace(**methods)
 
 
-def _unary(handler: Callable[..., Any]) -> Callable[..., Any]:
+def _unary(handler: Callable[..., Any], client_certs: bool) -> Callable[..., Any]:
     async def call(request: Any, context: Any) -> Any:
-        token = CREDENTIALS.set(credentials_of(context))
+        token = CREDENTIALS.set(credentials_of(context, client_certs))
         try:
             return await handler(request, context)
         finally:
@@ -66,9 +78,11 @@ def _unary(handler: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def _streaming(handler: Callable[..., AsyncIterator[Any]]) -> Callable[..., AsyncIterator[Any]]:
+def _streaming(
+    handler: Callable[..., AsyncIterator[Any]], client_certs: bool
+) -> Callable[..., AsyncIterator[Any]]:
     async def call(request: Any, context: Any) -> AsyncIterator[Any]:
-        token = CREDENTIALS.set(credentials_of(context))
+        token = CREDENTIALS.set(credentials_of(context, client_certs))
         try:
             async for response in handler(request, context):
                 yield response
