@@ -30,10 +30,11 @@ class CommitApplier:
         self._scheduled_compaction = applier.compact_revision
         self._compaction_task: asyncio.Task[None] | None = None
 
-    def expect(self, request_id: int) -> asyncio.Future[Any]:
-        """A future resolved with the applier's response to `request_id` (or failed with its EtcdError)."""
+    def expect(self, request_id: int, loop: asyncio.AbstractEventLoop) -> asyncio.Future[Any]:
+        """A future of `loop` (the running one) resolved with the applier's response to `request_id`
+        (or failed with its EtcdError)."""
         assert request_id not in self._waiters, f"request id {request_id:x} proposed twice"
-        waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[Any] = loop.create_future()
         self._waiters[request_id] = waiter
         return waiter
 

@@ -94,11 +94,13 @@ class EtcdServer:
         data = req.SerializeToString()
         if len(data) > self.max_request_bytes:
             raise errors.ErrRequestTooLarge()
-        waiter = self.commits.expect(request_id)
+        # Asked once: on Python 3.11 each get_running_loop() is a getpid system call.
+        loop = asyncio.get_running_loop()
+        waiter = self.commits.expect(request_id, loop)
         leader_changes = self.replication.leader_changes
         # One timer that fails the waiter, not asyncio.timeout (half the CPU: no cancel and uncancel of
         # the task) nor wait_for (a task more): the waiter wakes this task directly either way.
-        timer = asyncio.get_running_loop().call_later(
+        timer = loop.call_later(
             self.request_timeout if timeout is None else timeout, _expire, waiter
         )
         try:

@@ -428,7 +428,7 @@ class RaftNode:
                     pending = core.writing
                     if pending is None:
                         continue  # the Ready wrote nothing: handled whole
-                await self._write(pending)
+                await self._write(pending, loop)
                 core.finish()
                 self._wake_applied()
         finally:
@@ -438,14 +438,13 @@ class RaftNode:
             await asyncio.gather(self._ticker, return_exceptions=True)
             self._executor.shutdown(wait=True)
 
-    async def _write(self, pending: ReadyWrite[PreparedWrite]) -> None:
+    async def _write(self, pending: ReadyWrite[PreparedWrite], loop: asyncio.AbstractEventLoop) -> None:
         if pending.quick:
             # Only the commit index changed: an unsynced write takes microseconds, less than the hop
             # to the worker thread, and no other write of ours is in flight.
             self.core.write(pending)
         else:
             # Shielded: a cancelled loop must not leave a write running against a closing backend.
-            loop = asyncio.get_running_loop()
             await asyncio.shield(loop.run_in_executor(self._executor, self.core.write, pending))
 
     def _flush_if_idle(self) -> None:
