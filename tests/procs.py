@@ -23,13 +23,13 @@ from etcdpy.chaos.cluster import free_port as chaos_free_port
 from etcdpy.chaos.cluster import wait_group_gone
 
 ETCD_BIN = shutil.which("etcd")
+ETCDCTL_BIN = shutil.which("etcdctl")
 
 # Channel options for a connection of the channel's own. grpc shares one subchannel per address among a
 # process's channels; one left behind by a channel closed before a restart may have tried to connect in
 # the restart's window and be in backoff, failing a new channel's first call at once with "Connection
 # refused". The likely cause of one fresh-clone CI failure after a restart (not reproduced in 65 more).
 OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
-ETCDCTL_BIN = shutil.which("etcdctl")
 
 
 # Ports from below the kernel's ephemeral range: a port the kernel handed out for port 0 could be taken

@@ -100,9 +100,7 @@ class EtcdServer:
         leader_changes = self.replication.leader_changes
         # One timer that fails the waiter, not asyncio.timeout (half the CPU: no cancel and uncancel of
         # the task) nor wait_for (a task more): the waiter wakes this task directly either way.
-        timer = loop.call_later(
-            self.request_timeout if timeout is None else timeout, _expire, waiter
-        )
+        timer = loop.call_later(self.request_timeout if timeout is None else timeout, _expire, waiter)
         try:
             self.replication.propose(data)
             response = await waiter

@@ -147,7 +147,7 @@ class MethodTable(grpc.GenericRpcHandler):  # type: ignore[type-arg]  # generic 
     The generated ``add_<Service>Servicer_to_server`` functions mount a service twice: as a generic
     handler and as registered methods. grpc.aio keeps one pending request per registered method and
     waits on all of them (about fifty with etcd's services) for every incoming call; mounted as this
-    one generic handler, a call costs the member 20-70 µs less CPU (bench/RESULTS.md, 2026-12-07,
+    one generic handler, a put costs the member about 7 % less CPU (bench/RESULTS.md, 2026-12-07,
     "grpc.aio without registered methods"). Pass the table where those functions expect a server, then
     add it to the server.
     """
